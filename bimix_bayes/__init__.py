@@ -1,0 +1,39 @@
+"""bimix-bayes: Bayesian BiMix data-mixing laws for LLM pretraining.
+
+Fit the BiMix law (Ge et al., arXiv 2405.14908) to loss logs of proxy runs, forecast the loss of a
+mixture after more steps, and compare with the paper's least-squares fit.
+
+Examples
+--------
+>>> from bimix_bayes import BiMixLeastSquares, simulate_default
+>>> fit = BiMixLeastSquares(n_bootstrap=0).fit(simulate_default(seed=0))
+>>> len(fit.params_) == 5
+True
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("bimix-bayes")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0+unknown"
+
+from bimix_bayes.data import DataError, DataWarning, MixtureData
+from bimix_bayes.law import IdentifiableParams, PaperParams, bimix_loss
+from bimix_bayes.least_squares import BiMixLeastSquares
+from bimix_bayes.loaders import load_data
+from bimix_bayes.simulate import simulate, simulate_default
+
+__all__ = [
+    "BiMixLeastSquares",
+    "DataError",
+    "DataWarning",
+    "IdentifiableParams",
+    "MixtureData",
+    "PaperParams",
+    "__version__",
+    "bimix_loss",
+    "load_data",
+    "simulate",
+    "simulate_default",
+]

@@ -1,0 +1,403 @@
+"""The ``bimix`` command line.
+
+Exit codes: 0 on success, 1 on a data or fit error (one message on stderr; the traceback only
+with ``--debug``), 2 on bad usage.
+
+Examples
+--------
+>>> main(["--help"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bimix_bayes import __version__
+from bimix_bayes.curve_fit import FitError
+from bimix_bayes.data import DataError, DataWarning, MixtureData
+from bimix_bayes.io_utils import atomic_write_with
+from bimix_bayes.least_squares import BiMixLeastSquares
+from bimix_bayes.loaders import load_data
+from bimix_bayes.simulate import default_parameters, random_mixtures, simulate
+
+__all__ = ["main"]
+
+PROG = "bimix"
+
+
+# ------------------------------------------------------------------------------ options
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", type=Path, help="loss log: CSV (.csv, .csv.gz, .tsv) or Parquet")
+    g = p.add_argument_group("reading the data")
+    g.add_argument(
+        "--layout",
+        choices=["auto", "long", "wide"],
+        default="auto",
+        help="long: one row per (run, step, domain); wide: one row per (run, step) "
+        "with a loss column per domain (default: detect)",
+    )
+    g.add_argument("--run-col", help="run id column (detected: run, run_id, run_name)")
+    g.add_argument("--step-col", help="step or token column (detected: step, tokens, n_tokens...)")
+    g.add_argument("--domain-col", help="long layout: evaluation domain column")
+    g.add_argument("--loss-col", help="long layout: loss column")
+    g.add_argument("--prop-pattern", help="proportion column pattern, e.g. 'weight_{domain}'")
+    g.add_argument("--loss-pattern", help="wide layout: loss column pattern, e.g. '{domain}_loss'")
+    g.add_argument(
+        "--volume",
+        choices=["steps", "tokens"],
+        help="what the step column counts (default: tokens if its name says so)",
+    )
+    g.add_argument("--group-col", help="column splitting the file into groups (model size...)")
+    g.add_argument("--group", help="group to keep, e.g. 122M")
+    g.add_argument(
+        "--exclude-domain",
+        action="append",
+        default=[],
+        metavar="DOMAIN",
+        help="leave out an evaluation domain (repeatable)",
+    )
+    g.add_argument(
+        "--zero-policy",
+        choices=["refuse", "drop", "epsilon"],
+        default="refuse",
+        help="observations of a domain with a zero share: refuse (default), drop "
+        "them, or set zero shares to --epsilon and renormalise",
+    )
+    g.add_argument(
+        "--epsilon",
+        type=float,
+        default=1e-4,
+        help="share used by --zero-policy epsilon (default 1e-4)",
+    )
+    g.add_argument(
+        "--sum-tol",
+        type=float,
+        default=1e-3,
+        help="accepted |sum of proportions - 1| (default 1e-3)",
+    )
+    g.add_argument(
+        "--missing",
+        choices=["refuse", "drop"],
+        default="refuse",
+        help="observations with a missing loss: refuse (default) or drop them",
+    )
+    g.add_argument(
+        "--drop-repeated-checkpoints",
+        action="store_true",
+        help="drop the earlier of a run's last two checkpoints when their losses are "
+        "identical in every domain (a checkpoint logged twice)",
+    )
+
+
+def _load(args: argparse.Namespace) -> MixtureData:
+    return load_data(
+        args.data,
+        layout=args.layout,
+        run_col=args.run_col,
+        step_col=args.step_col,
+        domain_col=args.domain_col,
+        loss_col=args.loss_col,
+        group_col=args.group_col,
+        group=args.group,
+        prop_pattern=args.prop_pattern,
+        loss_pattern=args.loss_pattern,
+        volume=args.volume,
+        exclude_domains=args.exclude_domain,
+        zero_policy=args.zero_policy,
+        epsilon=args.epsilon,
+        sum_tol=args.sum_tol,
+        missing_policy=args.missing,
+        drop_repeated_checkpoints=args.drop_repeated_checkpoints,
+    )
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        return value
+
+    return parse
+
+
+def _number(*, positive: bool):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not np.isfinite(value) or value < 0 or (positive and value == 0):
+            raise argparse.ArgumentTypeError(
+                f"must be a {'positive' if positive else 'non-negative'} number, got {text}"
+            )
+        return value
+
+    return parse
+
+
+_positive_float = _number(positive=True)
+_nonnegative_float = _number(positive=False)
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return value
+
+
+# ------------------------------------------------------------------------------ output
+def _format_ls_table(fit: BiMixLeastSquares) -> str:
+    table = fit.summary()
+    has_iv = "alpha_lower" in table.columns
+    rows = []
+    for domain, row in table.iterrows():
+
+        def cell(name: str, row=row) -> str:
+            if has_iv:
+                return f"{row[name]:.4g} [{row[name + '_lower']:.4g}, {row[name + '_upper']:.4g}]"
+            return f"{row[name]:.4g}"
+
+        rows.append(
+            {
+                "domain": domain,
+                "obs": int(row["n_obs"]),
+                "runs": int(row["n_runs"]),
+                "A": cell("A"),
+                "alpha": cell("alpha"),
+                "B": cell("B"),
+                "beta": cell("beta"),
+                "R2(log)": f"{row['r2_log']:.4f}",
+                "MRE": f"{100 * row['mre']:.2f}%",
+                "max RE": f"{100 * row['max_re']:.2f}%",
+            }
+        )
+    out = pd.DataFrame(rows).to_string(index=False)
+    q = table["r2_log"]
+    mre = 100 * table["mre"].mean()
+    return f"{out}\n\nmean R2(log) {q.mean():.4f}; mean relative error {mre:.2f}%"
+
+
+def _ls_header(fit: BiMixLeastSquares, data: MixtureData) -> str:
+    iv = (
+        f"; brackets: {100 * fit.interval:.0f}% bootstrap intervals over "
+        f"{fit.n_bootstrap} resamples of whole runs"
+        if fit.n_bootstrap
+        else ""
+    )
+    loss = (
+        "ordinary least squares" if fit.loss == "linear" else f"Huber (delta {fit.huber_delta:g})"
+    )
+    return (
+        f"data: {data.summary()}\n"
+        f"fit: BiMix per domain, {loss} on log loss (scipy TRF, best of several starts){iv}\n"
+        f"law: L = A r^-alpha (B s^-beta + C), s in {data.volume}, convention C = 1 "
+        f"(A = loss floor of the domain trained alone)\n"
+    )
+
+
+# ------------------------------------------------------------------------------ commands
+def cmd_fit_ls(args: argparse.Namespace) -> int:
+    data = _load(args)
+    fit = BiMixLeastSquares(
+        loss="huber" if args.huber is not None else "linear",
+        huber_delta=args.huber if args.huber is not None else 1e-3,
+        n_bootstrap=args.bootstrap,
+        interval=args.interval,
+        seed=args.seed,
+    ).fit(data)
+    print(_ls_header(fit, data))
+    print(_format_ls_table(fit))
+    failed = {d: n for d, n in (getattr(fit, "bootstrap_failures_", None) or {}).items() if n}
+    if failed:
+        print(
+            f"\nbootstrap replicates that could not be fitted (left out of the intervals): {failed}"
+        )
+    if args.out is not None:
+        fit.save(args.out)
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    params = default_parameters() if args.params is None else _read_params(args.params)
+    mixtures = random_mixtures(
+        args.runs, list(params.index), seed=args.seed, min_share=args.min_share
+    )
+    steps = np.unique(np.round(np.geomspace(args.first_step, args.last_step, args.checkpoints)))
+    data = simulate(
+        params, mixtures, steps, noise_sd=args.noise_sd, run_sd=args.run_sd, seed=args.seed
+    )
+    atomic_write_with(
+        args.out, lambda p: data.to_long().to_csv(p, index=False, float_format="%.10g")
+    )
+    print(f"wrote {args.out}: {data.summary().replace('source: ', 'synthetic, ')}")
+    print("true parameters (convention C = 1):")
+    print(params.to_string())
+    return 0
+
+
+def _read_params(path: Path) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, index_col=0)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: could not be read as a CSV of parameters ({exc})") from exc
+    missing = [c for c in ("A", "alpha", "B", "beta", "C") if c not in table.columns]
+    if missing:
+        raise DataError(
+            f"{path}: parameter table lacks column(s) {missing}; it needs one row per "
+            "domain (first column: domain) and columns A, alpha, B, beta, C"
+        )
+    return table
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bimix_bayes.demo import run_demo
+
+    return run_demo(out_dir=args.out_dir, seed=args.seed)
+
+
+# ------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="BiMix data-mixing laws: fit loss logs of proxy runs, forecast, decide.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "fit-ls",
+        help="the paper's least-squares fit, per domain",
+        description="Fit BiMix per evaluation domain by least squares on log "
+        "loss (the paper's method) and print the coefficients with "
+        "run-bootstrap intervals and fit quality.",
+    )
+    _add_data_options(p)
+    g = p.add_argument_group("fitting")
+    g.add_argument(
+        "--bootstrap",
+        type=_count(0),
+        default=200,
+        help="bootstrap resamples of whole runs (default 200; 0 for none)",
+    )
+    g.add_argument(
+        "--interval",
+        type=_probability,
+        default=0.9,
+        help="central probability of the intervals (default 0.9)",
+    )
+    g.add_argument(
+        "--huber",
+        type=_positive_float,
+        metavar="DELTA",
+        help="use a Huber loss with this threshold on log-loss residuals",
+    )
+    g.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    g.add_argument("--out", type=Path, help="write the table: .csv, or .json with settings")
+    p.set_defaults(func=cmd_fit_ls)
+
+    p = sub.add_parser(
+        "simulate",
+        help="write a synthetic dataset drawn from the BiMix law",
+        description="Simulate loss curves from the BiMix law (log-normal noise "
+        "and a per-(run, domain) offset) and write them as a long CSV.",
+    )
+    p.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    p.add_argument(
+        "--params",
+        type=Path,
+        help="CSV of true parameters: domain, A, alpha, B, beta, C (default: 5 built-in domains)",
+    )
+    p.add_argument("--runs", type=_count(2), default=12, help="number of mixtures (default 12)")
+    p.add_argument(
+        "--min-share",
+        type=_nonnegative_float,
+        default=0.02,
+        help="smallest share of any domain (default 0.02)",
+    )
+    p.add_argument(
+        "--first-step", type=_positive_float, default=500.0, help="first checkpoint (default 500)"
+    )
+    p.add_argument(
+        "--last-step",
+        type=_positive_float,
+        default=20_000.0,
+        help="last checkpoint (default 20000)",
+    )
+    p.add_argument(
+        "--checkpoints",
+        type=_count(3),
+        default=10,
+        help="log-spaced checkpoints per run (default 10)",
+    )
+    p.add_argument(
+        "--noise-sd",
+        type=_nonnegative_float,
+        default=0.01,
+        help="sd of the per-checkpoint noise on log loss (default 0.01)",
+    )
+    p.add_argument(
+        "--run-sd",
+        type=_nonnegative_float,
+        default=0.005,
+        help="sd of the per-(run, domain) offset on log loss (default 0.005)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser(
+        "demo",
+        help="the main job on the default data, start to finish",
+        description="Run the full pipeline on the embedded default data.",
+    )
+    p.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path("out/demo"),
+        help="folder for the demo's files (default out/demo)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    kind = "note" if issubclass(category, DataWarning) else "warning"
+    print(f"{PROG}: {kind}: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        warnings.simplefilter("default", DataWarning)
+        try:
+            return int(args.func(args))
+        except (DataError, FitError, ValueError, OSError) as exc:
+            if args.debug:
+                traceback.print_exc()
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
