@@ -5,7 +5,8 @@ with ``--debug``), 2 on bad usage.
 
 Examples
 --------
->>> main(["--help"])  # doctest: +SKIP
+>>> build_parser().parse_args(["fit-ls", "runs.csv", "--group-col", "size", "--group", "70M"]).group
+'70M'
 """
 
 from __future__ import annotations
@@ -243,9 +244,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     data = simulate(
         params, mixtures, steps, noise_sd=args.noise_sd, run_sd=args.run_sd, seed=args.seed
     )
-    atomic_write_with(
-        args.out, lambda p: data.to_long().to_csv(p, index=False, float_format="%.10g")
-    )
+    atomic_write_with(args.out, lambda p: data.to_long().to_csv(p, index=False))
     print(f"wrote {args.out}: {data.summary().replace('source: ', 'synthetic, ')}")
     print("true parameters (convention C = 1):")
     print(params.to_string())

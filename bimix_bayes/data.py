@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -49,6 +49,7 @@ __all__ = [
     "DataWarning",
     "MixtureData",
     "ZeroPolicy",
+    "to_numeric",
 ]
 
 ZeroPolicy = Literal["refuse", "drop", "epsilon"]
@@ -74,6 +75,37 @@ def describe_locations(where: Sequence[str], total: int | None = None) -> str:
     shown = ", ".join(where[:_MAX_EXAMPLES])
     more = total - min(len(where), _MAX_EXAMPLES)
     return shown + (f" (and {more} more)" if more > 0 else "")
+
+
+_MISSING_WORDS = frozenset({"", "nan", "na", "n/a", "null", "none", "<na>"})
+
+
+def to_numeric(values: pd.Series, what: str, where: Sequence[str], source: str) -> pd.Series:
+    """Parse cells as floats; missing cells become NaN, any other non-number is a DataError.
+
+    ``what`` names the column in messages and ``where`` locates each cell (``"line 5"``).
+
+    Examples
+    --------
+    >>> to_numeric(pd.Series(["1.5", "", "2e3"]), "column 'step'", ["l2", "l3", "l4"], "f.csv")
+    0       1.5
+    1       NaN
+    2    2000.0
+    dtype: float64
+    """
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.astype(float)
+    as_text = values.astype(str).str.strip()
+    parsed = pd.to_numeric(as_text, errors="coerce")
+    bad = parsed.isna() & ~as_text.str.lower().isin(_MISSING_WORDS) & values.notna()
+    if bad.any():
+        idx = np.flatnonzero(bad.to_numpy())
+        examples = [f"{where[i]}: {as_text.iloc[i]!r}" for i in idx]
+        raise DataError(
+            f"{source}: {what}: {len(idx)} cell(s) are not numbers "
+            f"({describe_locations(examples)}); fix or remove those rows"
+        )
+    return parsed.astype(float)
 
 
 @dataclass(frozen=True)
@@ -115,6 +147,7 @@ class MixtureData:
         group: str | None = None,
         source: str = "<in memory>",
         locations: Sequence[str] | None = None,
+        run_locations: Mapping[str, str] | None = None,
         zero_policy: ZeroPolicy = "refuse",
         epsilon: float = 1e-4,
         sum_tol: float = 1e-3,
@@ -137,6 +170,8 @@ class MixtureData:
         locations
             For error messages: where each observation row came from (``"line 12, column
             'c4_loss'"``); defaults to ``"row i"``.
+        run_locations
+            For error messages: where each run's mixture came from (``"line 3"``).
         zero_policy, epsilon
             What to do with observations of a domain that has a zero share in its run (see the
             module docstring).
@@ -156,10 +191,9 @@ class MixtureData:
         DataError
             On any problem, naming the source, the rows or columns, and how to fix it.
         """
-        v = _Validator(source, list(notes))
+        _check_options(volume, zero_policy, epsilon, missing_policy, sum_tol)
+        v = _Validator(source, list(notes), run_locations or {})
         mixtures, observations = v.check_frames(mixtures, observations, locations)
-        if volume not in ("steps", "tokens"):
-            raise DataError(f"{source}: volume must be 'steps' or 'tokens', got {volume!r}")
         mixtures = v.check_mixtures(mixtures, sum_tol)
         observations = v.check_observations(observations, missing_policy)
         v.check_domains(mixtures, observations)
@@ -240,7 +274,8 @@ class MixtureData:
         """SHA-256 of the canonical tables: equal data give equal hashes."""
         h = hashlib.sha256()
         h.update(self.volume.encode())
-        h.update(self.mixtures.to_csv(float_format="%.17g").encode())
+        mixtures = self.mixtures.sort_index(axis=0).sort_index(axis=1)
+        h.update(mixtures.to_csv(float_format="%.17g").encode())
         h.update(self.observations.to_csv(index=False, float_format="%.17g").encode())
         return h.hexdigest()
 
@@ -260,6 +295,8 @@ class MixtureData:
         """A one-paragraph description: runs, domains, steps, source."""
         steps = np.sort(self.observations["step"].unique())
         grp = f", group {self.group}" if self.group is not None else ""
+        if steps.size == 0:
+            return f"0 observations from {self.n_runs} runs{grp}; source: {self.source}"
         return (
             f"{len(self.observations)} observations from {self.n_runs} runs{grp}; "
             f"{len(self.domains)} evaluation domains ({', '.join(self.domains)}); "
@@ -297,12 +334,33 @@ class MixtureData:
             )
 
 
+def _check_options(
+    volume: str, zero_policy: str, epsilon: float, missing_policy: str, sum_tol: float
+) -> None:
+    """Refuse invalid settings at once, before any data is looked at."""
+    if volume not in ("steps", "tokens"):
+        raise ValueError(f"volume must be 'steps' or 'tokens', got {volume!r}")
+    if zero_policy not in ("refuse", "drop", "epsilon"):
+        raise ValueError(f"zero_policy must be 'refuse', 'drop' or 'epsilon', got {zero_policy!r}")
+    if not 0 < epsilon < 1:
+        raise ValueError(f"epsilon must lie in (0, 1), got {epsilon!r}")
+    if missing_policy not in ("refuse", "drop"):
+        raise ValueError(f"missing_policy must be 'refuse' or 'drop', got {missing_policy!r}")
+    if not sum_tol >= 0:
+        raise ValueError(f"sum_tol must be >= 0, got {sum_tol!r}")
+
+
 class _Validator:
     """The checks behind :meth:`MixtureData.from_frames`, with the source name and notes."""
 
-    def __init__(self, source: str, notes: list[str]) -> None:
+    def __init__(self, source: str, notes: list[str], run_locations: Mapping[str, str]) -> None:
         self.source = source
         self.notes = notes
+        self.run_locations = run_locations
+
+    def run_label(self, run: str) -> str:
+        where = self.run_locations.get(run)
+        return f"run {run!r}" + (f" ({where})" if where else "")
 
     def fail(self, message: str) -> DataError:
         return DataError(f"{self.source}: {message}")
@@ -343,25 +401,12 @@ class _Validator:
         for col in ("step", "loss"):
             obs[col] = self._numeric(obs[col], f"column {col!r}", obs["where"])
         for col in mixtures.columns:
-            where = [f"run {r!r}" for r in mixtures.index]
+            where = [self.run_label(r) for r in mixtures.index]
             mixtures[col] = self._numeric(mixtures[col], f"proportion of {col!r}", where)
         return mixtures, obs
 
     def _numeric(self, values: pd.Series, what: str, where: Sequence[str]) -> pd.Series:
-        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-            return values.astype(float)
-        as_text = values.astype(str).str.strip()
-        parsed = pd.to_numeric(as_text, errors="coerce")
-        missing_words = {"", "nan", "na", "n/a", "null", "none", "<na>"}
-        bad = parsed.isna() & ~as_text.str.lower().isin(missing_words) & values.notna()
-        if bad.any():
-            idx = np.flatnonzero(bad.to_numpy())
-            examples = [f"{where[i]}: {as_text.iloc[i]!r}" for i in idx]
-            raise self.fail(
-                f"{what}: {len(idx)} cell(s) are not numbers ({describe_locations(examples)}); "
-                "fix or remove those rows"
-            )
-        return parsed.astype(float)
+        return to_numeric(values, what, where, self.source)
 
     def check_mixtures(self, mixtures: pd.DataFrame, sum_tol: float) -> pd.DataFrame:
         values = mixtures.to_numpy(dtype=float)
@@ -373,7 +418,8 @@ class _Validator:
             if test.any():
                 rows, cols = np.nonzero(test)
                 ex = [
-                    f"run {mixtures.index[i]!r}, {mixtures.columns[j]!r} = {values[i, j]:g}"
+                    f"{self.run_label(mixtures.index[i])}, {mixtures.columns[j]!r} = "
+                    f"{values[i, j]:g}"
                     for i, j in zip(rows, cols, strict=True)
                 ]
                 raise self.fail(
@@ -384,19 +430,21 @@ class _Validator:
         off = np.abs(sums - 1.0)
         bad = np.flatnonzero(off > sum_tol)
         if bad.size:
-            ex = [f"run {mixtures.index[i]!r} sums to {sums[i]:.6g}" for i in bad]
+            ex = [f"{self.run_label(mixtures.index[i])} sums to {sums[i]:.6g}" for i in bad]
             raise self.fail(
                 f"{bad.size} mixture(s) do not sum to 1 within tolerance {sum_tol:g} "
                 f"({describe_locations(ex)}); fix the proportions, check that every training "
                 "domain has a column, or raise the tolerance (sum_tol / --sum-tol)"
             )
-        if off.max(initial=0.0) > 1e-12:
-            n = int((off > 1e-12).sum())
+        # Rows off by no more than float rounding are kept exactly as given.
+        fix = off > 1e-9
+        if fix.any():
             self.note(
-                f"{n} mixture(s) summed to within {sum_tol:g} of 1 (largest deviation "
-                f"{off.max():.2g}) and were renormalised to sum to exactly 1"
+                f"{int(fix.sum())} mixture(s) summed to within {sum_tol:g} of 1 (largest "
+                f"deviation {off.max():.2g}) and were renormalised to sum to 1"
             )
-            mixtures = mixtures.div(sums, axis=0)
+            mixtures = mixtures.copy()
+            mixtures.loc[fix] = values[fix] / sums[fix, None]
         return mixtures
 
     def check_observations(self, obs: pd.DataFrame, missing_policy: MissingPolicy) -> pd.DataFrame:
@@ -411,15 +459,11 @@ class _Validator:
                 )
                 obs = obs[~nan_loss].reset_index(drop=True)
                 loss, step = obs["loss"].to_numpy(), obs["step"].to_numpy()
-            elif missing_policy == "refuse":
+            else:
                 raise self.fail(
                     f"{int(nan_loss.sum())} loss value(s) are missing/NaN "
                     f"({describe_locations(where)}); fill them, remove those rows, or pass "
                     "missing_policy='drop' (--missing drop) to drop them with a count"
-                )
-            else:
-                raise ValueError(
-                    f"missing_policy must be 'refuse' or 'drop', got {missing_policy!r}"
                 )
         checks = (
             (np.isinf(loss), "loss value(s) are infinite"),
@@ -502,18 +546,15 @@ class _Validator:
         if policy == "drop":
             self.note(f"dropped {what}")
             return mixtures, obs[~zero].reset_index(drop=True)
-        if policy == "epsilon":
-            if not 0 < epsilon < 1:
-                raise ValueError(f"epsilon must lie in (0, 1), got {epsilon!r}")
-            is_zero = mixtures == 0
-            fixed = mixtures.mask(is_zero, epsilon)
-            fixed = fixed.div(fixed.sum(axis=1), axis=0)
-            self.note(
-                f"{what}: zero shares in {int(is_zero.any(axis=1).sum())} mixture(s) set "
-                f"to epsilon = {epsilon:g} and those mixtures renormalised"
-            )
-            return fixed, obs
-        raise ValueError(f"zero_policy must be 'refuse', 'drop' or 'epsilon', got {policy!r}")
+        # policy == "epsilon" (validated by _check_options)
+        is_zero = mixtures == 0
+        fixed = mixtures.mask(is_zero, epsilon)
+        fixed = fixed.div(fixed.sum(axis=1), axis=0)
+        self.note(
+            f"{what}: zero shares in {int(is_zero.any(axis=1).sum())} mixture(s) set "
+            f"to epsilon = {epsilon:g} and those mixtures renormalised"
+        )
+        return fixed, obs
 
     def check_repeated_checkpoints(self, obs: pd.DataFrame, drop: bool) -> pd.DataFrame:
         """Find runs whose last two checkpoints have identical losses in every domain."""

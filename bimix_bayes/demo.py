@@ -5,12 +5,7 @@ from the BiMix law with known parameters, and says so. It fits the paper's least
 the first half of every run's checkpoints, forecasts the later ones with run-bootstrap intervals,
 and scores the forecast against what was held out and the estimates against the truth.
 
-Examples
---------
->>> import tempfile
->>> with tempfile.TemporaryDirectory() as d:  # doctest: +SKIP
-...     run_demo(out_dir=d)
-0
+From the shell: ``bimix demo`` (what ``make demo`` runs).
 """
 
 from __future__ import annotations

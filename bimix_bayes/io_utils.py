@@ -8,7 +8,7 @@ Examples
 >>> import tempfile, pathlib
 >>> with tempfile.TemporaryDirectory() as d:
 ...     p = pathlib.Path(d) / "out.txt"
-...     atomic_write_text(p, "hello\\n")
+...     _ = atomic_write_text(p, "hello\\n")
 ...     p.read_text()
 'hello\\n'
 """

@@ -35,11 +35,11 @@ least-squares fit and the PyMC model evaluate the very same formula.
 Examples
 --------
 >>> import numpy as np
->>> float(bimix_loss(0.25, 1000.0, A=2.0, alpha=0.1, B=30.0, beta=0.5, C=1.0))  # doctest: +ELLIPSIS
-4.72...
+>>> round(float(bimix_loss(0.25, 1000.0, A=2.0, alpha=0.1, B=30.0, beta=0.5, C=1.0)), 4)
+4.4769
 >>> p = PaperParams(A=2.0, alpha=0.1, B=30.0, beta=0.5, C=1.0).to_identifiable(s_ref=1000.0)
->>> float(np.exp(p.log_loss(np.log(0.25), np.log(1000.0))))  # doctest: +ELLIPSIS
-4.72...
+>>> round(float(np.exp(p.log_loss(np.log(0.25), np.log(1000.0)))), 4)
+4.4769
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def log_step_factor(
 
     Examples
     --------
-    >>> float(np.exp(log_step_factor(0.0, np.log(1.0), np.log(3.0), 0.5)))  # 1 + 3 * 1
+    >>> round(float(np.exp(log_step_factor(0.0, np.log(1.0), np.log(3.0), 0.5))), 12)  # 1 + 3
     4.0
     """
     return math.logaddexp(log_floor, log_reducible - beta * log_s)
@@ -177,7 +177,7 @@ def step_law(s: Any, B: Any, beta: Any, C: Any) -> np.ndarray:
 
     Examples
     --------
-    >>> float(step_law(100.0, B=10.0, beta=0.5, C=2.0))
+    >>> round(float(step_law(100.0, B=10.0, beta=0.5, C=2.0)), 12)
     3.0
     """
     with np.errstate(divide="ignore"):  # C = 0 is allowed: log(0) = -inf is exact here
@@ -192,7 +192,7 @@ def bimix_loss(r: Any, s: Any, A: Any, alpha: Any, B: Any, beta: Any, C: Any) ->
     Examples
     --------
     >>> bimix_loss(np.array([0.1, 0.5]), 1e4, A=2.0, alpha=0.05, B=40.0, beta=0.4, C=1.0).round(4)
-    array([2.3784, 2.1502])
+    array([4.4987, 4.1509])
     """
     return mixture_law(r, A, alpha) * step_law(s, B, beta, C)
 

@@ -58,6 +58,7 @@ from bimix_bayes.data import (
     Volume,
     ZeroPolicy,
     describe_locations,
+    to_numeric,
 )
 
 __all__ = ["format_group", "load_data", "parse_size", "read_table"]
@@ -306,16 +307,15 @@ def load_data(
                 f"left out {int((~keep).sum())} row(s) of excluded domain(s) {sorted(excluded)}"
             )
         table, locations = table[keep].reset_index(drop=True), locations[keep]
+        run_ids = table[run_col].astype(str).str.strip()
+        props = _proportions(table, prop_cols, locations, source)
         observations = pd.DataFrame(
             {
-                "run": table[run_col].astype(str).str.strip(),
-                "step": table[step_col],
+                "run": run_ids,
+                "step": _steps(table, step_col, locations, source),
                 "domain": table[domain_col].astype(str).str.strip(),
-                "loss": table[loss_col],
+                "loss": to_numeric(table[loss_col], f"column {loss_col!r}", locations, source),
             }
-        )
-        mixtures = _mixtures_from_rows(
-            table, table[run_col].astype(str).str.strip(), prop_cols, locations, source
         )
         obs_locations = list(locations)
     else:
@@ -326,27 +326,23 @@ def load_data(
         loss_cols = {d: c for d, c in loss_cols.items() if d not in excluded}
         if run_col is None and any(c.lower() in RUN_COLUMNS for c in columns):
             run_col = _pick(columns, None, RUN_COLUMNS, "run id", source, "--run-col")
+        props = _proportions(table, prop_cols, locations, source)
         if run_col is not None:
             run_ids = table[_pick(columns, run_col, RUN_COLUMNS, "run id", source, "--run-col")]
             run_ids = run_ids.astype(str).str.strip()
         else:
-            run_ids = _runs_from_mixture(table, prop_cols)
-        mixtures = _mixtures_from_rows(table, run_ids, prop_cols, locations, source)
+            run_ids = _runs_from_mixture(props)
+        steps = _steps(table, step_col, locations, source)
         parts = []
         obs_locations = []
         for domain, col in loss_cols.items():
+            loss = to_numeric(table[col], f"column {col!r}", locations, source)
             parts.append(
-                pd.DataFrame(
-                    {
-                        "run": run_ids,
-                        "step": table[step_col],
-                        "domain": domain,
-                        "loss": table[col],
-                    }
-                )
+                pd.DataFrame({"run": run_ids, "step": steps, "domain": domain, "loss": loss})
             )
             obs_locations.extend(f"{loc}, column {col!r}" for loc in locations)
         observations = pd.concat(parts, ignore_index=True)
+    mixtures, run_locations = _mixtures_from_rows(props, run_ids, prop_cols, locations, source)
     if unknown_excl:
         raise DataError(
             f"{source}: excluded domain(s) {sorted(unknown_excl)} do not occur in the file"
@@ -360,6 +356,7 @@ def load_data(
         group=group,
         source=source,
         locations=obs_locations,
+        run_locations=run_locations,
         zero_policy=zero_policy,
         epsilon=epsilon,
         sum_tol=sum_tol,
@@ -411,42 +408,72 @@ def _select_group(
     return table[keep].reset_index(drop=True), locations[keep], label
 
 
-def _runs_from_mixture(table: pd.DataFrame, prop_cols: dict[str, str]) -> pd.Series:
-    """Name runs by their mixture, in order of first appearance: ``m000``, ``m001``, ..."""
-    key = table[list(prop_cols.values())].astype(str).agg("|".join, axis=1)
+def _steps(table: pd.DataFrame, col: str, locations: np.ndarray, source: str) -> pd.Series:
+    """The step column as floats; non-numbers, missing and non-positive steps name the column."""
+    steps = to_numeric(table[col], f"column {col!r}", locations, source)
+    bad = ~(np.isfinite(steps.to_numpy()) & (steps.to_numpy() > 0))
+    if bad.any():
+        ex = [f"{loc} ({v:g})" for loc, v in zip(locations[bad], steps[bad], strict=True)]
+        raise DataError(
+            f"{source}: column {col!r}: {int(bad.sum())} step value(s) are missing, not finite "
+            f"or <= 0 ({describe_locations(ex)}); the law needs s > 0 (drop initial checkpoints)"
+        )
+    return steps
+
+
+def _proportions(
+    table: pd.DataFrame, prop_cols: dict[str, str], locations: np.ndarray, source: str
+) -> pd.DataFrame:
+    """Proportion columns as floats (one column per domain); a missing cell is an error."""
+    props = pd.DataFrame(index=table.index)
+    for domain, col in prop_cols.items():
+        values = to_numeric(table[col], f"column {col!r}", locations, source)
+        missing = values.isna().to_numpy()
+        if missing.any():
+            raise DataError(
+                f"{source}: column {col!r}: {int(missing.sum())} proportion(s) are missing "
+                f"({describe_locations(list(locations[missing]))})"
+            )
+        props[domain] = values
+    return props
+
+
+def _runs_from_mixture(props: pd.DataFrame) -> pd.Series:
+    """Name runs by their mixture, in order of first appearance: ``m000``, ``m001``, ...
+
+    Mixtures are compared as numbers (to 12 significant digits), so ``0.5`` and ``0.50`` agree.
+    """
+    key = props.map(lambda v: f"{v:.12g}").agg("|".join, axis=1)
     codes = {k: f"m{i:03d}" for i, k in enumerate(dict.fromkeys(key))}
     return key.map(codes)
 
 
 def _mixtures_from_rows(
-    table: pd.DataFrame,
+    props: pd.DataFrame,
     run_ids: pd.Series,
     prop_cols: dict[str, str],
     locations: np.ndarray,
     source: str,
-) -> pd.DataFrame:
-    """One mixture per run; the proportions must be identical on every row of a run."""
-    props = table[list(prop_cols.values())].copy()
-    props.columns = list(prop_cols)
-    for domain in props.columns:
-        text = props[domain].astype(str).str.strip()
-        parsed = pd.to_numeric(text, errors="coerce")
-        bad = parsed.isna().to_numpy()
-        if bad.any():
-            ex = [f"{loc}: {t!r}" for loc, t in zip(locations[bad], text[bad], strict=True)]
-            raise DataError(
-                f"{source}: column {prop_cols[domain]!r}: {int(bad.sum())} "
-                f"proportion(s) are missing or not numbers ({describe_locations(ex)})"
-            )
-        props[domain] = parsed.astype(float)
-    props.insert(0, "run", run_ids.to_numpy())
-    first = props.drop_duplicates("run").set_index("run")
-    spread = props.groupby("run", sort=False).agg(lambda x: x.max() - x.min())
-    inconsistent = spread.index[(spread > 1e-12).any(axis=1)]
-    if len(inconsistent):
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """One mixture per run (and where it was first seen); a run's rows must all agree."""
+    runs = run_ids.to_numpy()
+    first_row = pd.Series(np.arange(len(runs))).groupby(runs, sort=False).transform("first")
+    first_row = first_row.to_numpy()
+    values = props.to_numpy(dtype=float)
+    differs = np.abs(values - values[first_row]) > 1e-12
+    if differs.any():
+        rows, cols = np.nonzero(differs)
+        ex = [
+            f"run {runs[i]!r}: {locations[i]}, column {prop_cols[props.columns[j]]!r} = "
+            f"{values[i, j]:g} but {values[first_row[i], j]:g} on {locations[first_row[i]]}"
+            for i, j in zip(rows, cols, strict=True)
+        ]
         raise DataError(
-            f"{source}: the proportions change between rows of the same run for "
-            f"{len(inconsistent)} run(s) ({describe_locations(list(inconsistent))}); "
-            "a run has one mixture"
+            f"{source}: the proportions change between rows of the same run "
+            f"({describe_locations(ex)}); a run has one mixture"
         )
-    return first
+    keep = np.unique(first_row)
+    mixtures = pd.DataFrame(
+        values[keep], index=pd.Index(runs[keep], name="run"), columns=list(props.columns)
+    )
+    return mixtures, {runs[i]: str(locations[i]) for i in keep}

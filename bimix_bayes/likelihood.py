@@ -1,0 +1,203 @@
+"""The noise model, written once: loss curves with a run offset integrated out.
+
+Within one (run, domain) *curve* the share ``r`` is constant, so a latent offset per curve would
+compete with ``-alpha log r`` and the sampler would struggle. Instead the offset is integrated
+out. With residuals ``e`` (observed minus BiMix log loss) of a curve of ``n`` checkpoints, noise
+sd ``sigma`` and offset sd ``tau``, the residuals are jointly Normal with covariance
+``sigma^2 I + tau^2 J``, whose log density only needs ``S1 = sum(e)`` and ``S2 = sum(e^2)``::
+
+    logdet = (n - 1) log sigma^2 + log(sigma^2 + n tau^2)
+    q      = (S2 - tau^2 / (sigma^2 + n tau^2) * S1^2) / sigma^2
+    log p  = -(n log(2 pi) + logdet + q) / 2
+
+The Student-t option is the multivariate t with the same scale matrix (a Normal scale mixture:
+one shared variance factor ``W ~ InvGamma(nu/2, nu/2)`` per curve)::
+
+    log p  = lgamma((nu + n)/2) - lgamma(nu/2) - n/2 log(nu pi) - logdet/2
+             - (nu + n)/2 log(1 + q / nu)
+
+Given the data of a curve, its offset ``u`` and the variance factor ``W`` have closed-form
+conditionals (:func:`offset_conditional`), used to forecast later checkpoints of an observed run.
+Every function takes ``math=numpy`` or ``math=pytensor.tensor``.
+
+The curve layout (:class:`CurveLayout`) pads each curve to a row of a rectangle, so curve sums
+are plain row sums in both backends.
+
+Examples
+--------
+>>> import numpy as np
+>>> e = np.array([0.01, -0.02, 0.015])
+>>> lp = curve_log_likelihood(e.sum(), (e**2).sum(), 3, 0.02, 0.01)
+>>> from scipy.stats import multivariate_normal
+>>> cov = 0.02**2 * np.eye(3) + 0.01**2 * np.ones((3, 3))
+>>> bool(np.isclose(lp, multivariate_normal(np.zeros(3), cov).logpdf(e)))
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import gammaln
+
+from bimix_bayes.data import MixtureData
+
+__all__ = ["CurveLayout", "curve_log_likelihood", "curve_quadratic", "offset_conditional"]
+
+
+def _gammaln(math: ModuleType) -> Any:
+    return gammaln if math is np else math.gammaln
+
+
+def curve_quadratic(
+    s1: Any, s2: Any, n: Any, sigma: Any, tau: Any, *, math: ModuleType = np
+) -> tuple[Any, Any]:
+    """``(logdet, q)`` of a curve's residuals under covariance ``sigma^2 I + tau^2 J``."""
+    s2_sigma, t2 = sigma**2, tau**2
+    total = s2_sigma + n * t2
+    logdet = (n - 1) * math.log(s2_sigma) + math.log(total)
+    q = (s2 - t2 / total * s1**2) / s2_sigma
+    return logdet, q
+
+
+def curve_log_likelihood(
+    s1: Any,
+    s2: Any,
+    n: Any,
+    sigma: Any,
+    tau: Any,
+    *,
+    family: str = "normal",
+    nu: float = 5.0,
+    math: ModuleType = np,
+) -> Any:
+    """Log density of each curve's residuals, the run offset integrated out.
+
+    Parameters
+    ----------
+    s1, s2
+        Sum and sum of squares of the curve's residuals (observed minus BiMix log loss).
+    n
+        Number of checkpoints in the curve.
+    sigma, tau
+        Noise sd and run-offset sd (log loss); ``tau = 0`` gives independent noise.
+    family
+        ``"normal"`` or ``"student_t"`` (multivariate t with ``nu`` degrees of freedom).
+    math
+        ``numpy`` or ``pytensor.tensor``.
+    """
+    logdet, q = curve_quadratic(s1, s2, n, sigma, tau, math=math)
+    if family == "normal":
+        return -0.5 * (n * np.log(2 * np.pi) + logdet + q)
+    if family == "student_t":
+        lg = _gammaln(math)
+        return (
+            lg((nu + n) / 2)
+            - lg(nu / 2)
+            - n / 2 * math.log(nu * np.pi)
+            - 0.5 * logdet
+            - (nu + n) / 2 * math.log1p(q / nu)
+        )
+    raise ValueError(f"family must be 'normal' or 'student_t', got {family!r}")
+
+
+def offset_conditional(
+    s1: Any, s2: Any, n: Any, sigma: Any, tau: Any, *, family: str = "normal", nu: float = 5.0
+) -> dict[str, Any]:
+    """Conditional distribution of a curve's offset given its residuals (numpy).
+
+    Returns ``mean`` and ``var`` of the offset given ``W`` (``u | W ~ Normal(mean, W var)``), and
+    the Inverse-Gamma ``(shape, rate)`` of the variance factor ``W`` (``None`` for the Normal
+    family, where ``W = 1``). A new checkpoint of the same curve is
+    ``mu + u + sqrt(W) sigma z``.
+    """
+    s2_sigma, t2 = np.square(sigma), np.square(tau)
+    total = s2_sigma + n * t2
+    out: dict[str, Any] = {"mean": t2 * s1 / total, "var": s2_sigma * t2 / total, "w": None}
+    if family == "student_t":
+        _, q = curve_quadratic(s1, s2, n, sigma, tau)
+        out["w"] = ((nu + n) / 2, (nu + q) / 2)
+    return out
+
+
+@dataclass(frozen=True)
+class CurveLayout:
+    """Observations arranged as one padded row per (run, domain) curve.
+
+    Attributes
+    ----------
+    domains, runs
+        Labels; curves index into them with ``curve_domain`` and ``curve_run``.
+    curve_run, curve_domain, curve_log_r, n
+        Per curve: run index, domain index, log share of its domain, number of checkpoints.
+    obs_curve, obs_pos
+        Per observation (in ``data.observations`` order): its curve and column in the rectangle.
+    x, y, mask
+        Rectangles (curve x max checkpoints): centred log step, log loss, 1 where observed.
+    s_ref
+        Reference step of the centring.
+    """
+
+    domains: tuple[str, ...]
+    runs: tuple[str, ...]
+    curve_run: np.ndarray
+    curve_domain: np.ndarray
+    curve_log_r: np.ndarray
+    n: np.ndarray
+    obs_curve: np.ndarray
+    obs_pos: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    mask: np.ndarray
+    s_ref: float
+
+    @classmethod
+    def from_data(cls, data: MixtureData, s_ref: float) -> CurveLayout:
+        """Build the layout of ``data`` with steps centred on ``s_ref``."""
+        obs = data.observations
+        domains, runs = data.domains, data.runs
+        dom_idx = pd.Index(domains).get_indexer(obs["domain"])
+        run_idx = pd.Index(runs).get_indexer(obs["run"])
+        key = dom_idx * len(runs) + run_idx
+        uniq, obs_curve = np.unique(key, return_inverse=True)
+        curve_domain, curve_run = np.divmod(uniq, len(runs))
+        obs_pos = pd.Series(obs_curve).groupby(obs_curve).cumcount().to_numpy()
+        n = np.bincount(obs_curve, minlength=len(uniq))
+        shape = (len(uniq), int(n.max()))
+        x = np.zeros(shape)
+        y = np.zeros(shape)
+        mask = np.zeros(shape)
+        x[obs_curve, obs_pos] = np.log(obs["step"].to_numpy(dtype=float) / s_ref)
+        y[obs_curve, obs_pos] = np.log(obs["loss"].to_numpy(dtype=float))
+        mask[obs_curve, obs_pos] = 1.0
+        shares = data.mixtures.loc[list(runs), list(domains)].to_numpy(dtype=float)
+        return cls(
+            domains=tuple(domains),
+            runs=tuple(runs),
+            curve_run=curve_run,
+            curve_domain=curve_domain,
+            curve_log_r=np.log(shares[curve_run, curve_domain]),
+            n=n.astype(float),
+            obs_curve=obs_curve,
+            obs_pos=obs_pos,
+            x=x,
+            y=y,
+            mask=mask,
+            s_ref=float(s_ref),
+        )
+
+    @property
+    def n_curves(self) -> int:
+        """Number of (run, domain) curves."""
+        return len(self.n)
+
+    def curve_labels(self) -> list[str]:
+        """``"run/domain"`` label of each curve."""
+        return [
+            f"{self.runs[r]}/{self.domains[d]}"
+            for r, d in zip(self.curve_run, self.curve_domain, strict=True)
+        ]
