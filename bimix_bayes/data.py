@@ -49,6 +49,7 @@ __all__ = [
     "DataWarning",
     "MixtureData",
     "ZeroPolicy",
+    "prediction_shares",
     "to_numeric",
 ]
 
@@ -106,6 +107,40 @@ def to_numeric(values: pd.Series, what: str, where: Sequence[str], source: str) 
             f"({describe_locations(examples)}); fix or remove those rows"
         )
     return parsed.astype(float)
+
+
+def prediction_shares(mixtures: pd.DataFrame | pd.Series, domains: Sequence[str]) -> pd.DataFrame:
+    """The shares of ``domains`` in each mixture to predict at, checked to lie in (0, 1].
+
+    ``mixtures`` has one row per mixture (its index names it) and a column per domain; extra
+    columns (other training domains) are ignored. A Series is one mixture.
+
+    Examples
+    --------
+    >>> prediction_shares(pd.Series({"web": 0.6, "code": 0.4}, name="mine"), ["code"])
+          code
+    mine   0.4
+    """
+    if isinstance(mixtures, pd.Series):
+        mixtures = mixtures.to_frame().T
+    missing = [d for d in domains if d not in mixtures.columns]
+    if missing:
+        raise DataError(
+            f"mixtures lack the fitted domain(s) {missing}; columns: {list(mixtures.columns)}"
+        )
+    shares = mixtures[list(domains)].astype(float)
+    bad = ~((shares > 0) & (shares <= 1)).to_numpy()
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        ex = [
+            f"{shares.index[i]!r}/{shares.columns[j]!r} = {shares.iat[i, j]:g}"
+            for i, j in zip(rows, cols, strict=True)
+        ]
+        raise DataError(
+            f"mixture shares must lie in (0, 1] for prediction (BiMix is infinite "
+            f"at r = 0): {describe_locations(ex)}"
+        )
+    return shares
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from scipy.optimize import nnls
 
 from bimix_bayes import __version__
 from bimix_bayes.curve_fit import FitError, RobustLoss, fit_curve
-from bimix_bayes.data import DataError, MixtureData
+from bimix_bayes.data import MixtureData, prediction_shares
 from bimix_bayes.io_utils import atomic_write_text
 from bimix_bayes.law import (
     IDENTIFIABLE_NAMES,
@@ -323,7 +323,7 @@ class BiMixLeastSquares:
             Columns ``mixture, step, domain, loss`` and, with a bootstrap, ``lower, upper``.
         """
         self._check_fitted()
-        shares = self._shares(mixtures)
+        shares = prediction_shares(mixtures, self.domains_)
         steps_arr = np.asarray(steps, dtype=float).ravel()
         if steps_arr.size == 0 or not np.all(np.isfinite(steps_arr) & (steps_arr > 0)):
             raise ValueError(f"steps must be positive finite numbers, got {list(steps_arr)}")
@@ -348,25 +348,6 @@ class BiMixLeastSquares:
             self.interval if interval is None else interval,
             average,
         )
-
-    def _shares(self, mixtures: pd.DataFrame) -> pd.DataFrame:
-        if isinstance(mixtures, pd.Series):
-            mixtures = mixtures.to_frame().T
-        missing = [d for d in self.domains_ if d not in mixtures.columns]
-        if missing:
-            raise DataError(
-                f"mixtures lack the fitted domain(s) {missing}; columns: {list(mixtures.columns)}"
-            )
-        shares = mixtures[list(self.domains_)].astype(float)
-        bad = ~((shares > 0) & (shares <= 1)).to_numpy()
-        if bad.any():
-            rows, cols = np.nonzero(bad)
-            ex = ", ".join(
-                f"{shares.index[i]!r}/{shares.columns[j]!r}={shares.iat[i, j]:g}"
-                for i, j in zip(rows[:5], cols[:5], strict=True)
-            )
-            raise DataError(f"mixture shares must lie in (0, 1] for prediction: {ex}")
-        return shares
 
     # ------------------------------------------------------------------ output
     def to_dict(self) -> dict[str, Any]:

@@ -42,11 +42,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from scipy.special import gammaln
 
 from bimix_bayes.data import MixtureData
+from bimix_bayes.law import bimix_log_loss
 
-__all__ = ["CurveLayout", "curve_log_likelihood", "curve_quadratic", "offset_conditional"]
+__all__ = [
+    "CurveLayout",
+    "curve_log_likelihood",
+    "curve_quadratic",
+    "curve_residual_sums",
+    "draw_offsets",
+    "offset_conditional",
+]
 
 
 def _gammaln(math: ModuleType) -> Any:
@@ -122,6 +131,26 @@ def offset_conditional(
         _, q = curve_quadratic(s1, s2, n, sigma, tau)
         out["w"] = ((nu + n) / 2, (nu + q) / 2)
     return out
+
+
+def draw_offsets(
+    cond: dict[str, Any], rng: np.random.Generator, shape: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``(u, sqrt(W))`` from a conditional made by :func:`offset_conditional`.
+
+    For a fresh run pass ``{"mean": 0, "var": tau**2, "w": (nu/2, nu/2) or None}``. A new
+    checkpoint is then ``mu + u + sqrt(W) * sigma * z``.
+    """
+    shape = np.broadcast(cond["mean"], cond["var"]).shape if shape is None else shape
+    if cond["w"] is None:
+        scale = np.ones(shape)
+    else:
+        shape_w, rate_w = cond["w"]
+        scale = np.sqrt(
+            1.0 / rng.gamma(np.broadcast_to(shape_w, shape), 1.0 / np.broadcast_to(rate_w, shape))
+        )
+    u = cond["mean"] + scale * np.sqrt(cond["var"]) * rng.standard_normal(shape)
+    return u, scale
 
 
 @dataclass(frozen=True)
@@ -201,3 +230,27 @@ class CurveLayout:
             f"{self.runs[r]}/{self.domains[d]}"
             for r, d in zip(self.curve_run, self.curve_domain, strict=True)
         ]
+
+
+def curve_residual_sums(posterior: xr.Dataset, layout: CurveLayout) -> tuple[np.ndarray, ...]:
+    """Per draw and curve: ``S1``, ``S2`` of the residuals, and ``sigma``, ``tau`` of its domain.
+
+    Arrays are shaped (chain, draw, curve).
+    """
+    d = layout.curve_domain
+    p = {
+        k: posterior[k].to_numpy()[..., d][..., None]
+        for k in ("log_floor", "log_reducible", "alpha", "beta")
+    }
+    mu = bimix_log_loss(
+        layout.curve_log_r[:, None],
+        layout.x,
+        p["log_floor"],
+        p["log_reducible"],
+        p["alpha"],
+        p["beta"],
+    )
+    e = (layout.y - mu) * layout.mask
+    sigma = posterior["sigma"].to_numpy()[..., d]
+    tau = posterior["tau"].to_numpy()[..., d] if "tau" in posterior else np.zeros_like(sigma)
+    return e.sum(axis=-1), (e**2).sum(axis=-1), sigma, tau
