@@ -1,4 +1,5 @@
-# Two entry points (see README): `make demo` runs the main job, `make test` runs the checks.
+# Two entry points (see README): `make demo` runs the main job on the demo data, `make test` runs
+# the checks (lint + tests).
 # Each creates or reuses the virtual environment .venv and installs the package into it.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)

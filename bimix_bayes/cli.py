@@ -22,12 +22,15 @@ import numpy as np
 import pandas as pd
 
 from bimix_bayes import __version__
+from bimix_bayes.cli_bayes import FitFailedError, add_commands
 from bimix_bayes.curve_fit import FitError
 from bimix_bayes.data import DataError, DataWarning, MixtureData
+from bimix_bayes.diagnostics import FitWarning
 from bimix_bayes.io_utils import atomic_write_with
 from bimix_bayes.least_squares import BiMixLeastSquares
 from bimix_bayes.loaders import load_data
 from bimix_bayes.simulate import default_parameters, random_mixtures, simulate
+from bimix_bayes.spec import SpecError
 
 __all__ = ["main"]
 
@@ -49,8 +52,14 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--step-col", help="step or token column (detected: step, tokens, n_tokens...)")
     g.add_argument("--domain-col", help="long layout: evaluation domain column")
     g.add_argument("--loss-col", help="long layout: loss column")
-    g.add_argument("--prop-pattern", help="proportion column pattern, e.g. 'weight_{domain}'")
-    g.add_argument("--loss-pattern", help="wide layout: loss column pattern, e.g. '{domain}_loss'")
+    g.add_argument(
+        "--prop-pattern", type=_pattern, help="proportion column pattern, e.g. 'weight_{domain}'"
+    )
+    g.add_argument(
+        "--loss-pattern",
+        type=_pattern,
+        help="wide layout: loss column pattern, e.g. '{domain}_loss'",
+    )
     g.add_argument(
         "--volume",
         choices=["steps", "tokens"],
@@ -152,6 +161,28 @@ _positive_float = _number(positive=True)
 _nonnegative_float = _number(positive=False)
 
 
+def _suffix(*allowed: str):
+    """An output path whose suffix is one of ``allowed`` (checked before any work is done)."""
+
+    def parse(text: str) -> Path:
+        path = Path(text)
+        if path.suffix.lower() not in allowed:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: use a file name ending in {' or '.join(allowed)}"
+            )
+        return path
+
+    return parse
+
+
+def _pattern(text: str) -> str:
+    if "{domain}" not in text:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must contain {{domain}} where the domain name goes, e.g. 'weight_{{domain}}'"
+        )
+    return text
+
+
 def _probability(text: str) -> float:
     try:
         value = float(text)
@@ -224,11 +255,6 @@ def cmd_fit_ls(args: argparse.Namespace) -> int:
     ).fit(data)
     print(_ls_header(fit, data))
     print(_format_ls_table(fit))
-    failed = {d: n for d, n in (getattr(fit, "bootstrap_failures_", None) or {}).items() if n}
-    if failed:
-        print(
-            f"\nbootstrap replicates that could not be fitted (left out of the intervals): {failed}"
-        )
     if args.out is not None:
         fit.save(args.out)
         print(f"\nwrote {args.out}")
@@ -309,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="use a Huber loss with this threshold on log-loss residuals",
     )
     g.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    g.add_argument("--out", type=Path, help="write the table: .csv, or .json with settings")
+    g.add_argument(
+        "--out", type=_suffix(".csv", ".json"), help="write the table: .csv, or .json with settings"
+    )
     p.set_defaults(func=cmd_fit_ls)
 
     p = sub.add_parser(
@@ -318,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate loss curves from the BiMix law (log-normal noise "
         "and a per-(run, domain) offset) and write them as a long CSV.",
     )
-    p.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    p.add_argument("--out", type=_suffix(".csv"), required=True, help="CSV file to write")
     p.add_argument(
         "--params",
         type=Path,
@@ -358,13 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.005,
         help="sd of the per-(run, domain) offset on log loss (default 0.005)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser(
         "demo",
         help="the main job on the default data, start to finish",
-        description="Run the full pipeline on the embedded default data.",
+        description="Run the full pipeline on the demo data (synthetic for now: no real "
+        "dataset is embedded yet).",
     )
     p.add_argument(
         "--out-dir",
@@ -372,13 +401,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("out/demo"),
         help="folder for the demo's files (default out/demo)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_demo)
+
+    add_commands(sub, _add_data_options)
     return parser
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    kind = "note" if issubclass(category, DataWarning) else "warning"
+    if issubclass(category, DataWarning):
+        kind = "note"
+    elif issubclass(category, FitWarning):
+        kind = "WARNING"
+    else:
+        kind = "warning"
     print(f"{PROG}: {kind}: {message}", file=sys.stderr)
 
 
@@ -386,12 +422,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "group", None) is not None and getattr(args, "group_col", None) is None:
+        parser.error("--group needs --group-col naming the column that holds the groups")
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         warnings.simplefilter("default", DataWarning)
         try:
+            if getattr(args, "needs_loader", False):
+                return int(args.func(args, _load))
             return int(args.func(args))
-        except (DataError, FitError, ValueError, OSError) as exc:
+        except (DataError, FitError, FitFailedError, SpecError, ValueError, OSError) as exc:
             if args.debug:
                 traceback.print_exc()
             print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -27,7 +27,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import arviz as az
 import numpy as np
 
 __all__ = ["DERIVED_VARS", "FitDiagnostics", "FitWarning", "diagnose"]
@@ -149,12 +148,14 @@ def _worst(ds: Any, pick: str) -> tuple[float, str]:
     return best_val, best_name
 
 
-def diagnose(idata: az.InferenceData, thresholds: Mapping[str, float]) -> FitDiagnostics:
+def diagnose(idata: Any, thresholds: Mapping[str, float]) -> FitDiagnostics:
     """Compute r-hat, ESS, divergences and BFMI of ``idata`` and compare with ``thresholds``.
 
     ``thresholds`` holds ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``, ``max_divergences``
     and ``min_bfmi`` (the spec's ``[diagnostics]`` section).
     """
+    import arviz as az  # here, so that importing this module (for FitWarning) stays light
+
     names = [v for v in idata.posterior.data_vars if v not in DERIVED_VARS]
     rhat, rhat_var = _worst(az.rhat(idata, var_names=names), "max")
     ess_bulk, ess_var = _worst(az.ess(idata, var_names=names, method="bulk"), "min")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,15 @@ from bimix_bayes.law import (
     bimix_log_loss_jacobian,
 )
 
-__all__ = ["ALL_DOMAINS", "BiMixLeastSquares", "DomainArrays"]
+__all__ = ["ALL_DOMAINS", "BiMixLeastSquares", "BootstrapWarning", "DomainArrays"]
+
+#: Fewer runs than this make the run bootstrap's intervals too narrow (a warning says so).
+MIN_BOOTSTRAP_RUNS = 5
+
+
+class BootstrapWarning(UserWarning):
+    """The run bootstrap cannot give trustworthy intervals (too few runs or failed resamples)."""
+
 
 #: Label of the plain average over evaluation domains in prediction tables.
 ALL_DOMAINS = "(mean of domains)"
@@ -250,10 +259,32 @@ class BiMixLeastSquares:
                     self.bootstrap_failures_[domain] += 1
                     continue
                 records.append((rep, domain, *best.x))
+        self._warn_if_unreliable(n_runs)
         ident_boot = pd.DataFrame(records, columns=["replicate", "domain", *IDENTIFIABLE_NAMES])
         table = self._paper_table(ident_boot.set_index("domain"))
         table.insert(0, "replicate", ident_boot["replicate"].to_numpy())
         return table.reset_index()
+
+    def _warn_if_unreliable(self, n_runs: int) -> None:
+        """Warn when the run bootstrap cannot give trustworthy intervals."""
+        problems = []
+        if n_runs < MIN_BOOTSTRAP_RUNS:
+            problems.append(
+                f"only {n_runs} runs: resampling so few runs understates the uncertainty, so "
+                "the intervals are too narrow"
+            )
+        for domain, failed in self.bootstrap_failures_.items():
+            if failed > 0.1 * self.n_bootstrap:
+                problems.append(
+                    f"domain {domain!r}: {failed} of {self.n_bootstrap} resamples could not be "
+                    "fitted (too few distinct shares or steps) and are left out"
+                )
+        if problems:
+            warnings.warn(
+                "least-squares bootstrap intervals are unreliable: " + "; ".join(problems),
+                BootstrapWarning,
+                stacklevel=4,
+            )
 
     # ------------------------------------------------------------------ results
     def _check_fitted(self) -> None:

@@ -79,6 +79,7 @@ PROP_PATTERNS = (
     "{domain}_proportion",
 )
 LOSS_PATTERNS = ("{domain}_loss", "loss_{domain}", "{domain}_val_loss")
+EXAMPLE_PATTERNS = {"--prop-pattern": "share_{domain}", "--loss-pattern": "{domain}_val_loss"}
 _SIZE_SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 
 
@@ -197,7 +198,8 @@ def _detect_pattern(
     if best is None:
         raise DataError(
             f"{source}: cannot find {what} columns (tried patterns {list(candidates)}; columns: "
-            f"{list(columns)}); give the pattern with {flag}, e.g. {flag} 'share_{{domain}}'"
+            f"{list(columns)}); give the pattern with {flag}, e.g. {flag} "
+            f"'{EXAMPLE_PATTERNS[flag]}'"
         )
     return best
 
@@ -279,9 +281,11 @@ def load_data(
     elif group is not None:
         raise DataError(f"{source}: --group {group!r} needs --group-col naming the group column")
 
+    guessed_wide = False
     if layout == "auto":
         has_domain = domain_col is not None or any(c.lower() in DOMAIN_COLUMNS for c in columns)
         layout = "long" if has_domain else "wide"
+        guessed_wide = layout == "wide"
     if layout not in ("long", "wide"):
         raise ValueError(f"layout must be 'auto', 'long' or 'wide', got {layout!r}")
 
@@ -319,9 +323,18 @@ def load_data(
         )
         obs_locations = list(locations)
     else:
-        _, loss_cols = _detect_pattern(
-            columns, loss_pattern, LOSS_PATTERNS, "loss", source, "--loss-pattern"
-        )
+        try:
+            _, loss_cols = _detect_pattern(
+                columns, loss_pattern, LOSS_PATTERNS, "loss", source, "--loss-pattern"
+            )
+        except DataError as exc:
+            if not guessed_wide:
+                raise
+            raise DataError(
+                f"{exc}. No evaluation-domain column was found (looked for "
+                f"{list(DOMAIN_COLUMNS)}), so the file was read in the wide layout; if it is "
+                "long (one row per run, step and domain), name that column with --domain-col"
+            ) from exc
         unknown_excl -= set(loss_cols)
         loss_cols = {d: c for d, c in loss_cols.items() if d not in excluded}
         if run_col is None and any(c.lower() in RUN_COLUMNS for c in columns):
@@ -477,3 +490,71 @@ def _mixtures_from_rows(
         values[keep], index=pd.Index(runs[keep], name="run"), columns=list(props.columns)
     )
     return mixtures, {runs[i]: str(locations[i]) for i in keep}
+
+
+MIXTURE_NAME_COLUMNS = ("mixture", "name", "run", "run_id", "id")
+
+
+def read_mixtures(path: str | os.PathLike[str], *, sum_tol: float = 1e-3) -> pd.DataFrame:
+    """Read candidate mixtures: one row per mixture, one proportion column per domain.
+
+    The name column is ``mixture``/``name``/``run``/``id`` (or the first column if it is not
+    numeric; otherwise rows are named ``mix1, mix2, ...``). Proportion columns are the domain
+    names, optionally with a proportion prefix (``p_web`` or ``weight_web``). Each row must hold
+    numbers in [0, 1] summing to 1 within ``sum_tol``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = pathlib.Path(d) / "mix.csv"
+    ...     _ = p.write_text("name,web,code\\nmine,0.7,0.3\\n")
+    ...     read_mixtures(p).loc["mine", "web"]
+    np.float64(0.7)
+    """
+    path = Path(path)
+    source = str(path)
+    table = read_table(path)
+    if table.empty:
+        raise DataError(f"{source}: the mixture file has no rows")
+    table.columns = [str(c).strip() for c in table.columns]
+    locations = np.asarray(_locations(table, path), dtype=object)
+    lower = {c.lower(): c for c in table.columns}
+    name_col = next((lower[c] for c in MIXTURE_NAME_COLUMNS if c in lower), None)
+    first = table.columns[0]
+    if name_col is None and pd.to_numeric(table[first], errors="coerce").isna().all():
+        name_col = first
+    names = (
+        table[name_col].astype(str).str.strip()
+        if name_col is not None
+        else pd.Series([f"mix{i + 1}" for i in range(len(table))])
+    )
+    prop_table = table.drop(columns=[name_col] if name_col else [])
+    columns = list(prop_table.columns)
+    for pattern in PROP_PATTERNS:
+        found = _pattern_columns(columns, pattern)
+        if len(found) == len(columns):
+            prop_table = prop_table.rename(columns={c: d for d, c in found.items()})
+            break
+    props = _proportions(prop_table, {c: c for c in prop_table.columns}, locations, source)
+    values = props.to_numpy(dtype=float)
+    bad = (values < 0) | (values > 1)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        ex = [
+            f"{locations[i]}, {props.columns[j]!r} = {values[i, j]:g}"
+            for i, j in zip(rows, cols, strict=True)
+        ]
+        raise DataError(f"{source}: proportions must lie in [0, 1] ({describe_locations(ex)})")
+    sums = values.sum(axis=1)
+    off = np.flatnonzero(np.abs(sums - 1) > sum_tol)
+    if off.size:
+        ex = [f"{locations[i]} ({names.iloc[i]}) sums to {sums[i]:.6g}" for i in off]
+        raise DataError(
+            f"{source}: {off.size} mixture(s) do not sum to 1 within {sum_tol:g} "
+            f"({describe_locations(ex)}); list every training domain's share"
+        )
+    if names.duplicated().any():
+        raise DataError(f"{source}: mixture names repeat: {sorted(set(names[names.duplicated()]))}")
+    props.index = pd.Index(names.to_numpy(), name="mixture")
+    return props
