@@ -167,6 +167,11 @@ class CurveLayout:
         Per observation (in ``data.observations`` order): its curve and column in the rectangle.
     x, y, mask
         Rectangles (curve x max checkpoints): centred log step, log loss, 1 where observed.
+    step_grid, grid_index
+        The distinct centred log steps, and for each cell of the rectangle the position of
+        (its domain, its step) in the flattened (domain x step_grid) table. The step factor of
+        the law depends on the domain and the step only, so the model evaluates it once per
+        (domain, distinct step) and gathers it: far fewer exp/log evaluations per gradient.
     s_ref
         Reference step of the centring.
     """
@@ -182,6 +187,8 @@ class CurveLayout:
     x: np.ndarray
     y: np.ndarray
     mask: np.ndarray
+    step_grid: np.ndarray
+    grid_index: np.ndarray
     s_ref: float
 
     @classmethod
@@ -200,9 +207,13 @@ class CurveLayout:
         x = np.zeros(shape)
         y = np.zeros(shape)
         mask = np.zeros(shape)
-        x[obs_curve, obs_pos] = np.log(obs["step"].to_numpy(dtype=float) / s_ref)
+        grid_index = np.zeros(shape, dtype=np.int64)
+        x_obs = np.log(obs["step"].to_numpy(dtype=float) / s_ref)
+        step_grid, step_of_obs = np.unique(x_obs, return_inverse=True)
+        x[obs_curve, obs_pos] = x_obs
         y[obs_curve, obs_pos] = np.log(obs["loss"].to_numpy(dtype=float))
         mask[obs_curve, obs_pos] = 1.0
+        grid_index[obs_curve, obs_pos] = curve_domain[obs_curve] * len(step_grid) + step_of_obs
         shares = data.mixtures.loc[list(runs), list(domains)].to_numpy(dtype=float)
         return cls(
             domains=tuple(domains),
@@ -216,7 +227,33 @@ class CurveLayout:
             x=x,
             y=y,
             mask=mask,
+            step_grid=step_grid,
+            grid_index=grid_index,
             s_ref=float(s_ref),
+        )
+
+    @classmethod
+    def placeholder(cls, n_domains: int) -> CurveLayout:
+        """A layout with the right number of domains and dummy data (to compile a model).
+
+        Every data axis has length >= 2, so no axis is taken as broadcastable.
+        """
+        curves = 2 * n_domains
+        return cls(
+            domains=tuple(f"d{i}" for i in range(n_domains)),
+            runs=("r0", "r1"),
+            curve_run=np.arange(curves) // n_domains,
+            curve_domain=np.arange(curves) % n_domains,
+            curve_log_r=np.full(curves, np.log(0.5)),
+            n=np.full(curves, 2.0),
+            obs_curve=np.repeat(np.arange(curves), 2),
+            obs_pos=np.tile([0, 1], curves),
+            x=np.tile([-1.0, 1.0], (curves, 1)),
+            y=np.zeros((curves, 2)),
+            mask=np.ones((curves, 2)),
+            step_grid=np.array([-1.0, 1.0]),
+            grid_index=(np.arange(curves) % n_domains)[:, None] * 2 + np.array([0, 1]),
+            s_ref=1.0,
         )
 
     @property

@@ -45,7 +45,7 @@ import xarray as xr
 from bimix_bayes import __version__
 from bimix_bayes.data import MixtureData
 from bimix_bayes.diagnostics import FitDiagnostics, diagnose
-from bimix_bayes.law import IdentifiableParams, bimix_log_loss
+from bimix_bayes.law import IdentifiableParams, log_mixture_factor, log_step_factor
 from bimix_bayes.likelihood import (
     CurveLayout,
     curve_log_likelihood,
@@ -64,7 +64,7 @@ from bimix_bayes.spec import PRIOR_NAMES, Spec, load_spec, merge_spec, spec_id
 
 __all__ = ["BiMixModel", "SamplerFallbackWarning"]
 
-_DATA_VARS = ("x", "y", "mask", "curve_log_r", "curve_domain", "n")
+_DATA_VARS = ("step_grid", "grid_index", "y", "mask", "curve_log_r", "curve_domain", "n")
 
 
 class SamplerFallbackWarning(UserWarning):
@@ -103,7 +103,8 @@ def build_pymc_model(layout: CurveLayout, spec: Spec) -> pm.Model:
     """The PyMC model of ``layout`` under ``spec`` (data in ``pm.Data`` containers)."""
     lik = spec["likelihood"]
     with pm.Model(coords={"domain": list(layout.domains)}) as model:
-        x = pm.Data("x", layout.x)
+        step_grid = pm.Data("step_grid", layout.step_grid)
+        grid_index = pm.Data("grid_index", layout.grid_index)
         y = pm.Data("y", layout.y)
         mask = pm.Data("mask", layout.mask)
         log_r = pm.Data("curve_log_r", layout.curve_log_r)
@@ -116,15 +117,17 @@ def build_pymc_model(layout: CurveLayout, spec: Spec) -> pm.Model:
             if lik["run_offset"]
             else pt.zeros(len(layout.domains))
         )
-        mu = bimix_log_loss(
-            log_r[:, None],
-            x,
-            theta["log_floor"][d][:, None],
-            theta["log_reducible"][d][:, None],
-            pt.exp(theta["log_alpha"])[d][:, None],
-            pt.exp(theta["log_beta"])[d][:, None],
+        # BiMix (law.bimix_log_loss) is the mixture factor plus the step factor; the step factor
+        # depends on (domain, step) only, so it is evaluated once per distinct step and gathered.
+        step_factor = log_step_factor(
+            step_grid[None, :],
+            theta["log_floor"][:, None],
+            theta["log_reducible"][:, None],
+            pt.exp(theta["log_beta"])[:, None],
             math=pt,
         )
+        mixture_factor = log_mixture_factor(log_r, pt.exp(theta["log_alpha"])[d])
+        mu = mixture_factor[:, None] + step_factor.ravel()[grid_index]
         e = (y - mu) * mask
         loglik = curve_log_likelihood(
             e.sum(axis=1),
@@ -141,26 +144,18 @@ def build_pymc_model(layout: CurveLayout, spec: Spec) -> pm.Model:
 
 
 @cache
-def _compiled_nutpie(spec_json: str, n_domains: int, curves: int, width: int) -> Any:
-    """Compile once per (spec, number of domains); later fits swap the data in (with_data)."""
+def _compiled_nutpie(model_json: str, n_domains: int) -> Any:
+    """Compile once per (model spec, number of domains); fits swap their data in (with_data).
+
+    The data live in ``pm.Data`` containers whose sizes are free, so one compiled model serves
+    any data set with the same number of domains (backtests, simulation studies, refits).
+    """
     import nutpie
 
-    spec = json.loads(spec_json)
-    layout = CurveLayout(
-        domains=tuple(f"d{i}" for i in range(n_domains)),
-        runs=("r",),
-        curve_run=np.zeros(curves, int),
-        curve_domain=np.arange(curves) % n_domains,
-        curve_log_r=np.zeros(curves),
-        n=np.ones(curves),
-        obs_curve=np.zeros(0, int),
-        obs_pos=np.zeros(0, int),
-        x=np.zeros((curves, width)),
-        y=np.zeros((curves, width)),
-        mask=np.ones((curves, width)),
-        s_ref=1.0,
+    spec = json.loads(model_json)
+    return nutpie.compile_pymc_model(
+        build_pymc_model(CurveLayout.placeholder(n_domains), spec), backend="numba"
     )
-    return nutpie.compile_pymc_model(build_pymc_model(layout, spec), backend="numba")
 
 
 class BiMixModel:
@@ -272,7 +267,7 @@ class BiMixModel:
         cfg = self.spec["sampler"]
         t0 = time.perf_counter()
         model_part = json.dumps(self.model_config, sort_keys=True)
-        compiled = _compiled_nutpie(model_part, len(layout.domains), *layout.x.shape)
+        compiled = _compiled_nutpie(model_part, len(layout.domains))
         compiled = compiled.with_data(**{k: getattr(layout, k) for k in _DATA_VARS})
         t_compile = time.perf_counter() - t0
         idata = nutpie.sample(
@@ -284,6 +279,7 @@ class BiMixModel:
             seed=seed,
             progress_bar=progress_bar,
             low_rank_modified_mass_matrix=cfg["low_rank_mass_matrix"],
+            target_accept=cfg["target_accept"],
             save_warmup=False,
         )
         return idata, t_compile
@@ -313,7 +309,7 @@ class BiMixModel:
         seed: int,
     ) -> az.InferenceData:
         post = idata.posterior.assign_coords(domain=list(layout.domains))
-        keep = [v for v in post.data_vars if not v.startswith("loglik")]
+        keep = [v for v in post.data_vars if not (v.startswith("loglik") or v.endswith("__"))]
         post = post[keep]
         post["alpha"] = np.exp(post["log_alpha"])
         post["beta"] = np.exp(post["log_beta"])

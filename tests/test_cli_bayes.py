@@ -1,0 +1,120 @@
+"""`bimix fit`, `bimix summary` and `bimix predict` end to end, through the real executable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.test_cli import run
+
+
+@pytest.fixture(scope="module")
+def fit_file(tmp_path_factory) -> Path:
+    """Simulate a small study and fit it once with the CLI."""
+    folder = tmp_path_factory.mktemp("bayes_cli")
+    data = folder / "sim.csv"
+    assert run("simulate", "--out", str(data), "--runs", "8", "--seed", "4").returncode == 0
+    out = folder / "fit.nc"
+    res = run("fit", str(data), "--out", str(out), "--seed", "1", "--strict")
+    assert res.returncode == 0, res.stderr
+    assert "diagnostics PASSED" in res.stdout
+    assert "posterior mean [94% HDI]" in res.stdout
+    return out
+
+
+def test_fit_writes_a_self_sufficient_file(fit_file):
+    """The saved fit exists and summary works from it alone."""
+    res = run("summary", str(fit_file), "--bootstrap", "20")
+    assert res.returncode == 0, res.stderr
+    for text in ("diagnostics PASSED", "least squares", "r-hat", "ESS bulk", "sigma", "alpha"):
+        assert text in res.stdout, text
+    assert "FAILED" not in res.stdout
+
+
+def test_summary_writes_csv(fit_file, tmp_path):
+    """`summary --out` writes the comparison table."""
+    res = run("summary", str(fit_file), "--bootstrap", "0", "--out", str(tmp_path / "s.csv"))
+    assert res.returncode == 0, res.stderr
+    table = pd.read_csv(tmp_path / "s.csv")
+    assert {"domain", "parameter", "mean", "lower", "upper", "ls_estimate"} <= set(table)
+
+
+def test_predict_observed_runs_and_a_mixture_file(fit_file, tmp_path):
+    """`predict` continues observed runs and forecasts new mixtures from a file."""
+    mix = tmp_path / "mix.csv"
+    mix.write_text("name,web,code,books,wiki,math\nuniform,0.2,0.2,0.2,0.2,0.2\n")
+    out = tmp_path / "p.csv"
+    res = run(
+        "predict",
+        str(fit_file),
+        "--steps",
+        "20000",
+        "40000",
+        "--mixture",
+        str(mix),
+        "--runs",
+        "mix001",
+        "--out",
+        str(out),
+    )
+    assert res.returncode == 0, res.stderr
+    table = pd.read_csv(out)
+    assert set(table["mixture"]) == {"uniform", "mix001"}
+    assert set(table["source"]) == {"new mixture", "observed run"}
+    assert {"lower_90", "upper_90", "lower_50", "upper_50", "median"} <= set(table)
+    assert "uniform" in res.stdout and "(mean of domains)" in res.stdout
+
+
+def test_predict_bad_mixture_file_exits_1(fit_file, tmp_path):
+    """A mixture that does not sum to 1 is a data error naming the line."""
+    mix = tmp_path / "bad.csv"
+    mix.write_text("name,web,code,books,wiki,math\nx,0.5,0.5,0.5,0.2,0.2\n")
+    res = run("predict", str(fit_file), "--steps", "20000", "--mixture", str(mix))
+    assert res.returncode == 1
+    assert "line 2" in res.stderr and "sum to 1" in res.stderr
+
+
+def test_strict_exits_1_on_a_failed_fit(tmp_path):
+    """With --strict a fit that fails its diagnostics exits 1 (the file is still written)."""
+    data = tmp_path / "sim.csv"
+    assert run("simulate", "--out", str(data), "--runs", "6").returncode == 0
+    out = tmp_path / "bad.nc"
+    res = run("fit", str(data), "--out", str(out), "--draws", "10", "--tune", "10", "--strict")
+    assert res.returncode == 1
+    assert "FAILED" in res.stderr and "--strict" in res.stderr
+    assert out.exists()
+    summary = run("summary", str(out), "--bootstrap", "0")
+    assert "THIS FIT FAILED" in summary.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fit", "x.csv", "--out", "fit.txt"],
+        ["fit", "x.csv"],
+        ["predict", "fit.nc"],
+        ["predict", "fit.nc", "--steps", "-5"],
+        ["summary", "fit.nc", "--prob", "1.2"],
+    ],
+)
+def test_bad_usage_exits_2(args):
+    """Bad usage of the Bayesian commands exits 2 before any work."""
+    assert run(*args).returncode == 2
+
+
+def test_missing_fit_file_exits_1(tmp_path):
+    """A fit file that does not exist is a clear error."""
+    res = run("summary", str(tmp_path / "none.nc"))
+    assert res.returncode == 1 and "no such file" in res.stderr
+
+
+def test_bad_spec_exits_1_naming_the_key(tmp_path):
+    """A spec with an unknown key stops the fit before sampling."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text("[sampler]\ndrawz = 10\n")
+    data = tmp_path / "sim.csv"
+    assert run("simulate", "--out", str(data)).returncode == 0
+    res = run("fit", str(data), "--spec", str(spec), "--out", str(tmp_path / "f.nc"))
+    assert res.returncode == 1 and "sampler.drawz" in res.stderr

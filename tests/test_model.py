@@ -1,0 +1,282 @@
+"""The hierarchical Bayesian model: recovery, reproducibility, diagnostics, forecasts, save/load."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+
+from bimix_bayes.checks import posterior_predictive_check, prior_predictive_check
+from bimix_bayes.diagnostics import FitWarning
+from bimix_bayes.forecast import NEW, OBSERVED, predict
+from bimix_bayes.least_squares import ALL_DOMAINS
+from bimix_bayes.model import BiMixModel
+from bimix_bayes.persistence import FitFileError, data_from_idata, load_fit
+from bimix_bayes.simulate import default_parameters, random_mixtures, simulate
+from bimix_bayes.summary import comparison_table, posterior_table
+
+STEPS = np.geomspace(500, 20_000, 10)
+FAST: dict = {}  # the default spec
+
+
+def _simulated(seed: int, n_runs: int = 12):
+    truth = default_parameters()
+    mixtures = random_mixtures(n_runs, list(truth.index), seed=seed)
+    return simulate(truth, mixtures, STEPS, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """One fit of the synthetic study, shared by the tests that only read it."""
+    model = BiMixModel(FAST)
+    data = _simulated(11)
+    model.fit(data, seed=3)
+    return model, data
+
+
+def test_posterior_has_named_dims_and_paper_coefficients(fitted):
+    """The posterior carries A, alpha, B, beta, C per domain (C = 1) and run offsets."""
+    model, data = fitted
+    post = model.idata_.posterior
+    for name in ("A", "alpha", "B", "beta", "C", "sigma", "tau", "log_floor", "log_reducible"):
+        assert post[name].dims == ("chain", "draw", "domain"), name
+    assert list(post["domain"].values) == list(data.domains)
+    assert np.allclose(post["C"], 1.0)
+    assert post["run_offset"].dims == ("chain", "draw", "run", "domain")
+    assert model.idata_.observed_data["loss"].dims == ("obs",)
+    assert model.idata_.log_likelihood["loss"].sizes["curve"] == data.n_runs * len(data.domains)
+    assert post.sizes["chain"] == 4
+
+
+def test_attrs_describe_how_the_fit_was_made(fitted):
+    """Versions, spec, sampler, seed, data hash and wall time travel with the posterior."""
+    model, data = fitted
+    attrs = model.idata_.attrs
+    assert json.loads(attrs["package_versions"])["pymc"].startswith("5.28")
+    assert json.loads(attrs["spec"])["sampler"]["draws"] == 1000
+    assert attrs["sampler"] == "nutpie" and attrs["seed"] == 3
+    assert attrs["data_fingerprint"] == data.fingerprint()
+    assert attrs["wall_seconds"] > 0
+    assert model.diagnostics_.passed, model.diagnostics_.report()
+
+
+def test_parameters_are_recovered():
+    """Pooled over four seeds, the true value lies inside the 94 % HDI for >= 90 % of the
+    parameters (A, alpha, B, beta, sigma, tau of 5 domains: 120 in all).
+
+    A, B and beta of one domain are strongly correlated, so they tend to miss together; the
+    slow simulation-based-calibration test checks the calibration itself.
+    """
+    truth = default_parameters()
+    inside, total = 0, 0
+    for seed in (20, 21, 22, 23):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FitWarning)
+            idata = BiMixModel(FAST).fit(_simulated(seed), seed=seed)
+        hdi = az.hdi(idata, var_names=["A", "alpha", "B", "beta", "sigma", "tau"], hdi_prob=0.94)
+        for name in ("A", "alpha", "B", "beta", "sigma", "tau"):
+            true = (
+                truth[name]
+                if name in truth
+                else pd.Series({"sigma": 0.01, "tau": 0.005}[name], index=truth.index)
+            )
+            lo = hdi[name].sel(hdi="lower").to_series().reindex(truth.index)
+            hi = hdi[name].sel(hdi="higher").to_series().reindex(truth.index)
+            inside += int(((lo <= true) & (true <= hi)).sum())
+            total += len(truth)
+    assert total == 120
+    assert inside >= 0.9 * total, f"{inside} of {total}"
+
+
+def test_same_seed_same_draws_other_seed_other_draws():
+    """Seeded fits reproduce exactly; another seed gives other draws."""
+    data = _simulated(21, n_runs=8)
+    spec = {"sampler": {"draws": 100, "tune": 100, "chains": 2}}
+    a = BiMixModel(spec).fit(data, seed=5)
+    b = BiMixModel(spec).fit(data, seed=5)
+    c = BiMixModel(spec).fit(data, seed=6)
+    assert np.array_equal(a.posterior["alpha"].values, b.posterior["alpha"].values)
+    assert np.array_equal(a.posterior["run_offset"].values, b.posterior["run_offset"].values)
+    assert not np.array_equal(a.posterior["alpha"].values, c.posterior["alpha"].values)
+
+
+def test_failed_fit_warns_loudly_and_is_marked():
+    """A fit that fails its diagnostics warns with advice and every forecast says so."""
+    data = _simulated(22, n_runs=8)
+    model = BiMixModel({"sampler": {"draws": 15, "tune": 15, "chains": 2}})
+    with pytest.warns(FitWarning, match="FAILED ITS CONVERGENCE DIAGNOSTICS"):
+        idata = model.fit(data, seed=1)
+    assert not model.diagnostics_.passed
+    assert "try:" in model.diagnostics_.report()
+    with pytest.warns(FitWarning, match="cannot be trusted"):
+        table = predict(idata, steps=[3e4])
+    assert table.attrs["fit_passed"] is False
+
+
+def test_forecast_observed_runs_and_new_mixtures(fitted):
+    """Observed runs use their own offset; a new mixture gets a fresh one (wider interval)."""
+    model, data = fitted
+    run = data.runs[2]
+    same = data.mixtures.loc[[run]].rename(index={run: "copy"})
+    table = predict(model.idata_, steps=[40_000.0], runs=[run], mixtures=same, prob=(0.5, 0.9))
+    assert set(table["source"]) == {OBSERVED, NEW}
+    assert {"mean", "median", "sd", "lower_50", "upper_50", "lower_90", "upper_90"} <= set(table)
+    width = (table["upper_90"] - table["lower_90"]).to_numpy()
+    per = table.assign(width=width).pivot_table(index="domain", columns="source", values="width")
+    assert (per[NEW] >= per[OBSERVED]).all()
+    assert (
+        (table["lower_90"] <= table["lower_50"]) & (table["upper_50"] <= table["upper_90"])
+    ).all()
+    assert model.idata_.predictions["loss"].dims == ("chain", "draw", "mixture", "step", "domain")
+
+
+def test_average_over_domains_is_per_draw(fitted):
+    """The averaged row is the weighted mean of the domains, draw by draw."""
+    model, data = fitted
+    weights = dict.fromkeys(data.domains, 0.0) | {"code": 3.0, "math": 1.0}
+    predict(model.idata_, steps=[1e4], runs=[data.runs[0]], weights=weights, kind="law")
+    draws = model.idata_.predictions["loss"].isel(mixture=0, step=0)
+    manual = 0.75 * draws.sel(domain="code") + 0.25 * draws.sel(domain="math")
+    assert np.allclose(draws.isel(domain=-1), manual, rtol=1e-5)
+    plain = predict(model.idata_, steps=[1e4], runs=[data.runs[0]])
+    assert ALL_DOMAINS in set(plain["domain"])
+
+
+def test_law_band_is_narrower_than_predictive(fitted):
+    """The credible band of the curve excludes run and checkpoint noise."""
+    model, data = fitted
+    mix = data.mixtures.iloc[[0]].rename(index=lambda r: "new")
+    law = predict(model.idata_, steps=[2e4], mixtures=mix, kind="law", attach=False)
+    pred = predict(model.idata_, steps=[2e4], mixtures=mix, attach=False)
+    assert ((law["upper_90"] - law["lower_90"]) < (pred["upper_90"] - pred["lower_90"])).all()
+
+
+def test_forecast_refuses_bad_targets(fitted):
+    """Unknown runs, zero shares and name clashes are clear errors."""
+    model, data = fitted
+    with pytest.raises(ValueError, match="not in the fitted data"):
+        predict(model.idata_, steps=[1e4], runs=["nope"])
+    zero = data.mixtures.iloc[[0]].assign(web=0.0).rename(index=lambda r: "z")
+    with pytest.raises(ValueError, match="must lie in"):
+        predict(model.idata_, steps=[1e4], mixtures=zero)
+    clash = data.mixtures.iloc[[0]]
+    with pytest.raises(ValueError, match="unique"):
+        predict(model.idata_, steps=[1e4], runs=[clash.index[0]], mixtures=clash)
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    """A saved fit loads back with the same posterior, data and diagnostics; writes are atomic."""
+    model, data = fitted
+    path = model.save(tmp_path / "fit.nc")
+    assert [p.name for p in tmp_path.iterdir()] == ["fit.nc"]
+    loaded = BiMixModel.load(path)
+    for name in ("alpha", "B", "tau"):
+        assert np.array_equal(loaded.posterior[name].values, model.posterior[name].values)
+    assert data_from_idata(loaded.idata_).fingerprint() == data.fingerprint()
+    assert loaded.diagnostics_.passed == model.diagnostics_.passed
+    assert loaded.spec == model.spec
+    table = loaded.predict(steps=[3e4], runs=[data.runs[0]])
+    assert len(table) == len(data.domains) + 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda i: i.attrs.update(bimix_format="0"), "file format 0"),
+        (lambda i: i.attrs.update(spec=json.dumps({"sampler": {"drawz": 3}})), "not valid"),
+        (lambda i: i.attrs.update(spec_id="0" * 16), "spec id"),
+        (lambda i: i.attrs.update(data_fingerprint="x"), "do not match their recorded hash"),
+        (lambda i: i.attrs.pop("bimix_format"), "not a bimix-bayes fit"),
+    ],
+)
+def test_load_refuses_incompatible_files(fitted, tmp_path, change, message):
+    """Files from another format version, with a bad spec, or altered data are refused."""
+    model, _ = fitted
+    idata = model.idata_.copy()
+    idata.attrs = dict(model.idata_.attrs)
+    change(idata)
+    path = tmp_path / "bad.nc"
+    idata.to_netcdf(str(path), engine="h5netcdf")
+    with pytest.raises(FitFileError, match=message):
+        load_fit(path)
+
+
+def test_load_refuses_missing_and_foreign_files(tmp_path):
+    """A missing file or a file that is not netCDF gives a clear error."""
+    with pytest.raises(FitFileError, match="no such file"):
+        load_fit(tmp_path / "none.nc")
+    junk = tmp_path / "junk.nc"
+    junk.write_text("not netcdf")
+    with pytest.raises(FitFileError, match="not a readable netCDF"):
+        load_fit(junk)
+
+
+def test_predictive_checks_return_draws_and_a_figure(fitted):
+    """Prior and posterior predictive checks give replicated losses and a figure per domain."""
+    model, data = fitted
+    post = posterior_predictive_check(model.idata_)
+    assert post.draws.dims == ("chain", "draw", "obs")
+    assert post.draws.sizes["obs"] == len(data.observations)
+    assert post.coverage["covered_90"].between(0.75, 1.0).all()
+    assert len([ax for ax in post.figure.axes if ax.get_visible()]) == len(data.domains)
+    assert "posterior_predictive" in model.idata_.groups()
+    prior = prior_predictive_check(data, FAST, draws=100)
+    assert prior.draws.sizes["draw"] == 100
+    # The prior is wider than the posterior: it covers at least as much.
+    assert (prior.coverage["covered_90"] >= post.coverage["covered_90"] - 0.05).all()
+
+
+def test_summary_tables_beside_least_squares(fitted):
+    """The comparison table has posterior intervals, diagnostics and least-squares estimates."""
+    model, data = fitted
+    table = comparison_table(model.idata_, prob=0.94, n_bootstrap=20)
+    assert set(table.index.get_level_values("parameter")) == {"A", "alpha", "B", "beta"}
+    assert {"mean", "lower", "upper", "r_hat", "ess_bulk", "ls_estimate", "ls_lower"} <= set(table)
+    alpha = table.xs("alpha", level="parameter")
+    assert np.allclose(alpha["mean"], alpha["ls_estimate"], atol=0.01)
+    noise = posterior_table(model.idata_, var_names=("sigma",))
+    assert len(noise) == len(data.domains)
+
+
+def test_student_t_and_no_offset_options_sample():
+    """The Student-t likelihood and the model without run offsets fit and forecast."""
+    data = _simulated(31, n_runs=8)
+    for spec in (
+        {"likelihood": {"family": "student_t", "nu": 4.0}},
+        {"likelihood": {"run_offset": False}},
+    ):
+        model = BiMixModel(spec | {"sampler": {"draws": 150, "tune": 300, "chains": 2}})
+        with warnings.catch_warnings():  # a short run: convergence is not the point here
+            warnings.simplefilter("ignore", FitWarning)
+            idata = model.fit(data, seed=2)
+            out = predict(
+                idata,
+                steps=[3e4],
+                mixtures=data.mixtures.iloc[[0]].rename(index=str.upper),
+                runs=[data.runs[1]],
+            )
+        assert np.isfinite(idata.log_likelihood["loss"]).all()
+        assert np.isfinite(out[["lower_90", "upper_90"]].to_numpy()).all()
+    assert "tau" not in idata.posterior
+
+
+def test_unfitted_model_says_what_to_call():
+    """Accessing results before fitting names the method to call."""
+    with pytest.raises(RuntimeError, match=r"call \.fit\(data\) first"):
+        _ = BiMixModel().posterior
+
+
+def test_design_is_checked(fitted):
+    """Data that cannot separate shares from steps are refused before sampling."""
+    _, data = fitted
+    with pytest.raises(ValueError, match="distinct steps"):
+        BiMixModel(FAST).fit(data.subset(max_step=700))
+
+
+def test_pymc_fallback_backend_is_available():
+    """The PyMC NUTS backend is selectable in the spec."""
+    assert BiMixModel({"sampler": {"backend": "pymc"}}).spec["sampler"]["backend"] == "pymc"

@@ -1,0 +1,147 @@
+"""Model specs (files, merging, errors) and the curve likelihood (exact against SciPy)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import multivariate_normal, multivariate_t
+
+from bimix_bayes.likelihood import curve_log_likelihood, draw_offsets, offset_conditional
+from bimix_bayes.spec import SCHEMA, SpecError, load_spec, merge_spec, spec_id
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _keys(tree: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in tree.items():
+        path = f"{prefix}.{key}" if prefix else key
+        out |= _keys(value, path) if isinstance(value, dict) else {path}
+    return out
+
+
+def test_models_file_is_the_default_and_documents_every_key():
+    """models/bimix.toml is the default spec, and every key of the schema is in it."""
+    path = REPO / "models" / "bimix.toml"
+    assert load_spec(path) == load_spec()
+    assert _keys(tomllib.loads(path.read_text())) == _keys(SCHEMA)
+    text = path.read_text()
+    for section in ("[data]", "[likelihood]", "[sampler]", "[diagnostics]", "[priors.log_beta]"):
+        assert section in text
+
+
+def test_partial_spec_files_merge_over_the_default(tmp_path):
+    """A TOML or YAML file holding only changes keeps every other default."""
+    toml = tmp_path / "m.toml"
+    toml.write_text('[likelihood]\nfamily = "student_t"\n[sampler]\ndraws = 200\n')
+    yaml = tmp_path / "m.yaml"
+    yaml.write_text("likelihood:\n  family: student_t\nsampler:\n  draws: 200\n")
+    a, b = load_spec(toml), load_spec(yaml)
+    assert a == b
+    assert a["likelihood"]["family"] == "student_t" and a["sampler"]["chains"] == 4
+    assert spec_id(a) != spec_id(load_spec())
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        ({"sampler": {"drawz": 10}}, r"sampler\.drawz: unknown key"),
+        ({"prior": {}}, r"prior: unknown key"),
+        ({"priors": {"log_alpha": {"loc_scale": -1}}}, r"priors\.log_alpha\.loc_scale: .*> 0"),
+        ({"priors": {"log_beta": {"parametrization": "x"}}}, r"parametrization: expected one of"),
+        ({"likelihood": {"family": "cauchy"}}, r"likelihood\.family: expected one of"),
+        ({"likelihood": {"run_offset": "yes"}}, r"run_offset: expected true or false"),
+        ({"sampler": {"chains": 2.5}}, r"sampler\.chains: expected an integer"),
+        ({"sampler": {"target_accept": 1.0}}, r"target_accept: expected a number < 1"),
+        ({"data": {"s_ref": -3}}, r"data\.s_ref: expected \"geometric_mean\" or a positive"),
+        ({"diagnostics": {"max_rhat": 0.9}}, r"max_rhat: expected a number >= 1"),
+    ],
+)
+def test_bad_specs_name_the_key(update, message):
+    """An unknown key or an invalid value is an error that names the key."""
+    with pytest.raises(SpecError, match=message):
+        merge_spec(update)
+
+
+def test_spec_file_errors_name_the_file(tmp_path):
+    """Unreadable, unparsable or unknown-format files say which file."""
+    with pytest.raises(SpecError, match="cannot read"):
+        load_spec(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[sampler\n")
+    with pytest.raises(SpecError, match=r"bad\.toml: not valid TOML"):
+        load_spec(bad)
+    wrong = tmp_path / "spec.json"
+    wrong.write_text("{}")
+    with pytest.raises(SpecError, match=r"use \.toml or \.yaml"):
+        load_spec(wrong)
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[sampler]\ndrawz = 3\n")
+    with pytest.raises(SpecError, match=r"typo\.toml: sampler\.drawz"):
+        load_spec(typo)
+
+
+residuals = st.lists(st.floats(-0.2, 0.2), min_size=1, max_size=8)
+scales = st.floats(0.002, 0.2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(e=residuals, sigma=scales, tau=st.floats(0.0, 0.2))
+def test_normal_curve_likelihood_is_exact(e, sigma, tau):
+    """The closed form equals the multivariate normal with covariance sigma^2 I + tau^2 J."""
+    e = np.array(e)
+    n = len(e)
+    cov = sigma**2 * np.eye(n) + tau**2 * np.ones((n, n))
+    expected = multivariate_normal(np.zeros(n), cov).logpdf(e)
+    got = curve_log_likelihood(e.sum(), (e**2).sum(), n, sigma, tau)
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(e=residuals, sigma=scales, tau=st.floats(0.0, 0.2), nu=st.floats(1.0, 30.0))
+def test_student_t_curve_likelihood_is_exact(e, sigma, tau, nu):
+    """The Student-t option equals SciPy's multivariate t with the same scale matrix."""
+    e = np.array(e)
+    n = len(e)
+    shape = sigma**2 * np.eye(n) + tau**2 * np.ones((n, n))
+    expected = multivariate_t(np.zeros(n), shape, df=nu).logpdf(e)
+    got = curve_log_likelihood(e.sum(), (e**2).sum(), n, sigma, tau, family="student_t", nu=nu)
+    assert got == pytest.approx(expected, rel=1e-8, abs=1e-8)
+
+
+def test_likelihood_is_the_same_in_pytensor():
+    """The PyMC model evaluates the very same expression."""
+    s1, s2, n, sig, tau = (pt.dscalar(k) for k in ("s1", "s2", "n", "sig", "tau"))
+    for family in ("normal", "student_t"):
+        f = pytensor.function(
+            [s1, s2, n, sig, tau],
+            curve_log_likelihood(s1, s2, n, sig, tau, family=family, nu=4.0, math=pt),
+        )
+        args = (0.05, 0.01, 7.0, 0.02, 0.01)
+        assert f(*args) == pytest.approx(
+            curve_log_likelihood(*args, family=family, nu=4.0), rel=1e-12
+        )
+
+
+def test_offset_conditional_matches_gaussian_conditioning():
+    """The offset of an observed curve: mean and variance of u given its residuals."""
+    rng = np.random.default_rng(0)
+    sigma, tau, n = 0.02, 0.03, 6
+    e = rng.normal(0, 0.03, n)
+    cond = offset_conditional(e.sum(), (e**2).sum(), n, sigma, tau)
+    cov = sigma**2 * np.eye(n) + tau**2 * np.ones((n, n))
+    k = tau**2 * np.ones(n)  # cov(u, e)
+    mean = k @ np.linalg.solve(cov, e)
+    var = tau**2 - k @ np.linalg.solve(cov, k)
+    assert cond["mean"] == pytest.approx(mean, rel=1e-10)
+    assert cond["var"] == pytest.approx(var, rel=1e-10)
+    u, scale = draw_offsets(cond, np.random.default_rng(1), (20_000,))
+    assert np.all(scale == 1.0)
+    assert u.mean() == pytest.approx(mean, abs=4 * np.sqrt(var / 20_000))
