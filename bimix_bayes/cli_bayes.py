@@ -223,10 +223,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     if not df.attrs["fit_passed"]:
         print(FAILED_BANNER)
-    print(
-        f"forecast of {what}; step in {unit}; median and central intervals of the posterior "
-        "predictive distribution:"
-    )
+    dist = "posterior predictive distribution" if args.kind == "predictive" else "posterior"
+    print(f"forecast of {what}; step in {unit}; median and central intervals of the {dist}:")
     cols = ["mixture", "source", "step", "domain", "median"]
     for p in args.prob:
         cols += list(interval_columns(p))

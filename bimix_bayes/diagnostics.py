@@ -159,19 +159,23 @@ def diagnose(idata: Any, thresholds: Mapping[str, float]) -> FitDiagnostics:
     names = [v for v in idata.posterior.data_vars if v not in DERIVED_VARS]
     rhat, rhat_var = _worst(az.rhat(idata, var_names=names), "max")
     ess_bulk, ess_var = _worst(az.ess(idata, var_names=names, method="bulk"), "min")
-    ess_tail, _ = _worst(az.ess(idata, var_names=names, method="tail"), "min")
+    ess_tail, tail_var = _worst(az.ess(idata, var_names=names, method="tail"), "min")
     stats = idata.sample_stats
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     draws = int(idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"])
     bfmi = float(np.min(az.bfmi(idata))) if "energy" in stats else float("nan")
     t = dict(thresholds)
     problems = []
+    if idata.posterior.sizes["chain"] < 2 or not np.isfinite(rhat):
+        problems.append("r-hat needs at least 2 chains: convergence cannot be checked")
     if not rhat <= t["max_rhat"]:
         problems.append(f"r-hat {rhat:.3f} > {t['max_rhat']} for {rhat_var}: chains disagree")
     if not ess_bulk >= t["min_ess_bulk"]:
         problems.append(f"bulk ESS {ess_bulk:.0f} < {t['min_ess_bulk']:.0f} for {ess_var}")
     if not ess_tail >= t["min_ess_tail"]:
-        problems.append(f"tail ESS {ess_tail:.0f} < {t['min_ess_tail']:.0f}: intervals are noisy")
+        problems.append(
+            f"tail ESS {ess_tail:.0f} < {t['min_ess_tail']:.0f} for {tail_var}: intervals are noisy"
+        )
     if divergences > t["max_divergences"]:
         problems.append(
             f"{divergences} divergent transitions (allowed {t['max_divergences']}): "

@@ -73,6 +73,8 @@ def _targets(data, domains, mixtures, runs) -> tuple[pd.DataFrame, list[str]]:
         shares.index = shares.index.astype(str)
         frames.append(shares)
         sources += [NEW] * len(shares)
+    if not sources:
+        raise DataError("nothing to forecast: give observed runs (runs=...) or new mixtures")
     table = pd.concat(frames)
     if table.index.has_duplicates:
         dup = sorted(set(table.index[table.index.duplicated()]))
@@ -134,6 +136,9 @@ def predict(
     -------
     pandas.DataFrame
         Columns ``mixture, source, step, domain, mean, median, sd`` and the interval bounds.
+        Under a Student-t likelihood the predictive loss has no finite mean: ``mean`` and
+        ``sd`` are NaN there (use the median and quantiles). Domains an observed run gave no
+        share are NaN.
         ``attrs["fit_passed"]`` is False (and a :class:`FitWarning` is raised) when the fit
         failed its diagnostics.
     """
@@ -163,18 +168,35 @@ def predict(
     n_draws = chains * draws
 
     def flat(name: str) -> np.ndarray:
-        return post[name].to_numpy().reshape(n_draws, -1)
+        return post[name].transpose("chain", "draw", "domain").to_numpy().reshape(n_draws, -1)
 
     lf, lr, alpha, beta, sigma = (
         flat(k) for k in ("log_floor", "log_reducible", "alpha", "beta", "sigma")
     )
     tau = flat("tau") if "tau" in post else np.zeros_like(sigma)
     lik = spec["likelihood"]
+    # Under a Student-t likelihood exp(noise) has no finite mean: report medians and quantiles.
+    heavy_tails = kind == "predictive" and lik["family"] == "student_t"
     rng = np.random.default_rng([seed, 2])
     offsets, scales = _offsets(idata, data, table, sources, domains, lik, tau, rng, kind)
 
     x = np.log(steps_arr / float(idata.attrs["s_ref"]))
-    log_r = np.log(table.to_numpy(dtype=float))
+    shares = table.to_numpy(dtype=float)
+    # An observed run may give a domain no share (its observations were dropped under
+    # zero_policy="drop"): the law says nothing there, so those cells (and an average that
+    # needs them) are NaN rather than infinite.
+    outside = shares == 0
+    if outside.any():
+        rows, cols = np.nonzero(outside)
+        warnings.warn(
+            f"{len(rows)} (run, domain) pair(s) have a zero share, where BiMix is undefined; "
+            "their forecasts are NaN: "
+            + ", ".join(
+                f"{table.index[i]}/{domains[j]}" for i, j in zip(rows[:5], cols[:5], strict=True)
+            ),
+            stacklevel=2,
+        )
+    log_r = np.log(np.where(outside, 1.0, shares))  # placeholder where outside: masked below
     chunk = max(1, _CHUNK_VALUES // (n_draws * len(x) * len(domains)))
     summaries, kept = [], []
     for start in range(0, len(table), chunk):
@@ -192,9 +214,11 @@ def predict(
                 scales[:, sl, None, :] * sigma[:, None, None, :]
             )
             mu = mu + offsets[:, sl, None, :] + noise
-        loss = np.exp(mu)
-        loss = np.concatenate([loss, (loss * w).sum(axis=-1, keepdims=True)], axis=-1)
-        summaries.append(_summarise(loss, probs))
+        loss = np.where(outside[None, sl, None, :], np.nan, np.exp(mu))
+        average = np.where(w > 0, loss * w, 0.0).sum(axis=-1, keepdims=True)
+        needed = (outside[:, w > 0]).any(axis=1)[None, sl, None, None]
+        loss = np.concatenate([loss, np.where(needed, np.nan, average)], axis=-1)
+        summaries.append(_summarise(loss, probs, finite_mean=heavy_tails is False))
         if attach:
             kept.append(loss.astype(np.float32))
     labels = [*domains, avg_label]
@@ -247,10 +271,14 @@ def _offsets(idata, data, table, sources, domains, lik, tau, rng, kind):
     return u, scale
 
 
-def _summarise(loss: np.ndarray, probs: list[float]) -> dict[str, np.ndarray]:
+def _summarise(loss: np.ndarray, probs: list[float], finite_mean: bool = True) -> dict:
     qs = sorted({0.5, *[(1 - p) / 2 for p in probs], *[(1 + p) / 2 for p in probs]})
     quant = dict(zip(qs, np.quantile(loss, qs, axis=0), strict=True))
-    out = {"mean": loss.mean(axis=0), "median": quant[0.5], "sd": loss.std(axis=0)}
+    if finite_mean:
+        mean, sd = loss.mean(axis=0), loss.std(axis=0)
+    else:
+        mean = sd = np.full(loss.shape[1:], np.nan)
+    out = {"mean": mean, "median": quant[0.5], "sd": sd}
     for p in probs:
         lo, hi = interval_columns(p)
         out[lo], out[hi] = quant[(1 - p) / 2], quant[(1 + p) / 2]

@@ -9,7 +9,8 @@ likelihood and sampler come from a spec (:mod:`bimix_bayes.spec`, default
 
 :meth:`BiMixModel.fit` returns an ArviZ ``InferenceData`` with groups ``posterior`` (also the
 paper's ``A, alpha, B, beta, C`` under the convention C = 1 and each observed run's offset),
-``sample_stats``, ``log_likelihood`` (per curve: leave-one-curve-out LOO), ``observed_data``,
+``sample_stats``, ``log_likelihood`` (``loss_curve``: one value per (run, domain) curve, the
+unit of leave-one-curve-out LOO; sum a run's curves for leave-one-run-out), ``observed_data``,
 ``constant_data`` (the fitted data, so a saved file is self-sufficient) and attrs describing how it
 was made. Diagnostics are checked after every fit (:mod:`bimix_bayes.diagnostics`).
 
@@ -229,20 +230,16 @@ class BiMixModel:
                 cfg["progress_bar"], sys.stderr.isatty()
             )
         sampler = cfg["backend"]
-        idata = None
         t_compile = 0.0
+        compiled = None
         if sampler == "nutpie":
-            try:
-                idata, t_compile = self._sample_nutpie(layout, seed, progress_bar)
-            except Exception as exc:
-                warnings.warn(
-                    f"nutpie could not sample this model ({type(exc).__name__}: "
-                    f"{exc}); falling back to PyMC's NUTS",
-                    SamplerFallbackWarning,
-                    stacklevel=2,
-                )
-                sampler = "pymc"
-        if idata is None:
+            t0 = time.perf_counter()
+            compiled = self._compile_nutpie(layout)
+            t_compile = time.perf_counter() - t0
+            sampler = "nutpie" if compiled is not None else "pymc"
+        if compiled is not None:
+            idata = self._sample_nutpie(compiled, seed, progress_bar)
+        else:
             idata = self._sample_pymc(layout, seed, progress_bar)
         t_sample = time.perf_counter() - t_start - t_compile
         idata = self._package(idata, data, layout, sampler, seed)
@@ -259,18 +256,29 @@ class BiMixModel:
         self.idata_ = idata
         return idata
 
-    def _sample_nutpie(
-        self, layout: CurveLayout, seed: int, progress_bar: bool
-    ) -> tuple[az.InferenceData, float]:
+    def _compile_nutpie(self, layout: CurveLayout) -> Any | None:
+        """The compiled model with this data swapped in; None (and a warning) if nutpie fails.
+
+        Only installing and compiling fall back to PyMC's NUTS; errors while sampling surface.
+        """
+        graph_part = {k: self.spec[k] for k in ("priors", "likelihood")}
+        try:
+            compiled = _compiled_nutpie(json.dumps(graph_part, sort_keys=True), len(layout.domains))
+        except Exception as exc:  # an install or compiler problem: fall back, loudly
+            warnings.warn(
+                f"nutpie could not compile this model ({type(exc).__name__}: {exc}); falling "
+                "back to PyMC's NUTS (slower). Run with --debug for the traceback.",
+                SamplerFallbackWarning,
+                stacklevel=3,
+            )
+            return None
+        return compiled.with_data(**{k: getattr(layout, k) for k in _DATA_VARS})
+
+    def _sample_nutpie(self, compiled: Any, seed: int, progress_bar: bool) -> az.InferenceData:
         import nutpie
 
         cfg = self.spec["sampler"]
-        t0 = time.perf_counter()
-        model_part = json.dumps(self.model_config, sort_keys=True)
-        compiled = _compiled_nutpie(model_part, len(layout.domains))
-        compiled = compiled.with_data(**{k: getattr(layout, k) for k in _DATA_VARS})
-        t_compile = time.perf_counter() - t0
-        idata = nutpie.sample(
+        return nutpie.sample(
             compiled,
             draws=cfg["draws"],
             tune=cfg["tune"],
@@ -282,7 +290,6 @@ class BiMixModel:
             target_accept=cfg["target_accept"],
             save_warmup=False,
         )
-        return idata, t_compile
 
     def _sample_pymc(self, layout: CurveLayout, seed: int, progress_bar: bool) -> az.InferenceData:
         cfg = self.spec["sampler"]
@@ -330,7 +337,7 @@ class BiMixModel:
         post["run_offset"] = self._run_offsets(s1, s2, sigma, tau, layout, seed)
         curves = layout.curve_labels()
         log_lik = xr.Dataset(
-            {"loss": (("chain", "draw", "curve"), curve_ll)},
+            {"loss_curve": (("chain", "draw", "curve"), curve_ll)},
             coords={"chain": post.chain, "draw": post.draw, "curve": curves},
         )
         obs = data.observations

@@ -80,6 +80,22 @@ def diagnostics_from_idata(idata: az.InferenceData) -> FitDiagnostics:
     return FitDiagnostics.from_json(idata.attrs["diagnostics"])
 
 
+def _check_posterior(idata: az.InferenceData, spec: Spec, path: Path) -> None:
+    """The posterior holds what forecasts need, with the data's domains."""
+    needed = ["log_floor", "log_reducible", "alpha", "beta", "sigma"]
+    if spec["likelihood"]["run_offset"]:
+        needed.append("tau")
+    if "posterior" not in idata.groups():
+        raise FitFileError(f"{path}: no posterior group")
+    post = idata.posterior
+    missing = [v for v in needed if v not in post]
+    if missing:
+        raise FitFileError(f"{path}: the posterior lacks {missing}")
+    domains = [str(d) for d in post["domain"].to_numpy()]
+    if domains != list(data_from_idata(idata).domains):
+        raise FitFileError(f"{path}: the posterior's domains {domains} do not match its data")
+
+
 def save_fit(idata: az.InferenceData, path: str | os.PathLike[str]) -> Path:
     """Write ``idata`` to ``path`` (netCDF) atomically; returns the path."""
     path = Path(path)
@@ -118,17 +134,20 @@ def load_fit(path: str | os.PathLike[str]) -> az.InferenceData:
             "data with this version (`bimix fit`) or use the version that wrote it"
         )
     try:
+        stored = json.loads(attrs["spec"])
         spec = spec_from_idata(idata)
-    except (SpecError, KeyError, json.JSONDecodeError) as exc:
+        diagnostics_from_idata(idata)
+    except (SpecError, KeyError, TypeError, json.JSONDecodeError) as exc:
         raise FitFileError(
-            f"{path}: its model spec is not valid for this version ({exc}); "
+            f"{path}: its model spec or diagnostics are not valid for this version ({exc}); "
             f"it was written by bimix-bayes {written_by}"
         ) from exc
-    if spec_id(spec) != attrs.get("spec_id"):
+    if spec_id(stored) != attrs.get("spec_id"):
         raise FitFileError(
-            f"{path}: its spec does not match its recorded spec id (written by "
-            f"bimix-bayes {written_by} with other defaults); refit the data"
+            f"{path}: its spec does not match its recorded spec id; the file was altered or "
+            "is damaged"
         )
+    _check_posterior(idata, spec, path)
     data = data_from_idata(idata)
     if data.fingerprint() != attrs.get("data_fingerprint"):
         raise FitFileError(

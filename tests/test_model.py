@@ -48,7 +48,9 @@ def test_posterior_has_named_dims_and_paper_coefficients(fitted):
     assert np.allclose(post["C"], 1.0)
     assert post["run_offset"].dims == ("chain", "draw", "run", "domain")
     assert model.idata_.observed_data["loss"].dims == ("obs",)
-    assert model.idata_.log_likelihood["loss"].sizes["curve"] == data.n_runs * len(data.domains)
+    assert model.idata_.log_likelihood["loss_curve"].sizes["curve"] == data.n_runs * len(
+        data.domains
+    )
     assert post.sizes["chain"] == 4
 
 
@@ -96,9 +98,11 @@ def test_same_seed_same_draws_other_seed_other_draws():
     """Seeded fits reproduce exactly; another seed gives other draws."""
     data = _simulated(21, n_runs=8)
     spec = {"sampler": {"draws": 100, "tune": 100, "chains": 2}}
-    a = BiMixModel(spec).fit(data, seed=5)
-    b = BiMixModel(spec).fit(data, seed=5)
-    c = BiMixModel(spec).fit(data, seed=6)
+    with warnings.catch_warnings():  # a short run: convergence is not the point here
+        warnings.simplefilter("ignore", FitWarning)
+        a = BiMixModel(spec).fit(data, seed=5)
+        b = BiMixModel(spec).fit(data, seed=5)
+        c = BiMixModel(spec).fit(data, seed=6)
     assert np.array_equal(a.posterior["alpha"].values, b.posterior["alpha"].values)
     assert np.array_equal(a.posterior["run_offset"].values, b.posterior["run_offset"].values)
     assert not np.array_equal(a.posterior["alpha"].values, c.posterior["alpha"].values)
@@ -146,6 +150,31 @@ def test_average_over_domains_is_per_draw(fitted):
     assert ALL_DOMAINS in set(plain["domain"])
 
 
+def test_nothing_to_forecast_and_zero_shares(fitted):
+    """An empty request is refused; a domain an observed run did not train on is NaN."""
+    model, data = fitted
+    with pytest.raises(ValueError, match="nothing to forecast"):
+        predict(model.idata_, steps=[1e4], runs=[])
+    idata = model.idata_.copy()
+    mixtures = idata.constant_data["mixtures"].copy()
+    mixtures[0, 0] = 0.0  # first run gives the first domain no share
+    idata.constant_data["mixtures"] = mixtures
+    with pytest.warns(UserWarning, match="zero share"):
+        table = predict(idata, steps=[1e4], runs=[data.runs[0]], attach=False)
+    first = table.set_index("domain")
+    assert np.isnan(first.loc[data.domains[0], "median"])
+    assert np.isnan(first.loc[ALL_DOMAINS, "median"])
+    assert np.isfinite(first.loc[data.domains[1], "median"])
+
+
+def test_single_chain_cannot_pass_diagnostics():
+    """With one chain r-hat cannot be computed: the fit is reported as failed."""
+    model = BiMixModel({"sampler": {"chains": 1, "draws": 200, "tune": 200}})
+    with pytest.warns(FitWarning, match="at least 2 chains"):
+        model.fit(_simulated(41, n_runs=6), seed=0)
+    assert not model.diagnostics_.passed
+
+
 def test_law_band_is_narrower_than_predictive(fitted):
     """The credible band of the curve excludes run and checkpoint noise."""
     model, data = fitted
@@ -191,6 +220,8 @@ def test_save_load_round_trip(fitted, tmp_path):
         (lambda i: i.attrs.update(spec_id="0" * 16), "spec id"),
         (lambda i: i.attrs.update(data_fingerprint="x"), "do not match their recorded hash"),
         (lambda i: i.attrs.pop("bimix_format"), "not a bimix-bayes fit"),
+        (lambda i: i.attrs.pop("diagnostics"), "not valid"),
+        (lambda i: i.posterior.__delitem__("tau"), r"posterior lacks \['tau'\]"),
     ],
 )
 def test_load_refuses_incompatible_files(fitted, tmp_path, change, message):
@@ -259,8 +290,10 @@ def test_student_t_and_no_offset_options_sample():
                 mixtures=data.mixtures.iloc[[0]].rename(index=str.upper),
                 runs=[data.runs[1]],
             )
-        assert np.isfinite(idata.log_likelihood["loss"]).all()
+        assert np.isfinite(idata.log_likelihood["loss_curve"]).all()
         assert np.isfinite(out[["lower_90", "upper_90"]].to_numpy()).all()
+        heavy = spec["likelihood"].get("family") == "student_t"
+        assert out["mean"].isna().all() == heavy  # no finite mean under Student-t noise
     assert "tau" not in idata.posterior
 
 
