@@ -24,8 +24,27 @@ from bimix_bayes.least_squares import BiMixLeastSquares
 from bimix_bayes.loaders import load_data
 from bimix_bayes.simulate import simulate, simulate_default
 
+# The Bayesian parts import PyMC (seconds): load them on first use, so that `import bimix_bayes`
+# and the least-squares commands stay fast.
+_LAZY = {
+    "BiMixModel": "bimix_bayes.model",
+    "predict": "bimix_bayes.forecast",
+    "load_fit": "bimix_bayes.persistence",
+    "save_fit": "bimix_bayes.persistence",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'bimix_bayes' has no attribute {name!r}")
+
+
 __all__ = [
     "BiMixLeastSquares",
+    "BiMixModel",
     "DataError",
     "DataWarning",
     "IdentifiableParams",
@@ -34,6 +53,9 @@ __all__ = [
     "__version__",
     "bimix_loss",
     "load_data",
+    "load_fit",
+    "predict",
+    "save_fit",
     "simulate",
     "simulate_default",
 ]

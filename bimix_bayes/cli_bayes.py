@@ -134,7 +134,10 @@ def _wide_parameter_table(table: pd.DataFrame) -> str:
     """One row per domain, one 'mean [lower, upper]' cell per parameter."""
     cells = table.apply(lambda r: _fmt(r["mean"], r["lower"], r["upper"]), axis=1)
     wide = cells.unstack("parameter")
-    wide = wide[[p for p in table.index.get_level_values("parameter").unique()]]
+    wide = wide.reindex(
+        index=table.index.get_level_values("domain").unique(),
+        columns=table.index.get_level_values("parameter").unique(),
+    )
     return "posterior mean [94% HDI], convention C = 1:\n" + wide.to_string()
 
 
