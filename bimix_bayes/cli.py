@@ -24,6 +24,14 @@ import pandas as pd
 
 from bimix_bayes import __version__
 from bimix_bayes.cli_bayes import FitFailedError, add_commands
+from bimix_bayes.cli_types import (
+    count,
+    nonnegative_float,
+    pattern,
+    positive_float,
+    probability,
+    suffix,
+)
 from bimix_bayes.curve_fit import FitError
 from bimix_bayes.data import DataError, DataWarning, MixtureData
 from bimix_bayes.diagnostics import FitWarning
@@ -54,11 +62,11 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--domain-col", help="long layout: evaluation domain column")
     g.add_argument("--loss-col", help="long layout: loss column")
     g.add_argument(
-        "--prop-pattern", type=_pattern, help="proportion column pattern, e.g. 'weight_{domain}'"
+        "--prop-pattern", type=pattern, help="proportion column pattern, e.g. 'weight_{domain}'"
     )
     g.add_argument(
         "--loss-pattern",
-        type=_pattern,
+        type=pattern,
         help="wide layout: loss column pattern, e.g. '{domain}_loss'",
     )
     g.add_argument(
@@ -128,70 +136,6 @@ def _load(args: argparse.Namespace) -> MixtureData:
         missing_policy=args.missing,
         drop_repeated_checkpoints=args.drop_repeated_checkpoints,
     )
-
-
-def _count(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
-        return value
-
-    return parse
-
-
-def _number(*, positive: bool):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not np.isfinite(value) or value < 0 or (positive and value == 0):
-            raise argparse.ArgumentTypeError(
-                f"must be a {'positive' if positive else 'non-negative'} number, got {text}"
-            )
-        return value
-
-    return parse
-
-
-_positive_float = _number(positive=True)
-_nonnegative_float = _number(positive=False)
-
-
-def _suffix(*allowed: str):
-    """An output path whose suffix is one of ``allowed`` (checked before any work is done)."""
-
-    def parse(text: str) -> Path:
-        path = Path(text)
-        if path.suffix.lower() not in allowed:
-            raise argparse.ArgumentTypeError(
-                f"{text!r}: use a file name ending in {' or '.join(allowed)}"
-            )
-        return path
-
-    return parse
-
-
-def _pattern(text: str) -> str:
-    if "{domain}" not in text:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} must contain {{domain}} where the domain name goes, e.g. 'weight_{{domain}}'"
-        )
-    return text
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
-    return value
 
 
 # ------------------------------------------------------------------------------ output
@@ -319,25 +263,25 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("fitting")
     g.add_argument(
         "--bootstrap",
-        type=_count(0),
+        type=count(0),
         default=200,
         help="bootstrap resamples of whole runs (default 200; 0 for none)",
     )
     g.add_argument(
         "--interval",
-        type=_probability,
+        type=probability,
         default=0.9,
         help="central probability of the intervals (default 0.9)",
     )
     g.add_argument(
         "--huber",
-        type=_positive_float,
+        type=positive_float,
         metavar="DELTA",
         help="use a Huber loss with this threshold on log-loss residuals",
     )
     g.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     g.add_argument(
-        "--out", type=_suffix(".csv", ".json"), help="write the table: .csv, or .json with settings"
+        "--out", type=suffix(".csv", ".json"), help="write the table: .csv, or .json with settings"
     )
     p.set_defaults(func=cmd_fit_ls)
 
@@ -347,43 +291,43 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate loss curves from the BiMix law (log-normal noise "
         "and a per-(run, domain) offset) and write them as a long CSV.",
     )
-    p.add_argument("--out", type=_suffix(".csv"), required=True, help="CSV file to write")
+    p.add_argument("--out", type=suffix(".csv"), required=True, help="CSV file to write")
     p.add_argument(
         "--params",
         type=Path,
         help="CSV of true parameters: domain, A, alpha, B, beta, C (default: 5 built-in domains)",
     )
-    p.add_argument("--runs", type=_count(2), default=12, help="number of mixtures (default 12)")
+    p.add_argument("--runs", type=count(2), default=12, help="number of mixtures (default 12)")
     p.add_argument(
         "--min-share",
-        type=_nonnegative_float,
+        type=nonnegative_float,
         default=0.02,
         help="smallest share of any domain (default 0.02)",
     )
     p.add_argument(
-        "--first-step", type=_positive_float, default=500.0, help="first checkpoint (default 500)"
+        "--first-step", type=positive_float, default=500.0, help="first checkpoint (default 500)"
     )
     p.add_argument(
         "--last-step",
-        type=_positive_float,
+        type=positive_float,
         default=20_000.0,
         help="last checkpoint (default 20000)",
     )
     p.add_argument(
         "--checkpoints",
-        type=_count(3),
+        type=count(3),
         default=10,
         help="log-spaced checkpoints per run (default 10)",
     )
     p.add_argument(
         "--noise-sd",
-        type=_nonnegative_float,
+        type=nonnegative_float,
         default=0.01,
         help="sd of the per-checkpoint noise on log loss (default 0.01)",
     )
     p.add_argument(
         "--run-sd",
-        type=_nonnegative_float,
+        type=nonnegative_float,
         default=0.005,
         help="sd of the per-(run, domain) offset on log loss (default 0.005)",
     )

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bimix_bayes.cli_types import count, positive_float, probability, suffix
 from bimix_bayes.io_utils import atomic_write_with
 from bimix_bayes.spec import load_spec, merge_spec
 
@@ -32,47 +33,6 @@ __all__ = ["FitFailedError", "add_commands"]
 
 class FitFailedError(RuntimeError):
     """``bimix fit --strict`` on a fit that failed its diagnostics (exit code 1)."""
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _prob(text: str) -> float:
-    value = _positive(text)
-    if not value < 1:
-        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
-    return value
-
-
-def _whole(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _path_with_suffix(text: str, suffix: str) -> Path:
-    if Path(text).suffix.lower() != suffix:
-        raise argparse.ArgumentTypeError(f"{text!r}: use a file name ending in {suffix}")
-    return Path(text)
-
-
-def _nc_path(text: str) -> Path:
-    return _path_with_suffix(text, ".nc")
-
-
-def _csv_path(text: str) -> Path:
-    return _path_with_suffix(text, ".csv")
 
 
 def _fmt(value: float, lower: float, upper: float) -> str:
@@ -252,11 +212,11 @@ def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) ->
     add_data_options(p)
     g = p.add_argument_group("fitting")
     g.add_argument("--spec", type=Path, help="model spec (.toml/.yaml; default models/bimix.toml)")
-    g.add_argument("--out", type=_nc_path, required=True, help="where to save the fit (.nc)")
+    g.add_argument("--out", type=suffix(".nc"), required=True, help="where to save the fit (.nc)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument("--draws", type=_whole, help="draws per chain (overrides the spec)")
-    g.add_argument("--tune", type=_whole, help="tuning steps per chain (overrides the spec)")
-    g.add_argument("--chains", type=_whole, help="chains (overrides the spec)")
+    g.add_argument("--draws", type=count(1), help="draws per chain (overrides the spec)")
+    g.add_argument("--tune", type=count(1), help="tuning steps per chain (overrides the spec)")
+    g.add_argument("--chains", type=count(1), help="chains (overrides the spec)")
     g.add_argument("--sampler", choices=["nutpie", "pymc"], help="overrides the spec's backend")
     g.add_argument(
         "--strict",
@@ -273,15 +233,15 @@ def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) ->
         "intervals (refitted on the stored data).",
     )
     p.add_argument("fit", type=Path, help="a fit saved by `bimix fit` (.nc)")
-    p.add_argument("--prob", type=_prob, default=0.94, help="interval probability (0.94)")
+    p.add_argument("--prob", type=probability, default=0.94, help="interval probability (0.94)")
     p.add_argument(
         "--bootstrap",
-        type=int,
+        type=count(0),
         default=200,
         help="least-squares bootstrap resamples (default 200; 0 for none)",
     )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--out", type=_csv_path, help="write the full table as CSV")
+    p.add_argument("--out", type=suffix(".csv"), help="write the full table as CSV")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser(
@@ -294,7 +254,7 @@ def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) ->
     p.add_argument("fit", type=Path, help="a fit saved by `bimix fit` (.nc)")
     p.add_argument(
         "--steps",
-        type=_positive,
+        type=positive_float,
         nargs="+",
         required=True,
         help="steps (or tokens, as in the data) to forecast at",
@@ -307,7 +267,7 @@ def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) ->
     p.add_argument("--runs", nargs="+", metavar="RUN", help="observed runs to continue")
     p.add_argument(
         "--prob",
-        type=_prob,
+        type=probability,
         nargs="+",
         default=[0.5, 0.9],
         help="central interval probabilities (default 0.5 0.9)",
@@ -319,5 +279,5 @@ def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) ->
         help="predictive: a new measurement (default); law: the curve itself",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the predictive draws")
-    p.add_argument("--out", type=_csv_path, help="write the table as CSV")
+    p.add_argument("--out", type=suffix(".csv"), help="write the table as CSV")
     p.set_defaults(func=cmd_predict)
