@@ -247,9 +247,9 @@ def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) ->
     p = sub.add_parser(
         "predict",
         help="forecast loss at more steps or for new mixtures",
-        description="Posterior predictive loss per domain and averaged over domains. By "
-        "default every observed run is continued to --steps; --mixture adds new mixtures "
-        "(with a fresh run offset).",
+        description="Posterior predictive loss per domain and averaged over domains. Without "
+        "--mixture every observed run is continued to --steps; --mixture forecasts new mixtures "
+        "instead (with a fresh run offset; add --runs to include observed runs too).",
     )
     p.add_argument("fit", type=Path, help="a fit saved by `bimix fit` (.nc)")
     p.add_argument(

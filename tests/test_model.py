@@ -150,6 +150,7 @@ def test_average_over_domains_is_per_draw(fitted):
     assert ALL_DOMAINS in set(plain["domain"])
 
 
+@pytest.mark.filterwarnings("ignore:divide by zero encountered in log:RuntimeWarning")
 def test_nothing_to_forecast_and_zero_shares(fitted):
     """An empty request is refused; a domain an observed run did not train on is NaN."""
     model, data = fitted
