@@ -59,7 +59,7 @@ def replicate_losses(
     d = layout.curve_domain
 
     def take(name: str) -> np.ndarray:
-        return params[name].to_numpy()[..., d]
+        return params[name].transpose("chain", "draw", "domain").to_numpy()[..., d]
 
     sigma = take("sigma")
     tau = take("tau") if "tau" in params else np.zeros_like(sigma)
@@ -144,13 +144,22 @@ def prior_predictive_check(
     return _check(reps, data, "Prior predictive check: observed loss vs prior replicates")
 
 
-def posterior_predictive_check(idata: az.InferenceData, seed: int = 0) -> PredictiveCheck:
-    """Replicate the data from the posterior; also stored as ``idata.posterior_predictive``."""
+def posterior_predictive_check(
+    idata: az.InferenceData, seed: int = 0, max_draws: int = 1000
+) -> PredictiveCheck:
+    """Replicate the data from the posterior; also stored as ``idata.posterior_predictive``.
+
+    At most ``max_draws`` posterior draws (evenly thinned within each chain) are replicated, so
+    that memory stays bounded for long loss logs.
+    """
     data = data_from_idata(idata)
     spec = spec_from_idata(idata)
     layout = CurveLayout.from_data(data, float(idata.attrs["s_ref"]))
     lik = spec["likelihood"]
-    reps = replicate_losses(idata.posterior, layout, lik["family"], lik["nu"], seed)
+    post = idata.posterior
+    thin = int(np.ceil(post.sizes["chain"] * post.sizes["draw"] / max(1, max_draws)))
+    post = post.isel(draw=slice(None, None, max(1, thin)))
+    reps = replicate_losses(post, layout, lik["family"], lik["nu"], seed)
     check = _check(reps, data, "Posterior predictive check: observed loss vs replicates")
     if "posterior_predictive" in idata.groups():
         del idata.posterior_predictive
@@ -158,8 +167,8 @@ def posterior_predictive_check(idata: az.InferenceData, seed: int = 0) -> Predic
         posterior_predictive=xr.Dataset(
             {"loss": (("chain", "draw", "obs"), reps)},
             coords={
-                "chain": idata.posterior["chain"],
-                "draw": idata.posterior["draw"],
+                "chain": post["chain"],
+                "draw": post["draw"],
                 "obs": idata.observed_data["obs"],
             },
         )

@@ -140,6 +140,16 @@ def prediction_shares(mixtures: pd.DataFrame | pd.Series, domains: Sequence[str]
             f"mixture shares must lie in (0, 1] for prediction (BiMix is infinite "
             f"at r = 0): {describe_locations(ex)}"
         )
+    totals = mixtures.select_dtypes("number").sum(axis=1)
+    off = totals[(totals - 1).abs() > 1e-3]
+    if len(off):
+        warnings.warn(
+            f"{len(off)} mixture(s) do not sum to 1 over their columns "
+            f"({describe_locations([f'{i!r}: {v:.4g}' for i, v in off.items()])}); the shares "
+            "of the fitted domains are used as given",
+            DataWarning,
+            stacklevel=3,
+        )
     return shares
 
 

@@ -58,6 +58,9 @@ __all__ = [
 ]
 
 
+_CHUNK_VALUES = 4_000_000  # array elements handled at once when looping over posterior draws
+
+
 def _gammaln(math: ModuleType) -> Any:
     return gammaln if math is np else math.gammaln
 
@@ -272,22 +275,34 @@ class CurveLayout:
 def curve_residual_sums(posterior: xr.Dataset, layout: CurveLayout) -> tuple[np.ndarray, ...]:
     """Per draw and curve: ``S1``, ``S2`` of the residuals, and ``sigma``, ``tau`` of its domain.
 
-    Arrays are shaped (chain, draw, curve).
+    Arrays are shaped (chain, draw, curve). Draws are processed in chunks so that memory stays
+    bounded however long the loss logs are.
     """
     d = layout.curve_domain
-    p = {
-        k: posterior[k].to_numpy()[..., d][..., None]
+    params = {
+        k: posterior[k].transpose("chain", "draw", "domain").to_numpy()[..., d]
         for k in ("log_floor", "log_reducible", "alpha", "beta")
     }
-    mu = bimix_log_loss(
-        layout.curve_log_r[:, None],
-        layout.x,
-        p["log_floor"],
-        p["log_reducible"],
-        p["alpha"],
-        p["beta"],
+    shape = params["alpha"].shape  # chain, draw, curve
+    s1, s2 = np.empty(shape), np.empty(shape)
+    step = max(1, _CHUNK_VALUES // max(1, layout.x.size))
+    for c in range(shape[0]):
+        for start in range(0, shape[1], step):
+            sl = (c, slice(start, start + step))
+            mu = bimix_log_loss(
+                layout.curve_log_r[:, None],
+                layout.x,
+                *(
+                    params[k][sl][..., None]
+                    for k in ("log_floor", "log_reducible", "alpha", "beta")
+                ),
+            )
+            e = (layout.y - mu) * layout.mask
+            s1[sl], s2[sl] = e.sum(axis=-1), (e**2).sum(axis=-1)
+    sigma = posterior["sigma"].transpose("chain", "draw", "domain").to_numpy()[..., d]
+    tau = (
+        posterior["tau"].transpose("chain", "draw", "domain").to_numpy()[..., d]
+        if "tau" in posterior
+        else np.zeros_like(sigma)
     )
-    e = (layout.y - mu) * layout.mask
-    sigma = posterior["sigma"].to_numpy()[..., d]
-    tau = posterior["tau"].to_numpy()[..., d] if "tau" in posterior else np.zeros_like(sigma)
-    return e.sum(axis=-1), (e**2).sum(axis=-1), sigma, tau
+    return s1, s2, sigma, tau
