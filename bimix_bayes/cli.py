@@ -236,6 +236,51 @@ def _read_params(path: Path) -> pd.DataFrame:
     return table
 
 
+def _domain_source(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name.strip(), path.strip()
+
+
+def cmd_entropy(args: argparse.Namespace) -> int:
+    from bimix_bayes.entropy import MEASURES, domain_entropies, entropy_mixtures, write_mixtures
+
+    sources = dict(args.sources)
+    if len(sources) != len(args.sources):
+        raise DataError("each domain name may appear only once")
+    measures = MEASURES if args.measure == "all" else (args.measure,)
+    table = domain_entropies(
+        sources,
+        measures=measures,
+        tokenizer=args.tokenizer,
+        chunk_size=args.chunk_size,
+        sample_chunks=args.sample_chunks,
+        correction=args.correction,
+        seed=args.seed,
+        text_field=args.text_field,
+    )
+    mixtures = entropy_mixtures(table, args.temperature)
+    print(
+        f"tokenizer: {table.attrs['tokenizer']}; chunks of {args.chunk_size} tokens; entropy "
+        f"in nats{'' if args.correction == 'none' else ' (Miller-Madow corrected)'}"
+        + (
+            f"; VNE on a sample of up to {args.sample_chunks} chunks per domain"
+            if "vne" in measures
+            else ""
+        )
+    )
+    shown = table.copy()
+    shown["tokens"] = shown["tokens"].map("{:,.0f}".format)
+    print(shown.to_string(float_format=lambda v: f"{v:.4f}"))
+    print(f"\nproportions: softmax(entropy / {args.temperature:g}) per measure (paper Eq. 13):")
+    print(mixtures.to_string(float_format=lambda v: f"{v:.4f}"))
+    if args.out is not None:
+        write_mixtures(mixtures, args.out)
+        print(f"\nwrote {args.out} (read by `bimix predict --mixture`)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bimix_bayes.demo import run_demo
 
@@ -348,6 +393,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "entropy",
+        help="candidate mixtures from the domains' text entropy (no training)",
+        description="Entropy proxies of BiMix (section 4): Shannon (se), conditional (ce), "
+        "joint (je) and von Neumann (vne) entropy of each domain's tokens, and the mixtures "
+        "softmax(entropy) gives. Text is streamed; memory stays bounded.",
+    )
+    p.add_argument(
+        "sources",
+        nargs="+",
+        type=_domain_source,
+        metavar="NAME=PATH",
+        help="a domain and its text: a file, a folder, a glob pattern or a .jsonl",
+    )
+    p.add_argument(
+        "--measure",
+        choices=["se", "ce", "je", "vne", "all"],
+        default="all",
+        help="which entropy (default all; the paper recommends ce)",
+    )
+    p.add_argument(
+        "--tokenizer",
+        default="byte",
+        help="byte (default), bpe (trained here on a sample), or a tokenizer file",
+    )
+    p.add_argument("--chunk-size", type=count(2), default=1024, help="tokens per chunk (1024)")
+    p.add_argument(
+        "--sample-chunks",
+        type=count(2),
+        default=500,
+        help="chunks sampled per domain for vne (default 500)",
+    )
+    p.add_argument(
+        "--correction",
+        choices=["none", "miller_madow"],
+        default="none",
+        help="small-sample correction of the plug-in entropies",
+    )
+    p.add_argument(
+        "--temperature", type=positive_float, default=1.0, help="softmax temperature (default 1)"
+    )
+    p.add_argument("--text-field", default="text", help="JSONL field holding the text")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
+    p.add_argument("--out", type=suffix(".csv"), help="write the mixtures as CSV")
+    p.set_defaults(func=cmd_entropy)
 
     add_commands(sub, _add_data_options)
     return parser
