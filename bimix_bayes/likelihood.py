@@ -259,11 +259,6 @@ class CurveLayout:
             s_ref=1.0,
         )
 
-    @property
-    def n_curves(self) -> int:
-        """Number of (run, domain) curves."""
-        return len(self.n)
-
     def curve_labels(self) -> list[str]:
         """``"run/domain"`` label of each curve."""
         return [
