@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bimix_bayes import __version__
+from bimix_bayes import __version__, cli_decide
 from bimix_bayes.cli_bayes import FitFailedError, add_commands
 from bimix_bayes.cli_types import (
     count,
@@ -441,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_entropy)
 
     add_commands(sub, _add_data_options)
+    cli_decide.add_commands(sub)
     return parser
 
 

@@ -19,7 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["count", "nonnegative_float", "pattern", "positive_float", "probability", "suffix"]
+__all__ = [
+    "count",
+    "domain_weights",
+    "nonnegative_float",
+    "objective",
+    "pattern",
+    "positive_float",
+    "probability",
+    "suffix",
+]
 
 
 def count(minimum: int):
@@ -84,3 +93,32 @@ def probability(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
     return value
+
+
+def objective(text: str):
+    """``mean``, ``quantile:Q`` or ``cvar:Q``, as an :class:`~bimix_bayes.objectives.Objective`."""
+    from bimix_bayes.objectives import Objective
+
+    try:
+        return Objective.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def domain_weights(text: str) -> dict[str, float]:
+    """``name=weight,name=weight`` as a dict.
+
+    Examples
+    --------
+    >>> domain_weights("code=2, web=1")
+    {'code': 2.0, 'web': 1.0}
+    """
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            raise argparse.ArgumentTypeError(
+                f"expected name=weight pairs separated by commas, got {item.strip()!r}"
+            )
+        out[name.strip()] = _number(positive=False)(value.strip())
+    return out
