@@ -24,12 +24,14 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from bimix_bayes.data import MixtureData
 from bimix_bayes.law import bimix_log_loss
 from bimix_bayes.likelihood import CurveLayout, draw_offsets
 from bimix_bayes.model import BiMixModel, resolve_s_ref
 from bimix_bayes.persistence import data_from_idata, spec_from_idata
+from bimix_bayes.report_figures import plain
 
 __all__ = [
     "PredictiveCheck",
@@ -118,7 +120,9 @@ def _figure(obs, lo, med, hi, covered, domains, title):
         ax.plot(span, span, color="#555", lw=0.8)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(f"{domain}: 90% covers {100 * covered[sel].mean():.0f}%", fontsize=9)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_title(f"{plain(domain)}: 90% covers {100 * covered[sel].mean():.0f}%", fontsize=9)
         ax.set_xlabel("predicted loss (median)", fontsize=8)
         ax.set_ylabel("observed loss", fontsize=8)
         ax.tick_params(labelsize=7)

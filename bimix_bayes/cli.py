@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bimix_bayes import __version__, cli_decide
+from bimix_bayes import __version__, cli_decide, cli_report
 from bimix_bayes.cli_bayes import FitFailedError, add_commands
 from bimix_bayes.cli_types import (
     count,
@@ -47,9 +47,10 @@ PROG = "bimix"
 
 
 # ------------------------------------------------------------------------------ options
-def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", type=Path, help="loss log: CSV (.csv, .csv.gz, .tsv) or Parquet")
-    g = p.add_argument_group("reading the data")
+def _add_data_options(p: argparse.ArgumentParser, positional: bool = True) -> None:
+    if positional:
+        p.add_argument("data", type=Path, help="loss log: CSV (.csv, .csv.gz, .tsv) or Parquet")
+    g = p.add_argument_group("reading the data" if positional else "reading --holdout")
     g.add_argument(
         "--layout",
         choices=["auto", "long", "wide"],
@@ -442,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub, _add_data_options)
     cli_decide.add_commands(sub)
+    cli_report.add_commands(sub, _add_data_options)
     return parser
 
 
@@ -471,6 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fast_compile_settings()
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if getattr(args, "group", None) is not None and getattr(args, "group_col", None) is None:
         parser.error("--group needs --group-col naming the column that holds the groups")
     with warnings.catch_warnings():

@@ -18,7 +18,7 @@ from pathlib import Path
 from bimix_bayes.cli_types import domain_weights, objective, positive_float, probability, suffix
 from bimix_bayes.io_utils import atomic_write_text, atomic_write_with
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "baseline_argument"]
 
 FAILED_BANNER = (
     "!!! this fit FAILED its convergence diagnostics (see `bimix summary`): do not trust the "
@@ -26,7 +26,7 @@ FAILED_BANNER = (
 )
 
 
-def _baseline(text: str | None):
+def baseline_argument(text: str | None):
     """A mixture file (its single row) or an observed run's name."""
     if text is None:
         return None
@@ -59,7 +59,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         weights=args.weights,
         domains=args.domains,
         constraints=constraints,
-        baseline=_baseline(args.baseline),
+        baseline=baseline_argument(args.baseline),
         forecast=not args.no_forecast,
         seed=args.seed,
     )

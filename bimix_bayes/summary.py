@@ -57,19 +57,27 @@ def posterior_table(
 
 
 def comparison_table(
-    idata: az.InferenceData, prob: float = 0.94, n_bootstrap: int = 200, seed: int = 0
+    idata: az.InferenceData,
+    prob: float = 0.94,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    least_squares: BiMixLeastSquares | None = None,
 ) -> pd.DataFrame:
     """Posterior (mean, HDI, r-hat, ESS) beside least squares (estimate, bootstrap interval).
 
     The least-squares fit (the paper's method) is refitted on the same data stored in the fit,
-    with ``n_bootstrap`` run-level bootstrap resamples and the same interval probability.
+    with ``n_bootstrap`` run-level bootstrap resamples and the same interval probability, unless
+    an already fitted ``least_squares`` is given (its bootstrap intervals are then taken at
+    ``prob``).
     """
     table = posterior_table(idata, prob, PAPER_PARAMS)
-    data = data_from_idata(idata)
-    ls = BiMixLeastSquares(
-        n_bootstrap=n_bootstrap, interval=prob, seed=seed, s_ref=float(idata.attrs["s_ref"])
-    ).fit(data)
-    iv = ls.intervals() if n_bootstrap else None
+    if least_squares is None:
+        least_squares = BiMixLeastSquares(
+            n_bootstrap=n_bootstrap, interval=prob, seed=seed, s_ref=float(idata.attrs["s_ref"])
+        ).fit(data_from_idata(idata))
+    ls = least_squares
+    has_bootstrap = ls.bootstrap_ is not None and not ls.bootstrap_.empty
+    iv = ls.intervals(prob) if has_bootstrap else None
     ls_cols = {"ls_estimate": [], "ls_lower": [], "ls_upper": []}
     for domain, name in table.index:
         ls_cols["ls_estimate"].append(float(ls.params_.loc[domain, name]))
