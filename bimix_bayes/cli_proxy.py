@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from bimix_bayes.cli_types import count, nonnegative_float, positive_float
+from bimix_bayes.cli_types import count, nonnegative_float, objective, positive_float
 
 __all__ = ["add_commands", "cmd_corpora", "cmd_study", "cmd_train"]
 
@@ -244,6 +244,32 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """``bimix verify``: fit a study, recommend, train recommended and baseline, compare."""
+    if _torch_ready():
+        return 1
+    from bimix_bayes.proxy.verify import verify
+
+    for folder, what in ((args.study, "study"), (args.corpora, "corpora")):
+        if not folder.is_dir():
+            return _error(f"--{what} {folder} is not a folder", 2)
+    if not (args.study / "losses.csv").is_file() or not (args.study / "runs.json").is_file():
+        return _error(f"{args.study} lacks losses.csv / runs.json: run `bimix study` first", 2)
+    result = verify(
+        args.study,
+        args.corpora,
+        args.out,
+        target=args.target,
+        objective=args.objective.name,
+        seed=args.seed,
+        workers=args.workers,
+        log=_say,
+    )
+    print((args.out / "verify.md").read_text().split("## Per checkpoint")[0].rstrip())
+    print(f"\nwrote {args.out}/verify.md, verify.json, comparison.csv ({result['wall_seconds']} s)")
+    return 0
+
+
 # ------------------------------------------------------------------------------ parser
 def _add_training_options(p: argparse.ArgumentParser, steps: int) -> None:
     p.add_argument("--corpora", required=True, type=Path, help="folder from `bimix corpora`")
@@ -354,3 +380,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="use this mixture file (mixture,<domain>,...) as the design instead",
     )
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser(
+        "verify",
+        help="closed loop: fit a study, recommend a mixture, train it and the baseline, compare",
+        description="Fit the hierarchical model to a `bimix study` folder, recommend the mixture "
+        "for --target (default: twice the study's longest run), train the recommended and the "
+        "baseline mixture (the best observed run) to the target with a fresh seed, and compare "
+        "the forecasts (with intervals) with the measured losses.",
+    )
+    p.add_argument("--study", type=Path, required=True, help="folder from `bimix study`")
+    p.add_argument("--corpora", type=Path, required=True, help="folder from `bimix corpora`")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--target", type=positive_float, help="target step (default: 2 x longest run)")
+    p.add_argument("--objective", type=objective, default="mean", help="as in `bimix optimize`")
+    p.add_argument("--seed", type=int, help="seed of the two runs (default: the study's + 1)")
+    p.add_argument("--workers", type=count(1), default=2, help="parallel training processes (2)")
+    p.set_defaults(func=cmd_verify)

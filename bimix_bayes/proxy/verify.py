@@ -1,0 +1,306 @@
+"""The closed loop (``bimix verify``): fit a study, recommend a mixture, train it, compare.
+
+1. Fit the hierarchical BiMix model to a study's loss table (``bimix study`` output).
+2. Recommend the mixture for a target step (by default twice the study's longest run: a target
+   beyond the trained steps) with :func:`bimix_bayes.decision.optimize`; the baseline is its
+   default, the observed run with the lowest objective.
+3. Train the recommended and the baseline mixture to the target, both with a fresh seed (the
+   same for the two: common random numbers, so their difference is the mixture's).
+4. Compare, at every checkpoint of the new runs: the posterior predictive forecast (median and
+   50 % / 90 % intervals, each run treated as a new mixture with a fresh run offset) against the
+   measured loss, per domain and for the mean over domains; and whether "recommended beats
+   baseline" held at the target.
+
+Output folder::
+
+    OUT/fit.nc              the fit of the study
+    OUT/runs/...            the two verification runs (``bimix study`` layout)
+    OUT/comparison.csv      forecast vs measured, per run, checkpoint and domain
+    OUT/verify.json         everything (recommendation, forecasts, outcome)
+    OUT/verify.md           the summary a person reads
+
+Examples
+--------
+>>> result = verify("out/study", "out/corpora", "out/verify")  # doctest: +SKIP
+>>> result["outcome"]["recommended_beat_baseline"]  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bimix_bayes.io_utils import atomic_write_text, atomic_write_with
+from bimix_bayes.least_squares import ALL_DOMAINS
+
+__all__ = ["compare_forecasts", "verify"]
+
+
+def compare_forecasts(forecast: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
+    """Join forecasts (:func:`bimix_bayes.forecast.predict` output) with measured losses.
+
+    ``measured`` has columns ``run, step, domain, loss``; the mean over domains is added to it.
+    Returns one row per (run, step, domain) with the forecast's median and intervals, the
+    measured loss, the relative error and whether each interval covers it.
+
+    Examples
+    --------
+    >>> f = pd.DataFrame({"mixture": ["a"], "step": [10.0], "domain": ["x"], "median": [2.0],
+    ...                   "lower_50": [1.9], "upper_50": [2.1], "lower_90": [1.8],
+    ...                   "upper_90": [2.2]})
+    >>> m = pd.DataFrame({"run": ["a"], "step": [10], "domain": ["x"], "loss": [2.05]})
+    >>> row = compare_forecasts(f, m).iloc[0]
+    >>> bool(row["in_50"]), round(float(row["relative_error"]), 4)
+    (True, 0.0244)
+    """
+    mean = measured.groupby(["run", "step"], as_index=False)["loss"].mean()
+    mean["domain"] = ALL_DOMAINS
+    measured = pd.concat([measured[["run", "step", "domain", "loss"]], mean], ignore_index=True)
+    measured = measured.assign(step=measured["step"].astype(float))
+    table = forecast.rename(columns={"mixture": "run"}).merge(
+        measured, on=["run", "step", "domain"], how="inner"
+    )
+    table["relative_error"] = (table["median"] / table["loss"] - 1).abs()
+    for p in ("50", "90"):
+        table[f"in_{p}"] = table["loss"].between(table[f"lower_{p}"], table[f"upper_{p}"])
+    return table
+
+
+def verify(
+    study: str | os.PathLike[str],
+    corpora: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    target: float | None = None,
+    objective: str = "mean",
+    seed: int | None = None,
+    fit_seed: int = 0,
+    workers: int = 2,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the closed loop on a finished study (see the module docstring).
+
+    Parameters
+    ----------
+    study
+        Folder written by ``bimix study`` (``losses.csv``, ``runs.json``).
+    corpora
+        The corpora the study was trained on.
+    out
+        Output folder.
+    target
+        Target step (default: twice the study's longest run).
+    objective
+        As in :func:`bimix_bayes.decision.optimize`.
+    seed
+        Seed of the two verification runs (default: the study's seed + 1).
+    fit_seed
+        Seed of the Bayesian fit.
+    workers
+        Parallel training processes.
+    """
+    from bimix_bayes.decision import optimize
+    from bimix_bayes.forecast import predict
+    from bimix_bayes.loaders import load_data
+    from bimix_bayes.model import BiMixModel
+    from bimix_bayes.persistence import save_fit
+    from bimix_bayes.proxy.study import run_study
+    from bimix_bayes.proxy.trainer import TrainConfig
+
+    log = log or (lambda msg: None)
+    start = time.perf_counter()
+    study, out = Path(study), Path(out)
+    meta = json.loads((study / "runs.json").read_text())
+    config = TrainConfig.from_dict(meta["config"])
+    data = load_data(study / "losses.csv", volume="steps")
+    longest = float(data.observations["step"].max())
+    target = float(target) if target is not None else 2.0 * longest
+    seed = int(meta.get("seed", 0)) + 1 if seed is None else int(seed)
+
+    log(f"fitting the study ({data.n_runs} runs, {len(data.observations)} observations) ...")
+    idata = BiMixModel().fit(data, seed=fit_seed)
+    out.mkdir(parents=True, exist_ok=True)
+    save_fit(idata, out / "fit.nc")
+    rec = optimize(idata, target, objective=objective, seed=fit_seed)
+    log(
+        f"recommended for step {target:g}: "
+        + ", ".join(f"{d} {v:.3f}" for d, v in rec.mixture.items())
+        + f"; baseline {rec.baseline_source}; P(beats) {rec.p_beats_baseline:.3f}"
+    )
+    mixtures = pd.DataFrame([rec.mixture.rename("recommended"), rec.baseline.rename("baseline")])
+    run_config = TrainConfig.from_dict({**config.to_dict(), "steps": round(target)})
+    log(f"training both mixtures to {round(target)} steps (seed {seed}) ...")
+    trained = run_study(
+        corpora,
+        out / "runs",
+        config=run_config,
+        mixtures=mixtures,
+        workers=workers,
+        seed=seed,
+        log=log,
+    )
+    measured = pd.concat([r.rows for r in trained["results"]], ignore_index=True)
+    measured = measured[["run", "step", "domain", "loss"]]
+    steps = np.unique(measured["step"].to_numpy(dtype=float))
+    forecast = predict(
+        idata,
+        steps,
+        mixtures=mixtures[list(data.domains)],
+        prob=(0.5, 0.9),
+        seed=fit_seed,
+        attach=False,
+    )
+    table = compare_forecasts(forecast, measured)
+    atomic_write_with(
+        out / "comparison.csv", lambda p: table.to_csv(p, index=False, float_format="%.6g")
+    )
+    result = _summarise(table, rec, target, longest, seed, data)
+    result["wall_seconds"] = round(time.perf_counter() - start, 1)
+    result["study"] = str(study)
+    result["corpora"] = str(corpora)
+    atomic_write_text(out / "verify.json", json.dumps(result, indent=2, default=float) + "\n")
+    atomic_write_text(out / "verify.md", format_markdown(result, table))
+    return result
+
+
+def _summarise(table, rec, target, longest, seed, data) -> dict[str, Any]:
+    at_target = table[np.isclose(table["step"], table["step"].max())]
+    avg = at_target[at_target["domain"] == ALL_DOMAINS].set_index("run")
+    beyond = table[table["step"] > longest]
+
+    def scores(part: pd.DataFrame) -> dict[str, float]:
+        return {
+            "points": len(part),
+            "mean_relative_error": float(part["relative_error"].mean()),
+            "coverage_50": float(part["in_50"].mean()),
+            "coverage_90": float(part["in_90"].mean()),
+        }
+
+    per_domain = table[table["domain"] != ALL_DOMAINS]
+    return {
+        "target_step": target,
+        "trained_steps_in_study": longest,
+        "verification_seed": seed,
+        "objective": rec.objective.name,
+        "recommended": {k: float(v) for k, v in rec.mixture.items()},
+        "baseline": {
+            "source": rec.baseline_source,
+            "shares": {k: float(v) for k, v in rec.baseline.items()},
+        },
+        "predicted": {
+            "p_recommended_beats_baseline": rec.p_beats_baseline,
+            "p_run_beats_run": rec.p_run_beats_baseline,
+            "mean_loss_at_target": {
+                who: {k: float(avg.loc[who, k]) for k in ("median", "lower_90", "upper_90")}
+                for who in ("recommended", "baseline")
+            },
+        },
+        "outcome": {
+            "measured_mean_loss_at_target": {
+                who: float(avg.loc[who, "loss"]) for who in ("recommended", "baseline")
+            },
+            "recommended_beat_baseline": bool(
+                avg.loc["recommended", "loss"] < avg.loc["baseline", "loss"]
+            ),
+            "improvement": float(avg.loc["baseline", "loss"] - avg.loc["recommended", "loss"]),
+        },
+        "scores": {
+            "all_checkpoints_per_domain": scores(per_domain),
+            "beyond_trained_steps_per_domain": scores(beyond[beyond["domain"] != ALL_DOMAINS]),
+            "at_target_mean_over_domains": scores(avg.reset_index()),
+        },
+        "domains": list(data.domains),
+    }
+
+
+def format_markdown(result: dict[str, Any], table: pd.DataFrame) -> str:
+    """The closed-loop summary as Markdown."""
+    pred, outcome = result["predicted"], result["outcome"]
+    lines = [
+        "# Closed loop: recommended vs baseline, forecast vs measured",
+        "",
+        f"Study: `{result['study']}` (runs trained to {result['trained_steps_in_study']:g} "
+        f"steps). Target: **{result['target_step']:g} steps** (beyond the trained steps). "
+        f"Objective: {result['objective']}. Verification runs: seed "
+        f"{result['verification_seed']}, both mixtures (common random numbers).",
+        "",
+        "| domain | recommended | baseline |",
+        "|---|---|---|",
+    ]
+    for d in result["domains"]:
+        lines.append(
+            f"| {d} | {result['recommended'][d]:.3f} | {result['baseline']['shares'][d]:.3f} |"
+        )
+    lines += [
+        "",
+        f"Baseline: {result['baseline']['source']}.",
+        "",
+        "## Mean loss over domains at the target",
+        "",
+        "| mixture | forecast median [90 %] | measured |",
+        "|---|---|---|",
+    ]
+    for who in ("recommended", "baseline"):
+        f = pred["mean_loss_at_target"][who]
+        lines.append(
+            f"| {who} | {f['median']:.4f} [{f['lower_90']:.4f}, {f['upper_90']:.4f}] | "
+            f"{outcome['measured_mean_loss_at_target'][who]:.4f} |"
+        )
+    lines += [
+        "",
+        f"- Predicted P(recommended beats baseline) = {pred['p_recommended_beats_baseline']:.3f}"
+        f" (expected loss); P(one run beats one run) = {pred['p_run_beats_run']:.3f}.",
+        f"- Measured: the recommended mixture "
+        f"{'**beat**' if outcome['recommended_beat_baseline'] else '**did not beat**'} the "
+        f"baseline (improvement {outcome['improvement']:+.4f} nats).",
+        "",
+        "## Forecast accuracy of the verification runs",
+        "",
+        "| checkpoints | points | mean relative error | 50 % coverage | 90 % coverage |",
+        "|---|---|---|---|---|",
+    ]
+    labels = {
+        "all_checkpoints_per_domain": "all, per domain",
+        "beyond_trained_steps_per_domain": "beyond the trained steps, per domain",
+        "at_target_mean_over_domains": "target, mean over domains",
+    }
+    for key, label in labels.items():
+        s = result["scores"][key]
+        lines.append(
+            f"| {label} | {s['points']} | {100 * s['mean_relative_error']:.2f} % | "
+            f"{100 * s['coverage_50']:.0f} % | {100 * s['coverage_90']:.0f} % |"
+        )
+    lines += ["", "## Per checkpoint and domain", "", _table_markdown(table), ""]
+    return "\n".join(lines)
+
+
+def _table_markdown(table: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
+    columns = columns or [
+        "run",
+        "step",
+        "domain",
+        "median",
+        "lower_90",
+        "upper_90",
+        "loss",
+        "in_90",
+    ]
+    rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for _, r in table[list(columns)].iterrows():
+        cells = []
+        for c in columns:
+            v = r[c]
+            if isinstance(v, float | np.floating):
+                cells.append(f"{v:.4f}" if c != "step" else f"{v:g}")
+            else:
+                cells.append(str(v))
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
