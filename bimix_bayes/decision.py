@@ -59,6 +59,8 @@ class Recommendation:
         The recommended share of every training domain.
     baseline, baseline_source
         The mixture it is compared with and where it came from.
+    baseline_run
+        The observed run the baseline is (``None`` for a given mixture).
     draws
         Per posterior draw, the weighted loss of ``recommended``, ``baseline`` and (when
         constraints bind) ``unconstrained``.
@@ -90,6 +92,7 @@ class Recommendation:
     mixture: pd.Series
     baseline: pd.Series
     baseline_source: str
+    baseline_run: str | None
     draws: pd.DataFrame
     p_beats_baseline: float
     p_run_beats_baseline: float | None
@@ -154,7 +157,11 @@ class Recommendation:
             "objective": {"name": self.objective.name, "label": self.objective.label},
             "domain_weights": _floats(self.weights),
             "recommended": _floats(self.mixture),
-            "baseline": {"source": self.baseline_source, "shares": _floats(self.baseline)},
+            "baseline": {
+                "source": self.baseline_source,
+                "run": self.baseline_run,
+                "shares": _floats(self.baseline),
+            },
             "objective_summary": {k: _floats(v) for k, v in obj.iterrows()},
             "p_recommended_beats_baseline": self.p_beats_baseline,
             "p_run_at_recommended_beats_run_at_baseline": self.p_run_beats_baseline,
@@ -408,6 +415,7 @@ def optimize(
         mixture=mixture,
         baseline=base.rename("baseline"),
         baseline_source=base_source,
+        baseline_run=None if isinstance(baseline, pd.Series) else str(base.name),
         draws=draws_df,
         p_beats_baseline=float(np.mean(draws_df["recommended"] < draws_df["baseline"])),
         p_run_beats_baseline=p_run,

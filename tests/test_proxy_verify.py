@@ -28,12 +28,20 @@ def test_verify_trains_the_recommendation_and_scores_the_forecast(corpora, tmp_p
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a 4-run toy fit may not pass every diagnostic
         result = verify(tmp_path / "study", corpora, tmp_path / "verify", workers=1)
-    assert result["target_step"] == 60 and result["verification_seed"] == 4
+    assert result["target_step"] == 60 and result["verification_seed"] == 3
+    assert result["baseline_forecast"] == "observed run continued"
     assert set(result["recommended"]) == {"prose", "code"}
     assert sum(result["recommended"].values()) == pytest.approx(1.0)
     assert isinstance(result["outcome"]["recommended_beat_baseline"], bool)
     table = pd.read_csv(tmp_path / "verify" / "comparison.csv")
-    assert set(table["run"]) == {"recommended", "baseline"}
+    assert set(table["role"]) == {"recommended", "baseline"}
+    baseline_run = result["baseline"]["run"]
+    assert set(table["run"]) == {"recommended", baseline_run}
+    # Common random numbers: the baseline retraces its study run up to the study's last step.
+    study = pd.read_csv(tmp_path / "study" / "losses.csv")
+    again = table[(table["run"] == baseline_run) & (table["step"] <= 30)]
+    first = again.merge(study, on=["run", "step", "domain"], suffixes=("", "_study"))
+    assert len(first) and (first["loss"] - first["loss_study"]).abs().max() < 1e-5
     assert table["step"].max() == 60 and (table["step"] > 30).any()
     assert {"prose", "code", ALL_DOMAINS} == set(table["domain"])
     assert (table["lower_90"] <= table["median"]).all()

@@ -4,12 +4,13 @@
 2. Recommend the mixture for a target step (by default twice the study's longest run: a target
    beyond the trained steps) with :func:`bimix_bayes.decision.optimize`; the baseline is its
    default, the observed run with the lowest objective.
-3. Train the recommended and the baseline mixture to the target, both with a fresh seed (the
-   same for the two: common random numbers, so their difference is the mixture's).
+3. Train the recommended and the baseline mixture to the target with the study's seed (common
+   random numbers: the runs differ only by their mixture, and the baseline retraces its study
+   run up to the study's last step, then goes on).
 4. Compare, at every checkpoint of the new runs: the posterior predictive forecast (median and
-   50 % / 90 % intervals, each run treated as a new mixture with a fresh run offset) against the
-   measured loss, per domain and for the mean over domains; and whether "recommended beats
-   baseline" held at the target.
+   50 % / 90 % intervals; the recommendation as a new mixture with a fresh run offset, the
+   baseline as its observed run continued) against the measured loss, per domain and for the
+   mean over domains; and whether "recommended beats baseline" held at the target.
 
 Output folder::
 
@@ -101,7 +102,9 @@ def verify(
     objective
         As in :func:`bimix_bayes.decision.optimize`.
     seed
-        Seed of the two verification runs (default: the study's seed + 1).
+        Seed of the two verification runs. Default: the study's seed (common random numbers
+        with the study: the baseline run retraces its study run, then continues; it is
+        forecast as that observed run continued, the recommendation as a new mixture).
     fit_seed
         Seed of the Bayesian fit.
     workers
@@ -123,7 +126,8 @@ def verify(
     data = load_data(study / "losses.csv", volume="steps")
     longest = float(data.observations["step"].max())
     target = float(target) if target is not None else 2.0 * longest
-    seed = int(meta.get("seed", 0)) + 1 if seed is None else int(seed)
+    study_seed = int(meta.get("seed", 0))
+    seed = study_seed if seed is None else int(seed)
 
     log(f"fitting the study ({data.n_runs} runs, {len(data.observations)} observations) ...")
     idata = BiMixModel().fit(data, seed=fit_seed)
@@ -135,7 +139,11 @@ def verify(
         + ", ".join(f"{d} {v:.3f}" for d, v in rec.mixture.items())
         + f"; baseline {rec.baseline_source}; P(beats) {rec.p_beats_baseline:.3f}"
     )
-    mixtures = pd.DataFrame([rec.mixture.rename("recommended"), rec.baseline.rename("baseline")])
+    # With the study's seed the baseline run retraces its study run (common random numbers), so
+    # it is forecast as that observed run continued; with another seed, as a new mixture.
+    continued = rec.baseline_run is not None and seed == study_seed
+    base_name = rec.baseline_run if continued else "baseline"
+    mixtures = pd.DataFrame([rec.mixture.rename("recommended"), rec.baseline.rename(base_name)])
     run_config = TrainConfig.from_dict({**config.to_dict(), "steps": round(target)})
     log(f"training both mixtures to {round(target)} steps (seed {seed}) ...")
     trained = run_study(
@@ -153,12 +161,16 @@ def verify(
     forecast = predict(
         idata,
         steps,
-        mixtures=mixtures[list(data.domains)],
+        mixtures=mixtures.loc[
+            ["recommended"] + ([] if continued else [base_name]), list(data.domains)
+        ],
+        runs=[base_name] if continued else None,
         prob=(0.5, 0.9),
         seed=fit_seed,
         attach=False,
     )
     table = compare_forecasts(forecast, measured)
+    table.insert(1, "role", np.where(table["run"] == "recommended", "recommended", "baseline"))
     atomic_write_with(
         out / "comparison.csv", lambda p: table.to_csv(p, index=False, float_format="%.6g")
     )
@@ -173,7 +185,7 @@ def verify(
 
 def _summarise(table, rec, target, longest, seed, data) -> dict[str, Any]:
     at_target = table[np.isclose(table["step"], table["step"].max())]
-    avg = at_target[at_target["domain"] == ALL_DOMAINS].set_index("run")
+    avg = at_target[at_target["domain"] == ALL_DOMAINS].set_index("role")
     beyond = table[table["step"] > longest]
 
     def scores(part: pd.DataFrame) -> dict[str, float]:
@@ -189,10 +201,14 @@ def _summarise(table, rec, target, longest, seed, data) -> dict[str, Any]:
         "target_step": target,
         "trained_steps_in_study": longest,
         "verification_seed": seed,
+        "baseline_forecast": "observed run continued"
+        if (table["source"] == "observed run").any()
+        else "new mixture",
         "objective": rec.objective.name,
         "recommended": {k: float(v) for k, v in rec.mixture.items()},
         "baseline": {
             "source": rec.baseline_source,
+            "run": rec.baseline_run,
             "shares": {k: float(v) for k, v in rec.baseline.items()},
         },
         "predicted": {
@@ -230,7 +246,8 @@ def format_markdown(result: dict[str, Any], table: pd.DataFrame) -> str:
         f"Study: `{result['study']}` (runs trained to {result['trained_steps_in_study']:g} "
         f"steps). Target: **{result['target_step']:g} steps** (beyond the trained steps). "
         f"Objective: {result['objective']}. Verification runs: seed "
-        f"{result['verification_seed']}, both mixtures (common random numbers).",
+        f"{result['verification_seed']} for both mixtures (common random numbers); the baseline "
+        f"is forecast as {result['baseline_forecast']}, the recommendation as a new mixture.",
         "",
         "| domain | recommended | baseline |",
         "|---|---|---|",
