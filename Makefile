@@ -7,16 +7,20 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint bench example-report clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,proxy]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/bimix demo
+
+# The example report in reports/, from the embedded default data (the demo's report).
+example-report: $(STAMP)
+	$(BIN)/bimix demo --out-dir out/example --report reports/example_report.html
 
 test: $(STAMP)
 	$(BIN)/ruff check bimix_bayes tests benchmarks

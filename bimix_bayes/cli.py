@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bimix_bayes import __version__, cli_decide, cli_proxy, cli_report
+from bimix_bayes import __version__, cli_backtest, cli_decide, cli_proxy, cli_report
 from bimix_bayes.cli_bayes import FitFailedError, add_commands
 from bimix_bayes.cli_types import (
     count,
@@ -285,7 +285,9 @@ def cmd_entropy(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bimix_bayes.demo import run_demo
 
-    return run_demo(out_dir=args.out_dir, seed=args.seed)
+    return run_demo(
+        out_dir=args.out_dir, seed=args.seed, synthetic=args.synthetic, report=args.report
+    )
 
 
 # ------------------------------------------------------------------------------ parser
@@ -383,8 +385,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="the main job on the default data, start to finish",
-        description="Run the full pipeline on the demo data (synthetic for now: no real "
-        "dataset is embedded yet).",
+        description="Run the full pipeline (least squares, a forecast backtest, the Bayesian "
+        "fit, forecasts, the recommended mixture, a ranking, the HTML report) on the embedded "
+        "real data: loss curves of tiny language models trained on 5 text domains by `bimix "
+        "study`. --synthetic runs it on simulated data scored against the known truth.",
+    )
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="simulated data with known parameters instead of the embedded study",
+    )
+    p.add_argument(
+        "--report",
+        type=suffix(".html"),
+        help="where to write the HTML report (default: OUT_DIR/report.html)",
     )
     p.add_argument(
         "--out-dir",
@@ -444,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(sub, _add_data_options)
     cli_decide.add_commands(sub)
     cli_report.add_commands(sub, _add_data_options)
+    cli_backtest.add_commands(sub, _add_data_options)
     cli_proxy.add_commands(sub)
     return parser
 

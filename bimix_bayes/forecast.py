@@ -37,11 +37,12 @@ from bimix_bayes.likelihood import (
     CurveLayout,
     curve_residual_sums,
     draw_offsets,
+    draw_offsets_and_slopes,
     offset_conditional,
 )
 from bimix_bayes.persistence import data_from_idata, diagnostics_from_idata, spec_from_idata
 
-__all__ = ["NEW", "OBSERVED", "interval_columns", "predict"]
+__all__ = ["NEW", "OBSERVED", "interval_columns", "log_predictive_density", "predict"]
 
 OBSERVED = "observed run"
 NEW = "new mixture"
@@ -178,7 +179,13 @@ def predict(
     # Under a Student-t likelihood exp(noise) has no finite mean: report medians and quantiles.
     heavy_tails = kind == "predictive" and lik["family"] == "student_t"
     rng = np.random.default_rng([seed, 2])
-    offsets, scales = _offsets(idata, data, table, sources, domains, lik, tau, rng, kind)
+    slopes = None
+    if lik["run_slope"] and kind == "predictive":
+        offsets, scales, slopes = _offsets_and_slopes(
+            idata, data, table, sources, domains, lik, tau, flat("kappa"), rng
+        )
+    else:
+        offsets, scales = _offsets(idata, data, table, sources, domains, lik, tau, rng, kind)
 
     x = np.log(steps_arr / float(idata.attrs["s_ref"]))
     shares = table.to_numpy(dtype=float)
@@ -214,6 +221,8 @@ def predict(
                 scales[:, sl, None, :] * sigma[:, None, None, :]
             )
             mu = mu + offsets[:, sl, None, :] + noise
+            if slopes is not None:  # the opt-in random slope per (run, domain) curve
+                mu = mu + slopes[:, sl, None, :] * x[None, None, :, None]
         loss = np.where(outside[None, sl, None, :], np.nan, np.exp(mu))
         average = np.where(w > 0, loss * w, 0.0).sum(axis=-1, keepdims=True)
         needed = (outside[:, w > 0]).any(axis=1)[None, sl, None, None]
@@ -271,6 +280,55 @@ def _offsets(idata, data, table, sources, domains, lik, tau, rng, kind):
     return u, scale
 
 
+def _offsets_and_slopes(idata, data, table, sources, domains, lik, tau, kappa, rng):
+    """As :func:`_offsets`, with the opt-in random slope: ``(u, sqrt(W), v)`` per draw,
+    target and domain (fresh ``u ~ N(0, tau^2)``, ``v ~ N(0, kappa^2)`` for a new mixture)."""
+    n_draws = tau.shape[0]
+    shape = (n_draws, len(table), len(domains))
+    fresh_w = (lik["nu"] / 2, lik["nu"] / 2) if lik["family"] == "student_t" else None
+    fresh = {
+        "mean": 0.0,
+        "var": np.broadcast_to(tau[:, None, :] ** 2, shape),
+        "slope_mean": 0.0,
+        "slope_var": np.broadcast_to(kappa[:, None, :] ** 2, shape),
+        "cov": 0.0,
+        "w": fresh_w,
+    }
+    u, scale, v = draw_offsets_and_slopes(fresh, rng, shape)
+    if OBSERVED in sources:
+        cond, layout = _observed_conditional(idata, data, lik, n_draws)
+        cu, cscale, cv = draw_offsets_and_slopes(cond, rng, cond["mean"].shape)
+        run_pos = {r: i for i, r in enumerate(table.index)}
+        for c, (r, d) in enumerate(zip(layout.curve_run, layout.curve_domain, strict=True)):
+            target = run_pos.get(layout.runs[r])
+            if target is not None and sources[target] == OBSERVED:
+                u[:, target, d] = cu[:, c]
+                scale[:, target, d] = cscale[:, c]
+                v[:, target, d] = cv[:, c]
+    return u, scale, v
+
+
+def _observed_conditional(idata, data, lik, n_draws):
+    """Conditional of each observed curve's offset (and slope, when on), per draw."""
+    layout = CurveLayout.from_data(data, float(idata.attrs["s_ref"]))
+    if lik["run_slope"]:
+        s1, s2, sig, ta, sxe, ka = (
+            a.reshape(n_draws, -1)
+            for a in curve_residual_sums(idata.posterior, layout, with_slope=True)
+        )
+        slope = (sxe, *layout.x_sums(), ka)
+    else:
+        s1, s2, sig, ta = (
+            a.reshape(n_draws, -1) for a in curve_residual_sums(idata.posterior, layout)
+        )
+        slope = None
+    cond = offset_conditional(
+        s1, s2, layout.n, sig, ta, family=lik["family"], nu=lik["nu"], slope=slope
+    )
+    cond["mean"] = np.broadcast_to(cond["mean"], s1.shape)
+    return cond, layout
+
+
 def _summarise(loss: np.ndarray, probs: list[float], finite_mean: bool = True) -> dict:
     qs = sorted({0.5, *[(1 - p) / 2 for p in probs], *[(1 + p) / 2 for p in probs]})
     quant = dict(zip(qs, np.quantile(loss, qs, axis=0), strict=True))
@@ -301,3 +359,127 @@ def _tidy(summaries, names, sources, steps, labels, probs) -> pd.DataFrame:
     for key, values in stats.items():
         out[key] = values.ravel()
     return out
+
+
+def log_predictive_density(
+    idata: az.InferenceData,
+    points: pd.DataFrame,
+    *,
+    mixtures: pd.DataFrame | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Log posterior predictive density of observed losses (held-out checkpoints), per point.
+
+    For each posterior draw the predictive of a new measurement is log-normal: ``log L`` is
+    Normal with mean ``mu + E[u]`` and variance ``W (sigma^2 + Var[u])``, where ``u`` is the run
+    offset (its conditional given the run's fitted checkpoints for an observed run, ``N(0,
+    tau^2)`` for a new mixture), integrated out exactly, and ``W`` the Student-t variance factor
+    (1 under the Normal likelihood; drawn once per draw otherwise). The density of the loss
+    itself (Jacobian ``1 / L`` included) is averaged over draws: ``log mean_draws p(L | draw)``.
+
+    Parameters
+    ----------
+    idata
+        A fit from :meth:`bimix_bayes.model.BiMixModel.fit`.
+    points
+        Columns ``mixture`` (an observed run, or a name in ``mixtures``), ``step``, ``domain``
+        (a fitted domain) and ``loss`` (> 0).
+    mixtures
+        Shares of new mixtures named in ``points`` (one row per mixture, a column per domain).
+    seed
+        Seed of the Student-t variance factors (unused under the Normal likelihood).
+
+    Returns
+    -------
+    numpy.ndarray
+        One log density per row of ``points`` (nats, density of the loss).
+
+    Examples
+    --------
+    >>> pts = pd.DataFrame({"mixture": ["r1"], "step": [4e4], "domain": ["web"],
+    ...                     "loss": [2.9]})
+    >>> log_predictive_density(idata, pts)  # doctest: +SKIP
+    array([3.1])
+    """
+    from scipy.special import logsumexp
+
+    missing = {"mixture", "step", "domain", "loss"} - set(points.columns)
+    if missing:
+        raise ValueError(f"points lack the column(s) {sorted(missing)}")
+    data = data_from_idata(idata)
+    lik = spec_from_idata(idata)["likelihood"]
+    post = idata.posterior
+    domains = [str(d) for d in post["domain"].to_numpy()]
+    names = points["mixture"].astype(str).to_numpy()
+    new_names = set() if mixtures is None else {str(i) for i in mixtures.index}
+    runs = sorted({n for n in names if n not in new_names})
+    new = None
+    if mixtures is not None:
+        new = mixtures.copy()
+        new.index = new.index.astype(str)
+        new = new.loc[sorted(set(names) & new_names)]
+    table, sources = _targets(
+        data, domains, new if new is not None and len(new) else None, runs or None
+    )
+    dom = pd.Index(domains).get_indexer(points["domain"].astype(str))
+    if (dom < 0).any():
+        raise DataError(f"points name domain(s) outside the fit; fitted: {domains}")
+    tgt = table.index.get_indexer(names)
+    loss = points["loss"].to_numpy(dtype=float)
+    steps = points["step"].to_numpy(dtype=float)
+    if not (np.all(loss > 0) and np.all(steps > 0)):
+        raise ValueError("points need loss > 0 and step > 0")
+    shares = table.to_numpy(dtype=float)[tgt, dom]
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
+    n_draws = chains * draws
+
+    def flat(name: str) -> np.ndarray:
+        return post[name].transpose("chain", "draw", "domain").to_numpy().reshape(n_draws, -1)
+
+    lf, lr, alpha, beta, sigma = (
+        flat(k)[:, dom] for k in ("log_floor", "log_reducible", "alpha", "beta", "sigma")
+    )
+    tau = flat("tau")[:, dom] if "tau" in post else np.zeros_like(sigma)
+    x = np.log(steps / float(idata.attrs["s_ref"]))
+    with np.errstate(divide="ignore"):
+        mu = bimix_log_loss(np.log(shares)[None, :], x[None, :], lf, lr, alpha, beta)
+    u_mean, u_var = np.zeros_like(mu), tau**2
+    slope_on = bool(lik["run_slope"])
+    xs = np.broadcast_to(x[None, :], mu.shape)
+    if slope_on:  # fresh slope: v ~ N(0, kappa^2) adds kappa^2 x^2 to the variance
+        u_var = u_var + flat("kappa")[:, dom] ** 2 * xs**2
+    rng = np.random.default_rng([seed, 3])
+    if lik["family"] == "student_t":
+        nu = lik["nu"]
+        w = 1.0 / rng.gamma(nu / 2, 2.0 / nu, size=mu.shape)
+    else:
+        w = np.ones_like(mu)
+    is_obs = np.array([sources[t] == OBSERVED for t in tgt])
+    if is_obs.any():
+        cond, layout = _observed_conditional(idata, data, lik, n_draws)
+        curve_of = {
+            (layout.runs[r], layout.domains[d]): c
+            for c, (r, d) in enumerate(zip(layout.curve_run, layout.curve_domain, strict=True))
+        }
+        if cond["w"] is not None:
+            shape_w, rate_w = (np.broadcast_to(a, cond["mean"].shape) for a in cond["w"])
+        for p in np.flatnonzero(is_obs):
+            c = curve_of.get((names[p], domains[dom[p]]))
+            if c is None:  # an observed run without this domain's curve: a fresh offset
+                continue
+            xp = xs[:, p]
+            if slope_on:  # u + v x: mean and variance of a linear combination
+                u_mean[:, p] = cond["mean"][:, c] + cond["slope_mean"][:, c] * xp
+                u_var[:, p] = (
+                    cond["var"][:, c] + 2 * xp * cond["cov"][:, c] + xp**2 * cond["slope_var"][:, c]
+                )
+            else:
+                u_mean[:, p] = cond["mean"][:, c]
+                u_var[:, p] = cond["var"][:, c]
+            if cond["w"] is not None:
+                w[:, p] = 1.0 / rng.gamma(shape_w[:, c], 1.0 / rate_w[:, c])
+    var = w * (sigma**2 + u_var)
+    y = np.log(loss)[None, :]
+    logp = -0.5 * (np.log(2 * np.pi * var) + (y - mu - u_mean) ** 2 / var) - y
+    out = logsumexp(logp, axis=0) - np.log(n_draws)
+    return np.where(np.isfinite(shares) & (shares > 0), out, np.nan)

@@ -16,6 +16,13 @@ one shared variance factor ``W ~ InvGamma(nu/2, nu/2)`` per curve)::
     log p  = lgamma((nu + n)/2) - lgamma(nu/2) - n/2 log(nu pi) - logdet/2
              - (nu + n)/2 log(1 + q / nu)
 
+Opt-in (``likelihood.run_slope``): each curve also gets a random slope ``v`` in the centred log
+step ``x``, ``v ~ Normal(0, kappa^2)``, so a run that learns a bit faster or slower than the law
+keeps doing so. The covariance becomes ``sigma^2 I + tau^2 J + kappa^2 x x^T`` (rank two above
+the diagonal), whose log density needs two more sums per curve, ``Sxe = sum(x e)`` and the
+design sums ``Sx = sum(x)``, ``Sxx = sum(x^2)`` (:func:`curve_slope_quadratic`); forecasts far
+from the fitted steps then widen as ``kappa^2 x^2``.
+
 Given the data of a curve, its offset ``u`` and the variance factor ``W`` have closed-form
 conditionals (:func:`offset_conditional`), used to forecast later checkpoints of an observed run.
 Every function takes ``math=numpy`` or ``math=pytensor.tensor``.
@@ -53,7 +60,9 @@ __all__ = [
     "curve_log_likelihood",
     "curve_quadratic",
     "curve_residual_sums",
+    "curve_slope_quadratic",
     "draw_offsets",
+    "draw_offsets_and_slopes",
     "offset_conditional",
 ]
 
@@ -76,6 +85,44 @@ def curve_quadratic(
     return logdet, q
 
 
+def curve_slope_quadratic(
+    s1: Any,
+    s2: Any,
+    n: Any,
+    sigma: Any,
+    tau: Any,
+    slope: tuple[Any, Any, Any, Any],
+    *,
+    math: ModuleType = np,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """``(logdet, q, parts)`` under covariance ``sigma^2 I + tau^2 J + kappa^2 x x^T``.
+
+    ``slope = (sxe, sx, sxx, kappa)``: per curve ``sum(x e)``, ``sum(x)``, ``sum(x^2)`` and the
+    slope sd. With ``U = [1, x]``, ``D = diag(tau^2, kappa^2)``, ``b = U^T e`` and
+    ``G = sigma^2 I + D U^T U`` (2 x 2)::
+
+        logdet = n log sigma^2 + log det(G / sigma^2)
+        q      = (S2 - b^T G^-1 D b) / sigma^2
+
+    ``parts`` holds ``G^-1 D`` entries (``h11, h12, h21, h22``) and ``b`` (``b1, b2``): the
+    conditional of ``(u, v)`` given the residuals is Normal with mean ``G^-1 D b`` and covariance
+    ``sigma^2 G^-1 D``. ``kappa = 0`` gives :func:`curve_quadratic` exactly.
+    """
+    sxe, sx, sxx, kappa = slope
+    s2_sigma, t2, k2 = sigma**2, tau**2, kappa**2
+    g11, g12 = s2_sigma + t2 * n, t2 * sx
+    g21, g22 = k2 * sx, s2_sigma + k2 * sxx
+    det_g = g11 * g22 - g12 * g21
+    logdet = (n - 2) * math.log(s2_sigma) + math.log(det_g)
+    # H = G^-1 D
+    h11, h12 = g22 * t2 / det_g, -g12 * k2 / det_g
+    h21, h22 = -g21 * t2 / det_g, g11 * k2 / det_g
+    quad = s1 * (h11 * s1 + h12 * sxe) + sxe * (h21 * s1 + h22 * sxe)
+    q = (s2 - quad) / s2_sigma
+    parts = {"h11": h11, "h12": h12, "h21": h21, "h22": h22, "b1": s1, "b2": sxe}
+    return logdet, q, parts
+
+
 def curve_log_likelihood(
     s1: Any,
     s2: Any,
@@ -86,6 +133,7 @@ def curve_log_likelihood(
     family: str = "normal",
     nu: float = 5.0,
     math: ModuleType = np,
+    slope: tuple[Any, Any, Any, Any] | None = None,
 ) -> Any:
     """Log density of each curve's residuals, the run offset integrated out.
 
@@ -101,8 +149,14 @@ def curve_log_likelihood(
         ``"normal"`` or ``"student_t"`` (multivariate t with ``nu`` degrees of freedom).
     math
         ``numpy`` or ``pytensor.tensor``.
+    slope
+        ``(sxe, sx, sxx, kappa)`` for the opt-in random slope per curve (see
+        :func:`curve_slope_quadratic`); None: offsets only.
     """
-    logdet, q = curve_quadratic(s1, s2, n, sigma, tau, math=math)
+    if slope is None:
+        logdet, q = curve_quadratic(s1, s2, n, sigma, tau, math=math)
+    else:
+        logdet, q, _ = curve_slope_quadratic(s1, s2, n, sigma, tau, slope, math=math)
     if family == "normal":
         return -0.5 * (n * np.log(2 * np.pi) + logdet + q)
     if family == "student_t":
@@ -118,7 +172,15 @@ def curve_log_likelihood(
 
 
 def offset_conditional(
-    s1: Any, s2: Any, n: Any, sigma: Any, tau: Any, *, family: str = "normal", nu: float = 5.0
+    s1: Any,
+    s2: Any,
+    n: Any,
+    sigma: Any,
+    tau: Any,
+    *,
+    family: str = "normal",
+    nu: float = 5.0,
+    slope: tuple[Any, Any, Any, Any] | None = None,
 ) -> dict[str, Any]:
     """Conditional distribution of a curve's offset given its residuals (numpy).
 
@@ -126,7 +188,25 @@ def offset_conditional(
     the Inverse-Gamma ``(shape, rate)`` of the variance factor ``W`` (``None`` for the Normal
     family, where ``W = 1``). A new checkpoint of the same curve is
     ``mu + u + sqrt(W) sigma z``.
+
+    With ``slope = (sxe, sx, sxx, kappa)`` (the opt-in random slope) it also returns
+    ``slope_mean``, ``slope_var`` and ``cov`` (of ``u`` and the slope ``v``, given ``W``); a new
+    checkpoint at centred log step ``x`` is then ``mu + u + v x + sqrt(W) sigma z``.
     """
+    if slope is not None:
+        _, q, h = curve_slope_quadratic(s1, s2, n, sigma, tau, slope)
+        s2_sigma = np.square(sigma)
+        out = {
+            "mean": h["h11"] * h["b1"] + h["h12"] * h["b2"],
+            "slope_mean": h["h21"] * h["b1"] + h["h22"] * h["b2"],
+            "var": s2_sigma * h["h11"],
+            "slope_var": s2_sigma * h["h22"],
+            "cov": s2_sigma * h["h12"],
+            "w": None,
+        }
+        if family == "student_t":
+            out["w"] = ((nu + n) / 2, (nu + q) / 2)
+        return out
     s2_sigma, t2 = np.square(sigma), np.square(tau)
     total = s2_sigma + n * t2
     out: dict[str, Any] = {"mean": t2 * s1 / total, "var": s2_sigma * t2 / total, "w": None}
@@ -145,6 +225,25 @@ def draw_offsets(
     checkpoint is then ``mu + u + sqrt(W) * sigma * z``.
     """
     shape = np.broadcast(cond["mean"], cond["var"]).shape if shape is None else shape
+    u, scale, _ = draw_offsets_and_slopes(cond, rng, shape, slopes=False)
+    return u, scale
+
+
+def draw_offsets_and_slopes(
+    cond: dict[str, Any],
+    rng: np.random.Generator,
+    shape: tuple[int, ...] | None = None,
+    *,
+    slopes: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw ``(u, sqrt(W), v)``: offset, scale factor and (opt-in) slope of each curve.
+
+    ``cond`` comes from :func:`offset_conditional` (with ``slope=...`` for correlated ``(u, v)``)
+    or, for a fresh run, ``{"mean": 0, "var": tau**2, "slope_mean": 0, "slope_var": kappa**2,
+    "cov": 0, "w": ...}``. Without slope entries (or with ``slopes=False``) ``v`` is zero and the
+    draws of ``u`` and ``W`` are exactly those of :func:`draw_offsets`.
+    """
+    shape = np.broadcast(cond["mean"], cond["var"]).shape if shape is None else shape
     if cond["w"] is None:
         scale = np.ones(shape)
     else:
@@ -152,8 +251,19 @@ def draw_offsets(
         scale = np.sqrt(
             1.0 / rng.gamma(np.broadcast_to(shape_w, shape), 1.0 / np.broadcast_to(rate_w, shape))
         )
-    u = cond["mean"] + scale * np.sqrt(cond["var"]) * rng.standard_normal(shape)
-    return u, scale
+    z1 = rng.standard_normal(shape)
+    u = cond["mean"] + scale * np.sqrt(cond["var"]) * z1
+    if not slopes or "slope_var" not in cond:
+        return u, scale, np.zeros(shape)
+    # v | u: Normal(m_v + cov / var (u - m_u), slope_var - cov^2 / var), scaled by W
+    var_u = np.broadcast_to(cond["var"], shape)
+    cov = np.broadcast_to(cond["cov"], shape)
+    safe = np.where(var_u > 0, var_u, 1.0)
+    reg = np.where(var_u > 0, cov / safe, 0.0)
+    rest = np.maximum(np.broadcast_to(cond["slope_var"], shape) - reg * cov, 0.0)
+    z2 = rng.standard_normal(shape)
+    v = cond["slope_mean"] + reg * (u - cond["mean"]) + scale * np.sqrt(rest) * z2
+    return u, scale, v
 
 
 @dataclass(frozen=True)
@@ -259,6 +369,10 @@ class CurveLayout:
             s_ref=1.0,
         )
 
+    def x_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per curve: ``sum(x)`` and ``sum(x^2)`` over its checkpoints (random-slope option)."""
+        return (self.x * self.mask).sum(axis=1), (self.x**2 * self.mask).sum(axis=1)
+
     def curve_labels(self) -> list[str]:
         """``"run/domain"`` label of each curve."""
         return [
@@ -267,11 +381,14 @@ class CurveLayout:
         ]
 
 
-def curve_residual_sums(posterior: xr.Dataset, layout: CurveLayout) -> tuple[np.ndarray, ...]:
+def curve_residual_sums(
+    posterior: xr.Dataset, layout: CurveLayout, *, with_slope: bool = False
+) -> tuple[np.ndarray, ...]:
     """Per draw and curve: ``S1``, ``S2`` of the residuals, and ``sigma``, ``tau`` of its domain.
 
     Arrays are shaped (chain, draw, curve). Draws are processed in chunks so that memory stays
-    bounded however long the loss logs are.
+    bounded however long the loss logs are. With ``with_slope=True`` a fifth array follows:
+    ``Sxe = sum(x e)``, and a sixth, ``kappa`` of the curve's domain (the random-slope option).
     """
     d = layout.curve_domain
     params = {
@@ -280,6 +397,7 @@ def curve_residual_sums(posterior: xr.Dataset, layout: CurveLayout) -> tuple[np.
     }
     shape = params["alpha"].shape  # chain, draw, curve
     s1, s2 = np.empty(shape), np.empty(shape)
+    sxe = np.empty(shape) if with_slope else None
     step = max(1, _CHUNK_VALUES // max(1, layout.x.size))
     for c in range(shape[0]):
         for start in range(0, shape[1], step):
@@ -294,10 +412,19 @@ def curve_residual_sums(posterior: xr.Dataset, layout: CurveLayout) -> tuple[np.
             )
             e = (layout.y - mu) * layout.mask
             s1[sl], s2[sl] = e.sum(axis=-1), (e**2).sum(axis=-1)
+            if sxe is not None:
+                sxe[sl] = (e * layout.x).sum(axis=-1)
     sigma = posterior["sigma"].transpose("chain", "draw", "domain").to_numpy()[..., d]
     tau = (
         posterior["tau"].transpose("chain", "draw", "domain").to_numpy()[..., d]
         if "tau" in posterior
         else np.zeros_like(sigma)
     )
-    return s1, s2, sigma, tau
+    if sxe is None:
+        return s1, s2, sigma, tau
+    kappa = (
+        posterior["kappa"].transpose("chain", "draw", "domain").to_numpy()[..., d]
+        if "kappa" in posterior
+        else np.zeros_like(sigma)
+    )
+    return s1, s2, sigma, tau, sxe, kappa

@@ -118,6 +118,7 @@ def build_pymc_model(layout: CurveLayout, spec: Spec) -> pm.Model:
             if lik["run_offset"]
             else pt.zeros(len(layout.domains))
         )
+        slope = None
         # BiMix (law.bimix_log_loss) is the mixture factor plus the step factor; the step factor
         # depends on (domain, step) only, so it is evaluated once per distinct step and gathered.
         step_factor = log_step_factor(
@@ -130,6 +131,15 @@ def build_pymc_model(layout: CurveLayout, spec: Spec) -> pm.Model:
         mixture_factor = log_mixture_factor(log_r, pt.exp(theta["log_alpha"])[d])
         mu = mixture_factor[:, None] + step_factor.ravel()[grid_index]
         e = (y - mu) * mask
+        if lik["run_slope"]:
+            x = pm.Data("x", layout.x)
+            kappa = pm.HalfNormal("kappa", lik["slope_scale"], dims="domain")
+            slope = (
+                (e * x).sum(axis=1),
+                (x * mask).sum(axis=1),
+                (x**2 * mask).sum(axis=1),
+                kappa[d],
+            )
         loglik = curve_log_likelihood(
             e.sum(axis=1),
             (e**2).sum(axis=1),
@@ -139,6 +149,7 @@ def build_pymc_model(layout: CurveLayout, spec: Spec) -> pm.Model:
             family=lik["family"],
             nu=lik["nu"],
             math=pt,
+            slope=slope,
         )
         pm.Potential("loglik", loglik.sum())
     return model
@@ -272,7 +283,8 @@ class BiMixModel:
                 stacklevel=3,
             )
             return None
-        return compiled.with_data(**{k: getattr(layout, k) for k in _DATA_VARS})
+        names = (*_DATA_VARS, "x") if self.spec["likelihood"]["run_slope"] else _DATA_VARS
+        return compiled.with_data(**{k: getattr(layout, k) for k in names})
 
     def _sample_nutpie(self, compiled: Any, seed: int, progress_bar: bool) -> az.InferenceData:
         import nutpie
@@ -329,12 +341,17 @@ class BiMixModel:
         ).to_paper()
         for name in ("A", "B", "C"):
             post[name] = (post["alpha"].dims, np.asarray(getattr(paper, name)))
-        s1, s2, sigma, tau = curve_residual_sums(post, layout)
         lik = self.spec["likelihood"]
+        slope = None
+        if lik["run_slope"]:
+            s1, s2, sigma, tau, sxe, kappa = curve_residual_sums(post, layout, with_slope=True)
+            slope = (sxe, *layout.x_sums(), kappa)
+        else:
+            s1, s2, sigma, tau = curve_residual_sums(post, layout)
         curve_ll = curve_log_likelihood(
-            s1, s2, layout.n, sigma, tau, family=lik["family"], nu=lik["nu"]
+            s1, s2, layout.n, sigma, tau, family=lik["family"], nu=lik["nu"], slope=slope
         )
-        post["run_offset"] = self._run_offsets(s1, s2, sigma, tau, layout, seed)
+        post["run_offset"] = self._run_offsets(s1, s2, sigma, tau, layout, seed, slope)
         curves = layout.curve_labels()
         log_lik = xr.Dataset(
             {"loss_curve": (("chain", "draw", "curve"), curve_ll)},
@@ -394,10 +411,13 @@ class BiMixModel:
         tau: np.ndarray,
         layout: CurveLayout,
         seed: int,
+        slope: tuple | None = None,
     ) -> xr.DataArray:
         """One draw of each observed curve's offset from its conditional, per posterior draw."""
         lik = self.spec["likelihood"]
-        cond = offset_conditional(s1, s2, layout.n, sigma, tau, family=lik["family"], nu=lik["nu"])
+        cond = offset_conditional(
+            s1, s2, layout.n, sigma, tau, family=lik["family"], nu=lik["nu"], slope=slope
+        )
         u, _ = draw_offsets(cond, np.random.default_rng([seed, 1]), s1.shape)
         chains, draws = s1.shape[:2]
         grid = np.full((chains, draws, len(layout.runs), len(layout.domains)), np.nan)

@@ -51,7 +51,7 @@ from bimix_bayes.report_figures import (
 )
 from bimix_bayes.summary import comparison_table, posterior_table
 
-__all__ = ["build_report", "write_report"]
+__all__ = ["build_report", "score_holdout", "write_report"]
 
 SECTIONS = ("header", "diagnostics", "fit", "extrapolation", "parameters", "decision", "appendix")
 GRID_POINTS = 40
@@ -128,7 +128,7 @@ def _badges(diag: FitDiagnostics) -> list[dict[str, Any]]:
     ]
 
 
-def _holdout_scores(
+def score_holdout(
     idata: az.InferenceData,
     data: MixtureData,
     holdout: MixtureData,
@@ -336,7 +336,7 @@ def _render(
     holdout_obs = None
     if holdout is not None:
         holdout_obs = holdout.observations
-        _, table = _holdout_scores(idata, data, holdout, ls, seed)
+        _, table = score_holdout(idata, data, holdout, ls, seed)
         holdout_scores = _html_table(
             table.map("{:.1f}".format).assign(points=table["points"].astype(int))
         )

@@ -102,6 +102,8 @@ SCHEMA: dict[str, Any] = {
         "sigma_scale": _number(0),
         "run_offset": _boolean,
         "tau_scale": _number(0),
+        "run_slope": _boolean,
+        "slope_scale": _number(0),
     },
     "sampler": {
         "backend": _choice("nutpie", "pymc"),
