@@ -23,6 +23,15 @@ from bimix_bayes.cli_types import count, objective, positive_float, suffix
 __all__ = ["add_commands"]
 
 
+def _protocol(text: str):
+    from bimix_bayes.backtest import parse_protocol
+
+    try:
+        return parse_protocol(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_report(args: argparse.Namespace, load_data_from_args: Callable) -> int:
     from bimix_bayes.constraints import load_constraints
     from bimix_bayes.persistence import load_fit
@@ -30,10 +39,19 @@ def cmd_report(args: argparse.Namespace, load_data_from_args: Callable) -> int:
 
     t0 = time.perf_counter()
     idata = load_fit(args.fit)
+    from bimix_bayes.backtest import backtest
+    from bimix_bayes.persistence import data_from_idata
+
     holdout = None
     if args.holdout is not None:
         args.data = args.holdout
         holdout = load_data_from_args(args)
+    backtests = [
+        backtest(
+            data_from_idata(idata), p, method="both", seed=args.seed, n_bootstrap=args.bootstrap
+        )
+        for p in args.backtest
+    ]
     path = write_report(
         idata,
         args.out,
@@ -46,6 +64,7 @@ def cmd_report(args: argparse.Namespace, load_data_from_args: Callable) -> int:
         seed=args.seed,
         command=shlex.join(["bimix", *args.argv]),
         fit_path=args.fit,
+        backtests=backtests,
     )
     size = path.stat().st_size / 1e6
     print(f"wrote {path} ({size:.1f} MB, {time.perf_counter() - t0:.1f} s); open it in a browser")
@@ -75,6 +94,15 @@ def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) ->
     p.add_argument("--baseline", metavar="FILE|RUN", help="as in `bimix optimize`")
     p.add_argument(
         "--bootstrap", type=count(0), default=200, help="least-squares bootstrap resamples (200)"
+    )
+    p.add_argument(
+        "--backtest",
+        action="append",
+        type=_protocol,
+        default=[],
+        metavar="PROTOCOL",
+        help="also backtest the fitted runs (last-checkpoint, horizon:F, holdout-mixtures:K; "
+        "repeatable; Bayes and least squares) and show it; each refits the model",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and forecasts")
     add_data_options(p, positional=False)

@@ -18,7 +18,6 @@ import os
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bimix_bayes.default_data import DEFAULT_STUDY, DESCRIPTION, default_metadata, load_default
@@ -55,10 +54,11 @@ def run_demo(
         from bimix_bayes.demo_synthetic import run_synthetic_demo
 
         return run_synthetic_demo(out_dir, seed)
+    from bimix_bayes.backtest import backtest
     from bimix_bayes.decision import optimize, rank
     from bimix_bayes.forecast import predict
     from bimix_bayes.model import BiMixModel
-    from bimix_bayes.report import score_holdout, write_report
+    from bimix_bayes.report import write_report
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)  # fail now, not after the fit, if it cannot exist
@@ -74,22 +74,9 @@ def run_demo(
     )
 
     # 2. how far to trust a forecast: fit the first half of the steps, forecast the rest
-    steps = np.sort(data.observations["step"].unique())
-    cutoff = steps[-1] / 2
-    early = data.subset(max_step=cutoff)
-    late = data.observations[data.observations["step"] > cutoff]
-    held = type(data).from_frames(
-        data.mixtures, late, volume=data.volume, source="later checkpoints"
-    )
-    early_fit = BiMixModel().fit(early, seed=seed)
-    early_ls = BiMixLeastSquares(n_bootstrap=200, interval=0.9, seed=seed).fit(early)
-    _, table = score_holdout(early_fit, early, held, early_ls, seed)
-    print(
-        f"2. how far to trust it: fit steps <= {cutoff:g}, forecast the {len(late)} later "
-        "observations (Bayesian median and predictive intervals; least squares and its "
-        "bootstrap band):"
-    )
-    print(table.round(2).to_string() + "\n")
+    trust = backtest(data, "horizon:0.5", method="both", seed=seed)
+    print("2. how far to trust it (`bimix backtest --protocol horizon:0.5`):")
+    print(trust.to_text() + "\n")
 
     # 3. the Bayesian fit of everything
     model = BiMixModel()
@@ -102,7 +89,7 @@ def run_demo(
     print(model.diagnostics_.report() + "\n")
 
     # 4. forecasts at twice the longest run
-    target = 2 * float(steps[-1])
+    target = 2 * float(data.observations["step"].max())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a failed fit has said so above
         forecast = predict(idata, steps=[target], attach=False, seed=seed)
@@ -131,6 +118,7 @@ def run_demo(
             step=target,
             seed=seed,
             fit_path=out / "fit.nc",
+            backtests=[trust],
             command="bimix demo --report report.html  # the embedded study's fit",
         )
     model.save(out / "fit.nc")

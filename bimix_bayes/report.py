@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from bimix_bayes import __version__
+from bimix_bayes.backtest import BacktestResult
 from bimix_bayes.checks import posterior_predictive_check
 from bimix_bayes.constraints import MixtureConstraints
 from bimix_bayes.data import MixtureData
@@ -247,6 +248,7 @@ def build_report(
     seed: int = 0,
     command: str | None = None,
     fit_path: str | os.PathLike[str] | None = None,
+    backtests: Sequence[BacktestResult] = (),
 ) -> str:
     """Render the HTML report of a fit.
 
@@ -269,6 +271,9 @@ def build_report(
         The command line that made the report (shown in the appendix).
     fit_path
         The fit file, shown in the header.
+    backtests
+        Results of :func:`bimix_bayes.backtest.backtest` on the same runs, shown in a
+        "How far to trust it" section (Bayes beside least squares).
 
     Returns
     -------
@@ -299,6 +304,7 @@ def build_report(
             seed,
             command,
             fit_path,
+            backtests,
         )
 
 
@@ -315,6 +321,7 @@ def _render(
     seed,
     command,
     fit_path,
+    backtests,
 ) -> str:
     spec = spec_from_idata(idata)
     attrs = idata.attrs
@@ -413,6 +420,16 @@ def _render(
         "spec": json.dumps(spec, indent=2, sort_keys=True),
         "command": command or _default_command(fit_path, target, holdout, objective),
         "sections": SECTIONS,
+        "backtests": [
+            {
+                "protocol": str(b.protocol),
+                "describe": b.protocol.describe(),
+                "data": b.data_summary,
+                "notes": b.notes(),
+                "table": _html_table(b.table()),
+            }
+            for b in backtests
+        ],
     }
     return _environment().get_template("report.html.j2").render(**context)
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
+from bimix_bayes.backtest import backtest
 from bimix_bayes.diagnostics import FitWarning
 from bimix_bayes.model import BiMixModel
 from bimix_bayes.persistence import diagnostics_from_idata, save_fit
@@ -44,8 +45,9 @@ def study():
 
 @pytest.fixture(scope="module")
 def html(study) -> str:
-    idata, _, holdout = study
-    return build_report(idata, step=50_000, holdout=holdout, n_bootstrap=30)
+    idata, fit_data, holdout = study
+    trust = backtest(fit_data, "last-checkpoint", method="ls", n_bootstrap=10)
+    return build_report(idata, step=50_000, holdout=holdout, n_bootstrap=30, backtests=[trust])
 
 
 def _images(html: str) -> list[bytes]:
@@ -61,7 +63,7 @@ def _images(html: str) -> list[bytes]:
 def test_every_section_is_present(study, html):
     """Header, diagnostics, observed vs fitted, extrapolation, parameters, decision, appendix;
     the verdict of the diagnostics matches the fit's."""
-    for section in SECTIONS:
+    for section in (*SECTIONS, "validation"):
         assert f'<section id="{section}">' in html, section
     for text in (
         "data SHA-256",
@@ -147,6 +149,8 @@ def test_report_command(study, tmp_path):
     assert "Held-out points" in text and f"--holdout {late}" in text
     res = run("report", str(fit), "--out", str(tmp_path / "report.pdf"))
     assert res.returncode == 2 and ".html" in res.stderr
+    res = run("report", str(fit), "--out", str(out), "--backtest", "halfway")
+    assert res.returncode == 2 and "--backtest" in res.stderr
 
 
 # ------------------------------------------------------------------ a real browser

@@ -302,6 +302,7 @@ def format_markdown(result: dict[str, Any], table: pd.DataFrame) -> str:
 def _table_markdown(table: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
     columns = columns or [
         "run",
+        "role",
         "step",
         "domain",
         "median",
