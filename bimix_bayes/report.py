@@ -291,147 +291,117 @@ def build_report(
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)  # said once above
-        return _render(
-            idata,
-            data,
-            diag,
-            step,
-            holdout,
-            objective,
-            constraints,
-            baseline,
-            n_bootstrap,
-            seed,
-            command,
-            fit_path,
-            backtests,
+        spec = spec_from_idata(idata)
+        attrs = idata.attrs
+        max_step = float(data.observations["step"].max())
+        target = float(step) if step is not None else 2.0 * max_step
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BootstrapWarning)
+            ls = BiMixLeastSquares(
+                n_bootstrap=n_bootstrap, interval=0.9, seed=seed, s_ref=float(attrs["s_ref"])
+            ).fit(data)
+        # ---- extrapolation
+        holdout_runs = [] if holdout is None else [r for r in holdout.runs if r in set(data.runs)]
+        runs_by_domain = _representative_runs(data, holdout_runs or list(data.runs))
+        shown_runs = sorted({r for runs in runs_by_domain.values() for r in runs})
+        grid = np.geomspace(
+            float(data.observations["step"].min()), max(target, max_step), GRID_POINTS
         )
-
-
-def _render(
-    idata,
-    data,
-    diag,
-    step,
-    holdout,
-    objective,
-    constraints,
-    baseline,
-    n_bootstrap,
-    seed,
-    command,
-    fit_path,
-    backtests,
-) -> str:
-    spec = spec_from_idata(idata)
-    attrs = idata.attrs
-    max_step = float(data.observations["step"].max())
-    target = float(step) if step is not None else 2.0 * max_step
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BootstrapWarning)
-        ls = BiMixLeastSquares(
-            n_bootstrap=n_bootstrap, interval=0.9, seed=seed, s_ref=float(attrs["s_ref"])
-        ).fit(data)
-    # ---- extrapolation
-    holdout_runs = [] if holdout is None else [r for r in holdout.runs if r in set(data.runs)]
-    runs_by_domain = _representative_runs(data, holdout_runs or list(data.runs))
-    shown_runs = sorted({r for runs in runs_by_domain.values() for r in runs})
-    grid = np.geomspace(float(data.observations["step"].min()), max(target, max_step), GRID_POINTS)
-    bayes = predict(idata, grid, runs=shown_runs, seed=seed, attach=False)
-    ls_curves = ls.predict(data.mixtures.loc[shown_runs], grid, interval=0.9, average=False)
-    holdout_scores = None
-    holdout_obs = None
-    if holdout is not None:
-        holdout_obs = holdout.observations
-        _, table = score_holdout(idata, data, holdout, ls, seed)
-        holdout_scores = _html_table(
-            table.map("{:.1f}".format).assign(points=table["points"].astype(int))
-        )
-    extrapolation = to_data_uri(
-        extrapolation_figure(
-            bayes,
-            data.observations,
-            list(data.domains),
-            runs_by_domain,
-            data.mixtures,
-            least_squares=ls_curves,
-            holdout=holdout_obs,
-            last_fitted=max_step,
-            target=target,
-            unit=data.volume,
-        )
-    )
-    # ---- fit and parameters
-    check = posterior_predictive_check(idata.copy(), seed=seed)
-    comparison = comparison_table(idata, prob=0.94, least_squares=ls)
-    summary = posterior_table(idata, prob=0.94)
-    decision = _decision(idata, target, objective, constraints, baseline, seed)
-    versions = json.loads(attrs.get("package_versions", "{}"))
-    post = idata.posterior
-    context = {
-        "title": f"BiMix fit report: {data.source}",
-        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "version": __version__,
-        "fit_path": str(fit_path) if fit_path is not None else "(in memory)",
-        "data": {
-            "source": data.source,
-            "group": data.group,
-            "fingerprint": attrs.get("data_fingerprint", ""),
-            "volume": data.volume,
-            "observations": len(data.observations),
-            "runs": data.n_runs,
-            "domains": list(data.domains),
-            "steps": f"{data.observations['step'].min():.4g} to {max_step:.4g}",
-            "notes": list(data.notes),
-        },
-        "sampler": {
-            "name": attrs.get("sampler", "?"),
-            "seed": attrs.get("seed", "?"),
-            "chains": post.sizes["chain"],
-            "draws": post.sizes["draw"],
-            "tune": spec["sampler"].get("tune", "?"),
-            "wall": attrs.get("wall_seconds"),
-            "compile": attrs.get("compile_seconds"),
-            "sample": attrs.get("sample_seconds"),
-            "created": attrs.get("created", ""),
-            "spec_id": attrs.get("spec_id", ""),
-            "likelihood": spec["likelihood"]["family"],
-        },
-        "versions": versions,
-        "diag": diag,
-        "badges": _badges(diag),
-        "summary": _html_table(summary.map(lambda v: f"{v:.4g}")),
-        "ppc_figure": to_data_uri(check.figure),
-        "ppc_coverage": _html_table(
-            check.coverage.assign(covered_90=lambda t: (100 * t["covered_90"]).round(1)).rename(
-                columns={"covered_90": "inside the 90% interval (%)"}
+        bayes = predict(idata, grid, runs=shown_runs, seed=seed, attach=False)
+        ls_curves = ls.predict(data.mixtures.loc[shown_runs], grid, interval=0.9, average=False)
+        holdout_scores = None
+        holdout_obs = None
+        if holdout is not None:
+            holdout_obs = holdout.observations
+            _, table = score_holdout(idata, data, holdout, ls, seed)
+            holdout_scores = _html_table(
+                table.map("{:.1f}".format).assign(points=table["points"].astype(int))
             )
-        ),
-        "target": target,
-        "max_step": max_step,
-        "extrapolation_figure": extrapolation,
-        "holdout": holdout is not None,
-        "holdout_source": None if holdout is None else holdout.source,
-        "holdout_scores": holdout_scores,
-        "forest_figure": to_data_uri(forest_figure(comparison)),
-        "comparison": _html_table(_comparison_cells(comparison)),
-        "decision": decision,
-        "objective": decision["rec"].objective,
-        "spec": json.dumps(spec, indent=2, sort_keys=True),
-        "command": command or _default_command(fit_path, target, holdout, objective),
-        "sections": SECTIONS,
-        "backtests": [
-            {
-                "protocol": str(b.protocol),
-                "describe": b.protocol.describe(),
-                "data": b.data_summary,
-                "notes": b.notes(),
-                "table": _html_table(b.table()),
-            }
-            for b in backtests
-        ],
-    }
-    return _environment().get_template("report.html.j2").render(**context)
+        extrapolation = to_data_uri(
+            extrapolation_figure(
+                bayes,
+                data.observations,
+                list(data.domains),
+                runs_by_domain,
+                data.mixtures,
+                least_squares=ls_curves,
+                holdout=holdout_obs,
+                last_fitted=max_step,
+                target=target,
+                unit=data.volume,
+            )
+        )
+        # ---- fit and parameters
+        check = posterior_predictive_check(idata.copy(), seed=seed)
+        comparison = comparison_table(idata, prob=0.94, least_squares=ls)
+        summary = posterior_table(idata, prob=0.94)
+        decision = _decision(idata, target, objective, constraints, baseline, seed)
+        versions = json.loads(attrs.get("package_versions", "{}"))
+        post = idata.posterior
+        context = {
+            "title": f"BiMix fit report: {data.source}",
+            "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "version": __version__,
+            "fit_path": str(fit_path) if fit_path is not None else "(in memory)",
+            "data": {
+                "source": data.source,
+                "group": data.group,
+                "fingerprint": attrs.get("data_fingerprint", ""),
+                "volume": data.volume,
+                "observations": len(data.observations),
+                "runs": data.n_runs,
+                "domains": list(data.domains),
+                "steps": f"{data.observations['step'].min():.4g} to {max_step:.4g}",
+                "notes": list(data.notes),
+            },
+            "sampler": {
+                "name": attrs.get("sampler", "?"),
+                "seed": attrs.get("seed", "?"),
+                "chains": post.sizes["chain"],
+                "draws": post.sizes["draw"],
+                "tune": spec["sampler"].get("tune", "?"),
+                "wall": attrs.get("wall_seconds"),
+                "compile": attrs.get("compile_seconds"),
+                "sample": attrs.get("sample_seconds"),
+                "created": attrs.get("created", ""),
+                "spec_id": attrs.get("spec_id", ""),
+                "likelihood": spec["likelihood"]["family"],
+            },
+            "versions": versions,
+            "diag": diag,
+            "badges": _badges(diag),
+            "summary": _html_table(summary.map(lambda v: f"{v:.4g}")),
+            "ppc_figure": to_data_uri(check.figure),
+            "ppc_coverage": _html_table(
+                check.coverage.assign(covered_90=lambda t: (100 * t["covered_90"]).round(1)).rename(
+                    columns={"covered_90": "inside the 90% interval (%)"}
+                )
+            ),
+            "target": target,
+            "max_step": max_step,
+            "extrapolation_figure": extrapolation,
+            "holdout": holdout is not None,
+            "holdout_source": None if holdout is None else holdout.source,
+            "holdout_scores": holdout_scores,
+            "forest_figure": to_data_uri(forest_figure(comparison)),
+            "comparison": _html_table(_comparison_cells(comparison)),
+            "decision": decision,
+            "objective": decision["rec"].objective,
+            "spec": json.dumps(spec, indent=2, sort_keys=True),
+            "command": command or _default_command(fit_path, target, holdout, objective),
+            "sections": SECTIONS,
+            "backtests": [
+                {
+                    "protocol": str(b.protocol),
+                    "describe": b.protocol.describe(),
+                    "data": b.data_summary,
+                    "notes": b.notes(),
+                    "table": _html_table(b.table()),
+                }
+                for b in backtests
+            ],
+        }
+        return _environment().get_template("report.html.j2").render(**context)
 
 
 def _comparison_cells(table: pd.DataFrame) -> pd.DataFrame:
