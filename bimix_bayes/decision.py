@@ -119,6 +119,27 @@ class Recommendation:
         return pd.DataFrame(rows).T
 
     @property
+    def verdict(self) -> str:
+        """One sentence: is the recommendation worth a run, given the posterior and run noise?
+
+        ``P(one run beats one run)`` below 0.6 means the expected gain is within one run's own
+        variation: a single confirmation run will not tell the two mixtures apart (the closed
+        loop in ``reports/closed_loop.md`` is such a case).
+        """
+        gain = float(self.improvement.mean())
+        if self.p_beats_baseline < 0.5:
+            return "the baseline is expected to do better than the recommendation (constraints?)"
+        if self.p_run_beats_baseline is not None and self.p_run_beats_baseline < 0.6:
+            return (
+                f"the expected gain ({gain:.4g}) is within run-to-run variation: one run at each "
+                f"mixture would show it only {100 * self.p_run_beats_baseline:.0f}% of the time; "
+                "the two mixtures are practically equivalent"
+            )
+        if self.p_beats_baseline < 0.9:
+            return f"the recommendation is probably better (gain {gain:.4g}), but not surely"
+        return f"the recommendation is expected to be better by {gain:.4g}"
+
+    @property
     def improvement(self) -> np.ndarray:
         """Per draw: baseline loss minus recommended loss (positive = recommended better)."""
         return (self.draws["baseline"] - self.draws["recommended"]).to_numpy()
@@ -165,6 +186,7 @@ class Recommendation:
             "objective_summary": {k: _floats(v) for k, v in obj.iterrows()},
             "p_recommended_beats_baseline": self.p_beats_baseline,
             "p_run_at_recommended_beats_run_at_baseline": self.p_run_beats_baseline,
+            "verdict": self.verdict,
             "improvement": {
                 "mean": float(imp.mean()),
                 "lower_90": float(np.quantile(imp, 0.05)),
@@ -633,6 +655,7 @@ def _format_recommendation(rec: Recommendation) -> str:
             f"P(one run at recommended ends below one run at baseline) = "
             f"{rec.p_run_beats_baseline:.3f} (run-to-run variation included)"
         )
+    lines.append(f"VERDICT: {rec.verdict}")
     if rec.unconstrained is not None:
         cost = obj.loc["recommended", "objective"] - obj.loc["unconstrained", "objective"]
         lines.append(

@@ -220,3 +220,18 @@ def test_a_failed_fit_is_flagged(idata):
     assert not rec.fit_passed
     assert any("FAILED" in str(w.message) for w in caught)
     assert "FAILED" in rec.format()
+
+
+def test_verdict_says_when_the_gain_is_within_run_noise(idata):
+    """The verdict separates a real expected gain from one a single run could not show."""
+    from dataclasses import replace
+
+    rec = optimize(idata, TARGET, forecast=False)
+    assert rec.p_run_beats_baseline is None
+    assert "better" in rec.verdict
+    coin_flip = replace(rec, p_run_beats_baseline=0.52)
+    assert "within run-to-run variation" in coin_flip.verdict
+    assert "52%" in coin_flip.verdict
+    assert "VERDICT: " + coin_flip.verdict in coin_flip.format()
+    worse = replace(rec, p_beats_baseline=0.2)
+    assert "baseline is expected to do better" in worse.verdict
