@@ -65,7 +65,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     )
     print(rec.format())
     if args.out is not None:
-        if args.out.suffix == ".json":
+        if args.out.suffix.lower() == ".json":
             atomic_write_text(args.out, json.dumps(rec.to_dict(), indent=2) + "\n")
         else:
             table = rec.domain_table()
@@ -93,8 +93,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
         print(FAILED_BANNER)
     print(
         f"candidates ranked by {table.attrs['objective_label']} of the weighted loss at "
-        f"{args.step:.6g} {idata.attrs['data_volume']}; p_best: posterior probability of being "
-        "the best candidate; p_beats_next: of beating the next one down"
+        f"{args.step:.6g} {idata.attrs.get('data_volume', 'steps')}; p_best: posterior "
+        "probability of being the best candidate; p_beats_next: of beating the next one down"
     )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.5f}"))
     if args.out is not None:
@@ -121,7 +121,8 @@ def _add_objective_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weights",
         type=domain_weights,
-        help="domain weights of the loss, e.g. code=2,web=1 (default: plain mean)",
+        help="domain weights of the loss, e.g. code=2 doubles code's weight (unnamed domains "
+        "keep 1, 0 leaves one out; default: plain mean)",
     )
     p.add_argument("--domains", nargs="+", metavar="DOMAIN", help="count only these domains")
 

@@ -33,15 +33,16 @@ def _protocol(text: str):
 
 
 def cmd_report(args: argparse.Namespace, load_data_from_args: Callable) -> int:
+    from bimix_bayes.backtest import backtest
     from bimix_bayes.constraints import load_constraints
-    from bimix_bayes.persistence import load_fit
+    from bimix_bayes.persistence import data_from_idata, load_fit
     from bimix_bayes.report import write_report
 
     t0 = time.perf_counter()
+    # Every input is read and checked before the slow work (backtests refit the model).
     idata = load_fit(args.fit)
-    from bimix_bayes.backtest import backtest
-    from bimix_bayes.persistence import data_from_idata
-
+    constraints = load_constraints(args.constraints) if args.constraints else None
+    baseline = baseline_argument(args.baseline)
     holdout = None
     if args.holdout is not None:
         args.data = args.holdout
@@ -58,8 +59,8 @@ def cmd_report(args: argparse.Namespace, load_data_from_args: Callable) -> int:
         step=args.step,
         holdout=holdout,
         objective=args.objective.name,
-        constraints=load_constraints(args.constraints) if args.constraints else None,
-        baseline=baseline_argument(args.baseline),
+        constraints=constraints,
+        baseline=baseline,
         n_bootstrap=args.bootstrap,
         seed=args.seed,
         command=shlex.join(["bimix", *args.argv]),

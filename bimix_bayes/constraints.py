@@ -157,7 +157,7 @@ class MixtureConstraints:
             ("upper", self.upper),
             ("fixed", self.fixed),
             ("available_tokens", self.available_tokens),
-            ("epochs", self.epochs),
+            ("max_epochs", self.epochs),
         ):
             unknown = sorted(set(table) - known)
             if unknown:

@@ -126,7 +126,11 @@ class Recommendation:
         variation: a single confirmation run will not tell the two mixtures apart (the closed
         loop in ``reports/closed_loop.md`` is such a case).
         """
-        gain = float(self.improvement.mean())
+        imp = self.improvement
+        if np.all(imp == 0):
+            return "the recommendation is the baseline mixture"
+        obj = self.objective_table()["objective"]
+        gain = float(obj["baseline"] - obj["recommended"])  # in the objective's own terms
         if self.p_beats_baseline < 0.5:
             return "the baseline is expected to do better than the recommendation (constraints?)"
         if self.p_run_beats_baseline is not None and self.p_run_beats_baseline < 0.6:
@@ -301,6 +305,13 @@ def _baseline(
                 f"baseline {baseline!r} is not an observed run; runs: {list(runs.index)[:10]}"
                 f"{' ...' if len(runs) > 10 else ''}"
             )
+        counted = w > 0
+        zero = [d for d, c in zip(train, counted, strict=True) if c and runs.loc[baseline, d] <= 0]
+        if zero:
+            raise DataError(
+                f"baseline run {baseline!r} gives no share to {', '.join(zero)}, which count in "
+                "the objective (BiMix loss is infinite at r = 0); pick another baseline"
+            )
         return runs.loc[baseline], f"observed run {baseline}"
     counted = w > 0
     usable = (runs.to_numpy()[:, counted] > 0).all(axis=1)
@@ -439,7 +450,7 @@ def optimize(
         baseline_source=base_source,
         baseline_run=None if isinstance(baseline, pd.Series) else str(base.name),
         draws=draws_df,
-        p_beats_baseline=float(np.mean(draws_df["recommended"] < draws_df["baseline"])),
+        p_beats_baseline=_p_lower(draws_df["recommended"], draws_df["baseline"]),
         p_run_beats_baseline=p_run,
         solve=result,
         constraints=table,
@@ -449,6 +460,12 @@ def optimize(
         fit_passed=diag.passed,
         notes=notes,
     )
+
+
+def _p_lower(a, b) -> float:
+    """P(a < b) over paired draws, ties counting half (identical mixtures give 0.5)."""
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.mean(a < b) + 0.5 * np.mean(a == b))
 
 
 def _violations(shares: pd.Series, bounds) -> list[str]:
@@ -507,7 +524,7 @@ def _forecasts(idata, step, mixture, base, w, surface, seed):
     avg = light.predictions["loss"].isel(step=0, domain=-1)
     rec_runs = avg.sel(mixture="recommended").to_numpy().ravel()
     base_runs = avg.sel(mixture="baseline").to_numpy().ravel()
-    return df, float(np.mean(rec_runs < base_runs)), None
+    return df, _p_lower(rec_runs, base_runs), None
 
 
 def rank(

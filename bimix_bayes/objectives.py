@@ -94,7 +94,7 @@ class Objective:
     @property
     def name(self) -> str:
         """The objective as written on the command line (``cvar:0.9``)."""
-        return "mean" if self.kind == "mean" else f"{self.kind}:{self.level:g}"
+        return "mean" if self.kind == "mean" else f"{self.kind}:{self.level!r}"
 
     @property
     def label(self) -> str:

@@ -45,7 +45,7 @@ import arviz as az
 import numpy as np
 from scipy.optimize import minimize
 
-from bimix_bayes.constraints import Bounds, MixtureConstraints
+from bimix_bayes.constraints import Bounds, ConstraintError, MixtureConstraints
 from bimix_bayes.data import DataError
 from bimix_bayes.law import log_step_factor
 from bimix_bayes.objectives import Objective
@@ -160,13 +160,14 @@ def objective_weights(
 ) -> np.ndarray:
     """Normalised domain weights of the objective: plain mean by default.
 
-    ``counted`` keeps only those domains (equal weights unless ``weights`` says otherwise).
+    ``weights`` names the domains whose weight is not 1 (``{"code": 2}`` doubles code's
+    weight; ``0`` leaves a domain out). ``counted`` keeps only those domains.
 
     Examples
     --------
     >>> objective_weights(["a", "b", "c"], counted=["a", "c"]).tolist()
     [0.5, 0.0, 0.5]
-    >>> objective_weights(["a", "b"], weights={"a": 3, "b": 1}).tolist()
+    >>> objective_weights(["a", "b"], weights={"a": 3}).tolist()
     [0.75, 0.25]
     """
     domains = list(domains)
@@ -175,7 +176,7 @@ def objective_weights(
         if unknown:
             raise DataError(f"{what}: unknown domain(s) {unknown}; the fit has {domains}")
     if weights:
-        w = np.array([float(weights.get(d, 0.0)) for d in domains])
+        w = np.array([float(weights.get(d, 1.0)) for d in domains])
     else:
         w = np.ones(len(domains))
     if counted is not None:
@@ -316,20 +317,29 @@ class SolveResult:
 class _Problem:
     """The objective over the free domains with counted weight: values, gradient, Hessian."""
 
-    def __init__(self, log_c: np.ndarray, alpha: np.ndarray, objective: Objective) -> None:
+    def __init__(
+        self,
+        log_c: np.ndarray,
+        alpha: np.ndarray,
+        objective: Objective,
+        offset: np.ndarray | float = 0.0,
+    ) -> None:
+        # ``offset``: per draw, the weighted loss of counted domains whose share is fixed (it
+        # does not move with x, but it decides which draws are in a quantile or CVaR tail).
         self.log_c, self.alpha, self.objective = log_c, alpha, objective
         self.alpha1 = alpha * (alpha + 1.0)
+        self.offset = offset
 
     def terms(self, x: np.ndarray) -> np.ndarray:
         return np.exp(self.log_c - self.alpha * np.log(x))
 
     def value(self, x: np.ndarray) -> float:
-        return self.objective(self.terms(x).sum(axis=1))
+        return self.objective(self.terms(x).sum(axis=1) + self.offset)
 
     def derivatives(self, x: np.ndarray, pi: np.ndarray | None = None):
         """Objective value, gradient and diagonal Hessian; ``pi`` fixes the draw weights."""
         t = self.terms(x)
-        values = t.sum(axis=1)
+        values = t.sum(axis=1) + self.offset
         if pi is None:
             pi = self.objective.draw_weights(values)
         grad = -(pi @ (self.alpha * t)) / x
@@ -450,6 +460,13 @@ def solve(
         bounds = MixtureConstraints().bounds(surface.domains)
     lo, hi = bounds.lower.copy(), bounds.upper.copy()
     counted = weights > 0
+    starved = [d for d, c, h in zip(surface.domains, counted, hi, strict=True) if c and h <= 0]
+    if starved:
+        raise ConstraintError(
+            f"{', '.join(starved)} count(s) in the objective but the constraints allow no share "
+            "(BiMix loss is infinite at r = 0); give them a positive cap, or leave them out of "
+            "the objective (domains=... / --domains)"
+        )
     fixed = hi - lo <= 1e-12
     var = counted & ~fixed
     r = np.where(fixed, lo, 0.0)
@@ -469,8 +486,18 @@ def solve(
             seconds=time.perf_counter() - t0,
             message="no free choice: every counted domain is fixed or at its cap",
         )
+    pinned = counted & fixed
+    offset = (
+        np.exp(
+            np.log(weights[pinned])
+            + surface.log_k[:, pinned]
+            - surface.alpha[:, pinned] * np.log(lo[pinned])
+        ).sum(axis=1)
+        if pinned.any()
+        else 0.0
+    )
     problem = _Problem(
-        np.log(weights[var]) + surface.log_k[:, var], surface.alpha[:, var], objective
+        np.log(weights[var]) + surface.log_k[:, var], surface.alpha[:, var], objective, offset
     )
     if start is None:
         x0 = _project(np.full(var.sum(), budget / var.sum()), lo_v, hi_v, budget)
@@ -525,9 +552,9 @@ def solve(
         warnings.warn(
             "the optimiser did not meet the KKT conditions (residual "
             f"{kkt:.2g} > {result.tolerance:g}): "
-            f"{message}. "
+            f"{message}."
             + (
-                "Quantile and CVaR objectives are not smooth where posterior draws tie; with "
+                " Quantile and CVaR objectives are not smooth where posterior draws tie; with "
                 "few draws the answer may be slightly off the optimum (more draws help)."
                 if objective.kind != "mean"
                 else ""

@@ -157,6 +157,9 @@ def score_holdout(
     points = obs.merge(bayes, on=["run", "step", "domain"], how="left").merge(
         ls_pred, on=["run", "step", "domain"], how="left"
     )
+    # A point with no forecast (a domain its run gave no share, or one the fit does not have)
+    # is left out of every score, not counted as a miss.
+    points = points[points["median"].notna()].copy()
     points["error_bayes"] = (points["median"] / points["loss"] - 1).abs()
     points["error_ls"] = (points["ls"] / points["loss"] - 1).abs()
     points["in_50"] = points["loss"].between(points["lower_50"], points["upper_50"])
@@ -381,6 +384,7 @@ def build_report(
             "max_step": max_step,
             "extrapolation_figure": extrapolation,
             "holdout": holdout is not None,
+            "holdout_runs_shown": bool(holdout_runs),
             "holdout_source": None if holdout is None else holdout.source,
             "holdout_scores": holdout_scores,
             "forest_figure": to_data_uri(forest_figure(comparison)),

@@ -37,8 +37,10 @@ LS_COLOUR = "#444444"
 
 
 def plain(text: object) -> str:
-    """Text as matplotlib should draw it literally (``$`` escaped)."""
-    return str(text).replace("$", r"\$")
+    """Text as matplotlib should draw it literally (``$`` escaped; a leading ``_``, which
+    matplotlib would hide from legends, kept visible)."""
+    out = str(text).replace("$", r"\$")
+    return " " + out if out.startswith("_") else out
 
 
 def to_data_uri(fig: Figure, dpi: int = 110) -> str:
@@ -151,7 +153,7 @@ def forest_figure(
         ax.errorbar(
             t["mean"],
             y - 0.12,
-            xerr=[t["mean"] - t["lower"], t["upper"] - t["mean"]],
+            xerr=[(t["mean"] - t["lower"]).clip(lower=0), (t["upper"] - t["mean"]).clip(lower=0)],
             fmt="o",
             ms=4,
             color=RUN_COLOURS[0],

@@ -99,7 +99,7 @@ def test_constraints_bind_and_are_reported(idata):
 def test_risk_objectives_and_weights_change_the_answer(idata):
     """Counting one domain only pushes its share up; CVaR is at least the mean objective."""
     base = optimize(idata, TARGET, forecast=False)
-    code = optimize(idata, TARGET, weights={"code": 1.0}, forecast=False)
+    code = optimize(idata, TARGET, domains=["code"], forecast=False)
     assert code.mixture["code"] > base.mixture["code"] + 0.2
     cvar = optimize(idata, TARGET, objective="cvar:0.9", forecast=False)
     assert (
@@ -235,3 +235,11 @@ def test_verdict_says_when_the_gain_is_within_run_noise(idata):
     assert "VERDICT: " + coin_flip.verdict in coin_flip.format()
     worse = replace(rec, p_beats_baseline=0.2)
     assert "baseline is expected to do better" in worse.verdict
+
+
+def test_a_baseline_equal_to_the_recommendation_is_a_tie(idata):
+    """Comparing a mixture with itself gives P(beats) = 0.5 and says so, not 'baseline better'."""
+    rec = optimize(idata, TARGET, forecast=False)
+    same = optimize(idata, TARGET, baseline=rec.mixture, forecast=False)
+    assert same.p_beats_baseline == pytest.approx(0.5)
+    assert same.verdict == "the recommendation is the baseline mixture"

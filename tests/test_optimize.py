@@ -18,6 +18,7 @@ from bimix_bayes.optimize import (
     closed_form_optimum,
     objective_weights,
     solve,
+    weighted_loss,
 )
 
 
@@ -280,3 +281,44 @@ def test_constraints_file_toml_and_yaml(tmp_path):
         load_constraints(bad)
     with pytest.raises(ConstraintError, match="unknown domain"):
         load_constraints(toml).bounds(["a", "b"])
+
+
+def test_fixed_counted_domains_count_in_risk_objectives():
+    """A counted domain with a fixed share still adds its loss to every draw: it changes which
+    draws are in a CVaR tail, so the optimum and the reported value use the full objective."""
+    rng = np.random.default_rng(4)
+    shared = rng.lognormal(0, 0.8, 200)
+    k = np.column_stack([shared, rng.lognormal(0, 0.3, 200), 5 * shared**2])
+    alpha = np.full((200, 3), 0.3)
+    s = _surface(k, alpha)
+    w = np.full(3, 1 / 3)
+    bounds = MixtureConstraints(fixed={"d2": 0.2}).bounds(s.domains)
+    obj = Objective.parse("cvar:0.9")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OptimizationWarning)
+        result = solve(s, w, obj, bounds)
+    assert result.shares[2] == pytest.approx(0.2)
+    assert result.value == pytest.approx(obj(weighted_loss(s, w, result.shares)), rel=1e-9)
+    grid = np.linspace(0.01, 0.79, 781)
+    shares = np.column_stack([grid, 0.8 - grid, np.full_like(grid, 0.2)])
+    values = weighted_loss(s, w, shares)
+    best = min(obj(values[:, j]) for j in range(values.shape[1]))
+    assert result.value <= best * (1 + 1e-5)
+
+
+def test_a_counted_domain_without_any_share_is_an_error():
+    """A counted domain capped at 0 would have infinite loss: the error says what to do."""
+    s = _surface(np.array([[2.0, 3.0]]), np.array([[0.1, 0.2]]))
+    bounds = MixtureConstraints(upper={"d1": 0.0}).bounds(s.domains)
+    with pytest.raises(ConstraintError, match="d1 count"):
+        solve(s, np.array([0.5, 0.5]), "mean", bounds)
+    # Left out of the objective, it may get no share.
+    r = solve(s, np.array([1.0, 0.0]), "mean", bounds).shares
+    np.testing.assert_allclose(r, [1.0, 0.0])
+
+
+def test_unnamed_domains_keep_weight_one():
+    """--weights code=2 doubles code's weight; the other domains still count."""
+    np.testing.assert_allclose(
+        objective_weights(["a", "b", "c"], weights={"a": 2}), [0.5, 0.25, 0.25]
+    )

@@ -240,12 +240,14 @@ def _summarise(table, rec, target, longest, seed, data) -> dict[str, Any]:
 def format_markdown(result: dict[str, Any], table: pd.DataFrame) -> str:
     """The closed-loop summary as Markdown."""
     pred, outcome = result["predicted"], result["outcome"]
+    beyond = result["target_step"] > result["trained_steps_in_study"]
     lines = [
         "# Closed loop: recommended vs baseline, forecast vs measured",
         "",
         f"Study: `{result['study']}` (runs trained to {result['trained_steps_in_study']:g} "
-        f"steps). Target: **{result['target_step']:g} steps** (beyond the trained steps). "
-        f"Objective: {result['objective']}. Verification runs: seed "
+        f"steps). Target: **{result['target_step']:g} steps**"
+        + (" (beyond the trained steps). " if beyond else ". ")
+        + f"Objective: {result['objective']}. Verification runs: seed "
         f"{result['verification_seed']} for both mixtures (common random numbers); the baseline "
         f"is forecast as {result['baseline_forecast']}, the recommendation as a new mixture.",
         "",
@@ -274,7 +276,12 @@ def format_markdown(result: dict[str, Any], table: pd.DataFrame) -> str:
     lines += [
         "",
         f"- Predicted P(recommended beats baseline) = {pred['p_recommended_beats_baseline']:.3f}"
-        f" (expected loss); P(one run beats one run) = {pred['p_run_beats_run']:.3f}.",
+        " (expected loss)"
+        + (
+            f"; P(one run beats one run) = {pred['p_run_beats_run']:.3f}."
+            if pred["p_run_beats_run"] is not None
+            else "."
+        ),
         f"- Measured: the recommended mixture "
         f"{'**beat**' if outcome['recommended_beat_baseline'] else '**did not beat**'} the "
         f"baseline (improvement {outcome['improvement']:+.4f} nats).",
