@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from bimix_bayes import __version__
-from bimix_bayes.backtest import BacktestResult
+from bimix_bayes.backtest import BacktestResult, coverage, mean_relative_error
 from bimix_bayes.checks import posterior_predictive_check
 from bimix_bayes.constraints import MixtureConstraints
 from bimix_bayes.data import MixtureData
@@ -52,7 +52,7 @@ from bimix_bayes.report_figures import (
 )
 from bimix_bayes.summary import comparison_table, posterior_table
 
-__all__ = ["build_report", "score_holdout", "write_report"]
+__all__ = ["build_report", "write_report"]
 
 SECTIONS = ("header", "diagnostics", "fit", "extrapolation", "parameters", "decision", "appendix")
 GRID_POINTS = 40
@@ -129,15 +129,15 @@ def _badges(diag: FitDiagnostics) -> list[dict[str, Any]]:
     ]
 
 
-def score_holdout(
+def _score_holdout(
     idata: az.InferenceData,
     data: MixtureData,
     holdout: MixtureData,
     ls: BiMixLeastSquares,
     seed: int,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Forecasts of every held-out point (observed runs continued; new runs as new mixtures),
-    and per-domain scores: relative error and interval coverage, Bayes vs least squares."""
+) -> pd.DataFrame:
+    """Per-domain scores of the forecasts of every held-out point (observed runs continued, new
+    runs as new mixtures): relative error and interval coverage, Bayes vs least squares."""
     obs = holdout.observations
     known = [r for r in holdout.runs if r in set(data.runs)]
     new = [r for r in holdout.runs if r not in set(data.runs)]
@@ -160,29 +160,25 @@ def score_holdout(
     # A point with no forecast (a domain its run gave no share, or one the fit does not have)
     # is left out of every score, not counted as a miss.
     points = points[points["median"].notna()].copy()
-    points["error_bayes"] = (points["median"] / points["loss"] - 1).abs()
-    points["error_ls"] = (points["ls"] / points["loss"] - 1).abs()
-    points["in_50"] = points["loss"].between(points["lower_50"], points["upper_50"])
-    points["in_90"] = points["loss"].between(points["lower_90"], points["upper_90"])
     has_band = "ls_lower" in points
-    if has_band:
-        points["in_ls_90"] = points["loss"].between(points["ls_lower"], points["ls_upper"])
 
     def score(g: pd.DataFrame) -> pd.Series:
         row = {
             "points": len(g),
-            "MRE Bayes (%)": 100 * g["error_bayes"].mean(),
-            "MRE least squares (%)": 100 * g["error_ls"].mean(),
-            "Bayes 50% coverage (%)": 100 * g["in_50"].mean(),
-            "Bayes 90% coverage (%)": 100 * g["in_90"].mean(),
+            "MRE Bayes (%)": 100 * mean_relative_error(g["loss"], g["median"]),
+            "MRE least squares (%)": 100 * mean_relative_error(g["loss"], g["ls"]),
+            "Bayes 50% coverage (%)": 100 * coverage(g["loss"], g["lower_50"], g["upper_50"]),
+            "Bayes 90% coverage (%)": 100 * coverage(g["loss"], g["lower_90"], g["upper_90"]),
         }
         if has_band:
-            row["LS bootstrap 90% coverage (%)"] = 100 * g["in_ls_90"].mean()
+            row["LS bootstrap 90% coverage (%)"] = 100 * coverage(
+                g["loss"], g["ls_lower"], g["ls_upper"]
+            )
         return pd.Series(row)
 
     table = points.groupby("domain").apply(score, include_groups=False)
     table.loc["all domains"] = score(points)
-    return points, table
+    return table
 
 
 def _decision(
@@ -316,7 +312,7 @@ def build_report(
         holdout_obs = None
         if holdout is not None:
             holdout_obs = holdout.observations
-            _, table = score_holdout(idata, data, holdout, ls, seed)
+            table = _score_holdout(idata, data, holdout, ls, seed)
             holdout_scores = _html_table(
                 table.map("{:.1f}".format).assign(points=table["points"].astype(int))
             )
