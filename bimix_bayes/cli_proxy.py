@@ -203,8 +203,14 @@ def cmd_study(args: argparse.Namespace) -> int:
     checked = _check_inputs(args)
     if isinstance(checked, int):
         return checked
-    config, _ = checked
+    config, manifest = checked
     mixtures = None
+    space_filling = args.design == "space-filling"
+    n_spread = args.spread if args.spread is not None else (0 if space_filling else 3)
+    n_fill = args.n_space_filling if space_filling else 0
+    D = len(manifest["domains"])
+    if space_filling and not 0 <= args.min_share < 1 / D:
+        return _error(f"--min-share {args.min_share} must be below 1/{D} for {D} domains", 2)
     if args.mixtures is not None:
         from bimix_bayes.data import DataError
         from bimix_bayes.loaders import read_mixtures
@@ -225,9 +231,13 @@ def cmd_study(args: argparse.Namespace) -> int:
             mixtures=mixtures,
             workers=args.workers,
             seed=args.seed,
-            n_spread=args.spread,
+            n_spread=n_spread,
             low=args.low,
             temperature=args.temperature,
+            n_space_filling=n_fill,
+            min_share=args.min_share,
+            n_replicates=args.replicates,
+            replicate_mixtures=args.replicate_mixtures,
             log=_say,
         )
     except ValueError as exc:
@@ -363,7 +373,43 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--workers", type=count(1), default=2, help="parallel processes, 1 thread each (2)"
     )
     p.add_argument(
-        "--spread", type=count(0), default=3, help="spread-out mixtures in the design (3)"
+        "--design",
+        choices=("spread", "space-filling"),
+        default="spread",
+        help="the non-entropy mixtures: spread-out ones (spread, the default) or a seeded "
+        "greedy-maximin space-filling set over the simplex (space-filling)",
+    )
+    p.add_argument(
+        "--spread",
+        type=count(0),
+        default=None,
+        help="spread-out mixtures in the design (3 with --design spread, 0 with space-filling)",
+    )
+    p.add_argument(
+        "--n-space-filling",
+        type=count(0),
+        default=7,
+        help="space-filling mixtures with --design space-filling (7)",
+    )
+    p.add_argument(
+        "--min-share",
+        type=_fraction,
+        default=0.03,
+        help="smallest share of any domain in the space-filling mixtures (0.03)",
+    )
+    p.add_argument(
+        "--replicates",
+        type=count(1),
+        default=1,
+        help="seeds per replicated mixture: runs NAME, NAME_s1, ... with seeds seed, seed+1, "
+        "... (1: one seed for every run)",
+    )
+    p.add_argument(
+        "--replicate-mixtures",
+        type=_domains,
+        default=None,
+        help="comma-separated design mixtures to replicate (default: uniform and the 3 "
+        "mixtures farthest apart from it and each other)",
     )
     p.add_argument(
         "--low", type=_fraction, default=0.05, help="low share in the spread mixtures (0.05)"

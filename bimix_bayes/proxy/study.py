@@ -8,14 +8,22 @@ The design follows the BiMix paper's protocol at laptop scale:
   per measure (Shannon, conditional, joint, von Neumann: :mod:`bimix_bayes.entropy`);
 * **spread**: a few mixtures that give some domains a high share and the others a low one
   (``low``, default 5 %), rotated so that every domain is seen at a low and at a high share
-  (with five domains and three spread mixtures: 5 % and 42.5 %).
+  (with five domains and three spread mixtures: 5 % and 42.5 %);
+* **space-filling** (``design="space-filling"``, instead of or beside the spread ones):
+  mixtures chosen by greedy maximin among seeded Dirichlet(1) candidates, every share at least
+  ``min_share`` (:func:`space_filling_mixtures`), kept away from the uniform and entropy ones;
+* **replicate seeds**: ``replicates={"uniform": 3, ...}`` trains a mixture with seeds
+  ``seed, seed + 1, ...``; the runs are ``uniform``, ``uniform_s1``, ``uniform_s2`` (the first
+  keeps the plain name, so older studies resume), so the run-to-run seed noise is measured.
 
 Output folder::
 
-    OUT/losses.csv      # canonical long table: run, step, domain, loss, p_<domain>...
+    OUT/losses.csv      # canonical long table: run, step, domain, loss, p_<domain>...,
+                        #   mixture, seed (the design row and the seed of each run)
     OUT/mixtures.csv    # the design: mixture, <domain>... (``bimix predict --mixture`` layout)
     OUT/entropy.csv     # the domains' entropies behind the entropy mixtures
-    OUT/runs.json       # per-run metadata: mixture, config, seed, versions, wall time
+    OUT/runs.json       # per-run metadata: mixture, config, seed, versions, wall time;
+                        #   the learning-rate schedule, the design and its replicates
     OUT/runs/<run>.csv, OUT/runs/<run>.json   # each run as soon as it finishes
 
 Every file is written atomically. A finished run whose saved metadata match (mixture, config,
@@ -52,8 +60,12 @@ from bimix_bayes.proxy.trainer import RunResult, TrainConfig
 
 __all__ = [
     "STUDY_FORMAT",
+    "default_replicate_mixtures",
     "design_mixtures",
+    "lr_schedule",
+    "replicate_runs",
     "run_study",
+    "space_filling_mixtures",
     "spread_mixtures",
     "uniform_mixture",
     "write_results",
@@ -104,6 +116,187 @@ def spread_mixtures(domains: Sequence[str], n: int = 3, low: float = 0.05) -> pd
     return _named(pd.DataFrame.from_dict(rows, orient="index", columns=domains))
 
 
+def _simplex_points(rng: np.random.Generator, n: int, D: int, min_share: float) -> np.ndarray:
+    """``n`` Dirichlet(1) draws mapped affinely onto ``{r : r_d >= min_share, sum r = 1}``."""
+    return min_share + (1 - D * min_share) * rng.dirichlet(np.ones(D), size=n)
+
+
+def _min_distances(points: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    if len(chosen) == 0:
+        return np.full(len(points), np.inf)
+    return np.sqrt(((points[:, None, :] - chosen[None, :, :]) ** 2).sum(-1)).min(axis=1)
+
+
+def space_filling_mixtures(
+    domains: Sequence[str],
+    n: int,
+    *,
+    min_share: float = 0.03,
+    seed: int = 0,
+    n_candidates: int = 4096,
+    avoid: pd.DataFrame | np.ndarray | None = None,
+    prefix: str = "fill",
+) -> pd.DataFrame:
+    """``n`` mixtures spread over the simplex, every share at least ``min_share``.
+
+    Greedy maximin design: ``n_candidates`` seeded Dirichlet(1) draws are mapped onto the
+    shrunken simplex ``{r : r_d >= min_share, sum_d r_d = 1}`` (zero shares are outside the
+    BiMix law, whose ``r ** -alpha`` diverges at 0); the chosen set starts empty (or with the
+    ``avoid`` mixtures, e.g. the uniform and entropy ones, which are not returned) and each step
+    adds the candidate farthest (Euclidean distance on the shares) from everything chosen so far.
+    The result is deterministic for a given ``seed`` and spreads the mixtures much more evenly
+    than the same number of random draws (a larger minimum pairwise distance).
+
+    Parameters
+    ----------
+    domains
+        Domain names (the columns).
+    n
+        Number of mixtures (rows ``{prefix}_1`` ... ``{prefix}_n``).
+    min_share
+        Smallest share of any domain; must be in ``[0, 1 / D)``.
+    seed
+        Seeds the candidate draws.
+    n_candidates
+        Number of Dirichlet(1) candidates to choose from.
+    avoid
+        Mixtures already in the design (rows of shares over ``domains``) to keep away from.
+    prefix
+        Row-name prefix.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``mixture``, one column per domain, rows summing to 1.
+
+    Examples
+    --------
+    >>> mix = space_filling_mixtures(["a", "b", "c"], 4, min_share=0.03, seed=0)
+    >>> mix.round(3)  # doctest: +NORMALIZE_WHITESPACE
+    domain      a      b      c
+    mixture
+    fill_1  0.033  0.931  0.036
+    fill_2  0.930  0.032  0.038
+    fill_3  0.041  0.032  0.927
+    fill_4  0.340  0.335  0.325
+    >>> bool(mix.sum(axis=1).round(12).eq(1).all()), bool((mix >= 0.03).all().all())
+    (True, True)
+    """
+    domains = list(domains)
+    D = len(domains)
+    if D < 2:
+        raise ValueError(f"a space-filling design needs at least 2 domains, got {D}")
+    if n < 0:
+        raise ValueError(f"the number of space-filling mixtures must be >= 0, got {n}")
+    if not 0 <= min_share < 1 / D:
+        raise ValueError(
+            f"min_share {min_share} does not fit {D} domains; it must be in [0, 1/{D} = "
+            f"{1 / D:.3f})"
+        )
+    if n_candidates < n:
+        raise ValueError(f"n_candidates ({n_candidates}) must be >= n ({n})")
+    rng = np.random.default_rng([int(seed), 17])
+    candidates = _simplex_points(rng, int(n_candidates), D, min_share)
+    if avoid is None:
+        fixed = np.empty((0, D))
+    elif isinstance(avoid, pd.DataFrame):
+        fixed = avoid.reindex(columns=domains).fillna(0.0).to_numpy(dtype=float)
+    else:
+        fixed = np.asarray(avoid, dtype=float).reshape(-1, D)
+    dist = _min_distances(candidates, fixed)
+    picked: list[int] = []
+    for _ in range(n):
+        if np.isinf(dist).all():  # nothing chosen yet: start from the candidate farthest
+            centre = np.full(D, 1 / D)  # from the centre (a corner), deterministic
+            i = int(np.argmax(((candidates - centre) ** 2).sum(axis=1)))
+        else:
+            i = int(np.argmax(dist))
+        picked.append(i)
+        dist = np.minimum(dist, _min_distances(candidates, candidates[i : i + 1]))
+        dist[i] = -np.inf
+    values = candidates[picked] / candidates[picked].sum(axis=1, keepdims=True)
+    names = [f"{prefix}_{k + 1}" for k in range(n)]
+    return _named(pd.DataFrame(values, index=names, columns=domains))
+
+
+def default_replicate_mixtures(mixtures: pd.DataFrame, k: int = 4) -> list[str]:
+    """``k`` design mixtures to replicate with more seeds: ``uniform`` (when present) and then,
+    greedily, the mixture farthest from those already taken, so the seed noise is measured
+    across the simplex (deterministic; design order breaks ties).
+    """
+    names = [str(i) for i in mixtures.index]
+    k = max(0, min(k, len(names)))
+    if k == 0:
+        return []
+    values = mixtures.to_numpy(dtype=float)
+    first = names.index("uniform") if "uniform" in names else 0
+    taken = [first]
+    while len(taken) < k:
+        dist = _min_distances(values, values[taken])
+        dist[taken] = -np.inf
+        taken.append(int(np.argmax(dist)))
+    return [names[i] for i in taken]
+
+
+def replicate_runs(
+    mixtures: pd.DataFrame, replicates: Mapping[str, int] | None = None, seed: int = 0
+) -> pd.DataFrame:
+    """The runs of a design: one per (mixture, seed).
+
+    Mixture ``m`` with ``replicates[m] = K`` (default 1) gives the runs ``m`` (seed ``seed``),
+    ``m_s1`` (seed ``seed + 1``) ... ``m_s{K-1}``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``run``; columns ``mixture`` (the design row) and ``seed``, in design order with
+        each mixture's replicates after it.
+
+    Examples
+    --------
+    >>> mix = pd.DataFrame({"a": [0.5, 0.2], "b": [0.5, 0.8]}, index=["uniform", "m"])
+    >>> replicate_runs(mix, {"uniform": 3}, seed=10)  # doctest: +NORMALIZE_WHITESPACE
+               mixture  seed
+    run
+    uniform    uniform    10
+    uniform_s1 uniform    11
+    uniform_s2 uniform    12
+    m                m    10
+    """
+    replicates = dict(replicates or {})
+    names = [str(i) for i in mixtures.index]
+    unknown = sorted(set(replicates) - set(names))
+    if unknown:
+        raise ValueError(f"replicates name mixture(s) {unknown} that are not in the design {names}")
+    rows = []
+    for name in names:
+        k = int(replicates.get(name, 1))
+        if k < 1:
+            raise ValueError(f"replicates of {name!r} must be >= 1, got {k}")
+        for j in range(k):
+            rows.append((name if j == 0 else f"{name}_s{j}", name, int(seed) + j))
+    runs = pd.DataFrame(rows, columns=["run", "mixture", "seed"]).set_index("run")
+    dup = runs.index[runs.index.duplicated()].tolist()
+    if dup:
+        raise ValueError(f"replicate run name(s) {dup} clash with design mixture names")
+    return runs
+
+
+def lr_schedule(config: TrainConfig) -> dict[str, Any]:
+    """The learning-rate schedule that :func:`~bimix_bayes.proxy.trainer.train_run` applies:
+    linear warm-up over ``warmup`` steps to ``lr``, then constant (no decay).
+
+    >>> lr_schedule(TrainConfig(lr=3e-3, warmup=100))
+    {'kind': 'linear-warmup-constant', 'warmup': 100, 'lr': 0.003, 'decay': None}
+    """
+    return {
+        "kind": "linear-warmup-constant",
+        "warmup": config.warmup,
+        "lr": config.lr,
+        "decay": None,
+    }
+
+
 def design_mixtures(
     corpora: str | os.PathLike[str],
     *,
@@ -112,11 +305,15 @@ def design_mixtures(
     n_spread: int = 3,
     low: float = 0.05,
     seed: int = 0,
+    n_space_filling: int = 0,
+    min_share: float = 0.03,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The study's mixtures (uniform, entropy proxies, spread) and the entropy table.
+    """The study's mixtures (uniform, entropy proxies, spread, space-filling) and the entropy
+    table.
 
     Entropies are computed on each domain's ``train.txt`` with the byte tokenizer; with no
-    ``measures`` the entropy table is None.
+    ``measures`` the entropy table is None. The ``n_space_filling`` mixtures
+    (:func:`space_filling_mixtures`, seeded by ``seed``) keep away from the other ones.
     """
     from bimix_bayes.entropy import domain_entropies, entropy_mixtures
 
@@ -136,6 +333,13 @@ def design_mixtures(
         parts.append(_named(ent[domains]))
     if n_spread:
         parts.append(spread_mixtures(domains, n_spread, low))
+    if n_space_filling:
+        so_far = pd.concat(parts)
+        parts.append(
+            space_filling_mixtures(
+                domains, n_space_filling, min_share=min_share, seed=seed, avoid=so_far
+            )
+        )
     mixtures = _named(pd.concat(parts))
     return mixtures, table
 
@@ -219,6 +423,11 @@ def run_study(
     n_spread: int = 3,
     low: float = 0.05,
     temperature: float = 1.0,
+    n_space_filling: int = 0,
+    min_share: float = 0.03,
+    replicates: Mapping[str, int] | None = None,
+    n_replicates: int = 1,
+    replicate_mixtures: Sequence[str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run every mixture of the design (one training run each) and write the results.
@@ -236,15 +445,24 @@ def run_study(
     workers
         Parallel worker processes (spawned; one thread each). ``1`` trains in this process.
     seed
-        The seed of every run (common random numbers: the runs differ only by their mixture).
-    n_spread, low, temperature
+        The seed of every mixture's first run (common random numbers: these runs differ only
+        by their mixture); replicates use ``seed + 1``, ``seed + 2``, ...
+    n_spread, low, temperature, n_space_filling, min_share
         Passed to :func:`design_mixtures` when ``mixtures`` is None.
+    replicates
+        Mixture name -> number of seeds (default 1): :func:`replicate_runs`, e.g.
+        ``{"uniform": 3}`` adds the runs ``uniform_s1`` and ``uniform_s2``.
+    n_replicates, replicate_mixtures
+        Shorthand: when ``n_replicates > 1``, each of ``replicate_mixtures`` (default
+        :func:`default_replicate_mixtures`: uniform and the 3 mixtures farthest apart) gets
+        ``n_replicates`` seeds (``replicates`` entries take precedence).
 
     Returns
     -------
     dict
-        ``paths`` (the files written), ``results`` (the :class:`RunResult` list in design
-        order), ``wall_seconds`` and ``reused`` (runs taken from an earlier, identical study).
+        ``paths`` (the files written), ``results`` (the :class:`RunResult` list in run
+        order, :func:`replicate_runs`), ``wall_seconds`` and ``reused`` (runs taken from an
+        earlier, identical study).
 
     Examples
     --------
@@ -261,35 +479,58 @@ def run_study(
     if mixtures is None:
         log("design: computing the domains' entropies for the entropy-proxy mixtures ...")
         mixtures, table = design_mixtures(
-            corpora, n_spread=n_spread, low=low, temperature=temperature, seed=seed
+            corpora,
+            n_spread=n_spread,
+            low=low,
+            temperature=temperature,
+            seed=seed,
+            n_space_filling=n_space_filling,
+            min_share=min_share,
         )
     mixtures = _check_design(mixtures, list(manifest["domains"]))
+    if n_replicates < 1:
+        raise ValueError(f"n_replicates must be >= 1, got {n_replicates}")
+    if n_replicates > 1:
+        chosen = list(replicate_mixtures or default_replicate_mixtures(mixtures, 4))
+        replicates = {**{m: n_replicates for m in chosen}, **(replicates or {})}
+    runs = replicate_runs(mixtures, replicates, seed)
+    _check_design(
+        mixtures.loc[runs["mixture"]].set_axis(runs.index, axis=0), list(manifest["domains"])
+    )
+    replicated = {m: int(k) for m, k in (replicates or {}).items() if int(k) > 1}
+    seeds_note = "; seeds " + ", ".join(f"{m} x{k}" for m, k in replicated.items())
+    seeds_note = seeds_note if replicated else ""
     log(
-        f"design: {len(mixtures)} runs x {len(config.checkpoints())} checkpoints "
-        f"(steps {config.checkpoints()}), {workers} worker(s)"
+        f"design: {len(mixtures)} mixtures, {len(runs)} runs x {len(config.checkpoints())} "
+        f"checkpoints (steps {config.checkpoints()}), {workers} worker(s)" + seeds_note
     )
     run_dir = out / "runs"
     sha = {d: e["sha256"] for d, e in manifest["domains"].items()}
-    pending: dict[str, dict[str, float]] = {}
+    pending: dict[str, tuple[dict[str, float], int]] = {}
     results: dict[str, RunResult] = {}
     reused = []
-    for run, row in mixtures.iterrows():
-        mix = {d: float(v) for d, v in row.items()}
-        want = {"mixture": mix, "seed": seed, "config": config.to_dict(), "sha256": sha}
+    schedule = lr_schedule(config)
+    for run, (name, run_seed) in runs.iterrows():
+        mix = {d: float(v) for d, v in mixtures.loc[name].items()}
+        want = {"mixture": mix, "seed": int(run_seed), "config": config.to_dict(), "sha256": sha}
         found = _load_finished(run_dir, str(run), want)
         if found is not None:
-            results[str(run)] = found
+            results[str(run)] = _with_design(found, name, int(run_seed), schedule)
             reused.append(str(run))
         else:
-            pending[str(run)] = mix
+            pending[str(run)] = (mix, int(run_seed))
     if reused:
         log(f"reusing {len(reused)} finished run(s) from {run_dir}: {', '.join(reused)}")
 
     def finish(result: RunResult) -> None:
+        run = result.meta["run"]
+        result = _with_design(
+            result, runs.loc[run, "mixture"], int(runs.loc[run, "seed"]), schedule
+        )
         _save_run(run_dir, result)
-        results[result.meta["run"]] = result
+        results[run] = result
         log(
-            f"done {result.meta['run']} ({len(results)}/{len(mixtures)}): "
+            f"done {run} ({len(results)}/{len(runs)}): "
             f"{result.meta['wall_seconds']:.0f} s, {result.meta['steps_per_second']:.1f} steps/s"
         )
 
@@ -297,17 +538,17 @@ def run_study(
     if workers == 1 or len(pending) <= 1:
         from bimix_bayes.proxy.trainer import train_run
 
-        for run, mix in pending.items():
-            log(f"start {run}")
-            finish(train_run(corpora, mix, config, seed=seed, run=run))
+        for run, (mix, run_seed) in pending.items():
+            log(f"start {run} (seed {run_seed})")
+            finish(train_run(corpora, mix, config, seed=run_seed, run=run))
     elif pending:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(
             max_workers=min(workers, len(pending)), mp_context=ctx, initializer=_init_worker
         ) as pool:
             futures: dict[Future, str] = {}
-            for run, mix in pending.items():
-                futures[pool.submit(_train_in_worker, str(corpora), mix, cfg, seed, run)] = run
+            for run, (mix, run_seed) in pending.items():
+                futures[pool.submit(_train_in_worker, str(corpora), mix, cfg, run_seed, run)] = run
             log(f"started {len(futures)} run(s) on {min(workers, len(pending))} workers")
             remaining = set(futures)
             while remaining:
@@ -322,14 +563,23 @@ def run_study(
                             f"run {futures[fut]!r} failed: {exc}; the finished runs are saved in "
                             f"{run_dir} and are reused when the study is started again"
                         ) from exc
-    ordered = [results[str(run)] for run in mixtures.index]
+    ordered = [results[str(run)] for run in runs.index]
     wall = time.perf_counter() - start
     extra = {
         "corpora": {"path": str(corpora), "domains": manifest["domains"]},
         "config": cfg,
+        "schedule": schedule,
         "seed": seed,
+        "seeds": {str(run): int(s) for run, s in runs["seed"].items()},
+        "replicates": replicated,
         "workers": workers,
-        "design": {"n_spread": n_spread, "low": low, "temperature": temperature},
+        "design": {
+            "n_spread": n_spread,
+            "low": low,
+            "temperature": temperature,
+            "n_space_filling": n_space_filling,
+            "min_share": min_share,
+        },
         "wall_seconds": round(wall, 3),
         "reused_runs": reused,
     }
@@ -338,6 +588,16 @@ def run_study(
         extra["entropy"] = {d: {k: float(v) for k, v in row.items()} for d, row in table.iterrows()}
     paths = write_results(out, ordered, mixtures, extra)
     return {"paths": paths, "results": ordered, "wall_seconds": wall, "reused": reused}
+
+
+def _with_design(result: RunResult, mixture: str, seed: int, schedule: dict) -> RunResult:
+    """The run with its design row and seed as ``mixture``/``seed`` columns of the long table
+    (``load_data`` ignores extra columns) and in its metadata, plus the lr schedule."""
+    rows = result.rows.copy()
+    rows["mixture"] = mixture
+    rows["seed"] = int(seed)
+    meta = {**result.meta, "design_mixture": mixture, "schedule": schedule}
+    return RunResult(rows, meta)
 
 
 def _check_design(mixtures: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
