@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bimix_bayes.entropy import domain_entropies
+from bimix_bayes.proxy.entropy import domain_entropies
 
 
 def build_corpus(folder: Path, megabytes: float) -> Path:

@@ -29,11 +29,11 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from bimix_bayes.data import DataWarning, MixtureData
-from bimix_bayes.forecast import predict
-from bimix_bayes.least_squares import BiMixLeastSquares
-from bimix_bayes.model import BiMixModel
-from bimix_bayes.public_data import find_datasets, load_slimpajama
+from bimix_bayes.bayes.forecast import predict
+from bimix_bayes.bayes.model import BiMixModel
+from bimix_bayes.data.public import find_datasets, load_slimpajama
+from bimix_bayes.data.table import DataWarning, MixtureData
+from bimix_bayes.leastsq.fit import BiMixLeastSquares
 
 PAPER_VARS = ["A", "alpha", "B", "beta", "C"]
 

@@ -14,10 +14,10 @@ import statistics
 import time
 import warnings
 
-from bimix_bayes.data import DataWarning, MixtureData
-from bimix_bayes.least_squares import BiMixLeastSquares
-from bimix_bayes.public_data import find_datasets, load_slimpajama
-from bimix_bayes.simulate import simulate_default
+from bimix_bayes.data.public import find_datasets, load_slimpajama
+from bimix_bayes.data.simulate import simulate_default
+from bimix_bayes.data.table import DataWarning, MixtureData
+from bimix_bayes.leastsq.fit import BiMixLeastSquares
 
 
 def _median_seconds(fn, repeats: int) -> float:

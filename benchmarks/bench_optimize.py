@@ -21,8 +21,8 @@ import warnings
 
 import numpy as np
 
-from bimix_bayes.constraints import MixtureConstraints
-from bimix_bayes.optimize import (
+from bimix_bayes.decision.constraints import MixtureConstraints
+from bimix_bayes.decision.solver import (
     LossSurface,
     OptimizationWarning,
     closed_form_optimum,

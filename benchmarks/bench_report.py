@@ -2,7 +2,7 @@
 
 Fits the SlimPajama 122M group with the default spec (../shared/datasets or
 $BIMIX_SHARED_DATASETS), holds out the checkpoints after 10B tokens to mark and score them,
-then times :func:`bimix_bayes.report.write_report` (least squares with 200 bootstrap resamples,
+then times :func:`bimix_bayes.report.html.write_report` (least squares with 200 bootstrap resamples,
 forecasts, posterior predictive check, decision, figures) and prints the median of the repeats
 and the size of the file.
 
@@ -19,10 +19,10 @@ import warnings
 
 os.environ.setdefault("NUMBA_OPT", "0")  # as the `bimix` command does
 
-from bimix_bayes.data import DataWarning
-from bimix_bayes.model import BiMixModel
-from bimix_bayes.public_data import find_datasets, load_slimpajama
-from bimix_bayes.report import write_report
+from bimix_bayes.bayes.model import BiMixModel
+from bimix_bayes.data.public import find_datasets, load_slimpajama
+from bimix_bayes.data.table import DataWarning
+from bimix_bayes.report.html import write_report
 
 
 def main() -> None:

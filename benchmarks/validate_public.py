@@ -1,7 +1,7 @@
 """Backtests of the law's forecasts on public loss measurements; writes reports/validation.md.
 
-Runs :func:`bimix_bayes.backtest.backtest` (hierarchical Bayesian model and the paper's least
-squares) on the public datasets found by :func:`bimix_bayes.public_data.find_datasets`
+Runs :func:`bimix_bayes.evaluation.backtest.backtest` (hierarchical Bayesian model and the
+paper's least squares) on the public datasets found by :func:`bimix_bayes.data.public.find_datasets`
 (``../shared/datasets`` or ``$BIMIX_SHARED_DATASETS``; skipped with a message when absent):
 
 * SlimPajama 7 domains (Shukor et al.) at 122M, 310M, 680M and 1.235B parameters:
@@ -34,12 +34,12 @@ os.environ.setdefault("NUMBA_OPT", "0")  # as the `bimix` command does (cli.fast
 
 import numpy as np
 
-from bimix_bayes.backtest import ALL_POINTS, BacktestResult, backtest
-from bimix_bayes.data import MixtureData
-from bimix_bayes.io_utils import atomic_write_text
-from bimix_bayes.least_squares import ALL_DOMAINS, BiMixLeastSquares
-from bimix_bayes.public_data import find_datasets, load_slimpajama
-from bimix_bayes.public_loaders import load_mixinglaws, load_regmix
+from bimix_bayes.data.files import atomic_write_text
+from bimix_bayes.data.public import find_datasets, load_slimpajama
+from bimix_bayes.data.public_loaders import load_mixinglaws, load_regmix
+from bimix_bayes.data.table import MixtureData
+from bimix_bayes.evaluation.backtest import ALL_POINTS, BacktestResult, backtest
+from bimix_bayes.leastsq.fit import ALL_DOMAINS, BiMixLeastSquares
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "reports" / "validation.md"
 #: Sampler settings of the many holdout-mixtures fits (the other protocols use the default spec).
@@ -216,14 +216,14 @@ def write_report(
         "## How to read it",
         "",
         "Each backtest fits on part of the data and scores forecasts of the rest "
-        "(`bimix_bayes.backtest`, `bimix backtest`):",
+        "(`bimix_bayes.evaluation.backtest`, `bimix backtest`):",
         "",
         "- `last-checkpoint`: fit all but each run's last checkpoint, predict it (BiMix Table 1);",
         "- `horizon:0.5`: fit the checkpoints up to half the last step, predict all later ones;",
         "- `holdout-mixtures:K`: fit K random runs, predict every checkpoint of the others as new "
         "mixtures (BiMix Table 2), over several seeded splits.",
         "",
-        "**Bayes** = the hierarchical model (default spec `bimix_bayes/specs/bimix.toml`: 4 chains "
+        "**Bayes** = the hierarchical model (default spec `bimix_bayes/bayes/specs/bimix.toml`: 4 chains "
         "x 1000 draws, 500 tuning; holdout-mixtures splits use 2 chains x 500 draws, 500 tuning), "
         "point forecast = predictive median. **LS** = the paper's per-domain least squares; its "
         "intervals are the run bootstrap of the fitted law (200 resamples of whole runs) **plus** "

@@ -11,26 +11,20 @@ Examples
 True
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("bimix-bayes")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0+unknown"
-
-from bimix_bayes.data import DataError, DataWarning, MixtureData
-from bimix_bayes.law import IdentifiableParams, PaperParams, bimix_loss
-from bimix_bayes.least_squares import BiMixLeastSquares
-from bimix_bayes.loaders import load_data
-from bimix_bayes.simulate import simulate, simulate_default
+from bimix_bayes._version import __version__
+from bimix_bayes.data.loaders import load_data
+from bimix_bayes.data.simulate import simulate, simulate_default
+from bimix_bayes.data.table import DataError, DataWarning, MixtureData
+from bimix_bayes.laws.bimix import IdentifiableParams, PaperParams, bimix_loss
+from bimix_bayes.leastsq.fit import BiMixLeastSquares
 
 # The Bayesian parts import PyMC (seconds): load them on first use, so that `import bimix_bayes`
 # and the least-squares commands stay fast.
 _LAZY = {
-    "BiMixModel": "bimix_bayes.model",
-    "predict": "bimix_bayes.forecast",
-    "load_fit": "bimix_bayes.persistence",
-    "save_fit": "bimix_bayes.persistence",
+    "BiMixModel": "bimix_bayes.bayes.model",
+    "predict": "bimix_bayes.bayes.forecast",
+    "load_fit": "bimix_bayes.bayes.persistence",
+    "save_fit": "bimix_bayes.bayes.persistence",
 }
 
 

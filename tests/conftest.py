@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bimix_bayes.data import MixtureData
-from bimix_bayes.public_data import find_datasets
-from bimix_bayes.simulate import simulate_default
+from bimix_bayes.data.public import find_datasets
+from bimix_bayes.data.simulate import simulate_default
+from bimix_bayes.data.table import MixtureData
 
 
 @pytest.fixture(scope="session")

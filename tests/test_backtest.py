@@ -16,7 +16,10 @@ import pytest
 
 os.environ.setdefault("NUMBA_OPT", "0")
 
-from bimix_bayes.backtest import (
+from bimix_bayes.cli.app import _add_data_options, _load
+from bimix_bayes.cli.backtest import add_commands
+from bimix_bayes.data.table import MixtureData
+from bimix_bayes.evaluation.backtest import (
     ALL_POINTS,
     Protocol,
     ProtocolError,
@@ -31,10 +34,7 @@ from bimix_bayes.backtest import (
     score,
     spearman,
 )
-from bimix_bayes.cli import _add_data_options, _load
-from bimix_bayes.cli_backtest import add_commands
-from bimix_bayes.data import MixtureData
-from bimix_bayes.least_squares import ALL_DOMAINS
+from bimix_bayes.leastsq.fit import ALL_DOMAINS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -339,11 +339,9 @@ def test_cli_backtest_impossible_protocol_is_a_value_error(parser, sim_data, tmp
 
 
 def test_main_cli_exit_code_for_impossible_protocol(sim_data, tmp_path, capsys):
-    """Through bimix's main() when cli.py registers the command (skipped until it does)."""
+    """Through bimix's main(): a protocol the data cannot support is a data error (exit 1)."""
     from bimix_bayes import cli
 
-    if "backtest" not in cli.build_parser()._subparsers._group_actions[0].choices:
-        pytest.skip("backtest is not wired into bimix_bayes.cli yet")
     path = tmp_path / "sim.csv"
     sim_data.to_long().to_csv(path, index=False)
     assert cli.main(["backtest", str(path), "--protocol", "holdout-mixtures:40"]) == 1
@@ -372,7 +370,7 @@ def test_slope_likelihood_and_conditional_match_dense_gaussian():
     """The opt-in random slope: closed forms against the dense multivariate Normal."""
     from scipy.stats import multivariate_normal
 
-    from bimix_bayes.likelihood import curve_log_likelihood, offset_conditional
+    from bimix_bayes.bayes.likelihood import curve_log_likelihood, offset_conditional
 
     rng = np.random.default_rng(0)
     x = np.log(np.array([1.0, 2.0, 3.0, 5.0, 8.0]) / 3.0)

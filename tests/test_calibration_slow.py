@@ -15,12 +15,12 @@ import pymc as pm
 import pytest
 from scipy.stats import chisquare
 
-from bimix_bayes.checks import replicate_losses
-from bimix_bayes.data import MixtureData
-from bimix_bayes.diagnostics import FitWarning
-from bimix_bayes.likelihood import CurveLayout
-from bimix_bayes.model import BiMixModel, resolve_s_ref
-from bimix_bayes.simulate import random_mixtures, simulate
+from bimix_bayes.bayes.checks import replicate_losses
+from bimix_bayes.bayes.diagnostics import FitWarning
+from bimix_bayes.bayes.likelihood import CurveLayout
+from bimix_bayes.bayes.model import BiMixModel, resolve_s_ref
+from bimix_bayes.data.simulate import random_mixtures, simulate
+from bimix_bayes.data.table import MixtureData
 
 N_SIMULATIONS = 80
 N_RANK_DRAWS = 99  # posterior draws kept per fit: ranks run 0..99

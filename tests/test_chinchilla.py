@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from scipy.special import logsumexp
 
-from bimix_bayes.curve_fit import fit_curve
+from bimix_bayes.leastsq.curve import fit_curve
 
 EPOCH = {"E": 1.817, "A": 477.7, "B": 2142.8, "alpha": 0.3473, "beta": 0.3672}
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bimix_bayes.data import DataError, DataWarning, MixtureData
+from bimix_bayes.data.table import DataError, DataWarning, MixtureData
 
 WEB_SHARES = {"a": 0.2, "b": 0.5, "c": 0.8}  # share of "web"; "code" gets the rest
 STEPS = (100.0, 200.0, 400.0)

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bimix_bayes.constraints import ConstraintError, MixtureConstraints
-from bimix_bayes.data import DataError
-from bimix_bayes.decision import optimize, rank
-from bimix_bayes.model import BiMixModel
-from bimix_bayes.optimize import closed_form_optimum
-from bimix_bayes.persistence import save_fit
-from bimix_bayes.simulate import default_parameters, random_mixtures, simulate
+from bimix_bayes.bayes.model import BiMixModel
+from bimix_bayes.bayes.persistence import save_fit
+from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
+from bimix_bayes.data.table import DataError
+from bimix_bayes.decision.constraints import ConstraintError, MixtureConstraints
+from bimix_bayes.decision.recommend import optimize, rank
+from bimix_bayes.decision.solver import closed_form_optimum
 from tests.test_cli import run
 
 STEPS = np.geomspace(500, 20_000, 10)
@@ -76,7 +76,7 @@ def test_the_default_baseline_is_the_best_observed_run(idata):
 
 
 def rec_runs(idata) -> pd.DataFrame:
-    from bimix_bayes.persistence import data_from_idata
+    from bimix_bayes.bayes.persistence import data_from_idata
 
     return data_from_idata(idata).mixtures
 

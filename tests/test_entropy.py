@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bimix_bayes.data import DataError
-from bimix_bayes.entropy import (
+from bimix_bayes.data.loaders import read_mixtures
+from bimix_bayes.data.table import DataError
+from bimix_bayes.proxy.entropy import (
     ByteTokenizer,
     DomainCounts,
     domain_entropies,
@@ -20,7 +21,6 @@ from bimix_bayes.entropy import (
     plugin_entropy,
     softmax_proportions,
 )
-from bimix_bayes.loaders import read_mixtures
 from tests.test_cli import run
 
 

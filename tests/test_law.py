@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bimix_bayes.law import (
+from bimix_bayes.laws.bimix import (
     IdentifiableParams,
     PaperParams,
     bimix_log_loss,

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bimix_bayes.data import DataError, DataWarning, MixtureData
-from bimix_bayes.least_squares import ALL_DOMAINS, BiMixLeastSquares
-from bimix_bayes.public_data import load_slimpajama
-from bimix_bayes.simulate import default_parameters, random_mixtures, simulate
+from bimix_bayes.data.public import load_slimpajama
+from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
+from bimix_bayes.data.table import DataError, DataWarning, MixtureData
+from bimix_bayes.leastsq.fit import ALL_DOMAINS, BiMixLeastSquares
 
 PARAMS = ["A", "alpha", "B", "beta"]
 STEPS = np.geomspace(500, 20_000, 10)

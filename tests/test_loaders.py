@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bimix_bayes.data import DataError, DataWarning, MixtureData
-from bimix_bayes.loaders import load_data
+from bimix_bayes.data.loaders import load_data
+from bimix_bayes.data.table import DataError, DataWarning, MixtureData
 
 MIXTURES = {"a": (0.2, 0.8), "b": (0.5, 0.5), "c": (0.8, 0.2)}  # (web, code); exact sums
 STEPS = (100, 200, 400)

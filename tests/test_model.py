@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bimix_bayes.checks import posterior_predictive_check, prior_predictive_check
-from bimix_bayes.diagnostics import FitWarning
-from bimix_bayes.forecast import NEW, OBSERVED, predict
-from bimix_bayes.least_squares import ALL_DOMAINS
-from bimix_bayes.model import BiMixModel
-from bimix_bayes.persistence import FitFileError, data_from_idata, load_fit
-from bimix_bayes.simulate import default_parameters, random_mixtures, simulate
-from bimix_bayes.summary import comparison_table, posterior_table
+from bimix_bayes.bayes.checks import posterior_predictive_check, prior_predictive_check
+from bimix_bayes.bayes.diagnostics import FitWarning
+from bimix_bayes.bayes.forecast import NEW, OBSERVED, predict
+from bimix_bayes.bayes.model import BiMixModel
+from bimix_bayes.bayes.persistence import FitFileError, data_from_idata, load_fit
+from bimix_bayes.bayes.summary import comparison_table, posterior_table
+from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
+from bimix_bayes.leastsq.fit import ALL_DOMAINS
 
 STEPS = np.geomspace(500, 20_000, 10)
 FAST: dict = {}  # the default spec

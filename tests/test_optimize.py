@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bimix_bayes import optimize as opt
-from bimix_bayes.constraints import ConstraintError, MixtureConstraints, load_constraints
-from bimix_bayes.objectives import Objective
-from bimix_bayes.optimize import (
+from bimix_bayes.decision import solver as opt
+from bimix_bayes.decision.constraints import ConstraintError, MixtureConstraints, load_constraints
+from bimix_bayes.decision.objectives import Objective
+from bimix_bayes.decision.solver import (
     LossSurface,
     OptimizationWarning,
     closed_form_optimum,

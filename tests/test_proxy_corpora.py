@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bimix_bayes.cli_proxy import add_commands
+from bimix_bayes.cli.proxy import add_commands
 from bimix_bayes.proxy import corpora as cp
 from bimix_bayes.proxy.rdata import RDataError, read_lazyload_db, unserialize
 
@@ -294,7 +294,7 @@ def test_cli_corpora(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) ->
 
 def test_core_modules_do_not_import_torch() -> None:
     code = (
-        "import sys, bimix_bayes.cli_proxy, bimix_bayes.proxy.study, bimix_bayes.proxy.trainer; "
+        "import sys, bimix_bayes.cli.proxy, bimix_bayes.proxy.study, bimix_bayes.proxy.trainer; "
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

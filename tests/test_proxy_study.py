@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bimix_bayes.cli_proxy import add_commands
-from bimix_bayes.loaders import load_data
+from bimix_bayes.cli.proxy import add_commands
+from bimix_bayes.data.loaders import load_data
 from bimix_bayes.proxy.corpora import build_corpora
 from bimix_bayes.proxy.study import (
     default_replicate_mixtures,

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bimix_bayes.cli_proxy import add_commands
-from bimix_bayes.loaders import load_data, read_mixtures
+from bimix_bayes.cli.proxy import add_commands
+from bimix_bayes.data.loaders import load_data, read_mixtures
 from bimix_bayes.proxy.corpora import Fetched, Source, build_corpora
 from bimix_bayes.proxy.study import design_mixtures, run_study, spread_mixtures
 from bimix_bayes.proxy.tinygpt import ModelConfig

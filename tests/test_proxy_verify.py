@@ -8,7 +8,7 @@ import warnings
 import pandas as pd
 import pytest
 
-from bimix_bayes.least_squares import ALL_DOMAINS
+from bimix_bayes.leastsq.fit import ALL_DOMAINS
 from tests.test_proxy_trainer import TINY, corpora  # noqa: F401 - the fixture
 
 pytest.importorskip("torch")

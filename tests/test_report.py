@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from bimix_bayes.backtest import backtest
-from bimix_bayes.diagnostics import FitWarning
-from bimix_bayes.model import BiMixModel
-from bimix_bayes.persistence import diagnostics_from_idata, save_fit
-from bimix_bayes.report import SECTIONS, build_report, write_report
-from bimix_bayes.simulate import default_parameters, random_mixtures, simulate
+from bimix_bayes.bayes.diagnostics import FitWarning
+from bimix_bayes.bayes.model import BiMixModel
+from bimix_bayes.bayes.persistence import diagnostics_from_idata, save_fit
+from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
+from bimix_bayes.evaluation.backtest import backtest
+from bimix_bayes.report.html import SECTIONS, build_report, write_report
 from tests.test_cli import run
 
 EVIL = "<script>alert(1)</script>"

@@ -6,8 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bimix_bayes.law import PaperParams
-from bimix_bayes.simulate import default_parameters, random_mixtures, simulate, simulate_default
+from bimix_bayes.data.simulate import (
+    default_parameters,
+    random_mixtures,
+    simulate,
+    simulate_default,
+)
+from bimix_bayes.laws.bimix import PaperParams
 
 
 def test_same_seed_same_data():

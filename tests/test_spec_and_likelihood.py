@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import multivariate_normal, multivariate_t
 
-from bimix_bayes.likelihood import curve_log_likelihood, draw_offsets, offset_conditional
-from bimix_bayes.spec import SCHEMA, SpecError, load_spec, merge_spec, spec_id
+from bimix_bayes.bayes.likelihood import curve_log_likelihood, draw_offsets, offset_conditional
+from bimix_bayes.bayes.spec import SCHEMA, SpecError, load_spec, merge_spec, spec_id
 
 REPO = Path(__file__).resolve().parents[1]
 

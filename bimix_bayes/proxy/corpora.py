@@ -53,8 +53,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bimix_bayes.data import DataError
-from bimix_bayes.io_utils import atomic_write_text
+from bimix_bayes.data.files import atomic_write_text
+from bimix_bayes.data.table import DataError
 
 __all__ = [
     "MANIFEST_FORMAT",

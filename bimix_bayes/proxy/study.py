@@ -5,7 +5,7 @@ The design follows the BiMix paper's protocol at laptop scale:
 
 * **uniform**: every domain gets ``1 / D``;
 * **entropy proxies**: ``softmax(H / temperature)`` of each domain's byte entropy, one mixture
-  per measure (Shannon, conditional, joint, von Neumann: :mod:`bimix_bayes.entropy`);
+  per measure (Shannon, conditional, joint, von Neumann: :mod:`bimix_bayes.proxy.entropy`);
 * **spread**: a few mixtures that give some domains a high share and the others a low one
   (``low``, default 5 %), rotated so that every domain is seen at a low and at a high share
   (with five domains and three spread mixtures: 5 % and 42.5 %);
@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bimix_bayes.io_utils import atomic_write_text, atomic_write_with
+from bimix_bayes.data.files import atomic_write_text, atomic_write_with
 from bimix_bayes.proxy.corpora import read_manifest
 from bimix_bayes.proxy.trainer import RunResult, TrainConfig
 
@@ -315,7 +315,7 @@ def design_mixtures(
     ``measures`` the entropy table is None. The ``n_space_filling`` mixtures
     (:func:`space_filling_mixtures`, seeded by ``seed``) keep away from the other ones.
     """
-    from bimix_bayes.entropy import domain_entropies, entropy_mixtures
+    from bimix_bayes.proxy.entropy import domain_entropies, entropy_mixtures
 
     corpora = Path(corpora)
     domains = list(read_manifest(corpora)["domains"])
@@ -396,7 +396,7 @@ def write_results(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write ``losses.csv`` (long table), ``mixtures.csv`` and ``runs.json`` atomically."""
-    from bimix_bayes.entropy import write_mixtures
+    from bimix_bayes.proxy.entropy import write_mixtures
 
     out = Path(out)
     losses = pd.concat([r.rows for r in results], ignore_index=True)

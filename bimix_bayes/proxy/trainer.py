@@ -14,7 +14,7 @@ One run:
 * **seeded**: the same corpora, mixture, config and seed give bit-identical losses (one thread).
 
 The result is a table in the package's canonical long layout, one row per (checkpoint, domain):
-``run, step, domain, loss, p_<domain>...``, which :func:`bimix_bayes.loaders.load_data` reads
+``run, step, domain, loss, p_<domain>...``, which :func:`bimix_bayes.data.loaders.load_data` reads
 as it is.
 
 Examples

@@ -2,8 +2,8 @@
 
 1. Fit the hierarchical BiMix model to a study's loss table (``bimix study`` output).
 2. Recommend the mixture for a target step (by default twice the study's longest run: a target
-   beyond the trained steps) with :func:`bimix_bayes.decision.optimize`; the baseline is its
-   default, the observed run with the lowest objective.
+   beyond the trained steps) with :func:`bimix_bayes.decision.recommend.optimize`; the
+   baseline is its default, the observed run with the lowest objective.
 3. Train the recommended and the baseline mixture to the target with the study's seed (common
    random numbers: the runs differ only by their mixture, and the baseline retraces its study
    run up to the study's last step, then goes on).
@@ -39,14 +39,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bimix_bayes.io_utils import atomic_write_text, atomic_write_with
-from bimix_bayes.least_squares import ALL_DOMAINS
+from bimix_bayes.data.files import atomic_write_text, atomic_write_with
+from bimix_bayes.leastsq.fit import ALL_DOMAINS
 
 __all__ = ["compare_forecasts", "verify"]
 
 
 def compare_forecasts(forecast: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
-    """Join forecasts (:func:`bimix_bayes.forecast.predict` output) with measured losses.
+    """Join forecasts (:func:`bimix_bayes.bayes.forecast.predict` output) with measured losses.
 
     ``measured`` has columns ``run, step, domain, loss``; the mean over domains is added to it.
     Returns one row per (run, step, domain) with the forecast's median and intervals, the
@@ -100,7 +100,7 @@ def verify(
     target
         Target step (default: twice the study's longest run).
     objective
-        As in :func:`bimix_bayes.decision.optimize`.
+        As in :func:`bimix_bayes.decision.recommend.optimize`.
     seed
         Seed of the two verification runs. Default: the study's seed (common random numbers
         with the study: the baseline run retraces its study run, then continues; it is
@@ -110,11 +110,11 @@ def verify(
     workers
         Parallel training processes.
     """
-    from bimix_bayes.decision import optimize
-    from bimix_bayes.forecast import predict
-    from bimix_bayes.loaders import load_data
-    from bimix_bayes.model import BiMixModel
-    from bimix_bayes.persistence import save_fit
+    from bimix_bayes.bayes.forecast import predict
+    from bimix_bayes.bayes.model import BiMixModel
+    from bimix_bayes.bayes.persistence import save_fit
+    from bimix_bayes.data.loaders import load_data
+    from bimix_bayes.decision.recommend import optimize
     from bimix_bayes.proxy.study import run_study
     from bimix_bayes.proxy.trainer import TrainConfig
 

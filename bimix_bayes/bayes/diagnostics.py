@@ -1,0 +1,197 @@
+"""Convergence diagnostics checked after every fit: r-hat, bulk and tail ESS, divergences, BFMI.
+
+A fit that fails any threshold (from the spec's ``[diagnostics]``) is reported loudly with a
+:class:`FitWarning` that says what failed and what to try; everything that presents intervals
+from such a fit says so too.
+
+ArviZ calls are kept in this module (and :mod:`bimix_bayes.bayes.model`) so that moving to ArviZ 1.x
+touches few places.
+
+Examples
+--------
+>>> import arviz as az, numpy as np
+>>> idata = az.from_dict(posterior={"x": np.random.default_rng(0).normal(size=(4, 500))},
+...                      sample_stats={"diverging": np.zeros((4, 500), bool),
+...                                    "energy": np.random.default_rng(1).normal(size=(4, 500))})
+>>> diag = diagnose(idata, {"max_rhat": 1.01, "min_ess_bulk": 400, "min_ess_tail": 400,
+...                         "max_divergences": 0, "min_bfmi": 0.3})
+>>> diag.passed
+True
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DERIVED_VARS", "FitDiagnostics", "FitWarning", "diagnose"]
+
+#: Posterior variables computed from the sampled ones (not diagnosed on their own).
+DERIVED_VARS = frozenset({"alpha", "beta", "A", "B", "C", "run_offset"})
+
+
+class FitWarning(UserWarning):
+    """The sampler did not converge: intervals from this fit cannot be trusted."""
+
+
+@dataclass
+class FitDiagnostics:
+    """Summary of the convergence checks of one fit.
+
+    Attributes
+    ----------
+    max_rhat, min_ess_bulk, min_ess_tail
+        Worst r-hat and smallest effective sample sizes over the sampled parameters.
+    worst_rhat_var, worst_ess_var
+        Where they occur (``"alpha[github]"``).
+    divergences, draws
+        Divergent transitions and total draws (all chains).
+    min_bfmi
+        Smallest Bayesian fraction of missing information over chains.
+    thresholds
+        The thresholds used.
+    problems
+        One sentence per failed check; empty when the fit passed.
+    """
+
+    max_rhat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    worst_rhat_var: str
+    worst_ess_var: str
+    divergences: int
+    draws: int
+    min_bfmi: float
+    thresholds: dict[str, float]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True when every check passed."""
+        return not self.problems
+
+    def advice(self) -> list[str]:
+        """What to try, given what failed."""
+        tips = []
+        text = " ".join(self.problems)
+        if "r-hat" in text or "ESS" in text:
+            tips.append(
+                "sample longer: raise sampler.tune and sampler.draws in the spec "
+                "(or --tune/--draws)"
+            )
+        if "divergen" in text:
+            tips.append(
+                'divergences: try priors.<name>.parametrization = "non_centered" for '
+                "the population priors (few runs per domain), tighter priors, or the "
+                "pymc backend with a higher sampler.target_accept"
+            )
+        if "BFMI" in text:
+            tips.append(
+                "low BFMI: the population sd priors may be too wide; tighten priors.<name>.sd_scale"
+            )
+        tips.append("check the data: a domain whose share barely varies cannot identify alpha")
+        return tips
+
+    def report(self) -> str:
+        """A few lines: status, the figures, and (on failure) what to try."""
+        status = "PASSED" if self.passed else "FAILED"
+        lines = [
+            f"diagnostics {status}: max r-hat {self.max_rhat:.3f} ({self.worst_rhat_var}), "
+            f"min ESS bulk {self.min_ess_bulk:.0f} ({self.worst_ess_var}) / tail "
+            f"{self.min_ess_tail:.0f}, divergences {self.divergences} of {self.draws} draws, "
+            f"min BFMI {self.min_bfmi:.2f}"
+        ]
+        if not self.passed:
+            lines += [f"  - {p}" for p in self.problems]
+            lines += [f"  try: {t}" for t in self.advice()]
+        return "\n".join(lines)
+
+    def warn_if_failed(self, stacklevel: int = 3) -> None:
+        """Emit a :class:`FitWarning` with the report if any check failed."""
+        if not self.passed:
+            warnings.warn(
+                "THE FIT FAILED ITS CONVERGENCE DIAGNOSTICS; its intervals cannot be "
+                "trusted.\n" + self.report(),
+                FitWarning,
+                stacklevel=stacklevel,
+            )
+
+    def to_json(self) -> str:
+        """JSON text (stored in the InferenceData attrs)."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> FitDiagnostics:
+        """Inverse of :meth:`to_json`."""
+        return cls(**json.loads(text))
+
+
+def _worst(ds: Any, pick: str) -> tuple[float, str]:
+    """Worst value over all variables and their elements, with a readable location."""
+    best_val, best_name = (np.inf if pick == "min" else -np.inf), ""
+    for name, da in ds.data_vars.items():
+        values = np.asarray(da)
+        if values.size == 0 or np.all(np.isnan(values)):
+            continue
+        idx = np.nanargmin(values) if pick == "min" else np.nanargmax(values)
+        val = values.flat[idx]
+        if (pick == "min" and val < best_val) or (pick == "max" and val > best_val):
+            coords = np.unravel_index(idx, values.shape)
+            labels = [str(da[dim].values[i]) for dim, i in zip(da.dims, coords, strict=True)]
+            best_val = float(val)
+            best_name = name + (f"[{', '.join(labels)}]" if labels else "")
+    return best_val, best_name
+
+
+def diagnose(idata: Any, thresholds: Mapping[str, float]) -> FitDiagnostics:
+    """Compute r-hat, ESS, divergences and BFMI of ``idata`` and compare with ``thresholds``.
+
+    ``thresholds`` holds ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``, ``max_divergences``
+    and ``min_bfmi`` (the spec's ``[diagnostics]`` section).
+    """
+    import arviz as az  # here, so that importing this module (for FitWarning) stays light
+
+    names = [v for v in idata.posterior.data_vars if v not in DERIVED_VARS]
+    rhat, rhat_var = _worst(az.rhat(idata, var_names=names), "max")
+    ess_bulk, ess_var = _worst(az.ess(idata, var_names=names, method="bulk"), "min")
+    ess_tail, tail_var = _worst(az.ess(idata, var_names=names, method="tail"), "min")
+    stats = idata.sample_stats
+    divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
+    draws = int(idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"])
+    bfmi = float(np.min(az.bfmi(idata))) if "energy" in stats else float("nan")
+    t = dict(thresholds)
+    problems = []
+    if idata.posterior.sizes["chain"] < 2 or not np.isfinite(rhat):
+        problems.append("r-hat needs at least 2 chains: convergence cannot be checked")
+    if not rhat <= t["max_rhat"]:
+        problems.append(f"r-hat {rhat:.3f} > {t['max_rhat']} for {rhat_var}: chains disagree")
+    if not ess_bulk >= t["min_ess_bulk"]:
+        problems.append(f"bulk ESS {ess_bulk:.0f} < {t['min_ess_bulk']:.0f} for {ess_var}")
+    if not ess_tail >= t["min_ess_tail"]:
+        problems.append(
+            f"tail ESS {ess_tail:.0f} < {t['min_ess_tail']:.0f} for {tail_var}: intervals are noisy"
+        )
+    if divergences > t["max_divergences"]:
+        problems.append(
+            f"{divergences} divergent transitions (allowed {t['max_divergences']}): "
+            "the sampler missed part of the posterior"
+        )
+    if np.isfinite(bfmi) and bfmi < t["min_bfmi"]:
+        problems.append(f"BFMI {bfmi:.2f} < {t['min_bfmi']}: poor exploration of the energy")
+    return FitDiagnostics(
+        max_rhat=rhat,
+        min_ess_bulk=ess_bulk,
+        min_ess_tail=ess_tail,
+        worst_rhat_var=rhat_var,
+        worst_ess_var=ess_var,
+        divergences=divergences,
+        draws=draws,
+        min_bfmi=bfmi,
+        thresholds={k: float(v) for k, v in t.items()},
+        problems=problems,
+    )

@@ -1,0 +1,430 @@
+"""The noise model, written once: loss curves with a run offset integrated out.
+
+Within one (run, domain) *curve* the share ``r`` is constant, so a latent offset per curve would
+compete with ``-alpha log r`` and the sampler would struggle. Instead the offset is integrated
+out. With residuals ``e`` (observed minus BiMix log loss) of a curve of ``n`` checkpoints, noise
+sd ``sigma`` and offset sd ``tau``, the residuals are jointly Normal with covariance
+``sigma^2 I + tau^2 J``, whose log density only needs ``S1 = sum(e)`` and ``S2 = sum(e^2)``::
+
+    logdet = (n - 1) log sigma^2 + log(sigma^2 + n tau^2)
+    q      = (S2 - tau^2 / (sigma^2 + n tau^2) * S1^2) / sigma^2
+    log p  = -(n log(2 pi) + logdet + q) / 2
+
+The Student-t option is the multivariate t with the same scale matrix (a Normal scale mixture:
+one shared variance factor ``W ~ InvGamma(nu/2, nu/2)`` per curve)::
+
+    log p  = lgamma((nu + n)/2) - lgamma(nu/2) - n/2 log(nu pi) - logdet/2
+             - (nu + n)/2 log(1 + q / nu)
+
+Opt-in (``likelihood.run_slope``): each curve also gets a random slope ``v`` in the centred log
+step ``x``, ``v ~ Normal(0, kappa^2)``, so a run that learns a bit faster or slower than the law
+keeps doing so. The covariance becomes ``sigma^2 I + tau^2 J + kappa^2 x x^T`` (rank two above
+the diagonal), whose log density needs two more sums per curve, ``Sxe = sum(x e)`` and the
+design sums ``Sx = sum(x)``, ``Sxx = sum(x^2)`` (:func:`curve_slope_quadratic`); forecasts far
+from the fitted steps then widen as ``kappa^2 x^2``.
+
+Given the data of a curve, its offset ``u`` and the variance factor ``W`` have closed-form
+conditionals (:func:`offset_conditional`), used to forecast later checkpoints of an observed run.
+Every function takes ``math=numpy`` or ``math=pytensor.tensor``.
+
+The curve layout (:class:`CurveLayout`) pads each curve to a row of a rectangle, so curve sums
+are plain row sums in both backends.
+
+Examples
+--------
+>>> import numpy as np
+>>> e = np.array([0.01, -0.02, 0.015])
+>>> lp = curve_log_likelihood(e.sum(), (e**2).sum(), 3, 0.02, 0.01)
+>>> from scipy.stats import multivariate_normal
+>>> cov = 0.02**2 * np.eye(3) + 0.01**2 * np.ones((3, 3))
+>>> bool(np.isclose(lp, multivariate_normal(np.zeros(3), cov).logpdf(e)))
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy.special import gammaln
+
+from bimix_bayes.data.table import MixtureData
+from bimix_bayes.laws.bimix import bimix_log_loss
+
+__all__ = [
+    "CurveLayout",
+    "curve_log_likelihood",
+    "curve_quadratic",
+    "curve_residual_sums",
+    "curve_slope_quadratic",
+    "draw_offsets",
+    "draw_offsets_and_slopes",
+    "offset_conditional",
+]
+
+
+_CHUNK_VALUES = 4_000_000  # array elements handled at once when looping over posterior draws
+
+
+def _gammaln(math: ModuleType) -> Any:
+    return gammaln if math is np else math.gammaln
+
+
+def curve_quadratic(
+    s1: Any, s2: Any, n: Any, sigma: Any, tau: Any, *, math: ModuleType = np
+) -> tuple[Any, Any]:
+    """``(logdet, q)`` of a curve's residuals under covariance ``sigma^2 I + tau^2 J``."""
+    s2_sigma, t2 = sigma**2, tau**2
+    total = s2_sigma + n * t2
+    logdet = (n - 1) * math.log(s2_sigma) + math.log(total)
+    q = (s2 - t2 / total * s1**2) / s2_sigma
+    return logdet, q
+
+
+def curve_slope_quadratic(
+    s1: Any,
+    s2: Any,
+    n: Any,
+    sigma: Any,
+    tau: Any,
+    slope: tuple[Any, Any, Any, Any],
+    *,
+    math: ModuleType = np,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """``(logdet, q, parts)`` under covariance ``sigma^2 I + tau^2 J + kappa^2 x x^T``.
+
+    ``slope = (sxe, sx, sxx, kappa)``: per curve ``sum(x e)``, ``sum(x)``, ``sum(x^2)`` and the
+    slope sd. With ``U = [1, x]``, ``D = diag(tau^2, kappa^2)``, ``b = U^T e`` and
+    ``G = sigma^2 I + D U^T U`` (2 x 2)::
+
+        logdet = n log sigma^2 + log det(G / sigma^2)
+        q      = (S2 - b^T G^-1 D b) / sigma^2
+
+    ``parts`` holds ``G^-1 D`` entries (``h11, h12, h21, h22``) and ``b`` (``b1, b2``): the
+    conditional of ``(u, v)`` given the residuals is Normal with mean ``G^-1 D b`` and covariance
+    ``sigma^2 G^-1 D``. ``kappa = 0`` gives :func:`curve_quadratic` exactly.
+    """
+    sxe, sx, sxx, kappa = slope
+    s2_sigma, t2, k2 = sigma**2, tau**2, kappa**2
+    g11, g12 = s2_sigma + t2 * n, t2 * sx
+    g21, g22 = k2 * sx, s2_sigma + k2 * sxx
+    det_g = g11 * g22 - g12 * g21
+    logdet = (n - 2) * math.log(s2_sigma) + math.log(det_g)
+    # H = G^-1 D
+    h11, h12 = g22 * t2 / det_g, -g12 * k2 / det_g
+    h21, h22 = -g21 * t2 / det_g, g11 * k2 / det_g
+    quad = s1 * (h11 * s1 + h12 * sxe) + sxe * (h21 * s1 + h22 * sxe)
+    q = (s2 - quad) / s2_sigma
+    parts = {"h11": h11, "h12": h12, "h21": h21, "h22": h22, "b1": s1, "b2": sxe}
+    return logdet, q, parts
+
+
+def curve_log_likelihood(
+    s1: Any,
+    s2: Any,
+    n: Any,
+    sigma: Any,
+    tau: Any,
+    *,
+    family: str = "normal",
+    nu: float = 5.0,
+    math: ModuleType = np,
+    slope: tuple[Any, Any, Any, Any] | None = None,
+) -> Any:
+    """Log density of each curve's residuals, the run offset integrated out.
+
+    Parameters
+    ----------
+    s1, s2
+        Sum and sum of squares of the curve's residuals (observed minus BiMix log loss).
+    n
+        Number of checkpoints in the curve.
+    sigma, tau
+        Noise sd and run-offset sd (log loss); ``tau = 0`` gives independent noise.
+    family
+        ``"normal"`` or ``"student_t"`` (multivariate t with ``nu`` degrees of freedom).
+    math
+        ``numpy`` or ``pytensor.tensor``.
+    slope
+        ``(sxe, sx, sxx, kappa)`` for the opt-in random slope per curve (see
+        :func:`curve_slope_quadratic`); None: offsets only.
+    """
+    if slope is None:
+        logdet, q = curve_quadratic(s1, s2, n, sigma, tau, math=math)
+    else:
+        logdet, q, _ = curve_slope_quadratic(s1, s2, n, sigma, tau, slope, math=math)
+    if family == "normal":
+        return -0.5 * (n * np.log(2 * np.pi) + logdet + q)
+    if family == "student_t":
+        lg = _gammaln(math)
+        return (
+            lg((nu + n) / 2)
+            - lg(nu / 2)
+            - n / 2 * math.log(nu * np.pi)
+            - 0.5 * logdet
+            - (nu + n) / 2 * math.log1p(q / nu)
+        )
+    raise ValueError(f"family must be 'normal' or 'student_t', got {family!r}")
+
+
+def offset_conditional(
+    s1: Any,
+    s2: Any,
+    n: Any,
+    sigma: Any,
+    tau: Any,
+    *,
+    family: str = "normal",
+    nu: float = 5.0,
+    slope: tuple[Any, Any, Any, Any] | None = None,
+) -> dict[str, Any]:
+    """Conditional distribution of a curve's offset given its residuals (numpy).
+
+    Returns ``mean`` and ``var`` of the offset given ``W`` (``u | W ~ Normal(mean, W var)``), and
+    the Inverse-Gamma ``(shape, rate)`` of the variance factor ``W`` (``None`` for the Normal
+    family, where ``W = 1``). A new checkpoint of the same curve is
+    ``mu + u + sqrt(W) sigma z``.
+
+    With ``slope = (sxe, sx, sxx, kappa)`` (the opt-in random slope) it also returns
+    ``slope_mean``, ``slope_var`` and ``cov`` (of ``u`` and the slope ``v``, given ``W``); a new
+    checkpoint at centred log step ``x`` is then ``mu + u + v x + sqrt(W) sigma z``.
+    """
+    if slope is not None:
+        _, q, h = curve_slope_quadratic(s1, s2, n, sigma, tau, slope)
+        s2_sigma = np.square(sigma)
+        out = {
+            "mean": h["h11"] * h["b1"] + h["h12"] * h["b2"],
+            "slope_mean": h["h21"] * h["b1"] + h["h22"] * h["b2"],
+            "var": s2_sigma * h["h11"],
+            "slope_var": s2_sigma * h["h22"],
+            "cov": s2_sigma * h["h12"],
+            "w": None,
+        }
+        if family == "student_t":
+            out["w"] = ((nu + n) / 2, (nu + q) / 2)
+        return out
+    s2_sigma, t2 = np.square(sigma), np.square(tau)
+    total = s2_sigma + n * t2
+    out: dict[str, Any] = {"mean": t2 * s1 / total, "var": s2_sigma * t2 / total, "w": None}
+    if family == "student_t":
+        _, q = curve_quadratic(s1, s2, n, sigma, tau)
+        out["w"] = ((nu + n) / 2, (nu + q) / 2)
+    return out
+
+
+def draw_offsets(
+    cond: dict[str, Any], rng: np.random.Generator, shape: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``(u, sqrt(W))`` from a conditional made by :func:`offset_conditional`.
+
+    For a fresh run pass ``{"mean": 0, "var": tau**2, "w": (nu/2, nu/2) or None}``. A new
+    checkpoint is then ``mu + u + sqrt(W) * sigma * z``.
+    """
+    shape = np.broadcast(cond["mean"], cond["var"]).shape if shape is None else shape
+    u, scale, _ = draw_offsets_and_slopes(cond, rng, shape, slopes=False)
+    return u, scale
+
+
+def draw_offsets_and_slopes(
+    cond: dict[str, Any],
+    rng: np.random.Generator,
+    shape: tuple[int, ...] | None = None,
+    *,
+    slopes: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw ``(u, sqrt(W), v)``: offset, scale factor and (opt-in) slope of each curve.
+
+    ``cond`` comes from :func:`offset_conditional` (with ``slope=...`` for correlated ``(u, v)``)
+    or, for a fresh run, ``{"mean": 0, "var": tau**2, "slope_mean": 0, "slope_var": kappa**2,
+    "cov": 0, "w": ...}``. Without slope entries (or with ``slopes=False``) ``v`` is zero and the
+    draws of ``u`` and ``W`` are exactly those of :func:`draw_offsets`.
+    """
+    shape = np.broadcast(cond["mean"], cond["var"]).shape if shape is None else shape
+    if cond["w"] is None:
+        scale = np.ones(shape)
+    else:
+        shape_w, rate_w = cond["w"]
+        scale = np.sqrt(
+            1.0 / rng.gamma(np.broadcast_to(shape_w, shape), 1.0 / np.broadcast_to(rate_w, shape))
+        )
+    z1 = rng.standard_normal(shape)
+    u = cond["mean"] + scale * np.sqrt(cond["var"]) * z1
+    if not slopes or "slope_var" not in cond:
+        return u, scale, np.zeros(shape)
+    # v | u: Normal(m_v + cov / var (u - m_u), slope_var - cov^2 / var), scaled by W
+    var_u = np.broadcast_to(cond["var"], shape)
+    cov = np.broadcast_to(cond["cov"], shape)
+    safe = np.where(var_u > 0, var_u, 1.0)
+    reg = np.where(var_u > 0, cov / safe, 0.0)
+    rest = np.maximum(np.broadcast_to(cond["slope_var"], shape) - reg * cov, 0.0)
+    z2 = rng.standard_normal(shape)
+    v = cond["slope_mean"] + reg * (u - cond["mean"]) + scale * np.sqrt(rest) * z2
+    return u, scale, v
+
+
+@dataclass(frozen=True)
+class CurveLayout:
+    """Observations arranged as one padded row per (run, domain) curve.
+
+    Attributes
+    ----------
+    domains, runs
+        Labels; curves index into them with ``curve_domain`` and ``curve_run``.
+    curve_run, curve_domain, curve_log_r, n
+        Per curve: run index, domain index, log share of its domain, number of checkpoints.
+    obs_curve, obs_pos
+        Per observation (in ``data.observations`` order): its curve and column in the rectangle.
+    x, y, mask
+        Rectangles (curve x max checkpoints): centred log step, log loss, 1 where observed.
+    step_grid, grid_index
+        The distinct centred log steps, and for each cell of the rectangle the position of
+        (its domain, its step) in the flattened (domain x step_grid) table. The step factor of
+        the law depends on the domain and the step only, so the model evaluates it once per
+        (domain, distinct step) and gathers it: far fewer exp/log evaluations per gradient.
+    s_ref
+        Reference step of the centring.
+    """
+
+    domains: tuple[str, ...]
+    runs: tuple[str, ...]
+    curve_run: np.ndarray
+    curve_domain: np.ndarray
+    curve_log_r: np.ndarray
+    n: np.ndarray
+    obs_curve: np.ndarray
+    obs_pos: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    mask: np.ndarray
+    step_grid: np.ndarray
+    grid_index: np.ndarray
+    s_ref: float
+
+    @classmethod
+    def from_data(cls, data: MixtureData, s_ref: float) -> CurveLayout:
+        """Build the layout of ``data`` with steps centred on ``s_ref``."""
+        obs = data.observations
+        domains, runs = data.domains, data.runs
+        dom_idx = pd.Index(domains).get_indexer(obs["domain"])
+        run_idx = pd.Index(runs).get_indexer(obs["run"])
+        key = dom_idx * len(runs) + run_idx
+        uniq, obs_curve = np.unique(key, return_inverse=True)
+        curve_domain, curve_run = np.divmod(uniq, len(runs))
+        obs_pos = pd.Series(obs_curve).groupby(obs_curve).cumcount().to_numpy()
+        n = np.bincount(obs_curve, minlength=len(uniq))
+        shape = (len(uniq), int(n.max()))
+        x = np.zeros(shape)
+        y = np.zeros(shape)
+        mask = np.zeros(shape)
+        grid_index = np.zeros(shape, dtype=np.int64)
+        x_obs = np.log(obs["step"].to_numpy(dtype=float) / s_ref)
+        step_grid, step_of_obs = np.unique(x_obs, return_inverse=True)
+        x[obs_curve, obs_pos] = x_obs
+        y[obs_curve, obs_pos] = np.log(obs["loss"].to_numpy(dtype=float))
+        mask[obs_curve, obs_pos] = 1.0
+        grid_index[obs_curve, obs_pos] = curve_domain[obs_curve] * len(step_grid) + step_of_obs
+        shares = data.mixtures.loc[list(runs), list(domains)].to_numpy(dtype=float)
+        return cls(
+            domains=tuple(domains),
+            runs=tuple(runs),
+            curve_run=curve_run,
+            curve_domain=curve_domain,
+            curve_log_r=np.log(shares[curve_run, curve_domain]),
+            n=n.astype(float),
+            obs_curve=obs_curve,
+            obs_pos=obs_pos,
+            x=x,
+            y=y,
+            mask=mask,
+            step_grid=step_grid,
+            grid_index=grid_index,
+            s_ref=float(s_ref),
+        )
+
+    @classmethod
+    def placeholder(cls, n_domains: int) -> CurveLayout:
+        """A layout with the right number of domains and dummy data (to compile a model).
+
+        Every data axis has length >= 2, so no axis is taken as broadcastable.
+        """
+        curves = 2 * n_domains
+        return cls(
+            domains=tuple(f"d{i}" for i in range(n_domains)),
+            runs=("r0", "r1"),
+            curve_run=np.arange(curves) // n_domains,
+            curve_domain=np.arange(curves) % n_domains,
+            curve_log_r=np.full(curves, np.log(0.5)),
+            n=np.full(curves, 2.0),
+            obs_curve=np.repeat(np.arange(curves), 2),
+            obs_pos=np.tile([0, 1], curves),
+            x=np.tile([-1.0, 1.0], (curves, 1)),
+            y=np.zeros((curves, 2)),
+            mask=np.ones((curves, 2)),
+            step_grid=np.array([-1.0, 1.0]),
+            grid_index=(np.arange(curves) % n_domains)[:, None] * 2 + np.array([0, 1]),
+            s_ref=1.0,
+        )
+
+    def x_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per curve: ``sum(x)`` and ``sum(x^2)`` over its checkpoints (random-slope option)."""
+        return (self.x * self.mask).sum(axis=1), (self.x**2 * self.mask).sum(axis=1)
+
+    def curve_labels(self) -> list[str]:
+        """``"run/domain"`` label of each curve."""
+        return [
+            f"{self.runs[r]}/{self.domains[d]}"
+            for r, d in zip(self.curve_run, self.curve_domain, strict=True)
+        ]
+
+
+def curve_residual_sums(
+    posterior: xr.Dataset, layout: CurveLayout, *, with_slope: bool = False
+) -> tuple[np.ndarray, ...]:
+    """Per draw and curve: ``S1``, ``S2`` of the residuals, and ``sigma``, ``tau`` of its domain.
+
+    Arrays are shaped (chain, draw, curve). Draws are processed in chunks so that memory stays
+    bounded however long the loss logs are. With ``with_slope=True`` a fifth array follows:
+    ``Sxe = sum(x e)``, and a sixth, ``kappa`` of the curve's domain (the random-slope option).
+    """
+    d = layout.curve_domain
+    params = {
+        k: posterior[k].transpose("chain", "draw", "domain").to_numpy()[..., d]
+        for k in ("log_floor", "log_reducible", "alpha", "beta")
+    }
+    shape = params["alpha"].shape  # chain, draw, curve
+    s1, s2 = np.empty(shape), np.empty(shape)
+    sxe = np.empty(shape) if with_slope else None
+    step = max(1, _CHUNK_VALUES // max(1, layout.x.size))
+    for c in range(shape[0]):
+        for start in range(0, shape[1], step):
+            sl = (c, slice(start, start + step))
+            mu = bimix_log_loss(
+                layout.curve_log_r[:, None],
+                layout.x,
+                *(
+                    params[k][sl][..., None]
+                    for k in ("log_floor", "log_reducible", "alpha", "beta")
+                ),
+            )
+            e = (layout.y - mu) * layout.mask
+            s1[sl], s2[sl] = e.sum(axis=-1), (e**2).sum(axis=-1)
+            if sxe is not None:
+                sxe[sl] = (e * layout.x).sum(axis=-1)
+    sigma = posterior["sigma"].transpose("chain", "draw", "domain").to_numpy()[..., d]
+    tau = (
+        posterior["tau"].transpose("chain", "draw", "domain").to_numpy()[..., d]
+        if "tau" in posterior
+        else np.zeros_like(sigma)
+    )
+    if sxe is None:
+        return s1, s2, sigma, tau
+    kappa = (
+        posterior["kappa"].transpose("chain", "draw", "domain").to_numpy()[..., d]
+        if "kappa" in posterior
+        else np.zeros_like(sigma)
+    )
+    return s1, s2, sigma, tau, sxe, kappa

@@ -1,0 +1,207 @@
+"""Model specs: priors, likelihood, sampler and diagnostic thresholds, read from TOML or YAML.
+
+The default spec is the file ``bimix_bayes/bayes/specs/bimix.toml`` (also at ``models/bimix.toml`` in
+the source tree), which documents every key. A user's spec is merged over it key by key, so a
+file may hold only what it changes. An unknown key or an invalid value is a :class:`SpecError`
+that names the key (``priors.log_alpha.loc_scale``) and what is expected.
+
+Examples
+--------
+>>> spec = load_spec()                                   # the default
+>>> spec["sampler"]["backend"], spec["likelihood"]["family"]
+('nutpie', 'normal')
+>>> spec = merge_spec({"sampler": {"draws": 200}})
+>>> spec["sampler"]["draws"], spec["sampler"]["chains"]
+(200, 4)
+>>> merge_spec({"sampler": {"drawz": 200}})  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+bimix_bayes.bayes.spec.SpecError: sampler.drawz: unknown key; known keys in [sampler]: backend, ...
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["DEFAULT_SPEC_NAME", "Spec", "SpecError", "load_spec", "merge_spec", "spec_id"]
+
+Spec = dict[str, Any]
+DEFAULT_SPEC_NAME = "bimix.toml"
+PRIOR_NAMES = ("log_floor", "log_reducible", "log_alpha", "log_beta")
+
+
+class SpecError(ValueError):
+    """A model spec with an unknown key or an invalid value; the message names the key."""
+
+
+def _number(
+    lo: float | None = None, hi: float | None = None, *, open_lo: bool = True, integer: bool = False
+) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        kind = "an integer" if integer else "a number"
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int | float)
+            or (integer and not isinstance(v, int))
+        ):
+            return f"expected {kind}, got {v!r}"
+        if v != v or v in (float("inf"), float("-inf")):
+            return f"expected a finite number, got {v!r}"
+        if lo is not None and (v <= lo if open_lo else v < lo):
+            return f"expected {kind} {'>' if open_lo else '>='} {lo:g}, got {v!r}"
+        if hi is not None and v >= hi:
+            return f"expected {kind} < {hi:g}, got {v!r}"
+        return None
+
+    return check
+
+
+def _choice(*options: str) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        return (
+            None if v in options else f"expected one of {', '.join(map(repr, options))}, got {v!r}"
+        )
+
+    return check
+
+
+def _boolean(v: Any) -> str | None:
+    return None if isinstance(v, bool) else f"expected true or false, got {v!r}"
+
+
+def _s_ref(v: Any) -> str | None:
+    if v == "geometric_mean":
+        return None
+    return _number(0)(v) and f'expected "geometric_mean" or a positive number, got {v!r}'
+
+
+_PRIOR = {
+    "loc": _number(),
+    "loc_scale": _number(0),
+    "sd_scale": _number(0),
+    "parametrization": _choice("centered", "non_centered"),
+}
+
+#: Every key a spec may hold, with its check (None when the value is valid, else the problem).
+SCHEMA: dict[str, Any] = {
+    "data": {"s_ref": _s_ref},
+    "priors": {name: dict(_PRIOR) for name in PRIOR_NAMES},
+    "likelihood": {
+        "family": _choice("normal", "student_t"),
+        "nu": _number(0),
+        "sigma_scale": _number(0),
+        "run_offset": _boolean,
+        "tau_scale": _number(0),
+        "run_slope": _boolean,
+        "slope_scale": _number(0),
+    },
+    "sampler": {
+        "backend": _choice("nutpie", "pymc"),
+        "chains": _number(0, integer=True),
+        "draws": _number(0, integer=True),
+        "tune": _number(0, integer=True),
+        "low_rank_mass_matrix": _boolean,
+        "target_accept": _number(0, 1),
+        "cores": _number(0, open_lo=False, integer=True),
+        "progress_bar": _choice("auto", "always", "never"),
+    },
+    "diagnostics": {
+        "max_rhat": _number(1, open_lo=False),
+        "min_ess_bulk": _number(0, open_lo=False),
+        "min_ess_tail": _number(0, open_lo=False),
+        "max_divergences": _number(0, open_lo=False, integer=True),
+        "min_bfmi": _number(0, open_lo=False),
+    },
+}
+
+
+def _validate(values: Mapping[str, Any], schema: Mapping[str, Any], path: str) -> None:
+    if not isinstance(values, Mapping):
+        raise SpecError(f"{path or 'spec'}: expected a table of keys, got {values!r}")
+    for key, value in values.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in schema:
+            section = f"[{path}]" if path else "the spec"
+            raise SpecError(
+                f"{where}: unknown key; known keys in {section}: {', '.join(sorted(schema))}"
+            )
+        rule = schema[key]
+        if isinstance(rule, Mapping):
+            _validate(value, rule, where)
+        else:
+            problem = rule(value)
+            if problem:
+                raise SpecError(f"{where}: {problem}")
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _default() -> Spec:
+    text = resources.files("bimix_bayes.bayes.specs").joinpath(DEFAULT_SPEC_NAME).read_text("utf-8")
+    spec = tomllib.loads(text)
+    _validate(spec, SCHEMA, "")
+    return spec
+
+
+def merge_spec(update: Mapping[str, Any] | None = None) -> Spec:
+    """The default spec with ``update`` merged over it, validated."""
+    update = {} if update is None else update
+    _validate(update, SCHEMA, "")
+    spec = _merge(_default(), update)
+    _validate(spec, SCHEMA, "")
+    return spec
+
+
+def load_spec(path: str | os.PathLike[str] | None = None) -> Spec:
+    """Read a spec file (``.toml``, ``.yaml``/``.yml``) merged over the default; None: default.
+
+    Raises
+    ------
+    SpecError
+        For a file that cannot be read or parsed, an unknown key, or an invalid value; the
+        message names the file and the key.
+    """
+    if path is None:
+        return merge_spec()
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec ({exc.strerror or exc})") from exc
+    try:
+        if path.suffix.lower() == ".toml":
+            update = tomllib.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            update = yaml.safe_load(text) or {}
+        else:
+            raise SpecError(f"{path}: unknown spec format; use .toml or .yaml")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise SpecError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from exc
+    try:
+        return merge_spec(update)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from exc
+
+
+def spec_id(spec: Spec) -> str:
+    """A short stable hash of a spec (key order does not matter)."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

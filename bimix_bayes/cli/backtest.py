@@ -1,0 +1,136 @@
+"""The ``bimix backtest`` command: how good are the law's forecasts on the user's own runs?
+
+Registered on the main parser by :func:`add_commands` (see :mod:`bimix_bayes.cli.app`); the work is
+done by :func:`bimix_bayes.evaluation.backtest.backtest`.
+
+Examples
+--------
+>>> import argparse
+>>> parser = argparse.ArgumentParser(prog="bimix")
+>>> sub = parser.add_subparsers(dest="command")
+>>> add_commands(sub, lambda p: p.add_argument("data"))
+>>> args = parser.parse_args(["backtest", "runs.csv", "--protocol", "horizon:0.5"])
+>>> args.protocol, args.method
+(Protocol(kind='horizon', value=0.5), 'both')
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from bimix_bayes.cli.options import count, suffix
+from bimix_bayes.evaluation.backtest import PROTOCOL_HELP, Protocol, ProtocolError, parse_protocol
+
+__all__ = ["add_commands", "cmd_backtest"]
+
+
+def _protocol(text: str) -> Protocol:
+    """argparse type: a parsed protocol (a bad string is a usage error, exit code 2)."""
+    try:
+        return parse_protocol(text)
+    except ProtocolError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_backtest(args: argparse.Namespace, load_data_from_args: Callable) -> int:
+    """Run a backtest; print the metrics table; write the CSV files asked for.
+
+    Returns 0. Data, spec and protocol problems raise (``DataError``, ``SpecError``,
+    ``ProtocolError``: all ``ValueError``), which ``bimix`` turns into exit code 1 with one
+    message on stderr; a malformed ``--protocol`` is a usage error (exit code 2).
+    """
+    import sys
+
+    from bimix_bayes.bayes.spec import load_spec
+    from bimix_bayes.evaluation.backtest import backtest
+
+    data = load_data_from_args(args)
+    spec = None
+    overrides = {k: getattr(args, k, None) for k in ("draws", "tune", "chains")}
+    if args.spec is not None or any(v is not None for v in overrides.values()):
+        spec = load_spec(args.spec)
+        spec["sampler"].update({k: v for k, v in overrides.items() if v is not None})
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    result = backtest(
+        data,
+        args.protocol,
+        method=args.method,
+        seed=args.seed,
+        spec=spec,
+        n_bootstrap=args.bootstrap,
+        n_splits=args.splits,
+        progress=progress if args.verbose else None,
+    )
+    print(result.to_text())
+    if args.out is not None:
+        result.to_csv(args.out)
+        print(f"\nwrote {args.out} (metrics)")
+    if args.points is not None:
+        result.to_csv(args.points, points=True)
+        print(f"wrote {args.points} (one row per held-out point)")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) -> None:
+    """Register ``backtest`` on the ``bimix`` sub-parsers.
+
+    ``add_data_options`` adds DATA and the data-reading options (``cli._add_data_options``);
+    the command is called as ``args.func(args, load)`` (``needs_loader=True``), like ``fit``.
+    """
+    p = sub.add_parser(
+        "backtest",
+        help="fit on part of the data, forecast the rest, and score the forecasts",
+        description="Measure how good the law's forecasts are on these runs: fit on part of "
+        "the data, predict the held-out part, and report mean/max relative error, R^2 on log "
+        "loss, Spearman rank correlation of held-out mixtures, coverage and width of the 50% "
+        "and 90% intervals, and (Bayesian) the log predictive density, per domain, for the "
+        "average over domains and pooled. Protocols: last-checkpoint (fit all but each run's "
+        "last checkpoint, predict it), horizon:F (fit steps <= F x the last step, predict the "
+        "later ones), holdout-mixtures:K (fit K random runs, predict the others; --splits "
+        "random splits).",
+    )
+    add_data_options(p)
+    g = p.add_argument_group("backtest")
+    g.add_argument(
+        "--protocol",
+        type=_protocol,
+        required=True,
+        metavar="P",
+        help=PROTOCOL_HELP,
+    )
+    g.add_argument(
+        "--method",
+        choices=["bayes", "ls", "both"],
+        default="both",
+        help="hierarchical Bayesian model, the paper's least squares, or both (default)",
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed of splits, sampler, bootstrap (0)")
+    g.add_argument(
+        "--splits",
+        type=count(1),
+        default=5,
+        help="random splits for holdout-mixtures (default 5)",
+    )
+    g.add_argument(
+        "--bootstrap",
+        type=count(0),
+        default=200,
+        help="least-squares run-bootstrap resamples for its intervals (default 200)",
+    )
+    g.add_argument("--spec", type=Path, help="model spec (.toml/.yaml; default models/bimix.toml)")
+    g.add_argument("--draws", type=count(1), help="draws per chain (overrides the spec)")
+    g.add_argument("--tune", type=count(1), help="tuning steps per chain (overrides the spec)")
+    g.add_argument("--chains", type=count(1), help="chains (overrides the spec)")
+    g.add_argument("--out", type=suffix(".csv"), help="write the metrics table as CSV")
+    g.add_argument(
+        "--points", type=suffix(".csv"), help="write the per-point table (forecasts) as CSV"
+    )
+    g.add_argument(
+        "--verbose", action="store_true", help="print one line per fit to stderr as it finishes"
+    )
+    p.set_defaults(func=cmd_backtest, needs_loader=True)

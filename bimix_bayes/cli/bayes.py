@@ -1,0 +1,283 @@
+"""The Bayesian commands of ``bimix``: ``fit``, ``summary`` and ``predict``.
+
+Registered on the main parser by :func:`add_commands` (see :mod:`bimix_bayes.cli.app`).
+
+Examples
+--------
+>>> import argparse
+>>> parser = argparse.ArgumentParser(prog="bimix")
+>>> sub = parser.add_subparsers(dest="command")
+>>> add_commands(sub, lambda p: p.add_argument("data"))
+>>> parser.parse_args(["predict", "fit.nc", "--steps", "4e10"]).steps
+[40000000000.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from bimix_bayes.bayes.spec import load_spec, merge_spec
+from bimix_bayes.cli.options import count, positive_float, probability, suffix
+from bimix_bayes.data.files import atomic_write_with
+
+# The heavy modules (PyMC, ArviZ) are imported inside the commands, so that `bimix --help` and
+# the least-squares commands start fast.
+
+__all__ = ["FitFailedError", "add_commands"]
+
+
+class FitFailedError(RuntimeError):
+    """``bimix fit --strict`` on a fit that failed its diagnostics (exit code 1)."""
+
+
+def _fmt(value: float, lower: float, upper: float) -> str:
+    return f"{value:.4g} [{lower:.4g}, {upper:.4g}]"
+
+
+FAILED_BANNER = (
+    "!!! THIS FIT FAILED ITS CONVERGENCE DIAGNOSTICS: the intervals below cannot be trusted !!!"
+)
+
+
+# ------------------------------------------------------------------------------ fit
+def cmd_fit(args: argparse.Namespace, load_data_from_args: Callable) -> int:
+    from bimix_bayes.bayes.model import BiMixModel
+    from bimix_bayes.bayes.summary import posterior_table
+
+    data = load_data_from_args(args)
+    spec = load_spec(args.spec)
+    for key in ("draws", "tune", "chains"):
+        if getattr(args, key) is not None:
+            spec["sampler"][key] = getattr(args, key)
+    if args.sampler is not None:
+        spec["sampler"]["backend"] = args.sampler
+    model = BiMixModel(merge_spec(spec))
+    cfg = model.spec["sampler"]
+    lik = model.spec["likelihood"]
+    print(f"data: {data.summary()}")
+    print(
+        f"model: hierarchical BiMix, {lik['family']} likelihood on log loss, run offsets "
+        f"{'on' if lik['run_offset'] else 'off'}; spec {args.spec or 'default (models/bimix.toml)'}"
+    )
+    print(
+        f"sampler: {cfg['backend']}, {cfg['chains']} chains x {cfg['draws']} draws "
+        f"(+{cfg['tune']} tuning), seed {args.seed}"
+    )
+    idata = model.fit(data, seed=args.seed)
+    model.save(args.out)
+    attrs = idata.attrs
+    sampler_note = "" if attrs["sampler"] == cfg["backend"] else " (fallback)"
+    print(
+        f"sampled with {attrs['sampler']}{sampler_note} in {attrs['wall_seconds']:.1f} s "
+        f"(compile {attrs['compile_seconds']:.1f} s, sampling {attrs['sample_seconds']:.1f} s)"
+    )
+    print(model.diagnostics_.report())
+    table = posterior_table(idata, prob=0.94)
+    print()
+    if not model.diagnostics_.passed:
+        print(FAILED_BANNER)
+    print(_wide_parameter_table(table))
+    print(f"\nwrote {args.out}")
+    if args.strict and not model.diagnostics_.passed:
+        raise FitFailedError(
+            f"the fit failed its diagnostics (--strict); {args.out} was written for inspection"
+        )
+    return 0
+
+
+def _wide_parameter_table(table: pd.DataFrame) -> str:
+    """One row per domain, one 'mean [lower, upper]' cell per parameter."""
+    cells = table.apply(lambda r: _fmt(r["mean"], r["lower"], r["upper"]), axis=1)
+    wide = cells.unstack("parameter")
+    wide = wide.reindex(
+        index=table.index.get_level_values("domain").unique(),
+        columns=table.index.get_level_values("parameter").unique(),
+    )
+    return "posterior mean [94% HDI], convention C = 1:\n" + wide.to_string()
+
+
+# ------------------------------------------------------------------------------ summary
+def cmd_summary(args: argparse.Namespace) -> int:
+    from bimix_bayes.bayes.persistence import diagnostics_from_idata, load_fit
+    from bimix_bayes.bayes.summary import comparison_table, posterior_table
+
+    idata = load_fit(args.fit)
+    attrs = idata.attrs
+    diag = diagnostics_from_idata(idata)
+    post = idata.posterior
+    versions = json.loads(attrs["package_versions"])
+    print(
+        f"fit: {args.fit} (bimix-bayes {versions.get('bimix_bayes')}, pymc "
+        f"{versions.get('pymc')}, nutpie {versions.get('nutpie')}, arviz {versions.get('arviz')})"
+    )
+    print(
+        f"data: {attrs['data_source']} (sha256 {attrs['data_fingerprint'][:12]}...), "
+        f"{idata.observed_data.sizes['obs']} observations, {attrs['data_volume']}"
+    )
+    print(
+        f"sampler: {attrs['sampler']}, {post.sizes['chain']} chains x {post.sizes['draw']} "
+        f"draws, seed {attrs['seed']}, {attrs['wall_seconds']:.1f} s; spec id {attrs['spec_id']}"
+    )
+    print(diag.report())
+    print()
+    if not diag.passed:
+        print(FAILED_BANNER)
+    p = args.prob
+    table = comparison_table(idata, prob=p, n_bootstrap=args.bootstrap, seed=args.seed)
+    rows = pd.DataFrame(
+        {
+            f"posterior mean [{100 * p:g}% HDI]": table.apply(
+                lambda r: _fmt(r["mean"], r["lower"], r["upper"]), axis=1
+            ),
+            "r-hat": table["r_hat"].map("{:.3f}".format),
+            "ESS bulk": table["ess_bulk"].map("{:.0f}".format),
+            "ESS tail": table["ess_tail"].map("{:.0f}".format),
+            f"least squares [{100 * p:g}% bootstrap]": table.apply(
+                lambda r: (
+                    _fmt(r["ls_estimate"], r["ls_lower"], r["ls_upper"])
+                    if args.bootstrap
+                    else f"{r['ls_estimate']:.4g}"
+                ),
+                axis=1,
+            ),
+        }
+    )
+    print("per-domain parameters (convention C = 1), posterior beside the paper's least squares:")
+    print(rows.to_string())
+    noise = posterior_table(idata, prob=p, var_names=("sigma", "tau"))
+    print(
+        f"\nnoise on log loss: sigma (per checkpoint) and tau (per run), mean [{100 * p:g}% HDI]:"
+    )
+    print(_wide_parameter_table(noise).split("\n", 1)[1])
+    if args.out is not None:
+        atomic_write_with(args.out, lambda path: table.to_csv(path, float_format="%.10g"))
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ predict
+def cmd_predict(args: argparse.Namespace) -> int:
+    from bimix_bayes.bayes.forecast import interval_columns, predict
+    from bimix_bayes.bayes.persistence import load_fit
+    from bimix_bayes.data.loaders import read_mixtures
+
+    idata = load_fit(args.fit)
+    mixtures = read_mixtures(args.mixture) if args.mixture is not None else None
+    df = predict(
+        idata,
+        steps=args.steps,
+        mixtures=mixtures,
+        runs=args.runs or None,
+        prob=args.prob,
+        kind=args.kind,
+        seed=args.seed,
+        attach=False,
+    )
+    unit = idata.attrs["data_volume"]
+    what = (
+        "a new measurement (run offset and checkpoint noise included)"
+        if args.kind == "predictive"
+        else "the BiMix curve itself (no run effects)"
+    )
+    if not df.attrs["fit_passed"]:
+        print(FAILED_BANNER)
+    dist = "posterior predictive distribution" if args.kind == "predictive" else "posterior"
+    print(f"forecast of {what}; step in {unit}; median and central intervals of the {dist}:")
+    cols = ["mixture", "source", "step", "domain", "median"]
+    for p in args.prob:
+        cols += list(interval_columns(p))
+    shown = df[cols].copy()
+    shown["step"] = shown["step"].map("{:.6g}".format)
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.out is not None:
+        atomic_write_with(args.out, lambda path: df.to_csv(path, index=False, float_format="%.10g"))
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ parser
+def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) -> None:
+    """Register ``fit``, ``summary`` and ``predict`` on the ``bimix`` sub-parsers."""
+    p = sub.add_parser(
+        "fit",
+        help="fit the hierarchical Bayesian BiMix model",
+        description="Sample the posterior of the hierarchical BiMix model (spec: priors, "
+        "likelihood, sampler), check its convergence, and save it as netCDF.",
+    )
+    add_data_options(p)
+    g = p.add_argument_group("fitting")
+    g.add_argument("--spec", type=Path, help="model spec (.toml/.yaml; default models/bimix.toml)")
+    g.add_argument("--out", type=suffix(".nc"), required=True, help="where to save the fit (.nc)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--draws", type=count(1), help="draws per chain (overrides the spec)")
+    g.add_argument("--tune", type=count(1), help="tuning steps per chain (overrides the spec)")
+    g.add_argument("--chains", type=count(1), help="chains (overrides the spec)")
+    g.add_argument("--sampler", choices=["nutpie", "pymc"], help="overrides the spec's backend")
+    g.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with an error (code 1) when the fit fails its diagnostics",
+    )
+    p.set_defaults(func=cmd_fit, needs_loader=True)
+
+    p = sub.add_parser(
+        "summary",
+        help="parameters, diagnostics, and the least-squares comparison of a fit",
+        description="Print a saved fit's provenance, diagnostics, and per-domain parameters "
+        "with credible intervals beside the paper's least-squares estimates and bootstrap "
+        "intervals (refitted on the stored data).",
+    )
+    p.add_argument("fit", type=Path, help="a fit saved by `bimix fit` (.nc)")
+    p.add_argument("--prob", type=probability, default=0.94, help="interval probability (0.94)")
+    p.add_argument(
+        "--bootstrap",
+        type=count(0),
+        default=200,
+        help="least-squares bootstrap resamples (default 200; 0 for none)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--out", type=suffix(".csv"), help="write the full table as CSV")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser(
+        "predict",
+        help="forecast loss at more steps or for new mixtures",
+        description="Posterior predictive loss per domain and averaged over domains. Without "
+        "--mixture every observed run is continued to --steps; --mixture forecasts new mixtures "
+        "instead (with a fresh run offset; add --runs to include observed runs too).",
+    )
+    p.add_argument("fit", type=Path, help="a fit saved by `bimix fit` (.nc)")
+    p.add_argument(
+        "--steps",
+        type=positive_float,
+        nargs="+",
+        required=True,
+        help="steps (or tokens, as in the data) to forecast at",
+    )
+    p.add_argument(
+        "--mixture",
+        type=Path,
+        help="CSV/Parquet of new mixtures: a name column and one column per domain",
+    )
+    p.add_argument("--runs", nargs="+", metavar="RUN", help="observed runs to continue")
+    p.add_argument(
+        "--prob",
+        type=probability,
+        nargs="+",
+        default=[0.5, 0.9],
+        help="central interval probabilities (default 0.5 0.9)",
+    )
+    p.add_argument(
+        "--kind",
+        choices=["predictive", "law"],
+        default="predictive",
+        help="predictive: a new measurement (default); law: the curve itself",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the predictive draws")
+    p.add_argument("--out", type=suffix(".csv"), help="write the table as CSV")
+    p.set_defaults(func=cmd_predict)

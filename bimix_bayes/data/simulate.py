@@ -1,0 +1,167 @@
+"""Synthetic loss curves drawn from the BiMix law, for tests and the demo.
+
+Each (run, domain) gets a random offset on the log scale (one run is a bit luckier throughout, as
+in real logs) and each checkpoint its own log-normal noise::
+
+    log L[run, domain, step] = log L_BiMix(r, step) + offset[run, domain] + noise
+
+Everything is seeded: the same seed gives the same data.
+
+Examples
+--------
+>>> data = simulate_default(seed=0)
+>>> data.source
+'simulated (BiMix law, seed 0)'
+>>> data.domains
+('web', 'code', 'books', 'wiki', 'math')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from bimix_bayes.data.table import MixtureData
+from bimix_bayes.laws.bimix import PARAM_NAMES, PaperParams
+
+__all__ = ["default_parameters", "random_mixtures", "simulate", "simulate_default"]
+
+
+def default_parameters() -> pd.DataFrame:
+    """Plausible BiMix coefficients (convention C = 1) for five domains, indexed by domain.
+
+    Exponents in the range seen on public data (alpha 0.02-0.15, beta 0.3-0.8 in steps).
+
+    Examples
+    --------
+    >>> default_parameters().loc["code", "alpha"]
+    np.float64(0.12)
+    """
+    return pd.DataFrame(
+        {
+            "A": [2.9, 1.1, 3.3, 2.4, 1.5],
+            "alpha": [0.05, 0.12, 0.04, 0.08, 0.15],
+            "B": [12.0, 30.0, 9.0, 20.0, 25.0],
+            "beta": [0.45, 0.6, 0.35, 0.5, 0.55],
+            "C": [1.0, 1.0, 1.0, 1.0, 1.0],
+        },
+        index=pd.Index(["web", "code", "books", "wiki", "math"], name="domain"),
+    )
+
+
+def random_mixtures(
+    n: int,
+    domains: Sequence[str],
+    *,
+    concentration: float = 1.0,
+    min_share: float = 0.02,
+    include_uniform: bool = True,
+    seed: int | None = 0,
+) -> pd.DataFrame:
+    """``n`` mixtures over ``domains``: Dirichlet draws lifted to a minimum share.
+
+    Each mixture is ``min_share + (1 - k * min_share) * Dirichlet(concentration)``, so every share
+    is at least ``min_share``. With ``include_uniform`` the first mixture is the uniform one.
+
+    Examples
+    --------
+    >>> m = random_mixtures(3, ["a", "b"], seed=1)
+    >>> m.round(3).to_dict("index")["mix000"]
+    {'a': 0.5, 'b': 0.5}
+    """
+    k = len(domains)
+    if n < 1 or k < 1:
+        raise ValueError("need at least one mixture and one domain")
+    if not 0 <= min_share * k < 1:
+        raise ValueError(f"min_share {min_share} is too large for {k} domains")
+    rng = np.random.default_rng(seed)
+    draws = rng.dirichlet(np.full(k, concentration), size=n)
+    if include_uniform:
+        draws[0] = 1.0 / k
+    shares = min_share + (1 - k * min_share) * draws
+    index = pd.Index([f"mix{i:03d}" for i in range(n)], name="run")
+    return pd.DataFrame(shares, index=index, columns=list(domains))
+
+
+def simulate(
+    params: pd.DataFrame,
+    mixtures: pd.DataFrame,
+    steps: Sequence[float],
+    *,
+    noise_sd: float = 0.01,
+    run_sd: float = 0.005,
+    seed: int | None = 0,
+    volume: str = "steps",
+) -> MixtureData:
+    """Simulate loss curves of the given mixtures from the BiMix law.
+
+    Parameters
+    ----------
+    params
+        Index: evaluation domains; columns ``A, alpha, B, beta, C`` (paper form).
+    mixtures
+        Index: run ids; columns: training domains (each row sums to 1); must contain every
+        domain of ``params``.
+    steps
+        Checkpoints (steps or tokens) logged for every run.
+    noise_sd
+        Standard deviation of the per-checkpoint noise on log loss.
+    run_sd
+        Standard deviation of the per-(run, domain) offset on log loss.
+    seed
+        Random seed.
+    volume
+        ``"steps"`` or ``"tokens"``.
+
+    Returns
+    -------
+    MixtureData
+        Validated data whose ``source`` says it is simulated.
+    """
+    missing = [c for c in PARAM_NAMES if c not in params.columns]
+    if missing:
+        raise ValueError(f"params lack column(s) {missing}")
+    domains = list(params.index)
+    absent = [d for d in domains if d not in mixtures.columns]
+    if absent:
+        raise ValueError(f"mixtures lack the domain(s) {absent}")
+    if noise_sd < 0 or run_sd < 0:
+        raise ValueError("noise_sd and run_sd must be >= 0")
+    rng = np.random.default_rng(seed)
+    steps_arr = np.asarray(steps, dtype=float)
+    law = PaperParams(**{c: params[c].to_numpy(dtype=float) for c in PARAM_NAMES})
+    shares = mixtures[domains].to_numpy(dtype=float)  # run x domain
+    true = law.loss(shares[:, None, :], steps_arr[None, :, None])  # run x step x domain
+    offset = rng.normal(0.0, run_sd, size=(len(mixtures), 1, len(domains)))
+    noise = rng.normal(0.0, noise_sd, size=true.shape)
+    loss = true * np.exp(offset + noise)
+    r, s, d = np.meshgrid(
+        np.arange(len(mixtures)), np.arange(len(steps_arr)), np.arange(len(domains)), indexing="ij"
+    )
+    observations = pd.DataFrame(
+        {
+            "run": np.asarray(mixtures.index.astype(str))[r.ravel()],
+            "step": steps_arr[s.ravel()],
+            "domain": np.asarray(domains, dtype=object)[d.ravel()],
+            "loss": loss.ravel(),
+        }
+    )
+    return MixtureData.from_frames(
+        mixtures,
+        observations,
+        volume=volume,  # type: ignore[arg-type]
+        source=f"simulated (BiMix law, seed {seed})",
+    )
+
+
+def simulate_default(seed: int | None = 0, n_runs: int = 12) -> MixtureData:
+    """The demo's synthetic study: 5 domains, ``n_runs`` mixtures, 10 checkpoints (500-20k steps).
+
+    Parameters are :func:`default_parameters`; noise 0.01 and run offsets 0.005 on log loss.
+    """
+    params = default_parameters()
+    mixtures = random_mixtures(n_runs, list(params.index), seed=seed)
+    steps = np.unique(np.round(np.geomspace(500, 20_000, 10), -1))
+    return simulate(params, mixtures, steps, seed=seed)

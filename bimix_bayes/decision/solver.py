@@ -1,0 +1,566 @@
+"""The mixture optimiser: minimise a posterior summary of the loss over the constrained simplex.
+
+For posterior draw ``d`` and evaluation domain ``i`` the BiMix loss at the target step ``s`` is
+``K_di * r_i**-alpha_di`` with ``K_di = A_di (B_di s**-beta_di + C_di)`` (the loss at share 1).
+The objective of a mixture under one draw is the weighted sum over domains (default: the plain
+mean, as in the paper) ``O_d(r) = sum_i w_i K_di r_i**-alpha_di``, and the decision minimises an
+:class:`~bimix_bayes.decision.objectives.Objective` (mean, quantile, CVaR) of the ``O_d`` over
+all draws — never the loss at the posterior mean — subject to ``sum(r) = 1`` and the bounds of
+:class:`~bimix_bayes.decision.constraints.MixtureConstraints`.
+
+The objective is the BiMix curve itself (``kind="law"`` in
+:func:`bimix_bayes.bayes.forecast.predict`): the loss a run at that mixture reaches apart from its
+own run-to-run luck, which no mixture controls; the per-domain forecasts reported beside it include
+that luck.
+
+How it is solved
+----------------
+Every ``O_d`` is separable and convex in ``r``; so is any fixed weighting of draws. The solver is
+SLSQP (scipy) with the analytic gradient, as in pymc-marketing's budget optimizer, followed by a
+polish: projected Newton steps on the exact KKT conditions (a diagonal Hessian plus one equality,
+solved exactly per step), re-weighting the draws between steps for the quantile and CVaR. Each
+solve reports its scale-free KKT residual and iterations, and warns when it ends at its start
+without satisfying the KKT conditions (SLSQP's known failure on tiny gradients).
+
+For one draw the optimum has a semi-closed form: ``r_i = (w_i alpha_i K_i / lam)**(1/(1+alpha_i))``
+clipped to the bounds, with one scalar ``lam`` making the shares sum to 1
+(:func:`closed_form_optimum`, vectorised over draws: the spread of the per-draw optima says how
+stable the choice is).
+
+Examples
+--------
+>>> import numpy as np
+>>> surface = LossSurface(("web", "code"), np.log([[3.0, 2.0]]), np.array([[0.1, 0.2]]), 1e4)
+>>> solve(surface, np.array([0.5, 0.5])).shares.round(4).tolist()
+[0.4228, 0.5772]
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import arviz as az
+import numpy as np
+from scipy.optimize import minimize
+
+from bimix_bayes.data.table import DataError
+from bimix_bayes.decision.constraints import Bounds, ConstraintError, MixtureConstraints
+from bimix_bayes.decision.objectives import Objective
+from bimix_bayes.laws.bimix import log_step_factor
+
+__all__ = [
+    "LossSurface",
+    "OptimizationWarning",
+    "SolveResult",
+    "closed_form_optimum",
+    "objective_weights",
+    "solve",
+    "weighted_loss",
+]
+
+#: Shares of counted domains never go below this (BiMix is infinite at r = 0).
+MIN_SHARE = 1e-9
+KKT_TOL = 1e-6
+#: Quantile and CVaR are not differentiable where two draws swap ranks (at the optimum several
+#: draws often tie), so the residual of their almost-everywhere gradient can stall near 1e-4 at
+#: the optimum; a looser test applies to them.
+KKT_TOL_NONSMOOTH = 1e-3
+
+
+class OptimizationWarning(UserWarning):
+    """A mixture optimisation that may not have reached the optimum."""
+
+
+# ============================================================================ the loss surface
+@dataclass(frozen=True)
+class LossSurface:
+    """The posterior of the BiMix loss at one step, as a function of the mixture.
+
+    Attributes
+    ----------
+    domains
+        Evaluation domains.
+    log_k
+        ``(draws, domains)``: log of the loss at share 1, ``log K_di``.
+    alpha
+        ``(draws, domains)``: the mixture exponents.
+    step
+        The target step (or tokens).
+
+    Examples
+    --------
+    >>> s = LossSurface(("a", "b"), np.log([[2.0, 3.0]]), np.array([[0.1, 0.2]]), 1e3)
+    >>> s.losses(np.array([0.5, 0.5])).round(4).tolist()
+    [[2.1435, 3.4461]]
+    """
+
+    domains: tuple[str, ...]
+    log_k: np.ndarray
+    alpha: np.ndarray
+    step: float
+
+    @classmethod
+    def from_idata(cls, idata: az.InferenceData, step: float) -> LossSurface:
+        """The surface of a fit at ``step`` (in the fit's unit, steps or tokens)."""
+        if not (np.isfinite(step) and step > 0):
+            raise ValueError(f"the target step must be a positive number, got {step!r}")
+        post = idata.posterior
+        n = post.sizes["chain"] * post.sizes["draw"]
+
+        def flat(name: str) -> np.ndarray:
+            return post[name].transpose("chain", "draw", "domain").to_numpy().reshape(n, -1)
+
+        x = np.log(step / float(idata.attrs["s_ref"]))
+        log_k = log_step_factor(x, flat("log_floor"), flat("log_reducible"), flat("beta"))
+        domains = tuple(str(d) for d in post["domain"].to_numpy())
+        return cls(domains, log_k, flat("alpha"), float(step))
+
+    @property
+    def n_draws(self) -> int:
+        return self.log_k.shape[0]
+
+    def losses(self, shares: np.ndarray) -> np.ndarray:
+        """Per-draw loss of each domain: ``(draws, domains)``, or ``(draws, m, domains)`` for an
+        ``(m, domains)`` array of mixtures."""
+        shares = np.asarray(shares, dtype=float)
+        with np.errstate(divide="ignore"):
+            log_r = np.log(shares)
+        if shares.ndim == 2:
+            return np.exp(self.log_k[:, None, :] - self.alpha[:, None, :] * log_r[None])
+        return np.exp(self.log_k - self.alpha * log_r)
+
+
+def weighted_loss(surface: LossSurface, weights: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Per draw, the weighted loss of a mixture: ``(draws,)``, or ``(draws, m)`` for ``m``
+    mixtures given as an ``(m, domains)`` array. Domains of zero weight may have zero share.
+
+    Examples
+    --------
+    >>> s = LossSurface(("a", "b"), np.log([[2.0, 3.0]]), np.array([[0.1, 0.2]]), 1e3)
+    >>> weighted_loss(s, np.array([1.0, 0.0]), np.array([1.0, 0.0])).tolist()
+    [2.0]
+    """
+    counted = np.asarray(weights) > 0
+    shares = np.asarray(shares, dtype=float)
+    sub = LossSurface(
+        tuple(np.asarray(surface.domains)[counted]),
+        surface.log_k[:, counted],
+        surface.alpha[:, counted],
+        surface.step,
+    )
+    return sub.losses(shares[..., counted]) @ np.asarray(weights)[counted]
+
+
+def objective_weights(
+    domains: Sequence[str],
+    weights: Mapping[str, float] | None = None,
+    counted: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Normalised domain weights of the objective: plain mean by default.
+
+    ``weights`` names the domains whose weight is not 1 (``{"code": 2}`` doubles code's
+    weight; ``0`` leaves a domain out). ``counted`` keeps only those domains.
+
+    Examples
+    --------
+    >>> objective_weights(["a", "b", "c"], counted=["a", "c"]).tolist()
+    [0.5, 0.0, 0.5]
+    >>> objective_weights(["a", "b"], weights={"a": 3}).tolist()
+    [0.75, 0.25]
+    """
+    domains = list(domains)
+    for what, names in (("weights", weights or {}), ("domains", counted or [])):
+        unknown = sorted(set(names) - set(domains))
+        if unknown:
+            raise DataError(f"{what}: unknown domain(s) {unknown}; the fit has {domains}")
+    if weights:
+        w = np.array([float(weights.get(d, 1.0)) for d in domains])
+    else:
+        w = np.ones(len(domains))
+    if counted is not None:
+        w = np.where(np.isin(domains, list(counted)), w, 0.0)
+    if np.any(~np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+        raise DataError(
+            "domain weights must be non-negative with at least one positive weight among the "
+            f"counted domains; got {dict(zip(domains, w.tolist(), strict=True))}"
+        )
+    return w / w.sum()
+
+
+# ============================================================================ closed form
+def _bisect_decreasing(
+    total: Callable[[np.ndarray], np.ndarray],
+    target: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    iterations: int = 200,
+) -> np.ndarray:
+    """Vectorised bisection for ``total(t) = target`` with ``total`` non-increasing in ``t``."""
+    lo, hi = lo.astype(float).copy(), hi.astype(float).copy()
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        above = total(mid) > target
+        lo = np.where(above, mid, lo)
+        hi = np.where(above, hi, mid)
+        if np.all(hi - lo <= 1e-15 * np.maximum(1.0, np.abs(mid))):
+            break
+    return 0.5 * (lo + hi)
+
+
+def closed_form_optimum(
+    k: np.ndarray,
+    alpha: np.ndarray,
+    lower: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
+    budget: float = 1.0,
+) -> np.ndarray:
+    """Minimiser of ``sum_i k_i r_i**-alpha_i`` on ``{lower <= r <= upper, sum r = budget}``.
+
+    The semi-closed form: ``r_i = clip((alpha_i k_i / lam)**(1/(1+alpha_i)), lower_i, upper_i)``
+    with the scalar ``lam`` found by bisection (on ``log lam``). ``k`` and ``alpha`` may carry
+    leading dimensions (one problem per row, e.g. per posterior draw); ``k`` already includes any
+    domain weight. Domains with ``k = 0`` stay at their lower bound.
+
+    Examples
+    --------
+    >>> r = closed_form_optimum(np.array([1.0, 1.0]), np.array([0.5, 0.5]))
+    >>> r.round(6).tolist()
+    [0.5, 0.5]
+    >>> closed_form_optimum(np.array([1.0, 8.0]), np.array([1.0, 1.0])).round(6).tolist()
+    [0.261204, 0.738796]
+    """
+    k = np.asarray(k, dtype=float)
+    alpha = np.broadcast_to(np.asarray(alpha, dtype=float), k.shape)
+    n = k.shape[-1]
+    lower = np.zeros(n) if lower is None else np.asarray(lower, dtype=float)
+    upper = np.ones(n) * budget if upper is None else np.asarray(upper, dtype=float)
+    counted = k > 0
+    lo_eff = np.where(counted, np.maximum(lower, MIN_SHARE), lower)
+    with np.errstate(divide="ignore"):
+        log_ak = np.where(counted, np.log(alpha * k), -np.inf)
+    exponent = 1.0 / (1.0 + alpha)
+
+    def shares(log_lam: np.ndarray) -> np.ndarray:
+        r = np.exp((log_ak - log_lam[..., None]) * exponent)
+        return np.clip(r, lo_eff, upper)
+
+    # Bracket log(lam): below it every counted share is at its cap, above it at its floor.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at_cap = np.where(
+            counted, log_ak - (1 + alpha) * np.log(np.maximum(upper, MIN_SHARE)), np.inf
+        )
+        at_floor = np.where(counted, log_ak - (1 + alpha) * np.log(lo_eff), -np.inf)
+    left = at_cap.min(axis=-1) - 1.0
+    right = at_floor.max(axis=-1) + 1.0
+    log_lam = _bisect_decreasing(
+        lambda t: shares(t).sum(axis=-1), np.full(left.shape, budget), left, right
+    )
+    r = shares(log_lam)
+    return _fill_uncounted(r, counted, upper, budget)
+
+
+def _fill_uncounted(
+    r: np.ndarray, counted: np.ndarray, upper: np.ndarray, budget: float
+) -> np.ndarray:
+    """When the counted domains are all capped, spread the rest over the uncounted ones."""
+    short = budget - r.sum(axis=-1, keepdims=True)
+    if np.all(short <= 1e-12):
+        return r
+    room = np.where(counted, 0.0, upper - r)
+    total_room = room.sum(axis=-1, keepdims=True)
+    share = np.divide(short, total_room, out=np.zeros_like(short), where=total_room > 0)
+    return r + np.where(short > 1e-12, room * np.minimum(share, 1.0), 0.0)
+
+
+# ============================================================================ general solver
+@dataclass(frozen=True)
+class SolveResult:
+    """One constrained solve.
+
+    Attributes
+    ----------
+    shares
+        The optimum, one share per domain (sums to 1).
+    value
+        The objective there.
+    kkt_residual
+        Largest violation of the KKT conditions (stationarity on free domains, the sign of the
+        multiplier on domains at a bound), divided by the largest gradient component: 0 at an
+        exact optimum; below 1e-6 counts as converged.
+    iterations
+        SLSQP iterations + Newton polish iterations.
+    seconds
+        Wall time of the solve.
+    message
+        SLSQP's message and what the polish did.
+    at_start
+        The answer equals the starting point.
+    """
+
+    shares: np.ndarray
+    value: float
+    kkt_residual: float
+    iterations: int
+    seconds: float
+    message: str
+    at_start: bool = False
+    tolerance: float = KKT_TOL
+
+    @property
+    def converged(self) -> bool:
+        """Whether the KKT residual is within ``tolerance``."""
+        return bool(self.kkt_residual <= self.tolerance)
+
+
+class _Problem:
+    """The objective over the free domains with counted weight: values, gradient, Hessian."""
+
+    def __init__(
+        self,
+        log_c: np.ndarray,
+        alpha: np.ndarray,
+        objective: Objective,
+        offset: np.ndarray | float = 0.0,
+    ) -> None:
+        # ``offset``: per draw, the weighted loss of counted domains whose share is fixed (it
+        # does not move with x, but it decides which draws are in a quantile or CVaR tail).
+        self.log_c, self.alpha, self.objective = log_c, alpha, objective
+        self.alpha1 = alpha * (alpha + 1.0)
+        self.offset = offset
+
+    def terms(self, x: np.ndarray) -> np.ndarray:
+        return np.exp(self.log_c - self.alpha * np.log(x))
+
+    def value(self, x: np.ndarray) -> float:
+        return self.objective(self.terms(x).sum(axis=1) + self.offset)
+
+    def derivatives(self, x: np.ndarray, pi: np.ndarray | None = None):
+        """Objective value, gradient and diagonal Hessian; ``pi`` fixes the draw weights."""
+        t = self.terms(x)
+        values = t.sum(axis=1) + self.offset
+        if pi is None:
+            pi = self.objective.draw_weights(values)
+        grad = -(pi @ (self.alpha * t)) / x
+        hess = (pi @ (self.alpha1 * t)) / x**2
+        return float(pi @ values), grad, hess, pi
+
+
+def _kkt_residual(x: np.ndarray, grad: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+    """Scale-free KKT residual of ``min f`` on ``{lo <= x <= hi, sum x = const}``."""
+    if x.size == 0:
+        return 0.0
+    scale = float(np.max(np.abs(grad))) or 1.0
+    span = np.maximum(hi - lo, 0.0)
+    tol = 1e-9 * np.maximum(span, 1e-12)
+    at_lo = x <= lo + tol
+    at_hi = x >= hi - tol
+    free = ~(at_lo | at_hi)
+    # The multiplier: from free domains when any; otherwise the best value for the bounds.
+    lam = -float(np.mean(grad[free])) if free.any() else -float(np.median(grad))
+
+    def violation(lam: float) -> float:
+        v = np.where(free, np.abs(grad + lam), 0.0)
+        v = np.where(at_lo & ~at_hi, np.maximum(0.0, -(grad + lam)), v)
+        v = np.where(at_hi & ~at_lo, np.maximum(0.0, grad + lam), v)
+        return float(v.max())
+
+    if not free.any():
+        candidates = np.concatenate([[lam], -grad])
+        lam = min(candidates, key=violation)
+    return violation(lam) / scale
+
+
+def _newton_step(x, grad, hess, lo, hi) -> np.ndarray:
+    """Exact minimiser of the separable quadratic model on the box, keeping ``sum x``."""
+
+    def d_of(lam: np.ndarray) -> np.ndarray:
+        return np.clip(-(grad + lam[..., None]) / hess, lo - x, hi - x)
+
+    left = np.array([np.min(-grad - hess * (hi - x)) - 1.0])
+    right = np.array([np.max(-grad - hess * (lo - x)) + 1.0])
+    lam = _bisect_decreasing(lambda t: d_of(t).sum(axis=-1), np.zeros(1), left, right)
+    return d_of(lam)[0]
+
+
+def _polish(problem: _Problem, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_iter: int = 50):
+    """Projected Newton on the KKT conditions, the draw weights re-evaluated at every point.
+
+    Each step minimises the separable quadratic model exactly; a backtracking line search on the
+    true objective (draws re-weighted) accepts it.
+    """
+    value, grad, hess, _ = problem.derivatives(x)
+    iterations, stalls = 0, 0
+    for iterations in range(1, max_iter + 1):  # noqa: B007
+        if _kkt_residual(x, grad, lo, hi) < 1e-13:
+            break
+        d = _newton_step(x, grad, hess, lo, hi)
+        step = 1.0
+        while step > 1e-6:
+            cand = np.clip(x + step * d, lo, hi)
+            cand_value, cand_grad, cand_hess, _ = problem.derivatives(cand)
+            if cand_value <= value + 1e-15 * abs(value):
+                break
+            step *= 0.5
+        else:
+            break
+        stalls = stalls + 1 if cand_value >= value - 1e-15 * abs(value) else 0
+        x, value, grad, hess = cand, cand_value, cand_grad, cand_hess
+        if stalls >= 3:  # a kink of a non-smooth objective: the value no longer moves
+            break
+    return x, grad, iterations
+
+
+def _project(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, budget: float) -> np.ndarray:
+    """Euclidean projection of ``y`` onto ``{lo <= x <= hi, sum x = budget}``."""
+    theta = _bisect_decreasing(
+        lambda t: np.clip(y - t[..., None], lo, hi).sum(axis=-1),
+        np.array([budget]),
+        np.array([float(np.min(y - hi)) - 1.0]),
+        np.array([float(np.max(y - lo)) + 1.0]),
+    )
+    return np.clip(y - theta[0], lo, hi)
+
+
+def solve(
+    surface: LossSurface,
+    weights: np.ndarray,
+    objective: Objective | str = "mean",
+    bounds: Bounds | None = None,
+    start: np.ndarray | None = None,
+    *,
+    max_iter: int = 500,
+) -> SolveResult:
+    """Minimise ``objective`` of the per-draw weighted loss over the constrained simplex.
+
+    Parameters
+    ----------
+    surface
+        The posterior loss at the target step (:meth:`LossSurface.from_idata`).
+    weights
+        Domain weights (:func:`objective_weights`), aligned with ``surface.domains``.
+    objective
+        An :class:`~bimix_bayes.decision.objectives.Objective` or its text (``"cvar:0.9"``).
+    bounds
+        From :meth:`MixtureConstraints.bounds` (default: only ``sum r = 1``).
+    start
+        Starting mixture (default: the uniform mixture projected onto the bounds).
+
+    Examples
+    --------
+    >>> s = LossSurface(("a", "b"), np.log([[1.0, 8.0]]), np.array([[1.0, 1.0]]), 1.0)
+    >>> solve(s, np.array([1.0, 1.0])).shares.round(6).tolist()
+    [0.261204, 0.738796]
+    """
+    t0 = time.perf_counter()
+    objective = Objective.parse(objective) if isinstance(objective, str) else objective
+    weights = np.asarray(weights, dtype=float)
+    if bounds is None:
+        bounds = MixtureConstraints().bounds(surface.domains)
+    lo, hi = bounds.lower.copy(), bounds.upper.copy()
+    counted = weights > 0
+    starved = [d for d, c, h in zip(surface.domains, counted, hi, strict=True) if c and h <= 0]
+    if starved:
+        raise ConstraintError(
+            f"{', '.join(starved)} count(s) in the objective but the constraints allow no share "
+            "(BiMix loss is infinite at r = 0); give them a positive cap, or leave them out of "
+            "the objective (domains=... / --domains)"
+        )
+    fixed = hi - lo <= 1e-12
+    var = counted & ~fixed
+    r = np.where(fixed, lo, 0.0)
+    # Uncounted domains cost share and gain nothing: they sit at their lower bound unless the
+    # counted ones cannot take the rest.
+    r = np.where(~counted & ~fixed, lo, r)
+    budget = 1.0 - r[~var].sum()
+    lo_v, hi_v = np.maximum(lo[var], MIN_SHARE), hi[var]
+    if not var.any() or hi_v.sum() <= budget + 1e-12:
+        r[var] = hi_v
+        r = _fill_uncounted(r, counted | fixed, hi, 1.0)
+        return SolveResult(
+            shares=r,
+            value=objective(weighted_loss(surface, weights, r)),
+            kkt_residual=0.0,
+            iterations=0,
+            seconds=time.perf_counter() - t0,
+            message="no free choice: every counted domain is fixed or at its cap",
+        )
+    pinned = counted & fixed
+    offset = (
+        np.exp(
+            np.log(weights[pinned])
+            + surface.log_k[:, pinned]
+            - surface.alpha[:, pinned] * np.log(lo[pinned])
+        ).sum(axis=1)
+        if pinned.any()
+        else 0.0
+    )
+    problem = _Problem(
+        np.log(weights[var]) + surface.log_k[:, var], surface.alpha[:, var], objective, offset
+    )
+    if start is None:
+        x0 = _project(np.full(var.sum(), budget / var.sum()), lo_v, hi_v, budget)
+    else:
+        x0 = _project(np.asarray(start, dtype=float)[var], lo_v, hi_v, budget)
+    scale = problem.value(x0)
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad, _, _ = problem.derivatives(np.maximum(x, MIN_SHARE))
+        return value / scale, grad / scale
+
+    res = minimize(
+        fun,
+        x0,
+        jac=True,
+        method="SLSQP",
+        bounds=list(zip(lo_v, hi_v, strict=True)),
+        constraints=[
+            {"type": "eq", "fun": lambda x: x.sum() - budget, "jac": lambda x: np.ones_like(x)}
+        ],
+        options={"maxiter": max_iter, "ftol": 1e-12},
+    )
+    x = _project(np.clip(res.x, lo_v, hi_v), lo_v, hi_v, budget)
+    if not problem.value(x) <= problem.value(x0) * (1 + 1e-12):
+        x = x0  # SLSQP failed outright: polish from the start
+    x, grad, polish_iter = _polish(
+        problem, x, lo_v, hi_v, max_iter=15 if objective.kind == "quantile" else 50
+    )
+    kkt = _kkt_residual(x, grad, lo_v, hi_v)
+    r[var] = x
+    at_start = bool(np.max(np.abs(x - x0)) <= 1e-10)
+    message = f"SLSQP: {res.message} ({res.nit} iterations); Newton polish: {polish_iter}"
+    result = SolveResult(
+        shares=r,
+        value=problem.value(x),
+        kkt_residual=kkt,
+        iterations=int(res.nit) + polish_iter,
+        seconds=time.perf_counter() - t0,
+        message=message,
+        at_start=at_start,
+        tolerance=KKT_TOL if objective.kind == "mean" else KKT_TOL_NONSMOOTH,
+    )
+    if at_start and not result.converged:
+        warnings.warn(
+            "the optimiser stopped at its starting point without meeting the KKT conditions "
+            f"(residual {kkt:.2g}); the gradient may be too small to move. Try another start or "
+            "check that the fit's mixture exponents are not all near zero.",
+            OptimizationWarning,
+            stacklevel=2,
+        )
+    elif not result.converged:
+        warnings.warn(
+            "the optimiser did not meet the KKT conditions (residual "
+            f"{kkt:.2g} > {result.tolerance:g}): "
+            f"{message}."
+            + (
+                " Quantile and CVaR objectives are not smooth where posterior draws tie; with "
+                "few draws the answer may be slightly off the optimum (more draws help)."
+                if objective.kind != "mean"
+                else ""
+            ),
+            OptimizationWarning,
+            stacklevel=2,
+        )
+    return result

@@ -1,0 +1,209 @@
+"""The figures of the HTML report, drawn with matplotlib and embedded as PNG data URIs.
+
+Every function returns a :class:`matplotlib.figure.Figure` (no global pyplot state);
+:func:`to_data_uri` turns one into the ``src`` of an ``<img>``, so the report needs no other file.
+Text from the user's data (domain and run names) goes through :func:`plain`, so that a name with
+``$`` signs is drawn as written, never parsed as mathtext.
+
+Examples
+--------
+>>> fig = Figure(figsize=(2, 1))
+>>> to_data_uri(fig).startswith("data:image/png;base64,")
+True
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
+
+__all__ = [
+    "decision_figure",
+    "extrapolation_figure",
+    "forest_figure",
+    "plain",
+    "to_data_uri",
+]
+
+#: Colour-blind-safe colours (Okabe-Ito) for the runs drawn in one panel.
+RUN_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
+LS_COLOUR = "#444444"
+
+
+def plain(text: object) -> str:
+    """Text as matplotlib should draw it literally (``$`` escaped; a leading ``_``, which
+    matplotlib would hide from legends, kept visible)."""
+    out = str(text).replace("$", r"\$")
+    return " " + out if out.startswith("_") else out
+
+
+def to_data_uri(fig: Figure, dpi: int = 110) -> str:
+    """PNG of a figure as a ``data:`` URI."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _grid(n: int, width: float = 3.4, height: float = 2.9) -> tuple[Figure, np.ndarray]:
+    cols = min(3, n)
+    rows = int(np.ceil(n / cols))
+    fig = Figure(figsize=(width * cols, height * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat
+
+
+def extrapolation_figure(
+    bayes: pd.DataFrame,
+    observed: pd.DataFrame,
+    domains: Sequence[str],
+    runs_by_domain: Mapping[str, Sequence[str]],
+    shares: pd.DataFrame,
+    *,
+    least_squares: pd.DataFrame | None = None,
+    holdout: pd.DataFrame | None = None,
+    last_fitted: float | None = None,
+    target: float | None = None,
+    unit: str = "steps",
+) -> Figure:
+    """Per domain: observed checkpoints, the posterior predictive median with 50 % and 90 %
+    bands, the least-squares curve with its bootstrap band (dashed), and held-out points.
+
+    Parameters
+    ----------
+    bayes
+        :func:`bimix_bayes.bayes.forecast.predict` output over a grid of steps (``lower_50`` ...
+        ``upper_90`` columns).
+    observed
+        The fitted observations (``run, step, domain, loss``).
+    runs_by_domain
+        The runs drawn in each domain's panel.
+    shares
+        Each run's shares (for the legend).
+    least_squares
+        :meth:`BiMixLeastSquares.predict` output over the same grid (``loss, lower, upper``).
+    holdout
+        Held-out observations (``run, step, domain, loss``), drawn as crosses.
+    last_fitted, target
+        Steps marked with vertical lines.
+    """
+    fig, axes = _grid(len(domains))
+    for ax, domain in zip(axes, domains, strict=False):
+        for colour, run in zip(RUN_COLOURS, runs_by_domain[domain], strict=False):
+            f = bayes[(bayes["mixture"] == run) & (bayes["domain"] == domain)]
+            ax.fill_between(f["step"], f["lower_90"], f["upper_90"], color=colour, alpha=0.15, lw=0)
+            ax.fill_between(f["step"], f["lower_50"], f["upper_50"], color=colour, alpha=0.3, lw=0)
+            share = shares.loc[run, domain] if domain in shares.columns else np.nan
+            ax.plot(
+                f["step"], f["median"], color=colour, lw=1.2, label=plain(f"{run} (r={share:.3g})")
+            )
+            if least_squares is not None:
+                g = least_squares[
+                    (least_squares["mixture"] == run) & (least_squares["domain"] == domain)
+                ]
+                ax.plot(g["step"], g["loss"], color=LS_COLOUR, lw=0.9, ls="--")
+                if "lower" in g:
+                    ax.plot(g["step"], g["lower"], color=LS_COLOUR, lw=0.5, ls=":")
+                    ax.plot(g["step"], g["upper"], color=LS_COLOUR, lw=0.5, ls=":")
+            o = observed[(observed["run"] == run) & (observed["domain"] == domain)]
+            ax.scatter(o["step"], o["loss"], s=9, color=colour, zorder=3)
+            if holdout is not None:
+                h = holdout[(holdout["run"] == run) & (holdout["domain"] == domain)]
+                ax.scatter(h["step"], h["loss"], s=28, marker="x", color="black", zorder=4)
+        for x, style in ((last_fitted, ":"), (target, "-")):
+            if x is not None:
+                ax.axvline(x, color="#888", lw=0.8, ls=style)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(plain(domain), fontsize=9)
+        ax.set_xlabel(unit, fontsize=8)
+        ax.set_ylabel("loss", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, frameon=False, loc="upper right")
+    fig.suptitle(
+        "Posterior predictive median, 50 % and 90 % bands (shaded); least squares and its "
+        "bootstrap band (dashed, dotted); fitted points (dots); held-out points (x)",
+        fontsize=8,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def forest_figure(
+    table: pd.DataFrame, parameters: Sequence[str] = ("A", "alpha", "B", "beta")
+) -> Figure:
+    """Per parameter, each domain's posterior mean and HDI (dots) beside least squares and its
+    bootstrap interval (open squares).
+
+    ``table`` is :func:`bimix_bayes.bayes.summary.comparison_table` output.
+    """
+    domains = list(dict.fromkeys(table.index.get_level_values("domain")))
+    fig = Figure(figsize=(3.0 * len(parameters), 0.35 * len(domains) + 1.2))
+    axes = fig.subplots(1, len(parameters), sharey=True, squeeze=False)[0]
+    y = np.arange(len(domains))
+    for ax, name in zip(axes, parameters, strict=True):
+        t = table.xs(name, level="parameter").reindex(domains)
+        ax.errorbar(
+            t["mean"],
+            y - 0.12,
+            xerr=[(t["mean"] - t["lower"]).clip(lower=0), (t["upper"] - t["mean"]).clip(lower=0)],
+            fmt="o",
+            ms=4,
+            color=RUN_COLOURS[0],
+            lw=1.2,
+            label="posterior (HDI)",
+        )
+        ls_err = [
+            (t["ls_estimate"] - t["ls_lower"]).clip(lower=0).fillna(0),
+            (t["ls_upper"] - t["ls_estimate"]).clip(lower=0).fillna(0),
+        ]
+        ax.errorbar(
+            t["ls_estimate"],
+            y + 0.12,
+            xerr=ls_err,
+            fmt="s",
+            ms=4,
+            mfc="white",
+            color=LS_COLOUR,
+            lw=0.9,
+            label="least squares (bootstrap)",
+        )
+        if name == "B":
+            ax.set_xscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(axis="x", lw=0.3)
+    axes[0].set_yticks(y, [plain(d) for d in domains])
+    axes[0].invert_yaxis()
+    axes[-1].legend(fontsize=7, frameon=False, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def decision_figure(draws: pd.DataFrame, p_beats: float) -> Figure:
+    """Posterior of the weighted loss at each mixture, and of the improvement over the baseline."""
+    fig = Figure(figsize=(9.0, 2.8))
+    left, right = fig.subplots(1, 2)
+    lo, hi = np.quantile(draws.to_numpy(), [0.001, 0.999])
+    bins = np.linspace(lo, hi, 60)
+    for colour, name in zip(RUN_COLOURS, draws.columns, strict=False):
+        left.hist(draws[name], bins=bins, color=colour, alpha=0.45, label=plain(name))
+    left.set_xlabel("weighted loss at the target", fontsize=8)
+    left.set_ylabel("posterior draws", fontsize=8)
+    left.legend(fontsize=7, frameon=False)
+    left.tick_params(labelsize=7)
+    improvement = draws["baseline"] - draws["recommended"]
+    right.hist(improvement, bins=60, color=RUN_COLOURS[2], alpha=0.7)
+    right.axvline(0, color="black", lw=0.8)
+    right.set_xlabel("baseline minus recommended (> 0: recommended better)", fontsize=8)
+    right.set_title(f"P(recommended beats baseline) = {p_beats:.3f}", fontsize=9)
+    right.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
