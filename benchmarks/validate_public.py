@@ -223,8 +223,9 @@ def write_report(
         "- `holdout-mixtures:K`: fit K random runs, predict every checkpoint of the others as new "
         "mixtures (BiMix Table 2), over several seeded splits.",
         "",
-        "**Bayes** = the hierarchical model (default spec `bimix_bayes/bayes/specs/bimix.toml`: 4 chains "
-        "x 1000 draws, 500 tuning; holdout-mixtures splits use 2 chains x 500 draws, 500 tuning), "
+        "**Bayes** = the hierarchical model (default spec `bimix_bayes/bayes/specs/bimix.toml`: "
+        "4 chains x 1000 draws, 500 tuning; holdout-mixtures splits use 2 chains x 500 draws, "
+        "500 tuning), "
         "point forecast = predictive median. **LS** = the paper's per-domain least squares; its "
         "intervals are the run bootstrap of the fitted law (200 resamples of whole runs) **plus** "
         "Normal residual noise on log loss with the domain's training RMSE (the bootstrap alone "

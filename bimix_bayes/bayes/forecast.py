@@ -38,21 +38,19 @@ from bimix_bayes.bayes.likelihood import (
     offset_conditional,
 )
 from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata, spec_from_idata
+from bimix_bayes.data.labels import (
+    ALL_DOMAINS,
+    NEW,
+    OBSERVED,
+    WEIGHTED_DOMAINS,
+    interval_columns,
+)
 from bimix_bayes.data.table import DataError, prediction_shares
 from bimix_bayes.laws.bimix import bimix_log_loss
-from bimix_bayes.leastsq.fit import ALL_DOMAINS
 
 __all__ = ["NEW", "OBSERVED", "interval_columns", "log_predictive_density", "predict"]
 
-OBSERVED = "observed run"
-NEW = "new mixture"
 _CHUNK_VALUES = 4_000_000  # draws x steps x domains x mixtures handled at once
-
-
-def interval_columns(prob: float) -> tuple[str, str]:
-    """Column names of a central interval: ``(lower_90, upper_90)`` for 0.9."""
-    label = f"{100 * prob:g}".replace(".", "_")
-    return f"lower_{label}", f"upper_{label}"
 
 
 def _targets(data, domains, mixtures, runs) -> tuple[pd.DataFrame, list[str]]:
@@ -95,7 +93,7 @@ def _weights(domains: Sequence[str], weights: Mapping[str, float] | None) -> tup
     w = np.array([float(weights.get(d, 0.0)) for d in domains])
     if np.any(w < 0) or not w.sum() > 0:
         raise DataError("domain weights must be >= 0 with a positive sum")
-    return w / w.sum(), "(weighted mean of domains)"
+    return w / w.sum(), WEIGHTED_DOMAINS
 
 
 def predict(

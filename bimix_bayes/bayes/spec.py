@@ -1,7 +1,7 @@
 """Model specs: priors, likelihood, sampler and diagnostic thresholds, read from TOML or YAML.
 
-The default spec is the file ``bimix_bayes/bayes/specs/bimix.toml`` (also at ``models/bimix.toml`` in
-the source tree), which documents every key. A user's spec is merged over it key by key, so a
+The default spec is the file ``bimix_bayes/bayes/specs/bimix.toml`` (also at ``models/bimix.toml``
+in the source tree), which documents every key. A user's spec is merged over it key by key, so a
 file may hold only what it changes. An unknown key or an invalid value is a :class:`SpecError`
 that names the key (``priors.log_alpha.loc_scale``) and what is expected.
 

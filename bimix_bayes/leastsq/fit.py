@@ -36,6 +36,7 @@ from scipy.optimize import nnls
 
 from bimix_bayes._version import __version__
 from bimix_bayes.data.files import atomic_write_text
+from bimix_bayes.data.labels import ALL_DOMAINS
 from bimix_bayes.data.table import MixtureData, prediction_shares
 from bimix_bayes.laws.bimix import (
     IDENTIFIABLE_NAMES,
@@ -57,7 +58,6 @@ class BootstrapWarning(UserWarning):
 
 
 #: Label of the plain average over evaluation domains in prediction tables.
-ALL_DOMAINS = "(mean of domains)"
 
 # Bounds of (log_floor, log_reducible, alpha, beta); wide, but they keep TRF out of overflow.
 _LOWER = np.array([-30.0, -30.0, 0.0, 0.0])

@@ -1,0 +1,84 @@
+"""Names every layer shares: row labels of averaged rows, run kinds, interval columns, and the
+long (tidy) table built from named dimensions.
+
+Defined once here, at the bottom layer, so that a forecast, a backtest, a decision and a report
+label the same thing the same way.
+
+Examples
+--------
+>>> interval_columns(0.9)
+('lower_90', 'upper_90')
+>>> interval_columns(0.975)
+('lower_97_5', 'upper_97_5')
+>>> long_table({"run": ["a", "b"], "step": [10, 20]}, loss=[[1.0, 2.0], [3.0, 4.0]])
+  run  step  loss
+0   a    10   1.0
+1   a    20   2.0
+2   b    10   3.0
+3   b    20   4.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "ALL_DOMAINS",
+    "ALL_POINTS",
+    "NEW",
+    "OBSERVED",
+    "WEIGHTED_DOMAINS",
+    "interval_columns",
+    "long_table",
+]
+
+#: Row label of the plain mean over evaluation domains.
+ALL_DOMAINS = "(mean of domains)"
+#: Row label of a weighted mean over evaluation domains (user-given weights).
+WEIGHTED_DOMAINS = "(weighted mean of domains)"
+#: Row label of metrics pooled over every per-domain point.
+ALL_POINTS = "(all points)"
+#: A forecast target that was trained: its observed run continued to more steps.
+OBSERVED = "observed run"
+#: A forecast target never trained: a new run of that mixture.
+NEW = "new mixture"
+
+
+def interval_columns(prob: float) -> tuple[str, str]:
+    """Column names of the central ``prob`` interval: ``("lower_90", "upper_90")`` for 0.9.
+
+    A fractional percentage writes its point as ``_`` (``lower_97_5``), so that every name is an
+    identifier.
+    """
+    label = f"{100 * float(prob):g}".replace(".", "_")
+    return f"lower_{label}", f"upper_{label}"
+
+
+def long_table(dims: Mapping[str, Sequence[Any] | np.ndarray], **columns: Any) -> pd.DataFrame:
+    """A long table from arrays over named dimensions (the product of ``dims``, in order).
+
+    Parameters
+    ----------
+    dims
+        Dimension name -> its labels; the arrays in ``columns`` have shape
+        ``tuple(len(v) for v in dims.values())`` (or broadcast to it).
+    **columns
+        Column name -> array over the dimensions.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cell, the dimension labels as the first columns (C order: the last
+        dimension varies fastest).
+    """
+    names = list(dims)
+    index = pd.MultiIndex.from_product([list(v) for v in dims.values()], names=names)
+    shape = tuple(len(v) for v in dims.values())
+    out = index.to_frame(index=False)
+    for name, values in columns.items():
+        out[name] = np.broadcast_to(np.asarray(values), shape).ravel()
+    return out
