@@ -112,7 +112,7 @@ def test_failed_fit_warns_loudly_and_is_marked():
     """A fit that fails its diagnostics warns with advice and every forecast says so."""
     data = _simulated(22, n_runs=8)
     model = BiMixModel({"sampler": {"draws": 15, "tune": 15, "chains": 2}})
-    with pytest.warns(FitWarning, match="FAILED ITS CONVERGENCE DIAGNOSTICS"):
+    with pytest.warns(FitWarning, match="FAILED its convergence diagnostics"):
         idata = model.fit(data, seed=1)
     assert not model.diagnostics_.passed
     assert "try:" in model.diagnostics_.report()

@@ -111,15 +111,46 @@ class FitDiagnostics:
             lines += [f"  try: {t}" for t in self.advice()]
         return "\n".join(lines)
 
-    def warn_if_failed(self, stacklevel: int = 3) -> None:
-        """Emit a :class:`FitWarning` with the report if any check failed."""
-        if not self.passed:
-            warnings.warn(
-                "THE FIT FAILED ITS CONVERGENCE DIAGNOSTICS; its intervals cannot be "
-                "trusted.\n" + self.report(),
-                FitWarning,
-                stacklevel=stacklevel,
-            )
+    def warn_if_failed(self, doing: str | None = None, stacklevel: int = 3) -> bool:
+        """Emit the one :class:`FitWarning` of a failed fit (with its report); True if emitted.
+
+        Every part of the package that reads a posterior (fit, forecast, decision, report)
+        warns through this method, so a failed fit reads the same everywhere.
+
+        Parameters
+        ----------
+        doing
+            What is being done with the fit (``"forecasting"``), named in the message.
+        stacklevel
+            Passed to :func:`warnings.warn`.
+        """
+        if self.passed:
+            return False
+        what = f"{doing} from a fit that" if doing else "the fit"
+        warnings.warn(
+            f"{what} FAILED its convergence diagnostics; its intervals cannot be trusted.\n"
+            + self.report(),
+            FitWarning,
+            stacklevel=stacklevel,
+        )
+        return True
+
+    def banner(self, consequence: str = "do not trust the figures below") -> str:
+        """The one line a command prints above output from a failed fit ("" when it passed).
+
+        Examples
+        --------
+        >>> diag = FitDiagnostics(1.2, 50, 20, "alpha[web]", "beta[web]", 3, 4000, 0.5, {},
+        ...                       ["r-hat 1.2 > 1.01"])
+        >>> diag.banner()
+        '!!! this fit FAILED its convergence diagnostics (see `bimix summary`): do not trust the figures below !!!'
+        """
+        if self.passed:
+            return ""
+        return (
+            "!!! this fit FAILED its convergence diagnostics (see `bimix summary`): "
+            f"{consequence} !!!"
+        )
 
     def to_json(self) -> str:
         """JSON text (stored in the InferenceData attrs)."""

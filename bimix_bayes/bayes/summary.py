@@ -2,8 +2,9 @@
 
 Examples
 --------
->>> table = comparison_table(idata, prob=0.94)  # doctest: +SKIP
->>> table.loc[("github", "alpha")]  # doctest: +SKIP
+>>> table = comparison_table(idata, prob=0.94)
+>>> sorted(table.index.get_level_values("parameter").unique())[:3]
+['A', 'B', 'alpha']
 """
 
 from __future__ import annotations
