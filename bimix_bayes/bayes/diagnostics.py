@@ -142,8 +142,8 @@ class FitDiagnostics:
         --------
         >>> diag = FitDiagnostics(1.2, 50, 20, "alpha[web]", "beta[web]", 3, 4000, 0.5, {},
         ...                       ["r-hat 1.2 > 1.01"])
-        >>> diag.banner()
-        '!!! this fit FAILED its convergence diagnostics (see `bimix summary`): do not trust the figures below !!!'
+        >>> diag.banner("do not trust it")
+        '!!! this fit FAILED its convergence diagnostics (see `bimix summary`): do not trust it !!!'
         """
         if self.passed:
             return ""
