@@ -16,7 +16,6 @@ import pytest
 
 os.environ.setdefault("NUMBA_OPT", "0")
 
-from bimix_bayes.cli.app import _add_data_options, _load
 from bimix_bayes.cli.backtest import add_commands
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.evaluation.backtest import (
@@ -293,7 +292,7 @@ def test_fixed_budget_data(sim_data):
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bimix")
     sub = p.add_subparsers(dest="command")
-    add_commands(sub, _add_data_options)
+    add_commands(sub)
     return p
 
 
@@ -317,7 +316,7 @@ def test_cli_backtest_runs_and_writes(parser, sim_data, tmp_path, capsys):
             str(tmp_path / "pts.csv"),
         ]
     )
-    assert args.func(args, _load) == 0
+    assert args.func(args) == 0
     text = capsys.readouterr().out
     assert "backtest last-checkpoint" in text and "(all points)" in text
     assert out.exists() and (tmp_path / "pts.csv").exists()
@@ -335,7 +334,7 @@ def test_cli_backtest_impossible_protocol_is_a_value_error(parser, sim_data, tmp
     sim_data.to_long().to_csv(path, index=False)
     args = parser.parse_args(["backtest", str(path), "--protocol", "holdout-mixtures:40"])
     with pytest.raises(ValueError, match="needs more than 40 runs"):
-        args.func(args, _load)
+        args.func(args)
 
 
 def test_main_cli_exit_code_for_impossible_protocol(sim_data, tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +14,20 @@ import pytest
 BIMIX = Path(sys.executable).with_name("bimix")
 
 
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real ``bimix`` executable."""
+def run(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``bimix`` executable (``env``: variables added to this process's)."""
     if not BIMIX.exists():  # pragma: no cover - the package is installed by `make test`
         pytest.fail(f"console script not found at {BIMIX}; install the package (make test)")
     return subprocess.run(
-        [str(BIMIX), *args], capture_output=True, text=True, cwd=cwd, timeout=300, check=False
+        [str(BIMIX), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
+        timeout=300,
+        check=False,
     )
 
 
@@ -30,12 +39,20 @@ def sim_csv(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", [[], ["fit-ls"], ["simulate"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["fit-ls"], ["simulate"], ["demo"], ["entropy"]])
 def test_help_everywhere(command):
     """Every command has --help and exits 0."""
     res = run(*command, "--help")
     assert res.returncode == 0
     assert "usage: bimix" in res.stdout
+
+
+def test_help_documents_the_exit_codes():
+    """`bimix --help` ends with the exit-code table, the internal-error code included."""
+    res = run("--help")
+    text = " ".join(res.stdout.split())
+    for code in ("0 success", "1 bad input", "2 bad usage", "3 internal error"):
+        assert code in text, code
 
 
 def test_simulate_writes_a_long_csv(sim_csv):
@@ -89,6 +106,7 @@ def test_missing_file_exits_1(tmp_path):
         ["fit-ls", "x.csv", "--bootstrap", "-3"],
         ["simulate"],
         ["simulate", "--out", "x.csv", "--checkpoints", "2"],
+        ["fit-ls", "x.csv", "--group", "70M"],  # contradictory: --group needs --group-col
         ["nonsense"],
     ],
 )

@@ -33,6 +33,15 @@ def test_fit_writes_a_self_sufficient_file(fit_file):
     assert "FAILED" not in res.stdout
 
 
+def test_summary_stderr_has_no_library_future_warning(fit_file, tmp_path):
+    """ArviZ's import-time FutureWarning (once a day, per cache folder) never reaches the user:
+    a fresh cache folder makes ArviZ emit it, and `bimix` must filter it."""
+    res = run("summary", str(fit_file), "--bootstrap", "0", env={"XDG_CACHE_HOME": str(tmp_path)})
+    assert res.returncode == 0, res.stderr
+    assert "ArviZ" not in res.stderr and "FutureWarning" not in res.stderr
+    assert "refactor" not in res.stderr
+
+
 def test_summary_writes_csv(fit_file, tmp_path):
     """`summary --out` writes the comparison table."""
     res = run("summary", str(fit_file), "--bootstrap", "0", "--out", str(tmp_path / "s.csv"))
@@ -86,7 +95,7 @@ def test_strict_exits_1_on_a_failed_fit(tmp_path):
     assert "FAILED" in res.stderr and "--strict" in res.stderr
     assert out.exists()
     summary = run("summary", str(out), "--bootstrap", "0")
-    assert "THIS FIT FAILED" in summary.stdout
+    assert "this fit FAILED its convergence diagnostics" in summary.stdout
 
 
 @pytest.mark.parametrize(

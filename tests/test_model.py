@@ -18,6 +18,7 @@ from bimix_bayes.bayes.persistence import FitFileError, data_from_idata, load_fi
 from bimix_bayes.bayes.summary import comparison_table, posterior_table
 from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
 from bimix_bayes.leastsq.fit import ALL_DOMAINS
+from bimix_bayes.report.figures import predictive_check_figure
 
 STEPS = np.geomspace(500, 20_000, 10)
 FAST: dict = {}  # the default spec
@@ -126,7 +127,9 @@ def test_forecast_observed_runs_and_new_mixtures(fitted):
     model, data = fitted
     run = data.runs[2]
     same = data.mixtures.loc[[run]].rename(index={run: "copy"})
-    table = predict(model.idata_, steps=[40_000.0], runs=[run], mixtures=same, prob=(0.5, 0.9))
+    table = predict(
+        model.idata_, steps=[40_000.0], runs=[run], mixtures=same, prob=(0.5, 0.9), attach=True
+    )
     assert set(table["source"]) == {OBSERVED, NEW}
     assert {"mean", "median", "sd", "lower_50", "upper_50", "lower_90", "upper_90"} <= set(table)
     width = (table["upper_90"] - table["lower_90"]).to_numpy()
@@ -142,7 +145,9 @@ def test_average_over_domains_is_per_draw(fitted):
     """The averaged row is the weighted mean of the domains, draw by draw."""
     model, data = fitted
     weights = dict.fromkeys(data.domains, 0.0) | {"code": 3.0, "math": 1.0}
-    predict(model.idata_, steps=[1e4], runs=[data.runs[0]], weights=weights, kind="law")
+    predict(
+        model.idata_, steps=[1e4], runs=[data.runs[0]], weights=weights, kind="law", attach=True
+    )
     draws = model.idata_.predictions["loss"].isel(mixture=0, step=0)
     manual = 0.75 * draws.sel(domain="code") + 0.25 * draws.sel(domain="math")
     assert np.allclose(draws.isel(domain=-1), manual, rtol=1e-5)
@@ -254,7 +259,11 @@ def test_predictive_checks_return_draws_and_a_figure(fitted):
     assert post.draws.dims == ("chain", "draw", "obs")
     assert post.draws.sizes["obs"] == len(data.observations)
     assert post.coverage["covered_90"].between(0.75, 1.0).all()
-    assert len([ax for ax in post.figure.axes if ax.get_visible()]) == len(data.domains)
+    assert post.intervals["covered"].mean() == pytest.approx(
+        (post.coverage["covered_90"] * post.coverage["observations"]).sum() / len(data.observations)
+    )
+    figure = predictive_check_figure(post)
+    assert len([ax for ax in figure.axes if ax.get_visible()]) == len(data.domains)
     assert "posterior_predictive" in model.idata_.groups()
     prior = prior_predictive_check(data, FAST, draws=100)
     assert prior.draws.sizes["draw"] == 100

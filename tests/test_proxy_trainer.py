@@ -178,14 +178,14 @@ def test_cli_train(corpora: Path, tmp_path: Path, capsys: pytest.CaptureFixture)
     assert sorted(table["step"].unique()) == [5, 10, 20]
 
 
-def test_cli_bad_input_exits_2(corpora: Path, tmp_path: Path, capsys) -> None:
+def test_cli_bad_input_exits_1_and_bad_usage_2(corpora: Path, tmp_path: Path, capsys) -> None:
     args = _parser().parse_args(
         ["train", "--corpora", str(corpora), "--mixture", "poetry=1", "--out", str(tmp_path)]
     )
-    assert args.func(args) == 2
+    assert args.func(args) == 1
     assert "poetry" in capsys.readouterr().err
     args = _parser().parse_args(["study", "--corpora", str(tmp_path), "--out", str(tmp_path)])
-    assert args.func(args) == 2
+    assert args.func(args) == 1
     assert "bimix corpora" in capsys.readouterr().err
     bad_design = tmp_path / "design.csv"
     bad_design.write_text("mixture,prose,verse\na,0.5,0.5\n")
@@ -193,7 +193,7 @@ def test_cli_bad_input_exits_2(corpora: Path, tmp_path: Path, capsys) -> None:
         ["study", "--corpora", str(corpora), "--out", str(tmp_path), "--mixtures",
          str(bad_design), *TINY_ARGS]
     )  # fmt: skip
-    assert args.func(args) == 2
+    assert args.func(args) == 1
     assert "verse" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         _parser().parse_args(["train", "--corpora", "c", "--mixture", "a=0.2", "--out", "o"])

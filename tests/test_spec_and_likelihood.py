@@ -9,12 +9,22 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
+import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import multivariate_normal, multivariate_t
 
-from bimix_bayes.bayes.likelihood import curve_log_likelihood, draw_offsets, offset_conditional
+from bimix_bayes.bayes.likelihood import (
+    CurveLayout,
+    CurveSums,
+    curve_log_likelihood,
+    curve_residual_sums,
+    draw_offsets,
+    offset_conditional,
+)
 from bimix_bayes.bayes.spec import SCHEMA, SpecError, load_spec, merge_spec, spec_id
+from bimix_bayes.data.simulate import simulate_default
+from bimix_bayes.laws.bimix import bimix_log_loss
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -145,3 +155,50 @@ def test_offset_conditional_matches_gaussian_conditioning():
     u, scale = draw_offsets(cond, np.random.default_rng(1), (20_000,))
     assert np.all(scale == 1.0)
     assert u.mean() == pytest.approx(mean, abs=4 * np.sqrt(var / 20_000))
+
+
+def _posterior(domains: list[str], rng: np.random.Generator, **extra: float) -> xr.Dataset:
+    """A small fake posterior (2 chains x 3 draws) of the law and noise parameters."""
+    dims, shape = ("chain", "draw", "domain"), (2, 3, len(domains))
+    ranges = {"log_floor": (0.5, 1.0), "log_reducible": (0.0, 1.0), "alpha": (0.05, 0.3)}
+    ranges |= {"beta": (0.2, 0.6), "sigma": (0.01, 0.03)} | {k: (v, v) for k, v in extra.items()}
+    return xr.Dataset(
+        {k: (dims, rng.uniform(lo, hi, shape)) for k, (lo, hi) in ranges.items()},
+        coords={"domain": domains},
+    )
+
+
+def test_curve_residual_sums_have_one_return_type():
+    """Curve sums come as one CurveSums, whose slope fields are None unless asked for."""
+    data = simulate_default(seed=1)
+    layout = CurveLayout.from_data(data, s_ref=5000.0)
+    post = _posterior(list(data.domains), np.random.default_rng(0), tau=0.02)
+    plain = curve_residual_sums(post, layout)
+    assert isinstance(plain, CurveSums) and plain.sxe is None and plain.kappa is None
+    assert plain.slope(layout) is None
+    assert plain.s1.shape == plain.tau.shape == (2, 3, len(layout.n))
+    # One curve by hand: residuals of its observations at draw (1, 2).
+    c, d = 4, layout.curve_domain[4]
+    obs = data.observations.iloc[np.flatnonzero(layout.obs_curve == c)]
+    p = {k: float(post[k][1, 2, d]) for k in ("log_floor", "log_reducible", "alpha", "beta")}
+    x = np.log(obs["step"].to_numpy() / 5000.0)
+    e = np.log(obs["loss"].to_numpy()) - bimix_log_loss(layout.curve_log_r[c], x, **p)
+    assert plain.s1[1, 2, c] == pytest.approx(e.sum(), rel=1e-12)
+    assert plain.s2[1, 2, c] == pytest.approx((e**2).sum(), rel=1e-12)
+    slope = curve_residual_sums(post, layout, with_slope=True)
+    assert slope.sxe[1, 2, c] == pytest.approx((x * e).sum(), rel=1e-12)
+    assert np.all(slope.kappa == 0)  # no kappa in the posterior
+    sx, sxx = layout.x_sums()
+    assert np.array_equal(slope.slope(layout)[1], sx) and np.array_equal(
+        slope.slope(layout)[2], sxx
+    )
+    # kappa = 0: the slope conditional is the offset-only one
+    for family in ("normal", "student_t"):
+        a = plain.conditional(layout, family=family, nu=5.0)
+        b = slope.conditional(layout, family=family, nu=5.0)
+        assert a["mean"].shape == plain.s1.shape
+        assert np.allclose(a["mean"], b["mean"], rtol=1e-10)
+        assert np.allclose(a["var"], b["var"], rtol=1e-10)
+        assert np.allclose(b["slope_var"], 0) and "slope_var" not in a
+    no_tau = curve_residual_sums(post.drop_vars("tau"), layout)
+    assert np.all(no_tau.tau == 0)

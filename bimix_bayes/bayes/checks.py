@@ -1,15 +1,25 @@
-"""Prior and posterior predictive checks: replicated loss logs and a figure comparing them.
+"""Prior and posterior predictive checks: losses replicated from the model, against the observed.
 
 A replicate of the observed data draws, for every parameter draw, a fresh offset for each
-(run, domain) curve and fresh checkpoint noise, exactly as the model's likelihood says. The
-figure shows, per domain, each observation against the median of its replicates with the 90 %
-interval, and how many observations that interval covers (about 90 % for a model that fits).
+(run, domain) curve and fresh checkpoint noise, exactly as the model's likelihood says. A check
+returns the replicates, each observation beside the median of its replicates and their 90 %
+interval, and per domain how many observations that interval covers (about 90 % for a model that
+fits). Drawing it is left to the report (``predictive_check_figure`` in ``report/figures.py``).
 
 Examples
 --------
->>> check = posterior_predictive_check(idata)  # doctest: +SKIP
->>> check.coverage  # doctest: +SKIP
->>> check.figure.savefig("ppc.png")  # doctest: +SKIP
+>>> fit = idata.copy()
+>>> check = posterior_predictive_check(fit)
+>>> check.draws.dims, check.draws.sizes["obs"]
+(('chain', 'draw', 'obs'), 600)
+>>> check.coverage["observations"].to_dict()
+{'web': 120, 'code': 120, 'books': 120, 'wiki': 120, 'math': 120}
+>>> bool(check.coverage["covered_90"].between(0.8, 1.0).all())
+True
+>>> list(check.intervals.columns)
+['run', 'step', 'domain', 'loss', 'median', 'lower_90', 'upper_90', 'covered']
+>>> "posterior_predictive" in fit.groups()  # the replicates are also stored in the fit
+True
 """
 
 from __future__ import annotations
@@ -23,15 +33,13 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
-from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
 
 from bimix_bayes.bayes.likelihood import CurveLayout, draw_offsets
 from bimix_bayes.bayes.model import BiMixModel, resolve_s_ref
 from bimix_bayes.bayes.persistence import data_from_idata, spec_from_idata
-from bimix_bayes.data.table import MixtureData
+from bimix_bayes.data.labels import interval_columns
+from bimix_bayes.data.table import OBS_COLUMNS, MixtureData
 from bimix_bayes.laws.bimix import bimix_log_loss
-from bimix_bayes.report.figures import plain
 
 __all__ = [
     "PredictiveCheck",
@@ -43,19 +51,52 @@ __all__ = [
 
 @dataclass
 class PredictiveCheck:
-    """Replicated losses (dims ``chain, draw, obs``), per-domain coverage and the figure."""
+    """What a predictive check found: the replicates and how well they cover the observations.
+
+    Attributes
+    ----------
+    draws
+        Replicated losses, dims ``chain, draw, obs`` (``obs`` in the order of the observations).
+    intervals
+        One row per observation: its ``run, step, domain, loss``, the replicates' ``median``
+        and central 90 % interval (``lower_90``, ``upper_90``), and whether that interval
+        ``covered`` the observed loss.
+    coverage
+        Per domain (in the data's order): ``observations`` and ``covered_90``, the share of them
+        inside their 90 % interval (about 0.9 for a model that fits).
+    title
+        What was replicated (the title of the check's figure in the report).
+    """
 
     draws: xr.DataArray
+    intervals: pd.DataFrame
     coverage: pd.DataFrame
-    figure: Figure
+    title: str
 
 
 def replicate_losses(
     params: xr.Dataset, layout: CurveLayout, family: str, nu: float, seed: int = 0
 ) -> np.ndarray:
-    """Replicated losses, shape (chain, draw, obs), from parameter draws (dims chain, draw, domain).
+    """Replicated losses of the observations, from parameter draws.
 
     Each (run, domain) curve gets a fresh offset per draw; each checkpoint fresh noise.
+
+    Parameters
+    ----------
+    params
+        Parameter draws (``log_floor``, ``log_reducible``, ``log_alpha``, ``log_beta``,
+        ``sigma`` and optionally ``tau``), dims ``chain, draw, domain``.
+    layout
+        The curves and checkpoints of the observations.
+    family, nu
+        The likelihood's family (``"normal"`` or ``"student_t"``) and its degrees of freedom.
+    seed
+        Seed of the offsets and the noise.
+
+    Returns
+    -------
+    numpy.ndarray
+        Losses, shape ``(chain, draw, obs)``.
     """
     rng = np.random.default_rng([seed, 3])
     d = layout.curve_domain
@@ -80,11 +121,15 @@ def replicate_losses(
 
 
 def _check(draws: np.ndarray, data: MixtureData, title: str) -> PredictiveCheck:
+    """Summarise replicates (chain, draw, obs) of ``data``'s observations as a check."""
     obs = data.observations
     loss = obs["loss"].to_numpy()
     flat = draws.reshape(-1, draws.shape[-1])
     lo, med, hi = np.quantile(flat, [0.05, 0.5, 0.95], axis=0)
     covered = (lo <= loss) & (loss <= hi)
+    lower, upper = interval_columns(0.9)
+    intervals = obs[list(OBS_COLUMNS)].reset_index(drop=True)
+    intervals = intervals.assign(median=med, **{lower: lo, upper: hi}, covered=covered)
     coverage = pd.DataFrame(
         {
             "observations": obs.groupby("domain").size(),
@@ -92,51 +137,31 @@ def _check(draws: np.ndarray, data: MixtureData, title: str) -> PredictiveCheck:
         }
     ).reindex(list(data.domains))
     da = xr.DataArray(draws, dims=("chain", "draw", "obs"), name="loss")
-    return PredictiveCheck(
-        draws=da, coverage=coverage, figure=_figure(obs, lo, med, hi, covered, data.domains, title)
-    )
-
-
-def _figure(obs, lo, med, hi, covered, domains, title):
-    n = len(domains)
-    cols = min(4, n)
-    rows = int(np.ceil(n / cols))
-    fig = Figure(figsize=(3.2 * cols, 3.0 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax, domain in zip(axes.flat, domains, strict=False):
-        sel = (obs["domain"] == domain).to_numpy()
-        y = obs["loss"].to_numpy()[sel]
-        ax.errorbar(
-            med[sel],
-            y,
-            xerr=[med[sel] - lo[sel], hi[sel] - med[sel]],
-            fmt="none",
-            ecolor="#9ab",
-            elinewidth=0.6,
-            alpha=0.6,
-        )
-        ax.scatter(med[sel], y, s=5, c=np.where(covered[sel], "#2a6", "#c33"), zorder=3)
-        span = [min(lo[sel].min(), y.min()), max(hi[sel].max(), y.max())]
-        ax.plot(span, span, color="#555", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        for axis in (ax.xaxis, ax.yaxis):
-            axis.set_minor_formatter(NullFormatter())
-        ax.set_title(f"{plain(domain)}: 90% covers {100 * covered[sel].mean():.0f}%", fontsize=9)
-        ax.set_xlabel("predicted loss (median)", fontsize=8)
-        ax.set_ylabel("observed loss", fontsize=8)
-        ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return PredictiveCheck(draws=da, intervals=intervals, coverage=coverage, title=title)
 
 
 def prior_predictive_check(
     data: MixtureData, spec: Any = None, draws: int = 500, seed: int = 0
 ) -> PredictiveCheck:
-    """Replicate the data from the prior: do the priors allow losses like the observed ones?"""
+    """Replicate the data from the prior: do the priors allow losses like the observed ones?
+
+    Parameters
+    ----------
+    data
+        The observations to replicate.
+    spec
+        The model spec (as :class:`~bimix_bayes.bayes.model.BiMixModel` takes it; None: the
+        default).
+    draws
+        Prior draws.
+    seed
+        Seed of the prior draws and the replicates.
+
+    Returns
+    -------
+    PredictiveCheck
+        Replicates with dims ``chain`` (one), ``draw`` and ``obs``.
+    """
     model = BiMixModel(spec)
     pm_model = model.build_model(data)
     with warnings.catch_warnings():
@@ -153,8 +178,20 @@ def posterior_predictive_check(
 ) -> PredictiveCheck:
     """Replicate the data from the posterior; also stored as ``idata.posterior_predictive``.
 
-    At most ``max_draws`` posterior draws (evenly thinned within each chain) are replicated, so
-    that memory stays bounded for long loss logs.
+    Parameters
+    ----------
+    idata
+        A fit; its ``posterior_predictive`` group is replaced (pass ``idata.copy()`` to keep it).
+    seed
+        Seed of the replicates.
+    max_draws
+        At most this many posterior draws (evenly thinned within each chain) are replicated, so
+        that memory stays bounded for long loss logs.
+
+    Returns
+    -------
+    PredictiveCheck
+        Replicates with the posterior's (thinned) ``chain`` and ``draw`` dims.
     """
     data = data_from_idata(idata)
     spec = spec_from_idata(idata)

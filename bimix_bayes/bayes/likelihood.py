@@ -57,6 +57,7 @@ from bimix_bayes.laws.bimix import bimix_log_loss
 
 __all__ = [
     "CurveLayout",
+    "CurveSums",
     "curve_log_likelihood",
     "curve_quadratic",
     "curve_residual_sums",
@@ -381,21 +382,69 @@ class CurveLayout:
         ]
 
 
+@dataclass(frozen=True)
+class CurveSums:
+    """What the likelihood needs of each curve, per posterior draw: shaped (chain, draw, curve).
+
+    Attributes
+    ----------
+    s1, s2
+        Sum and sum of squares of the curve's residuals (observed minus BiMix log loss).
+    sigma, tau
+        Noise sd and run-offset sd of the curve's domain (``tau`` is zero without run offsets).
+    sxe, kappa
+        The random-slope option: ``sum(x e)`` and the slope sd of the curve's domain; None when
+        the option is off.
+    """
+
+    s1: np.ndarray
+    s2: np.ndarray
+    sigma: np.ndarray
+    tau: np.ndarray
+    sxe: np.ndarray | None = None
+    kappa: np.ndarray | None = None
+
+    def slope(self, layout: CurveLayout) -> tuple[Any, Any, Any, Any] | None:
+        """``(sxe, sx, sxx, kappa)`` of :func:`curve_slope_quadratic`; None without slopes."""
+        if self.sxe is None:
+            return None
+        return (self.sxe, *layout.x_sums(), self.kappa)
+
+    def conditional(self, layout: CurveLayout, *, family: str, nu: float) -> dict[str, Any]:
+        """:func:`offset_conditional` of every curve; ``mean`` broadcast to the sums' shape."""
+        cond = offset_conditional(
+            self.s1,
+            self.s2,
+            layout.n,
+            self.sigma,
+            self.tau,
+            family=family,
+            nu=nu,
+            slope=self.slope(layout),
+        )
+        cond["mean"] = np.broadcast_to(cond["mean"], self.s1.shape)
+        return cond
+
+
 def curve_residual_sums(
     posterior: xr.Dataset, layout: CurveLayout, *, with_slope: bool = False
-) -> tuple[np.ndarray, ...]:
+) -> CurveSums:
     """Per draw and curve: ``S1``, ``S2`` of the residuals, and ``sigma``, ``tau`` of its domain.
 
     Arrays are shaped (chain, draw, curve). Draws are processed in chunks so that memory stays
-    bounded however long the loss logs are. With ``with_slope=True`` a fifth array follows:
-    ``Sxe = sum(x e)``, and a sixth, ``kappa`` of the curve's domain (the random-slope option).
+    bounded however long the loss logs are. With ``with_slope=True`` the sums also hold
+    ``Sxe = sum(x e)`` and ``kappa`` of the curve's domain (the random-slope option; zero when
+    the posterior has no ``kappa``).
     """
     d = layout.curve_domain
-    params = {
-        k: posterior[k].transpose("chain", "draw", "domain").to_numpy()[..., d]
-        for k in ("log_floor", "log_reducible", "alpha", "beta")
-    }
-    shape = params["alpha"].shape  # chain, draw, curve
+    shape = (posterior.sizes["chain"], posterior.sizes["draw"], len(d))
+
+    def by_curve(name: str) -> np.ndarray:
+        if name not in posterior:  # tau without run offsets, kappa without slopes
+            return np.zeros(shape)
+        return posterior[name].transpose("chain", "draw", "domain").to_numpy()[..., d]
+
+    params = {k: by_curve(k) for k in ("log_floor", "log_reducible", "alpha", "beta")}
     s1, s2 = np.empty(shape), np.empty(shape)
     sxe = np.empty(shape) if with_slope else None
     step = max(1, _CHUNK_VALUES // max(1, layout.x.size))
@@ -414,17 +463,11 @@ def curve_residual_sums(
             s1[sl], s2[sl] = e.sum(axis=-1), (e**2).sum(axis=-1)
             if sxe is not None:
                 sxe[sl] = (e * layout.x).sum(axis=-1)
-    sigma = posterior["sigma"].transpose("chain", "draw", "domain").to_numpy()[..., d]
-    tau = (
-        posterior["tau"].transpose("chain", "draw", "domain").to_numpy()[..., d]
-        if "tau" in posterior
-        else np.zeros_like(sigma)
+    return CurveSums(
+        s1=s1,
+        s2=s2,
+        sigma=by_curve("sigma"),
+        tau=by_curve("tau"),
+        sxe=sxe,
+        kappa=None if sxe is None else by_curve("kappa"),
     )
-    if sxe is None:
-        return s1, s2, sigma, tau
-    kappa = (
-        posterior["kappa"].transpose("chain", "draw", "domain").to_numpy()[..., d]
-        if "kappa" in posterior
-        else np.zeros_like(sigma)
-    )
-    return s1, s2, sigma, tau, sxe, kappa

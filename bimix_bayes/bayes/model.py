@@ -16,11 +16,17 @@ was made. Diagnostics are checked after every fit (:mod:`bimix_bayes.bayes.diagn
 
 Examples
 --------
->>> from bimix_bayes.data.simulate import simulate_default
->>> model = BiMixModel(spec={"sampler": {"draws": 100, "tune": 100, "chains": 2}})
->>> idata = model.fit(simulate_default(seed=0), seed=1)  # doctest: +SKIP
->>> idata.posterior["alpha"].dims  # doctest: +SKIP
+>>> spec = {"sampler": {"chains": 2, "draws": 200, "tune": 300}}
+>>> BiMixModel(spec).sampler_config["sampler"]["draws"]
+200
+>>> # model = BiMixModel(spec); model.fit(simulate_default(seed=1), seed=0) takes about 10 s;
+>>> # here ``model`` is that fit (5 domains, 12 runs).
+>>> model.posterior["alpha"].dims
 ('chain', 'draw', 'domain')
+>>> dict(model.posterior.sizes)
+{'chain': 2, 'draw': 200, 'domain': 5, 'run': 12}
+>>> model.diagnostics.draws, model.idata_.attrs["seed"]
+(400, 0)
 """
 
 from __future__ import annotations
@@ -342,12 +348,8 @@ class BiMixModel:
         for name in ("A", "B", "C"):
             post[name] = (post["alpha"].dims, np.asarray(getattr(paper, name)))
         lik = self.spec["likelihood"]
-        slope = None
-        if lik["run_slope"]:
-            s1, s2, sigma, tau, sxe, kappa = curve_residual_sums(post, layout, with_slope=True)
-            slope = (sxe, *layout.x_sums(), kappa)
-        else:
-            s1, s2, sigma, tau = curve_residual_sums(post, layout)
+        sums = curve_residual_sums(post, layout, with_slope=bool(lik["run_slope"]))
+        s1, s2, sigma, tau, slope = sums.s1, sums.s2, sums.sigma, sums.tau, sums.slope(layout)
         curve_ll = curve_log_likelihood(
             s1, s2, layout.n, sigma, tau, family=lik["family"], nu=lik["nu"], slope=slope
         )

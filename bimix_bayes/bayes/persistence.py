@@ -6,8 +6,20 @@ format version, a spec this version cannot read, or data that no longer match th
 
 Examples
 --------
->>> import tempfile, pathlib  # doctest: +SKIP
->>> save_fit(idata, "fit.nc"); idata = load_fit("fit.nc")  # doctest: +SKIP
+>>> import pathlib, tempfile
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> save_fit(idata, d / "fit.nc").name
+'fit.nc'
+>>> loaded = load_fit(d / "fit.nc")
+>>> bool(loaded.posterior["alpha"].equals(idata.posterior["alpha"]))
+True
+>>> data_from_idata(loaded).n_runs, spec_from_idata(loaded) == spec_from_idata(idata)
+(12, True)
+>>> diagnostics_from_idata(loaded) == diagnostics_from_idata(idata)
+True
+>>> save_fit(idata, d / "fit.pkl")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+ValueError: ...: a fit is saved as netCDF; use a .nc file name
 """
 
 from __future__ import annotations

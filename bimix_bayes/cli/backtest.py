@@ -8,7 +8,7 @@ Examples
 >>> import argparse
 >>> parser = argparse.ArgumentParser(prog="bimix")
 >>> sub = parser.add_subparsers(dest="command")
->>> add_commands(sub, lambda p: p.add_argument("data"))
+>>> add_commands(sub)
 >>> args = parser.parse_args(["backtest", "runs.csv", "--protocol", "horizon:0.5"])
 >>> args.protocol, args.method
 (Protocol(kind='horizon', value=0.5), 'both')
@@ -17,41 +17,53 @@ Examples
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from pathlib import Path
+import sys
 
-from bimix_bayes.cli.options import count, suffix
+from bimix_bayes.cli.options import (
+    DataOptions,
+    add_bootstrap,
+    add_out,
+    add_sampler_overrides,
+    add_seed,
+    count,
+    sampler_overrides,
+    suffix,
+)
 from bimix_bayes.evaluation.backtest import PROTOCOL_HELP, Protocol, ProtocolError, parse_protocol
 
-__all__ = ["add_commands", "cmd_backtest"]
+__all__ = ["add_commands", "cmd_backtest", "protocol_argument"]
 
 
-def _protocol(text: str) -> Protocol:
-    """argparse type: a parsed protocol (a bad string is a usage error, exit code 2)."""
+def protocol_argument(text: str) -> Protocol:
+    """argparse type: a parsed protocol (a bad string is a usage error, exit code 2).
+
+    Examples
+    --------
+    >>> protocol_argument("last-checkpoint")
+    Protocol(kind='last-checkpoint', value=None)
+    """
     try:
         return parse_protocol(text)
     except ProtocolError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def cmd_backtest(args: argparse.Namespace, load_data_from_args: Callable) -> int:
+def cmd_backtest(args: argparse.Namespace) -> int:
     """Run a backtest; print the metrics table; write the CSV files asked for.
 
     Returns 0. Data, spec and protocol problems raise (``DataError``, ``SpecError``,
     ``ProtocolError``: all ``ValueError``), which ``bimix`` turns into exit code 1 with one
     message on stderr; a malformed ``--protocol`` is a usage error (exit code 2).
     """
-    import sys
-
     from bimix_bayes.bayes.spec import load_spec
     from bimix_bayes.evaluation.backtest import backtest
 
-    data = load_data_from_args(args)
+    data = DataOptions.from_args(args).load(args.data)
     spec = None
-    overrides = {k: getattr(args, k, None) for k in ("draws", "tune", "chains")}
-    if args.spec is not None or any(v is not None for v in overrides.values()):
+    overrides = sampler_overrides(args)
+    if args.spec is not None or overrides:
         spec = load_spec(args.spec)
-        spec["sampler"].update({k: v for k, v in overrides.items() if v is not None})
+        spec["sampler"].update(overrides)
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr)
@@ -76,12 +88,9 @@ def cmd_backtest(args: argparse.Namespace, load_data_from_args: Callable) -> int
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) -> None:
-    """Register ``backtest`` on the ``bimix`` sub-parsers.
-
-    ``add_data_options`` adds DATA and the data-reading options (``cli._add_data_options``);
-    the command is called as ``args.func(args, load)`` (``needs_loader=True``), like ``fit``.
-    """
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``backtest`` on the ``bimix`` sub-parsers (DATA and the data-reading options of
+    :class:`~bimix_bayes.cli.options.DataOptions`, like ``fit``)."""
     p = sub.add_parser(
         "backtest",
         help="fit on part of the data, forecast the rest, and score the forecasts",
@@ -94,11 +103,11 @@ def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) ->
         "later ones), holdout-mixtures:K (fit K random runs, predict the others; --splits "
         "random splits).",
     )
-    add_data_options(p)
+    DataOptions.add_arguments(p)
     g = p.add_argument_group("backtest")
     g.add_argument(
         "--protocol",
-        type=_protocol,
+        type=protocol_argument,
         required=True,
         metavar="P",
         help=PROTOCOL_HELP,
@@ -109,28 +118,20 @@ def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) ->
         default="both",
         help="hierarchical Bayesian model, the paper's least squares, or both (default)",
     )
-    g.add_argument("--seed", type=int, default=0, help="seed of splits, sampler, bootstrap (0)")
+    add_seed(g, help="seed of splits, sampler, bootstrap (0)")
     g.add_argument(
         "--splits",
         type=count(1),
         default=5,
         help="random splits for holdout-mixtures (default 5)",
     )
-    g.add_argument(
-        "--bootstrap",
-        type=count(0),
-        default=200,
-        help="least-squares run-bootstrap resamples for its intervals (default 200)",
-    )
-    g.add_argument("--spec", type=Path, help="model spec (.toml/.yaml; default models/bimix.toml)")
-    g.add_argument("--draws", type=count(1), help="draws per chain (overrides the spec)")
-    g.add_argument("--tune", type=count(1), help="tuning steps per chain (overrides the spec)")
-    g.add_argument("--chains", type=count(1), help="chains (overrides the spec)")
-    g.add_argument("--out", type=suffix(".csv"), help="write the metrics table as CSV")
+    add_bootstrap(g, help="least-squares run-bootstrap resamples for its intervals (default 200)")
+    add_sampler_overrides(g)
+    add_out(g, ".csv", help="write the metrics table as CSV")
     g.add_argument(
         "--points", type=suffix(".csv"), help="write the per-point table (forecasts) as CSV"
     )
     g.add_argument(
         "--verbose", action="store_true", help="print one line per fit to stderr as it finishes"
     )
-    p.set_defaults(func=cmd_backtest, needs_loader=True)
+    p.set_defaults(func=cmd_backtest)

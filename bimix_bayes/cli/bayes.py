@@ -7,7 +7,7 @@ Examples
 >>> import argparse
 >>> parser = argparse.ArgumentParser(prog="bimix")
 >>> sub = parser.add_subparsers(dest="command")
->>> add_commands(sub, lambda p: p.add_argument("data"))
+>>> add_commands(sub)
 >>> parser.parse_args(["predict", "fit.nc", "--steps", "4e10"]).steps
 [40000000000.0]
 """
@@ -16,44 +16,52 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from bimix_bayes.bayes.spec import load_spec, merge_spec
-from bimix_bayes.cli.options import count, positive_float, probability, suffix
+from bimix_bayes.cli.errors import FitFailedError
+from bimix_bayes.cli.options import (
+    DataOptions,
+    add_bootstrap,
+    add_fit_argument,
+    add_out,
+    add_sampler_overrides,
+    add_seed,
+    positive_float,
+    probability,
+    sampler_overrides,
+)
 from bimix_bayes.data.files import atomic_write_with
 
 # The heavy modules (PyMC, ArviZ) are imported inside the commands, so that `bimix --help` and
 # the least-squares commands start fast.
 
-__all__ = ["FitFailedError", "add_commands"]
+__all__ = ["FitFailedError", "add_commands", "cmd_fit", "cmd_predict", "cmd_summary"]
 
-
-class FitFailedError(RuntimeError):
-    """``bimix fit --strict`` on a fit that failed its diagnostics (exit code 1)."""
+#: What the failed-fit banner (:meth:`~bimix_bayes.bayes.diagnostics.FitDiagnostics.banner`)
+#: says above the intervals these commands print.
+UNTRUSTED = "the intervals below cannot be trusted"
 
 
 def _fmt(value: float, lower: float, upper: float) -> str:
     return f"{value:.4g} [{lower:.4g}, {upper:.4g}]"
 
 
-FAILED_BANNER = (
-    "!!! THIS FIT FAILED ITS CONVERGENCE DIAGNOSTICS: the intervals below cannot be trusted !!!"
-)
-
-
 # ------------------------------------------------------------------------------ fit
-def cmd_fit(args: argparse.Namespace, load_data_from_args: Callable) -> int:
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Sample, print the diagnostics and the parameters, save the fit; returns 0.
+
+    Raises :class:`~bimix_bayes.cli.errors.FitFailedError` (exit code 1) with ``--strict`` when
+    the fit failed its diagnostics (the file is still written).
+    """
     from bimix_bayes.bayes.model import BiMixModel
     from bimix_bayes.bayes.summary import posterior_table
 
-    data = load_data_from_args(args)
+    data = DataOptions.from_args(args).load(args.data)
     spec = load_spec(args.spec)
-    for key in ("draws", "tune", "chains"):
-        if getattr(args, key) is not None:
-            spec["sampler"][key] = getattr(args, key)
+    spec["sampler"].update(sampler_overrides(args))
     if args.sampler is not None:
         spec["sampler"]["backend"] = args.sampler
     model = BiMixModel(merge_spec(spec))
@@ -79,8 +87,8 @@ def cmd_fit(args: argparse.Namespace, load_data_from_args: Callable) -> int:
     print(model.diagnostics_.report())
     table = posterior_table(idata, prob=0.94)
     print()
-    if not model.diagnostics_.passed:
-        print(FAILED_BANNER)
+    if banner := model.diagnostics_.banner(UNTRUSTED):
+        print(banner)
     print(_wide_parameter_table(table))
     print(f"\nwrote {args.out}")
     if args.strict and not model.diagnostics_.passed:
@@ -103,6 +111,7 @@ def _wide_parameter_table(table: pd.DataFrame) -> str:
 
 # ------------------------------------------------------------------------------ summary
 def cmd_summary(args: argparse.Namespace) -> int:
+    """Print a saved fit's provenance, diagnostics and parameters beside least squares."""
     from bimix_bayes.bayes.persistence import diagnostics_from_idata, load_fit
     from bimix_bayes.bayes.summary import comparison_table, posterior_table
 
@@ -125,8 +134,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
     )
     print(diag.report())
     print()
-    if not diag.passed:
-        print(FAILED_BANNER)
+    if banner := diag.banner(UNTRUSTED):
+        print(banner)
     p = args.prob
     table = comparison_table(idata, prob=p, n_bootstrap=args.bootstrap, seed=args.seed)
     rows = pd.DataFrame(
@@ -162,8 +171,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------ predict
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Forecast loss at ``--steps`` for observed runs or new mixtures; print and write it."""
     from bimix_bayes.bayes.forecast import interval_columns, predict
-    from bimix_bayes.bayes.persistence import load_fit
+    from bimix_bayes.bayes.persistence import diagnostics_from_idata, load_fit
     from bimix_bayes.data.loaders import read_mixtures
 
     idata = load_fit(args.fit)
@@ -184,8 +194,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.kind == "predictive"
         else "the BiMix curve itself (no run effects)"
     )
-    if not df.attrs["fit_passed"]:
-        print(FAILED_BANNER)
+    if banner := diagnostics_from_idata(idata).banner(UNTRUSTED):
+        print(banner)
     dist = "posterior predictive distribution" if args.kind == "predictive" else "posterior"
     print(f"forecast of {what}; step in {unit}; median and central intervals of the {dist}:")
     cols = ["mixture", "source", "step", "domain", "median"]
@@ -201,7 +211,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------ parser
-def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) -> None:
+def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``fit``, ``summary`` and ``predict`` on the ``bimix`` sub-parsers."""
     p = sub.add_parser(
         "fit",
@@ -209,21 +219,18 @@ def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) ->
         description="Sample the posterior of the hierarchical BiMix model (spec: priors, "
         "likelihood, sampler), check its convergence, and save it as netCDF.",
     )
-    add_data_options(p)
+    DataOptions.add_arguments(p)
     g = p.add_argument_group("fitting")
-    g.add_argument("--spec", type=Path, help="model spec (.toml/.yaml; default models/bimix.toml)")
-    g.add_argument("--out", type=suffix(".nc"), required=True, help="where to save the fit (.nc)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument("--draws", type=count(1), help="draws per chain (overrides the spec)")
-    g.add_argument("--tune", type=count(1), help="tuning steps per chain (overrides the spec)")
-    g.add_argument("--chains", type=count(1), help="chains (overrides the spec)")
+    add_out(g, ".nc", help="where to save the fit (.nc)", required=True)
+    add_seed(g)
+    add_sampler_overrides(g)
     g.add_argument("--sampler", choices=["nutpie", "pymc"], help="overrides the spec's backend")
     g.add_argument(
         "--strict",
         action="store_true",
         help="exit with an error (code 1) when the fit fails its diagnostics",
     )
-    p.set_defaults(func=cmd_fit, needs_loader=True)
+    p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser(
         "summary",
@@ -232,16 +239,11 @@ def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) ->
         "with credible intervals beside the paper's least-squares estimates and bootstrap "
         "intervals (refitted on the stored data).",
     )
-    p.add_argument("fit", type=Path, help="a fit saved by `bimix fit` (.nc)")
+    add_fit_argument(p)
     p.add_argument("--prob", type=probability, default=0.94, help="interval probability (0.94)")
-    p.add_argument(
-        "--bootstrap",
-        type=count(0),
-        default=200,
-        help="least-squares bootstrap resamples (default 200; 0 for none)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--out", type=suffix(".csv"), help="write the full table as CSV")
+    add_bootstrap(p, help="least-squares bootstrap resamples (default 200; 0 for none)")
+    add_seed(p, help="bootstrap seed (default 0)")
+    add_out(p, ".csv", help="write the full table as CSV")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser(
@@ -251,7 +253,7 @@ def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) ->
         "--mixture every observed run is continued to --steps; --mixture forecasts new mixtures "
         "instead (with a fresh run offset; add --runs to include observed runs too).",
     )
-    p.add_argument("fit", type=Path, help="a fit saved by `bimix fit` (.nc)")
+    add_fit_argument(p)
     p.add_argument(
         "--steps",
         type=positive_float,
@@ -278,6 +280,6 @@ def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) ->
         default="predictive",
         help="predictive: a new measurement (default); law: the curve itself",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the predictive draws")
-    p.add_argument("--out", type=suffix(".csv"), help="write the table as CSV")
+    add_seed(p, help="seed of the predictive draws")
+    add_out(p, ".csv", help="write the table as CSV")
     p.set_defaults(func=cmd_predict)

@@ -14,20 +14,40 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bimix_bayes.cli.options import domain_weights, objective, positive_float, probability, suffix
+from bimix_bayes.cli.options import (
+    add_fit_argument,
+    add_objective,
+    add_out,
+    add_seed,
+    domain_weights,
+    positive_float,
+    probability,
+)
 from bimix_bayes.data.files import atomic_write_text, atomic_write_with
 
-__all__ = ["add_commands", "baseline_argument"]
+if TYPE_CHECKING:
+    import pandas as pd
 
-FAILED_BANNER = (
-    "!!! this fit FAILED its convergence diagnostics (see `bimix summary`): do not trust the "
-    "ranking !!!"
+__all__ = ["add_commands", "add_decision_inputs", "baseline_argument", "cmd_optimize", "cmd_rank"]
+
+OBJECTIVE_HELP = (
+    "mean (expected loss, default), quantile:Q (e.g. quantile:0.9) or cvar:Q (the mean "
+    "of the worst 1-Q of posterior draws)"
 )
 
 
-def baseline_argument(text: str | None):
-    """A mixture file (its single row) or an observed run's name."""
+def baseline_argument(text: str | None) -> pd.Series | str | None:
+    """A mixture file (its single row) or an observed run's name.
+
+    Examples
+    --------
+    >>> baseline_argument("mix003")
+    'mix003'
+    >>> baseline_argument(None) is None
+    True
+    """
     if text is None:
         return None
     path = Path(text)
@@ -46,6 +66,7 @@ def baseline_argument(text: str | None):
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
+    """Recommend a mixture for ``--step``, print it, and write it with ``--out``; returns 0."""
     from bimix_bayes.bayes.persistence import load_fit
     from bimix_bayes.decision.constraints import load_constraints
     from bimix_bayes.decision.recommend import optimize
@@ -75,7 +96,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    from bimix_bayes.bayes.persistence import load_fit
+    """Rank ``--candidates`` at ``--step``, print the table, write it with ``--out``."""
+    from bimix_bayes.bayes.persistence import diagnostics_from_idata, load_fit
     from bimix_bayes.data.loaders import read_mixtures
     from bimix_bayes.decision.recommend import rank
 
@@ -89,8 +111,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
         domains=args.domains,
         prob=args.prob,
     )
-    if not table.attrs["fit_passed"]:
-        print(FAILED_BANNER)
+    if banner := diagnostics_from_idata(idata).banner("do not trust the ranking"):
+        print(banner)
     print(
         f"candidates ranked by {table.attrs['objective_label']} of the weighted loss at "
         f"{args.step:.6g} {idata.attrs.get('data_volume', 'steps')}; p_best: posterior "
@@ -104,20 +126,14 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
 
 def _add_objective_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("fit", type=Path, help="a fit saved by `bimix fit` (.nc)")
+    add_fit_argument(p)
     p.add_argument(
         "--step",
         type=positive_float,
         required=True,
         help="target step (or tokens, as in the fitted data)",
     )
-    p.add_argument(
-        "--objective",
-        type=objective,
-        default="mean",
-        help="mean (expected loss, default), quantile:Q (e.g. quantile:0.9) or cvar:Q (the mean "
-        "of the worst 1-Q of posterior draws)",
-    )
+    add_objective(p, help=OBJECTIVE_HELP)
     p.add_argument(
         "--weights",
         type=domain_weights,
@@ -125,6 +141,25 @@ def _add_objective_options(p: argparse.ArgumentParser) -> None:
         "keep 1, 0 leaves one out; default: plain mean)",
     )
     p.add_argument("--domains", nargs="+", metavar="DOMAIN", help="count only these domains")
+
+
+def add_decision_inputs(parser: argparse.ArgumentParser, as_in_optimize: bool = False) -> None:
+    """``--constraints`` and ``--baseline`` (help "as in `bimix optimize`" when
+    ``as_in_optimize``, for the commands that pass them on)."""
+    parser.add_argument(
+        "--constraints",
+        type=Path,
+        help="as in `bimix optimize`"
+        if as_in_optimize
+        else "TOML/YAML file of bounds, fixed shares and available tokens per domain",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="FILE|RUN",
+        help="as in `bimix optimize`"
+        if as_in_optimize
+        else "mixture file with one row, or the name of an observed run",
+    )
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -137,25 +172,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "(default: the observed run with the lowest objective).",
     )
     _add_objective_options(p)
-    p.add_argument(
-        "--constraints",
-        type=Path,
-        help="TOML/YAML file of bounds, fixed shares and available tokens per domain",
-    )
-    p.add_argument(
-        "--baseline",
-        metavar="FILE|RUN",
-        help="mixture file with one row, or the name of an observed run",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the predictive forecasts")
+    add_decision_inputs(p)
+    add_seed(p, help="seed of the predictive forecasts")
     p.add_argument(
         "--no-forecast", action="store_true", help="skip the per-domain predictive forecasts"
     )
-    p.add_argument(
-        "--out",
-        type=suffix(".json", ".csv"),
-        help="write everything as .json, or the per-domain table as .csv",
-    )
+    add_out(p, ".json", ".csv", help="write everything as .json, or the per-domain table as .csv")
     p.set_defaults(func=cmd_optimize)
 
     p = sub.add_parser(
@@ -174,5 +196,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--prob", type=probability, default=0.9, help="central interval probability (0.9)"
     )
-    p.add_argument("--out", type=suffix(".csv"), help="write the ranking as CSV")
+    add_out(p, ".csv", help="write the ranking as CSV")
     p.set_defaults(func=cmd_rank)

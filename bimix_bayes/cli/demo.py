@@ -13,6 +13,7 @@ From the shell: ``bimix demo`` (what ``make demo`` runs).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import warnings
@@ -20,11 +21,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from bimix_bayes.cli.options import add_seed, suffix
 from bimix_bayes.data.embedded import DEFAULT_STUDY, DESCRIPTION, default_metadata, load_default
 from bimix_bayes.data.files import atomic_write_text, atomic_write_with
 from bimix_bayes.leastsq.fit import ALL_DOMAINS, BiMixLeastSquares
 
-__all__ = ["run_demo"]
+__all__ = ["add_commands", "cmd_demo", "run_demo"]
 
 
 def _banner(data, meta) -> str:
@@ -134,3 +136,48 @@ def run_demo(
         "The recommendation was trained and measured: see reports/closed_loop.md (`bimix verify`)."
     )
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``bimix demo``: :func:`run_demo` with the command's options."""
+    return run_demo(
+        out_dir=args.out_dir, seed=args.seed, synthetic=args.synthetic, report=args.report
+    )
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``demo`` on the ``bimix`` sub-parsers.
+
+    Examples
+    --------
+    >>> sub = argparse.ArgumentParser(prog="bimix").add_subparsers(dest="command")
+    >>> add_commands(sub)
+    >>> sub.choices["demo"].parse_args(["--synthetic"]).out_dir
+    PosixPath('out/demo')
+    """
+    p = sub.add_parser(
+        "demo",
+        help="the main job on the default data, start to finish",
+        description="Run the full pipeline (least squares, a forecast backtest, the Bayesian "
+        "fit, forecasts, the recommended mixture, a ranking, the HTML report) on the embedded "
+        "real data: loss curves of tiny language models trained on 5 text domains by `bimix "
+        "study`. --synthetic runs it on simulated data scored against the known truth.",
+    )
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="simulated data with known parameters instead of the embedded study",
+    )
+    p.add_argument(
+        "--report",
+        type=suffix(".html"),
+        help="where to write the HTML report (default: OUT_DIR/report.html)",
+    )
+    p.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path("out/demo"),
+        help="folder for the demo's files (default out/demo)",
+    )
+    add_seed(p)
+    p.set_defaults(func=cmd_demo)

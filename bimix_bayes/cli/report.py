@@ -4,7 +4,7 @@ Examples
 --------
 >>> import argparse
 >>> sub = argparse.ArgumentParser().add_subparsers()
->>> add_commands(sub, lambda p, positional=True: None)
+>>> add_commands(sub)
 >>> sorted(sub.choices)
 ['report']
 """
@@ -14,25 +14,25 @@ from __future__ import annotations
 import argparse
 import shlex
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from bimix_bayes.cli.decide import baseline_argument
-from bimix_bayes.cli.options import count, objective, positive_float, suffix
+from bimix_bayes.cli.backtest import protocol_argument
+from bimix_bayes.cli.decide import add_decision_inputs, baseline_argument
+from bimix_bayes.cli.options import (
+    DataOptions,
+    add_bootstrap,
+    add_fit_argument,
+    add_objective,
+    add_out,
+    add_seed,
+    positive_float,
+)
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "cmd_report"]
 
 
-def _protocol(text: str):
-    from bimix_bayes.evaluation.backtest import parse_protocol
-
-    try:
-        return parse_protocol(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def cmd_report(args: argparse.Namespace, load_data_from_args: Callable) -> int:
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the HTML report of a fit (with ``--holdout`` and ``--backtest`` when given)."""
     from bimix_bayes.bayes.persistence import data_from_idata, load_fit
     from bimix_bayes.decision.constraints import load_constraints
     from bimix_bayes.evaluation.backtest import backtest
@@ -45,8 +45,7 @@ def cmd_report(args: argparse.Namespace, load_data_from_args: Callable) -> int:
     baseline = baseline_argument(args.baseline)
     holdout = None
     if args.holdout is not None:
-        args.data = args.holdout
-        holdout = load_data_from_args(args)
+        holdout = DataOptions.from_args(args).load(args.holdout)
     backtests = [
         backtest(
             data_from_idata(idata), p, method="both", seed=args.seed, n_bootstrap=args.bootstrap
@@ -72,7 +71,7 @@ def cmd_report(args: argparse.Namespace, load_data_from_args: Callable) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) -> None:
+def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``report`` on the ``bimix`` sub-parsers."""
     p = sub.add_parser(
         "report",
@@ -82,29 +81,26 @@ def add_commands(sub: argparse._SubParsersAction, add_data_options: Callable) ->
         "decision. --holdout marks and scores observations the fit did not see (read with the "
         "same options as `bimix fit`).",
     )
-    p.add_argument("fit", type=Path, help="a fit saved by `bimix fit` (.nc)")
-    p.add_argument("--out", type=suffix(".html"), required=True, help="the report (.html)")
+    add_fit_argument(p)
+    add_out(p, ".html", help="the report (.html)", required=True)
     p.add_argument(
         "--step",
         type=positive_float,
         help="target of the extrapolation and the decision (default: twice the last checkpoint)",
     )
     p.add_argument("--holdout", type=Path, help="held-out loss log (CSV/Parquet) to mark and score")
-    p.add_argument("--objective", type=objective, default="mean", help="as in `bimix optimize`")
-    p.add_argument("--constraints", type=Path, help="as in `bimix optimize`")
-    p.add_argument("--baseline", metavar="FILE|RUN", help="as in `bimix optimize`")
-    p.add_argument(
-        "--bootstrap", type=count(0), default=200, help="least-squares bootstrap resamples (200)"
-    )
+    add_objective(p)
+    add_decision_inputs(p, as_in_optimize=True)
+    add_bootstrap(p, help="least-squares bootstrap resamples (200)")
     p.add_argument(
         "--backtest",
         action="append",
-        type=_protocol,
+        type=protocol_argument,
         default=[],
         metavar="PROTOCOL",
         help="also backtest the fitted runs (last-checkpoint, horizon:F, holdout-mixtures:K; "
         "repeatable; Bayes and least squares) and show it; each refits the model",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and forecasts")
-    add_data_options(p, positional=False)
-    p.set_defaults(func=cmd_report, needs_loader=True, data=None)
+    add_seed(p, help="seed of the bootstrap and forecasts")
+    DataOptions.add_arguments(p, positional=False)
+    p.set_defaults(func=cmd_report)

@@ -1,9 +1,13 @@
-"""Loaders for the other public loss measurements: Ye et al.'s mixing-laws runs and RegMix.
+"""Readers for the public loss measurements used to check the package against reality.
 
-The files are never shipped (see ``../shared/datasets/README.md``); every function takes the
-datasets folder (:func:`bimix_bayes.data.public.find_datasets` finds it). The SlimPajama loader
-is :func:`bimix_bayes.data.public.load_slimpajama`.
+The files themselves are never shipped (several have no licence for redistribution; see
+``../shared/datasets/README.md``): every loader takes the folder that holds them, which
+:func:`find_datasets` finds through ``$BIMIX_SHARED_DATASETS`` or a ``shared/datasets`` folder
+beside the source checkout. (:mod:`bimix_bayes.data.public` re-exports :func:`find_datasets`
+and :func:`load_slimpajama`.)
 
+* :func:`load_slimpajama` reads the SlimPajama 7-domain runs of Shukor et al. (2025), one model
+  size, tokens as volume.
 * :func:`load_mixinglaws` reads Ye et al.'s tidy long files (``2Mix``, ``3Mix``, ``5Mix``) for one
   model size. In 2Mix/3Mix the training domains are the evaluation domains. 5Mix trains on five
   groups of Pile subsets and evaluates on the 22 subsets: the loss of a group is the
@@ -14,14 +18,14 @@ is :func:`bimix_bayes.data.public.load_slimpajama`.
 * :func:`load_regmix` reads RegMix's 1M-parameter runs (512 training + 256 test mixtures, one
   final loss per run and domain, no steps).
 
-Zero shares are frequent in both. The policy is the caller's (``zero_policy``, default
-``"drop"`` here: the observations of a domain in the runs that gave it no share are removed and
-counted in ``MixtureData.notes``; BiMix is undefined at r = 0).
+Zero shares are frequent in Ye et al.'s and RegMix's runs. The policy is the caller's
+(``zero_policy``, default ``"drop"`` here: the observations of a domain in the runs that gave it
+no share are removed and counted in ``MixtureData.notes``; BiMix is undefined at r = 0).
 
 Examples
 --------
->>> from bimix_bayes.data.public import find_datasets
 >>> root = find_datasets()
+>>> data = load_slimpajama(root, "122M") if root else None  # doctest: +SKIP
 >>> data = load_mixinglaws(root, "2Mix", "70M") if root else None  # doctest: +SKIP
 """
 
@@ -30,20 +34,27 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from bimix_bayes.data.loaders import load_data
 from bimix_bayes.data.table import DataError, MixtureData, ZeroPolicy
 
 __all__ = [
     "FIVE_MIX_GROUPS",
     "MIXINGLAWS_DIR",
     "REGMIX_DIR",
+    "SLIMPAJAMA_FILE",
+    "find_datasets",
     "load_mixinglaws",
     "load_regmix",
+    "load_slimpajama",
 ]
 
+SLIMPAJAMA_FILE = Path("dmsl_slimpajama_shukor2025") / "dmsl_llm_slimpajama.csv"
 MIXINGLAWS_DIR = Path("mixinglaws_ye2024")
 REGMIX_DIR = Path("regmix_liu2024")
 
@@ -70,6 +81,29 @@ FIVE_MIX_GROUPS: dict[str, tuple[str, ...]] = {
     "symbolic": ("DM_Mathematics", "Github"),
     "internet": ("Pile-CC", "OpenWebText2", "StackExchange", "Wikipedia_en"),
 }
+
+
+def find_datasets() -> Path | None:
+    """The public datasets folder: ``$BIMIX_SHARED_DATASETS``, else ``../shared/datasets``
+    beside the source checkout or the working directory; None when absent."""
+    env = os.environ.get("BIMIX_SHARED_DATASETS")
+    candidates = [Path(env)] if env else []
+    candidates += [
+        Path(__file__).resolve().parents[3] / "shared" / "datasets",
+        Path.cwd().parent / "shared" / "datasets",
+    ]
+    return next((p for p in candidates if p.is_dir()), None)
+
+
+def load_slimpajama(root: str | os.PathLike[str], size: str = "122M", **kwargs: Any) -> MixtureData:
+    """The SlimPajama 7-domain runs (Shukor et al. 2025) of one model size, tokens as volume.
+
+    Leaves out the out-of-domain ``openhermes`` loss (it has no proportion) and the duplicated
+    last checkpoint (19.998e9 and 20e9 tokens carry identical losses). Extra keyword arguments go
+    to :func:`~bimix_bayes.data.loaders.load_data`.
+    """
+    options = {"exclude_domains": ["openhermes"], "drop_repeated_checkpoints": True, **kwargs}
+    return load_data(Path(root) / SLIMPAJAMA_FILE, group_col="model_size", group=size, **options)
 
 
 def _need(path: Path) -> Path:
@@ -158,24 +192,15 @@ def load_mixinglaws(
         obs = raw.rename(columns={"eval_domain": "domain"})[["run", "step", "domain", "loss"]]
     mixtures = raw.drop_duplicates("run").set_index("run")[props]
     mixtures.columns = domains
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        data = MixtureData.from_frames(
-            mixtures,
-            obs.reset_index(drop=True),
-            volume="steps",
-            group=size,
-            source=f"{path} ({size})",
-            zero_policy=zero_policy,
-            epsilon=epsilon,
-        )
-    return MixtureData(
-        mixtures=data.mixtures,
-        observations=data.observations,
-        volume=data.volume,
-        group=data.group,
-        source=data.source,
-        notes=(*notes, *data.notes),
+    return _validated(
+        notes,
+        mixtures,
+        obs.reset_index(drop=True),
+        volume="steps",
+        group=size,
+        source=f"{path} ({size})",
+        zero_policy=zero_policy,
+        epsilon=epsilon,
     )
 
 
@@ -236,30 +261,34 @@ def load_regmix(
         .melt(id_vars="run", var_name="domain", value_name="loss")
         .assign(step=1e9)
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        data = MixtureData.from_frames(
-            mix.rename_axis("run"),
-            long[["run", "step", "domain", "loss"]],
-            volume="tokens",
-            group="1M",
-            source=f"{folder} (1M, train + test)",
-            zero_policy=zero_policy,
-            epsilon=epsilon,
-            sum_tol=1e-2,
-            min_steps=1,
-        )
     n_zero = int((mix[keep] == 0).to_numpy().sum())
     note = f"zero-share policy {zero_policy!r}: {n_zero} (run, domain) pairs have a zero share " + (
         "and their losses were dropped"
         if zero_policy == "drop"
         else f"set to {epsilon:g} (rows renormalised)"
     )
-    return MixtureData(
-        mixtures=data.mixtures,
-        observations=data.observations,
-        volume=data.volume,
-        group=data.group,
-        source=data.source,
-        notes=(note, *data.notes),
+    return _validated(
+        [note],
+        mix.rename_axis("run"),
+        long[["run", "step", "domain", "loss"]],
+        volume="tokens",
+        group="1M",
+        source=f"{folder} (1M, train + test)",
+        zero_policy=zero_policy,
+        epsilon=epsilon,
+        sum_tol=1e-2,
+        min_steps=1,
     )
+
+
+def _validated(
+    notes: list[str], mixtures: pd.DataFrame, observations: pd.DataFrame, **kwargs: Any
+) -> MixtureData:
+    """:meth:`MixtureData.from_frames` without its warnings, ``notes`` put before its own.
+
+    The loader's notes say what it changed; the validation's notes are kept but not shown.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = MixtureData.from_frames(mixtures, observations, **kwargs)
+    return replace(data, notes=(*notes, *data.notes))

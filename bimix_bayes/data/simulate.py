@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from bimix_bayes.data.labels import long_table
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.laws.bimix import PARAM_NAMES, PaperParams
 
@@ -137,17 +138,8 @@ def simulate(
     offset = rng.normal(0.0, run_sd, size=(len(mixtures), 1, len(domains)))
     noise = rng.normal(0.0, noise_sd, size=true.shape)
     loss = true * np.exp(offset + noise)
-    r, s, d = np.meshgrid(
-        np.arange(len(mixtures)), np.arange(len(steps_arr)), np.arange(len(domains)), indexing="ij"
-    )
-    observations = pd.DataFrame(
-        {
-            "run": np.asarray(mixtures.index.astype(str))[r.ravel()],
-            "step": steps_arr[s.ravel()],
-            "domain": np.asarray(domains, dtype=object)[d.ravel()],
-            "loss": loss.ravel(),
-        }
-    )
+    dims = {"run": mixtures.index.astype(str), "step": steps_arr, "domain": domains}
+    observations = long_table(dims, loss=loss)
     return MixtureData.from_frames(
         mixtures,
         observations,

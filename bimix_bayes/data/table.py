@@ -2,7 +2,8 @@
 
 Everything in the package consumes a :class:`MixtureData`, built either by the file loaders in
 :mod:`bimix_bayes.data.loaders` or directly from two pandas frames with
-:meth:`MixtureData.from_frames`. Both go through the same validation, once, at the door:
+:meth:`MixtureData.from_frames`. Both go through the same validation
+(:mod:`bimix_bayes.data.validate`), once, at the door:
 
 * ``mixtures``: one row per training run (index ``run``), one column per training domain, each a
   proportion in [0, 1]; each row sums to 1 within ``sum_tol`` (then renormalised exactly).
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -49,6 +50,8 @@ __all__ = [
     "DataWarning",
     "MixtureData",
     "ZeroPolicy",
+    "cell_examples",
+    "describe_locations",
     "prediction_shares",
     "to_numeric",
 ]
@@ -76,6 +79,18 @@ def describe_locations(where: Sequence[str], total: int | None = None) -> str:
     shown = ", ".join(where[:_MAX_EXAMPLES])
     more = total - min(len(where), _MAX_EXAMPLES)
     return shown + (f" (and {more} more)" if more > 0 else "")
+
+
+def cell_examples(mask: np.ndarray, describe: Callable[[int, int], str]) -> list[str]:
+    """``describe(i, j)`` of every True cell of a 2-D ``mask``, row by row (for messages).
+
+    Examples
+    --------
+    >>> cell_examples(np.array([[True, False], [False, True]]), lambda i, j: f"({i}, {j})")
+    ['(0, 0)', '(1, 1)']
+    """
+    rows, cols = np.nonzero(mask)
+    return [describe(int(i), int(j)) for i, j in zip(rows, cols, strict=True)]
 
 
 _MISSING_WORDS = frozenset({"", "nan", "na", "n/a", "null", "none", "<na>"})
@@ -131,11 +146,9 @@ def prediction_shares(mixtures: pd.DataFrame | pd.Series, domains: Sequence[str]
     shares = mixtures[list(domains)].astype(float)
     bad = ~((shares > 0) & (shares <= 1)).to_numpy()
     if bad.any():
-        rows, cols = np.nonzero(bad)
-        ex = [
-            f"{shares.index[i]!r}/{shares.columns[j]!r} = {shares.iat[i, j]:g}"
-            for i, j in zip(rows, cols, strict=True)
-        ]
+        ex = cell_examples(
+            bad, lambda i, j: f"{shares.index[i]!r}/{shares.columns[j]!r} = {shares.iat[i, j]:g}"
+        )
         raise DataError(
             f"mixture shares must lie in (0, 1] for prediction (BiMix is infinite "
             f"at r = 0): {describe_locations(ex)}"
@@ -236,8 +249,11 @@ class MixtureData:
         DataError
             On any problem, naming the source, the rows or columns, and how to fix it.
         """
-        _check_options(volume, zero_policy, epsilon, missing_policy, sum_tol)
-        v = _Validator(source, list(notes), run_locations or {})
+        # Imported here: the validation raises this module's errors.
+        from bimix_bayes.data.validate import Validator, check_options
+
+        check_options(volume, zero_policy, epsilon, missing_policy, sum_tol)
+        v = Validator(source, list(notes), run_locations or {})
         mixtures, observations = v.check_frames(mixtures, observations, locations)
         v.check_domains(mixtures, observations)
         mixtures = v.check_mixtures(mixtures, sum_tol)
@@ -377,255 +393,3 @@ class MixtureData:
                 f"{self.source}: too few distinct mixtures or {self.volume} to separate the "
                 "proportion effect from the step effect:\n  " + "\n  ".join(problems)
             )
-
-
-def _check_options(
-    volume: str, zero_policy: str, epsilon: float, missing_policy: str, sum_tol: float
-) -> None:
-    """Refuse invalid settings at once, before any data is looked at."""
-    if volume not in ("steps", "tokens"):
-        raise ValueError(f"volume must be 'steps' or 'tokens', got {volume!r}")
-    if zero_policy not in ("refuse", "drop", "epsilon"):
-        raise ValueError(f"zero_policy must be 'refuse', 'drop' or 'epsilon', got {zero_policy!r}")
-    if not 0 < epsilon < 1:
-        raise ValueError(f"epsilon must lie in (0, 1), got {epsilon!r}")
-    if missing_policy not in ("refuse", "drop"):
-        raise ValueError(f"missing_policy must be 'refuse' or 'drop', got {missing_policy!r}")
-    if not sum_tol >= 0:
-        raise ValueError(f"sum_tol must be >= 0, got {sum_tol!r}")
-
-
-class _Validator:
-    """The checks behind :meth:`MixtureData.from_frames`, with the source name and notes."""
-
-    def __init__(self, source: str, notes: list[str], run_locations: Mapping[str, str]) -> None:
-        self.source = source
-        self.notes = notes
-        self.run_locations = run_locations
-
-    def run_label(self, run: str) -> str:
-        where = self.run_locations.get(run)
-        return f"run {run!r}" + (f" ({where})" if where else "")
-
-    def fail(self, message: str) -> DataError:
-        return DataError(f"{self.source}: {message}")
-
-    def note(self, message: str) -> None:
-        self.notes.append(message)
-        warnings.warn(f"{self.source}: {message}", DataWarning, stacklevel=4)
-
-    def check_frames(
-        self, mixtures: pd.DataFrame, observations: pd.DataFrame, locations: Sequence[str] | None
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        missing = [c for c in OBS_COLUMNS if c not in observations.columns]
-        if missing:
-            raise self.fail(
-                f"observations lack column(s) {missing}; they need {list(OBS_COLUMNS)} "
-                f"(found {list(observations.columns)})"
-            )
-        if mixtures.shape[1] == 0:
-            raise self.fail("the mixture table has no domain columns")
-        obs = observations[list(OBS_COLUMNS)].copy()
-        if locations is None:
-            locations = [f"row {i + 1}" for i in range(len(obs))]
-        if len(locations) != len(obs):
-            raise ValueError("locations must have one entry per observation row")
-        obs["where"] = list(locations)
-        obs = obs.reset_index(drop=True)
-        obs["run"] = obs["run"].astype(str)
-        obs["domain"] = obs["domain"].astype(str)
-        mixtures = mixtures.copy()
-        mixtures.index = mixtures.index.astype(str)
-        mixtures.index.name = "run"
-        mixtures.columns = [str(c) for c in mixtures.columns]
-        if mixtures.index.has_duplicates:
-            dup = mixtures.index[mixtures.index.duplicated()].unique()
-            raise self.fail(
-                f"run id(s) appear twice in the mixture table: {describe_locations(dup)}"
-            )
-        for col in ("step", "loss"):
-            obs[col] = self._numeric(obs[col], f"column {col!r}", obs["where"])
-        for col in mixtures.columns:
-            where = [self.run_label(r) for r in mixtures.index]
-            mixtures[col] = self._numeric(mixtures[col], f"proportion of {col!r}", where)
-        return mixtures, obs
-
-    def _numeric(self, values: pd.Series, what: str, where: Sequence[str]) -> pd.Series:
-        return to_numeric(values, what, where, self.source)
-
-    def check_mixtures(self, mixtures: pd.DataFrame, sum_tol: float) -> pd.DataFrame:
-        values = mixtures.to_numpy(dtype=float)
-        for test, what in (
-            (~np.isfinite(values), "are missing or not finite"),
-            (values < 0, "are negative"),
-            (values > 1, "are greater than 1"),
-        ):
-            if test.any():
-                rows, cols = np.nonzero(test)
-                ex = [
-                    f"{self.run_label(mixtures.index[i])}, {mixtures.columns[j]!r} = "
-                    f"{values[i, j]:g}"
-                    for i, j in zip(rows, cols, strict=True)
-                ]
-                raise self.fail(
-                    f"{len(rows)} proportion(s) {what} ({describe_locations(ex)}); "
-                    "proportions must lie in [0, 1]"
-                )
-        sums = values.sum(axis=1)
-        off = np.abs(sums - 1.0)
-        bad = np.flatnonzero(off > sum_tol)
-        if bad.size:
-            ex = [f"{self.run_label(mixtures.index[i])} sums to {sums[i]:.6g}" for i in bad]
-            raise self.fail(
-                f"{bad.size} mixture(s) do not sum to 1 within tolerance {sum_tol:g} "
-                f"({describe_locations(ex)}); fix the proportions, check that every training "
-                "domain has a column, or raise the tolerance (sum_tol / --sum-tol)"
-            )
-        # Rows off by no more than float rounding are kept exactly as given.
-        fix = off > 1e-9
-        if fix.any():
-            self.note(
-                f"{int(fix.sum())} mixture(s) summed to within {sum_tol:g} of 1 (largest "
-                f"deviation {off.max():.2g}) and were renormalised to sum to 1"
-            )
-            mixtures = mixtures.copy()
-            mixtures.loc[fix] = values[fix] / sums[fix, None]
-        return mixtures
-
-    def check_observations(self, obs: pd.DataFrame, missing_policy: MissingPolicy) -> pd.DataFrame:
-        loss, step = obs["loss"].to_numpy(), obs["step"].to_numpy()
-        nan_loss = np.isnan(loss)
-        if nan_loss.any():
-            where = obs["where"][nan_loss]
-            if missing_policy == "drop":
-                self.note(
-                    f"dropped {int(nan_loss.sum())} observation(s) with a missing loss "
-                    f"({describe_locations(where)})"
-                )
-                obs = obs[~nan_loss].reset_index(drop=True)
-                loss, step = obs["loss"].to_numpy(), obs["step"].to_numpy()
-            else:
-                raise self.fail(
-                    f"{int(nan_loss.sum())} loss value(s) are missing/NaN "
-                    f"({describe_locations(where)}); fill them, remove those rows, or pass "
-                    "missing_policy='drop' (--missing drop) to drop them with a count"
-                )
-        checks = (
-            (np.isinf(loss), "loss value(s) are infinite"),
-            (loss <= 0, "loss value(s) are <= 0 (a cross-entropy loss is positive)"),
-            (~np.isfinite(step), "step value(s) are missing or not finite"),
-            (step <= 0, "step value(s) are <= 0 (the law needs s > 0; drop initial checkpoints)"),
-        )
-        for test, what in checks:
-            if test.any():
-                values = obs["loss"] if "loss" in what else obs["step"]
-                ex = [f"{w} ({v:g})" for w, v in zip(obs["where"][test], values[test], strict=True)]
-                raise self.fail(f"{int(test.sum())} {what}: {describe_locations(ex)}")
-        return obs
-
-    def check_domains(self, mixtures: pd.DataFrame, obs: pd.DataFrame) -> None:
-        unknown_runs = sorted(set(obs["run"]) - set(mixtures.index))
-        if unknown_runs:
-            raise self.fail(
-                f"{len(unknown_runs)} run(s) have losses but no mixture: "
-                f"{describe_locations(unknown_runs)}"
-            )
-        no_prop = [d for d in pd.unique(obs["domain"]) if d not in mixtures.columns]
-        if no_prop:
-            raise self.fail(
-                f"evaluation domain(s) {no_prop} have losses but no proportion column; BiMix maps "
-                f"each evaluation domain to the training domain of the same name (training "
-                f"domains: {list(mixtures.columns)}). Rename the columns so they match, or "
-                "exclude those domains (exclude_domains / --exclude-domain)"
-            )
-
-    def check_duplicates(self, obs: pd.DataFrame) -> pd.DataFrame:
-        key = ["run", "step", "domain"]
-        dup = obs.duplicated(key, keep=False)
-        if not dup.any():
-            return obs
-        groups = obs[dup].groupby(key, sort=False)
-        conflicting = groups["loss"].nunique() > 1
-        if conflicting.any():
-            ex = []
-            for k in conflicting[conflicting].index:
-                rows = groups.get_group(k)
-                ex.append(
-                    f"run {k[0]!r} step {k[1]:g} domain {k[2]!r}: "
-                    f"{' vs '.join(f'{x:g}' for x in rows['loss'])} "
-                    f"({' and '.join(rows['where'])})"
-                )
-            raise self.fail(
-                f"{int(conflicting.sum())} (run, step, domain) key(s) have different losses "
-                f"({describe_locations(ex)}). If the file holds several model sizes or seeds, "
-                "select one with a group column (group_col / --group-col); otherwise remove the "
-                "wrong rows"
-            )
-        n_extra = int(dup.sum() - groups.ngroups)
-        self.note(
-            f"merged {n_extra} exact duplicate observation row(s) (same run, step, domain "
-            f"and loss; e.g. {describe_locations(list(obs['where'][dup])[:2])})"
-        )
-        return obs.drop_duplicates(key).reset_index(drop=True)
-
-    def apply_zero_policy(
-        self, mixtures: pd.DataFrame, obs: pd.DataFrame, policy: ZeroPolicy, epsilon: float
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        rows = mixtures.index.get_indexer(obs["run"])
-        cols = mixtures.columns.get_indexer(obs["domain"])
-        zero = mixtures.to_numpy(dtype=float)[rows, cols] == 0
-        if not zero.any():
-            return mixtures, obs
-        pairs = obs.loc[zero, ["run", "domain"]].drop_duplicates()
-        ex = [f"run {r!r} / {d!r}" for r, d in pairs.itertuples(index=False)]
-        what = (
-            f"{int(zero.sum())} observation(s) in {len(pairs)} (run, domain) pair(s) have a "
-            f"zero share of their own domain ({describe_locations(ex)})"
-        )
-        if policy == "refuse":
-            raise self.fail(
-                f"{what}; BiMix's r^-alpha is infinite at r = 0. Choose zero_policy='drop' "
-                "(--zero-policy drop) to drop those observations, or 'epsilon' to replace zero "
-                "shares by a small epsilon and renormalise"
-            )
-        if policy == "drop":
-            self.note(f"dropped {what}")
-            return mixtures, obs[~zero].reset_index(drop=True)
-        # policy == "epsilon" (validated by _check_options)
-        is_zero = mixtures == 0
-        fixed = mixtures.mask(is_zero, epsilon)
-        fixed = fixed.div(fixed.sum(axis=1), axis=0)
-        self.note(
-            f"{what}: zero shares in {int(is_zero.any(axis=1).sum())} mixture(s) set "
-            f"to epsilon = {epsilon:g} and those mixtures renormalised"
-        )
-        return fixed, obs
-
-    def check_repeated_checkpoints(self, obs: pd.DataFrame, drop: bool) -> pd.DataFrame:
-        """Find runs whose last two checkpoints have identical losses in every domain."""
-        wide = obs.pivot_table(index=["run", "step"], columns="domain", values="loss")
-        repeated = []
-        for run, frame in wide.groupby(level="run", sort=False):
-            if len(frame) < 2:
-                continue
-            last, prev = frame.iloc[-1], frame.iloc[-2]
-            both = last.notna() & prev.notna()
-            if both.any() and np.array_equal(last[both].to_numpy(), prev[both].to_numpy()):
-                repeated.append((run, frame.index[-2][1], frame.index[-1][1]))
-        if not repeated:
-            return obs
-        ex = [f"run {r!r}: {a:g} and {b:g}" for r, a, b in repeated]
-        if drop:
-            self.note(
-                f"dropped the earlier of two checkpoints with identical losses in every "
-                f"domain in {len(repeated)} run(s) ({describe_locations(ex)})"
-            )
-            drop_keys = {(r, a) for r, a, _ in repeated}
-            keep = [(r, s) not in drop_keys for r, s in zip(obs["run"], obs["step"], strict=True)]
-            return obs[np.asarray(keep)].reset_index(drop=True)
-        self.note(
-            f"{len(repeated)} run(s) end with two checkpoints whose losses are identical in "
-            f"every domain ({describe_locations(ex)}): probably one checkpoint logged twice; "
-            "pass drop_repeated_checkpoints=True (--drop-repeated-checkpoints) to keep one"
-        )
-        return obs

@@ -36,7 +36,7 @@ from scipy.optimize import nnls
 
 from bimix_bayes._version import __version__
 from bimix_bayes.data.files import atomic_write_text
-from bimix_bayes.data.labels import ALL_DOMAINS
+from bimix_bayes.data.labels import ALL_DOMAINS, long_table
 from bimix_bayes.data.table import MixtureData, prediction_shares
 from bimix_bayes.laws.bimix import (
     IDENTIFIABLE_NAMES,
@@ -428,17 +428,7 @@ def _tidy(
         if draws is not None:
             draws = np.concatenate([draws, draws.mean(axis=-1, keepdims=True)], axis=-1)
         labels.append(ALL_DOMAINS)
-    m, s, d = np.meshgrid(
-        np.arange(len(mixture_ids)), np.arange(len(steps)), np.arange(len(labels)), indexing="ij"
-    )
-    out = pd.DataFrame(
-        {
-            "mixture": np.asarray(mixture_ids)[m.ravel()],
-            "step": steps[s.ravel()],
-            "domain": np.asarray(labels, dtype=object)[d.ravel()],
-            "loss": point.ravel(),
-        }
-    )
+    out = long_table({"mixture": mixture_ids, "step": steps, "domain": labels}, loss=point)
     if draws is not None:
         lo, hi = np.quantile(draws, [(1 - interval) / 2, (1 + interval) / 2], axis=0)
         out["lower"], out["upper"] = lo.ravel(), hi.ravel()

@@ -4,7 +4,7 @@
   joint, von Neumann entropy of each domain's text) and the mixtures they propose, no training
   needed (``bimix entropy``);
 * :mod:`~bimix_bayes.proxy.corpora`: text domains built from package registries
-  (``bimix corpora``);
+  (``bimix corpora``), from the sources and extractors of :mod:`~bimix_bayes.proxy.sources`;
 * :mod:`~bimix_bayes.proxy.tinygpt`: the model (needs the ``proxy`` extra: PyTorch);
 * :mod:`~bimix_bayes.proxy.trainer`: one training run on a mixture, per-domain validation loss
   at log-spaced checkpoints (``bimix train``);

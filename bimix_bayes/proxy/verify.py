@@ -40,7 +40,16 @@ import numpy as np
 import pandas as pd
 
 from bimix_bayes.data.files import atomic_write_text, atomic_write_with
-from bimix_bayes.leastsq.fit import ALL_DOMAINS
+from bimix_bayes.data.labels import ALL_DOMAINS, NEW, OBSERVED, interval_columns
+from bimix_bayes.evaluation.metrics import (
+    PROBS,
+    coverage,
+    inside,
+    interval_tag,
+    mean_relative_error,
+    relative_errors,
+    with_domain_mean,
+)
 
 __all__ = ["compare_forecasts", "verify"]
 
@@ -62,16 +71,15 @@ def compare_forecasts(forecast: pd.DataFrame, measured: pd.DataFrame) -> pd.Data
     >>> bool(row["in_50"]), round(float(row["relative_error"]), 4)
     (True, 0.0244)
     """
-    mean = measured.groupby(["run", "step"], as_index=False)["loss"].mean()
-    mean["domain"] = ALL_DOMAINS
-    measured = pd.concat([measured[["run", "step", "domain", "loss"]], mean], ignore_index=True)
+    measured = with_domain_mean(measured[["run", "step", "domain", "loss"]])
     measured = measured.assign(step=measured["step"].astype(float))
     table = forecast.rename(columns={"mixture": "run"}).merge(
         measured, on=["run", "step", "domain"], how="inner"
     )
-    table["relative_error"] = (table["median"] / table["loss"] - 1).abs()
-    for p in ("50", "90"):
-        table[f"in_{p}"] = table["loss"].between(table[f"lower_{p}"], table[f"upper_{p}"])
+    table["relative_error"] = relative_errors(table["loss"], table["median"])
+    for p in PROBS:
+        lower, upper = interval_columns(p)
+        table[f"in_{interval_tag(p)}"] = inside(table["loss"], table[lower], table[upper])
     return table
 
 
@@ -165,7 +173,7 @@ def verify(
             ["recommended"] + ([] if continued else [base_name]), list(data.domains)
         ],
         runs=[base_name] if continued else None,
-        prob=(0.5, 0.9),
+        prob=PROBS,
         seed=fit_seed,
         attach=False,
     )
@@ -189,21 +197,23 @@ def _summarise(table, rec, target, longest, seed, data) -> dict[str, Any]:
     beyond = table[table["step"] > longest]
 
     def scores(part: pd.DataFrame) -> dict[str, float]:
-        return {
+        row = {
             "points": len(part),
-            "mean_relative_error": float(part["relative_error"].mean()),
-            "coverage_50": float(part["in_50"].mean()),
-            "coverage_90": float(part["in_90"].mean()),
+            "mean_relative_error": mean_relative_error(part["loss"], part["median"]),
         }
+        for p in PROBS:
+            lower, upper = interval_columns(p)
+            row[f"coverage_{interval_tag(p)}"] = coverage(part["loss"], part[lower], part[upper])
+        return row
 
     per_domain = table[table["domain"] != ALL_DOMAINS]
     return {
         "target_step": target,
         "trained_steps_in_study": longest,
         "verification_seed": seed,
-        "baseline_forecast": "observed run continued"
-        if (table["source"] == "observed run").any()
-        else "new mixture",
+        "baseline_forecast": f"{OBSERVED} continued"
+        if (table["source"] == OBSERVED).any()
+        else NEW,
         "objective": rec.objective.name,
         "recommended": {k: float(v) for k, v in rec.mixture.items()},
         "baseline": {

@@ -17,17 +17,24 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from bimix_bayes.data.labels import interval_columns
+
+if TYPE_CHECKING:
+    from bimix_bayes.bayes.checks import PredictiveCheck
+
 __all__ = [
     "decision_figure",
     "extrapolation_figure",
     "forest_figure",
     "plain",
+    "predictive_check_figure",
     "to_data_uri",
 ]
 
@@ -50,8 +57,11 @@ def to_data_uri(fig: Figure, dpi: int = 110) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _grid(n: int, width: float = 3.4, height: float = 2.9) -> tuple[Figure, np.ndarray]:
-    cols = min(3, n)
+def _grid(
+    n: int, width: float = 3.4, height: float = 2.9, max_cols: int = 3
+) -> tuple[Figure, np.ndarray]:
+    """A figure of ``n`` panels of ``width`` x ``height`` inches, at most ``max_cols`` a row."""
+    cols = min(max_cols, n)
     rows = int(np.ceil(n / cols))
     fig = Figure(figsize=(width * cols, height * rows))
     axes = fig.subplots(rows, cols, squeeze=False)
@@ -205,5 +215,53 @@ def decision_figure(draws: pd.DataFrame, p_beats: float) -> Figure:
     right.set_xlabel("baseline minus recommended (> 0: recommended better)", fontsize=8)
     right.set_title(f"P(recommended beats baseline) = {p_beats:.3f}", fontsize=9)
     right.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def predictive_check_figure(check: PredictiveCheck) -> Figure:
+    """Per domain, each observation against the median of its replicates, with the 90 % interval
+    (green: inside it, red: outside) and the share of observations it covers.
+
+    ``check`` is :func:`bimix_bayes.bayes.checks.prior_predictive_check` or
+    :func:`~bimix_bayes.bayes.checks.posterior_predictive_check` output.
+
+    Examples
+    --------
+    >>> from bimix_bayes.bayes.checks import posterior_predictive_check
+    >>> fig = predictive_check_figure(posterior_predictive_check(idata.copy()))
+    >>> [ax.get_title().split(":")[0] for ax in fig.axes if ax.get_visible()]
+    ['web', 'code', 'books', 'wiki', 'math']
+    """
+    points = check.intervals
+    lower, upper = interval_columns(0.9)
+    domains = list(check.coverage.index)
+    fig, axes = _grid(len(domains), width=3.2, height=3.0, max_cols=4)
+    for ax, domain in zip(axes, domains, strict=False):
+        p = points[points["domain"] == domain]
+        lo, med, hi = (p[c].to_numpy() for c in (lower, "median", upper))
+        y = p["loss"].to_numpy()
+        covered = p["covered"].to_numpy(dtype=bool)
+        ax.errorbar(
+            med,
+            y,
+            xerr=[med - lo, hi - med],
+            fmt="none",
+            ecolor="#9ab",
+            elinewidth=0.6,
+            alpha=0.6,
+        )
+        ax.scatter(med, y, s=5, c=np.where(covered, "#2a6", "#c33"), zorder=3)
+        span = [min(lo.min(), y.min()), max(hi.max(), y.max())]
+        ax.plot(span, span, color="#555", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_title(f"{plain(domain)}: 90% covers {100 * covered.mean():.0f}%", fontsize=9)
+        ax.set_xlabel("predicted loss (median)", fontsize=8)
+        ax.set_ylabel("observed loss", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(check.title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -1,0 +1,183 @@
+"""What a forecast is about: its targets, the weights of the domain average, and run effects.
+
+A target is an **observed run** continued to more steps, or a **new mixture** never trained.
+Per posterior draw and domain each target has a run offset ``u``, a noise scale ``sqrt(W)``
+(``W`` the Student-t variance factor; 1 under Normal noise) and, with the opt-in random slope,
+a slope ``v`` (zero when the option is off). An observed run draws them from their conditional
+given the run's checkpoints (:meth:`~bimix_bayes.bayes.likelihood.CurveSums.conditional`), a new
+mixture fresh: ``u ~ N(0, tau^2)``, ``v ~ N(0, kappa^2)``, ``W ~ InvGamma(nu/2, nu/2)``.
+
+Examples
+--------
+>>> table, sources = forecast_targets(data, list(data.domains), new_mixtures, runs=["mix000"])
+>>> sources
+['observed run', 'new mixture', 'new mixture']
+>>> effects = run_effects(idata, data, table, sources, np.random.default_rng(0))
+>>> effects["offset"].dims
+('chain', 'draw', 'mixture', 'domain')
+>>> bool((effects["slope"] == 0).all())  # the random-slope option is off in this fit
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bimix_bayes.bayes.likelihood import CurveLayout, curve_residual_sums, draw_offsets_and_slopes
+from bimix_bayes.bayes.persistence import spec_from_idata
+from bimix_bayes.data.labels import ALL_DOMAINS, NEW, OBSERVED, WEIGHTED_DOMAINS
+from bimix_bayes.data.table import DataError, MixtureData, prediction_shares
+
+__all__ = ["domain_weights", "forecast_targets", "observed_conditional", "run_effects"]
+
+
+def forecast_targets(
+    data: MixtureData,
+    domains: Sequence[str],
+    mixtures: pd.DataFrame | pd.Series | None,
+    runs: Sequence[str] | None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Shares of every target (rows; observed runs first) and the source of each.
+
+    Parameters
+    ----------
+    data
+        The fitted data (its runs can be continued).
+    domains
+        The evaluation domains (the columns of the table).
+    mixtures
+        New mixtures: one row per mixture (the index names it), a column per domain.
+    runs
+        Observed runs to continue. With neither ``mixtures`` nor ``runs``: every observed run.
+
+    Returns
+    -------
+    tuple
+        The shares (one row per target, named by its index) and, per row, ``OBSERVED`` or
+        ``NEW``.
+    """
+    frames, sources = [], []
+    if runs is None and mixtures is None:
+        runs = list(data.runs)
+    if runs is not None:
+        unknown = [r for r in runs if r not in data.runs]
+        if unknown:
+            raise DataError(
+                f"run(s) {unknown} are not in the fitted data; observed runs: "
+                f"{list(data.runs)[:10]}{' ...' if data.n_runs > 10 else ''}"
+            )
+        frames.append(data.mixtures.loc[list(runs), list(domains)])
+        sources += [OBSERVED] * len(runs)
+    if mixtures is not None:
+        shares = prediction_shares(mixtures, domains)
+        shares.index = shares.index.astype(str)
+        frames.append(shares)
+        sources += [NEW] * len(shares)
+    if not sources:
+        raise DataError("nothing to forecast: give observed runs (runs=...) or new mixtures")
+    table = pd.concat(frames)
+    if table.index.has_duplicates:
+        dup = sorted(set(table.index[table.index.duplicated()]))
+        raise DataError(
+            f"mixture names must be unique; repeated: {dup} (an observed run and a "
+            "new mixture may not share a name)"
+        )
+    return table, sources
+
+
+def domain_weights(
+    domains: Sequence[str], weights: Mapping[str, float] | None
+) -> tuple[np.ndarray, str]:
+    """Normalised weights of the domain average and the label of its row.
+
+    Examples
+    --------
+    >>> domain_weights(["a", "b"], {"a": 3})
+    (array([1., 0.]), '(weighted mean of domains)')
+    """
+    if weights is None:
+        return np.full(len(domains), 1.0 / len(domains)), ALL_DOMAINS
+    unknown = sorted(set(weights) - set(domains))
+    if unknown:
+        raise DataError(f"weights for unknown domain(s) {unknown}; domains: {list(domains)}")
+    w = np.array([float(weights.get(d, 0.0)) for d in domains])
+    if np.any(w < 0) or not w.sum() > 0:
+        raise DataError("domain weights must be >= 0 with a positive sum")
+    return w / w.sum(), WEIGHTED_DOMAINS
+
+
+def observed_conditional(
+    idata: az.InferenceData, data: MixtureData
+) -> tuple[dict[str, Any], CurveLayout]:
+    """Conditional of each observed curve's offset (and slope, when on), per draw.
+
+    Returns the conditional of :meth:`~bimix_bayes.bayes.likelihood.CurveSums.conditional`
+    (arrays shaped (chain, draw, curve)) and the layout that names the curves.
+    """
+    lik = spec_from_idata(idata)["likelihood"]
+    layout = CurveLayout.from_data(data, float(idata.attrs["s_ref"]))
+    sums = curve_residual_sums(idata.posterior, layout, with_slope=bool(lik["run_slope"]))
+    return sums.conditional(layout, family=lik["family"], nu=lik["nu"]), layout
+
+
+def run_effects(
+    idata: az.InferenceData,
+    data: MixtureData,
+    table: pd.DataFrame,
+    sources: Sequence[str],
+    rng: np.random.Generator,
+) -> xr.Dataset:
+    """Draw each target's run effects: ``offset`` u, ``scale`` sqrt(W) and ``slope`` v.
+
+    Parameters
+    ----------
+    idata, data
+        The fit and its data (:func:`~bimix_bayes.bayes.persistence.data_from_idata`).
+    table, sources
+        The targets, from :func:`forecast_targets`.
+    rng
+        Consumed in a fixed order: the fresh effects of every target, then (when there are
+        observed runs) the conditional ones of every observed curve.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``offset``, ``scale`` and ``slope`` over (chain, draw, mixture, domain); ``slope`` is
+        zero without the random-slope option.
+    """
+    lik = spec_from_idata(idata)["likelihood"]
+    post = idata.posterior
+
+    def sd(name: str) -> np.ndarray:  # (chain, draw, 1, domain); zero when not in the model
+        if name not in post:
+            return np.zeros((post.sizes["chain"], post.sizes["draw"], 1, post.sizes["domain"]))
+        return post[name].transpose("chain", "draw", "domain").to_numpy()[:, :, None, :]
+
+    tau = sd("tau")
+    shape = (*tau.shape[:2], len(table), tau.shape[-1])
+    fresh: dict[str, Any] = {"mean": 0.0, "var": np.broadcast_to(tau**2, shape), "w": None}
+    if lik["family"] == "student_t":
+        fresh["w"] = (lik["nu"] / 2, lik["nu"] / 2)
+    if lik["run_slope"]:
+        slope_var = np.broadcast_to(sd("kappa") ** 2, shape)
+        fresh |= {"slope_mean": 0.0, "slope_var": slope_var, "cov": 0.0}
+    u, scale, v = draw_offsets_and_slopes(fresh, rng, shape)
+    if OBSERVED in sources:
+        cond, layout = observed_conditional(idata, data)
+        cu, cscale, cv = draw_offsets_and_slopes(cond, rng, cond["mean"].shape)
+        target = table.index.get_indexer([layout.runs[r] for r in layout.curve_run])
+        observed = np.asarray(sources) == OBSERVED
+        keep = (target >= 0) & observed[target]
+        at = (..., target[keep], layout.curve_domain[keep])
+        u[at], scale[at], v[at] = cu[..., keep], cscale[..., keep], cv[..., keep]
+    dims = ("chain", "draw", "mixture", "domain")
+    return xr.Dataset(
+        {"offset": (dims, u), "scale": (dims, scale), "slope": (dims, v)},
+        coords={"mixture": list(table.index)},
+    )

@@ -1,0 +1,220 @@
+"""Commands that make data rather than fit it: ``bimix simulate`` (a synthetic study drawn from
+the law) and ``bimix entropy`` (candidate mixtures from the domains' text, no training).
+
+Examples
+--------
+>>> import argparse
+>>> sub = argparse.ArgumentParser(prog="bimix").add_subparsers(dest="command")
+>>> add_simulate(sub)
+>>> add_entropy(sub)
+>>> sub.choices["simulate"].parse_args(["--out", "sim.csv"]).runs
+12
+>>> sub.choices["entropy"].parse_args(["web=web.txt", "code=src/"]).sources
+[('web', 'web.txt'), ('code', 'src/')]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bimix_bayes.cli.options import (
+    add_out,
+    add_seed,
+    count,
+    nonnegative_float,
+    positive_float,
+)
+from bimix_bayes.data.files import atomic_write_with
+from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
+from bimix_bayes.data.table import DataError
+
+__all__ = ["add_entropy", "add_simulate", "cmd_entropy", "cmd_simulate"]
+
+
+# ------------------------------------------------------------------------------ simulate
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Simulate loss curves and write them as a long CSV; returns 0."""
+    params = default_parameters() if args.params is None else _read_params(args.params)
+    mixtures = random_mixtures(
+        args.runs, list(params.index), seed=args.seed, min_share=args.min_share
+    )
+    steps = np.unique(np.round(np.geomspace(args.first_step, args.last_step, args.checkpoints)))
+    data = simulate(
+        params, mixtures, steps, noise_sd=args.noise_sd, run_sd=args.run_sd, seed=args.seed
+    )
+    atomic_write_with(args.out, lambda p: data.to_long().to_csv(p, index=False))
+    print(f"wrote {args.out}: {data.summary().replace('source: ', 'synthetic, ')}")
+    print("true parameters (convention C = 1):")
+    print(params.to_string())
+    return 0
+
+
+def _read_params(path: Path) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, index_col=0)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: could not be read as a CSV of parameters ({exc})") from exc
+    missing = [c for c in ("A", "alpha", "B", "beta", "C") if c not in table.columns]
+    if missing:
+        raise DataError(
+            f"{path}: parameter table lacks column(s) {missing}; it needs one row per "
+            "domain (first column: domain) and columns A, alpha, B, beta, C"
+        )
+    return table
+
+
+def add_simulate(sub: argparse._SubParsersAction) -> None:
+    """Register ``simulate`` on the ``bimix`` sub-parsers."""
+    p = sub.add_parser(
+        "simulate",
+        help="write a synthetic dataset drawn from the BiMix law",
+        description="Simulate loss curves from the BiMix law (log-normal noise "
+        "and a per-(run, domain) offset) and write them as a long CSV.",
+    )
+    add_out(p, ".csv", help="CSV file to write", required=True)
+    p.add_argument(
+        "--params",
+        type=Path,
+        help="CSV of true parameters: domain, A, alpha, B, beta, C (default: 5 built-in domains)",
+    )
+    p.add_argument("--runs", type=count(2), default=12, help="number of mixtures (default 12)")
+    p.add_argument(
+        "--min-share",
+        type=nonnegative_float,
+        default=0.02,
+        help="smallest share of any domain (default 0.02)",
+    )
+    p.add_argument(
+        "--first-step", type=positive_float, default=500.0, help="first checkpoint (default 500)"
+    )
+    p.add_argument(
+        "--last-step",
+        type=positive_float,
+        default=20_000.0,
+        help="last checkpoint (default 20000)",
+    )
+    p.add_argument(
+        "--checkpoints",
+        type=count(3),
+        default=10,
+        help="log-spaced checkpoints per run (default 10)",
+    )
+    p.add_argument(
+        "--noise-sd",
+        type=nonnegative_float,
+        default=0.01,
+        help="sd of the per-checkpoint noise on log loss (default 0.01)",
+    )
+    p.add_argument(
+        "--run-sd",
+        type=nonnegative_float,
+        default=0.005,
+        help="sd of the per-(run, domain) offset on log loss (default 0.005)",
+    )
+    add_seed(p)
+    p.set_defaults(func=cmd_simulate)
+
+
+# ------------------------------------------------------------------------------ entropy
+def _domain_source(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name.strip(), path.strip()
+
+
+def cmd_entropy(args: argparse.Namespace) -> int:
+    """Print the domains' entropies and the softmax mixtures; write them with ``--out``."""
+    from bimix_bayes.proxy.entropy import (
+        MEASURES,
+        domain_entropies,
+        entropy_mixtures,
+        write_mixtures,
+    )
+
+    sources = dict(args.sources)
+    if len(sources) != len(args.sources):
+        raise DataError("each domain name may appear only once")
+    measures = MEASURES if args.measure == "all" else (args.measure,)
+    table = domain_entropies(
+        sources,
+        measures=measures,
+        tokenizer=args.tokenizer,
+        chunk_size=args.chunk_size,
+        sample_chunks=args.sample_chunks,
+        correction=args.correction,
+        seed=args.seed,
+        text_field=args.text_field,
+    )
+    mixtures = entropy_mixtures(table, args.temperature)
+    print(
+        f"tokenizer: {table.attrs['tokenizer']}; chunks of {args.chunk_size} tokens; entropy "
+        f"in nats{'' if args.correction == 'none' else ' (Miller-Madow corrected)'}"
+        + (
+            f"; VNE on a sample of up to {args.sample_chunks} chunks per domain"
+            if "vne" in measures
+            else ""
+        )
+    )
+    shown = table.copy()
+    shown["tokens"] = shown["tokens"].map("{:,.0f}".format)
+    print(shown.to_string(float_format=lambda v: f"{v:.4f}"))
+    print(f"\nproportions: softmax(entropy / {args.temperature:g}) per measure (paper Eq. 13):")
+    print(mixtures.to_string(float_format=lambda v: f"{v:.4f}"))
+    if args.out is not None:
+        write_mixtures(mixtures, args.out)
+        print(f"\nwrote {args.out} (read by `bimix predict --mixture`)")
+    return 0
+
+
+def add_entropy(sub: argparse._SubParsersAction) -> None:
+    """Register ``entropy`` on the ``bimix`` sub-parsers."""
+    p = sub.add_parser(
+        "entropy",
+        help="candidate mixtures from the domains' text entropy (no training)",
+        description="Entropy proxies of BiMix (section 4): Shannon (se), conditional (ce), "
+        "joint (je) and von Neumann (vne) entropy of each domain's tokens, and the mixtures "
+        "softmax(entropy) gives. Text is streamed; memory stays bounded.",
+    )
+    p.add_argument(
+        "sources",
+        nargs="+",
+        type=_domain_source,
+        metavar="NAME=PATH",
+        help="a domain and its text: a file, a folder, a glob pattern or a .jsonl",
+    )
+    p.add_argument(
+        "--measure",
+        choices=["se", "ce", "je", "vne", "all"],
+        default="all",
+        help="which entropy (default all; the paper recommends ce)",
+    )
+    p.add_argument(
+        "--tokenizer",
+        default="byte",
+        help="byte (default), bpe (trained here on a sample), or a tokenizer file",
+    )
+    p.add_argument("--chunk-size", type=count(2), default=1024, help="tokens per chunk (1024)")
+    p.add_argument(
+        "--sample-chunks",
+        type=count(2),
+        default=500,
+        help="chunks sampled per domain for vne (default 500)",
+    )
+    p.add_argument(
+        "--correction",
+        choices=["none", "miller_madow"],
+        default="none",
+        help="small-sample correction of the plug-in entropies",
+    )
+    p.add_argument(
+        "--temperature", type=positive_float, default=1.0, help="softmax temperature (default 1)"
+    )
+    p.add_argument("--text-field", default="text", help="JSONL field holding the text")
+    add_seed(p, help="seed of the sampling (default 0)")
+    add_out(p, ".csv", help="write the mixtures as CSV")
+    p.set_defaults(func=cmd_entropy)

@@ -1,0 +1,341 @@
+"""The one-pass validation behind :meth:`MixtureData.from_frames`: options, checks and notes.
+
+:func:`check_options` refuses invalid settings before any data is looked at; a
+:class:`Validator` then checks the two frames in one pass (columns and numbers, domains,
+proportions, losses and steps, duplicates, zero shares, repeated checkpoints). Every problem
+raises a :class:`~bimix_bayes.data.table.DataError` naming the source, the rows and the fix;
+every change it makes is recorded in its ``notes`` and emitted as a
+:class:`~bimix_bayes.data.table.DataWarning`.
+
+:class:`ValidationOptions` names the keyword options of the validation, so that a loader can
+pass them on without repeating them.
+
+Examples
+--------
+>>> import pandas as pd
+>>> check_options("steps", "refuse", 1e-4, "refuse", 1e-3)
+>>> v = Validator("demo", [], {"r1": "line 2"})
+>>> v.check_mixtures(pd.DataFrame({"web": [1.2], "code": [-0.2]}, index=["r1"]), sum_tol=1e-3)
+Traceback (most recent call last):
+...
+bimix_bayes.data.table.DataError: demo: 1 proportion(s) are negative (run 'r1' (line 2), ...
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TypedDict
+
+import numpy as np
+import pandas as pd
+
+from bimix_bayes.data.table import (
+    OBS_COLUMNS,
+    DataError,
+    DataWarning,
+    MissingPolicy,
+    ZeroPolicy,
+    cell_examples,
+    describe_locations,
+    to_numeric,
+)
+
+__all__ = ["ValidationOptions", "Validator", "check_options"]
+
+
+class ValidationOptions(TypedDict, total=False):
+    """The keyword options of the validation (see :meth:`MixtureData.from_frames`)."""
+
+    zero_policy: ZeroPolicy
+    epsilon: float
+    sum_tol: float
+    missing_policy: MissingPolicy
+    drop_repeated_checkpoints: bool
+    min_mixtures: int
+    min_steps: int
+
+
+def check_options(
+    volume: str, zero_policy: str, epsilon: float, missing_policy: str, sum_tol: float
+) -> None:
+    """Refuse invalid settings at once, before any data is looked at.
+
+    Raises
+    ------
+    ValueError
+        Naming the setting and the values it accepts.
+
+    Examples
+    --------
+    >>> check_options("days", "refuse", 1e-4, "refuse", 1e-3)
+    Traceback (most recent call last):
+    ...
+    ValueError: volume must be 'steps' or 'tokens', got 'days'
+    """
+    if volume not in ("steps", "tokens"):
+        raise ValueError(f"volume must be 'steps' or 'tokens', got {volume!r}")
+    if zero_policy not in ("refuse", "drop", "epsilon"):
+        raise ValueError(f"zero_policy must be 'refuse', 'drop' or 'epsilon', got {zero_policy!r}")
+    if not 0 < epsilon < 1:
+        raise ValueError(f"epsilon must lie in (0, 1), got {epsilon!r}")
+    if missing_policy not in ("refuse", "drop"):
+        raise ValueError(f"missing_policy must be 'refuse' or 'drop', got {missing_policy!r}")
+    if not sum_tol >= 0:
+        raise ValueError(f"sum_tol must be >= 0, got {sum_tol!r}")
+
+
+class Validator:
+    """The checks behind :meth:`MixtureData.from_frames`, with the source name and notes.
+
+    Parameters
+    ----------
+    source
+        Names the data in every message (a file path, ``"simulated"``...).
+    notes
+        Collects, in words, every change the checks make (appended to in place).
+    run_locations
+        Where each run's mixture came from (``"line 3"``), for messages.
+    """
+
+    def __init__(self, source: str, notes: list[str], run_locations: Mapping[str, str]) -> None:
+        self.source = source
+        self.notes = notes
+        self.run_locations = run_locations
+
+    def run_label(self, run: str) -> str:
+        """``run 'a' (line 3)``: a run and where its mixture came from."""
+        where = self.run_locations.get(run)
+        return f"run {run!r}" + (f" ({where})" if where else "")
+
+    def fail(self, message: str) -> DataError:
+        """The :class:`DataError` to raise, its message prefixed with the source."""
+        return DataError(f"{self.source}: {message}")
+
+    def note(self, message: str) -> None:
+        """Record a change in ``notes`` and emit it as a :class:`DataWarning`."""
+        self.notes.append(message)
+        warnings.warn(f"{self.source}: {message}", DataWarning, stacklevel=4)
+
+    def check_frames(
+        self, mixtures: pd.DataFrame, observations: pd.DataFrame, locations: Sequence[str] | None
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Required columns, string ids, numeric cells, unique run ids; adds a ``where`` column."""
+        missing = [c for c in OBS_COLUMNS if c not in observations.columns]
+        if missing:
+            raise self.fail(
+                f"observations lack column(s) {missing}; they need {list(OBS_COLUMNS)} "
+                f"(found {list(observations.columns)})"
+            )
+        if mixtures.shape[1] == 0:
+            raise self.fail("the mixture table has no domain columns")
+        obs = observations[list(OBS_COLUMNS)].copy()
+        if locations is None:
+            locations = [f"row {i + 1}" for i in range(len(obs))]
+        if len(locations) != len(obs):
+            raise ValueError("locations must have one entry per observation row")
+        obs["where"] = list(locations)
+        obs = obs.reset_index(drop=True)
+        obs["run"] = obs["run"].astype(str)
+        obs["domain"] = obs["domain"].astype(str)
+        mixtures = mixtures.copy()
+        mixtures.index = mixtures.index.astype(str)
+        mixtures.index.name = "run"
+        mixtures.columns = [str(c) for c in mixtures.columns]
+        if mixtures.index.has_duplicates:
+            dup = mixtures.index[mixtures.index.duplicated()].unique()
+            raise self.fail(
+                f"run id(s) appear twice in the mixture table: {describe_locations(dup)}"
+            )
+        for col in ("step", "loss"):
+            obs[col] = self._numeric(obs[col], f"column {col!r}", obs["where"])
+        for col in mixtures.columns:
+            where = [self.run_label(r) for r in mixtures.index]
+            mixtures[col] = self._numeric(mixtures[col], f"proportion of {col!r}", where)
+        return mixtures, obs
+
+    def _numeric(self, values: pd.Series, what: str, where: Sequence[str]) -> pd.Series:
+        return to_numeric(values, what, where, self.source)
+
+    def check_mixtures(self, mixtures: pd.DataFrame, sum_tol: float) -> pd.DataFrame:
+        """Proportions in [0, 1], rows summing to 1 within ``sum_tol`` (then renormalised)."""
+        values = mixtures.to_numpy(dtype=float)
+        for test, what in (
+            (~np.isfinite(values), "are missing or not finite"),
+            (values < 0, "are negative"),
+            (values > 1, "are greater than 1"),
+        ):
+            if test.any():
+                ex = cell_examples(
+                    test,
+                    lambda i, j: (
+                        f"{self.run_label(mixtures.index[i])}, "
+                        f"{mixtures.columns[j]!r} = {values[i, j]:g}"
+                    ),
+                )
+                raise self.fail(
+                    f"{len(ex)} proportion(s) {what} ({describe_locations(ex)}); "
+                    "proportions must lie in [0, 1]"
+                )
+        sums = values.sum(axis=1)
+        off = np.abs(sums - 1.0)
+        bad = np.flatnonzero(off > sum_tol)
+        if bad.size:
+            ex = [f"{self.run_label(mixtures.index[i])} sums to {sums[i]:.6g}" for i in bad]
+            raise self.fail(
+                f"{bad.size} mixture(s) do not sum to 1 within tolerance {sum_tol:g} "
+                f"({describe_locations(ex)}); fix the proportions, check that every training "
+                "domain has a column, or raise the tolerance (sum_tol / --sum-tol)"
+            )
+        # Rows off by no more than float rounding are kept exactly as given.
+        fix = off > 1e-9
+        if fix.any():
+            self.note(
+                f"{int(fix.sum())} mixture(s) summed to within {sum_tol:g} of 1 (largest "
+                f"deviation {off.max():.2g}) and were renormalised to sum to 1"
+            )
+            mixtures = mixtures.copy()
+            mixtures.loc[fix] = values[fix] / sums[fix, None]
+        return mixtures
+
+    def check_observations(self, obs: pd.DataFrame, missing_policy: MissingPolicy) -> pd.DataFrame:
+        """Losses finite and > 0 (missing ones refused or dropped), steps finite and > 0."""
+        loss, step = obs["loss"].to_numpy(), obs["step"].to_numpy()
+        nan_loss = np.isnan(loss)
+        if nan_loss.any():
+            where = obs["where"][nan_loss]
+            if missing_policy == "drop":
+                self.note(
+                    f"dropped {int(nan_loss.sum())} observation(s) with a missing loss "
+                    f"({describe_locations(where)})"
+                )
+                obs = obs[~nan_loss].reset_index(drop=True)
+                loss, step = obs["loss"].to_numpy(), obs["step"].to_numpy()
+            else:
+                raise self.fail(
+                    f"{int(nan_loss.sum())} loss value(s) are missing/NaN "
+                    f"({describe_locations(where)}); fill them, remove those rows, or pass "
+                    "missing_policy='drop' (--missing drop) to drop them with a count"
+                )
+        checks = (
+            (np.isinf(loss), "loss value(s) are infinite"),
+            (loss <= 0, "loss value(s) are <= 0 (a cross-entropy loss is positive)"),
+            (~np.isfinite(step), "step value(s) are missing or not finite"),
+            (step <= 0, "step value(s) are <= 0 (the law needs s > 0; drop initial checkpoints)"),
+        )
+        for test, what in checks:
+            if test.any():
+                values = obs["loss"] if "loss" in what else obs["step"]
+                ex = [f"{w} ({v:g})" for w, v in zip(obs["where"][test], values[test], strict=True)]
+                raise self.fail(f"{int(test.sum())} {what}: {describe_locations(ex)}")
+        return obs
+
+    def check_domains(self, mixtures: pd.DataFrame, obs: pd.DataFrame) -> None:
+        """Every run with losses has a mixture; every evaluation domain a proportion column."""
+        unknown_runs = sorted(set(obs["run"]) - set(mixtures.index))
+        if unknown_runs:
+            raise self.fail(
+                f"{len(unknown_runs)} run(s) have losses but no mixture: "
+                f"{describe_locations(unknown_runs)}"
+            )
+        no_prop = [d for d in pd.unique(obs["domain"]) if d not in mixtures.columns]
+        if no_prop:
+            raise self.fail(
+                f"evaluation domain(s) {no_prop} have losses but no proportion column; BiMix maps "
+                f"each evaluation domain to the training domain of the same name (training "
+                f"domains: {list(mixtures.columns)}). Rename the columns so they match, or "
+                "exclude those domains (exclude_domains / --exclude-domain)"
+            )
+
+    def check_duplicates(self, obs: pd.DataFrame) -> pd.DataFrame:
+        """Merge exact duplicate observations; refuse a (run, step, domain) with two losses."""
+        key = ["run", "step", "domain"]
+        dup = obs.duplicated(key, keep=False)
+        if not dup.any():
+            return obs
+        groups = obs[dup].groupby(key, sort=False)
+        conflicting = groups["loss"].nunique() > 1
+        if conflicting.any():
+            ex = []
+            for k in conflicting[conflicting].index:
+                rows = groups.get_group(k)
+                ex.append(
+                    f"run {k[0]!r} step {k[1]:g} domain {k[2]!r}: "
+                    f"{' vs '.join(f'{x:g}' for x in rows['loss'])} "
+                    f"({' and '.join(rows['where'])})"
+                )
+            raise self.fail(
+                f"{int(conflicting.sum())} (run, step, domain) key(s) have different losses "
+                f"({describe_locations(ex)}). If the file holds several model sizes or seeds, "
+                "select one with a group column (group_col / --group-col); otherwise remove the "
+                "wrong rows"
+            )
+        n_extra = int(dup.sum() - groups.ngroups)
+        self.note(
+            f"merged {n_extra} exact duplicate observation row(s) (same run, step, domain "
+            f"and loss; e.g. {describe_locations(list(obs['where'][dup])[:2])})"
+        )
+        return obs.drop_duplicates(key).reset_index(drop=True)
+
+    def apply_zero_policy(
+        self, mixtures: pd.DataFrame, obs: pd.DataFrame, policy: ZeroPolicy, epsilon: float
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Zero own-domain shares: refuse, drop those observations, or set them to ``epsilon``."""
+        rows = mixtures.index.get_indexer(obs["run"])
+        cols = mixtures.columns.get_indexer(obs["domain"])
+        zero = mixtures.to_numpy(dtype=float)[rows, cols] == 0
+        if not zero.any():
+            return mixtures, obs
+        pairs = obs.loc[zero, ["run", "domain"]].drop_duplicates()
+        ex = [f"run {r!r} / {d!r}" for r, d in pairs.itertuples(index=False)]
+        what = (
+            f"{int(zero.sum())} observation(s) in {len(pairs)} (run, domain) pair(s) have a "
+            f"zero share of their own domain ({describe_locations(ex)})"
+        )
+        if policy == "refuse":
+            raise self.fail(
+                f"{what}; BiMix's r^-alpha is infinite at r = 0. Choose zero_policy='drop' "
+                "(--zero-policy drop) to drop those observations, or 'epsilon' to replace zero "
+                "shares by a small epsilon and renormalise"
+            )
+        if policy == "drop":
+            self.note(f"dropped {what}")
+            return mixtures, obs[~zero].reset_index(drop=True)
+        # policy == "epsilon" (validated by check_options)
+        is_zero = mixtures == 0
+        fixed = mixtures.mask(is_zero, epsilon)
+        fixed = fixed.div(fixed.sum(axis=1), axis=0)
+        self.note(
+            f"{what}: zero shares in {int(is_zero.any(axis=1).sum())} mixture(s) set "
+            f"to epsilon = {epsilon:g} and those mixtures renormalised"
+        )
+        return fixed, obs
+
+    def check_repeated_checkpoints(self, obs: pd.DataFrame, drop: bool) -> pd.DataFrame:
+        """Find runs whose last two checkpoints have identical losses in every domain."""
+        wide = obs.pivot_table(index=["run", "step"], columns="domain", values="loss")
+        repeated = []
+        for run, frame in wide.groupby(level="run", sort=False):
+            if len(frame) < 2:
+                continue
+            last, prev = frame.iloc[-1], frame.iloc[-2]
+            both = last.notna() & prev.notna()
+            if both.any() and np.array_equal(last[both].to_numpy(), prev[both].to_numpy()):
+                repeated.append((run, frame.index[-2][1], frame.index[-1][1]))
+        if not repeated:
+            return obs
+        ex = [f"run {r!r}: {a:g} and {b:g}" for r, a, b in repeated]
+        if drop:
+            self.note(
+                f"dropped the earlier of two checkpoints with identical losses in every "
+                f"domain in {len(repeated)} run(s) ({describe_locations(ex)})"
+            )
+            drop_keys = {(r, a) for r, a, _ in repeated}
+            keep = [(r, s) not in drop_keys for r, s in zip(obs["run"], obs["step"], strict=True)]
+            return obs[np.asarray(keep)].reset_index(drop=True)
+        self.note(
+            f"{len(repeated)} run(s) end with two checkpoints whose losses are identical in "
+            f"every domain ({describe_locations(ex)}): probably one checkpoint logged twice; "
+            "pass drop_repeated_checkpoints=True (--drop-repeated-checkpoints) to keep one"
+        )
+        return obs

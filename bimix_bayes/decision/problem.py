@@ -1,0 +1,149 @@
+"""The decision problem a fit poses: its loss surface over the training domains, the domain
+weights of the objective, and candidate mixtures checked against them.
+
+Shared by :func:`~bimix_bayes.decision.recommend.optimize` and
+:func:`~bimix_bayes.decision.rank.rank`; a fit that failed its convergence diagnostics is said
+here, once, with :meth:`~bimix_bayes.bayes.diagnostics.FitDiagnostics.warn_if_failed`.
+
+Examples
+--------
+>>> import numpy as np
+>>> surface = LossSurface(("web",), np.log([[3.0]]), np.array([[0.1]]), 1e4)
+>>> extend_surface(surface, ["web", "code"]).domains
+('web', 'code')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from bimix_bayes.bayes.diagnostics import FitDiagnostics
+from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata
+from bimix_bayes.data.table import DataError, MixtureData, prediction_shares
+from bimix_bayes.decision.surface import LossSurface, objective_weights
+
+if TYPE_CHECKING:
+    import arviz as az
+
+__all__ = ["candidate_shares", "extend_surface", "prepare", "training_domains"]
+
+
+def training_domains(
+    idata: az.InferenceData, surface: LossSurface
+) -> tuple[list[str], MixtureData]:
+    """The fit's training domains (its mixture columns) and its data.
+
+    Raises
+    ------
+    DataError
+        When an evaluation domain of ``surface`` has no training share.
+    """
+    data = data_from_idata(idata)
+    train = [str(c) for c in data.mixtures.columns]
+    missing = [d for d in surface.domains if d not in train]
+    if missing:
+        raise DataError(
+            f"evaluation domain(s) {missing} have no training share in the fitted data; BiMix "
+            "maps each evaluation domain to the training domain of the same name"
+        )
+    return train, data
+
+
+def extend_surface(surface: LossSurface, domains: Sequence[str]) -> LossSurface:
+    """The surface over all training ``domains``.
+
+    Those without an evaluation domain get a placeholder curve (``log K = alpha = 0``); they get
+    no weight in the objective, so it is never used.
+    """
+    if list(surface.domains) == list(domains):
+        return surface
+    idx = [surface.domains.index(d) if d in surface.domains else -1 for d in domains]
+    take = np.array([max(i, 0) for i in idx])
+    has = np.array([i >= 0 for i in idx])
+    return LossSurface(
+        tuple(domains),
+        np.where(has, surface.log_k[:, take], 0.0),
+        np.where(has, surface.alpha[:, take], 0.0),
+        surface.step,
+    )
+
+
+def prepare(
+    idata: az.InferenceData,
+    step: float,
+    weights: Mapping[str, float] | None,
+    domains: Sequence[str] | None,
+) -> tuple[FitDiagnostics, LossSurface, MixtureData, np.ndarray]:
+    """Fit check, the loss surface over training domains, and the domain weights.
+
+    Warns (a :class:`~bimix_bayes.bayes.diagnostics.FitWarning`) when the fit failed its
+    convergence diagnostics.
+
+    Parameters
+    ----------
+    idata
+        A fit.
+    step
+        The target step (or tokens).
+    weights, domains
+        The objective's domain weights and counted domains (:func:`objective_weights`).
+
+    Returns
+    -------
+    diagnostics, surface, data, w
+        The fit's diagnostics, its surface over every training domain, its data, and the
+        weight of each training domain (0 for those without an evaluation domain).
+    """
+    diag = diagnostics_from_idata(idata)
+    diag.warn_if_failed("choosing a mixture", stacklevel=4)
+    surface = LossSurface.from_idata(idata, step)
+    train, data = training_domains(idata, surface)
+    w_eval = dict(
+        zip(surface.domains, objective_weights(surface.domains, weights, domains), strict=True)
+    )
+    w = np.array([w_eval.get(d, 0.0) for d in train])
+    return diag, extend_surface(surface, train), data, w
+
+
+def candidate_shares(
+    mixtures: pd.DataFrame | pd.Series, train: Sequence[str], w: np.ndarray, what: str
+) -> pd.DataFrame:
+    """Shares of every training domain; counted domains (``w > 0``) must lie in (0, 1].
+
+    Parameters
+    ----------
+    mixtures
+        One row per mixture, a column per training domain (a Series is one mixture).
+    train, w
+        The training domains and their weights.
+    what
+        Names the mixtures in messages (``"the candidate mixtures"``).
+
+    Raises
+    ------
+    DataError
+        When a training domain is missing or a share is out of range.
+
+    Examples
+    --------
+    >>> candidate_shares(pd.Series({"a": 0.25, "b": 0.75}, name="m"), ["a", "b"],
+    ...                  np.array([1.0, 0.0]), "the mixture")
+          a     b
+    m  0.25  0.75
+    """
+    frame = mixtures.to_frame().T if isinstance(mixtures, pd.Series) else mixtures
+    missing = [d for d in train if d not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{what} lack(s) the training domain(s) {missing}; columns: {list(frame.columns)}"
+        )
+    counted = [d for d, wi in zip(train, w, strict=True) if wi > 0]
+    prediction_shares(frame, counted)  # checks (0, 1] and warns when rows do not sum to 1
+    shares = frame[list(train)].astype(float)
+    if (shares < 0).to_numpy().any():
+        raise DataError(f"{what}: shares must be non-negative")
+    return shares

@@ -1,0 +1,281 @@
+"""The posterior loss surface of a fit at one step, and its minimum for each posterior draw.
+
+For posterior draw ``d`` and evaluation domain ``i`` the BiMix loss at the target step ``s`` is
+``K_di * r_i**-alpha_di`` with ``K_di = A_di (B_di s**-beta_di + C_di)`` (the loss at share 1):
+:class:`LossSurface` holds ``log K`` and ``alpha`` over all draws. The objective of a mixture
+under one draw is the weighted sum over domains (:func:`objective_weights`; default the plain
+mean, as in the paper) ``O_d(r) = sum_i w_i K_di r_i**-alpha_di`` (:func:`weighted_loss`).
+
+For one draw the optimum has a semi-closed form: ``r_i = (w_i alpha_i K_i / lam)**(1/(1+alpha_i))``
+clipped to the bounds, with one scalar ``lam`` making the shares sum to 1
+(:func:`closed_form_optimum`, vectorised over draws: the spread of the per-draw optima says how
+stable the choice is). The constrained solver over all draws is
+:func:`bimix_bayes.decision.solver.solve`.
+
+Examples
+--------
+>>> import numpy as np
+>>> surface = LossSurface(("web", "code"), np.log([[3.0, 2.0]]), np.array([[0.1, 0.2]]), 1e4)
+>>> weighted_loss(surface, np.array([0.5, 0.5]), np.array([0.5, 0.5])).round(4).tolist()
+[2.7564]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bimix_bayes.data.table import DataError
+from bimix_bayes.laws.bimix import log_step_factor
+
+if TYPE_CHECKING:
+    import arviz as az
+
+__all__ = [
+    "MIN_SHARE",
+    "LossSurface",
+    "bisect_decreasing",
+    "closed_form_optimum",
+    "fill_uncounted",
+    "objective_weights",
+    "weighted_loss",
+]
+
+#: Shares of counted domains never go below this (BiMix is infinite at r = 0).
+MIN_SHARE = 1e-9
+
+
+@dataclass(frozen=True)
+class LossSurface:
+    """The posterior of the BiMix loss at one step, as a function of the mixture.
+
+    Attributes
+    ----------
+    domains
+        Evaluation domains.
+    log_k
+        ``(draws, domains)``: log of the loss at share 1, ``log K_di``.
+    alpha
+        ``(draws, domains)``: the mixture exponents.
+    step
+        The target step (or tokens).
+
+    Examples
+    --------
+    >>> s = LossSurface(("a", "b"), np.log([[2.0, 3.0]]), np.array([[0.1, 0.2]]), 1e3)
+    >>> s.losses(np.array([0.5, 0.5])).round(4).tolist()
+    [[2.1435, 3.4461]]
+    """
+
+    domains: tuple[str, ...]
+    log_k: np.ndarray
+    alpha: np.ndarray
+    step: float
+
+    @classmethod
+    def from_idata(cls, idata: az.InferenceData, step: float) -> LossSurface:
+        """The surface of a fit at ``step`` (in the fit's unit, steps or tokens)."""
+        if not (np.isfinite(step) and step > 0):
+            raise ValueError(f"the target step must be a positive number, got {step!r}")
+        post = idata.posterior
+        n = post.sizes["chain"] * post.sizes["draw"]
+
+        def flat(name: str) -> np.ndarray:
+            return post[name].transpose("chain", "draw", "domain").to_numpy().reshape(n, -1)
+
+        x = np.log(step / float(idata.attrs["s_ref"]))
+        log_k = log_step_factor(x, flat("log_floor"), flat("log_reducible"), flat("beta"))
+        domains = tuple(str(d) for d in post["domain"].to_numpy())
+        return cls(domains, log_k, flat("alpha"), float(step))
+
+    @property
+    def n_draws(self) -> int:
+        """Number of posterior draws (rows of ``log_k`` and ``alpha``)."""
+        return self.log_k.shape[0]
+
+    def losses(self, shares: np.ndarray) -> np.ndarray:
+        """Per-draw loss of each domain: ``(draws, domains)``, or ``(draws, m, domains)`` for an
+        ``(m, domains)`` array of mixtures."""
+        shares = np.asarray(shares, dtype=float)
+        with np.errstate(divide="ignore"):
+            log_r = np.log(shares)
+        if shares.ndim == 2:
+            return np.exp(self.log_k[:, None, :] - self.alpha[:, None, :] * log_r[None])
+        return np.exp(self.log_k - self.alpha * log_r)
+
+
+def weighted_loss(surface: LossSurface, weights: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Per draw, the weighted loss of a mixture: ``(draws,)``, or ``(draws, m)`` for ``m``
+    mixtures given as an ``(m, domains)`` array. Domains of zero weight may have zero share.
+
+    Examples
+    --------
+    >>> s = LossSurface(("a", "b"), np.log([[2.0, 3.0]]), np.array([[0.1, 0.2]]), 1e3)
+    >>> weighted_loss(s, np.array([1.0, 0.0]), np.array([1.0, 0.0])).tolist()
+    [2.0]
+    """
+    counted = np.asarray(weights) > 0
+    shares = np.asarray(shares, dtype=float)
+    sub = LossSurface(
+        tuple(np.asarray(surface.domains)[counted]),
+        surface.log_k[:, counted],
+        surface.alpha[:, counted],
+        surface.step,
+    )
+    return sub.losses(shares[..., counted]) @ np.asarray(weights)[counted]
+
+
+def objective_weights(
+    domains: Sequence[str],
+    weights: Mapping[str, float] | None = None,
+    counted: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Normalised domain weights of the objective: plain mean by default.
+
+    ``weights`` names the domains whose weight is not 1 (``{"code": 2}`` doubles code's
+    weight; ``0`` leaves a domain out). ``counted`` keeps only those domains.
+
+    Examples
+    --------
+    >>> objective_weights(["a", "b", "c"], counted=["a", "c"]).tolist()
+    [0.5, 0.0, 0.5]
+    >>> objective_weights(["a", "b"], weights={"a": 3}).tolist()
+    [0.75, 0.25]
+    """
+    domains = list(domains)
+    for what, names in (("weights", weights or {}), ("domains", counted or [])):
+        unknown = sorted(set(names) - set(domains))
+        if unknown:
+            raise DataError(f"{what}: unknown domain(s) {unknown}; the fit has {domains}")
+    if weights:
+        w = np.array([float(weights.get(d, 1.0)) for d in domains])
+    else:
+        w = np.ones(len(domains))
+    if counted is not None:
+        w = np.where(np.isin(domains, list(counted)), w, 0.0)
+    if np.any(~np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+        raise DataError(
+            "domain weights must be non-negative with at least one positive weight among the "
+            f"counted domains; got {dict(zip(domains, w.tolist(), strict=True))}"
+        )
+    return w / w.sum()
+
+
+# ============================================================================ closed form
+def bisect_decreasing(
+    total: Callable[[np.ndarray], np.ndarray],
+    target: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    iterations: int = 200,
+) -> np.ndarray:
+    """Vectorised bisection for ``total(t) = target`` with ``total`` non-increasing in ``t``.
+
+    Parameters
+    ----------
+    total
+        Maps an array of ``t`` (one per problem) to the totals, same shape.
+    target, lo, hi
+        Per problem: the total sought and a bracket of ``t`` (``total(lo) >= target >=
+        total(hi)``).
+    iterations
+        At most this many halvings (it stops early at relative precision 1e-15).
+
+    Examples
+    --------
+    >>> t = bisect_decreasing(lambda t: -t, np.array([-2.0]), np.array([0.0]), np.array([5.0]))
+    >>> t.round(9).tolist()
+    [2.0]
+    """
+    lo, hi = lo.astype(float).copy(), hi.astype(float).copy()
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        above = total(mid) > target
+        lo = np.where(above, mid, lo)
+        hi = np.where(above, hi, mid)
+        if np.all(hi - lo <= 1e-15 * np.maximum(1.0, np.abs(mid))):
+            break
+    return 0.5 * (lo + hi)
+
+
+def closed_form_optimum(
+    k: np.ndarray,
+    alpha: np.ndarray,
+    lower: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
+    budget: float = 1.0,
+) -> np.ndarray:
+    """Minimiser of ``sum_i k_i r_i**-alpha_i`` on ``{lower <= r <= upper, sum r = budget}``.
+
+    The semi-closed form: ``r_i = clip((alpha_i k_i / lam)**(1/(1+alpha_i)), lower_i, upper_i)``
+    with the scalar ``lam`` found by bisection (on ``log lam``). ``k`` and ``alpha`` may carry
+    leading dimensions (one problem per row, e.g. per posterior draw); ``k`` already includes any
+    domain weight. Domains with ``k = 0`` stay at their lower bound.
+
+    Examples
+    --------
+    >>> r = closed_form_optimum(np.array([1.0, 1.0]), np.array([0.5, 0.5]))
+    >>> r.round(6).tolist()
+    [0.5, 0.5]
+    >>> closed_form_optimum(np.array([1.0, 8.0]), np.array([1.0, 1.0])).round(6).tolist()
+    [0.261204, 0.738796]
+    """
+    k = np.asarray(k, dtype=float)
+    alpha = np.broadcast_to(np.asarray(alpha, dtype=float), k.shape)
+    n = k.shape[-1]
+    lower = np.zeros(n) if lower is None else np.asarray(lower, dtype=float)
+    upper = np.ones(n) * budget if upper is None else np.asarray(upper, dtype=float)
+    counted = k > 0
+    lo_eff = np.where(counted, np.maximum(lower, MIN_SHARE), lower)
+    with np.errstate(divide="ignore"):
+        log_ak = np.where(counted, np.log(alpha * k), -np.inf)
+    exponent = 1.0 / (1.0 + alpha)
+
+    def shares(log_lam: np.ndarray) -> np.ndarray:
+        r = np.exp((log_ak - log_lam[..., None]) * exponent)
+        return np.clip(r, lo_eff, upper)
+
+    # Bracket log(lam): below it every counted share is at its cap, above it at its floor.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at_cap = np.where(
+            counted, log_ak - (1 + alpha) * np.log(np.maximum(upper, MIN_SHARE)), np.inf
+        )
+        at_floor = np.where(counted, log_ak - (1 + alpha) * np.log(lo_eff), -np.inf)
+    left = at_cap.min(axis=-1) - 1.0
+    right = at_floor.max(axis=-1) + 1.0
+    log_lam = bisect_decreasing(
+        lambda t: shares(t).sum(axis=-1), np.full(left.shape, budget), left, right
+    )
+    r = shares(log_lam)
+    return fill_uncounted(r, counted, upper, budget)
+
+
+def fill_uncounted(
+    r: np.ndarray, counted: np.ndarray, upper: np.ndarray, budget: float
+) -> np.ndarray:
+    """When the counted domains are all capped, spread the rest over the uncounted ones.
+
+    Parameters
+    ----------
+    r
+        Shares (one row per problem), the counted ones already set.
+    counted
+        The domains whose shares are set; the others receive what ``r`` lacks of ``budget``,
+        in proportion to their room below ``upper``.
+
+    Examples
+    --------
+    >>> fill_uncounted(np.array([0.2, 0.0, 0.0]), np.array([True, False, False]),
+    ...                np.array([0.2, 1.0, 0.6]), 1.0).round(3).tolist()
+    [0.2, 0.5, 0.3]
+    """
+    short = budget - r.sum(axis=-1, keepdims=True)
+    if np.all(short <= 1e-12):
+        return r
+    room = np.where(counted, 0.0, upper - r)
+    total_room = room.sum(axis=-1, keepdims=True)
+    share = np.divide(short, total_room, out=np.zeros_like(short), where=total_room > 0)
+    return r + np.where(short > 1e-12, room * np.minimum(share, 1.0), 0.0)

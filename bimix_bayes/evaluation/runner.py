@@ -1,0 +1,320 @@
+"""Run a backtest: fit each method on the training part of every split, forecast the held-out
+points, and score them (:func:`backtest`).
+
+Both methods see the same training data: ``"bayes"`` (the hierarchical model,
+:class:`~bimix_bayes.bayes.model.BiMixModel`, forecasts from
+:func:`~bimix_bayes.bayes.forecast.predict`) and ``"ls"`` (the paper's least squares,
+:class:`~bimix_bayes.leastsq.fit.BiMixLeastSquares`). Data at a single step (a fixed budget) are
+fitted with the fixed-budget law instead: :class:`~bimix_bayes.bayes.fixed_budget.
+FixedBudgetConjugate` and :class:`~bimix_bayes.leastsq.fixed_budget.FixedBudgetLeastSquares`.
+
+Least-squares intervals are the run bootstrap of the fitted law (``n_bootstrap`` resamples of
+whole runs, each refitted) **plus** the residual noise of the fit: every bootstrap curve gets
+Normal noise on log loss with the domain's training RMSE. The bootstrap alone is the band of the
+curve, which would not cover a new measurement even when the law is right.
+
+Each method gives one table of points (:data:`POINT_COLUMNS`), scored by
+:func:`bimix_bayes.evaluation.metrics.score`.
+
+Examples
+--------
+>>> from bimix_bayes.data.simulate import simulate_default
+>>> result = backtest(simulate_default(seed=1), "last-checkpoint", method="ls", n_bootstrap=20)
+>>> bool(result.metrics.loc[("ls", "(all points)"), "mre"] < 0.05)
+True
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from bimix_bayes.bayes.spec import Spec
+from bimix_bayes.data.labels import ALL_DOMAINS, WEIGHTED_DOMAINS, interval_columns, long_table
+from bimix_bayes.data.table import MixtureData
+from bimix_bayes.evaluation.metrics import PROBS, score, with_domain_mean
+from bimix_bayes.evaluation.protocols import Protocol, parse_protocol
+from bimix_bayes.evaluation.result import BacktestResult
+from bimix_bayes.evaluation.splits import Split, fixed_budget, make_splits
+from bimix_bayes.leastsq.fit import BiMixLeastSquares, BootstrapWarning
+
+__all__ = ["POINT_COLUMNS", "backtest"]
+
+Method = Literal["bayes", "ls", "both"]
+
+#: Share given, for prediction only, to a domain a held-out mixture leaves out (BiMix is
+#: undefined at r = 0; those domains have no observations to score, see ``zero_policy``).
+_ZERO_STANDIN = 1e-12
+_INTERVALS = [name for p in PROBS for name in interval_columns(p)]
+
+#: Columns of a backtest's per-point table.
+POINT_COLUMNS = (
+    "method",
+    "split",
+    "run",
+    "domain",
+    "step",
+    "target",
+    "observed",
+    "predicted",
+    *_INTERVALS,
+    "lpd",
+)
+
+
+def _prediction_mixtures(
+    data: MixtureData, runs: Sequence[str], domains: Sequence[str]
+) -> pd.DataFrame:
+    shares = data.mixtures.loc[list(runs), list(domains)].astype(float)
+    return shares.where(shares > 0, _ZERO_STANDIN)
+
+
+def _with_mean(values: np.ndarray) -> np.ndarray:
+    """Append the mean over the last axis (domains) as one more domain."""
+    return np.concatenate([values, values.mean(axis=-1, keepdims=True)], axis=-1)
+
+
+def _intervals(draws: np.ndarray) -> dict[str, np.ndarray]:
+    """The central intervals of :data:`PROBS` over the first axis of ``draws``."""
+    bounds = {}
+    for p in PROBS:
+        lower, upper = interval_columns(p)
+        bounds[lower], bounds[upper] = np.quantile(draws, [(1 - p) / 2, (1 + p) / 2], axis=0)
+    return bounds
+
+
+def _scored(held: pd.DataFrame, dims: dict[str, Any], point: np.ndarray, bounds: dict):
+    """Held-out rows joined with the forecast table over ``dims`` (NaN where no interval)."""
+    columns = {name: bounds.get(name, np.nan) for name in _INTERVALS}
+    pred = long_table(dims, predicted=point, **columns)
+    out = held.merge(pred, on=["run", "step", "domain"], how="left", validate="many_to_one")
+    return out.rename(columns={"loss": "observed"})
+
+
+def _bayes_points(
+    split: Split, data: MixtureData, spec: Spec | Mapping[str, Any] | str | None, seed: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    from bimix_bayes.bayes.diagnostics import FitWarning
+    from bimix_bayes.bayes.forecast import log_predictive_density, predict
+    from bimix_bayes.bayes.model import BiMixModel
+
+    model = BiMixModel(spec)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        idata = model.fit(split.train, seed=seed, progress_bar=False)
+    domains = list(split.train.domains)
+    held = with_domain_mean(split.held, domains)
+    steps = np.sort(held["step"].unique())
+    # A run with any fitted checkpoint is continued (a domain curve it lacks gets a fresh
+    # offset inside predict); a run with none is a new mixture.
+    fitted_runs = set(split.train.runs)
+    obs_runs = sorted(set(held["run"]) & fitted_runs)
+    new_runs = sorted(set(held["run"]) - fitted_runs)
+    new_mix = _prediction_mixtures(data, new_runs, domains) if new_runs else None
+    frames = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if obs_runs:
+            frames.append(predict(idata, steps, runs=obs_runs, prob=PROBS, seed=seed, attach=False))
+        if new_runs:
+            frames.append(
+                predict(idata, steps, mixtures=new_mix, prob=PROBS, seed=seed, attach=False)
+            )
+    pred = pd.concat(frames, ignore_index=True).rename(columns={"mixture": "run"})
+    pred = pred.replace({"domain": {WEIGHTED_DOMAINS: ALL_DOMAINS}})
+    out = held.merge(pred, on=["run", "step", "domain"], how="left", validate="many_to_one")
+    out = out.rename(columns={"loss": "observed", "median": "predicted"})
+    per = out["domain"] != ALL_DOMAINS
+    lpd = np.full(len(out), np.nan)
+    pts = out.loc[per, ["run", "step", "domain", "observed"]].rename(
+        columns={"run": "mixture", "observed": "loss"}
+    )
+    lpd[per.to_numpy()] = log_predictive_density(idata, pts, mixtures=new_mix, seed=seed)
+    out["lpd"] = lpd
+    diag = model.diagnostics_
+    info = {
+        "seconds": time.perf_counter() - t0,
+        "passed": bool(diag.passed),
+        "max_rhat": float(diag.max_rhat),
+        "divergences": int(diag.divergences),
+    }
+    return out, info
+
+
+def _ls_points(
+    split: Split, data: MixtureData, n_bootstrap: int, seed: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BootstrapWarning)
+        fit = BiMixLeastSquares(n_bootstrap=n_bootstrap, seed=seed).fit(split.train)
+    domains = list(fit.domains_)
+    held = with_domain_mean(split.held, domains)
+    runs = list(dict.fromkeys(held["run"]))
+    shares = _prediction_mixtures(data, runs, domains).to_numpy()
+    log_r = np.log(shares)[:, None, :]
+    steps = np.sort(held["step"].unique())
+    log_s = np.log(steps)[None, :, None]
+
+    def curve(params: pd.DataFrame) -> np.ndarray:
+        return fit._identifiable(params, domains).log_loss(log_r, log_s)
+
+    point = _with_mean(np.exp(curve(fit.params_)))  # run x step x domain
+    bounds = {}
+    if fit.bootstrap_ is not None and not fit.bootstrap_.empty:
+        rng = np.random.default_rng([seed, 4])
+        rmse = fit.quality_.loc[domains, "rmse_log"].to_numpy()
+        reps = [
+            rep.set_index("domain")
+            for _, rep in fit.bootstrap_.groupby("replicate")
+            if set(domains) <= set(rep["domain"])
+        ]
+        draws = np.stack([curve(r) for r in reps])  # rep x run x step x domain
+        draws = np.exp(draws + rng.standard_normal(draws.shape) * rmse)
+        bounds = _intervals(_with_mean(draws))
+    dims = {"run": runs, "step": steps, "domain": [*domains, ALL_DOMAINS]}
+    out = _scored(held, dims, point, bounds).assign(lpd=np.nan)
+    return out, {"seconds": time.perf_counter() - t0}
+
+
+def _fixed_budget_points(
+    split: Split, data: MixtureData, method: str, n_bootstrap: int, seed: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The fixed-budget law at the single step of ``data`` (see :mod:`~bimix_bayes.leastsq.
+    fixed_budget` and :mod:`~bimix_bayes.bayes.fixed_budget`): ``ls`` intervals from the
+    bootstrap plus residual noise, ``bayes`` from the exact Student-t predictive (its point
+    forecast is the median of the draws)."""
+    from bimix_bayes.bayes.fixed_budget import FixedBudgetConjugate
+    from bimix_bayes.leastsq.fixed_budget import FixedBudgetLeastSquares
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng([seed, 5])
+    domains = list(split.train.domains)
+    held = with_domain_mean(split.held, domains)
+    runs = list(dict.fromkeys(held["run"]))
+    # every column, so that the shares sum to 1 (the models read the evaluation domains')
+    mixtures = _prediction_mixtures(data, runs, list(data.mixtures.columns))
+    n_draws = max(n_bootstrap, 400)
+    bounds: dict[str, np.ndarray] = {}
+    if method == "bayes":
+        model = FixedBudgetConjugate().fit(split.train)
+        draws = model.predictive_draws(mixtures, n_draws, rng)
+        point = np.median(draws, axis=0)
+        bounds = _intervals(_with_mean(draws))
+    else:
+        model = FixedBudgetLeastSquares(n_bootstrap=max(n_bootstrap, 1)).fit(split.train)
+        point = model.predict(mixtures).to_numpy()
+        if n_bootstrap:
+            bounds = _intervals(_with_mean(model.predictive_draws(mixtures, n_draws, rng)))
+    step = float(data.observations["step"].iloc[0])
+    dims = {"run": runs, "step": [step], "domain": [*domains, ALL_DOMAINS]}
+    expand = {k: v[:, None, :] for k, v in bounds.items()}
+    out = _scored(held, dims, _with_mean(point)[:, None, :], expand)
+    lpd = np.full(len(out), np.nan)
+    info: dict[str, Any] = {}
+    if method == "bayes":
+        pts = out.rename(columns={"run": "mixture", "observed": "loss"})
+        lpd = model.log_predictive_density(pts, mixtures)
+        info.update({"passed": True, "max_rhat": float("nan"), "divergences": 0})
+    out["lpd"] = lpd
+    return out, {"seconds": time.perf_counter() - t0, **info}
+
+
+def backtest(
+    data: MixtureData,
+    protocol: str | Protocol,
+    method: Method = "both",
+    seed: int = 0,
+    spec: Spec | Mapping[str, Any] | str | None = None,
+    n_bootstrap: int = 200,
+    n_splits: int = 5,
+    progress: Any = None,
+) -> BacktestResult:
+    """Fit each method on the training part of every split; score its forecasts of the rest.
+
+    Parameters
+    ----------
+    data
+        Validated runs and observations.
+    protocol
+        ``"last-checkpoint"``, ``"horizon:F"`` or ``"holdout-mixtures:K"`` (or a
+        :class:`~bimix_bayes.evaluation.protocols.Protocol`).
+    method
+        ``"bayes"``, ``"ls"`` or ``"both"``.
+    seed
+        Seed of the splits, the sampler and the bootstrap.
+    spec
+        Model spec of the Bayesian fits (a path, a mapping merged over the default, or None).
+    n_bootstrap
+        Least-squares run-bootstrap resamples (intervals); 0 for point forecasts only.
+    n_splits
+        Random splits of ``holdout-mixtures`` (ignored by the other protocols).
+    progress
+        Optional callable receiving one line per finished fit (e.g. ``print``).
+
+    Returns
+    -------
+    BacktestResult
+        The per-point table, its metrics (:func:`~bimix_bayes.evaluation.metrics.score`) and
+        one row per fit.
+
+    Examples
+    --------
+    >>> from bimix_bayes.data.simulate import simulate_default
+    >>> res = backtest(simulate_default(seed=1), "horizon:0.5", method="ls", n_bootstrap=20)
+    >>> sorted(res.metrics.index.get_level_values("domain").unique())[:2]
+    ['(all points)', '(mean of domains)']
+    """
+    protocol = parse_protocol(protocol)
+    if method not in ("bayes", "ls", "both"):
+        raise ValueError(f"method must be 'bayes', 'ls' or 'both', got {method!r}")
+    if n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
+    methods = ["bayes", "ls"] if method == "both" else [method]
+    splits = make_splits(data, protocol, seed=seed, n_splits=n_splits)
+    frames, fits = [], []
+    for split in splits:
+        for m in methods:
+            if fixed_budget(data):
+                pts, info = _fixed_budget_points(split, data, m, n_bootstrap, seed)
+            elif m == "bayes":
+                pts, info = _bayes_points(split, data, spec, seed)
+            else:
+                pts, info = _ls_points(split, data, n_bootstrap, seed)
+            frames.append(pts.assign(method=m, split=split.name))
+            fits.append({"method": m, "split": split.name, **info})
+            if progress is not None:
+                extra = "" if m == "ls" else (" (diagnostics FAILED)" if not info["passed"] else "")
+                progress(
+                    f"  {protocol} split {split.name}: {m} fitted and scored in "
+                    f"{info['seconds']:.1f} s{extra}"
+                )
+    points = pd.concat(frames, ignore_index=True)[list(POINT_COLUMNS)]
+    settings: dict[str, Any] = {
+        "protocol": str(protocol),
+        "methods": methods,
+        "seed": seed,
+        "splits": len(splits),
+        "n_bootstrap": n_bootstrap,
+    }
+    if fixed_budget(data):
+        settings["fixed_budget"] = True
+    elif "bayes" in methods:
+        from bimix_bayes.bayes.model import BiMixModel
+
+        cfg = BiMixModel(spec).spec["sampler"]
+        settings["sampler"] = f"{cfg['chains']} chains x {cfg['draws']} draws (+{cfg['tune']})"
+    return BacktestResult(
+        protocol=protocol,
+        points=points,
+        metrics=score(points),
+        data_summary=data.summary(),
+        settings=settings,
+        fits=pd.DataFrame(fits),
+    )

@@ -1,0 +1,386 @@
+"""The sections of the HTML report, one function each, returning that section's template context.
+
+:func:`bimix_bayes.report.html.build_report` prepares a :class:`ReportInputs` once (the fit, its
+data, diagnostics and spec, the least-squares fit beside it, the target step) and merges what the
+``section_*`` functions return into the context of ``templates/report.html.j2``:
+
+* :func:`section_header`: data source and hash, package versions, sampler, seed, wall time;
+* :func:`section_diagnostics`: pass/fail badges and the posterior summary;
+* :func:`section_fit`: observed vs fitted (the posterior predictive check);
+* :func:`section_extrapolation`: forecasts to the target step, held-out points and their scores;
+* :func:`section_parameters`: per-domain parameters beside least squares;
+* :func:`section_decision`: the recommended mixture against the baseline;
+* :func:`section_backtests`: how far to trust the forecasts (backtests on the same runs);
+* :func:`section_appendix`: the spec and the command that reproduces the report.
+
+Each section draws its figures with :mod:`~bimix_bayes.report.figures` (PNG data URIs) and
+formats its tables with :mod:`~bimix_bayes.report.tables` (escaped HTML).
+
+Examples
+--------
+>>> fit = ReportInputs.prepare(idata, step=None, n_bootstrap=0, seed=0)
+>>> fit.target == 2 * fit.max_step
+True
+>>> [b["name"] for b in section_diagnostics(fit)["badges"]]
+['max r-hat', 'min ESS bulk', 'min ESS tail', 'divergences', 'min BFMI']
+>>> section_appendix(fit, fit_path="fit.nc", objective="mean")["command"]
+'bimix report fit.nc --out report.html --step 40000'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from bimix_bayes._version import __version__
+from bimix_bayes.bayes.checks import posterior_predictive_check
+from bimix_bayes.bayes.diagnostics import FitDiagnostics
+from bimix_bayes.bayes.forecast import predict
+from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata, spec_from_idata
+from bimix_bayes.bayes.spec import Spec
+from bimix_bayes.bayes.summary import comparison_table, posterior_table
+from bimix_bayes.data.table import MixtureData
+from bimix_bayes.decision.constraints import MixtureConstraints
+from bimix_bayes.decision.recommend import optimize
+from bimix_bayes.evaluation.backtest import BacktestResult
+from bimix_bayes.leastsq.fit import BiMixLeastSquares, BootstrapWarning
+from bimix_bayes.report.figures import (
+    decision_figure,
+    extrapolation_figure,
+    forest_figure,
+    predictive_check_figure,
+    to_data_uri,
+)
+from bimix_bayes.report.tables import (
+    comparison_cells,
+    decision_cells,
+    diagnostic_badges,
+    html_table,
+)
+
+__all__ = [
+    "SECTIONS",
+    "ReportInputs",
+    "section_appendix",
+    "section_backtests",
+    "section_decision",
+    "section_diagnostics",
+    "section_extrapolation",
+    "section_fit",
+    "section_header",
+    "section_parameters",
+]
+
+#: The ``id`` of every section the report always has (``validation`` only with backtests).
+SECTIONS = ("header", "diagnostics", "fit", "extrapolation", "parameters", "decision", "appendix")
+#: Steps of the grid the extrapolation curves are drawn on.
+GRID_POINTS = 40
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """What several sections read, prepared once per report.
+
+    Attributes
+    ----------
+    idata
+        The fit.
+    data
+        Its fitted data.
+    diag
+        Its convergence diagnostics.
+    spec
+        Its model spec.
+    ls
+        The paper's least-squares fit of the same data (with its bootstrap when asked for).
+    target
+        The step the report extrapolates to and decides at.
+    seed
+        Seed of the predictive draws.
+    """
+
+    idata: az.InferenceData
+    data: MixtureData
+    diag: FitDiagnostics
+    spec: Spec
+    ls: BiMixLeastSquares
+    target: float
+    seed: int
+
+    @property
+    def max_step(self) -> float:
+        """The largest fitted step."""
+        return float(self.data.observations["step"].max())
+
+    @classmethod
+    def prepare(
+        cls,
+        idata: az.InferenceData,
+        *,
+        step: float | None,
+        n_bootstrap: int,
+        seed: int,
+        diag: FitDiagnostics | None = None,
+    ) -> ReportInputs:
+        """Read the fit's data, spec and diagnostics and fit least squares beside it.
+
+        Parameters
+        ----------
+        idata
+            The fit.
+        step
+            The target step (None: twice the largest fitted step).
+        n_bootstrap
+            Least-squares bootstrap resamples (0: none).
+        seed
+            Seed of the bootstrap and of the predictive draws.
+        diag
+            The fit's diagnostics, when already read.
+        """
+        data = data_from_idata(idata)
+        max_step = float(data.observations["step"].max())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BootstrapWarning)
+            ls = BiMixLeastSquares(
+                n_bootstrap=n_bootstrap, interval=0.9, seed=seed, s_ref=float(idata.attrs["s_ref"])
+            ).fit(data)
+        return cls(
+            idata=idata,
+            data=data,
+            diag=diag if diag is not None else diagnostics_from_idata(idata),
+            spec=spec_from_idata(idata),
+            ls=ls,
+            target=float(step) if step is not None else 2.0 * max_step,
+            seed=seed,
+        )
+
+
+def section_header(
+    fit: ReportInputs, fit_path: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """The page title and the fit's facts: data, sampler, wall time, package versions.
+
+    Parameters
+    ----------
+    fit
+        The prepared inputs.
+    fit_path
+        The fit file (None: "(in memory)").
+    """
+    data, attrs, post = fit.data, fit.idata.attrs, fit.idata.posterior
+    return {
+        "title": f"BiMix fit report: {data.source}",
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "version": __version__,
+        "fit_path": str(fit_path) if fit_path is not None else "(in memory)",
+        "data": {
+            "source": data.source,
+            "group": data.group,
+            "fingerprint": attrs.get("data_fingerprint", ""),
+            "volume": data.volume,
+            "observations": len(data.observations),
+            "runs": data.n_runs,
+            "domains": list(data.domains),
+            "steps": f"{data.observations['step'].min():.4g} to {fit.max_step:.4g}",
+            "notes": list(data.notes),
+        },
+        "sampler": {
+            "name": attrs.get("sampler", "?"),
+            "seed": attrs.get("seed", "?"),
+            "chains": post.sizes["chain"],
+            "draws": post.sizes["draw"],
+            "tune": fit.spec["sampler"].get("tune", "?"),
+            "wall": attrs.get("wall_seconds"),
+            "compile": attrs.get("compile_seconds"),
+            "sample": attrs.get("sample_seconds"),
+            "created": attrs.get("created", ""),
+            "spec_id": attrs.get("spec_id", ""),
+            "likelihood": fit.spec["likelihood"]["family"],
+        },
+        "versions": json.loads(attrs.get("package_versions", "{}")),
+    }
+
+
+def section_diagnostics(fit: ReportInputs) -> dict[str, Any]:
+    """The verdict, one pass/fail badge per convergence check, and the posterior summary."""
+    summary = posterior_table(fit.idata, prob=0.94)
+    return {
+        "diag": fit.diag,
+        "badges": diagnostic_badges(fit.diag),
+        "summary": html_table(summary.map(lambda v: f"{v:.4g}")),
+    }
+
+
+def section_fit(fit: ReportInputs) -> dict[str, Any]:
+    """Observed vs fitted: the posterior predictive check's figure and per-domain coverage."""
+    check = posterior_predictive_check(fit.idata.copy(), seed=fit.seed)
+    coverage = check.coverage.assign(covered_90=lambda t: (100 * t["covered_90"]).round(1))
+    return {
+        "ppc_figure": to_data_uri(predictive_check_figure(check)),
+        "ppc_coverage": html_table(
+            coverage.rename(columns={"covered_90": "inside the 90% interval (%)"})
+        ),
+    }
+
+
+def _representative_runs(data: MixtureData, runs: Sequence[str], k: int = 3) -> dict[str, list]:
+    """Per domain, up to ``k`` runs spanning that domain's share (lowest, middle, highest)."""
+    out = {}
+    shares = data.mixtures.loc[list(runs)]
+    for domain in data.domains:
+        order = shares[domain].sort_values(kind="stable").index.tolist()
+        picks = [order[0], order[len(order) // 2], order[-1]][:k] if order else []
+        out[domain] = list(dict.fromkeys(picks))
+    return out
+
+
+def section_extrapolation(
+    fit: ReportInputs,
+    holdout: MixtureData | None = None,
+    scores: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Forecasts of representative runs to the target step, beside least squares.
+
+    Parameters
+    ----------
+    fit
+        The prepared inputs.
+    holdout
+        Held-out observations: drawn when they continue fitted runs, and named.
+    scores
+        Per-domain scores of the held-out points (a ``points`` column and percentages), shown as
+        a table.
+    """
+    data = fit.data
+    holdout_runs = [] if holdout is None else [r for r in holdout.runs if r in set(data.runs)]
+    runs_by_domain = _representative_runs(data, holdout_runs or list(data.runs))
+    shown_runs = sorted({r for runs in runs_by_domain.values() for r in runs})
+    grid = np.geomspace(
+        float(data.observations["step"].min()), max(fit.target, fit.max_step), GRID_POINTS
+    )
+    bayes = predict(fit.idata, grid, runs=shown_runs, seed=fit.seed, attach=False)
+    ls_curves = fit.ls.predict(data.mixtures.loc[shown_runs], grid, interval=0.9, average=False)
+    figure = extrapolation_figure(
+        bayes,
+        data.observations,
+        list(data.domains),
+        runs_by_domain,
+        data.mixtures,
+        least_squares=ls_curves,
+        holdout=None if holdout is None else holdout.observations,
+        last_fitted=fit.max_step,
+        target=fit.target,
+        unit=data.volume,
+    )
+    shown_scores = None
+    if scores is not None:
+        shown_scores = html_table(
+            scores.map("{:.1f}".format).assign(points=scores["points"].astype(int))
+        )
+    return {
+        "target": fit.target,
+        "max_step": fit.max_step,
+        "extrapolation_figure": to_data_uri(figure),
+        "holdout": holdout is not None,
+        "holdout_runs_shown": bool(holdout_runs),
+        "holdout_source": None if holdout is None else holdout.source,
+        "holdout_scores": shown_scores,
+    }
+
+
+def section_parameters(fit: ReportInputs) -> dict[str, Any]:
+    """Per-domain parameters: posterior mean and HDI beside least squares and its bootstrap."""
+    table = comparison_table(fit.idata, prob=0.94, least_squares=fit.ls)
+    return {
+        "forest_figure": to_data_uri(forest_figure(table)),
+        "comparison": html_table(comparison_cells(table)),
+    }
+
+
+def section_decision(
+    fit: ReportInputs,
+    objective: str = "mean",
+    constraints: MixtureConstraints | None = None,
+    baseline: pd.Series | str | None = None,
+) -> dict[str, Any]:
+    """The mixture to train at the target step, against the baseline.
+
+    ``objective``, ``constraints`` and ``baseline`` are passed to
+    :func:`bimix_bayes.decision.recommend.optimize`.
+    """
+    rec = optimize(
+        fit.idata,
+        fit.target,
+        objective=objective,
+        constraints=constraints,
+        baseline=baseline,
+        seed=fit.seed,
+    )
+    reasons = rec.constraints[
+        (rec.constraints["lower_reason"] != "") | (rec.constraints["upper_reason"] != "")
+    ][["status", "lower_reason", "upper_reason"]]
+    decision = {
+        "rec": rec,
+        "table": html_table(decision_cells(rec)),
+        "objective_table": html_table(rec.objective_table().map(lambda v: f"{v:.5f}")),
+        "constraints": html_table(reasons) if len(reasons) else "",
+        "figure": to_data_uri(decision_figure(rec.draws, rec.p_beats_baseline)),
+        "improvement": rec.improvement,
+    }
+    return {"decision": decision, "objective": rec.objective}
+
+
+def section_backtests(backtests: Sequence[BacktestResult] = ()) -> dict[str, Any]:
+    """Each backtest's protocol, data, notes and score table (the section shows when any)."""
+    return {
+        "backtests": [
+            {
+                "protocol": str(b.protocol),
+                "describe": b.protocol.describe(),
+                "data": b.data_summary,
+                "notes": b.notes(),
+                "table": html_table(b.table()),
+            }
+            for b in backtests
+        ]
+    }
+
+
+def section_appendix(
+    fit: ReportInputs,
+    *,
+    command: str | None = None,
+    fit_path: str | os.PathLike[str] | None = None,
+    holdout: MixtureData | None = None,
+    objective: str = "mean",
+) -> dict[str, Any]:
+    """The model spec and the command that reproduces the report.
+
+    Parameters
+    ----------
+    fit
+        The prepared inputs.
+    command
+        The command line that made the report (None or empty: the ``bimix report`` command of
+        these options).
+    fit_path, holdout, objective
+        The report's options, named in the default command.
+    """
+    if not command:
+        parts = ["bimix", "report", str(fit_path or "FIT.nc"), "--out", "report.html"]
+        parts += ["--step", f"{fit.target:g}"]
+        if holdout is not None:
+            parts += ["--holdout", str(holdout.source)]
+        if objective != "mean":
+            parts += ["--objective", objective]
+        command = " ".join(parts)
+    return {"spec": json.dumps(fit.spec, indent=2, sort_keys=True), "command": command}

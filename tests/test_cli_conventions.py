@@ -1,0 +1,152 @@
+"""What every ``bimix`` command shares: the exit codes, the data options, quiet library warnings."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from pathlib import Path
+
+import pytest
+
+from bimix_bayes.cli import app, data_tools, proxy
+from bimix_bayes.cli.errors import EXIT_BUG, EXIT_ERROR, EXIT_USAGE, UsageError
+from bimix_bayes.cli.options import DataOptions
+from bimix_bayes.data.loaders import load_data
+from bimix_bayes.data.table import MixtureData
+from tests.test_cli import run
+
+
+# ------------------------------------------------------------------------------ exit codes
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["study", "--corpora", "/nonexistent/corpora", "--out", "OUT"],
+        ["train", "--corpora", "/nonexistent/corpora", "--mixture", "a=1", "--out", "OUT"],
+        ["verify", "--study", "/nonexistent/study", "--corpora", "/nonexistent", "--out", "OUT"],
+    ],
+)
+def test_proxy_command_with_bad_input_exits_1(args, tmp_path):
+    """A proxy command whose input folder is missing: a data error (1), one message, no
+    traceback, nothing written."""
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in args]
+    res = run(*args)
+    assert res.returncode == EXIT_ERROR, res.stderr
+    assert res.stderr.startswith("bimix: error: ") and "/nonexistent" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_proxy_usage_errors_exit_2(tmp_path, capsys):
+    """Found from the command line alone: argparse errors and an unknown --domains name."""
+    res = run("study", "--corpora", "c", "--out", "o", "--workers", "0")
+    assert res.returncode == EXIT_USAGE and "--workers" in res.stderr
+    parser = argparse.ArgumentParser(prog="bimix")
+    proxy.add_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["corpora", "--out", str(tmp_path), "--domains", "klingon"])
+    assert args.func(args) == EXIT_USAGE
+    assert "unknown domain" in capsys.readouterr().err
+
+
+def test_contradictory_data_options_exit_2(capsys):
+    """--group without --group-col is bad usage, caught before the file is read."""
+    with pytest.raises(SystemExit) as exc:
+        app.main(["fit-ls", "/nonexistent/runs.csv", "--group", "70M"])
+    assert exc.value.code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--group needs --group-col" in err and "no such file" not in err
+
+
+def _boom(args: argparse.Namespace) -> int:
+    raise RuntimeError("unexpected state")
+
+
+def test_internal_error_exits_3_with_a_bug_hint(monkeypatch, capsys, tmp_path):
+    """An exception that is not a user error is a bug: exit 3, a short hint, no traceback."""
+    monkeypatch.setattr(data_tools, "cmd_simulate", _boom)
+    assert app.main(["simulate", "--out", str(tmp_path / "s.csv")]) == EXIT_BUG
+    err = capsys.readouterr().err
+    assert err.startswith("bimix: internal error: RuntimeError: unexpected state")
+    assert "this is a bug, please report it" in err and "--debug" in err
+    assert "Traceback" not in err
+    assert app.main(["--debug", "simulate", "--out", str(tmp_path / "s.csv")]) == EXIT_BUG
+    assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ValueError("bad value"), EXIT_ERROR),
+        (FileNotFoundError("missing.csv"), EXIT_ERROR),
+        (UsageError("--a contradicts --b"), EXIT_USAGE),
+        (KeyError("x"), EXIT_BUG),
+    ],
+)
+def test_errors_map_to_their_exit_codes(error, code, monkeypatch, capsys, tmp_path):
+    """User errors (ValueError, OSError...) stay 1, late usage errors 2, anything else 3."""
+
+    def raise_it(args: argparse.Namespace) -> int:
+        raise error
+
+    monkeypatch.setattr(data_tools, "cmd_simulate", raise_it)
+    assert app.main(["simulate", "--out", str(tmp_path / "s.csv")]) == code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bimix: ")
+
+
+# ------------------------------------------------------------------------------ quiet output
+def test_library_future_warning_is_not_shown(tmp_path):
+    """ArviZ warns at import (once a day per cache folder; a fresh folder makes it warn):
+    `bimix summary` imports ArviZ before it finds the file is missing, and stderr holds only
+    the error."""
+    res = run("summary", str(tmp_path / "none.nc"), env={"XDG_CACHE_HOME": str(tmp_path)})
+    assert res.returncode == EXIT_ERROR
+    assert res.stderr.splitlines() == [f"bimix: error: {tmp_path / 'none.nc'}: no such file"]
+
+
+# ------------------------------------------------------------------------------ data options
+def test_data_options_round_trip(sim_data, tmp_path):
+    """Parser -> DataOptions -> load_data's keywords -> the same data as load_data itself."""
+    parser = argparse.ArgumentParser(prog="bimix")
+    DataOptions.add_arguments(parser)
+    path = tmp_path / "sim.csv"
+    sim_data.to_long().to_csv(path, index=False)
+    argv = [str(path), "--layout", "long", "--exclude-domain", "math", "--missing", "drop"]
+    argv += ["--zero-policy", "epsilon", "--epsilon", "0.001", "--drop-repeated-checkpoints"]
+    opts = DataOptions.from_args(parser.parse_args(argv))
+    assert opts == DataOptions(
+        layout="long",
+        exclude_domains=("math",),
+        missing_policy="drop",
+        zero_policy="epsilon",
+        epsilon=0.001,
+        drop_repeated_checkpoints=True,
+    )
+    assert DataOptions.from_args(parser.parse_args([str(path)])) == DataOptions()
+    data = opts.load(path)
+    assert isinstance(data, MixtureData) and "math" not in data.domains
+    direct = load_data(path, **opts.to_kwargs())
+    assert data.observations.equals(direct.observations)
+    with pytest.raises(AttributeError):
+        opts.layout = "wide"  # frozen
+
+
+def test_data_options_match_load_data():
+    """Every field is a keyword of load_data, with load_data's default where it names one
+    (the others go through its ``**options``)."""
+    params = inspect.signature(load_data).parameters
+    takes_options = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    for name, value in DataOptions().to_kwargs().items():
+        if name not in params:
+            assert takes_options, name
+            continue
+        default = params[name].default
+        assert value == (tuple(default) if isinstance(default, list) else default), name
+
+
+def test_report_reads_holdout_with_the_data_options(tmp_path):
+    """`bimix report` has no DATA: its data options read --holdout."""
+    out = str(tmp_path / "r.html")
+    argv = ["report", "fit.nc", "--out", out, "--holdout", "h.csv", "--exclude-domain", "web"]
+    args = app.build_parser().parse_args(argv)
+    assert args.holdout == Path("h.csv") and not hasattr(args, "data")
+    assert DataOptions.from_args(args).exclude_domains == ("web",)

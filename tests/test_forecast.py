@@ -1,0 +1,123 @@
+"""The forecast core: draws over named dimensions, their summary table, and predict on top."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bimix_bayes.bayes.forecast as forecast
+from bimix_bayes.bayes.diagnostics import FitWarning
+from bimix_bayes.bayes.forecast import (
+    DRAW_DIMS,
+    NEW,
+    OBSERVED,
+    forecast_draws,
+    predict,
+    summarise_draws,
+)
+from bimix_bayes.bayes.model import BiMixModel
+from bimix_bayes.data.labels import ALL_DOMAINS, WEIGHTED_DOMAINS
+from bimix_bayes.data.simulate import simulate_default
+
+SMALL = {"sampler": {"chains": 2, "draws": 150, "tune": 200, "progress_bar": "never"}}
+STEPS = [5e3, 4e4]
+
+
+@pytest.fixture(scope="module")
+def fit():
+    """A short fit (convergence is not the point here) and two new mixtures."""
+    data = simulate_default(seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        idata = BiMixModel(SMALL).fit(data, seed=0)
+    domains = list(data.domains)
+    new = pd.DataFrame(
+        [[0.2] * 5, [0.4, 0.15, 0.15, 0.15, 0.15]], index=["even", "tilted"], columns=domains
+    )
+    return idata, data, new
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        yield
+
+
+def test_draws_have_named_dims_and_coords(fit):
+    """Draws are a DataArray over (chain, draw, mixture, step, domain); source on mixture."""
+    idata, data, new = fit
+    runs = list(data.runs[:2])
+    draws = forecast_draws(idata, STEPS, mixtures=new, runs=runs, seed=1)
+    assert draws.name == "loss"
+    assert draws.dims == DRAW_DIMS
+    assert draws.sizes["chain"] == idata.posterior.sizes["chain"]
+    assert draws.sizes["draw"] == idata.posterior.sizes["draw"]
+    assert draws["mixture"].to_numpy().tolist() == [*runs, "even", "tilted"]
+    assert draws["source"].dims == ("mixture",)
+    assert draws["source"].to_numpy().tolist() == [OBSERVED, OBSERVED, NEW, NEW]
+    assert draws["step"].to_numpy().tolist() == STEPS
+    assert draws["domain"].to_numpy().tolist() == [*data.domains, ALL_DOMAINS]
+    assert draws.attrs["kind"] == "predictive" and draws.attrs["seed"] == 1
+    assert np.isfinite(draws).all()
+    weighted = forecast_draws(idata, STEPS, mixtures=new, weights={"web": 1.0})
+    assert weighted["domain"].to_numpy()[-1] == WEIGHTED_DOMAINS
+
+
+@pytest.mark.parametrize("weights", [None, {"code": 3.0, "math": 1.0}])
+def test_average_is_the_weighted_mean_of_the_domains_per_draw(fit, weights):
+    """The last domain is, draw by draw, the (weighted) mean of the per-domain draws."""
+    idata, data, new = fit
+    draws = forecast_draws(idata, STEPS, mixtures=new, runs=[data.runs[3]], weights=weights)
+    w = pd.Series(weights or dict.fromkeys(data.domains, 1.0)).reindex(data.domains, fill_value=0)
+    per_domain = draws.sel(domain=list(data.domains))
+    manual = (per_domain * (w / w.sum()).to_numpy()).sum("domain")
+    assert np.allclose(draws.isel(domain=-1), manual, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["predictive", "law"])
+def test_summary_of_the_draws_is_predict(fit, kind, monkeypatch):
+    """predict is summarise_draws of forecast_draws, chunked or not (same seed, same numbers)."""
+    idata, data, new = fit
+    args = {"mixtures": new, "runs": list(data.runs), "kind": kind, "seed": 4}
+    prob = (0.5, 0.8, 0.95)
+    table = predict(idata, STEPS, prob=prob, **args)
+    pd.testing.assert_frame_equal(
+        table, summarise_draws(forecast_draws(idata, STEPS, **args), prob)
+    )
+    assert table.attrs == {"fit_passed": table.attrs["fit_passed"], "kind": kind}
+    monkeypatch.setattr(forecast, "_CHUNK_VALUES", 20_000)  # several chunks of targets
+    chunked = predict(idata, STEPS, prob=prob, **args)
+    pd.testing.assert_frame_equal(
+        chunked, summarise_draws(forecast_draws(idata, STEPS, **args), prob)
+    )
+    assert list(table.columns) == [
+        *("mixture", "source", "step", "domain", "mean", "median", "sd"),
+        *("lower_50", "upper_50", "lower_80", "upper_80", "lower_95", "upper_95"),
+    ]
+
+
+def test_same_seed_same_draws(fit):
+    """The seed alone fixes the draws."""
+    idata, _, new = fit
+    a = forecast_draws(idata, STEPS, mixtures=new, seed=3)
+    assert a.identical(forecast_draws(idata, STEPS, mixtures=new, seed=3))
+    assert not np.array_equal(a, forecast_draws(idata, STEPS, mixtures=new, seed=4))
+
+
+def test_attaching_the_draws_is_opt_in(fit):
+    """A default predict leaves the InferenceData alone; attach=True stores the draws."""
+    idata, data, new = fit
+    idata = idata.copy()
+    predict(idata, STEPS, mixtures=new)
+    assert "predictions" not in idata.groups()
+    predict(idata, STEPS, mixtures=new, runs=[data.runs[0]], seed=2, attach=True)
+    stored = idata.predictions
+    assert stored.attrs == {"kind": "predictive", "seed": 2}
+    assert stored["loss"].dims == DRAW_DIMS and stored["loss"].dtype == np.float32
+    assert list(stored.coords) == [*DRAW_DIMS, "source"]
+    draws = forecast_draws(idata, STEPS, mixtures=new, runs=[data.runs[0]], seed=2)
+    assert np.array_equal(stored["loss"], draws.astype(np.float32))
