@@ -146,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.simplefilter("default", DataWarning)
         try:
             return int(args.func(args))
+        except BrokenPipeError:
+            return _reader_went_away()
         except UsageError as exc:
             if args.debug:
                 traceback.print_exc()
@@ -160,6 +162,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             print(f"{PROG}: internal error: {what}; {BUG_HINT}", file=sys.stderr)
             return EXIT_BUG
+
+
+def _reader_went_away() -> int:
+    """The reader of stdout closed it (``bimix summary fit.nc | head``): stop quietly, as Unix
+    tools do, and keep Python from complaining when it flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (a notebook, a test)
+        pass
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

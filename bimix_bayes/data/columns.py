@@ -17,8 +17,10 @@ Examples
 
 from __future__ import annotations
 
+import lzma
 import os
 import re
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -83,10 +85,50 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
             return pd.read_parquet(path)
         if re.search(r"\.(csv|tsv|txt)(\.(gz|bz2|xz|zst|zip))?$", name):
             sep = "\t" if ".tsv" in name else ","
-            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False)
-    except (OSError, ValueError, UnicodeDecodeError, ImportError) as exc:
+            table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False)
+            _check_header(path, sep)
+            _check_delimiter(path, table, sep)
+            return table
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position "
+            f"{exc.start}); re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+        ) from exc
+    except (EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise DataError(
+            f"{path}: the compressed file is truncated or corrupt ({type(exc).__name__}: {exc}); "
+            "copy or download it again"
+        ) from exc
+    except (OSError, ValueError, ImportError) as exc:
         raise DataError(f"{path}: could not be read as a table ({exc})") from exc
     raise DataError(f"{path}: unknown file type; use .csv (.csv.gz, .tsv) or .parquet")
+
+
+def _check_header(path: Path, sep: str) -> None:
+    """Refuse repeated column names (pandas would rename the second ``loss`` to ``loss.1``)."""
+    header = pd.read_csv(path, sep=sep, dtype=str, header=None, nrows=1).iloc[0].tolist()
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header):
+        if name in seen:
+            raise DataError(
+                f"{path}: column {name!r} appears twice (columns {seen[name] + 1} and {i + 1}); "
+                "rename or remove one of them"
+            )
+        seen[name] = i
+
+
+def _check_delimiter(path: Path, table: pd.DataFrame, sep: str) -> None:
+    """A one-column table whose header holds another delimiter was read with the wrong one."""
+    if table.shape[1] != 1:
+        return
+    header = str(table.columns[0])
+    for other, label in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
+        if other != sep and other in header:
+            raise DataError(
+                f"{path}: read as one column {header[:60]!r}; the file seems separated by "
+                f"{label}, not {'tabs' if sep == chr(9) else 'commas'}; re-save it "
+                "comma-separated (.csv) or tab-separated (.tsv)"
+            )
 
 
 def pick_column(

@@ -1,0 +1,69 @@
+"""Bad input files get a clear ``DataError`` (what, where, how to fix), never a traceback."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from bimix_bayes.cli import main
+from bimix_bayes.data.loaders import load_data
+from bimix_bayes.data.table import DataError
+
+
+@pytest.fixture
+def long_csv(sim_data, tmp_path):
+    path = tmp_path / "runs.csv"
+    sim_data.to_long().to_csv(path, index=False)
+    return path
+
+
+def test_truncated_gzip_is_a_data_error(long_csv, tmp_path, capsys):
+    whole = gzip.compress(long_csv.read_bytes())
+    path = tmp_path / "runs.csv.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        load_data(path)
+    assert main(["fit-ls", str(path), "--bootstrap", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bimix: error:") and "Traceback" not in err
+
+
+def test_duplicate_column_names_are_refused(long_csv, tmp_path):
+    text = long_csv.read_text().splitlines()
+    header = text[0] + ",loss"
+    rows = [line + ",1.0" for line in text[1:]]
+    path = tmp_path / "dup.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    with pytest.raises(DataError, match="'loss' appears twice"):
+        load_data(path)
+
+
+@pytest.mark.parametrize(("sep", "word"), [(";", "semicolons"), ("\t", "tabs")])
+def test_wrong_delimiter_gets_a_hint(long_csv, tmp_path, sep, word):
+    path = tmp_path / "runs.csv"
+    path.write_text(long_csv.read_text().replace(",", sep))
+    with pytest.raises(DataError, match=f"separated by {word}"):
+        load_data(path)
+
+
+def test_latin1_file_says_utf8(long_csv, tmp_path):
+    path = tmp_path / "latin.csv"
+    text = long_csv.read_text().replace("web", "wéb")
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(DataError, match=r"not UTF-8 text .* re-save the file as UTF-8"):
+        load_data(path)
+
+
+def test_closed_pipe_is_quiet(long_csv, monkeypatch, capsys):
+    """`bimix fit-ls runs.csv | head -1`: no Broken pipe message, exit 0 (as Unix tools)."""
+    import io
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    assert main(["fit-ls", str(long_csv), "--bootstrap", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "Broken pipe" not in err and "Errno 32" not in err
