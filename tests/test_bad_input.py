@@ -67,3 +67,25 @@ def test_closed_pipe_is_quiet(long_csv, monkeypatch, capsys):
     assert main(["fit-ls", str(long_csv), "--bootstrap", "0"]) == 0
     err = capsys.readouterr().err
     assert "Broken pipe" not in err and "Errno 32" not in err
+
+
+@pytest.mark.parametrize("command", ["fit", "backtest", "report"])
+def test_unwritable_out_is_refused_first(long_csv, tmp_path, monkeypatch, capsys, command):
+    """A fit that takes minutes must not be lost because --out cannot be written."""
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file, so nothing can be written below it")
+    out = blocker / {"fit": "fit.nc", "backtest": "metrics.csv", "report": "r.html"}[command]
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before --out was checked")
+
+    monkeypatch.setattr("bimix_bayes.data.loaders.load_data", no_work)
+    monkeypatch.setattr("bimix_bayes.bayes.persistence.load_fit", no_work)
+    argv = {
+        "fit": ["fit", str(long_csv), "--out", str(out)],
+        "backtest": ["backtest", str(long_csv), "--protocol", "horizon:0.5", "--out", str(out)],
+        "report": ["report", str(tmp_path / "fit.nc"), "--out", str(out)],
+    }[command]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {out}" in err and "choose another --out" in err

@@ -29,6 +29,7 @@ from bimix_bayes.cli.options import (
     sampler_overrides,
     suffix,
 )
+from bimix_bayes.data.files import check_writable
 from bimix_bayes.evaluation.backtest import PROTOCOL_HELP, Protocol, ProtocolError, parse_protocol
 
 __all__ = ["add_commands", "cmd_backtest", "protocol_argument"]
@@ -58,6 +59,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from bimix_bayes.bayes.spec import load_spec
     from bimix_bayes.evaluation.backtest import backtest
 
+    for target, option in ((args.out, "--out"), (args.points, "--points")):
+        if target is not None:
+            check_writable(target, option=option)
     data = DataOptions.from_args(args).load(args.data)
     spec = None
     overrides = sampler_overrides(args)

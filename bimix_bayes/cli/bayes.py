@@ -33,7 +33,7 @@ from bimix_bayes.cli.options import (
     probability,
     sampler_overrides,
 )
-from bimix_bayes.data.files import atomic_write_with
+from bimix_bayes.data.files import atomic_write_with, check_writable
 
 # The heavy modules (PyMC, ArviZ) are imported inside the commands, so that `bimix --help` and
 # the least-squares commands start fast.
@@ -59,6 +59,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from bimix_bayes.bayes.model import BiMixModel
     from bimix_bayes.bayes.summary import posterior_table
 
+    check_writable(args.out)
     data = DataOptions.from_args(args).load(args.data)
     spec = load_spec(args.spec)
     spec["sampler"].update(sampler_overrides(args))

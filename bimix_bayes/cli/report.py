@@ -27,6 +27,7 @@ from bimix_bayes.cli.options import (
     add_seed,
     positive_float,
 )
+from bimix_bayes.data.files import check_writable
 
 __all__ = ["add_commands", "cmd_report"]
 
@@ -40,6 +41,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     # Every input is read and checked before the slow work (backtests refit the model).
+    check_writable(args.out)
     idata = load_fit(args.fit)
     constraints = load_constraints(args.constraints) if args.constraints else None
     baseline = baseline_argument(args.baseline)

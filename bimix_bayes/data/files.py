@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_with"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_with", "check_writable"]
 
 
 @contextlib.contextmanager
@@ -42,6 +42,41 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def check_writable(target: str | os.PathLike[str], *, option: str = "--out") -> Path:
+    """Fail now, not after an hour of work, when ``target`` cannot be written.
+
+    Creates the parent folder if needed and writes (then removes) a temporary file beside
+    ``target``. Raises :class:`OSError` naming the path, the reason and ``option``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> check_writable(folder / "fits" / "fit.nc").name
+    'fit.nc'
+    >>> check_writable(folder)
+    Traceback (most recent call last):
+    ...
+    IsADirectoryError: ... is a folder; give --out a file name (e.g. .../fit.nc)
+    """
+    target = Path(target)
+    if target.is_dir():
+        raise IsADirectoryError(
+            f"{target} is a folder; give {option} a file name (e.g. {target}/fit.nc)"
+        )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise type(exc)(
+            f"cannot write {target} ({exc.strerror or exc}); choose another {option} "
+            "(checked before any work was done)"
+        ) from exc
+    return target
 
 
 def _umask() -> int:
