@@ -142,6 +142,7 @@ def load_data(
     loss_pattern: str | None = None,
     volume: Volume | None = None,
     exclude_domains: Sequence[str] = (),
+    run_name_pattern: str | None = None,
     **options: Unpack[ValidationOptions],
 ) -> MixtureData:
     """Load a loss log into the canonical :class:`~bimix_bayes.data.table.MixtureData`.
@@ -149,7 +150,10 @@ def load_data(
     Parameters
     ----------
     path
-        A ``.csv`` (``.csv.gz``, ``.tsv``) or ``.parquet`` file.
+        A ``.csv`` (``.csv.gz``, ``.tsv``) or ``.parquet`` file; or a folder of TensorBoard
+        runs, an MLflow ``mlruns`` folder or ``mlflow.db``, read by
+        :func:`~bimix_bayes.data.log_sources.load_logs` (where the patterns name tags and
+        parameters, see there).
     layout
         ``"long"``, ``"wide"`` or ``"auto"`` (long if a domain column is found, else wide).
     run_col, step_col, domain_col, loss_col
@@ -165,6 +169,9 @@ def load_data(
         contains "token", else ``"steps"``.
     exclude_domains
         Evaluation domains to leave out (e.g. an out-of-domain eval set with no proportion).
+    run_name_pattern
+        Logs only: a regular expression on the run names with one named group per domain,
+        giving each run's shares (``r"web(?P<web>[\\d.]+)"``).
     **options
         The validation's options, passed on to :meth:`MixtureData.from_frames`:
         ``zero_policy``, ``epsilon``, ``sum_tol``, ``missing_policy``,
@@ -179,6 +186,27 @@ def load_data(
     DataError
         Naming the file, the line or column, the problem and the fix.
     """
+    from bimix_bayes.data.log_sources import is_log_path, load_logs  # they import this module
+
+    if is_log_path(path):
+        return load_logs(
+            path,
+            layout=layout,
+            run_col=run_col,
+            step_col=step_col,
+            domain_col=domain_col,
+            loss_col=loss_col,
+            group_col=group_col,
+            group=group,
+            prop_pattern=prop_pattern,
+            loss_pattern=loss_pattern,
+            volume=volume,
+            exclude_domains=exclude_domains,
+            run_name_pattern=run_name_pattern,
+            **options,
+        )
+    if run_name_pattern is not None:
+        raise DataError(f"{path}: run_name_pattern applies to TensorBoard and MLflow runs only")
     table, locations, source = read_rows(path)
     columns = list(table.columns)
 
