@@ -5,11 +5,8 @@ done by :func:`bimix_bayes.evaluation.backtest.backtest`.
 
 Examples
 --------
->>> import argparse
->>> parser = argparse.ArgumentParser(prog="bimix")
->>> sub = parser.add_subparsers(dest="command")
->>> add_commands(sub)
->>> args = parser.parse_args(["backtest", "runs.csv", "--protocol", "horizon:0.5"])
+>>> from bimix_bayes.cli.app import build_parser
+>>> args = build_parser().parse_args(["backtest", "runs.csv", "--protocol", "horizon:0.5"])
 >>> args.protocol, args.method
 (Protocol(kind='horizon', value=0.5), 'both')
 """
@@ -19,16 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bimix_bayes.cli.options import (
-    DataOptions,
-    add_bootstrap,
-    add_out,
-    add_sampler_overrides,
-    add_seed,
-    count,
-    sampler_overrides,
-    suffix,
-)
+from bimix_bayes.cli import options as opt
 from bimix_bayes.data.files import check_writable
 from bimix_bayes.evaluation.backtest import PROTOCOL_HELP, Protocol, ProtocolError, parse_protocol
 
@@ -50,11 +38,27 @@ def protocol_argument(text: str) -> Protocol:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    """Run a backtest; print the metrics table; write the CSV files asked for.
+    """Fit on part of the data, forecast the rest, and score the forecasts.
 
-    Returns 0. Data, spec and protocol problems raise (``DataError``, ``SpecError``,
-    ``ProtocolError``: all ``ValueError``), which ``bimix`` turns into exit code 1 with one
-    message on stderr; a malformed ``--protocol`` is a usage error (exit code 2).
+    Measure how good the law's forecasts are on these runs: fit on part of the data, predict the
+    held-out part, and report mean/max relative error, R^2 on log loss, Spearman rank
+    correlation of held-out mixtures, coverage and width of the 50% and 90% intervals, and
+    (Bayesian) the log predictive density, per domain, for the average over domains and pooled.
+    Protocols: last-checkpoint (fit all but each run's last checkpoint, predict it), horizon:F
+    (fit steps <= F x the last step, predict the later ones), holdout-mixtures:K (fit K random
+    runs, predict the others; --splits random splits).
+
+    Returns
+    -------
+    int
+        0, after printing the metrics table and writing the CSV files asked for.
+
+    Raises
+    ------
+    ValueError
+        Data, spec and protocol problems (``DataError``, ``SpecError``, ``ProtocolError``), which
+        ``bimix`` turns into exit code 1 with one message on stderr; a malformed ``--protocol``
+        is a usage error (exit code 2).
     """
     from bimix_bayes.bayes.spec import load_spec
     from bimix_bayes.evaluation.backtest import backtest
@@ -62,9 +66,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     for target, option in ((args.out, "--out"), (args.points, "--points")):
         if target is not None:
             check_writable(target, option=option)
-    data = DataOptions.from_args(args).load(args.data)
+    data = opt.DataOptions.from_args(args).load(args.data)
     spec = None
-    overrides = sampler_overrides(args)
+    overrides = opt.sampler_overrides(args)
     if args.spec is not None or overrides:
         spec = load_spec(args.spec)
         spec["sampler"].update(overrides)
@@ -95,19 +99,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``backtest`` on the ``bimix`` sub-parsers (DATA and the data-reading options of
     :class:`~bimix_bayes.cli.options.DataOptions`, like ``fit``)."""
-    p = sub.add_parser(
-        "backtest",
-        help="fit on part of the data, forecast the rest, and score the forecasts",
-        description="Measure how good the law's forecasts are on these runs: fit on part of "
-        "the data, predict the held-out part, and report mean/max relative error, R^2 on log "
-        "loss, Spearman rank correlation of held-out mixtures, coverage and width of the 50% "
-        "and 90% intervals, and (Bayesian) the log predictive density, per domain, for the "
-        "average over domains and pooled. Protocols: last-checkpoint (fit all but each run's "
-        "last checkpoint, predict it), horizon:F (fit steps <= F x the last step, predict the "
-        "later ones), holdout-mixtures:K (fit K random runs, predict the others; --splits "
-        "random splits).",
-    )
-    DataOptions.add_arguments(p)
+    p = opt.add_command(sub, "backtest", cmd_backtest)
+    opt.DataOptions.add_arguments(p)
     g = p.add_argument_group("backtest")
     g.add_argument(
         "--protocol",
@@ -116,26 +109,23 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         metavar="P",
         help=PROTOCOL_HELP,
     )
-    g.add_argument(
-        "--method",
-        choices=["bayes", "ls", "both"],
-        default="both",
-        help="hierarchical Bayesian model, the paper's least squares, or both (default)",
+    opt.add_options(
+        g,
+        ("--method", ["bayes", "ls", "both"], "both", "hierarchical Bayesian model, the paper's "
+         "least squares, or both (default)"),
+    )  # fmt: skip
+    opt.add_seed(g, help="seed of splits, sampler, bootstrap (0)")
+    opt.add_options(
+        g, ("--splits", opt.count(1), 5, "random splits for holdout-mixtures (default 5)")
     )
-    add_seed(g, help="seed of splits, sampler, bootstrap (0)")
-    g.add_argument(
-        "--splits",
-        type=count(1),
-        default=5,
-        help="random splits for holdout-mixtures (default 5)",
+    opt.add_bootstrap(
+        g, help="least-squares run-bootstrap resamples for its intervals (default 200)"
     )
-    add_bootstrap(g, help="least-squares run-bootstrap resamples for its intervals (default 200)")
-    add_sampler_overrides(g)
-    add_out(g, ".csv", help="write the metrics table as CSV")
-    g.add_argument(
-        "--points", type=suffix(".csv"), help="write the per-point table (forecasts) as CSV"
+    opt.add_sampler_overrides(g)
+    opt.add_out(g, ".csv", help="write the metrics table as CSV")
+    opt.add_options(
+        g, ("--points", opt.suffix(".csv"), None, "write the per-point table (forecasts) as CSV")
     )
     g.add_argument(
         "--verbose", action="store_true", help="print one line per fit to stderr as it finishes"
     )
-    p.set_defaults(func=cmd_backtest)

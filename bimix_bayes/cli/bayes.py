@@ -4,11 +4,8 @@ Registered on the main parser by :func:`add_commands` (see :mod:`bimix_bayes.cli
 
 Examples
 --------
->>> import argparse
->>> parser = argparse.ArgumentParser(prog="bimix")
->>> sub = parser.add_subparsers(dest="command")
->>> add_commands(sub)
->>> parser.parse_args(["predict", "fit.nc", "--steps", "4e10"]).steps
+>>> from bimix_bayes.cli.app import build_parser
+>>> build_parser().parse_args(["predict", "fit.nc", "--steps", "4e10"]).steps
 [40000000000.0]
 """
 
@@ -21,19 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from bimix_bayes.bayes.spec import load_spec, merge_spec
+from bimix_bayes.cli import options as opt
 from bimix_bayes.cli.errors import FitFailedError
-from bimix_bayes.cli.options import (
-    DataOptions,
-    add_bootstrap,
-    add_fit_argument,
-    add_out,
-    add_sampler_overrides,
-    add_seed,
-    positive_float,
-    probability,
-    sampler_overrides,
-)
-from bimix_bayes.data.files import atomic_write_with, check_writable
+from bimix_bayes.data.files import check_writable
 
 # The heavy modules (PyMC, ArviZ) are imported inside the commands, so that `bimix --help` and
 # the least-squares commands start fast.
@@ -51,18 +38,29 @@ def _fmt(value: float, lower: float, upper: float) -> str:
 
 # ------------------------------------------------------------------------------ fit
 def cmd_fit(args: argparse.Namespace) -> int:
-    """Sample, print the diagnostics and the parameters, save the fit; returns 0.
+    """Fit the hierarchical Bayesian BiMix model.
 
-    Raises :class:`~bimix_bayes.cli.errors.FitFailedError` (exit code 1) with ``--strict`` when
-    the fit failed its diagnostics (the file is still written).
+    Sample the posterior of the hierarchical BiMix model (spec: priors, likelihood, sampler),
+    check its convergence, and save it as netCDF.
+
+    Returns
+    -------
+    int
+        0, after printing the diagnostics and the parameters and saving the fit.
+
+    Raises
+    ------
+    FitFailedError
+        With ``--strict``, when the fit failed its diagnostics (exit code 1; the file is still
+        written).
     """
     from bimix_bayes.bayes.model import BiMixModel
     from bimix_bayes.bayes.summary import posterior_table
 
     check_writable(args.out)
-    data = DataOptions.from_args(args).load(args.data)
+    data = opt.DataOptions.from_args(args).load(args.data)
     spec = load_spec(args.spec)
-    spec["sampler"].update(sampler_overrides(args))
+    spec["sampler"].update(opt.sampler_overrides(args))
     if args.sampler is not None:
         spec["sampler"]["backend"] = args.sampler
     model = BiMixModel(merge_spec(spec))
@@ -112,7 +110,17 @@ def _wide_parameter_table(table: pd.DataFrame) -> str:
 
 # ------------------------------------------------------------------------------ summary
 def cmd_summary(args: argparse.Namespace) -> int:
-    """Print a saved fit's provenance, diagnostics and parameters beside least squares."""
+    """Parameters, diagnostics, and the least-squares comparison of a fit.
+
+    Print a saved fit's provenance, diagnostics, and per-domain parameters with credible
+    intervals beside the paper's least-squares estimates and bootstrap intervals (refitted on the
+    stored data).
+
+    Returns
+    -------
+    int
+        0 (the table is written with ``--out``).
+    """
     from bimix_bayes.bayes.persistence import diagnostics_from_idata, load_fit
     from bimix_bayes.bayes.summary import comparison_table, posterior_table
 
@@ -164,15 +172,23 @@ def cmd_summary(args: argparse.Namespace) -> int:
         f"\nnoise on log loss: sigma (per checkpoint) and tau (per run), mean [{100 * p:g}% HDI]:"
     )
     print(_wide_parameter_table(noise).split("\n", 1)[1])
-    if args.out is not None:
-        atomic_write_with(args.out, lambda path: table.to_csv(path, float_format="%.10g"))
-        print(f"\nwrote {args.out}")
+    opt.write_table(args.out, table)
     return 0
 
 
 # ------------------------------------------------------------------------------ predict
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Forecast loss at ``--steps`` for observed runs or new mixtures; print and write it."""
+    """Forecast loss at more steps or for new mixtures.
+
+    Posterior predictive loss per domain and averaged over domains. Without --mixture every
+    observed run is continued to --steps; --mixture forecasts new mixtures instead (with a fresh
+    run offset; add --runs to include observed runs too).
+
+    Returns
+    -------
+    int
+        0, after printing the forecast (written with ``--out``).
+    """
     from bimix_bayes.bayes.forecast import interval_columns, predict
     from bimix_bayes.bayes.persistence import diagnostics_from_idata, load_fit
     from bimix_bayes.data.loaders import read_mixtures
@@ -205,82 +221,59 @@ def cmd_predict(args: argparse.Namespace) -> int:
     shown = df[cols].copy()
     shown["step"] = shown["step"].map("{:.6g}".format)
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    if args.out is not None:
-        atomic_write_with(args.out, lambda path: df.to_csv(path, index=False, float_format="%.10g"))
-        print(f"\nwrote {args.out}")
+    opt.write_table(args.out, df, index=False)
     return 0
 
 
 # ------------------------------------------------------------------------------ parser
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``fit``, ``summary`` and ``predict`` on the ``bimix`` sub-parsers."""
-    p = sub.add_parser(
-        "fit",
-        help="fit the hierarchical Bayesian BiMix model",
-        description="Sample the posterior of the hierarchical BiMix model (spec: priors, "
-        "likelihood, sampler), check its convergence, and save it as netCDF.",
-    )
-    DataOptions.add_arguments(p)
+    p = opt.add_command(sub, "fit", cmd_fit)
+    opt.DataOptions.add_arguments(p)
     g = p.add_argument_group("fitting")
-    add_out(g, ".nc", help="where to save the fit (.nc)", required=True)
-    add_seed(g)
-    add_sampler_overrides(g)
+    opt.add_out(g, ".nc", help="where to save the fit (.nc)", required=True)
+    opt.add_seed(g)
+    opt.add_sampler_overrides(g)
     g.add_argument("--sampler", choices=["nutpie", "pymc"], help="overrides the spec's backend")
     g.add_argument(
         "--strict",
         action="store_true",
         help="exit with an error (code 1) when the fit fails its diagnostics",
     )
-    p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser(
-        "summary",
-        help="parameters, diagnostics, and the least-squares comparison of a fit",
-        description="Print a saved fit's provenance, diagnostics, and per-domain parameters "
-        "with credible intervals beside the paper's least-squares estimates and bootstrap "
-        "intervals (refitted on the stored data).",
-    )
-    add_fit_argument(p)
-    p.add_argument("--prob", type=probability, default=0.94, help="interval probability (0.94)")
-    add_bootstrap(p, help="least-squares bootstrap resamples (default 200; 0 for none)")
-    add_seed(p, help="bootstrap seed (default 0)")
-    add_out(p, ".csv", help="write the full table as CSV")
-    p.set_defaults(func=cmd_summary)
+    p = opt.add_command(sub, "summary", cmd_summary)
+    opt.add_fit_argument(p)
+    p.add_argument("--prob", type=opt.probability, default=0.94, help="interval probability (0.94)")
+    opt.add_bootstrap(p, help="least-squares bootstrap resamples (default 200; 0 for none)")
+    opt.add_seed(p, help="bootstrap seed (default 0)")
+    opt.add_out(p, ".csv", help="write the full table as CSV")
 
-    p = sub.add_parser(
-        "predict",
-        help="forecast loss at more steps or for new mixtures",
-        description="Posterior predictive loss per domain and averaged over domains. Without "
-        "--mixture every observed run is continued to --steps; --mixture forecasts new mixtures "
-        "instead (with a fresh run offset; add --runs to include observed runs too).",
-    )
-    add_fit_argument(p)
+    p = opt.add_command(sub, "predict", cmd_predict)
+    opt.add_fit_argument(p)
     p.add_argument(
         "--steps",
-        type=positive_float,
+        type=opt.positive_float,
         nargs="+",
         required=True,
         help="steps (or tokens, as in the data) to forecast at",
     )
-    p.add_argument(
-        "--mixture",
-        type=Path,
-        help="CSV/Parquet of new mixtures: a name column and one column per domain",
-    )
+    opt.add_options(
+        p,
+        ("--mixture", Path, None, "CSV/Parquet of new mixtures: a name column and one column "
+         "per domain"),
+    )  # fmt: skip
     p.add_argument("--runs", nargs="+", metavar="RUN", help="observed runs to continue")
     p.add_argument(
         "--prob",
-        type=probability,
+        type=opt.probability,
         nargs="+",
         default=[0.5, 0.9],
         help="central interval probabilities (default 0.5 0.9)",
     )
-    p.add_argument(
-        "--kind",
-        choices=["predictive", "law"],
-        default="predictive",
-        help="predictive: a new measurement (default); law: the curve itself",
-    )
-    add_seed(p, help="seed of the predictive draws")
-    add_out(p, ".csv", help="write the table as CSV")
-    p.set_defaults(func=cmd_predict)
+    opt.add_options(
+        p,
+        ("--kind", ["predictive", "law"], "predictive", "predictive: a new measurement "
+         "(default); law: the curve itself"),
+    )  # fmt: skip
+    opt.add_seed(p, help="seed of the predictive draws")
+    opt.add_out(p, ".csv", help="write the table as CSV")

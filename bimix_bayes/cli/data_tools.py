@@ -21,13 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bimix_bayes.cli.options import (
-    add_out,
-    add_seed,
-    count,
-    nonnegative_float,
-    positive_float,
-)
+from bimix_bayes.cli import options as opt
 from bimix_bayes.data.files import atomic_write_with
 from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
 from bimix_bayes.data.table import DataError
@@ -37,7 +31,16 @@ __all__ = ["add_entropy", "add_simulate", "cmd_entropy", "cmd_simulate"]
 
 # ------------------------------------------------------------------------------ simulate
 def cmd_simulate(args: argparse.Namespace) -> int:
-    """Simulate loss curves and write them as a long CSV; returns 0."""
+    """Write a synthetic dataset drawn from the BiMix law.
+
+    Simulate loss curves from the BiMix law (log-normal noise and a per-(run, domain) offset) and
+    write them as a long CSV.
+
+    Returns
+    -------
+    int
+        0, after printing the true parameters.
+    """
     params = default_parameters() if args.params is None else _read_params(args.params)
     mixtures = random_mixtures(
         args.runs, list(params.index), seed=args.seed, min_share=args.min_share
@@ -69,54 +72,23 @@ def _read_params(path: Path) -> pd.DataFrame:
 
 def add_simulate(sub: argparse._SubParsersAction) -> None:
     """Register ``simulate`` on the ``bimix`` sub-parsers."""
-    p = sub.add_parser(
-        "simulate",
-        help="write a synthetic dataset drawn from the BiMix law",
-        description="Simulate loss curves from the BiMix law (log-normal noise "
-        "and a per-(run, domain) offset) and write them as a long CSV.",
-    )
-    add_out(p, ".csv", help="CSV file to write", required=True)
-    p.add_argument(
-        "--params",
-        type=Path,
-        help="CSV of true parameters: domain, A, alpha, B, beta, C (default: 5 built-in domains)",
-    )
-    p.add_argument("--runs", type=count(2), default=12, help="number of mixtures (default 12)")
-    p.add_argument(
-        "--min-share",
-        type=nonnegative_float,
-        default=0.02,
-        help="smallest share of any domain (default 0.02)",
-    )
-    p.add_argument(
-        "--first-step", type=positive_float, default=500.0, help="first checkpoint (default 500)"
-    )
-    p.add_argument(
-        "--last-step",
-        type=positive_float,
-        default=20_000.0,
-        help="last checkpoint (default 20000)",
-    )
-    p.add_argument(
-        "--checkpoints",
-        type=count(3),
-        default=10,
-        help="log-spaced checkpoints per run (default 10)",
-    )
-    p.add_argument(
-        "--noise-sd",
-        type=nonnegative_float,
-        default=0.01,
-        help="sd of the per-checkpoint noise on log loss (default 0.01)",
-    )
-    p.add_argument(
-        "--run-sd",
-        type=nonnegative_float,
-        default=0.005,
-        help="sd of the per-(run, domain) offset on log loss (default 0.005)",
-    )
-    add_seed(p)
-    p.set_defaults(func=cmd_simulate)
+    p = opt.add_command(sub, "simulate", cmd_simulate)
+    opt.add_out(p, ".csv", help="CSV file to write", required=True)
+    opt.add_options(
+        p,
+        ("--params", Path, None, "CSV of true parameters: domain, A, alpha, B, beta, C (default: "
+         "5 built-in domains)"),
+        ("--runs", opt.count(2), 12, "number of mixtures (default 12)"),
+        ("--min-share", opt.nonnegative_float, 0.02, "smallest share of any domain (default 0.02)"),
+        ("--first-step", opt.positive_float, 500.0, "first checkpoint (default 500)"),
+        ("--last-step", opt.positive_float, 20_000.0, "last checkpoint (default 20000)"),
+        ("--checkpoints", opt.count(3), 10, "log-spaced checkpoints per run (default 10)"),
+        ("--noise-sd", opt.nonnegative_float, 0.01, "sd of the per-checkpoint noise on log loss "
+         "(default 0.01)"),
+        ("--run-sd", opt.nonnegative_float, 0.005, "sd of the per-(run, domain) offset on log loss "
+         "(default 0.005)"),
+    )  # fmt: skip
+    opt.add_seed(p)
 
 
 # ------------------------------------------------------------------------------ entropy
@@ -128,7 +100,17 @@ def _domain_source(text: str) -> tuple[str, str]:
 
 
 def cmd_entropy(args: argparse.Namespace) -> int:
-    """Print the domains' entropies and the softmax mixtures; write them with ``--out``."""
+    """Candidate mixtures from the domains' text entropy (no training).
+
+    Entropy proxies of BiMix (section 4): Shannon (se), conditional (ce), joint (je) and von
+    Neumann (vne) entropy of each domain's tokens, and the mixtures softmax(entropy) gives. Text
+    is streamed; memory stays bounded.
+
+    Returns
+    -------
+    int
+        0, after printing the entropies and the mixtures (written with ``--out``).
+    """
     from bimix_bayes.proxy.entropy import (
         MEASURES,
         domain_entropies,
@@ -173,13 +155,7 @@ def cmd_entropy(args: argparse.Namespace) -> int:
 
 def add_entropy(sub: argparse._SubParsersAction) -> None:
     """Register ``entropy`` on the ``bimix`` sub-parsers."""
-    p = sub.add_parser(
-        "entropy",
-        help="candidate mixtures from the domains' text entropy (no training)",
-        description="Entropy proxies of BiMix (section 4): Shannon (se), conditional (ce), "
-        "joint (je) and von Neumann (vne) entropy of each domain's tokens, and the mixtures "
-        "softmax(entropy) gives. Text is streamed; memory stays bounded.",
-    )
+    p = opt.add_command(sub, "entropy", cmd_entropy)
     p.add_argument(
         "sources",
         nargs="+",
@@ -187,34 +163,18 @@ def add_entropy(sub: argparse._SubParsersAction) -> None:
         metavar="NAME=PATH",
         help="a domain and its text: a file, a folder, a glob pattern or a .jsonl",
     )
-    p.add_argument(
-        "--measure",
-        choices=["se", "ce", "je", "vne", "all"],
-        default="all",
-        help="which entropy (default all; the paper recommends ce)",
-    )
-    p.add_argument(
-        "--tokenizer",
-        default="byte",
-        help="byte (default), bpe (trained here on a sample), or a tokenizer file",
-    )
-    p.add_argument("--chunk-size", type=count(2), default=1024, help="tokens per chunk (1024)")
-    p.add_argument(
-        "--sample-chunks",
-        type=count(2),
-        default=500,
-        help="chunks sampled per domain for vne (default 500)",
-    )
-    p.add_argument(
-        "--correction",
-        choices=["none", "miller_madow"],
-        default="none",
-        help="small-sample correction of the plug-in entropies",
-    )
-    p.add_argument(
-        "--temperature", type=positive_float, default=1.0, help="softmax temperature (default 1)"
-    )
-    p.add_argument("--text-field", default="text", help="JSONL field holding the text")
-    add_seed(p, help="seed of the sampling (default 0)")
-    add_out(p, ".csv", help="write the mixtures as CSV")
-    p.set_defaults(func=cmd_entropy)
+    opt.add_options(
+        p,
+        ("--measure", ["se", "ce", "je", "vne", "all"], "all", "which entropy (default all; the "
+         "paper recommends ce)"),
+        ("--tokenizer", None, "byte", "byte (default), bpe (trained here on a sample), or a "
+         "tokenizer file"),
+        ("--chunk-size", opt.count(2), 1024, "tokens per chunk (1024)"),
+        ("--sample-chunks", opt.count(2), 500, "chunks sampled per domain for vne (default 500)"),
+        ("--correction", ["none", "miller_madow"], "none", "small-sample correction of the "
+         "plug-in entropies"),
+        ("--temperature", opt.positive_float, 1.0, "softmax temperature (default 1)"),
+        ("--text-field", None, "text", "JSONL field holding the text"),
+    )  # fmt: skip
+    opt.add_seed(p, help="seed of the sampling (default 0)")
+    opt.add_out(p, ".csv", help="write the mixtures as CSV")

@@ -2,11 +2,11 @@
 
 Examples
 --------
->>> import argparse
->>> sub = argparse.ArgumentParser().add_subparsers()
->>> add_commands(sub)
->>> sorted(sub.choices)
-['optimize', 'rank']
+>>> from bimix_bayes.cli.app import build_parser
+>>> args = build_parser().parse_args(["rank", "fit.nc", "--step", "4e4", "--candidates", "c.csv",
+...                                   "--objective", "cvar:0.9", "--weights", "code=2"])
+>>> args.step, args.objective.name, args.weights, args.prob
+(40000.0, 'cvar:0.9', {'code': 2.0}, 0.9)
 """
 
 from __future__ import annotations
@@ -16,16 +16,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bimix_bayes.cli.options import (
-    add_fit_argument,
-    add_objective,
-    add_out,
-    add_seed,
-    domain_weights,
-    positive_float,
-    probability,
-)
-from bimix_bayes.data.files import atomic_write_text, atomic_write_with
+from bimix_bayes.cli import options as opt
+from bimix_bayes.data.files import atomic_write_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,7 +58,18 @@ def baseline_argument(text: str | None) -> pd.Series | str | None:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    """Recommend a mixture for ``--step``, print it, and write it with ``--out``; returns 0."""
+    """Recommend the mixture with the lowest posterior loss at a target step.
+
+    Minimise the objective (over all posterior draws) of the weighted loss at --step over
+    mixtures satisfying the constraints; compare the result with a baseline (default: the
+    observed run with the lowest objective).
+
+    Returns
+    -------
+    int
+        0, after printing the recommendation (written with ``--out``: all of it as .json, the
+        per-domain table as .csv).
+    """
     from bimix_bayes.bayes.persistence import load_fit
     from bimix_bayes.decision.constraints import load_constraints
     from bimix_bayes.decision.recommend import optimize
@@ -85,18 +88,25 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     print(rec.format())
-    if args.out is not None:
-        if args.out.suffix.lower() == ".json":
-            atomic_write_text(args.out, json.dumps(rec.to_dict(), indent=2) + "\n")
-        else:
-            table = rec.domain_table()
-            atomic_write_with(args.out, lambda p: table.to_csv(p, float_format="%.10g"))
+    if args.out is not None and args.out.suffix.lower() == ".json":
+        atomic_write_text(args.out, json.dumps(rec.to_dict(), indent=2) + "\n")
         print(f"\nwrote {args.out}")
+    elif args.out is not None:
+        opt.write_table(args.out, rec.domain_table())
     return 0
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    """Rank ``--candidates`` at ``--step``, print the table, write it with ``--out``."""
+    """Rank candidate mixtures by posterior loss, with intervals and P(best).
+
+    Score each candidate mixture by the objective of its weighted loss at --step under every
+    posterior draw; sorted best first.
+
+    Returns
+    -------
+    int
+        0, after printing the ranking (written with ``--out``).
+    """
     from bimix_bayes.bayes.persistence import diagnostics_from_idata, load_fit
     from bimix_bayes.data.loaders import read_mixtures
     from bimix_bayes.decision.recommend import rank
@@ -119,73 +129,57 @@ def cmd_rank(args: argparse.Namespace) -> int:
         "probability of being the best candidate; p_beats_next: of beating the next one down"
     )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.5f}"))
-    if args.out is not None:
-        atomic_write_with(args.out, lambda p: table.to_csv(p, index=False, float_format="%.10g"))
-        print(f"\nwrote {args.out}")
+    opt.write_table(args.out, table, index=False)
     return 0
 
 
 def _add_objective_options(p: argparse.ArgumentParser) -> None:
-    add_fit_argument(p)
+    opt.add_fit_argument(p)
     p.add_argument(
         "--step",
-        type=positive_float,
+        type=opt.positive_float,
         required=True,
         help="target step (or tokens, as in the fitted data)",
     )
-    add_objective(p, help=OBJECTIVE_HELP)
-    p.add_argument(
-        "--weights",
-        type=domain_weights,
-        help="domain weights of the loss, e.g. code=2 doubles code's weight (unnamed domains "
-        "keep 1, 0 leaves one out; default: plain mean)",
-    )
+    opt.add_objective(p, help=OBJECTIVE_HELP)
+    opt.add_options(
+        p,
+        ("--weights", opt.domain_weights, None, "domain weights of the loss, e.g. code=2 doubles "
+         "code's weight (unnamed domains keep 1, 0 leaves one out; default: plain mean)"),
+    )  # fmt: skip
     p.add_argument("--domains", nargs="+", metavar="DOMAIN", help="count only these domains")
 
 
 def add_decision_inputs(parser: argparse.ArgumentParser, as_in_optimize: bool = False) -> None:
     """``--constraints`` and ``--baseline`` (help "as in `bimix optimize`" when
     ``as_in_optimize``, for the commands that pass them on)."""
-    parser.add_argument(
-        "--constraints",
-        type=Path,
-        help="as in `bimix optimize`"
-        if as_in_optimize
-        else "TOML/YAML file of bounds, fixed shares and available tokens per domain",
-    )
+    same = "as in `bimix optimize`" if as_in_optimize else None
+    opt.add_options(
+        parser,
+        ("--constraints", Path, None, same or "TOML/YAML file of bounds, fixed shares and "
+         "available tokens per domain"),
+    )  # fmt: skip
     parser.add_argument(
         "--baseline",
         metavar="FILE|RUN",
-        help="as in `bimix optimize`"
-        if as_in_optimize
-        else "mixture file with one row, or the name of an observed run",
+        help=same or "mixture file with one row, or the name of an observed run",
     )
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``optimize`` and ``rank`` on the ``bimix`` sub-parsers."""
-    p = sub.add_parser(
-        "optimize",
-        help="recommend the mixture with the lowest posterior loss at a target step",
-        description="Minimise the objective (over all posterior draws) of the weighted loss at "
-        "--step over mixtures satisfying the constraints; compare the result with a baseline "
-        "(default: the observed run with the lowest objective).",
-    )
+    p = opt.add_command(sub, "optimize", cmd_optimize)
     _add_objective_options(p)
     add_decision_inputs(p)
-    add_seed(p, help="seed of the predictive forecasts")
+    opt.add_seed(p, help="seed of the predictive forecasts")
     p.add_argument(
         "--no-forecast", action="store_true", help="skip the per-domain predictive forecasts"
     )
-    add_out(p, ".json", ".csv", help="write everything as .json, or the per-domain table as .csv")
-    p.set_defaults(func=cmd_optimize)
-
-    p = sub.add_parser(
-        "rank",
-        help="rank candidate mixtures by posterior loss, with intervals and P(best)",
-        description="Score each candidate mixture by the objective of its weighted loss at "
-        "--step under every posterior draw; sorted best first.",
+    opt.add_out(
+        p, ".json", ".csv", help="write everything as .json, or the per-domain table as .csv"
     )
+
+    p = opt.add_command(sub, "rank", cmd_rank)
     _add_objective_options(p)
     p.add_argument(
         "--candidates",
@@ -193,8 +187,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         required=True,
         help="CSV/Parquet of mixtures: a name column and one column per domain",
     )
-    p.add_argument(
-        "--prob", type=probability, default=0.9, help="central interval probability (0.9)"
-    )
-    add_out(p, ".csv", help="write the ranking as CSV")
-    p.set_defaults(func=cmd_rank)
+    opt.add_options(p, ("--prob", opt.probability, 0.9, "central interval probability (0.9)"))
+    opt.add_out(p, ".csv", help="write the ranking as CSV")

@@ -51,8 +51,8 @@ def run_synthetic_demo(out_dir: str | os.PathLike[str] = "out/demo", seed: int =
     Returns 0 (the command's exit code).
     """
     from bimix_bayes.bayes.forecast import predict
-    from bimix_bayes.bayes.model import BiMixModel
     from bimix_bayes.bayes.summary import posterior_table
+    from bimix_bayes.cli.demo import bayes_fit
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)  # fail now, not after the fit, if it cannot exist
@@ -69,14 +69,7 @@ def run_synthetic_demo(out_dir: str | os.PathLike[str] = "out/demo", seed: int =
     )
 
     ls = BiMixLeastSquares(n_bootstrap=200, interval=0.9, seed=seed).fit(train)
-    model = BiMixModel()
-    idata = model.fit(train, seed=seed)
-    print(
-        f"Bayesian fit: {idata.attrs['sampler']}, {idata.posterior.sizes['chain']} chains x "
-        f"{idata.posterior.sizes['draw']} draws in {idata.attrs['wall_seconds']:.1f} s "
-        f"(compile {idata.attrs['compile_seconds']:.1f} s)"
-    )
-    print(model.diagnostics_.report() + "\n")
+    model, idata = bayes_fit(train, seed, "Bayesian fit", compile_time=True)
 
     post = posterior_table(idata, prob=0.94, var_names=("alpha", "beta"))
     rows = {}

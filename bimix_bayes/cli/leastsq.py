@@ -16,14 +16,7 @@ import argparse
 
 import pandas as pd
 
-from bimix_bayes.cli.options import (
-    DataOptions,
-    add_bootstrap,
-    add_out,
-    add_seed,
-    positive_float,
-    probability,
-)
+from bimix_bayes.cli import options as opt
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.leastsq.fit import BiMixLeastSquares
 
@@ -80,8 +73,17 @@ def _ls_header(fit: BiMixLeastSquares, data: MixtureData) -> str:
 
 
 def cmd_fit_ls(args: argparse.Namespace) -> int:
-    """Fit, print the per-domain table, and write it with ``--out``; returns 0."""
-    data = DataOptions.from_args(args).load(args.data)
+    """The paper's least-squares fit, per domain.
+
+    Fit BiMix per evaluation domain by least squares on log loss (the paper's method) and print
+    the coefficients with run-bootstrap intervals and fit quality.
+
+    Returns
+    -------
+    int
+        0, after printing the per-domain table (and writing it with ``--out``).
+    """
+    data = opt.DataOptions.from_args(args).load(args.data)
     fit = BiMixLeastSquares(
         loss="huber" if args.huber is not None else "linear",
         huber_delta=args.huber if args.huber is not None else 1e-3,
@@ -99,28 +101,19 @@ def cmd_fit_ls(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``fit-ls`` on the ``bimix`` sub-parsers."""
-    p = sub.add_parser(
-        "fit-ls",
-        help="the paper's least-squares fit, per domain",
-        description="Fit BiMix per evaluation domain by least squares on log "
-        "loss (the paper's method) and print the coefficients with "
-        "run-bootstrap intervals and fit quality.",
-    )
-    DataOptions.add_arguments(p)
+    p = opt.add_command(sub, "fit-ls", cmd_fit_ls)
+    opt.DataOptions.add_arguments(p)
     g = p.add_argument_group("fitting")
-    add_bootstrap(g, help="bootstrap resamples of whole runs (default 200; 0 for none)")
-    g.add_argument(
-        "--interval",
-        type=probability,
-        default=0.9,
-        help="central probability of the intervals (default 0.9)",
+    opt.add_bootstrap(g, help="bootstrap resamples of whole runs (default 200; 0 for none)")
+    opt.add_options(
+        g,
+        ("--interval", opt.probability, 0.9, "central probability of the intervals (default 0.9)"),
     )
     g.add_argument(
         "--huber",
-        type=positive_float,
+        type=opt.positive_float,
         metavar="DELTA",
         help="use a Huber loss with this threshold on log-loss residuals",
     )
-    add_seed(g, help="bootstrap seed (default 0)")
-    add_out(g, ".csv", ".json", help="write the table: .csv, or .json with settings")
-    p.set_defaults(func=cmd_fit_ls)
+    opt.add_seed(g, help="bootstrap seed (default 0)")
+    opt.add_out(g, ".csv", ".json", help="write the table: .csv, or .json with settings")

@@ -1,5 +1,8 @@
-"""Options of the ``bimix`` command line: argument types, the data-reading options, and the
-option blocks several commands share (one helper each, so that they read the same everywhere).
+"""Options of the ``bimix`` command line: argument types, the data-reading options, the
+option blocks several commands share (one helper each, so that they read the same everywhere),
+and the two declarative helpers every command module uses: :func:`add_command` (a command and its
+help, taken from the docstring of the function that runs it) and :func:`add_options` (options as
+rows of flag, type or choices, default and help).
 
 An argument type checks its value before any work is done: a bad value is an ``argparse``
 error, so the command exits with code 2 and says which option.
@@ -17,6 +20,7 @@ argparse.ArgumentTypeError: must be >= 1, got 0
 from __future__ import annotations
 
 import argparse
+import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -25,18 +29,24 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from bimix_bayes.cli.errors import UsageError
+from bimix_bayes.data.files import atomic_write_with
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from bimix_bayes.data.table import MixtureData
 
 __all__ = [
     "DataOptions",
     "add_bootstrap",
+    "add_command",
     "add_fit_argument",
     "add_objective",
+    "add_options",
     "add_out",
     "add_sampler_overrides",
     "add_seed",
+    "command_help",
     "count",
     "domain_weights",
     "nonnegative_float",
@@ -46,9 +56,13 @@ __all__ = [
     "probability",
     "sampler_overrides",
     "suffix",
+    "write_table",
 ]
 
 Parser = argparse.ArgumentParser | argparse._ArgumentGroup
+#: A row of :func:`add_options`: flag, argument type (or the list of allowed values), default,
+#: help.
+OptionRow = tuple[str, Any, Any, str]
 
 
 # ------------------------------------------------------------------------------ types
@@ -176,6 +190,111 @@ def domain_weights(text: str) -> dict[str, float]:
     return out
 
 
+# ------------------------------------------------------------------------------ declarations
+def command_help(func: Callable[..., Any]) -> tuple[str | None, str | None]:
+    """The one-line help and the description of a command, from the docstring of its function.
+
+    The first paragraph, with a lower-case first letter and without its final period, is the line
+    ``bimix --help`` lists; the paragraphs after it, up to the first numpy-style section
+    (``Returns``, ``Notes``...: notes for programmers), are the description that
+    ``bimix COMMAND --help`` shows. (None, None) without a docstring.
+
+    Examples
+    --------
+    >>> def cmd_hello(args):
+    ...     '''Greet the user.
+    ...
+    ...     Print a greeting on stdout.
+    ...
+    ...     Returns
+    ...     -------
+    ...     int
+    ...         The exit code, 0.
+    ...     '''
+    >>> command_help(cmd_hello)
+    ('greet the user', 'Print a greeting on stdout.')
+    """
+    doc = inspect.getdoc(func)
+    if not doc:
+        return None, None
+    first, *rest = doc.split("\n\n")
+    kept = []
+    for paragraph in rest:
+        lines = paragraph.splitlines()
+        if len(lines) > 1 and set(lines[1]) == {"-"}:  # a numpy section: the description ends
+            break
+        kept.append(" ".join(paragraph.split()))
+    summary = " ".join(first.split()).removesuffix(".")
+    return summary[:1].lower() + summary[1:], "\n\n".join(kept) or None
+
+
+def add_command(
+    sub: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int]
+) -> argparse.ArgumentParser:
+    """Register the command ``name``, run by ``func(args)``; returns its parser for the options.
+
+    The help is the function's docstring, written once (:func:`command_help`).
+
+    Examples
+    --------
+    >>> def cmd_hello(args):
+    ...     '''Greet the user.'''
+    ...     return 0
+    >>> sub = argparse.ArgumentParser(prog="bimix").add_subparsers(dest="command")
+    >>> parser = add_command(sub, "hello", cmd_hello)
+    >>> parser.parse_args([]).func(None), sub.choices["hello"] is parser
+    (0, True)
+    """
+    summary, description = command_help(func)
+    parser = sub.add_parser(name, help=summary, description=description)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def add_options(parser: Parser, *rows: OptionRow) -> None:
+    """Add one option per ``(flag, kind, default, help)`` row.
+
+    ``kind`` is an argument type (``count(1)``, ``positive_float``...; None for a string) or the
+    list (or tuple) of the values allowed. Options with more to say (``nargs``, ``action``,
+    ``metavar``, ``required``) are added with ``add_argument`` itself.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> add_options(
+    ...     p,
+    ...     ("--runs", count(2), 12, "number of mixtures (default 12)"),
+    ...     ("--kind", ["predictive", "law"], "predictive", "what to forecast"),
+    ... )
+    >>> p.parse_args(["--runs", "3"])
+    Namespace(runs=3, kind='predictive')
+    """
+    for flag, kind, default, help in rows:
+        if isinstance(kind, list | tuple):
+            parser.add_argument(flag, choices=kind, default=default, help=help)
+        else:
+            parser.add_argument(flag, type=kind, default=default, help=help)
+
+
+def write_table(path: Path | None, table: pd.DataFrame, *, index: bool = True) -> None:
+    """With ``--out PATH``: write ``table`` there as CSV (atomically, numbers as ``%.10g``) and
+    print ``wrote PATH`` after a blank line; nothing when ``path`` is None.
+
+    Examples
+    --------
+    >>> import pandas as pd, tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+    >>> write_table(path, pd.DataFrame({"loss": [1 / 3]}), index=False)  # doctest: +ELLIPSIS
+    <BLANKLINE>
+    wrote .../t.csv
+    >>> path.read_text().splitlines()
+    ['loss', '0.3333333333']
+    """
+    if path is not None:
+        atomic_write_with(path, lambda p: table.to_csv(p, index=index, float_format="%.10g"))
+        print(f"\nwrote {path}")
+
+
 # ------------------------------------------------------------------------------ data options
 @dataclass(frozen=True)
 class DataOptions:
@@ -237,34 +356,24 @@ class DataOptions:
                 "data", type=Path, help="loss log: CSV (.csv, .csv.gz, .tsv) or Parquet"
             )
         g = parser.add_argument_group("reading the data" if positional else "reading --holdout")
-        g.add_argument(
-            "--layout",
-            choices=["auto", "long", "wide"],
-            default="auto",
-            help="long: one row per (run, step, domain); wide: one row per (run, step) "
-            "with a loss column per domain (default: detect)",
-        )
-        g.add_argument("--run-col", help="run id column (detected: run, run_id, run_name)")
-        g.add_argument(
-            "--step-col", help="step or token column (detected: step, tokens, n_tokens...)"
-        )
-        g.add_argument("--domain-col", help="long layout: evaluation domain column")
-        g.add_argument("--loss-col", help="long layout: loss column")
-        g.add_argument(
-            "--prop-pattern", type=pattern, help="proportion column pattern, e.g. 'weight_{domain}'"
-        )
-        g.add_argument(
-            "--loss-pattern",
-            type=pattern,
-            help="wide layout: loss column pattern, e.g. '{domain}_loss'",
-        )
-        g.add_argument(
-            "--volume",
-            choices=["steps", "tokens"],
-            help="what the step column counts (default: tokens if its name says so)",
-        )
-        g.add_argument("--group-col", help="column splitting the file into groups (model size...)")
-        g.add_argument("--group", help="group to keep, e.g. 122M")
+        add_options(
+            g,
+            ("--layout", ["auto", "long", "wide"], "auto", "long: one row per (run, step, "
+             "domain); wide: one row per (run, step) with a loss column per domain (default: "
+             "detect)"),
+            ("--run-col", None, None, "run id column (detected: run, run_id, run_name)"),
+            ("--step-col", None, None, "step or token column (detected: step, tokens, "
+             "n_tokens...)"),
+            ("--domain-col", None, None, "long layout: evaluation domain column"),
+            ("--loss-col", None, None, "long layout: loss column"),
+            ("--prop-pattern", pattern, None, "proportion column pattern, e.g. 'weight_{domain}'"),
+            ("--loss-pattern", pattern, None, "wide layout: loss column pattern, e.g. "
+             "'{domain}_loss'"),
+            ("--volume", ["steps", "tokens"], None, "what the step column counts (default: tokens "
+             "if its name says so)"),
+            ("--group-col", None, None, "column splitting the file into groups (model size...)"),
+            ("--group", None, None, "group to keep, e.g. 122M"),
+        )  # fmt: skip
         g.add_argument(
             "--exclude-domain",
             action="append",
@@ -272,31 +381,16 @@ class DataOptions:
             metavar="DOMAIN",
             help="leave out an evaluation domain (repeatable)",
         )
-        g.add_argument(
-            "--zero-policy",
-            choices=["refuse", "drop", "epsilon"],
-            default="refuse",
-            help="observations of a domain with a zero share: refuse (default), drop "
-            "them, or set zero shares to --epsilon and renormalise",
-        )
-        g.add_argument(
-            "--epsilon",
-            type=float,
-            default=1e-4,
-            help="share used by --zero-policy epsilon (default 1e-4)",
-        )
-        g.add_argument(
-            "--sum-tol",
-            type=float,
-            default=1e-3,
-            help="accepted |sum of proportions - 1| (default 1e-3)",
-        )
-        g.add_argument(
-            "--missing",
-            choices=["refuse", "drop"],
-            default="refuse",
-            help="observations with a missing loss: refuse (default) or drop them",
-        )
+        add_options(
+            g,
+            ("--zero-policy", ["refuse", "drop", "epsilon"], "refuse", "observations of a domain "
+             "with a zero share: refuse (default), drop them, or set zero shares to --epsilon and "
+             "renormalise"),
+            ("--epsilon", float, 1e-4, "share used by --zero-policy epsilon (default 1e-4)"),
+            ("--sum-tol", float, 1e-3, "accepted |sum of proportions - 1| (default 1e-3)"),
+            ("--missing", ["refuse", "drop"], "refuse", "observations with a missing loss: refuse "
+             "(default) or drop them"),
+        )  # fmt: skip
         g.add_argument(
             "--drop-repeated-checkpoints",
             action="store_true",

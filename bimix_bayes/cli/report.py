@@ -2,11 +2,11 @@
 
 Examples
 --------
->>> import argparse
->>> sub = argparse.ArgumentParser().add_subparsers()
->>> add_commands(sub)
->>> sorted(sub.choices)
-['report']
+>>> from bimix_bayes.cli.app import build_parser
+>>> args = build_parser().parse_args(["report", "fit.nc", "--out", "fit.html",
+...                                   "--backtest", "last-checkpoint", "--holdout", "new.csv"])
+>>> args.backtest, args.holdout, args.layout
+([Protocol(kind='last-checkpoint', value=None)], PosixPath('new.csv'), 'auto')
 """
 
 from __future__ import annotations
@@ -16,24 +16,26 @@ import shlex
 import time
 from pathlib import Path
 
+from bimix_bayes.cli import options as opt
 from bimix_bayes.cli.backtest import protocol_argument
 from bimix_bayes.cli.decide import add_decision_inputs, baseline_argument
-from bimix_bayes.cli.options import (
-    DataOptions,
-    add_bootstrap,
-    add_fit_argument,
-    add_objective,
-    add_out,
-    add_seed,
-    positive_float,
-)
 from bimix_bayes.data.files import check_writable
 
 __all__ = ["add_commands", "cmd_report"]
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Write the HTML report of a fit (with ``--holdout`` and ``--backtest`` when given)."""
+    """Write a self-contained HTML report of a fit.
+
+    One HTML file that opens offline: provenance, diagnostics, observed vs fitted, extrapolation
+    with least squares beside it, parameters, and the mixture decision. --holdout marks and
+    scores observations the fit did not see (read with the same options as `bimix fit`).
+
+    Returns
+    -------
+    int
+        0, once the report is written (with ``--holdout`` and ``--backtest`` when given).
+    """
     from bimix_bayes.bayes.persistence import data_from_idata, load_fit
     from bimix_bayes.decision.constraints import load_constraints
     from bimix_bayes.evaluation.backtest import backtest
@@ -47,7 +49,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     baseline = baseline_argument(args.baseline)
     holdout = None
     if args.holdout is not None:
-        holdout = DataOptions.from_args(args).load(args.holdout)
+        holdout = opt.DataOptions.from_args(args).load(args.holdout)
     backtests = [
         backtest(
             data_from_idata(idata), p, method="both", seed=args.seed, n_bootstrap=args.bootstrap
@@ -75,25 +77,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``report`` on the ``bimix`` sub-parsers."""
-    p = sub.add_parser(
-        "report",
-        help="write a self-contained HTML report of a fit",
-        description="One HTML file that opens offline: provenance, diagnostics, observed vs "
-        "fitted, extrapolation with least squares beside it, parameters, and the mixture "
-        "decision. --holdout marks and scores observations the fit did not see (read with the "
-        "same options as `bimix fit`).",
-    )
-    add_fit_argument(p)
-    add_out(p, ".html", help="the report (.html)", required=True)
-    p.add_argument(
-        "--step",
-        type=positive_float,
-        help="target of the extrapolation and the decision (default: twice the last checkpoint)",
-    )
-    p.add_argument("--holdout", type=Path, help="held-out loss log (CSV/Parquet) to mark and score")
-    add_objective(p)
+    p = opt.add_command(sub, "report", cmd_report)
+    opt.add_fit_argument(p)
+    opt.add_out(p, ".html", help="the report (.html)", required=True)
+    opt.add_options(
+        p,
+        ("--step", opt.positive_float, None, "target of the extrapolation and the decision "
+         "(default: twice the last checkpoint)"),
+        ("--holdout", Path, None, "held-out loss log (CSV/Parquet) to mark and score"),
+    )  # fmt: skip
+    opt.add_objective(p)
     add_decision_inputs(p, as_in_optimize=True)
-    add_bootstrap(p, help="least-squares bootstrap resamples (200)")
+    opt.add_bootstrap(p, help="least-squares bootstrap resamples (200)")
     p.add_argument(
         "--backtest",
         action="append",
@@ -103,6 +98,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="also backtest the fitted runs (last-checkpoint, horizon:F, holdout-mixtures:K; "
         "repeatable; Bayes and least squares) and show it; each refits the model",
     )
-    add_seed(p, help="seed of the bootstrap and forecasts")
-    DataOptions.add_arguments(p, positional=False)
-    p.set_defaults(func=cmd_report)
+    opt.add_seed(p, help="seed of the bootstrap and forecasts")
+    opt.DataOptions.add_arguments(p, positional=False)
