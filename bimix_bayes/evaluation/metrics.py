@@ -38,7 +38,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -117,20 +117,24 @@ def mean_relative_error(observed: Any, predicted: Any) -> float:
     >>> round(mean_relative_error([2.0, 4.0], [2.2, 3.8]), 12)
     0.075
     """
-    errors = relative_errors(observed, predicted)
-    return float(np.mean(errors)) if errors.size else float("nan")
+    return _summary(np.mean, relative_errors(observed, predicted))
 
 
 def max_relative_error(observed: Any, predicted: Any) -> float:
-    """Maximum of ``|predicted / observed - 1|``; NaN without points.
+    """Maximum of ``|predicted / observed - 1|``; NaN without points, as
+    :func:`mean_relative_error`.
 
     Examples
     --------
-    >>> round(max_relative_error([2.0, 4.0], [2.2, 3.8]), 12)
-    0.1
+    >>> max_relative_error([2.0, 4.0], [2.5, 3.0]), max_relative_error([], [])
+    (0.25, nan)
     """
-    errors = relative_errors(observed, predicted)
-    return float(np.max(errors)) if errors.size else float("nan")
+    return _summary(np.max, relative_errors(observed, predicted))
+
+
+def _summary(statistic: Callable[[np.ndarray], Any], values: np.ndarray) -> float:
+    """``statistic(values)`` as a float; NaN without values (``np.max`` of none would raise)."""
+    return float(statistic(values)) if values.size else float("nan")
 
 
 def r2_log(observed: Any, predicted: Any) -> float:
