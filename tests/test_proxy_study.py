@@ -16,6 +16,7 @@ from bimix_bayes.proxy.corpora import build_corpora
 from bimix_bayes.proxy.study import (
     default_replicate_mixtures,
     design_mixtures,
+    design_settings,
     lr_schedule,
     replicate_runs,
     run_study,
@@ -100,6 +101,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def test_design_settings_are_the_defaults_of_design_mixtures(tmp_path: Path) -> None:
+    """One set of defaults; run_study refuses a setting design_mixtures does not take, before
+    any work."""
+    assert design_settings(low=0.1) == {
+        "measures": ("se", "ce", "je", "vne"), "temperature": 1.0, "n_spread": 3, "low": 0.1,
+        "seed": 0, "n_space_filling": 0, "min_share": 0.03,
+    }  # fmt: skip
+    with pytest.raises(TypeError, match=r"unknown design setting\(s\) \['n_sprad'\]"):
+        run_study(tmp_path / "none", tmp_path / "out", n_sprad=2)
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_study_options() -> None:
     args = _parser().parse_args(["study", "--corpora", "c", "--out", "o"])
     assert args.design == "spread" and args.spread is None and args.replicates == 1
@@ -145,6 +158,9 @@ def test_study_with_replicate_seeds(corpora: Path, tmp_path: Path) -> None:
     assert [r["seed"] for r in meta["runs"]] == [3, 4, 5, 3]
     assert [r["design_mixture"] for r in meta["runs"]] == ["uniform"] * 3 + ["mostly_code"]
     assert meta["seeds"]["uniform_s2"] == 5 and meta["replicates"] == {"uniform": 3}
+    assert meta["design"] == {
+        "n_spread": 3, "low": 0.05, "temperature": 1.0, "n_space_filling": 0, "min_share": 0.03
+    }  # fmt: skip
     assert meta["schedule"] == {
         "kind": "linear-warmup-constant", "warmup": TINY.warmup, "lr": TINY.lr, "decay": None
     }  # fmt: skip

@@ -21,6 +21,7 @@ spread_3  0.425  0.050  0.425  0.050  0.050
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,7 @@ from bimix_bayes.proxy.trainer import TrainConfig
 __all__ = [
     "default_replicate_mixtures",
     "design_mixtures",
+    "design_settings",
     "lr_schedule",
     "replicate_runs",
     "space_filling_mixtures",
@@ -56,17 +58,24 @@ def _named(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _checked_domains(domains: Sequence[str], kind: str, n: int, minimum: int) -> list[str]:
+    """``domains`` as a list, once a design of ``kind`` can use them: at least 2 domains, and
+    ``n >= minimum`` mixtures."""
+    domains = list(domains)
+    if len(domains) < 2:
+        raise ValueError(f"a {kind} design needs at least 2 domains, got {len(domains)}")
+    if n < minimum:
+        raise ValueError(f"the number of {kind} mixtures must be >= {minimum}, got {n}")
+    return domains
+
+
 def spread_mixtures(domains: Sequence[str], n: int = 3, low: float = 0.05) -> pd.DataFrame:
     """``n`` mixtures in which ``ceil(D / n)`` domains share the high part and every other
     domain gets ``low``; mixture ``k`` favours domains ``k, k + n, k + 2n, ...`` (mod D), so
     each domain is favoured at least once and, when ``n >= 2``, held low at least once.
     """
-    domains = list(domains)
+    domains = _checked_domains(domains, "spread", n, minimum=1)
     D = len(domains)
-    if D < 2:
-        raise ValueError(f"a spread design needs at least 2 domains, got {D}")
-    if n < 1:
-        raise ValueError(f"the number of spread mixtures must be >= 1, got {n}")
     n = min(n, D)
     h = math.ceil(D / n)
     high = (1 - low * (D - h)) / h
@@ -151,12 +160,8 @@ def space_filling_mixtures(
     >>> bool(mix.sum(axis=1).round(12).eq(1).all()), bool((mix >= 0.03).all().all())
     (True, True)
     """
-    domains = list(domains)
+    domains = _checked_domains(domains, "space-filling", n, minimum=0)
     D = len(domains)
-    if D < 2:
-        raise ValueError(f"a space-filling design needs at least 2 domains, got {D}")
-    if n < 0:
-        raise ValueError(f"the number of space-filling mixtures must be >= 0, got {n}")
     if not 0 <= min_share < 1 / D:
         raise ValueError(
             f"min_share {min_share} does not fit {D} domains; it must be in [0, 1/{D} = "
@@ -311,3 +316,27 @@ def design_mixtures(
         )
     mixtures = _named(pd.concat(parts))
     return mixtures, table
+
+
+def design_settings(**given: Any) -> dict[str, Any]:
+    """The keyword settings of :func:`design_mixtures` (``measures``, ``temperature``,
+    ``n_spread``, ``low``, ``seed``, ``n_space_filling``, ``min_share``): its defaults, updated
+    by ``given``. The defaults are written once, in its signature.
+
+    Raises
+    ------
+    TypeError
+        For a setting :func:`design_mixtures` does not take.
+
+    Examples
+    --------
+    >>> settings = design_settings(n_spread=0)
+    >>> settings["n_spread"], settings["low"], settings["min_share"]
+    (0, 0.05, 0.03)
+    """
+    parameters = inspect.signature(design_mixtures).parameters
+    defaults = {k: p.default for k, p in parameters.items() if p.kind is p.KEYWORD_ONLY}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise TypeError(f"unknown design setting(s) {unknown}; known: {sorted(defaults)}")
+    return {**defaults, **given}

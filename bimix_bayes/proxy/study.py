@@ -52,6 +52,7 @@ from bimix_bayes.proxy.design import (
     _named,
     default_replicate_mixtures,
     design_mixtures,
+    design_settings,
     lr_schedule,
     replicate_runs,
     space_filling_mixtures,
@@ -64,6 +65,7 @@ __all__ = [
     "STUDY_FORMAT",
     "default_replicate_mixtures",
     "design_mixtures",
+    "design_settings",
     "lr_schedule",
     "replicate_runs",
     "run_study",
@@ -74,6 +76,8 @@ __all__ = [
 ]
 
 STUDY_FORMAT = "bimix-proxy-study/1"
+#: The design settings ``runs.json`` records (under ``design``).
+RECORDED_DESIGN = ("n_spread", "low", "temperature", "n_space_filling", "min_share")
 
 
 # ------------------------------------------------------------------------------ running
@@ -152,15 +156,11 @@ def run_study(
     mixtures: pd.DataFrame | None = None,
     workers: int = 2,
     seed: int = 0,
-    n_spread: int = 3,
-    low: float = 0.05,
-    temperature: float = 1.0,
-    n_space_filling: int = 0,
-    min_share: float = 0.03,
     replicates: Mapping[str, int] | None = None,
     n_replicates: int = 1,
     replicate_mixtures: Sequence[str] | None = None,
     log: Callable[[str], None] | None = None,
+    **design: Any,
 ) -> dict[str, Any]:
     """Run every mixture of the design (one training run each) and write the results.
 
@@ -179,8 +179,6 @@ def run_study(
     seed
         The seed of every mixture's first run (common random numbers: these runs differ only
         by their mixture); replicates use ``seed + 1``, ``seed + 2``, ...
-    n_spread, low, temperature, n_space_filling, min_share
-        Passed to :func:`design_mixtures` when ``mixtures`` is None.
     replicates
         Mixture name -> number of seeds (default 1): :func:`replicate_runs`, e.g.
         ``{"uniform": 3}`` adds the runs ``uniform_s1`` and ``uniform_s2``.
@@ -188,6 +186,10 @@ def run_study(
         Shorthand: when ``n_replicates > 1``, each of ``replicate_mixtures`` (default
         :func:`default_replicate_mixtures`: uniform and the 3 mixtures farthest apart) gets
         ``n_replicates`` seeds (``replicates`` entries take precedence).
+    **design
+        The design's settings (``n_spread``, ``low``, ``temperature``, ``n_space_filling``,
+        ``min_share``...: :func:`design_settings`), passed to :func:`design_mixtures` with
+        ``seed`` when ``mixtures`` is None; :class:`TypeError` for an unknown one.
 
     Returns
     -------
@@ -202,6 +204,7 @@ def run_study(
     """
     config = config or TrainConfig()
     log = log or (lambda msg: None)
+    settings = {**design_settings(**design), "seed": seed}
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     start = time.perf_counter()
@@ -210,15 +213,7 @@ def run_study(
     table = None
     if mixtures is None:
         log("design: computing the domains' entropies for the entropy-proxy mixtures ...")
-        mixtures, table = design_mixtures(
-            corpora,
-            n_spread=n_spread,
-            low=low,
-            temperature=temperature,
-            seed=seed,
-            n_space_filling=n_space_filling,
-            min_share=min_share,
-        )
+        mixtures, table = design_mixtures(corpora, **settings)
     mixtures = _check_design(mixtures, list(manifest["domains"]))
     if n_replicates < 1:
         raise ValueError(f"n_replicates must be >= 1, got {n_replicates}")
@@ -305,13 +300,7 @@ def run_study(
         "seeds": {str(run): int(s) for run, s in runs["seed"].items()},
         "replicates": replicated,
         "workers": workers,
-        "design": {
-            "n_spread": n_spread,
-            "low": low,
-            "temperature": temperature,
-            "n_space_filling": n_space_filling,
-            "min_share": min_share,
-        },
+        "design": {k: settings[k] for k in RECORDED_DESIGN},
         "wall_seconds": round(wall, 3),
         "reused_runs": reused,
     }
