@@ -1,7 +1,9 @@
-"""Shared fixtures: small simulated data, and the public datasets when they are present."""
+"""Shared fixtures: small simulated data, the public datasets when they are present, and files
+for the tests of a reader's error messages."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,3 +28,17 @@ def datasets_dir() -> Path:
 def sim_data() -> MixtureData:
     """The demo's synthetic study (seed 1): 5 domains, 12 runs, 10 checkpoints."""
     return simulate_default(seed=1)
+
+
+@pytest.fixture
+def file_at(tmp_path: Path) -> Callable[[str, str | None], Path]:
+    """``file_at(name, text)``: the path ``tmp_path / name`` holding ``text``, or no file at all
+    when ``text`` is None (the input of a test of a reader's error messages)."""
+
+    def make(name: str, text: str | None) -> Path:
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        return path
+
+    return make

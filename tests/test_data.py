@@ -157,21 +157,24 @@ def test_non_numeric_observation_cell(mixtures, observations, column):
     assert "row 5: 'abc'" in str(e.value)
 
 
-def test_non_numeric_cell_uses_given_locations(mixtures, observations):
-    """Error messages use the caller's locations (e.g. CSV line numbers)."""
+@pytest.mark.parametrize(
+    ("row", "text", "kwargs", "message"),
+    [
+        pytest.param(2, "3,2", {"locations": [f"line {i + 2}" for i in range(N_OBS)],
+                                "source": "runs.csv"},
+                     r"line 4: '3,2'", id="uses-given-locations"),
+        pytest.param(0, "x", {"source": "runs.csv"}, r"^runs\.csv: ", id="names-the-source"),
+        pytest.param(4, "oops", {"missing_policy": "drop"}, r"row 5: 'oops'",
+                     id="never-dropped-as-missing"),
+    ],
+)  # fmt: skip
+def test_non_numeric_loss_message(mixtures, observations, row, text, kwargs, message):
+    """A loss that is not a number: the message uses the caller's locations (e.g. CSV line
+    numbers) and starts with the data's source; ``missing_policy='drop'`` never drops it."""
     obs = as_text(observations, "loss")
-    obs.loc[2, "loss"] = "3,2"
-    lines = [f"line {i + 2}" for i in range(len(obs))]
-    with pytest.raises(DataError, match=r"line 4: '3,2'"):
-        build(mixtures, obs, locations=lines, source="runs.csv")
-
-
-def test_non_numeric_error_names_source(mixtures, observations):
-    """Every error starts with the data's source."""
-    obs = as_text(observations, "loss")
-    obs.loc[0, "loss"] = "x"
-    with pytest.raises(DataError, match=r"^runs\.csv: "):
-        build(mixtures, obs, source="runs.csv")
+    obs.loc[row, "loss"] = text
+    with pytest.raises(DataError, match=message):
+        build(mixtures, obs, **kwargs)
 
 
 def test_boolean_losses_are_not_numbers(mixtures, observations):
@@ -208,14 +211,6 @@ def test_missing_loss_dropped_with_count(mixtures, observations):
     assert len(data.observations) == N_OBS - 2
     assert data.observations["loss"].notna().all()
     assert any("dropped 2 observation(s)" in n for n in data.notes)
-
-
-def test_missing_policy_drop_still_refuses_bad_text(mixtures, observations):
-    """Dropping missing losses never drops cells that are not numbers."""
-    obs = as_text(observations, "loss")
-    obs.loc[4, "loss"] = "oops"
-    with pytest.raises(DataError, match=r"row 5: 'oops'"):
-        build(mixtures, obs, missing_policy="drop")
 
 
 def test_unknown_missing_policy(mixtures, observations):

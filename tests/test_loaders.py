@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import re
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -296,37 +297,32 @@ def test_long_non_numeric_cell(tmp_path, column):
     assert "line 5: '3.x'" in str(e.value)
 
 
-def test_long_non_numeric_proportion(tmp_path):
-    """A proportion that is not a number names its column, line and text."""
-    path = write(tmp_path, with_cell(long_frame(), 7, "p_web", "half"))
-    with pytest.raises(
-        DataError, match=r"column 'p_web': 1 cell\(s\) are not numbers.*line 9: 'half'"
-    ):
-        load(path)
-
-
-def test_long_missing_proportion(tmp_path):
-    """An empty proportion cell is refused, naming the line."""
-    path = write(tmp_path, with_cell(long_frame(), 7, "p_code", ""))
-    with pytest.raises(
-        DataError, match=r"column 'p_code': 1 proportion\(s\) are missing \(line 9\)"
-    ):
-        load(path)
-
-
-def test_wide_non_numeric_loss(tmp_path):
-    """In the wide layout the message names the line and the loss column."""
-    path = write(tmp_path, with_cell(wide_frame(), 2, "code_loss", "n.a."))
-    with pytest.raises(
-        DataError, match=r"column 'code_loss': 1 cell\(s\) are not numbers \(line 4: 'n\.a\.'\)"
-    ):
-        load(path)
-
-
-def test_wide_non_numeric_proportion(tmp_path):
-    """In the wide layout a bad proportion names its column and line."""
-    path = write(tmp_path, with_cell(wide_frame(run_col=True), 4, "weight_web", "?"))
-    with pytest.raises(DataError, match=r"column 'weight_web'.*line 6: '\?'"):
+@pytest.mark.parametrize(
+    ("frame", "row", "column", "text", "message"),
+    [
+        pytest.param(long_frame, 7, "p_web", "half",
+                     r"column 'p_web': 1 cell\(s\) are not numbers.*line 9: 'half'",
+                     id="long-proportion-not-a-number"),
+        pytest.param(long_frame, 7, "p_code", "",
+                     r"column 'p_code': 1 proportion\(s\) are missing \(line 9\)",
+                     id="long-proportion-missing"),
+        pytest.param(wide_frame, 2, "code_loss", "n.a.",
+                     r"column 'code_loss': 1 cell\(s\) are not numbers \(line 4: 'n\.a\.'\)",
+                     id="wide-loss-not-a-number"),
+        pytest.param(partial(wide_frame, run_col=True), 4, "weight_web", "?",
+                     r"column 'weight_web'.*line 6: '\?'", id="wide-proportion-not-a-number"),
+        pytest.param(long_frame, 3, "p_web", "0.3",
+                     r"proportions change between rows of the same run \(run 'a': line 5",
+                     id="proportion-changes-within-run"),
+        pytest.param(long_frame, 3, "p_web", "0.3", r"line 5.*'p_web'|'p_web'.*line 5",
+                     id="proportion-changes-within-run-names-column"),
+    ],
+)  # fmt: skip
+def test_bad_cell_names_its_column_and_line(tmp_path, frame, row, column, text, message):
+    """A proportion that is not a number, is missing or changes within a run, and a wide loss
+    that is not a number: the message names the column (or the run) and the line."""
+    path = write(tmp_path, with_cell(frame(), row, column, text))
+    with pytest.raises(DataError, match=message):
         load(path)
 
 
@@ -452,22 +448,6 @@ def test_mixture_within_tolerance_is_renormalised(tmp_path):
     assert len(record) == 1
     assert data.mixtures.loc["b"].sum() == pytest.approx(1.0, abs=1e-15)
     assert any("renormalised" in note for note in data.notes)
-
-
-def test_proportions_changing_within_run(tmp_path):
-    """A run whose proportions differ between rows is refused, naming the run."""
-    path = write(tmp_path, with_cell(long_frame(), 3, "p_web", "0.3"))
-    with pytest.raises(
-        DataError, match=r"proportions change between rows of the same run \(run 'a': line 5"
-    ):
-        load(path)
-
-
-def test_proportions_changing_within_run_names_line(tmp_path):
-    """The error for a changed proportion points at the line and column that differ."""
-    path = write(tmp_path, with_cell(long_frame(), 3, "p_web", "0.3"))
-    with pytest.raises(DataError, match=r"line 5.*'p_web'|'p_web'.*line 5"):
-        load(path)
 
 
 def test_wide_bad_proportion_names_line(tmp_path):
@@ -755,28 +735,21 @@ def test_folder_instead_of_file(tmp_path):
         load(folder)
 
 
-def test_empty_file(tmp_path):
-    """A zero-byte file is refused, naming it."""
-    path = tmp_path / "empty.csv"
-    path.write_text("")
-    with pytest.raises(DataError, match=r"empty\.csv: could not be read as a table"):
-        load(path)
-
-
-def test_header_only_file(tmp_path):
-    """A file with a header and no rows is refused."""
-    path = tmp_path / "header.csv"
-    path.write_text("run,step,domain,loss,p_web,p_code\n")
-    with pytest.raises(DataError, match=r"header\.csv: the file has no data rows"):
-        load(path)
-
-
-def test_corrupt_parquet(tmp_path):
-    """A file named .parquet that is not Parquet is refused, naming it."""
-    path = tmp_path / "runs.parquet"
-    path.write_text("run,step\n1,2\n")
-    with pytest.raises(DataError, match=r"runs\.parquet: could not be read as a table"):
-        load(path)
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        pytest.param("empty.csv", "", r"empty\.csv: could not be read as a table", id="empty"),
+        pytest.param("header.csv", "run,step,domain,loss,p_web,p_code\n",
+                     r"header\.csv: the file has no data rows", id="header-only"),
+        pytest.param("runs.parquet", "run,step\n1,2\n",
+                     r"runs\.parquet: could not be read as a table", id="parquet-not-parquet"),
+    ],
+)  # fmt: skip
+def test_file_without_a_table(file_at, name, text, message):
+    """A zero-byte file, a header without rows, or a .parquet that is not Parquet is refused,
+    naming the file."""
+    with pytest.raises(DataError, match=message):
+        load(file_at(name, text))
 
 
 def test_empty_parquet(tmp_path):

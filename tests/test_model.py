@@ -242,14 +242,14 @@ def test_load_refuses_incompatible_files(fitted, tmp_path, change, message):
         load_fit(path)
 
 
-def test_load_refuses_missing_and_foreign_files(tmp_path):
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [("none.nc", None, "no such file"), ("junk.nc", "not netcdf", "not a readable netCDF")],
+)
+def test_load_refuses_missing_and_foreign_files(file_at, name, text, message):
     """A missing file or a file that is not netCDF gives a clear error."""
-    with pytest.raises(FitFileError, match="no such file"):
-        load_fit(tmp_path / "none.nc")
-    junk = tmp_path / "junk.nc"
-    junk.write_text("not netcdf")
-    with pytest.raises(FitFileError, match="not a readable netCDF"):
-        load_fit(junk)
+    with pytest.raises(FitFileError, match=message):
+        load_fit(file_at(name, text))
 
 
 def test_predictive_checks_return_draws_and_a_figure(fitted):

@@ -80,22 +80,19 @@ def test_bad_specs_name_the_key(update, message):
         merge_spec(update)
 
 
-def test_spec_file_errors_name_the_file(tmp_path):
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("missing.toml", None, "cannot read"),
+        ("bad.toml", "[sampler\n", r"bad\.toml: not valid TOML"),
+        ("spec.json", "{}", r"use \.toml or \.yaml"),
+        ("typo.toml", "[sampler]\ndrawz = 3\n", r"typo\.toml: sampler\.drawz"),
+    ],
+)
+def test_spec_file_errors_name_the_file(file_at, name, text, message):
     """Unreadable, unparsable or unknown-format files say which file."""
-    with pytest.raises(SpecError, match="cannot read"):
-        load_spec(tmp_path / "missing.toml")
-    bad = tmp_path / "bad.toml"
-    bad.write_text("[sampler\n")
-    with pytest.raises(SpecError, match=r"bad\.toml: not valid TOML"):
-        load_spec(bad)
-    wrong = tmp_path / "spec.json"
-    wrong.write_text("{}")
-    with pytest.raises(SpecError, match=r"use \.toml or \.yaml"):
-        load_spec(wrong)
-    typo = tmp_path / "typo.toml"
-    typo.write_text("[sampler]\ndrawz = 3\n")
-    with pytest.raises(SpecError, match=r"typo\.toml: sampler\.drawz"):
-        load_spec(typo)
+    with pytest.raises(SpecError, match=message):
+        load_spec(file_at(name, text))
 
 
 residuals = st.lists(st.floats(-0.2, 0.2), min_size=1, max_size=8)
