@@ -105,7 +105,8 @@ def optimize(
     forecast: bool = True,
     seed: int = 0,
 ) -> Recommendation:
-    """Recommend the mixture that minimises a posterior objective of the loss at ``step``.
+    """Recommend the mixture that minimises a posterior objective of the loss at ``step`` within
+    the ``constraints``, and compare it with the ``baseline``.
 
     Parameters
     ----------

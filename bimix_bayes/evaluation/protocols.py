@@ -37,7 +37,8 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True)
 class Protocol:
-    """What a backtest holds out; build with :func:`parse_protocol`.
+    """What a backtest holds out: each run's last checkpoint, the checkpoints past a share of the
+    last step, or whole runs; build one with :func:`parse_protocol`.
 
     Attributes
     ----------

@@ -13,6 +13,8 @@ data, diagnostics and spec, the least-squares fit beside it, the target step) an
 * :func:`section_backtests`: how far to trust the forecasts (backtests on the same runs);
 * :func:`section_appendix`: the spec and the command that reproduces the report.
 
+Every section but the backtests' takes ``fit``, the :class:`ReportInputs` prepared once.
+
 Each section draws its figures with :mod:`~bimix_bayes.report.figures` (PNG data URIs) and
 formats its tables with :mod:`~bimix_bayes.report.tables` (escaped HTML).
 
@@ -88,7 +90,8 @@ GRID_POINTS = 40
 
 @dataclass(frozen=True)
 class ReportInputs:
-    """What several sections read, prepared once per report.
+    """What several sections read, prepared once per report (:meth:`prepare`): the fit, its data,
+    diagnostics and spec, the least-squares fit beside it, and the target step.
 
     Attributes
     ----------
@@ -167,15 +170,8 @@ class ReportInputs:
 def section_header(
     fit: ReportInputs, fit_path: str | os.PathLike[str] | None = None
 ) -> dict[str, Any]:
-    """The page title and the fit's facts: data, sampler, wall time, package versions.
-
-    Parameters
-    ----------
-    fit
-        The prepared inputs.
-    fit_path
-        The fit file (None: "(in memory)").
-    """
+    """The page title and the fit's facts: data, sampler, wall time, package versions; the fit
+    file ``fit_path`` is named as such (None: "(in memory)")."""
     data, attrs, post = fit.data, fit.idata.attrs, fit.idata.posterior
     return {
         "title": f"BiMix fit report: {data.source}",
@@ -250,15 +246,8 @@ def section_extrapolation(
 ) -> dict[str, Any]:
     """Forecasts of representative runs to the target step, beside least squares.
 
-    Parameters
-    ----------
-    fit
-        The prepared inputs.
-    holdout
-        Held-out observations: drawn when they continue fitted runs, and named.
-    scores
-        Per-domain scores of the held-out points (a ``points`` column and percentages), shown as
-        a table.
+    The ``holdout`` observations are drawn when they continue fitted runs, and named; their
+    per-domain ``scores`` (a ``points`` column and percentages) are shown as a table.
     """
     data = fit.data
     holdout_runs = [] if holdout is None else [r for r in holdout.runs if r in set(data.runs)]
@@ -363,18 +352,9 @@ def section_appendix(
     holdout: MixtureData | None = None,
     objective: str = "mean",
 ) -> dict[str, Any]:
-    """The model spec and the command that reproduces the report.
-
-    Parameters
-    ----------
-    fit
-        The prepared inputs.
-    command
-        The command line that made the report (None or empty: the ``bimix report`` command of
-        these options).
-    fit_path, holdout, objective
-        The report's options, named in the default command.
-    """
+    """The model spec and the command that reproduces the report: ``command``, the command line
+    that made it, or when None or empty the ``bimix report`` command of the report's options
+    ``fit_path``, ``holdout`` and ``objective``."""
     if not command:
         parts = ["bimix", "report", str(fit_path or "FIT.nc"), "--out", "report.html"]
         parts += ["--step", f"{fit.target:g}"]
