@@ -49,9 +49,9 @@ def test_posterior_has_named_dims_and_paper_coefficients(fitted):
     assert np.allclose(post["C"], 1.0)
     assert post["run_offset"].dims == ("chain", "draw", "run", "domain")
     assert model.idata_.observed_data["loss"].dims == ("obs",)
-    assert model.idata_.log_likelihood["loss_curve"].sizes["curve"] == data.n_runs * len(
-        data.domains
-    )
+    # one log likelihood per run (leave-one-run-out LOO); correlated effects by default
+    assert model.idata_.log_likelihood["loss_run"].sizes["run"] == data.n_runs
+    assert post["run_corr"].dims == ("chain", "draw", "domain", "other_domain")
     assert post.sizes["chain"] == 4
 
 
@@ -300,7 +300,7 @@ def test_student_t_and_no_offset_options_sample():
                 mixtures=data.mixtures.iloc[[0]].rename(index=str.upper),
                 runs=[data.runs[1]],
             )
-        assert np.isfinite(idata.log_likelihood["loss_curve"]).all()
+        assert np.isfinite(idata.log_likelihood["loss_run"]).all()
         assert np.isfinite(out[["lower_90", "upper_90"]].to_numpy()).all()
         heavy = spec["likelihood"].get("family") == "student_t"
         assert out["mean"].isna().all() == heavy  # no finite mean under Student-t noise

@@ -31,8 +31,9 @@ import numpy as np
 
 __all__ = ["DERIVED_VARS", "FitDiagnostics", "FitWarning", "diagnose"]
 
-#: Posterior variables computed from the sampled ones (not diagnosed on their own).
-DERIVED_VARS = frozenset({"alpha", "beta", "A", "B", "C", "run_offset"})
+#: Posterior variables computed from the sampled ones (not diagnosed on their own; the
+#: correlations through their partial correlations ``run_corr_cpc``, ``slope_corr_cpc``).
+DERIVED_VARS = frozenset({"alpha", "beta", "A", "B", "C", "run_offset", "run_corr", "slope_corr"})
 
 
 class FitWarning(UserWarning):
@@ -79,17 +80,15 @@ class FitDiagnostics:
         """What to try, given what failed."""
         tips = []
         text = " ".join(self.problems)
-        if "r-hat" in text or "ESS" in text:
+        if "divergen" in text or "r-hat" in text or "ESS" in text:
+            # What cured the failed fits of the public backtests (reports/validation.md);
+            # more draws alone did not. `bimix fit` and backtests retry once with it.
             tips.append(
-                "sample longer: raise sampler.tune and sampler.draws in the spec "
-                "(or --tune/--draws)"
+                "smaller steps and a longer warm-up: sampler.target_accept = 0.99 and "
+                "sampler.tune = 1000 in the spec (or --target-accept 0.99 --tune 1000)"
             )
-        if "divergen" in text:
-            tips.append(
-                'divergences: try priors.<name>.parametrization = "non_centered" for '
-                "the population priors (few runs per domain), tighter priors, or the "
-                "pymc backend with a higher sampler.target_accept"
-            )
+        if "ESS" in text and "divergen" not in text:
+            tips.append("then more draws: raise sampler.draws (or --draws)")
         if "BFMI" in text:
             tips.append(
                 "low BFMI: the population sd priors may be too wide; tighten priors.<name>.sd_scale"

@@ -7,8 +7,9 @@ Two kinds of target (:mod:`~bimix_bayes.bayes.targets`):
 * a **new mixture** (never trained): a fresh run offset is drawn, so the interval carries the
   run-to-run variation the model has seen.
 
-``kind="predictive"`` (default) forecasts a new measurement (offset and checkpoint noise
-included); ``kind="law"`` gives the credible band of the BiMix curve itself (no run effects).
+``kind="predictive"`` (default) forecasts a new measurement (run effects, checkpoint noise and,
+beyond the fitted steps, the error all runs share (:mod:`~bimix_bayes.bayes.discrepancy`)
+included); ``kind="law"`` gives the credible band of the BiMix curve itself (none of those).
 Per domain, and as a weighted average over domains (computed per draw, then summarised).
 
 :func:`forecast_draws` gives the draws over named dimensions, :func:`summarise_draws` the tidy
@@ -38,6 +39,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bimix_bayes.bayes.discrepancy import doublings_outside, shared_bend
 from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata, spec_from_idata
 from bimix_bayes.bayes.predictive_density import log_predictive_density
 from bimix_bayes.bayes.targets import domain_weights, forecast_targets, run_effects
@@ -246,6 +248,7 @@ class _Forecast:
     weights: xr.DataArray  # (domain): weights of the average
     labels: list[str]  # the domains and the average's label
     effects: xr.Dataset | None  # run effects over (chain, draw, mixture, domain); None: law
+    bend: xr.DataArray | None  # shared extrapolation error over (chain, draw, step, domain)
     rng: np.random.Generator
     attrs: dict[str, Any]
 
@@ -267,6 +270,8 @@ class _Forecast:
             z = xr.DataArray(self.rng.standard_normal(mu.shape), dims=DRAW_DIMS)
             mu = mu + run["offset"] + z * (run["scale"] * p["sigma"])
             mu = mu + run["slope"] * self.x  # zero without the random-slope option
+        if self.bend is not None:
+            mu = mu + self.bend  # the same for every mixture: shared by all runs
         loss = np.exp(mu).where(~outside)
         average = (loss * w).where(w > 0, 0.0).sum("domain", skipna=False)
         average = average.where(~outside.isel(domain=w.to_numpy() > 0).any("domain"))
@@ -317,7 +322,24 @@ def _prepare(
             ),
             stacklevel=3,
         )
-    family = spec_from_idata(idata)["likelihood"]["family"]
+    spec = spec_from_idata(idata)
+    family = spec["likelihood"]["family"]
+    bend = None
+    if kind == "predictive" and spec["discrepancy"]["extrapolation"]:
+        steps_fitted = data.observations["step"].to_numpy(dtype=float)
+        h = doublings_outside(steps_arr, first=steps_fitted.min(), last=steps_fitted.max())
+        settings = spec["discrepancy"]
+        bend = xr.DataArray(
+            shared_bend(
+                h,
+                len(domains),
+                omega=settings["sd_per_doubling"],
+                rho=settings["domain_correlation"],
+                shape=(post.sizes["chain"], post.sizes["draw"]),
+                rng=np.random.default_rng([seed, 4]),
+            ),
+            dims=("chain", "draw", "step", "domain"),
+        )
     return _Forecast(
         params=post[["log_floor", "log_reducible", "alpha", "beta", "sigma"]],
         log_r=np.log(shares.where(~outside, 1.0)),
@@ -330,6 +352,7 @@ def _prepare(
         weights=xr.DataArray(w, dims="domain"),
         labels=[*domains, avg_label],
         effects=effects,
+        bend=bend,
         rng=rng,
         attrs={"kind": kind, "seed": seed, "family": family, "fit_passed": diag.passed},
     )

@@ -64,6 +64,7 @@ __all__ = [
     "curve_slope_quadratic",
     "draw_offsets",
     "draw_offsets_and_slopes",
+    "gaussian_log_density",
     "offset_conditional",
 ]
 
@@ -158,6 +159,20 @@ def curve_log_likelihood(
         logdet, q = curve_quadratic(s1, s2, n, sigma, tau, math=math)
     else:
         logdet, q, _ = curve_slope_quadratic(s1, s2, n, sigma, tau, slope, math=math)
+    return gaussian_log_density(n, logdet, q, family=family, nu=nu, math=math)
+
+
+def gaussian_log_density(
+    n: Any, logdet: Any, q: Any, *, family: str = "normal", nu: float = 5.0, math: ModuleType = np
+) -> Any:
+    """Log density of ``n`` values with covariance (or t scale) of log det ``logdet`` and
+    quadratic form ``q``: multivariate Normal, or multivariate t with ``nu`` degrees of freedom.
+
+    Examples
+    --------
+    >>> round(float(gaussian_log_density(1, 0.0, 0.0)), 4)  # standard Normal at 0
+    -0.9189
+    """
     if family == "normal":
         return -0.5 * (n * np.log(2 * np.pi) + logdet + q)
     if family == "student_t":
@@ -373,6 +388,24 @@ class CurveLayout:
     def x_sums(self) -> tuple[np.ndarray, np.ndarray]:
         """Per curve: ``sum(x)`` and ``sum(x^2)`` over its checkpoints (random-slope option)."""
         return (self.x * self.mask).sum(axis=1), (self.x**2 * self.mask).sum(axis=1)
+
+    def by_run(self, per_curve: np.ndarray) -> np.ndarray:
+        """Values per curve (last axis) laid out per (run, domain); zero where there is no curve.
+
+        Examples
+        --------
+        >>> layout = CurveLayout.placeholder(3)
+        >>> layout.by_run(layout.n).shape  # (run, domain)
+        (2, 3)
+        """
+        out = np.zeros((*np.shape(per_curve)[:-1], len(self.runs), len(self.domains)))
+        out[..., self.curve_run, self.curve_domain] = per_curve
+        return out
+
+    def run_design(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per (run, domain): ``n``, ``sum(x)`` and ``sum(x^2)`` (correlated run effects)."""
+        sx, sxx = self.x_sums()
+        return self.by_run(self.n), self.by_run(sx), self.by_run(sxx)
 
     def curve_labels(self) -> list[str]:
         """``"run/domain"`` label of each curve."""

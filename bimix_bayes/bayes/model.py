@@ -9,8 +9,9 @@ Priors, likelihood and sampler come from a spec (:mod:`bimix_bayes.bayes.spec`, 
 
 :meth:`BiMixModel.fit` returns an ArviZ ``InferenceData`` with groups ``posterior`` (also the
 paper's ``A, alpha, B, beta, C`` under the convention C = 1 and each observed run's offset),
-``sample_stats``, ``log_likelihood`` (``loss_curve``: one value per (run, domain) curve, the
-unit of leave-one-curve-out LOO; sum a run's curves for leave-one-run-out), ``observed_data``,
+``sample_stats``, ``log_likelihood`` (``loss_run``: one value per run, the unit of
+leave-one-run-out LOO; without correlated run effects also ``loss_curve`` per (run, domain)
+curve), ``observed_data``,
 ``constant_data`` (the fitted data, so a saved file is self-sufficient) and attrs describing how it
 was made. Diagnostics are checked after every fit (:mod:`bimix_bayes.bayes.diagnostics`).
 
@@ -23,8 +24,8 @@ Examples
 >>> # here ``model`` is that fit (5 domains, 12 runs).
 >>> model.posterior["alpha"].dims
 ('chain', 'draw', 'domain')
->>> dict(model.posterior.sizes)
-{'chain': 2, 'draw': 200, 'domain': 5, 'run': 12}
+>>> dict(model.posterior.sizes)  # run effects correlated across domains (10 pairs)
+{'chain': 2, 'draw': 200, 'domain': 5, 'domain_pair': 10, 'other_domain': 5, 'run': 12}
 >>> model.diagnostics.draws, model.idata_.attrs["seed"]
 (400, 0)
 """
@@ -50,13 +51,25 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from bimix_bayes._version import __version__
+from bimix_bayes.bayes.correlated import (
+    RunSums,
+    corr_cholesky,
+    effect_cholesky,
+    lkj_cpc_shapes,
+    run_log_likelihood,
+)
+from bimix_bayes.bayes.correlated_posterior import (
+    CORRELATION_DIM,
+    is_correlated,
+    observed_run_draws,
+    run_log_likelihoods,
+)
 from bimix_bayes.bayes.diagnostics import FitDiagnostics, diagnose
 from bimix_bayes.bayes.likelihood import (
     CurveLayout,
     curve_log_likelihood,
     curve_residual_sums,
     draw_offsets,
-    offset_conditional,
 )
 from bimix_bayes.bayes.persistence import (
     FORMAT_VERSION,
@@ -69,13 +82,40 @@ from bimix_bayes.bayes.spec import PRIOR_NAMES, Spec, load_spec, merge_spec, spe
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.laws.bimix import IdentifiableParams, log_mixture_factor, log_step_factor
 
-__all__ = ["BiMixModel", "SamplerFallbackWarning"]
+__all__ = ["SAFER_SAMPLER", "BiMixModel", "RetryWarning", "SamplerFallbackWarning", "safer_sampler"]
 
 _DATA_VARS = ("step_grid", "grid_index", "y", "mask", "curve_log_r", "curve_domain", "n")
 
 
 class SamplerFallbackWarning(UserWarning):
     """nutpie could not be used; the fit fell back to PyMC's NUTS."""
+
+
+class RetryWarning(UserWarning):
+    """A fit failed its diagnostics and is being refitted once with safer sampler settings."""
+
+
+#: What a retry changes: the smaller steps and longer warm-up that cured the failed fits of the
+#: public backtests (reports/validation.md) when more draws alone did not.
+SAFER_SAMPLER = {"target_accept": 0.99, "tune": 1000}
+
+
+def safer_sampler(sampler: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The sampler settings a retry changes, or None when they are already that safe.
+
+    Examples
+    --------
+    >>> safer_sampler({"target_accept": 0.9, "tune": 500})
+    {'target_accept': 0.99, 'tune': 1000}
+    >>> safer_sampler({"target_accept": 0.995, "tune": 2000}) is None
+    True
+    """
+    out = {}
+    if sampler["target_accept"] < SAFER_SAMPLER["target_accept"]:
+        out["target_accept"] = SAFER_SAMPLER["target_accept"]
+    if sampler["tune"] < SAFER_SAMPLER["tune"]:
+        out["tune"] = SAFER_SAMPLER["tune"]
+    return out or None
 
 
 def _package_versions() -> dict[str, str]:
@@ -97,9 +137,19 @@ def resolve_s_ref(spec: Spec, data: MixtureData) -> float:
 
 
 def _population(name: str, prior: Mapping[str, Any]) -> pt.TensorVariable:
-    """``theta[d] ~ Normal(mu, sd)``, ``mu ~ Normal(loc, loc_scale)``, ``sd ~ HalfNormal``."""
+    """``theta[d] ~ Normal(mu, sd)``, ``mu ~ Normal(loc, loc_scale)``, ``sd`` by ``sd_prior``.
+
+    ``sd_prior = "gamma"``: ``sd ~ Gamma(2, 2 / sd_scale)`` (mean ``sd_scale``), zero density
+    at ``sd = 0``: with a handful of domains the data cannot rule small sds out, and a prior
+    that piles up at zero (``"half_normal"``) lets the chains fall into the funnel's neck
+    (divergences, stuck chains). The boundary-avoiding Gamma(2) is the usual cure (Chung et
+    al. 2013, Gelman et al. BDA3 5.7); it leaves well-identified sds to the data.
+    """
     mu = pm.Normal(f"mu_{name}", prior["loc"], prior["loc_scale"])
-    sd = pm.HalfNormal(f"sd_{name}", prior["sd_scale"])
+    if prior["sd_prior"] == "gamma":
+        sd = pm.Gamma(f"sd_{name}", alpha=2.0, beta=2.0 / prior["sd_scale"])
+    else:
+        sd = pm.HalfNormal(f"sd_{name}", prior["sd_scale"])
     if prior["parametrization"] == "centered":
         return pm.Normal(name, mu, sd, dims="domain")
     z = pm.Normal(f"{name}_z", 0.0, 1.0, dims="domain")
@@ -109,7 +159,16 @@ def _population(name: str, prior: Mapping[str, Any]) -> pt.TensorVariable:
 def build_pymc_model(layout: CurveLayout, spec: Spec) -> pm.Model:
     """The PyMC model of ``layout`` under ``spec`` (data in ``pm.Data`` containers)."""
     lik = spec["likelihood"]
-    with pm.Model(coords={"domain": list(layout.domains)}) as model:
+    domains = list(layout.domains)
+    coords = {
+        "domain": domains,
+        CORRELATION_DIM: domains,
+        # the partial correlations' order (row-major strict lower triangle, lkj_cpc_shapes)
+        "domain_pair": [
+            f"{domains[i]}~{domains[m]}" for i in range(len(domains)) for m in range(i)
+        ],
+    }
+    with pm.Model(coords=coords) as model:
         step_grid = pm.Data("step_grid", layout.step_grid)
         grid_index = pm.Data("grid_index", layout.grid_index)
         y = pm.Data("y", layout.y)
@@ -121,9 +180,12 @@ def build_pymc_model(layout: CurveLayout, spec: Spec) -> pm.Model:
         sigma = pm.HalfNormal("sigma", lik["sigma_scale"], dims="domain")
         tau = (
             pm.HalfNormal("tau", lik["tau_scale"], dims="domain")
-            if lik["run_offset"]
+            if lik["run_offset"] and not is_correlated(spec, len(layout.domains))
             else pt.zeros(len(layout.domains))
         )
+        correlated = is_correlated(spec, len(layout.domains))
+        if correlated:  # the effects' sds and correlations come from LKJ-Cholesky priors
+            tau, chol_u = _correlated_effects("tau", "run_corr", lik["tau_scale"], lik, layout)
         slope = None
         # BiMix (law.bimix_log_loss) is the mixture factor plus the step factor; the step factor
         # depends on (domain, step) only, so it is evaluated once per distinct step and gathered.
@@ -137,6 +199,9 @@ def build_pymc_model(layout: CurveLayout, spec: Spec) -> pm.Model:
         mixture_factor = log_mixture_factor(log_r, pt.exp(theta["log_alpha"])[d])
         mu = mixture_factor[:, None] + step_factor.ravel()[grid_index]
         e = (y - mu) * mask
+        if correlated:
+            pm.Potential("loglik", _correlated_loglik(e, mask, sigma, chol_u, layout, lik, d).sum())
+            return model
         if lik["run_slope"]:
             x = pm.Data("x", layout.x)
             kappa = pm.HalfNormal("kappa", lik["slope_scale"], dims="domain")
@@ -159,6 +224,66 @@ def build_pymc_model(layout: CurveLayout, spec: Spec) -> pm.Model:
         )
         pm.Potential("loglik", loglik.sum())
     return model
+
+
+def _correlated_effects(
+    sd_name: str, corr_name: str, scale: float, lik: Mapping[str, Any], layout: CurveLayout
+) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    """Per-domain sds and the Cholesky factor of their covariance, ``diag(sd) R diag(sd)``.
+
+    ``sd ~ HalfNormal(scale)`` and ``R ~ LKJ(lkj_eta)`` are separate parameters, ``R`` through
+    its partial correlations (:func:`~bimix_bayes.bayes.correlated.lkj_cpc_shapes`), which
+    mixes better than PyMC's packed LKJ-Cholesky covariance (whose sds are row norms).
+    """
+    n = len(layout.domains)
+    sd = pm.HalfNormal(sd_name, scale, dims="domain")
+    shapes = lkj_cpc_shapes(n, lik["lkj_eta"])
+    cpc = pm.Beta(f"{corr_name}_cpc", alpha=shapes, beta=shapes, dims="domain_pair")
+    corr_chol = corr_cholesky(2.0 * cpc - 1.0, n, math=pt)
+    pm.Deterministic(corr_name, corr_chol @ corr_chol.T, dims=("domain", CORRELATION_DIM))
+    return sd, effect_cholesky(sd, corr_chol, math=pt)
+
+
+def _correlated_loglik(
+    e: pt.TensorVariable,
+    mask: pt.TensorVariable,
+    sigma: pt.TensorVariable,
+    chol_u: pt.TensorVariable,
+    layout: CurveLayout,
+    lik: Mapping[str, Any],
+    d: pt.TensorVariable,
+) -> pt.TensorVariable:
+    """Each run's log likelihood with its correlated effects integrated out (one per run)."""
+    run_n = pm.Data("run_n", layout.run_design()[0])
+    curve_run = pm.Data("curve_run", layout.curve_run.astype("int64"))
+    zeros = pt.zeros_like(run_n)
+
+    def by_run(per_curve: pt.TensorVariable) -> pt.TensorVariable:
+        return pt.set_subtensor(zeros[curve_run, d], per_curve)
+
+    chol_v = None
+    sx = sxx = sxe = zeros
+    if lik["run_slope"]:
+        x = pm.Data("x", layout.x)
+        _, chol_v = _correlated_effects("kappa", "slope_corr", lik["slope_scale"], lik, layout)
+        sx, sxx = by_run((x * mask).sum(axis=1)), by_run((x**2 * mask).sum(axis=1))
+        sxe = by_run((e * x).sum(axis=1))
+    sums = RunSums(
+        n=run_n, sx=sx, sxx=sxx, s1=by_run(e.sum(axis=1)), s2=by_run((e**2).sum(axis=1)), sxe=sxe
+    )
+    return run_log_likelihood(
+        sums, sigma, chol_u, chol_v, family=lik["family"], nu=lik["nu"], math=pt
+    )
+
+
+def _data_names(spec: Spec, n_domains: int) -> tuple[str, ...]:
+    """The ``pm.Data`` containers of the model of ``spec`` (what a refit swaps in)."""
+    names = list(_DATA_VARS)
+    if is_correlated(spec, n_domains):  # counts per (run, domain) replace those per curve
+        names = [*(k for k in names if k != "n"), "run_n", "curve_run"]
+    if spec["likelihood"]["run_slope"]:
+        names.append("x")
+    return tuple(names)
 
 
 @cache
@@ -225,7 +350,12 @@ class BiMixModel:
 
     # ------------------------------------------------------------------ sampling
     def fit(
-        self, data: MixtureData, *, seed: int = 0, progress_bar: bool | None = None
+        self,
+        data: MixtureData,
+        *,
+        seed: int = 0,
+        progress_bar: bool | None = None,
+        retry: bool = False,
     ) -> az.InferenceData:
         """Sample the posterior of ``data``; check it; return the ``InferenceData``.
 
@@ -237,7 +367,32 @@ class BiMixModel:
             Random seed: the same seed, data and spec give the same draws.
         progress_bar
             Override the spec's ``sampler.progress_bar`` (by default: only in a terminal).
+        retry
+            When the fit fails its diagnostics, refit once with safer sampler settings
+            (:func:`safer_sampler`: smaller steps, longer warm-up), say so with a
+            :class:`RetryWarning`, and keep the refit (its spec records the settings used).
         """
+        idata = self._fit_once(data, seed, progress_bar)
+        safer = safer_sampler(self.spec["sampler"]) if retry else None
+        if safer is not None and not self.diagnostics_.passed:
+            first = self.diagnostics_
+            changed = ", ".join(f"{k} {self.spec['sampler'][k]} -> {v}" for k, v in safer.items())
+            warnings.warn(
+                f"the fit failed its diagnostics ({'; '.join(first.problems)}); refitting once "
+                f"with safer sampler settings ({changed})",
+                RetryWarning,
+                stacklevel=2,
+            )
+            self.spec = merge_spec({**self.spec, "sampler": {**self.spec["sampler"], **safer}})
+            idata = self._fit_once(data, seed, progress_bar)
+            idata.attrs["first_attempt"] = first.to_json()
+        self.diagnostics_.warn_if_failed()
+        return idata
+
+    def _fit_once(
+        self, data: MixtureData, seed: int, progress_bar: bool | None
+    ) -> az.InferenceData:
+        """One fit under ``self.spec`` (diagnosed, not warned about)."""
         data.check_design()
         t_start = time.perf_counter()
         layout = CurveLayout.from_data(data, resolve_s_ref(self.spec, data))
@@ -269,7 +424,6 @@ class BiMixModel:
                 "diagnostics": self.diagnostics_.to_json(),
             }
         )
-        self.diagnostics_.warn_if_failed()
         self.idata_ = idata
         return idata
 
@@ -289,8 +443,9 @@ class BiMixModel:
                 stacklevel=3,
             )
             return None
-        names = (*_DATA_VARS, "x") if self.spec["likelihood"]["run_slope"] else _DATA_VARS
-        return compiled.with_data(**{k: getattr(layout, k) for k in names})
+        values = {"run_n": layout.run_design()[0]}
+        names = _data_names(self.spec, len(layout.domains))
+        return compiled.with_data(**{k: values.get(k, getattr(layout, k, None)) for k in names})
 
     def _sample_nutpie(self, compiled: Any, seed: int, progress_bar: bool) -> az.InferenceData:
         import nutpie
@@ -347,18 +502,8 @@ class BiMixModel:
         ).to_paper()
         for name in ("A", "B", "C"):
             post[name] = (post["alpha"].dims, np.asarray(getattr(paper, name)))
-        lik = self.spec["likelihood"]
-        sums = curve_residual_sums(post, layout, with_slope=bool(lik["run_slope"]))
-        s1, s2, sigma, tau, slope = sums.s1, sums.s2, sums.sigma, sums.tau, sums.slope(layout)
-        curve_ll = curve_log_likelihood(
-            s1, s2, layout.n, sigma, tau, family=lik["family"], nu=lik["nu"], slope=slope
-        )
-        post["run_offset"] = self._run_offsets(s1, s2, sigma, tau, layout, seed, slope)
-        curves = layout.curve_labels()
-        log_lik = xr.Dataset(
-            {"loss_curve": (("chain", "draw", "curve"), curve_ll)},
-            coords={"chain": post.chain, "draw": post.draw, "curve": curves},
-        )
+        log_lik = self._log_likelihood(post, layout)
+        post["run_offset"] = self._run_offsets(post, layout, seed)
         obs = data.observations
         observed = xr.Dataset(
             {"loss": ("obs", obs["loss"].to_numpy(dtype=float))},
@@ -405,25 +550,54 @@ class BiMixModel:
         )
         return out
 
-    def _run_offsets(
-        self,
-        s1: np.ndarray,
-        s2: np.ndarray,
-        sigma: np.ndarray,
-        tau: np.ndarray,
-        layout: CurveLayout,
-        seed: int,
-        slope: tuple | None = None,
-    ) -> xr.DataArray:
-        """One draw of each observed curve's offset from its conditional, per posterior draw."""
+    def _log_likelihood(self, post: xr.Dataset, layout: CurveLayout) -> xr.Dataset:
+        """Pointwise log likelihood: ``loss_run`` per run (the unit of leave-one-run-out LOO:
+        the decision is about new runs) and, without correlated effects, ``loss_curve`` per
+        (run, domain) curve."""
         lik = self.spec["likelihood"]
-        cond = offset_conditional(
-            s1, s2, layout.n, sigma, tau, family=lik["family"], nu=lik["nu"], slope=slope
+        coords = {"chain": post.chain, "draw": post.draw}
+        dims = ("chain", "draw")
+        if is_correlated(self.spec, len(layout.domains)):
+            per_run = run_log_likelihoods(post, layout, self.spec)
+            return xr.Dataset(
+                {"loss_run": ((*dims, "run"), per_run)}, coords={**coords, "run": list(layout.runs)}
+            )
+        sums = curve_residual_sums(post, layout, with_slope=bool(lik["run_slope"]))
+        curve_ll = curve_log_likelihood(
+            sums.s1,
+            sums.s2,
+            layout.n,
+            sums.sigma,
+            sums.tau,
+            family=lik["family"],
+            nu=lik["nu"],
+            slope=sums.slope(layout),
         )
-        u, _ = draw_offsets(cond, np.random.default_rng([seed, 1]), s1.shape)
-        chains, draws = s1.shape[:2]
-        grid = np.full((chains, draws, len(layout.runs), len(layout.domains)), np.nan)
-        grid[:, :, layout.curve_run, layout.curve_domain] = u
+        return xr.Dataset(
+            {
+                "loss_run": ((*dims, "run"), layout.by_run(curve_ll).sum(axis=-1)),
+                "loss_curve": ((*dims, "curve"), curve_ll),
+            },
+            coords={**coords, "run": list(layout.runs), "curve": layout.curve_labels()},
+        )
+
+    def _run_offsets(self, post: xr.Dataset, layout: CurveLayout, seed: int) -> xr.DataArray:
+        """One draw of each observed run's offsets from their conditional, per posterior draw.
+
+        NaN where a run has no curve of a domain (without correlated effects; with them every
+        domain's offset is drawn, the unobserved ones informed through the correlation).
+        """
+        rng = np.random.default_rng([seed, 1])
+        lik = self.spec["likelihood"]
+        if is_correlated(self.spec, len(layout.domains)):
+            grid = observed_run_draws(post, layout, self.spec, rng)[0]
+        else:
+            sums = curve_residual_sums(post, layout, with_slope=bool(lik["run_slope"]))
+            cond = sums.conditional(layout, family=lik["family"], nu=lik["nu"])
+            u, _ = draw_offsets(cond, rng, sums.s1.shape)
+            chains, draws = sums.s1.shape[:2]
+            grid = np.full((chains, draws, len(layout.runs), len(layout.domains)), np.nan)
+            grid[:, :, layout.curve_run, layout.curve_domain] = u
         return xr.DataArray(
             grid, dims=("chain", "draw", "run", "domain"), coords={"run": list(layout.runs)}
         )

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from bimix_bayes.bayes.diagnostics import FitDiagnostics
-from bimix_bayes.bayes.spec import Spec, SpecError, merge_spec, spec_id
+from bimix_bayes.bayes.spec import PRIOR_NAMES, Spec, SpecError, merge_spec, spec_id
 from bimix_bayes.data.files import atomic_path
 from bimix_bayes.data.table import DataError, MixtureData
 
@@ -49,6 +49,13 @@ __all__ = [
 
 #: Version of the saved-file layout; files of another format version are refused on load.
 FORMAT_VERSION = "1"
+
+
+#: Spec keys that change the model, added in 0.3, and the value that means the older model.
+_MODEL_BEFORE_0_3 = {
+    "likelihood": {"run_correlation": False},
+    "priors": {name: {"sd_prior": "half_normal"} for name in PRIOR_NAMES},
+}
 
 
 class FitFileError(DataError):
@@ -84,7 +91,12 @@ def data_from_idata(idata: az.InferenceData) -> MixtureData:
 
 def spec_from_idata(idata: az.InferenceData) -> Spec:
     """The spec a fit was made with (validated by this version of the package)."""
-    return merge_spec(json.loads(idata.attrs["spec"]))
+    stored = json.loads(idata.attrs["spec"])
+    # Keys added since a file was written keep the model it was fitted with.
+    for section, values in _MODEL_BEFORE_0_3.items():
+        for key, value in values.items():
+            stored.setdefault(section, {}).setdefault(key, value)
+    return merge_spec(stored)
 
 
 def diagnostics_from_idata(idata: az.InferenceData) -> FitDiagnostics:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
+from bimix_bayes.bayes.discrepancy import bend_sd, doublings_outside
 from bimix_bayes.bayes.persistence import data_from_idata, spec_from_idata
 from bimix_bayes.bayes.targets import forecast_targets, observed_conditional
 from bimix_bayes.data.labels import OBSERVED
@@ -72,7 +73,8 @@ def log_predictive_density(
     if missing:
         raise ValueError(f"points lack the column(s) {sorted(missing)}")
     data = data_from_idata(idata)
-    lik = spec_from_idata(idata)["likelihood"]
+    spec = spec_from_idata(idata)
+    lik = spec["likelihood"]
     post = idata.posterior
     domains = [str(d) for d in post["domain"].to_numpy()]
     names = points["mixture"].astype(str).to_numpy()
@@ -147,7 +149,10 @@ def log_predictive_density(
                 u_var[:, p] = cond["var"][:, c]
             if cond["w"] is not None:
                 w[:, p] = 1.0 / rng.gamma(shape_w[:, c], 1.0 / rate_w[:, c])
-    var = w * (sigma**2 + u_var)
+    fitted = data.observations["step"].to_numpy(dtype=float)
+    h = doublings_outside(steps, first=fitted.min(), last=fitted.max())
+    bend_var = bend_sd(h, spec["discrepancy"])[None, :] ** 2  # shared by all runs: Normal
+    var = w * (sigma**2 + u_var) + bend_var
     y = np.log(loss)[None, :]
     logp = -0.5 * (np.log(2 * np.pi * var) + (y - mu - u_mean) ** 2 / var) - y
     out = logsumexp(logp, axis=0) - np.log(n_draws)

@@ -90,6 +90,7 @@ _PRIOR = {
     "loc_scale": _number(0),
     "sd_scale": _number(0),
     "parametrization": _choice("centered", "non_centered"),
+    "sd_prior": _choice("gamma", "half_normal"),
 }
 
 #: Every key a spec may hold, with its check (None when the value is valid, else the problem).
@@ -104,6 +105,13 @@ SCHEMA: dict[str, Any] = {
         "tau_scale": _number(0),
         "run_slope": _boolean,
         "slope_scale": _number(0),
+        "run_correlation": _boolean,
+        "lkj_eta": _number(0),
+    },
+    "discrepancy": {
+        "extrapolation": _boolean,
+        "sd_per_doubling": _number(0, open_lo=False),
+        "domain_correlation": _number(0, 1, open_lo=False),
     },
     "sampler": {
         "backend": _choice("nutpie", "pymc"),

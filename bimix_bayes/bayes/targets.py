@@ -29,8 +29,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bimix_bayes.bayes.correlated_posterior import (
+    fresh_run_draws,
+    is_correlated,
+    observed_curve_marginals,
+    observed_run_draws,
+)
 from bimix_bayes.bayes.likelihood import CurveLayout, curve_residual_sums, draw_offsets_and_slopes
 from bimix_bayes.bayes.persistence import spec_from_idata
+from bimix_bayes.bayes.spec import Spec
 from bimix_bayes.data.labels import ALL_DOMAINS, NEW, OBSERVED, WEIGHTED_DOMAINS
 from bimix_bayes.data.table import DataError, MixtureData, prediction_shares
 
@@ -120,8 +127,11 @@ def observed_conditional(
     Returns the conditional of :meth:`~bimix_bayes.bayes.likelihood.CurveSums.conditional`
     (arrays shaped (chain, draw, curve)) and the layout that names the curves.
     """
-    lik = spec_from_idata(idata)["likelihood"]
+    spec = spec_from_idata(idata)
+    lik = spec["likelihood"]
     layout = CurveLayout.from_data(data, float(idata.attrs["s_ref"]))
+    if is_correlated(spec, len(layout.domains)):  # the marginal of each curve's joint draw
+        return observed_curve_marginals(idata.posterior, layout, spec), layout
     sums = curve_residual_sums(idata.posterior, layout, with_slope=bool(lik["run_slope"]))
     return sums.conditional(layout, family=lik["family"], nu=lik["nu"]), layout
 
@@ -151,8 +161,12 @@ def run_effects(
         ``offset``, ``scale`` and ``slope`` over (chain, draw, mixture, domain); ``slope`` is
         zero without the random-slope option.
     """
-    lik = spec_from_idata(idata)["likelihood"]
+    spec = spec_from_idata(idata)
+    lik = spec["likelihood"]
     post = idata.posterior
+    observed = np.asarray(sources) == OBSERVED
+    if is_correlated(spec, post.sizes["domain"]):
+        return _effects_dataset(*_joint_draws(idata, spec, data, table.index, observed, rng), table)
 
     def sd(name: str) -> np.ndarray:  # (chain, draw, 1, domain); zero when not in the model
         if name not in post:
@@ -172,12 +186,39 @@ def run_effects(
         cond, layout = observed_conditional(idata, data)
         cu, cscale, cv = draw_offsets_and_slopes(cond, rng, cond["mean"].shape)
         target = table.index.get_indexer([layout.runs[r] for r in layout.curve_run])
-        observed = np.asarray(sources) == OBSERVED
         keep = (target >= 0) & observed[target]
         at = (..., target[keep], layout.curve_domain[keep])
         u[at], scale[at], v[at] = cu[..., keep], cscale[..., keep], cv[..., keep]
+    return _effects_dataset(u, scale, v, table)
+
+
+def _effects_dataset(
+    u: np.ndarray, scale: np.ndarray, v: np.ndarray, table: pd.DataFrame
+) -> xr.Dataset:
     dims = ("chain", "draw", "mixture", "domain")
     return xr.Dataset(
         {"offset": (dims, u), "scale": (dims, scale), "slope": (dims, v)},
         coords={"mixture": list(table.index)},
     )
+
+
+def _joint_draws(
+    idata: az.InferenceData,
+    spec: Spec,
+    data: MixtureData,
+    targets: pd.Index,
+    observed: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run effects correlated across domains: one joint draw per target (fresh or observed)."""
+    post = idata.posterior
+    u, scale, v = fresh_run_draws(post, len(targets), spec, rng)
+    if observed.any():
+        layout = CurveLayout.from_data(data, float(idata.attrs["s_ref"]))
+        cu, cscale, cv = observed_run_draws(post, layout, spec, rng)
+        target = targets.get_indexer(list(layout.runs))
+        keep = (target >= 0) & observed[np.maximum(target, 0)]
+        u[:, :, target[keep]] = cu[:, :, keep]
+        scale[:, :, target[keep]] = cscale[:, :, keep]
+        v[:, :, target[keep]] = cv[:, :, keep]
+    return u, scale, v

@@ -22,6 +22,7 @@ import pandas as pd
 
 from bimix_bayes.data.files import atomic_write_with
 from bimix_bayes.data.labels import ALL_DOMAINS, ALL_POINTS
+from bimix_bayes.evaluation.decision_calibration import brier_score, reliability_table
 from bimix_bayes.evaluation.metrics import format_metrics
 from bimix_bayes.evaluation.protocols import Protocol
 
@@ -61,7 +62,13 @@ class BacktestResult:
         Methods, seed, splits, bootstrap size, sampler settings.
     fits
         One row per (method, split): seconds, and for Bayes whether the fit passed its
-        diagnostics (``passed``), max r-hat and divergences.
+        diagnostics (``passed``), max r-hat, divergences and whether it was refitted with
+        safer sampler settings (``retried``).
+    pairs
+        ``holdout-mixtures`` only: per (method, split) and pair of held-out runs, the predicted
+        probability that run ``a``'s mean loss over domains at the last held-out step is below
+        run ``b``'s (``p_a_below``) and what happened (``a_below``)
+        (:mod:`~bimix_bayes.evaluation.decision_calibration`); empty otherwise.
     """
 
     protocol: Protocol
@@ -70,6 +77,43 @@ class BacktestResult:
     data_summary: str
     settings: dict[str, Any] = field(default_factory=dict)
     fits: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def decision_calibration(self) -> pd.DataFrame:
+        """Per method: pairs scored and the Brier score of the pairwise predictions.
+
+        Empty when the protocol holds out no pairs of new runs.
+        """
+        if self.pairs.empty:
+            return pd.DataFrame(columns=["pairs", "brier"])
+        rows = {
+            method: {"pairs": len(group), "brier": brier_score(group)}
+            for method, group in self.pairs.groupby("method", sort=False)
+        }
+        return pd.DataFrame.from_dict(rows, orient="index").rename_axis("method")
+
+    def reliability(self) -> pd.DataFrame:
+        """Per method and bin of the favourite's predicted chance: predicted vs observed."""
+        if self.pairs.empty:
+            return pd.DataFrame()
+        return pd.concat(
+            {m: reliability_table(g) for m, g in self.pairs.groupby("method", sort=False)},
+            names=["method", "row"],
+        ).droplevel("row")
+
+    def _calibration_lines(self) -> list[str]:
+        table = self.decision_calibration()
+        if table.empty:
+            return []
+        parts = [f"{m} {r.brier:.3f}" for m, r in table.iterrows()]
+        return [
+            "",
+            f"decision calibration ({int(table['pairs'].iloc[0])} pairs of held-out runs: "
+            "P(a's mean loss over domains ends below b's) against what happened): Brier "
+            + ", ".join(parts)
+            + " (0 = certain and right; 0.25 = always 50 %)",
+            self.reliability().round(3).to_string(),
+        ]
 
     def table(self) -> pd.DataFrame:
         """The formatted metrics with readable column names."""
@@ -107,6 +151,7 @@ class BacktestResult:
             "",
             self.table().to_string(),
         ]
+        lines += self._calibration_lines()
         lines += ["", *self._legend()]
         lines += [f"NOTE: {n}" for n in self.notes()]
         return "\n".join(lines)
@@ -152,6 +197,7 @@ class BacktestResult:
             f"<p>Data: {html.escape(self.data_summary)}</p>"
             f"<p>Held-out points: {html.escape(self._held_counts())}</p>{notes}"
             + self.table().to_html(escape=True, classes="metrics")
+            + "".join(f"<p>{html.escape(line)}</p>" for line in self._calibration_lines()[1:2])
             + f"<p class='legend'>{html.escape(self._legend()[0])}</p></section>"
         )
 

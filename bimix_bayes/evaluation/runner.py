@@ -37,6 +37,7 @@ import pandas as pd
 from bimix_bayes.bayes.spec import Spec
 from bimix_bayes.data.labels import ALL_DOMAINS, WEIGHTED_DOMAINS, interval_columns, long_table
 from bimix_bayes.data.table import MixtureData
+from bimix_bayes.evaluation.decision_calibration import pairwise_probabilities, with_outcomes
 from bimix_bayes.evaluation.metrics import PROBS, score, with_domain_mean
 from bimix_bayes.evaluation.protocols import Protocol, parse_protocol
 from bimix_bayes.evaluation.result import BacktestResult
@@ -96,18 +97,42 @@ def _scored(held: pd.DataFrame, dims: dict[str, Any], point: np.ndarray, bounds:
     return out.rename(columns={"loss": "observed"})
 
 
+def _decision_pairs(
+    held: pd.DataFrame, new_runs: Sequence[str], draws_at: Any
+) -> pd.DataFrame | None:
+    """Pairwise P(a below b) of the held-out new runs' mean loss at their last common step.
+
+    ``draws_at(runs, step)`` gives joint draws (draw, run) of the mean over domains; None when
+    fewer than two new runs have that mean observed.
+    """
+    mean = held[(held["domain"] == ALL_DOMAINS) & held["run"].isin(list(new_runs))]
+    if mean["run"].nunique() < 2:
+        return None
+    last = mean[mean["step"] == mean["step"].max()]
+    runs = list(last["run"])
+    if len(runs) < 2:
+        return None
+    pairs = pairwise_probabilities(draws_at(runs, float(last["step"].iloc[0])), runs)
+    return with_outcomes(pairs, dict(zip(last["run"], last["loss"], strict=True)))
+
+
 def _bayes_points(
-    split: Split, data: MixtureData, spec: Spec | Mapping[str, Any] | str | None, seed: int
+    split: Split,
+    data: MixtureData,
+    spec: Spec | Mapping[str, Any] | str | None,
+    seed: int,
+    retry: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     from bimix_bayes.bayes.diagnostics import FitWarning
-    from bimix_bayes.bayes.forecast import log_predictive_density, predict
-    from bimix_bayes.bayes.model import BiMixModel
+    from bimix_bayes.bayes.forecast import forecast_draws, log_predictive_density, predict
+    from bimix_bayes.bayes.model import BiMixModel, RetryWarning
 
     model = BiMixModel(spec)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)
-        idata = model.fit(split.train, seed=seed, progress_bar=False)
+        warnings.simplefilter("ignore", RetryWarning)  # counted in the fits table
+        idata = model.fit(split.train, seed=seed, progress_bar=False, retry=retry)
     domains = list(split.train.domains)
     held = with_domain_mean(split.held, domains)
     steps = np.sort(held["step"].unique())
@@ -137,12 +162,23 @@ def _bayes_points(
     )
     lpd[per.to_numpy()] = log_predictive_density(idata, pts, mixtures=new_mix, seed=seed)
     out["lpd"] = lpd
+
+    def joint_draws(runs: list[str], step: float) -> np.ndarray:
+        draws = forecast_draws(idata, [step], mixtures=new_mix.loc[runs], seed=seed)
+        mean = draws.sel(domain=ALL_DOMAINS, step=step).transpose("chain", "draw", "mixture")
+        return mean.to_numpy().reshape(-1, len(runs))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pairs = _decision_pairs(held, new_runs, joint_draws) if len(new_runs) > 1 else None
     diag = model.diagnostics_
     info = {
         "seconds": time.perf_counter() - t0,
         "passed": bool(diag.passed),
         "max_rhat": float(diag.max_rhat),
         "divergences": int(diag.divergences),
+        "retried": "first_attempt" in idata.attrs,
+        "pairs": pairs,
     }
     return out, info
 
@@ -180,7 +216,16 @@ def _ls_points(
         bounds = _intervals(_with_mean(draws))
     dims = {"run": runs, "step": steps, "domain": [*domains, ALL_DOMAINS]}
     out = _scored(held, dims, point, bounds).assign(lpd=np.nan)
-    return out, {"seconds": time.perf_counter() - t0}
+    new_runs = [r for r in runs if r not in set(split.train.runs)]
+    pairs = None
+    if bounds and len(new_runs) > 1:  # joint bootstrap replicates (with noise) of every run
+
+        def joint_draws(chosen: list[str], step: float) -> np.ndarray:
+            at = [runs.index(r) for r in chosen]
+            return draws[:, at, int(np.searchsorted(steps, step)), :].mean(axis=-1)
+
+        pairs = _decision_pairs(held, new_runs, joint_draws)
+    return out, {"seconds": time.perf_counter() - t0, "pairs": pairs}
 
 
 def _fixed_budget_points(
@@ -235,6 +280,7 @@ def backtest(
     n_bootstrap: int = 200,
     n_splits: int = 5,
     progress: Any = None,
+    retry: bool = True,
 ) -> BacktestResult:
     """Fit each method on the training part of every split; score its forecasts of the rest.
 
@@ -257,6 +303,9 @@ def backtest(
         Random splits of ``holdout-mixtures`` (ignored by the other protocols).
     progress
         Optional callable receiving one line per finished fit (e.g. ``print``).
+    retry
+        Refit a Bayesian fit that fails its diagnostics once with safer sampler settings
+        (:meth:`~bimix_bayes.bayes.model.BiMixModel.fit`); the fits table says which.
 
     Returns
     -------
@@ -278,16 +327,19 @@ def backtest(
         raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
     methods = ["bayes", "ls"] if method == "both" else [method]
     splits = make_splits(data, protocol, seed=seed, n_splits=n_splits)
-    frames, fits = [], []
+    frames, fits, pair_frames = [], [], []
     for split in splits:
         for m in methods:
             if fixed_budget(data):
                 pts, info = _fixed_budget_points(split, data, m, n_bootstrap, seed)
             elif m == "bayes":
-                pts, info = _bayes_points(split, data, spec, seed)
+                pts, info = _bayes_points(split, data, spec, seed, retry)
             else:
                 pts, info = _ls_points(split, data, n_bootstrap, seed)
             frames.append(pts.assign(method=m, split=split.name))
+            pair_table = info.pop("pairs", None)
+            if pair_table is not None:
+                pair_frames.append(pair_table.assign(method=m, split=split.name))
             fits.append({"method": m, "split": split.name, **info})
             if progress is not None:
                 extra = "" if m == "ls" else (" (diagnostics FAILED)" if not info["passed"] else "")
@@ -317,4 +369,5 @@ def backtest(
         data_summary=data.summary(),
         settings=settings,
         fits=pd.DataFrame(fits),
+        pairs=pd.concat(pair_frames, ignore_index=True) if pair_frames else pd.DataFrame(),
     )

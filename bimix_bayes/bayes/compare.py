@@ -1,0 +1,127 @@
+"""Compare fitted models by how well they predict a whole new run (PSIS-LOO over runs).
+
+The decision is about runs not trained yet, so the unit left out is a **run** (all its
+checkpoints of all domains), not a checkpoint: a model that fits each curve's wiggles but
+forecasts new runs badly must lose. Each fit stores one log likelihood per run
+(``log_likelihood["loss_run"]``, the run's effects integrated out); ArviZ's Pareto-smoothed
+importance sampling (``az.loo``, ``az.compare``) estimates the expected log predictive density
+of a left-out run (``elpd_loo``) without refitting. A run whose Pareto ``k`` exceeds 0.7
+dominates its own fit: the estimate is unreliable there (refit without it to be sure), and the
+comparison says which runs.
+
+Examples
+--------
+>>> result = compare_fits({"default": idata, "again": idata})
+>>> result.table.index.tolist()
+['default', 'again']
+>>> result.table.columns[:4].tolist()
+['rank', 'elpd_loo', 'se', 'elpd_diff']
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bimix_bayes.data.table import DataError
+
+__all__ = ["LOO_VAR", "PARETO_K_LIMIT", "ComparisonResult", "compare_fits", "run_log_likelihood"]
+
+#: The pointwise log likelihood compared: one value per run.
+LOO_VAR = "loss_run"
+#: Above this Pareto k the importance-sampling estimate of a left-out run is unreliable.
+PARETO_K_LIMIT = 0.7
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    """Models ranked by expected log predictive density of a new run.
+
+    Attributes
+    ----------
+    table
+        One row per model, best first: ``rank``, ``elpd_loo`` (nats, higher is better),
+        ``se``, ``elpd_diff`` and ``dse`` (difference to the best and its standard error),
+        ``p_loo`` (effective number of parameters), ``weight`` (stacking), ``bad_k`` (runs
+        with Pareto k > 0.7).
+    pareto_k
+        Pareto k per (model, run).
+    """
+
+    table: pd.DataFrame
+    pareto_k: pd.DataFrame
+
+    def warnings(self) -> list[str]:
+        """One line per model with unreliable runs (Pareto k > 0.7), naming the runs."""
+        lines = []
+        for model, ks in self.pareto_k.iterrows():
+            bad = ks[ks > PARETO_K_LIMIT]
+            if len(bad):
+                runs = ", ".join(f"{r} (k={k:.2f})" for r, k in bad.sort_values().items())
+                lines.append(
+                    f"{model}: {len(bad)} run(s) with Pareto k > {PARETO_K_LIMIT}: {runs}; "
+                    "their leave-one-out estimate is unreliable (refit without them to check)"
+                )
+        return lines
+
+
+def run_log_likelihood(idata: az.InferenceData) -> az.InferenceData:
+    """``idata`` with ``log_likelihood[LOO_VAR]``, summing curves per run for 0.2 files."""
+    if "log_likelihood" not in idata.groups():
+        raise DataError("this fit has no log_likelihood group; refit it with this version")
+    group = idata.log_likelihood
+    if LOO_VAR in group:
+        return idata
+    if "loss_curve" not in group:
+        raise DataError(f"this fit has neither {LOO_VAR!r} nor 'loss_curve' log likelihoods")
+    curves = group["loss_curve"]
+    runs = [str(c).rsplit("/", 1)[0] for c in curves["curve"].to_numpy()]
+    per_run = curves.assign_coords(run=("curve", runs)).groupby("run").sum()
+    out = idata.copy()
+    out.log_likelihood[LOO_VAR] = per_run.rename(LOO_VAR)
+    return out
+
+
+def compare_fits(fits: Mapping[str, az.InferenceData]) -> ComparisonResult:
+    """Rank fits of the same data by PSIS-LOO with whole runs left out.
+
+    Parameters
+    ----------
+    fits
+        Name -> fit (from :meth:`~bimix_bayes.bayes.model.BiMixModel.fit` or
+        :func:`~bimix_bayes.bayes.persistence.load_fit`); at least one. All must be fits of
+        the same data (same data fingerprint), or the comparison means nothing.
+
+    Returns
+    -------
+    ComparisonResult
+    """
+    if not fits:
+        raise ValueError("give at least one fit to compare")
+    prints = {name: fit.attrs.get("data_fingerprint") for name, fit in fits.items()}
+    if len(set(prints.values())) > 1:
+        raise DataError(
+            "the fits were made from different data, so their LOO scores cannot be compared: "
+            + ", ".join(f"{n}: {p}" for n, p in prints.items())
+        )
+    prepared = {name: run_log_likelihood(fit) for name, fit in fits.items()}
+    pareto = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the Pareto k are reported by name below
+        for name, fit in prepared.items():
+            loo = az.loo(fit, var_name=LOO_VAR, pointwise=True)
+            k = loo.pareto_k
+            runs = k["run"].to_numpy() if isinstance(k, xr.DataArray) and "run" in k.dims else None
+            pareto[name] = pd.Series(np.asarray(k), index=runs)
+        table = az.compare(prepared, ic="loo", var_name=LOO_VAR, method="stacking")
+    bad = {name: int((ks > PARETO_K_LIMIT).sum()) for name, ks in pareto.items()}
+    keep = ["rank", "elpd_loo", "se", "elpd_diff", "dse", "p_loo", "weight"]
+    out = table[keep].astype({"rank": int})
+    out["bad_k"] = [bad[name] for name in out.index]
+    return ComparisonResult(table=out, pareto_k=pd.DataFrame(pareto).T)

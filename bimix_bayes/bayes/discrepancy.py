@@ -1,0 +1,68 @@
+"""The error all runs share when a forecast leaves the fitted steps, written once.
+
+Real loss curves leave the law when extrapolated, and every run of a study leaves it together:
+the end of the learning-rate schedule, the data order and the evaluation set are shared, so
+the error is common to all runs of a domain and correlated across domains. On public backtests
+its sign and size differ between studies and nothing in the fitted range foretells it
+(``reports/extrapolation_prior.md``). No term fitted to one study can calibrate it, so its width
+is a prior estimated across studies, shipped in the spec's ``[discrepancy]`` section::
+
+    delta[d](s) = omega * h(s) * g[d],     g ~ Normal(0, R),  R = (1 - rho) I + rho J
+    h(s) = log2(s / s_last) beyond the last fitted step, log2(s_first / s) before the first,
+           0 inside the fitted range
+
+``omega`` (``sd_per_doubling``) and ``rho`` (``domain_correlation``) are the medians over 14
+public studies (SlimPajama's six sizes, Ye et al.'s seven sets, the embedded study); a leave-one-
+study-out check is in that report. ``g`` is drawn once per posterior draw and shared by every
+mixture and step of a forecast: it widens each forecast's interval (and the mean over domains,
+through ``rho``) but cancels when two mixtures are compared at the same step, as it should,
+since it moves every run alike.
+
+Examples
+--------
+>>> import numpy as np
+>>> h = doublings_outside(np.array([500.0, 2000.0, 8000.0]), first=1000.0, last=4000.0)
+>>> h.tolist()
+[1.0, 0.0, 1.0]
+>>> bend = shared_bend(h, 3, omega=0.01, rho=0.5, shape=(4, 250), rng=np.random.default_rng(0))
+>>> bend.shape, bool((bend[:, :, 1] == 0).all())
+((4, 250, 3, 3), True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = ["bend_sd", "doublings_outside", "shared_bend"]
+
+
+def doublings_outside(steps: np.ndarray, *, first: float, last: float) -> np.ndarray:
+    """``h``: how many doublings of the step each of ``steps`` lies outside ``[first, last]``."""
+    steps = np.asarray(steps, dtype=float)
+    return np.maximum(np.log2(steps / last), 0.0) + np.maximum(np.log2(first / steps), 0.0)
+
+
+def shared_bend(
+    h: np.ndarray,
+    n_domains: int,
+    *,
+    omega: float,
+    rho: float,
+    shape: tuple[int, ...],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Draws of ``delta``, shaped (*shape, step, domain): one ``g`` per draw, shared by steps."""
+    common = rng.standard_normal((*shape, 1))
+    own = rng.standard_normal((*shape, n_domains))
+    g = np.sqrt(rho) * common + np.sqrt(1.0 - rho) * own
+    return omega * np.asarray(h, dtype=float)[:, None] * g[..., None, :]
+
+
+def bend_sd(h: np.ndarray, settings: Mapping[str, Any]) -> np.ndarray:
+    """The sd of ``delta`` at ``h`` for one domain under the spec's ``[discrepancy]`` settings."""
+    if not settings["extrapolation"]:
+        return np.zeros_like(np.asarray(h, dtype=float))
+    return settings["sd_per_doubling"] * np.asarray(h, dtype=float)
