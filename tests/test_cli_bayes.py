@@ -90,7 +90,10 @@ def test_strict_exits_1_on_a_failed_fit(tmp_path):
     data = tmp_path / "sim.csv"
     assert run("simulate", "--out", str(data), "--runs", "6").returncode == 0
     out = tmp_path / "bad.nc"
-    res = run("fit", str(data), "--out", str(out), "--draws", "10", "--tune", "10", "--strict")
+    res = run(
+        "fit", str(data), "--out", str(out), "--draws", "10", "--tune", "10", "--strict",
+        "--no-retry",
+    )  # fmt: skip
     assert res.returncode == 1
     assert "FAILED" in res.stderr and "--strict" in res.stderr
     assert out.exists()
@@ -127,3 +130,15 @@ def test_bad_spec_exits_1_naming_the_key(tmp_path):
     assert run("simulate", "--out", str(data)).returncode == 0
     res = run("fit", str(data), "--spec", str(spec), "--out", str(tmp_path / "f.nc"))
     assert res.returncode == 1 and "sampler.drawz" in res.stderr
+
+
+def test_compare_ranks_fits_by_leave_one_run_out(fit_file, tmp_path):
+    """`compare` ranks fits by PSIS-LOO over whole runs and writes the ranking."""
+    out = tmp_path / "loo.csv"
+    res = run("compare", str(fit_file), str(fit_file), "--names", "a", "b", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "one whole run left out" in res.stdout and "elpd_loo" in res.stdout
+    table = pd.read_csv(out)
+    assert set(table.iloc[:, 0]) == {"a", "b"}
+    assert table["elpd_diff"].abs().max() < 1e-6  # the same fit twice: no difference
+    assert run("compare", str(fit_file), "--names", "a", "b").returncode == 2

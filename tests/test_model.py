@@ -323,3 +323,36 @@ def test_design_is_checked(fitted):
 def test_pymc_fallback_backend_is_available():
     """The PyMC NUTS backend is selectable in the spec."""
     assert BiMixModel({"sampler": {"backend": "pymc"}}).spec["sampler"]["backend"] == "pymc"
+
+
+def test_a_failed_fit_is_retried_once_with_safer_settings(monkeypatch):
+    """retry=True refits a failed fit once with target_accept 0.99 and tune 1000, says so and
+    keeps the first attempt's diagnostics; a fit that passes is not refitted."""
+    from bimix_bayes.bayes.diagnostics import FitDiagnostics
+    from bimix_bayes.bayes.model import RetryWarning
+
+    def diagnostics(passed: bool) -> FitDiagnostics:
+        return FitDiagnostics(
+            max_rhat=1.0 if passed else 1.2, min_ess_bulk=500, min_ess_tail=500,
+            worst_rhat_var="x", worst_ess_var="x", divergences=0 if passed else 12, draws=400,
+            min_bfmi=1.0, thresholds={}, problems=[] if passed else ["12 divergent transitions"],
+        )  # fmt: skip
+
+    calls = []
+
+    def fake_fit_once(self, data, seed, progress_bar):
+        calls.append(dict(self.spec["sampler"]))
+        self.diagnostics_ = diagnostics(passed=len(calls) > 1)
+        self.idata_ = az.from_dict(posterior={"x": np.zeros((2, 10))})
+        return self.idata_
+
+    monkeypatch.setattr(BiMixModel, "_fit_once", fake_fit_once)
+    model = BiMixModel({"sampler": {"target_accept": 0.9, "tune": 300}})
+    with pytest.warns(RetryWarning, match="refitting once with safer sampler settings"):
+        idata = model.fit(_simulated(3), retry=True)
+    assert [(c["target_accept"], c["tune"]) for c in calls] == [(0.9, 300), (0.99, 1000)]
+    assert model.diagnostics_.passed and "first_attempt" in idata.attrs
+    assert model.spec["sampler"]["target_accept"] == 0.99  # the spec records what was used
+    calls.append("a first attempt that passed")  # now every attempt passes
+    BiMixModel().fit(_simulated(3), retry=True)
+    assert len(calls) == 4  # one more attempt, no retry

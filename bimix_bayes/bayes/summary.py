@@ -10,12 +10,21 @@ Examples
 from __future__ import annotations
 
 import arviz as az
+import numpy as np
 import pandas as pd
 
 from bimix_bayes.bayes.persistence import data_from_idata
+from bimix_bayes.data.replicates import seed_spread
+from bimix_bayes.data.table import MixtureData
 from bimix_bayes.leastsq.fit import BiMixLeastSquares
 
-__all__ = ["NOISE_PARAMS", "PAPER_PARAMS", "comparison_table", "posterior_table"]
+__all__ = [
+    "NOISE_PARAMS",
+    "PAPER_PARAMS",
+    "comparison_table",
+    "posterior_table",
+    "seed_spread_table",
+]
 
 PAPER_PARAMS = ("A", "alpha", "B", "beta")
 NOISE_PARAMS = ("sigma", "tau")
@@ -91,3 +100,31 @@ def comparison_table(
     for key, values in ls_cols.items():
         table[key] = values
     return table
+
+
+def seed_spread_table(idata: az.InferenceData, data: MixtureData) -> pd.DataFrame:
+    """Measured seed spread per domain beside what the fit implies for it.
+
+    Two seeds of one mixture at one step differ, under the model, by their run offsets and
+    checkpoint noise: the model's between-seed sd is ``sqrt(tau^2 + sigma^2)`` (posterior
+    mean). Columns ``seed_sd`` (measured, :func:`~bimix_bayes.data.replicates.seed_spread`),
+    ``groups``, ``cells``, ``model_sd`` and ``tau``; empty without replicates.
+
+    Examples
+    --------
+    >>> seed_spread_table(idata, data).empty  # no replicated mixtures in the doctest fit
+    True
+    """
+    measured = seed_spread(data)
+    if measured.empty:
+        return measured
+    post = idata.posterior
+    sigma = post["sigma"]
+    tau = post["tau"] if "tau" in post else 0.0 * sigma
+    model_sd = np.sqrt(tau**2 + sigma**2).mean(("chain", "draw"))
+    domains = [str(d) for d in post["domain"].to_numpy()]
+    fitted = pd.DataFrame(
+        {"model_sd": model_sd.to_numpy(), "tau": tau.mean(("chain", "draw")).to_numpy()},
+        index=domains,
+    )
+    return measured.join(fitted).round(4)

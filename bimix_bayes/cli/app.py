@@ -97,7 +97,8 @@ def fast_compile_settings() -> None:
 
 
 def quiet_library_warnings() -> None:
-    """Hide the libraries' ``FutureWarning`` notices (ArviZ prints one when it is imported).
+    """Hide the libraries' ``FutureWarning`` notices (ArviZ prints one when it is imported)
+    and PyTensor's BLAS note.
 
     They speak to the library's programmers, not to a user of ``bimix``; the package's own
     warnings (data notes, failed fits, fallbacks) are kept. Call it before the libraries are
@@ -116,6 +117,9 @@ def quiet_library_warnings() -> None:
     """
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("default", category=FutureWarning, module=r"bimix_bayes(\.|$)")
+    # PyTensor's note on its C backend; the sampler's code is compiled by numba (nutpie), and
+    # the few small matrix products left to the C backend do not need BLAS.
+    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

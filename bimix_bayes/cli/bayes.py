@@ -1,4 +1,4 @@
-"""The Bayesian commands of ``bimix``: ``fit``, ``summary`` and ``predict``.
+"""The Bayesian commands of ``bimix``: ``fit``, ``summary``, ``compare`` and ``predict``.
 
 Registered on the main parser by :func:`add_commands` (see :mod:`bimix_bayes.cli.app`).
 
@@ -19,13 +19,20 @@ import pandas as pd
 
 from bimix_bayes.bayes.spec import load_spec, merge_spec
 from bimix_bayes.cli import options as opt
-from bimix_bayes.cli.errors import FitFailedError
+from bimix_bayes.cli.errors import FitFailedError, UsageError
 from bimix_bayes.data.files import check_writable
 
 # The heavy modules (PyMC, ArviZ) are imported inside the commands, so that `bimix --help` and
 # the least-squares commands start fast.
 
-__all__ = ["FitFailedError", "add_commands", "cmd_fit", "cmd_predict", "cmd_summary"]
+__all__ = [
+    "FitFailedError",
+    "add_commands",
+    "cmd_compare",
+    "cmd_fit",
+    "cmd_predict",
+    "cmd_summary",
+]
 
 #: What the failed-fit banner (:meth:`~bimix_bayes.bayes.diagnostics.FitDiagnostics.banner`)
 #: says above the intervals these commands print.
@@ -68,14 +75,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
     lik = model.spec["likelihood"]
     print(f"data: {data.summary()}")
     print(
-        f"model: hierarchical BiMix, {lik['family']} likelihood on log loss, run offsets "
-        f"{'on' if lik['run_offset'] else 'off'}; spec {args.spec or 'default (models/bimix.toml)'}"
+        f"model: hierarchical BiMix, {lik['family']} likelihood on log loss, "
+        f"{_run_effects_words(lik, len(data.domains))}; "
+        f"spec {args.spec or 'default (models/bimix.toml)'}"
     )
     print(
         f"sampler: {cfg['backend']}, {cfg['chains']} chains x {cfg['draws']} draws "
         f"(+{cfg['tune']} tuning), seed {args.seed}"
     )
-    idata = model.fit(data, seed=args.seed)
+    idata = model.fit(data, seed=args.seed, retry=args.retry)
     model.save(args.out)
     attrs = idata.attrs
     sampler_note = "" if attrs["sampler"] == cfg["backend"] else " (fallback)"
@@ -89,12 +97,23 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if banner := model.diagnostics_.banner(UNTRUSTED):
         print(banner)
     print(_wide_parameter_table(table))
+    print(_seed_spread_note(idata))
     print(f"\nwrote {args.out}")
     if args.strict and not model.diagnostics_.passed:
         raise FitFailedError(
             f"the fit failed its diagnostics (--strict); {args.out} was written for inspection"
         )
     return 0
+
+
+def _run_effects_words(lik: dict, n_domains: int) -> str:
+    """How the model treats runs, in a few words."""
+    if not lik["run_offset"]:
+        return "no run effects"
+    parts = ["run offsets" + (" and slopes" if lik["run_slope"] else "")]
+    if lik["run_correlation"] and n_domains > 1:
+        parts.append("correlated across domains")
+    return " ".join(parts)
 
 
 def _wide_parameter_table(table: pd.DataFrame) -> str:
@@ -106,6 +125,23 @@ def _wide_parameter_table(table: pd.DataFrame) -> str:
         columns=table.index.get_level_values("parameter").unique(),
     )
     return "posterior mean [94% HDI], convention C = 1:\n" + wide.to_string()
+
+
+def _seed_spread_note(idata) -> str:
+    """The measured seed spread beside the fitted run-offset sd (or why there is none)."""
+    from bimix_bayes.bayes.persistence import data_from_idata
+    from bimix_bayes.bayes.summary import seed_spread_table
+
+    table = seed_spread_table(idata, data_from_idata(idata))
+    if table.empty:
+        return (
+            "\nseed spread: not measured (no mixture was trained with several seeds); the "
+            "run-offset sd tau is then inferred from the mixtures alone"
+        )
+    return (
+        "\nrun-to-run variation: sd of log loss between seeds of one mixture (measured, at "
+        "their common steps) beside the fitted run-offset sd tau:\n" + table.to_string()
+    )
 
 
 # ------------------------------------------------------------------------------ summary
@@ -172,6 +208,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         f"\nnoise on log loss: sigma (per checkpoint) and tau (per run), mean [{100 * p:g}% HDI]:"
     )
     print(_wide_parameter_table(noise).split("\n", 1)[1])
+    print(_seed_spread_note(idata))
     opt.write_table(args.out, table)
     return 0
 
@@ -225,9 +262,47 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------ compare
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare fits of the same data by PSIS-LOO with whole runs left out.
+
+    Ranks models by their expected log predictive density of a run not in the data (the unit
+    the mixture decision is about), through ArviZ's PSIS-LOO; runs with Pareto k > 0.7 are
+    named (their estimate is unreliable).
+
+    Returns
+    -------
+    int
+        0, after printing the ranking (written with ``--out``).
+    """
+    from bimix_bayes.bayes.compare import compare_fits
+    from bimix_bayes.bayes.persistence import diagnostics_from_idata, load_fit
+
+    names = args.names or [str(path) for path in args.fits]
+    if len(names) != len(args.fits) or len(set(names)) != len(names):
+        raise UsageError(
+            f"--names needs {len(args.fits)} distinct names, one per fit; got {args.names}"
+        )
+    fits = {name: load_fit(path) for name, path in zip(names, args.fits, strict=True)}
+    for name, fit in fits.items():
+        if banner := diagnostics_from_idata(fit).banner(f"{name}'s LOO score cannot be trusted"):
+            print(banner)
+    result = compare_fits(fits)
+    print(
+        "PSIS-LOO, one whole run left out at a time; elpd_loo = expected log predictive density "
+        "of a new run (nats, higher is better), elpd_diff/dse = behind the best and its se, "
+        "weight = stacking weight:"
+    )
+    print(result.table.to_string(float_format=lambda v: f"{v:.2f}"))
+    for line in result.warnings():
+        print(f"WARNING: {line}")
+    opt.write_table(args.out, result.table)
+    return 0
+
+
 # ------------------------------------------------------------------------------ parser
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``fit``, ``summary`` and ``predict`` on the ``bimix`` sub-parsers."""
+    """Register ``fit``, ``summary``, ``compare`` and ``predict`` on the ``bimix`` sub-parsers."""
     p = opt.add_command(sub, "fit", cmd_fit)
     opt.DataOptions.add_arguments(p)
     g = p.add_argument_group("fitting")
@@ -247,6 +322,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     opt.add_bootstrap(p, help="least-squares bootstrap resamples (default 200; 0 for none)")
     opt.add_seed(p, help="bootstrap seed (default 0)")
     opt.add_out(p, ".csv", help="write the full table as CSV")
+
+    p = opt.add_command(sub, "compare", cmd_compare)
+    p.add_argument("fits", type=Path, nargs="+", metavar="FIT", help="fits saved by `bimix fit`")
+    p.add_argument("--names", nargs="+", metavar="NAME", help="a short name per fit")
+    opt.add_out(p, ".csv", help="write the ranking as CSV")
 
     p = opt.add_command(sub, "predict", cmd_predict)
     opt.add_fit_argument(p)

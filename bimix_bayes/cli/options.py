@@ -484,10 +484,22 @@ def add_sampler_overrides(parser: Parser) -> None:
     parser.add_argument("--draws", type=count(1), help="draws per chain (overrides the spec)")
     parser.add_argument("--tune", type=count(1), help="tuning steps per chain (overrides the spec)")
     parser.add_argument("--chains", type=count(1), help="chains (overrides the spec)")
+    parser.add_argument(
+        "--target-accept",
+        type=probability,
+        help="NUTS target acceptance rate, 0-1 (overrides the spec; 0.99: smaller steps, "
+        "fewer divergences)",
+    )
+    parser.add_argument(
+        "--no-retry",
+        dest="retry",
+        action="store_false",
+        help="do not refit once with safer sampler settings when the fit fails its diagnostics",
+    )
 
 
-def sampler_overrides(args: argparse.Namespace) -> dict[str, int]:
-    """The ``--draws``/``--tune``/``--chains`` given (those left out are not in the dict).
+def sampler_overrides(args: argparse.Namespace) -> dict[str, int | float]:
+    """The ``--draws``/``--tune``/``--chains``/``--target-accept`` given (others left out).
 
     Examples
     --------
@@ -496,6 +508,6 @@ def sampler_overrides(args: argparse.Namespace) -> dict[str, int]:
     """
     return {
         key: getattr(args, key)
-        for key in ("draws", "tune", "chains")
+        for key in ("draws", "tune", "chains", "target_accept")
         if getattr(args, key, None) is not None
     }
