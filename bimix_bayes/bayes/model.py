@@ -447,34 +447,30 @@ class BiMixModel:
         names = _data_names(self.spec, len(layout.domains))
         return compiled.with_data(**{k: values.get(k, getattr(layout, k, None)) for k in names})
 
+    def _sampler_settings(self) -> dict[str, Any]:
+        """The settings both backends take under the same names."""
+        cfg = self.spec["sampler"]
+        keys = ("draws", "tune", "chains", "target_accept")
+        return {**{k: cfg[k] for k in keys}, "cores": cfg["cores"] or None}
+
     def _sample_nutpie(self, compiled: Any, seed: int, progress_bar: bool) -> az.InferenceData:
         import nutpie
 
-        cfg = self.spec["sampler"]
         return nutpie.sample(
             compiled,
-            draws=cfg["draws"],
-            tune=cfg["tune"],
-            chains=cfg["chains"],
-            cores=cfg["cores"] or None,
+            **self._sampler_settings(),
             seed=seed,
             progress_bar=progress_bar,
-            low_rank_modified_mass_matrix=cfg["low_rank_mass_matrix"],
-            target_accept=cfg["target_accept"],
+            low_rank_modified_mass_matrix=self.spec["sampler"]["low_rank_mass_matrix"],
             save_warmup=False,
         )
 
     def _sample_pymc(self, layout: CurveLayout, seed: int, progress_bar: bool) -> az.InferenceData:
-        cfg = self.spec["sampler"]
         with build_pymc_model(layout, self.spec):
             return pm.sample(
-                draws=cfg["draws"],
-                tune=cfg["tune"],
-                chains=cfg["chains"],
-                cores=cfg["cores"] or None,
+                **self._sampler_settings(),
                 random_seed=seed,
                 progressbar=progress_bar,
-                target_accept=cfg["target_accept"],
                 nuts_sampler="pymc",
                 compute_convergence_checks=False,
             )
