@@ -88,7 +88,11 @@ def test_summary_of_the_draws_is_predict(fit, kind, monkeypatch):
     pd.testing.assert_frame_equal(
         table, summarise_draws(forecast_draws(idata, STEPS, **args), prob)
     )
-    assert table.attrs == {"fit_passed": table.attrs["fit_passed"], "kind": kind}
+    assert table.attrs == {
+        "fit_passed": table.attrs["fit_passed"],
+        "kind": kind,
+        "extrapolation": "",
+    }
     monkeypatch.setattr(forecast, "_CHUNK_VALUES", 20_000)  # several chunks of targets
     chunked = predict(idata, STEPS, prob=prob, **args)
     pd.testing.assert_frame_equal(
@@ -121,3 +125,45 @@ def test_attaching_the_draws_is_opt_in(fit):
     assert list(stored.coords) == [*DRAW_DIMS, "source"]
     draws = forecast_draws(idata, STEPS, mixtures=new, runs=[data.runs[0]], seed=2)
     assert np.array_equal(stored["loss"], draws.astype(np.float32))
+
+
+def test_the_shared_extrapolation_error_widens_forecasts_beyond_the_data_only(fit):
+    """Inside the fitted steps the shared error is zero; beyond them it widens every forecast
+    alike, and it cancels between two mixtures of the same draw (it moves all runs)."""
+    idata, data, new = fit
+    last = float(data.observations["step"].max())
+    steps = [last / 2, 4 * last]
+    on = forecast_draws(idata, steps, mixtures=new, seed=3)
+    off_spec = {"discrepancy": {"extrapolation": False}}
+    monkey = pytest.MonkeyPatch()
+    original = forecast.spec_from_idata
+    monkey.setattr(forecast, "spec_from_idata", lambda i: {**original(i), **off_spec})
+    try:
+        off = forecast_draws(idata, steps, mixtures=new, seed=3)
+    finally:
+        monkey.undo()
+    inside = {"step": steps[0]}
+    np.testing.assert_allclose(on.sel(inside), off.sel(inside))  # no extra draws inside
+
+    def width(d):
+        return float(d.quantile(0.95, ("chain", "draw")) - d.quantile(0.05, ("chain", "draw")))
+
+    beyond = {"step": steps[1], "domain": ALL_DOMAINS, "mixture": "even"}
+    assert width(on.sel(beyond)) > width(off.sel(beyond))
+    gap_on = on.sel(step=steps[1], mixture="even") - on.sel(step=steps[1], mixture="tilted")
+    gap_off = off.sel(step=steps[1], mixture="even") - off.sel(step=steps[1], mixture="tilted")
+    assert float(gap_on.std()) == pytest.approx(float(gap_off.std()), rel=0.05)
+
+
+def test_far_extrapolation_is_flagged(fit):
+    """A forecast more than 8x beyond the fitted steps warns, and the table says so."""
+    from bimix_bayes.bayes.discrepancy import ExtrapolationWarning
+
+    idata, data, new = fit
+    last = float(data.observations["step"].max())
+    with pytest.warns(ExtrapolationWarning, match="50x the last fitted step"):
+        table = predict(idata, [50 * last], mixtures=new)
+    assert "treat it as a guess" in table.attrs["extrapolation"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExtrapolationWarning)
+        assert predict(idata, [2 * last], mixtures=new).attrs["extrapolation"] == ""

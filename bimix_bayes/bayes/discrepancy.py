@@ -36,7 +36,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["bend_sd", "doublings_outside", "shared_bend"]
+__all__ = [
+    "EXTRAPOLATION_LIMIT",
+    "ExtrapolationWarning",
+    "bend_sd",
+    "doublings_outside",
+    "extrapolation_note",
+    "shared_bend",
+]
+
+#: Doublings of the step beyond the fitted range (8x) past which a forecast is flagged: the
+#: public backtests check at most 2x-4x, so beyond 8x no measurement supports the intervals.
+EXTRAPOLATION_LIMIT = 3.0
+
+
+class ExtrapolationWarning(UserWarning):
+    """A forecast far outside the fitted steps: its interval is a prior guess, not a measurement."""
 
 
 def doublings_outside(steps: np.ndarray, *, first: float, last: float) -> np.ndarray:
@@ -66,3 +81,34 @@ def bend_sd(h: np.ndarray, settings: Mapping[str, Any]) -> np.ndarray:
     if not settings["extrapolation"]:
         return np.zeros_like(np.asarray(h, dtype=float))
     return settings["sd_per_doubling"] * np.asarray(h, dtype=float)
+
+
+def extrapolation_note(
+    steps: np.ndarray, *, first: float, last: float, unit: str = "steps"
+) -> str | None:
+    """A sentence when a step lies more than :data:`EXTRAPOLATION_LIMIT` doublings outside
+    ``[first, last]``; None otherwise.
+
+    Examples
+    --------
+    >>> extrapolation_note(np.array([2e4]), first=1e3, last=1e4) is None
+    True
+    >>> print(extrapolation_note(np.array([1e6]), first=1e3, last=1e4))  # doctest: +ELLIPSIS
+    forecast at 1e+06 steps is 100x the last fitted step (1e+04); beyond 8x ...
+    """
+    steps = np.asarray(steps, dtype=float)
+    h = doublings_outside(steps, first=first, last=last)
+    worst = int(np.argmax(h))
+    if h[worst] <= EXTRAPOLATION_LIMIT:
+        return None
+    s = steps[worst]
+    where = (
+        f"{s / last:.3g}x the last fitted step ({last:.3g})"
+        if s > last
+        else f"1/{first / s:.3g} of the first fitted step ({first:.3g})"
+    )
+    return (
+        f"forecast at {s:.3g} {unit} is {where}; beyond {2**EXTRAPOLATION_LIMIT:.0f}x no "
+        "backtest supports the law or its intervals (the shared extrapolation error grows with "
+        "log2 of the ratio, but the law itself may no longer hold): treat it as a guess"
+    )

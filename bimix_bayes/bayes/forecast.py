@@ -39,7 +39,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bimix_bayes.bayes.discrepancy import doublings_outside, shared_bend
+from bimix_bayes.bayes.discrepancy import (
+    ExtrapolationWarning,
+    doublings_outside,
+    extrapolation_note,
+    shared_bend,
+)
 from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata, spec_from_idata
 from bimix_bayes.bayes.predictive_density import log_predictive_density
 from bimix_bayes.bayes.targets import domain_weights, forecast_targets, run_effects
@@ -152,7 +157,7 @@ def summarise_draws(draws: xr.DataArray, prob: Sequence[float] = (0.5, 0.9)) -> 
     labels = {dim: draws[dim].to_numpy() for dim in DRAW_DIMS[2:]}
     out = long_table(labels, source=draws["source"].to_numpy()[:, None, None], **stats)
     out.insert(1, "source", out.pop("source"))
-    out.attrs.update({k: attrs[k] for k in ("fit_passed", "kind") if k in attrs})
+    out.attrs.update({k: attrs[k] for k in ("fit_passed", "kind", "extrapolation") if k in attrs})
     return out
 
 
@@ -324,10 +329,18 @@ def _prepare(
         )
     spec = spec_from_idata(idata)
     family = spec["likelihood"]["family"]
+    fitted = data.observations["step"].to_numpy(dtype=float)
+    note = extrapolation_note(
+        steps_arr,
+        first=fitted.min(),
+        last=fitted.max(),
+        unit=str(idata.attrs.get("data_volume", "steps")),
+    )
+    if note:
+        warnings.warn(note, ExtrapolationWarning, stacklevel=3)
     bend = None
     if kind == "predictive" and spec["discrepancy"]["extrapolation"]:
-        steps_fitted = data.observations["step"].to_numpy(dtype=float)
-        h = doublings_outside(steps_arr, first=steps_fitted.min(), last=steps_fitted.max())
+        h = doublings_outside(steps_arr, first=fitted.min(), last=fitted.max())
         settings = spec["discrepancy"]
         bend = xr.DataArray(
             shared_bend(
@@ -354,7 +367,13 @@ def _prepare(
         effects=effects,
         bend=bend,
         rng=rng,
-        attrs={"kind": kind, "seed": seed, "family": family, "fit_passed": diag.passed},
+        attrs={
+            "kind": kind,
+            "seed": seed,
+            "family": family,
+            "fit_passed": diag.passed,
+            "extrapolation": note or "",
+        },
     )
 
 

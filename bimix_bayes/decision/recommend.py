@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from bimix_bayes.bayes.diagnostics import FitWarning
+from bimix_bayes.bayes.discrepancy import ExtrapolationWarning, extrapolation_note
 from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.decision.constraints import Bounds, MixtureConstraints
 from bimix_bayes.decision.objectives import Objective
@@ -187,6 +188,12 @@ def optimize(
         index=train,
     )
     notes = []
+    fitted = data.observations["step"].to_numpy(dtype=float)
+    far = extrapolation_note(
+        np.array([step]), first=fitted.min(), last=fitted.max(), unit=data.volume
+    )
+    if far:
+        notes.append(far)
     broken = _violations(base, bounds)
     if broken:
         notes.append("the baseline breaks the constraints: " + "; ".join(broken))
@@ -263,6 +270,7 @@ def _forecasts(idata, step, mixture, base, w, surface, seed):
     weights = dict(zip(surface.domains, w, strict=True))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)  # already said once
+        warnings.simplefilter("ignore", ExtrapolationWarning)  # a note of the recommendation
         draws = forecast_draws(
             idata,
             [step],

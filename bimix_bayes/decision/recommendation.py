@@ -217,10 +217,6 @@ def _pct(v: float) -> str:
     return f"{100 * v:.1f}%"
 
 
-def _pct(v: float) -> str:
-    return f"{100 * v:.1f}%"
-
-
 def _format_recommendation(rec: Recommendation) -> str:
     lines = []
     banner = rec.diagnostics.banner("do not trust this decision") if rec.diagnostics else ""
