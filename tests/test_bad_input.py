@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from bimix_bayes.cli import main
@@ -89,3 +91,48 @@ def test_unwritable_out_is_refused_first(long_csv, tmp_path, monkeypatch, capsys
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert f"cannot write {out}" in err and "choose another --out" in err
+
+
+# ------------------------------------------------------------------------------ absurd values
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("loss", 1e308, r"implausibly large \(> 10000 nats\): line 7 \(run 'mix000', domain "),
+        ("loss", 1e-300, r"implausibly small \(< 1e-06 nats\): line 7 .*loss 1e-300"),
+        ("loss", 1e-3, r"more than a factor 1000 .* domain median 5\.\d+\)"),
+        ("step", 1e308, r"step value\(s\) are implausibly large .* step 1e\+308\)"),
+        ("step", 0.5, r"below 1 .* step 0\.5\).* convert it to a count"),
+    ],
+)
+def test_absurd_values_are_refused_with_the_row(long_csv, tmp_path, column, value, message):
+    """A loss or step orders of magnitude off (a unit or typing error) would silently wreck a
+    domain's fit: refused, naming the file, line, run, domain, value and what to check."""
+    table = pd.read_csv(long_csv)
+    table.loc[5, column] = value  # line 7 of the file (after the header)
+    path = tmp_path / "absurd.csv"
+    table.to_csv(path, index=False)
+    with pytest.raises(DataError, match=message) as info:
+        load_data(path)
+    assert str(info.value).startswith(f"{path}: ") and "Fix or remove those rows" in str(info.value)
+
+
+def test_absurd_loss_exits_1_before_fitting(long_csv, tmp_path, capsys):
+    table = pd.read_csv(long_csv)
+    table.loc[5, "loss"] = 1e308
+    path = tmp_path / "absurd.csv"
+    table.to_csv(path, index=False)
+    assert main(["fit-ls", str(path), "--bootstrap", "0"]) == 1
+    captured = capsys.readouterr()
+    assert "implausibly large" in captured.err and captured.out == ""
+
+
+def test_a_widely_spread_domain_is_not_an_outlier(sim_data):
+    """Losses from initialisation (about log of the vocabulary) down to a small floor are
+    legitimate: the outlier rule widens with the domain's own spread."""
+    from bimix_bayes.data.table import MixtureData
+
+    obs = sim_data.observations.copy()
+    web = obs.index[obs["domain"] == "web"]
+    obs.loc[web, "loss"] = np.geomspace(0.004, 10.8, len(web))  # 3.4 orders of magnitude
+    data = MixtureData.from_frames(sim_data.mixtures, obs)
+    assert data.observations["loss"].min() == pytest.approx(0.004)

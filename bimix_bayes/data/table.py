@@ -8,7 +8,10 @@ Everything in the package consumes a :class:`MixtureData`, built either by the f
 * ``mixtures``: one row per training run (index ``run``), one column per training domain, each a
   proportion in [0, 1]; each row sums to 1 within ``sum_tol`` (then renormalised exactly).
 * ``observations``: columns ``run``, ``step``, ``domain`` (the evaluation domain), ``loss``; the
-  step is a step count or a token count (``volume``), > 0; the loss is finite and > 0.
+  step is a step count or a token count (``volume``), > 0; the loss is finite and > 0. Absurd
+  magnitudes are refused (:meth:`~bimix_bayes.data.validate.Validator.check_magnitudes`): a loss
+  outside (1e-6, 1e4) nats or a factor 1000 away from its domain's median, a step below 1 or
+  above 1e16.
 
 BiMix maps an evaluation domain to the training domain of the same name, so every evaluation
 domain must have a proportion column.

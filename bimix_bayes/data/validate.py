@@ -2,10 +2,10 @@
 
 :func:`check_options` refuses invalid settings before any data is looked at; a
 :class:`Validator` then checks the two frames in one pass (columns and numbers, domains,
-proportions, losses and steps, duplicates, zero shares, repeated checkpoints). Every problem
-raises a :class:`~bimix_bayes.data.table.DataError` naming the source, the rows and the fix;
-every change it makes is recorded in its ``notes`` and emitted as a
-:class:`~bimix_bayes.data.table.DataWarning`.
+proportions, losses and steps and their plausible magnitudes, duplicates, zero shares, repeated
+checkpoints). Every problem raises a :class:`~bimix_bayes.data.table.DataError` naming the
+source, the rows and the fix; every change it makes is recorded in its ``notes`` and emitted as
+a :class:`~bimix_bayes.data.table.DataWarning`.
 
 :class:`ValidationOptions` names the keyword options of the validation, so that a loader can
 pass them on without repeating them.
@@ -41,7 +41,27 @@ from bimix_bayes.data.table import (
     to_numeric,
 )
 
-__all__ = ["ValidationOptions", "Validator", "check_options"]
+__all__ = [
+    "LOSS_RANGE",
+    "OUTLIER_MADS",
+    "OUTLIER_ORDERS",
+    "STEP_RANGE",
+    "ValidationOptions",
+    "Validator",
+    "check_options",
+]
+
+#: Plausible losses (mean cross-entropy per token, nats); values outside are refused.
+LOSS_RANGE = (1e-6, 1e4)
+#: Plausible step or token counts; values outside are refused (1e16 tokens is hundreds of
+#: times the largest training run to date).
+STEP_RANGE = (1.0, 1e16)
+#: A loss further than this many orders of magnitude (log10) from its domain's median is
+#: refused ...
+OUTLIER_ORDERS = 3.0
+#: ... unless the domain's losses spread so widely that it lies within this many (scaled)
+#: median absolute deviations of log10 loss.
+OUTLIER_MADS = 10.0
 
 
 class ValidationOptions(TypedDict, total=False):
@@ -199,7 +219,8 @@ class Validator:
         return mixtures
 
     def check_observations(self, obs: pd.DataFrame, missing_policy: MissingPolicy) -> pd.DataFrame:
-        """Losses finite and > 0 (missing ones refused or dropped), steps finite and > 0."""
+        """Losses finite and > 0 (missing ones refused or dropped), steps finite and > 0, and
+        both of a plausible magnitude (:meth:`check_magnitudes`)."""
         loss, step = obs["loss"].to_numpy(), obs["step"].to_numpy()
         nan_loss = np.isnan(loss)
         if nan_loss.any():
@@ -228,7 +249,77 @@ class Validator:
                 values = obs["loss"] if "loss" in what else obs["step"]
                 ex = [f"{w} ({v:g})" for w, v in zip(obs["where"][test], values[test], strict=True)]
                 raise self.fail(f"{int(test.sum())} {what}: {describe_locations(ex)}")
+        self.check_magnitudes(obs)
         return obs
+
+    def check_magnitudes(self, obs: pd.DataFrame) -> None:
+        """Refuse absurd values: losses and steps outside a plausible range, and losses orders
+        of magnitude away from the other losses of their domain.
+
+        A loss is a mean cross-entropy in nats per token: it must lie in ``LOSS_RANGE`` and
+        within ``max(OUTLIER_ORDERS, OUTLIER_MADS * MAD)`` orders of magnitude of its domain's
+        median (MAD: the scaled median absolute deviation of the domain's ``log10`` losses, so
+        that a domain whose losses legitimately spread widely is not flagged). A step or token
+        count must lie in ``STEP_RANGE``. Such values are unit or typing errors (a perplexity, a
+        sum over tokens, a misplaced exponent) that would silently distort the fit.
+
+        Examples
+        --------
+        >>> obs = pd.DataFrame({"run": ["a", "b", "c"], "step": [10.0, 10.0, 10.0],
+        ...                     "domain": ["web"] * 3, "loss": [3.1, 2.9, 3120.0],
+        ...                     "where": ["line 2", "line 3", "line 4"]})
+        >>> Validator("f.csv", [], {}).check_magnitudes(obs)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        bimix_bayes.data.table.DataError: f.csv: 1 loss value(s) lie more than a factor 1000 ...
+        """
+        loss, step = obs["loss"].to_numpy(dtype=float), obs["step"].to_numpy(dtype=float)
+        lo, hi = LOSS_RANGE
+        log_loss = np.log10(loss)
+        center = pd.Series(log_loss).groupby(obs["domain"].to_numpy()).transform("median")
+        center = center.to_numpy()
+        spread = pd.Series(np.abs(log_loss - center)).groupby(obs["domain"].to_numpy())
+        mad = 1.4826 * spread.transform("median").to_numpy()
+        limit = np.maximum(OUTLIER_ORDERS, OUTLIER_MADS * mad)
+        unit_hint = (
+            "a loss is the mean cross-entropy per token in nats: is the column a perplexity "
+            "(take its log), a sum over tokens (divide by their count) or mistyped?"
+        )
+        checks = (
+            (loss > hi, f"loss value(s) are implausibly large (> {hi:g} nats)", unit_hint),
+            (loss < lo, f"loss value(s) are implausibly small (< {lo:g} nats)", unit_hint),
+            (
+                np.abs(log_loss - center) > limit,
+                f"loss value(s) lie more than a factor {10**OUTLIER_ORDERS:g} (and "
+                f"{OUTLIER_MADS:g} median absolute deviations of log loss) from the median loss "
+                "of their domain",
+                "a unit, exponent or decimal-point error?",
+            ),
+            (
+                step > STEP_RANGE[1],
+                f"step value(s) are implausibly large (> {STEP_RANGE[1]:g}, more tokens than "
+                "any training run)",
+                "a unit or exponent error?",
+            ),
+            (
+                step < STEP_RANGE[0],
+                f"step value(s) are below {STEP_RANGE[0]:g} (a step or token count starts at 1)",
+                "if the column counts thousands, millions or billions of tokens, or epochs, "
+                "convert it to a count.",
+            ),
+        )
+        for test, what, hint in checks:
+            if test.any():
+                idx = np.flatnonzero(test)
+                ex = [
+                    f"{obs['where'].iat[i]} (run {obs['run'].iat[i]!r}, domain "
+                    f"{obs['domain'].iat[i]!r}: loss {loss[i]:.4g}, step {step[i]:.6g}"
+                    + (f"; domain median {10 ** center[i]:.4g})" if "median" in what else ")")
+                    for i in idx
+                ]
+                raise self.fail(
+                    f"{idx.size} {what}: {describe_locations(ex)}; {hint} Fix or remove those rows"
+                )
 
     def check_domains(self, mixtures: pd.DataFrame, obs: pd.DataFrame) -> None:
         """Every run with losses has a mixture; every evaluation domain a proportion column."""
