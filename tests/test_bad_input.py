@@ -136,3 +136,44 @@ def test_a_widely_spread_domain_is_not_an_outlier(sim_data):
     obs.loc[web, "loss"] = np.geomspace(0.004, 10.8, len(web))  # 3.4 orders of magnitude
     data = MixtureData.from_frames(sim_data.mixtures, obs)
     assert data.observations["loss"].min() == pytest.approx(0.004)
+
+
+# ------------------------------------------------------------------------------ mixture files
+@pytest.fixture
+def extra_column_candidates(tmp_path):
+    """Candidates whose shares sum to 1 only with a domain the fit does not know."""
+    path = tmp_path / "candidates.csv"
+    path.write_text(
+        "mixture,web,code,books,wiki,math,openhermes\n"
+        "even,0.18,0.18,0.18,0.18,0.18,0.1\n"
+        "web_heavy,0.5,0.1,0.1,0.1,0.1,0.1\n"
+    )
+    return path
+
+
+def test_a_mixture_column_the_fit_does_not_know_is_refused(extra_column_candidates):
+    """It passes the file's sum-to-1 check and would then be dropped, scoring shares that
+    sum to 0.9: refused, naming the column, the fit's domains and the fix."""
+    from bimix_bayes.data.loaders import read_mixtures
+    from bimix_bayes.data.table import prediction_shares
+    from bimix_bayes.decision.problem import candidate_shares
+
+    table = read_mixtures(extra_column_candidates)  # sums to 1 with the extra column
+    domains = ["web", "code", "books", "wiki", "math"]
+    message = (
+        r"column\(s\) \['openhermes'\] are not domains of the fit \(its domains: \['web', "
+        r"'code', 'books', 'wiki', 'math'\]\).* sum to 0\.9 instead of 1\. Remove the column"
+    )
+    with pytest.raises(DataError, match=message):
+        prediction_shares(table, domains, training_domains=domains)
+    with pytest.raises(DataError, match="the candidate mixtures: column"):
+        candidate_shares(table, domains, np.ones(5), "the candidate mixtures")
+
+
+def test_training_domains_without_losses_are_known_columns():
+    """A training domain that is not an evaluation domain (RegMix's) is a legitimate column."""
+    from bimix_bayes.data.table import prediction_shares
+
+    mix = pd.Series({"web": 0.5, "code": 0.4, "books": 0.1}, name="m")
+    shares = prediction_shares(mix, ["web", "code"], training_domains=["web", "code", "books"])
+    assert list(shares.columns) == ["web", "code"]

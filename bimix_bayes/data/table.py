@@ -54,6 +54,7 @@ __all__ = [
     "MixtureData",
     "ZeroPolicy",
     "cell_examples",
+    "check_known_columns",
     "describe_locations",
     "prediction_shares",
     "to_numeric",
@@ -127,17 +128,36 @@ def to_numeric(values: pd.Series, what: str, where: Sequence[str], source: str) 
     return parsed.astype(float)
 
 
-def prediction_shares(mixtures: pd.DataFrame | pd.Series, domains: Sequence[str]) -> pd.DataFrame:
+def prediction_shares(
+    mixtures: pd.DataFrame | pd.Series,
+    domains: Sequence[str],
+    *,
+    training_domains: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """The shares of ``domains`` in each mixture to predict at, checked to lie in (0, 1].
 
-    ``mixtures`` has one row per mixture (its index names it) and a column per domain; extra
-    columns (other training domains) are ignored. A Series is one mixture.
+    ``mixtures`` has one row per mixture (its index names it) and a column per domain; other
+    training domains may be present. A Series is one mixture.
+
+    With ``training_domains`` (the fit's mixture columns) a numeric column that is neither one
+    of ``domains`` nor a training domain is refused: the fit knows nothing of that domain, and
+    dropping it would score shares that no longer sum to 1.
+
+    Raises
+    ------
+    DataError
+        A fitted domain without a column, a share out of (0, 1], or an unknown column.
 
     Examples
     --------
     >>> prediction_shares(pd.Series({"web": 0.6, "code": 0.4}, name="mine"), ["code"])
           code
     mine   0.4
+    >>> mix = pd.Series({"web": 0.5, "code": 0.4, "openhermes": 0.1}, name="mine")
+    >>> prediction_shares(mix, ["web", "code"], training_domains=["web", "code"])
+    Traceback (most recent call last):
+    ...
+    bimix_bayes.data.table.DataError: the mixtures: column(s) ['openhermes'] are not domains ...
     """
     if isinstance(mixtures, pd.Series):
         mixtures = mixtures.to_frame().T
@@ -146,6 +166,8 @@ def prediction_shares(mixtures: pd.DataFrame | pd.Series, domains: Sequence[str]
         raise DataError(
             f"mixtures lack the fitted domain(s) {missing}; columns: {list(mixtures.columns)}"
         )
+    if training_domains is not None:
+        check_known_columns(mixtures, [*domains, *training_domains])
     shares = mixtures[list(domains)].astype(float)
     bad = ~((shares > 0) & (shares <= 1)).to_numpy()
     if bad.any():
@@ -167,6 +189,34 @@ def prediction_shares(mixtures: pd.DataFrame | pd.Series, domains: Sequence[str]
             stacklevel=3,
         )
     return shares
+
+
+def check_known_columns(
+    mixtures: pd.DataFrame, known: Sequence[str], what: str = "the mixtures"
+) -> None:
+    """Refuse a numeric column of ``mixtures`` that is not one of the fit's ``known`` domains.
+
+    Such a column passes a mixture file's sum-to-1 check and would then be dropped, leaving
+    shares that sum to less than 1. ``what`` names the mixtures in the message.
+
+    Raises
+    ------
+    DataError
+        Naming the columns, the fit's domains, and the fix.
+    """
+    known_set = set(known)
+    numeric = mixtures.select_dtypes("number")
+    unknown = [c for c in numeric.columns if c not in known_set]
+    if not unknown:
+        return
+    kept = numeric.drop(columns=unknown).sum(axis=1)
+    left = f"{kept.min():.4g}" + (f" to {kept.max():.4g}" if kept.max() - kept.min() > 1e-9 else "")
+    raise DataError(
+        f"{what}: column(s) {unknown} are not domains of the fit (its domains: "
+        f"{list(dict.fromkeys(known))}); the fit cannot score them, and leaving them out would "
+        f"score shares that sum to {left} instead of 1. Remove the column(s) and renormalise the "
+        "other shares to sum to 1"
+    )
 
 
 @dataclass(frozen=True)

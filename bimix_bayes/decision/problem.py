@@ -23,7 +23,12 @@ import pandas as pd
 
 from bimix_bayes.bayes.diagnostics import FitDiagnostics
 from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata
-from bimix_bayes.data.table import DataError, MixtureData, prediction_shares
+from bimix_bayes.data.table import (
+    DataError,
+    MixtureData,
+    check_known_columns,
+    prediction_shares,
+)
 from bimix_bayes.decision.surface import LossSurface, objective_weights
 
 if TYPE_CHECKING:
@@ -126,7 +131,8 @@ def candidate_shares(
     Raises
     ------
     DataError
-        When a training domain is missing or a share is out of range.
+        When a training domain is missing, a column is not a training domain (it would be
+        dropped, leaving shares that sum to less than 1), or a share is out of range.
 
     Examples
     --------
@@ -142,6 +148,7 @@ def candidate_shares(
             f"{what} lack(s) the training domain(s) {missing}; columns: {list(frame.columns)}"
         )
     counted = [d for d, wi in zip(train, w, strict=True) if wi > 0]
+    check_known_columns(frame, train, what)
     prediction_shares(frame, counted)  # checks (0, 1] and warns when rows do not sum to 1
     shares = frame[list(train)].astype(float)
     if (shares < 0).to_numpy().any():
