@@ -177,3 +177,155 @@ def test_training_domains_without_losses_are_known_columns():
     mix = pd.Series({"web": 0.5, "code": 0.4, "books": 0.1}, name="m")
     shares = prediction_shares(mix, ["web", "code"], training_domains=["web", "code", "books"])
     assert list(shares.columns) == ["web", "code"]
+
+
+# ------------------------------------------------------------------------------ saved fits
+@pytest.fixture(scope="module")
+def small_fit(sim_data, tmp_path_factory):
+    """A short fit (2 chains x 100 draws: it fails its diagnostics), saved, and its path."""
+    import warnings
+
+    from bimix_bayes.bayes.model import BiMixModel
+
+    model = BiMixModel(
+        {"sampler": {"chains": 2, "draws": 100, "tune": 100, "progress_bar": "never"}}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(sim_data, seed=0, retry=False)
+    return model.save(tmp_path_factory.mktemp("fit") / "fit.nc")
+
+
+def _altered(src, dst, change, *, rehash=False):
+    """A copy of the fit at ``src`` with ``change(idata)`` applied; with ``rehash`` it is saved
+    by save_fit (a valid hash of the altered content), else written as an older version did
+    (no posterior hash)."""
+    import arviz as az
+
+    from bimix_bayes.bayes.persistence import POSTERIOR_HASH_ATTR, save_fit
+
+    idata = az.from_netcdf(str(src), engine="h5netcdf")
+    change(idata)
+    if rehash:
+        save_fit(idata, dst)
+    else:
+        idata.attrs = {k: v for k, v in idata.attrs.items() if k != POSTERIOR_HASH_ATTR}
+        idata.to_netcdf(str(dst), engine="h5netcdf")
+    return dst
+
+
+def _passing_diagnostics(idata):
+    import json
+
+    diag = json.loads(idata.attrs["diagnostics"])
+    diag.update(max_rhat=1.001, min_ess_bulk=900.0, min_ess_tail=800.0, problems=[])
+    idata.attrs["diagnostics"] = json.dumps(diag)
+
+
+def _edit_hashed_diagnostics(src, dst):
+    import arviz as az
+
+    idata = az.from_netcdf(str(src), engine="h5netcdf")
+    _passing_diagnostics(idata)
+    idata.to_netcdf(str(dst), engine="h5netcdf")  # keeps the recorded hash
+    return dst
+
+
+def _set(name, value):
+    def change(idata):
+        values = idata.posterior[name].values.copy()
+        values.flat[0] = value
+        idata.posterior[name] = (idata.posterior[name].dims, values)
+
+    return change
+
+
+def _negate(name):
+    def change(idata):
+        idata.posterior[name] = -idata.posterior[name]
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda src, dst: _altered(src, dst, _passing_diagnostics),
+            r"recorded diagnostics do not match its posterior \(recorded: diagnostics PASSED.*"
+            r"recomputed from the draws: diagnostics FAILED",
+        ),
+        (_edit_hashed_diagnostics, "do not match their recorded hash; the file was altered"),
+        (
+            lambda src, dst: _altered(src, dst, _set("alpha", np.nan), rehash=True),
+            r"the posterior of 'alpha' holds 1 draw\(s\) that are NaN or infinite",
+        ),
+        (
+            lambda src, dst: _altered(src, dst, _negate("alpha"), rehash=True),
+            r"the posterior of 'alpha' holds 1000 draw\(s\) <= 0 .*outside its support",
+        ),
+        (
+            lambda src, dst: _altered(src, dst, _set("sigma", -1.0), rehash=True),
+            r"the posterior of 'sigma' holds 1 draw\(s\) <= 0",
+        ),
+        (
+            lambda src, dst: _altered(src, dst, lambda i: delattr(i, "constant_data")),
+            r"the group\(s\) \['constant_data'\] are missing",
+        ),
+    ],
+    ids=["diagnostics-edited", "hashed-diagnostics-edited", "nan", "negative-alpha",
+         "negative-sigma", "no-constant-data"],
+)  # fmt: skip
+def test_an_altered_fit_is_refused(small_fit, tmp_path, make, message, capsys):
+    """The fit file's integrity covers the posterior and its diagnostics, not only the data:
+    a FitFileError naming the problem (and `bimix predict` exits 1, no traceback)."""
+    from bimix_bayes.bayes.persistence import FitFileError, load_fit
+
+    path = make(small_fit, tmp_path / "altered.nc")
+    with pytest.raises(FitFileError, match=message):
+        load_fit(path)
+    assert main(["predict", str(path), "--steps", "30000"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bimix: error:") and "Traceback" not in err
+
+
+def test_fits_with_and_without_the_posterior_hash_load(small_fit, tmp_path):
+    """A fit saved now carries the hash; one saved by the previous version (none) still loads
+    (its diagnostics are recomputed and agree)."""
+    from bimix_bayes.bayes.persistence import (
+        POSTERIOR_HASH_ATTR,
+        diagnostics_from_idata,
+        load_fit,
+    )
+
+    loaded = load_fit(small_fit)
+    assert POSTERIOR_HASH_ATTR in loaded.attrs and not diagnostics_from_idata(loaded).passed
+    old = load_fit(_altered(small_fit, tmp_path / "old.nc", lambda i: None))
+    assert POSTERIOR_HASH_ATTR not in old.attrs
+    assert diagnostics_from_idata(old) == diagnostics_from_idata(loaded)
+
+
+def test_a_folder_given_as_a_fit_says_so(tmp_path, capsys):
+    from bimix_bayes.bayes.persistence import FitFileError, load_fit
+
+    with pytest.raises(FitFileError, match="is a folder, not a fit"):
+        load_fit(tmp_path)
+    assert main(["summary", str(tmp_path)]) == 1
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_one_chain_diagnostics_say_rhat_is_not_computable():
+    import arviz as az
+
+    from bimix_bayes.bayes.diagnostics import diagnose
+
+    rng = np.random.default_rng(0)
+    idata = az.from_dict(
+        posterior={"x": rng.normal(size=(1, 500))},
+        sample_stats={"diverging": np.zeros((1, 500), bool)},
+    )
+    thresholds = {"max_rhat": 1.01, "min_ess_bulk": 100, "min_ess_tail": 100,
+                  "max_divergences": 0, "min_bfmi": 0.3}  # fmt: skip
+    report = diagnose(idata, thresholds).report()
+    assert "r-hat not computable with 1 chain" in report and "-inf" not in report
+    assert "run at least 2 chains" in report

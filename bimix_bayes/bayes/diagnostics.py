@@ -36,6 +36,10 @@ __all__ = ["DERIVED_VARS", "FitDiagnostics", "FitWarning", "diagnose"]
 DERIVED_VARS = frozenset({"alpha", "beta", "A", "B", "C", "run_offset", "run_corr", "slope_corr"})
 
 
+#: The problem of a fit with one chain (r-hat compares chains).
+_ONE_CHAIN = "r-hat needs at least 2 chains"
+
+
 class FitWarning(UserWarning):
     """The sampler did not converge: intervals from this fit cannot be trusted."""
 
@@ -58,6 +62,8 @@ class FitDiagnostics:
         The thresholds used.
     problems
         One sentence per failed check; empty when the fit passed.
+    chains
+        Number of chains (None in diagnostics recorded before it was).
     """
 
     max_rhat: float
@@ -70,6 +76,7 @@ class FitDiagnostics:
     min_bfmi: float
     thresholds: dict[str, float]
     problems: list[str] = field(default_factory=list)
+    chains: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -79,7 +86,12 @@ class FitDiagnostics:
     def advice(self) -> list[str]:
         """What to try, given what failed."""
         tips = []
-        text = " ".join(self.problems)
+        if any(_ONE_CHAIN in p for p in self.problems):
+            tips.append(
+                "run at least 2 chains so that convergence can be checked: sampler.chains in "
+                "the spec (or --chains; the default is 4)"
+            )
+        text = " ".join(p for p in self.problems if _ONE_CHAIN not in p)
         if "divergen" in text or "r-hat" in text or "ESS" in text:
             # What cured the failed fits of the public backtests (reports/validation.md);
             # more draws alone did not. `bimix fit` and backtests retry once with it.
@@ -96,14 +108,34 @@ class FitDiagnostics:
         tips.append("check the data: a domain whose share barely varies cannot identify alpha")
         return tips
 
+    def rhat_text(self) -> str:
+        """``max r-hat 1.002 (alpha[web])``, or why r-hat could not be computed.
+
+        Examples
+        --------
+        >>> diag = FitDiagnostics(float("-inf"), 300, 250, "", "sigma[web]", 0, 1000, 0.9, {},
+        ...                       ["r-hat needs at least 2 chains"], chains=1)
+        >>> diag.rhat_text()
+        'r-hat not computable with 1 chain'
+        """
+        if np.isfinite(self.max_rhat):
+            return f"max r-hat {self.max_rhat:.3f} ({self.worst_rhat_var})"
+        if self.chains is not None and self.chains < 2:
+            return f"r-hat not computable with {self.chains} chain"
+        return "r-hat not computable (it needs at least 2 chains)"
+
     def report(self) -> str:
         """A few lines: status, the figures, and (on failure) what to try."""
         status = "PASSED" if self.passed else "FAILED"
         lines = [
-            f"diagnostics {status}: max r-hat {self.max_rhat:.3f} ({self.worst_rhat_var}), "
+            f"diagnostics {status}: {self.rhat_text()}, "
             f"min ESS bulk {self.min_ess_bulk:.0f} ({self.worst_ess_var}) / tail "
             f"{self.min_ess_tail:.0f}, divergences {self.divergences} of {self.draws} draws, "
-            f"min BFMI {self.min_bfmi:.2f}"
+            + (
+                f"min BFMI {self.min_bfmi:.2f}"
+                if np.isfinite(self.min_bfmi)
+                else "no BFMI (no energy statistics)"
+            )
         ]
         if not self.passed:
             lines += [f"  - {p}" for p in self.problems]
@@ -197,7 +229,7 @@ def diagnose(idata: Any, thresholds: Mapping[str, float]) -> FitDiagnostics:
     t = dict(thresholds)
     problems = []
     if idata.posterior.sizes["chain"] < 2 or not np.isfinite(rhat):
-        problems.append("r-hat needs at least 2 chains: convergence cannot be checked")
+        problems.append(f"{_ONE_CHAIN}: convergence cannot be checked")
     if not rhat <= t["max_rhat"]:
         problems.append(f"r-hat {rhat:.3f} > {t['max_rhat']} for {rhat_var}: chains disagree")
     if not ess_bulk >= t["min_ess_bulk"]:
@@ -224,4 +256,5 @@ def diagnose(idata: Any, thresholds: Mapping[str, float]) -> FitDiagnostics:
         min_bfmi=bfmi,
         thresholds={k: float(v) for k, v in t.items()},
         problems=problems,
+        chains=int(idata.posterior.sizes["chain"]),
     )

@@ -2,7 +2,12 @@
 
 A saved fit is one self-sufficient ``.nc`` file: the posterior, the fitted data, the spec and how
 the fit was made (attrs). Writes are atomic. Loading refuses a file written with another file
-format version, a spec this version cannot read, or data that no longer match their recorded hash.
+format version, a spec this version cannot read, a missing group, data that no longer match their
+recorded hash, draws that are not finite or lie outside their parameter's support (``alpha``,
+``beta``, ``sigma``, ``tau``... must be > 0), and a posterior or diagnostics that no longer match
+each other: :func:`save_fit` records a hash of the posterior, the sampler statistics and the
+diagnostics (``posterior_sha256``), checked on load in milliseconds; a file saved before that hash
+existed has its diagnostics recomputed from its posterior (about a second) and compared instead.
 
 Examples
 --------
@@ -24,6 +29,7 @@ ValueError: ...: a fit is saved as netCDF; use a .nc file name
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -32,23 +38,35 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from bimix_bayes.bayes.diagnostics import FitDiagnostics
+from bimix_bayes.bayes.diagnostics import FitDiagnostics, diagnose
 from bimix_bayes.bayes.spec import PRIOR_NAMES, Spec, SpecError, merge_spec, spec_id
 from bimix_bayes.data.files import atomic_path
 from bimix_bayes.data.table import DataError, MixtureData
 
 __all__ = [
     "FORMAT_VERSION",
+    "POSITIVE_VARS",
+    "REQUIRED_GROUPS",
     "FitFileError",
     "data_from_idata",
     "diagnostics_from_idata",
     "load_fit",
+    "posterior_hash",
     "save_fit",
     "spec_from_idata",
 ]
 
 #: Version of the saved-file layout; files of another format version are refused on load.
 FORMAT_VERSION = "1"
+
+#: The groups every saved fit holds.
+REQUIRED_GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data")
+
+#: Posterior variables that are positive by construction (with every ``sd_*``).
+POSITIVE_VARS = frozenset({"alpha", "beta", "sigma", "tau", "kappa", "A", "B", "C"})
+
+#: The attribute holding :func:`posterior_hash` (written by :func:`save_fit`).
+POSTERIOR_HASH_ATTR = "posterior_sha256"
 
 
 #: Spec keys that change the model, added in 0.3, and the value that means the older model.
@@ -120,13 +138,138 @@ def _check_posterior(idata: az.InferenceData, spec: Spec, path: Path) -> None:
         raise FitFileError(f"{path}: the posterior's domains {domains} do not match its data")
 
 
+def _check_groups(idata: az.InferenceData, path: Path) -> None:
+    """Every group a fit holds is there, with the variables the data are rebuilt from."""
+    missing = [g for g in REQUIRED_GROUPS if g not in idata.groups()]
+    if missing:
+        raise FitFileError(
+            f"{path}: the group(s) {missing} are missing (a saved fit holds "
+            f"{list(REQUIRED_GROUPS)}); the file was altered or is damaged: refit with `bimix fit`"
+        )
+    for group, names in (
+        ("constant_data", ("step", "obs_run", "obs_domain", "mixtures")),
+        ("observed_data", ("loss",)),
+    ):
+        lacking = [n for n in names if n not in idata[group]]
+        if lacking:
+            raise FitFileError(
+                f"{path}: the {group} group lacks {lacking}; the file was altered or is "
+                "damaged: refit with `bimix fit`"
+            )
+
+
+def _check_draws(idata: az.InferenceData, path: Path) -> None:
+    """Every draw is finite, and positive parameters are positive."""
+    for name, da in idata.posterior.data_vars.items():
+        values = np.asarray(da)
+        if not np.issubdtype(values.dtype, np.number):
+            continue
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        if bad:
+            raise FitFileError(
+                f"{path}: the posterior of {name!r} holds {bad} draw(s) that are NaN or "
+                "infinite; the file was altered or is damaged, or the sampler broke down: refit "
+                "with `bimix fit`"
+            )
+        if (name in POSITIVE_VARS or name.startswith("sd_")) and (values <= 0).any():
+            raise FitFileError(
+                f"{path}: the posterior of {name!r} holds {int((values <= 0).sum())} draw(s) "
+                f"<= 0 (smallest {values.min():.4g}), outside its support (it must be > 0); the "
+                "file was altered or is damaged: refit with `bimix fit`"
+            )
+
+
+def posterior_hash(idata: az.InferenceData) -> str:
+    """SHA-256 of the posterior, the sampler statistics and the recorded diagnostics.
+
+    Recorded by :func:`save_fit` and checked by :func:`load_fit`, so that neither the draws
+    nor the diagnostics can change without the other (in milliseconds, where recomputing the
+    diagnostics takes about a second).
+
+    Examples
+    --------
+    >>> len(posterior_hash(idata))
+    64
+    """
+    h = hashlib.sha256()
+    h.update(str(idata.attrs.get("diagnostics", "")).encode())
+    for group in ("posterior", "sample_stats"):
+        if group not in idata.groups():
+            continue
+        ds = idata[group]
+        for name in sorted(str(v) for v in ds.data_vars):
+            values = np.asarray(ds[name])
+            h.update(f"{group}/{name}{ds[name].dims}{values.shape}".encode())
+            if np.issubdtype(values.dtype, np.number) or values.dtype == bool:
+                h.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+            else:
+                h.update("\x1f".join(map(str, values.ravel())).encode())
+    return h.hexdigest()
+
+
+#: How far recomputed diagnostics may differ from the recorded ones (another ArviZ version):
+#: (absolute, relative) tolerance per figure.
+_DIAGNOSTICS_TOLERANCE = {
+    "max_rhat": (1e-3, 0.0),
+    "min_ess_bulk": (1.0, 0.02),
+    "min_ess_tail": (1.0, 0.02),
+    "min_bfmi": (0.01, 0.0),
+}
+
+
+def _same_diagnostics(recorded: FitDiagnostics, recomputed: FitDiagnostics) -> bool:
+    """Whether two diagnostics agree: verdict, counts, and figures within a small tolerance."""
+    counts = ("passed", "divergences", "draws")
+    if any(getattr(recorded, k) != getattr(recomputed, k) for k in counts):
+        return False
+    for key, (absolute, relative) in _DIAGNOSTICS_TOLERANCE.items():
+        a, b = float(getattr(recorded, key)), float(getattr(recomputed, key))
+        if not (np.isfinite(a) or np.isfinite(b)):
+            continue  # neither computable (one chain; no energy statistics)
+        if not abs(a - b) <= absolute + relative * abs(b):
+            return False
+    return True
+
+
+def _check_diagnostics(idata: az.InferenceData, spec: Spec, path: Path) -> None:
+    """The recorded diagnostics belong to this posterior (hash, or recomputed for old files)."""
+    recorded_hash = idata.attrs.get(POSTERIOR_HASH_ATTR)
+    if recorded_hash is not None:
+        if posterior_hash(idata) != recorded_hash:
+            raise FitFileError(
+                f"{path}: its posterior, sampler statistics or diagnostics do not match their "
+                "recorded hash; the file was altered or is damaged: refit with `bimix fit`"
+            )
+        return
+    # Saved before the hash was recorded: recompute the diagnostics (about a second).
+    recorded = diagnostics_from_idata(idata)
+    recomputed = diagnose(idata, spec["diagnostics"])
+    if not _same_diagnostics(recorded, recomputed):
+        first = recorded.report().splitlines()[0]
+        again = recomputed.report().splitlines()[0]
+        raise FitFileError(
+            f"{path}: its recorded diagnostics do not match its posterior (recorded: {first}; "
+            f"recomputed from the draws: {again}); the file was altered or is damaged: refit "
+            "with `bimix fit`"
+        )
+
+
 def save_fit(idata: az.InferenceData, path: str | os.PathLike[str]) -> Path:
-    """Write ``idata`` to ``path`` (netCDF) atomically; returns the path."""
+    """Write ``idata`` to ``path`` (netCDF) atomically; returns the path.
+
+    The file records :func:`posterior_hash` (attribute ``posterior_sha256``); ``idata``
+    itself is not changed.
+    """
     path = Path(path)
     if path.suffix.lower() not in (".nc", ".netcdf", ".nc4"):
         raise ValueError(f"{path}: a fit is saved as netCDF; use a .nc file name")
-    with atomic_path(path) as tmp:
-        idata.to_netcdf(str(tmp), engine="h5netcdf")
+    attrs = dict(idata.attrs)
+    idata.attrs = {**attrs, POSTERIOR_HASH_ATTR: posterior_hash(idata)}
+    try:
+        with atomic_path(path) as tmp:
+            idata.to_netcdf(str(tmp), engine="h5netcdf")
+    finally:
+        idata.attrs = attrs
     return path
 
 
@@ -136,10 +279,15 @@ def load_fit(path: str | os.PathLike[str]) -> az.InferenceData:
     Raises
     ------
     FitFileError
-        Missing or unreadable file, another file format version, an invalid spec, or data
-        whose hash differs from the one recorded at fit time.
+        Missing or unreadable file (or a folder), another file format version, an invalid
+        spec, a missing group, data whose hash differs from the one recorded at fit time,
+        non-finite or out-of-support draws, or a posterior whose diagnostics were changed.
     """
     path = Path(path)
+    if path.is_dir():
+        raise FitFileError(
+            f"{path}: is a folder, not a fit; give the .nc file `bimix fit --out` wrote"
+        )
     if not path.is_file():
         raise FitFileError(f"{path}: no such file")
     try:
@@ -171,6 +319,7 @@ def load_fit(path: str | os.PathLike[str]) -> az.InferenceData:
             f"{path}: its spec does not match its recorded spec id; the file was altered or "
             "is damaged"
         )
+    _check_groups(idata, path)
     _check_posterior(idata, spec, path)
     data = data_from_idata(idata)
     if data.fingerprint() != attrs.get("data_fingerprint"):
@@ -180,4 +329,6 @@ def load_fit(path: str | os.PathLike[str]) -> az.InferenceData:
         )
     if not np.isfinite(float(attrs.get("s_ref", np.nan))):
         raise FitFileError(f"{path}: missing reference step (s_ref)")
+    _check_draws(idata, path)
+    _check_diagnostics(idata, spec, path)
     return idata
