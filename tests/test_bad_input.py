@@ -329,3 +329,26 @@ def test_one_chain_diagnostics_say_rhat_is_not_computable():
     report = diagnose(idata, thresholds).report()
     assert "r-hat not computable with 1 chain" in report and "-inf" not in report
     assert "run at least 2 chains" in report
+
+
+# ------------------------------------------------------------------------------ other files
+def test_a_binary_spec_file_is_named(tmp_path):
+    from bimix_bayes.bayes.spec import SpecError, load_spec
+
+    path = tmp_path / "spec.toml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    with pytest.raises(SpecError, match=f"{path}: not a text spec .* saved as UTF-8"):
+        load_spec(path)
+
+
+def test_entropy_refuses_a_domain_too_small_for_vne(tmp_path, capsys):
+    """One chunk cannot give a von Neumann entropy (it compares chunks): refused with the
+    domain's size and the minimum, instead of a NaN share."""
+    small, large = tmp_path / "small.txt", tmp_path / "large.txt"
+    small.write_text("a small domain of text")
+    large.write_text("some more text, " * 200)
+    out = tmp_path / "mix.csv"
+    assert main(["entropy", f"a={small}", f"b={large}", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "domain 'a' has 22 tokens, 1 chunk of 1024" in err
+    assert "needs at least 2 (more than 1024 tokens)" in err and not out.exists()

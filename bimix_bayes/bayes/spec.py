@@ -190,10 +190,17 @@ def load_spec(path: str | os.PathLike[str] | None = None) -> Spec:
     if path is None:
         return merge_spec()
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"{path}: is a folder; give a spec file (.toml or .yaml)")
     try:
         text = path.read_text("utf-8")
     except OSError as exc:
         raise SpecError(f"{path}: cannot read the spec ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"{path}: not a text spec (byte {exc.start} is not UTF-8); give a .toml or .yaml "
+            "file, saved as UTF-8"
+        ) from exc
     try:
         if path.suffix.lower() == ".toml":
             update = tomllib.loads(text)

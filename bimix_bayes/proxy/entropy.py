@@ -392,6 +392,33 @@ def count_domain(
     return counts
 
 
+def _check_vne_size(counts: DomainCounts, path: Any, name: str) -> None:
+    """The von Neumann entropy compares chunks: a domain needs at least two.
+
+    Raises
+    ------
+    DataError
+        Naming the domain, its size and the least it needs.
+
+    Examples
+    --------
+    >>> counts = DomainCounts(256, chunk_size=1024, tokens=700, chunks_seen=1)
+    >>> _check_vne_size(counts, "web.txt", "web")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    bimix_bayes.data.table.DataError: web.txt: domain 'web' has 700 tokens, 1 chunk of 1024; ...
+    """
+    if counts.chunks_seen >= 2:
+        return
+    size, tokens = counts.chunk_size, counts.tokens
+    smaller = f"lower --chunk-size (below {tokens}), " if tokens > 2 else ""
+    raise DataError(
+        f"{path}: domain {name!r} has {tokens} tokens, {counts.chunks_seen} chunk of {size}; the "
+        f"von Neumann entropy (vne) compares chunks and needs at least 2 (more than {size} "
+        f"tokens). Add text, {smaller}or choose another measure (--measure ce)"
+    )
+
+
 def domain_entropies(
     sources: Mapping[str, Any],
     *,
@@ -452,6 +479,7 @@ def domain_entropies(
         if "ce" in measures:
             row["ce"] = je - plugin_entropy(c.first_counts(), correction)
         if "vne" in measures:
+            _check_vne_size(c, path, name)
             row["vne"] = von_neumann_entropy(c.sample, tok)
         rows[name] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
