@@ -132,15 +132,43 @@ def test_data_options_round_trip(sim_data, tmp_path):
 
 def test_data_options_match_load_data():
     """Every field is a keyword of load_data, with load_data's default where it names one
-    (the others go through its ``**options``)."""
+    (the others go through its ``**options``); every keyword load_data names is a field (so
+    that the command line can set it)."""
     params = inspect.signature(load_data).parameters
     takes_options = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    for name, value in DataOptions().to_kwargs().items():
+    fields = DataOptions().to_kwargs()
+    for name, value in fields.items():
         if name not in params:
             assert takes_options, name
             continue
         default = params[name].default
         assert value == (tuple(default) if isinstance(default, list) else default), name
+    named = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
+    assert [n for n in named if n not in fields] == []
+
+
+def test_run_name_pattern_reaches_load_data():
+    """--run-name-pattern is a data option (TensorBoard and MLflow logs), checked to compile."""
+    parser = argparse.ArgumentParser(prog="bimix")
+    DataOptions.add_arguments(parser)
+    args = parser.parse_args(["logs", "--run-name-pattern", r"web(?P<web>[\d.]+)"])
+    assert DataOptions.from_args(args).to_kwargs()["run_name_pattern"] == r"web(?P<web>[\d.]+)"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["logs", "--run-name-pattern", "web("])
+
+
+def test_run_name_pattern_reads_a_tensorboard_folder(tmp_path, capsys):
+    """`bimix fit-ls LOGS --run-name-pattern REGEX`: the shares come from the run names."""
+    pytest.importorskip("tbparse")
+    writer = pytest.importorskip("tensorboard.summary").Writer
+    from tests.test_log_loaders import SHARES, write_tb
+
+    names = {f"web{int(w * 100)}_code{int(100 - w * 100)}": w for w in SHARES.values()}
+    root = write_tb(tmp_path / "tb", writer, names, files="none")
+    pattern = r"web(?P<web>\d+)_code(?P<code>\d+)"
+    argv = ["fit-ls", str(root), "--run-name-pattern", pattern, "--bootstrap", "0"]
+    assert app.main(argv) == 0
+    assert "3 runs" in capsys.readouterr().out
 
 
 def test_report_reads_holdout_with_the_data_options(tmp_path):

@@ -54,6 +54,7 @@ __all__ = [
     "pattern",
     "positive_float",
     "probability",
+    "regex",
     "sampler_overrides",
     "suffix",
     "write_table",
@@ -140,6 +141,27 @@ def pattern(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{text!r} must contain {{domain}} where the domain name goes, e.g. 'weight_{{domain}}'"
         )
+    return text
+
+
+def regex(text: str) -> str:
+    """A regular expression that compiles.
+
+    Examples
+    --------
+    >>> regex("web(?P<web>[0-9.]+)")
+    'web(?P<web>[0-9.]+)'
+    >>> regex("web(")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: not a regular expression ('web('): missing ), unterminated ...
+    """
+    import re
+
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"not a regular expression ({text!r}): {exc}") from None
     return text
 
 
@@ -329,6 +351,7 @@ class DataOptions:
     loss_pattern: str | None = None
     volume: str | None = None
     exclude_domains: tuple[str, ...] = ()
+    run_name_pattern: str | None = None
     zero_policy: str = "refuse"
     epsilon: float = 1e-4
     sum_tol: float = 1e-3
@@ -353,7 +376,10 @@ class DataOptions:
         """
         if positional:
             parser.add_argument(
-                "data", type=Path, help="loss log: CSV (.csv, .csv.gz, .tsv) or Parquet"
+                "data",
+                type=Path,
+                help="loss log: CSV (.csv, .csv.gz, .tsv) or Parquet; or a folder of "
+                "TensorBoard runs, an MLflow mlruns folder or mlflow.db",
             )
         g = parser.add_argument_group("reading the data" if positional else "reading --holdout")
         add_options(
@@ -380,6 +406,13 @@ class DataOptions:
             default=[],
             metavar="DOMAIN",
             help="leave out an evaluation domain (repeatable)",
+        )
+        g.add_argument(
+            "--run-name-pattern",
+            type=regex,
+            metavar="REGEX",
+            help="TensorBoard/MLflow logs: a regular expression on the run names with one named "
+            r"group per domain giving its share, e.g. 'web(?P<web>[\d.]+)_code(?P<code>[\d.]+)'",
         )
         add_options(
             g,
