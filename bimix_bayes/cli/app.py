@@ -33,6 +33,7 @@ from bimix_bayes.cli.errors import (
     fail,
 )
 from bimix_bayes.cli.options import DataOptions
+from bimix_bayes.cli.progress import add_quiet
 from bimix_bayes.data.table import DataWarning
 
 __all__ = ["build_parser", "fast_compile_settings", "main", "quiet_library_warnings"]
@@ -51,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     'cmd_simulate'
     >>> "3 internal error" in parser.epilog
     True
+    >>> for argv in (["simulate"], ["--quiet", "simulate"], ["simulate", "-q"]):
+    ...     print(parser.parse_args([*argv, "--out", "s.csv"]).quiet)
+    False
+    True
+    True
     """
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -59,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    add_quiet(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in (
         leastsq.add_commands,  # fit-ls
@@ -72,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         proxy.add_commands,  # corpora, train, study, verify
     ):
         register(sub)
+    for command in sub.choices.values():  # `bimix fit ... --quiet` as well as `bimix --quiet fit`
+        add_quiet(command)
     return parser
 
 
