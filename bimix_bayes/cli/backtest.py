@@ -14,9 +14,10 @@ Examples
 from __future__ import annotations
 
 import argparse
-import sys
+import time
 
 from bimix_bayes.cli import options as opt
+from bimix_bayes.cli.progress import Progress, backtest_progress, duration
 from bimix_bayes.data.files import check_writable
 from bimix_bayes.evaluation.backtest import PROTOCOL_HELP, Protocol, ProtocolError, parse_protocol
 
@@ -73,19 +74,20 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         spec = load_spec(args.spec)
         spec["sampler"].update(overrides)
 
-    def progress(line: str) -> None:
-        print(line, file=sys.stderr)
-
+    progress = Progress.of(args, "backtest")
+    t0 = time.perf_counter()
+    common = {"method": args.method, "seed": args.seed, "n_splits": args.splits}
+    lines = backtest_progress(progress, data, args.protocol, **common)
     result = backtest(
         data,
         args.protocol,
-        method=args.method,
-        seed=args.seed,
         spec=spec,
         n_bootstrap=args.bootstrap,
-        n_splits=args.splits,
-        progress=progress if args.verbose else None,
+        progress=lines,
+        **common,
     )
+    fits = len(result.fits)
+    progress(f"done in {duration(time.perf_counter() - t0)} ({fits} fit{'s' * (fits > 1)})")
     print(result.to_text())
     if args.out is not None:
         result.to_csv(args.out)
@@ -127,5 +129,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         g, ("--points", opt.suffix(".csv"), None, "write the per-point table (forecasts) as CSV")
     )
     g.add_argument(
-        "--verbose", action="store_true", help="print one line per fit to stderr as it finishes"
+        "--verbose",
+        action="store_true",
+        help="kept for old scripts: a line per split and fit is now always written to stderr "
+        "(--quiet hides it)",
     )

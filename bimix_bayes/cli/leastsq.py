@@ -17,6 +17,7 @@ import argparse
 import pandas as pd
 
 from bimix_bayes.cli import options as opt
+from bimix_bayes.cli.progress import Progress
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.leastsq.fit import BiMixLeastSquares
 
@@ -84,13 +85,21 @@ def cmd_fit_ls(args: argparse.Namespace) -> int:
         0, after printing the per-domain table (and writing it with ``--out``).
     """
     data = opt.DataOptions.from_args(args).load(args.data)
+    progress = Progress.of(args, "fit-ls")
     fit = BiMixLeastSquares(
         loss="huber" if args.huber is not None else "linear",
         huber_delta=args.huber if args.huber is not None else 1e-3,
         n_bootstrap=args.bootstrap,
         interval=args.interval,
         seed=args.seed,
-    ).fit(data)
+    ).fit(
+        data,
+        progress=progress.counted(
+            f"bootstrap: refitting {args.bootstrap} resamples of whole runs",
+            "resamples",
+            done="bootstrap done",
+        ),
+    )
     print(_ls_header(fit, data))
     print(_format_ls_table(fit))
     if args.out is not None:

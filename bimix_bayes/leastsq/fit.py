@@ -25,7 +25,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,8 +164,24 @@ class BiMixLeastSquares:
         self.s_ref = s_ref
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, data: MixtureData) -> BiMixLeastSquares:
-        """Fit every evaluation domain of ``data``; then bootstrap. Returns ``self``."""
+    def fit(
+        self, data: MixtureData, progress: Callable[[int, int], None] | None = None
+    ) -> BiMixLeastSquares:
+        """Fit every evaluation domain of ``data``; then bootstrap. Returns ``self``.
+
+        ``progress``, when given, is called as ``progress(done, n_bootstrap)`` before the first
+        resample (``done`` 0) and after each one (a command's progress bar).
+
+        Examples
+        --------
+        >>> from bimix_bayes.data.simulate import simulate_default
+        >>> seen = []
+        >>> _ = BiMixLeastSquares(n_bootstrap=3).fit(
+        ...     simulate_default(seed=0), progress=lambda done, total: seen.append(done)
+        ... )
+        >>> seen
+        [0, 1, 2, 3]
+        """
         if self.loss not in ("linear", "huber"):
             raise ValueError(f"loss must be 'linear' or 'huber', got {self.loss!r}")
         if not 0 < self.interval < 1:
@@ -198,7 +214,7 @@ class BiMixLeastSquares:
         )
         self.params_ = self._paper_table(ident)
         self.quality_ = pd.DataFrame(quality, index=ident.index)
-        self.bootstrap_ = self._bootstrap(arrays, ident) if self.n_bootstrap else None
+        self.bootstrap_ = self._bootstrap(arrays, ident, progress) if self.n_bootstrap else None
         self.fit_seconds_ = time.perf_counter() - t0
         return self
 
@@ -238,12 +254,19 @@ class BiMixLeastSquares:
         table = pd.DataFrame({k: getattr(p, k) for k in PARAM_NAMES}, index=ident.index)
         return pd.concat([table, ident[["log_floor", "log_reducible"]]], axis=1)
 
-    def _bootstrap(self, arrays: dict[str, DomainArrays], ident: pd.DataFrame) -> pd.DataFrame:
+    def _bootstrap(
+        self,
+        arrays: dict[str, DomainArrays],
+        ident: pd.DataFrame,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> pd.DataFrame:
         rng = np.random.default_rng(self.seed)
         n_runs = len(self.runs_)
         records = []
         self.bootstrap_failures_: dict[str, int] = {d: 0 for d in self.domains_}
         for rep in range(self.n_bootstrap):
+            if progress is not None:
+                progress(rep, self.n_bootstrap)  # resamples done so far
             sample = rng.integers(0, n_runs, size=n_runs)
             for domain in self.domains_:
                 arr = arrays[domain]
@@ -259,6 +282,8 @@ class BiMixLeastSquares:
                     self.bootstrap_failures_[domain] += 1
                     continue
                 records.append((rep, domain, *best.x))
+        if progress is not None:
+            progress(self.n_bootstrap, self.n_bootstrap)
         self._warn_if_unreliable(n_runs)
         ident_boot = pd.DataFrame(records, columns=["replicate", "domain", *IDENTIFIABLE_NAMES])
         table = self._paper_table(ident_boot.set_index("domain"))
