@@ -21,6 +21,8 @@ def fit_file(tmp_path_factory) -> Path:
     assert res.returncode == 0, res.stderr
     assert "diagnostics PASSED" in res.stdout
     assert "posterior mean [94% HDI]" in res.stdout
+    assert "bimix: fit: compiling the model" in res.stderr  # stage lines (issue 14)
+    assert "bimix: fit: sampled in " in res.stderr
     return out
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 from bimix_bayes.bayes.spec import load_spec, merge_spec
 from bimix_bayes.cli import options as opt
 from bimix_bayes.cli.errors import FitFailedError, UsageError
+from bimix_bayes.cli.progress import Progress, sampling_words
 from bimix_bayes.data.files import check_writable
 
 # The heavy modules (PyMC, ArviZ) are imported inside the commands, so that `bimix --help` and
@@ -83,7 +84,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"sampler: {cfg['backend']}, {cfg['chains']} chains x {cfg['draws']} draws "
         f"(+{cfg['tune']} tuning), seed {args.seed}"
     )
-    idata = model.fit(data, seed=args.seed, retry=args.retry)
+    progress = Progress.of(args, "fit")
+    with progress.timed(sampling_words(cfg), done="sampled"):
+        bar = False if progress.quiet else None  # None: nutpie's bar in a terminal
+        idata = model.fit(data, seed=args.seed, retry=args.retry, progress_bar=bar)
     model.save(args.out)
     attrs = idata.attrs
     sampler_note = "" if attrs["sampler"] == cfg["backend"] else " (fallback)"
@@ -182,7 +186,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if banner := diag.banner(UNTRUSTED):
         print(banner)
     p = args.prob
-    table = comparison_table(idata, prob=p, n_bootstrap=args.bootstrap, seed=args.seed)
+    resamples = f" ({args.bootstrap} bootstrap resamples)" if args.bootstrap else ""
+    with Progress.of(args, "summary").timed(
+        f"least squares beside the posterior{resamples}", done="least squares done"
+    ):
+        table = comparison_table(idata, prob=p, n_bootstrap=args.bootstrap, seed=args.seed)
     rows = pd.DataFrame(
         {
             f"posterior mean [{100 * p:g}% HDI]": table.apply(
@@ -287,7 +295,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for name, fit in fits.items():
         if banner := diagnostics_from_idata(fit).banner(f"{name}'s LOO score cannot be trusted"):
             print(banner)
-    result = compare_fits(fits)
+    with Progress.of(args, "compare").timed(
+        f"PSIS-LOO of {len(fits)} fits, whole runs left out", done="PSIS-LOO done"
+    ):
+        result = compare_fits(fits)
     print(
         "PSIS-LOO, one whole run left out at a time; elpd_loo = expected log predictive density "
         "of a new run (nats, higher is better), elpd_diff/dse = behind the best and its se, "

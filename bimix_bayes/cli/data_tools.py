@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bimix_bayes.cli import options as opt
+from bimix_bayes.cli.progress import Progress
 from bimix_bayes.data.files import atomic_write_with
 from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
 from bimix_bayes.data.table import DataError
@@ -122,16 +123,22 @@ def cmd_entropy(args: argparse.Namespace) -> int:
     if len(sources) != len(args.sources):
         raise DataError("each domain name may appear only once")
     measures = MEASURES if args.measure == "all" else (args.measure,)
-    table = domain_entropies(
-        sources,
-        measures=measures,
-        tokenizer=args.tokenizer,
-        chunk_size=args.chunk_size,
-        sample_chunks=args.sample_chunks,
-        correction=args.correction,
-        seed=args.seed,
-        text_field=args.text_field,
-    )
+    progress = Progress.of(args, "entropy")
+    with progress.timed(
+        f"reading the text of {len(sources)} domains ({args.tokenizer} tokenizer)",
+        done="entropies measured",
+    ):
+        table = domain_entropies(
+            sources,
+            measures=measures,
+            tokenizer=args.tokenizer,
+            chunk_size=args.chunk_size,
+            sample_chunks=args.sample_chunks,
+            correction=args.correction,
+            seed=args.seed,
+            text_field=args.text_field,
+            progress=False if progress.quiet else None,  # None: a bar in a terminal
+        )
     mixtures = entropy_mixtures(table, args.temperature)
     print(
         f"tokenizer: {table.attrs['tokenizer']}; chunks of {args.chunk_size} tokens; entropy "

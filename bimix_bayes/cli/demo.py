@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from bimix_bayes.cli import options as opt
+from bimix_bayes.cli.progress import Progress, backtest_progress, sampling_words
 from bimix_bayes.data.embedded import DEFAULT_STUDY, DESCRIPTION, default_metadata, load_default
 from bimix_bayes.data.files import atomic_write_text, atomic_write_with
 from bimix_bayes.leastsq.fit import ALL_DOMAINS, BiMixLeastSquares
@@ -52,12 +53,17 @@ def _banner(data, meta) -> str:
 
 
 def bayes_fit(
-    data: MixtureData, seed: int, title: str, compile_time: bool = False
+    data: MixtureData,
+    seed: int,
+    title: str,
+    compile_time: bool = False,
+    progress: Progress | None = None,
 ) -> tuple[BiMixModel, az.InferenceData]:
     """Fit the hierarchical model to ``data`` and print what the sampler did and its diagnostics.
 
     The first line reads ``TITLE: sampler, chains x draws in N s`` (and the compile time with
     ``compile_time``), then the diagnostics report and a blank line. Returns ``(model, idata)``.
+    ``progress`` says on stderr that the fit starts and when it is done (nothing by default).
 
     Examples
     --------
@@ -68,8 +74,14 @@ def bayes_fit(
     """
     from bimix_bayes.bayes.model import BiMixModel
 
+    progress = progress or Progress("demo", quiet=True)
     model = BiMixModel()
-    idata = model.fit(data, seed=seed)
+    cfg = model.spec["sampler"]
+    with progress.timed(
+        f"Bayesian fit: {sampling_words(cfg, progress.model_compiled)}", done="Bayesian fit done"
+    ):
+        idata = model.fit(data, seed=seed, progress_bar=False if progress.quiet else None)
+    progress.model_compiled = True
     attrs, post = idata.attrs, idata.posterior
     took = f" (compile {attrs['compile_seconds']:.1f} s)" if compile_time else ""
     print(
@@ -85,13 +97,16 @@ def run_demo(
     seed: int = 0,
     synthetic: bool = False,
     report: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
 ) -> int:
     """Run the main job; returns 0 (the command's exit code). ``report`` is where the HTML report
-    goes (default ``out_dir/report.html``)."""
+    goes (default ``out_dir/report.html``); ``progress`` says each step on stderr as it starts
+    (nothing by default)."""
+    progress = progress or Progress("demo", quiet=True)
     if synthetic:
         from bimix_bayes.cli.demo_synthetic import run_synthetic_demo
 
-        return run_synthetic_demo(out_dir, seed)
+        return run_synthetic_demo(out_dir, seed, progress=progress)
     from bimix_bayes.bayes.forecast import predict
     from bimix_bayes.decision.recommend import optimize, rank
     from bimix_bayes.evaluation.backtest import backtest
@@ -103,7 +118,9 @@ def run_demo(
     print(_banner(data, default_metadata()))
 
     # 1. the paper's method
-    ls = BiMixLeastSquares(n_bootstrap=200, interval=0.9, seed=seed).fit(data)
+    ls = BiMixLeastSquares(n_bootstrap=200, interval=0.9, seed=seed).fit(
+        data, progress=progress.counted("least squares with 200 bootstrap resamples", "resamples")
+    )
     r2 = ls.summary()["r2_log"]
     print(
         f"1. least squares (the paper's fit), per domain: R2 on log loss "
@@ -111,17 +128,22 @@ def run_demo(
     )
 
     # 2. how far to trust a forecast: fit the first half of the steps, forecast the rest
-    trust = backtest(data, "horizon:0.5", method="both", seed=seed)
+    lines = backtest_progress(progress, data, "horizon:0.5", seed=seed, prefix="backtest: ")
+    trust = backtest(data, "horizon:0.5", method="both", seed=seed, progress=lines)
     print("2. how far to trust it (`bimix backtest --protocol horizon:0.5`):")
     print(trust.to_text() + "\n")
 
     # 3. the Bayesian fit of everything
     model, idata = bayes_fit(
-        data, seed, f"3. Bayesian fit of all {len(data.observations)} observations"
+        data,
+        seed,
+        f"3. Bayesian fit of all {len(data.observations)} observations",
+        progress=progress,
     )
 
     # 4. forecasts at twice the longest run
     target = 2 * float(data.observations["step"].max())
+    progress("forecasts, the recommended mixture and the ranking...")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a failed fit has said so above
         forecast = predict(idata, steps=[target], attach=False, seed=seed)
@@ -152,6 +174,7 @@ def run_demo(
             fit_path=out / "fit.nc",
             backtests=[trust],
             command="bimix demo --report report.html  # the embedded study's fit",
+            progress=progress.prefixed("report: "),
         )
     model.save(out / "fit.nc")
     atomic_write_with(out / "data.csv", lambda p: data.to_long().to_csv(p, index=False))
@@ -182,7 +205,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         0 (:func:`run_demo` with the command's options).
     """
     return run_demo(
-        out_dir=args.out_dir, seed=args.seed, synthetic=args.synthetic, report=args.report
+        out_dir=args.out_dir,
+        seed=args.seed,
+        synthetic=args.synthetic,
+        report=args.report,
+        progress=Progress.of(args, "demo"),
     )
 
 

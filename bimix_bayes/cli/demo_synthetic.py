@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bimix_bayes.cli.progress import Progress
 from bimix_bayes.data.files import atomic_write_with
 from bimix_bayes.data.labels import interval_columns
 from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate_default
@@ -45,14 +46,19 @@ def _mre(table: pd.DataFrame, predicted: str) -> float:
     return mean_relative_error(table["loss"], table[predicted])
 
 
-def run_synthetic_demo(out_dir: str | os.PathLike[str] = "out/demo", seed: int = 0) -> int:
+def run_synthetic_demo(
+    out_dir: str | os.PathLike[str] = "out/demo", seed: int = 0, progress: Progress | None = None
+) -> int:
     """Simulate, fit (least squares and Bayesian), forecast, score; write files to ``out_dir``.
 
-    Returns 0 (the command's exit code).
+    Returns 0 (the command's exit code). ``progress`` says each slow step on stderr as it
+    starts (nothing by default).
     """
     from bimix_bayes.bayes.forecast import predict
     from bimix_bayes.bayes.summary import posterior_table
     from bimix_bayes.cli.demo import bayes_fit
+
+    progress = progress or Progress("demo", quiet=True)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)  # fail now, not after the fit, if it cannot exist
@@ -68,8 +74,10 @@ def run_synthetic_demo(out_dir: str | os.PathLike[str] = "out/demo", seed: int =
         f"forecast steps {cutoff:g} < s <= {steps[-1]:g}\n"
     )
 
-    ls = BiMixLeastSquares(n_bootstrap=200, interval=0.9, seed=seed).fit(train)
-    model, idata = bayes_fit(train, seed, "Bayesian fit", compile_time=True)
+    ls = BiMixLeastSquares(n_bootstrap=200, interval=0.9, seed=seed).fit(
+        train, progress=progress.counted("least squares with 200 bootstrap resamples", "resamples")
+    )
+    model, idata = bayes_fit(train, seed, "Bayesian fit", compile_time=True, progress=progress)
 
     post = posterior_table(idata, prob=0.94, var_names=("alpha", "beta"))
     rows = {}

@@ -19,6 +19,7 @@ from pathlib import Path
 from bimix_bayes.cli import options as opt
 from bimix_bayes.cli.backtest import protocol_argument
 from bimix_bayes.cli.decide import add_decision_inputs, baseline_argument
+from bimix_bayes.cli.progress import Progress, backtest_progress, duration
 from bimix_bayes.data.files import check_writable
 
 __all__ = ["add_commands", "cmd_report"]
@@ -50,12 +51,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     holdout = None
     if args.holdout is not None:
         holdout = opt.DataOptions.from_args(args).load(args.holdout)
-    backtests = [
-        backtest(
-            data_from_idata(idata), p, method="both", seed=args.seed, n_bootstrap=args.bootstrap
+    progress = Progress.of(args, "report")
+    backtests = []
+    for i, protocol in enumerate(args.backtest, start=1):
+        t1 = time.perf_counter()
+        data = data_from_idata(idata)
+        named = f"backtest {protocol} ({i} of {len(args.backtest)}): "
+        lines = backtest_progress(progress, data, protocol, seed=args.seed, prefix=named)
+        backtests.append(
+            backtest(
+                data,
+                protocol,
+                method="both",
+                seed=args.seed,
+                n_bootstrap=args.bootstrap,
+                progress=lines,
+            )
         )
-        for p in args.backtest
-    ]
+        progress(f"{named}done in {duration(time.perf_counter() - t1)}")
     path = write_report(
         idata,
         args.out,
@@ -69,6 +82,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         command=shlex.join(["bimix", *args.argv]),
         fit_path=args.fit,
         backtests=backtests,
+        progress=progress,
     )
     size = path.stat().st_size / 1e6
     print(f"wrote {path} ({size:.1f} MB, {time.perf_counter() - t0:.1f} s); open it in a browser")

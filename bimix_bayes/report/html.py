@@ -17,8 +17,11 @@ Examples
 --------
 >>> import pathlib, tempfile, warnings
 >>> d = pathlib.Path(tempfile.mkdtemp())
+>>> said = []  # progress: a line as each slow step starts
 >>> with warnings.catch_warnings(record=True):  # a FitWarning if the small fit failed its checks
-...     path = write_report(idata, d / "report.html", step=4e4, n_bootstrap=0)
+...     path = write_report(idata, d / "report.html", step=4e4, n_bootstrap=0, progress=said.append)
+>>> said[0]
+'least squares beside the fit...'
 >>> page = path.read_text()
 >>> page.startswith("<!DOCTYPE html>"), page.count('<img class="figure"')
 (True, 4)
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +146,7 @@ def build_report(
     command: str | None = None,
     fit_path: str | os.PathLike[str] | None = None,
     backtests: Sequence[BacktestResult] = (),
+    progress: Callable[[str], None] | None = None,
 ) -> str:
     """Render the HTML report of a fit.
 
@@ -168,6 +172,9 @@ def build_report(
     backtests
         Results of :func:`bimix_bayes.evaluation.backtest.backtest` on the same runs, shown in a
         "How far to trust it" section (Bayes beside least squares).
+    progress
+        Optional callable receiving one line as each slow step starts (the least-squares
+        bootstrap, scoring the held-out points, the figures, the decision).
 
     Returns
     -------
@@ -176,18 +183,27 @@ def build_report(
     """
     diag = diagnostics_from_idata(idata)
     diag.warn_if_failed("reporting")
+    say = progress or (lambda line: None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)  # said once above
+        resamples = f" ({n_bootstrap} bootstrap resamples)" if n_bootstrap else ""
+        say(f"least squares beside the fit{resamples}...")
         fit = ReportInputs.prepare(idata, step=step, n_bootstrap=n_bootstrap, seed=seed, diag=diag)
         scores = None
         if holdout is not None:
+            say(f"scoring the {len(holdout.observations)} held-out observations...")
             scores = _score_holdout(idata, fit.data, holdout, fit.ls, seed)
-        context = {
+        say("figures: observed vs fitted, extrapolation, parameters...")
+        figures = {
             **section_header(fit, fit_path),
             **section_diagnostics(fit),
             **section_fit(fit),
             **section_extrapolation(fit, holdout, scores),
             **section_parameters(fit),
+        }
+        say(f"the decision: optimising the mixture ({objective})...")
+        context = {
+            **figures,
             **section_decision(fit, objective, constraints, baseline),
             **section_backtests(backtests),
             **section_appendix(
