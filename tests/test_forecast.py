@@ -167,3 +167,11 @@ def test_far_extrapolation_is_flagged(fit):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ExtrapolationWarning)
         assert predict(idata, [2 * last], mixtures=new).attrs["extrapolation"] == ""
+
+
+def test_a_mixture_column_the_fit_does_not_know_is_refused(fit):
+    """A share of a domain the fit never saw is not dropped silently (shares would sum < 1)."""
+    idata, _, new = fit
+    extra = (new * 0.9).assign(openhermes=0.1)
+    with pytest.raises(ValueError, match="openhermes"):
+        predict(idata, [1e4], mixtures=extra)

@@ -82,7 +82,7 @@ def forecast_targets(
         frames.append(data.mixtures.loc[list(runs), list(domains)])
         sources += [OBSERVED] * len(runs)
     if mixtures is not None:
-        shares = prediction_shares(mixtures, domains)
+        shares = prediction_shares(mixtures, domains, training_domains=list(data.mixtures.columns))
         shares.index = shares.index.astype(str)
         frames.append(shares)
         sources += [NEW] * len(shares)
