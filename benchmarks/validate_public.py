@@ -562,6 +562,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-calibration", action="store_true", help="skip the calibration study (model variants)"
     )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="TEXT",
+        help="run only the jobs whose 'dataset protocol' contains one of these texts "
+        "(e.g. 'SlimPajama 122M horizon' 'holdout-mixtures:20')",
+    )
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     root = find_datasets()
@@ -580,7 +587,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     results = []
-    for job in jobs(full):
+    selected = [
+        job
+        for job in jobs(full)
+        if not args.only or any(text in f"{job.dataset} {job.protocol}" for text in args.only)
+    ]
+    for job in selected:
         t0 = time.perf_counter()
         try:
             data = job.load(root)
