@@ -80,7 +80,9 @@ def bayes_fit(
     with progress.timed(
         f"Bayesian fit: {sampling_words(cfg, progress.model_compiled)}", done="Bayesian fit done"
     ):
-        idata = model.fit(data, seed=seed, progress_bar=False if progress.quiet else None)
+        idata = model.fit(
+            data, seed=seed, progress_bar=False if progress.quiet else None, retry=True
+        )
     progress.model_compiled = True
     attrs, post = idata.attrs, idata.posterior
     took = f" (compile {attrs['compile_seconds']:.1f} s)" if compile_time else ""
