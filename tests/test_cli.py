@@ -136,7 +136,7 @@ def test_synthetic_demo_runs_and_says_data_are_synthetic(tmp_path):
     assert (tmp_path / "demo" / "least_squares.json").exists()
 
 
-@pytest.mark.slow  # two Bayesian fits of 20 runs and a backtest: minutes on 2 cores (make test-slow)
+@pytest.mark.slow  # two Bayesian fits of 20 runs and a backtest: minutes (make test-slow)
 def test_demo_runs_the_pipeline_on_the_embedded_study(tmp_path):
     """The README's main job: on the embedded real study it fits, backtests, forecasts, decides,
     ranks and writes the report, and says what the data is."""
