@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import sys
 import time
 import warnings
@@ -578,7 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     full = not args.smoke
     out = args.out if args.out is not None else (DEFAULT_OUT if full else None)
     command = "python benchmarks/validate_public.py" + (
-        " " + " ".join(argv if argv is not None else sys.argv[1:])
+        " " + shlex.join(argv if argv is not None else sys.argv[1:])
     )
     command = command.strip()
 
