@@ -42,13 +42,14 @@ def _banner(data, meta) -> str:
     wall = meta.get("wall_seconds")
     return (
         f"DEFAULT DATA: {DESCRIPTION}.\n"
-        f"{data.n_runs} mixtures x {data.observations['step'].nunique()} checkpoints "
+        f"{data.n_runs} runs ({data.mixtures.round(12).drop_duplicates().shape[0]} mixtures, "
+        f"some with several seeds) x {data.observations['step'].nunique()} checkpoints "
         f"(steps {data.observations['step'].min():g}-{data.observations['step'].max():g}, "
         f"batch {config.get('batch_size', '?')} x {config.get('model', {}).get('context', '?')} "
         f"bytes), validation loss in nats per byte; study wall time "
         f"{'?' if wall is None else f'{wall / 60:.0f} min'} on 2 CPU cores.\n"
-        f"Files: {DEFAULT_STUDY}. Regenerate: `bimix corpora --out corpora && "
-        "bimix study --corpora corpora --out study`.\n"
+        f"Files: {DEFAULT_STUDY}. Regenerate: see the README there (`bimix corpora`, then "
+        "`bimix study` with the design it gives).\n"
     )
 
 
