@@ -312,6 +312,48 @@ def load_data(
     )
 
 
+def match_group(
+    raw: Sequence[str], group: str | None, source: str, where: str
+) -> tuple[np.ndarray, str]:
+    """Which of the group values ``raw`` (one per row or run) are ``group``, and its label.
+
+    A value matches by its text, its label (:func:`format_group`) or, for sizes, its number
+    (``122M`` selects ``122000000.0``). Without ``group`` there must be one group only.
+    ``where`` names the values in errors (``"column 'model_size'"``).
+
+    Examples
+    --------
+    >>> match_group(["1.22e8", "3.1e8"], "122M", "runs.csv", "column 'size'")
+    (array([ True, False]), '122M')
+    """
+    labels = [format_group(v) for v in raw]
+    available = list(dict.fromkeys(labels))
+    if group is None:
+        if len(available) > 1:
+            raise DataError(
+                f"{source}: {where} has {len(available)} groups "
+                f"({', '.join(available)}); choose one with --group"
+            )
+        group = available[0]
+    wanted = parse_size(group)
+
+    def matches(text: str, label: str) -> bool:
+        value = parse_size(text)
+        close = value is not None and wanted is not None
+        return (
+            text == group
+            or label == group
+            or bool(close and np.isclose(value, wanted, rtol=1e-9, atol=0))
+        )
+
+    keep = np.array([matches(t, lab) for t, lab in zip(raw, labels, strict=True)], dtype=bool)
+    if not keep.any():
+        raise DataError(
+            f"{source}: group {group!r} not found in {where}; available: {', '.join(available)}"
+        )
+    return keep, labels[int(np.argmax(keep))]
+
+
 def _select_group(
     table: pd.DataFrame,
     locations: np.ndarray,
@@ -323,30 +365,10 @@ def _select_group(
     if group_col not in table.columns:
         raise DataError(f"{source}: no group column {group_col!r}; columns: {list(table.columns)}")
     raw = table[group_col].astype(str).str.strip()
-    labels = raw.map(format_group)
-    available = list(dict.fromkeys(labels))
-    if group is None:
-        if len(available) > 1:
-            raise DataError(
-                f"{source}: column {group_col!r} has {len(available)} groups "
-                f"({', '.join(available)}); choose one with --group"
-            )
-        group = available[0]
-    wanted = parse_size(group)
-    match = (raw == group) | (labels == group)
-    if wanted is not None:
-        numeric = raw.map(parse_size)
-        match |= numeric.map(lambda v: v is not None and np.isclose(v, wanted, rtol=1e-9, atol=0))
-    if not match.any():
-        raise DataError(
-            f"{source}: group {group!r} not found in column {group_col!r}; "
-            f"available: {', '.join(available)}"
-        )
-    label = labels[match].iloc[0]
-    if not match.all():
+    keep, label = match_group(list(raw), group, source, f"column {group_col!r}")
+    if not keep.all():
         notes.append(
-            f"selected group {label} of column {group_col!r}: {int(match.sum())} of "
+            f"selected group {label} of column {group_col!r}: {int(keep.sum())} of "
             f"{len(table)} rows"
         )
-    keep = match.to_numpy()
     return table[keep].reset_index(drop=True), locations[keep], label

@@ -46,7 +46,7 @@ from typing import Unpack
 import numpy as np
 import pandas as pd
 
-from bimix_bayes.data.loaders import format_group, parse_size
+from bimix_bayes.data.loaders import match_group
 from bimix_bayes.data.log_mixtures import (
     LOG_PROP_PATTERNS,
     MIXTURE_KEYS,
@@ -251,29 +251,7 @@ def _select_group(
         runs = [r for r in runs if r.name not in set(lacking)]
     attrs = [r.attrs if r.attrs is not None else r.params for r in runs]
     raw = [str(a[key]).strip() for a in attrs]
-    labels = [format_group(v) for v in raw]
-    available = list(dict.fromkeys(labels))
-    if group is None:
-        if len(available) > 1:
-            raise DataError(
-                f"{source}: parameter {key!r} has {len(available)} groups "
-                f"({', '.join(available)}); choose one with --group"
-            )
-        group = available[0]
-    wanted = parse_size(group)
-
-    def match(text: str, label: str) -> bool:
-        value = parse_size(text)
-        close = value is not None and wanted is not None and np.isclose(value, wanted, rtol=1e-9)
-        return text == group or label == group or bool(close)
-
-    keep = [match(t, lab) for t, lab in zip(raw, labels, strict=True)]
-    if not any(keep):
-        raise DataError(
-            f"{source}: group {group!r} not found in parameter {key!r}; "
-            f"available: {', '.join(available)}"
-        )
-    label = labels[keep.index(True)]
+    keep, label = match_group(raw, group, source, f"parameter {key!r}")
     if not all(keep):
         notes.append(f"selected group {label} of {key!r}: {sum(keep)} of {len(runs)} runs")
     return [r for r, k in zip(runs, keep, strict=True) if k], label
