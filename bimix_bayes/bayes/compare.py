@@ -31,7 +31,13 @@ import xarray as xr
 
 from bimix_bayes.data.table import DataError
 
-__all__ = ["LOO_VAR", "PARETO_K_LIMIT", "ComparisonResult", "compare_fits", "run_log_likelihood"]
+__all__ = [
+    "LOO_VAR",
+    "PARETO_K_LIMIT",
+    "ComparisonResult",
+    "compare_fits",
+    "with_run_log_likelihood",
+]
 
 #: The pointwise log likelihood compared: one value per run.
 LOO_VAR = "loss_run"
@@ -71,7 +77,7 @@ class ComparisonResult:
         return lines
 
 
-def run_log_likelihood(idata: az.InferenceData) -> az.InferenceData:
+def with_run_log_likelihood(idata: az.InferenceData) -> az.InferenceData:
     """``idata`` with ``log_likelihood[LOO_VAR]``, summing curves per run for 0.2 files."""
     if "log_likelihood" not in idata.groups():
         raise DataError("this fit has no log_likelihood group; refit it with this version")
@@ -110,7 +116,7 @@ def compare_fits(fits: Mapping[str, az.InferenceData]) -> ComparisonResult:
             "the fits were made from different data, so their LOO scores cannot be compared: "
             + ", ".join(f"{n}: {p}" for n, p in prints.items())
         )
-    prepared = {name: run_log_likelihood(fit) for name, fit in fits.items()}
+    prepared = {name: with_run_log_likelihood(fit) for name, fit in fits.items()}
     pareto = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the Pareto k are reported by name below
