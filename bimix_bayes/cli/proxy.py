@@ -282,10 +282,11 @@ def cmd_study(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Closed loop: fit a study, recommend a mixture, train it and the baseline, compare.
 
-    Fit the hierarchical model to a `bimix study` folder, recommend the mixture for --target
-    (default: twice the study's longest run), train the recommended and the baseline mixture
-    (the best observed run) to the target with a fresh seed, and compare the forecasts (with
-    intervals) with the measured losses.
+    Fit the hierarchical model to a `bimix study` folder (or take --fit), recommend the mixture
+    for --target (default: twice the study's longest run), train the recommended mixture, the
+    baseline (the best observed run) and the uniform mixture to the target with --seeds fresh
+    seeds each, and compare the forecasts (with intervals) and the predicted difference
+    baseline - recommended with the measured losses and their seed spread.
 
     Returns
     -------
@@ -308,11 +309,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         args.out,
         target=args.target,
         objective=args.objective.name,
-        seed=args.seed,
+        n_seeds=args.seeds,
+        first_seed=args.seed,
+        fit=args.fit,
         workers=args.workers,
         log=_say,
     )
-    print((args.out / "verify.md").read_text().split("## Per checkpoint")[0].rstrip())
+    print((args.out / "verify.md").read_text().split("## Mean over domains per")[0].rstrip())
     print(f"\nwrote {args.out}/verify.md, verify.json, comparison.csv ({result['wall_seconds']} s)")
     return 0
 
@@ -403,5 +406,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p, ("--target", opt.positive_float, None, "target step (default: 2 x longest run)")
     )
     opt.add_objective(p)
-    opt.add_seed(p, help="seed of the two runs (default: the study's + 1)", default=None)
+    opt.add_options(
+        p,
+        ("--seeds", opt.count(2), 3, "fresh seeds per mixture (3; at least 2)"),
+        ("--fit", Path, None, "a saved fit of the study to use instead of fitting it again"),
+    )
+    opt.add_seed(
+        p, help="first seed of the verification runs (default: above the study's)", default=None
+    )
     _add_workers(p, help="parallel training processes (2)")
