@@ -357,6 +357,7 @@ class DataOptions:
     sum_tol: float = 1e-3
     missing_policy: str = "refuse"
     drop_repeated_checkpoints: bool = False
+    min_step: float | None = None
 
     #: argparse destinations whose name differs from the field's.
     _DEST: ClassVar[dict[str, str]] = {
@@ -430,6 +431,11 @@ class DataOptions:
             help="drop the earlier of a run's last two checkpoints when their losses are "
             "identical in every domain (a checkpoint logged twice)",
         )
+        add_options(
+            g,
+            ("--min-step", nonnegative_float, None, "leave out checkpoints before this step (or "
+             "token count): the start of training, before the loss follows the law"),
+        )  # fmt: skip
 
     @classmethod
     def present(cls, args: argparse.Namespace) -> bool:

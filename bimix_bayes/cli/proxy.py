@@ -312,6 +312,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         n_seeds=args.seeds,
         first_seed=args.seed,
         fit=args.fit,
+        min_step=args.min_step,
         workers=args.workers,
         log=_say,
     )
@@ -410,6 +411,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p,
         ("--seeds", opt.count(2), 3, "fresh seeds per mixture (3; at least 2)"),
         ("--fit", Path, None, "a saved fit of the study to use instead of fitting it again"),
+        (
+            "--min-step",
+            opt.nonnegative_float,
+            None,
+            "leave the study's checkpoints before this "
+            "step out of the fit (the embedded study: 500)",
+        ),
     )
     opt.add_seed(
         p, help="first seed of the verification runs (default: above the study's)", default=None

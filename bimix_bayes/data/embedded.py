@@ -19,6 +19,12 @@ the corpus packages, licences and checksums). Regenerate them with::
 
 (5,490 CPU seconds of training: about 46 minutes on 2 idle cores.)
 
+The first three checkpoints (steps 250-414, the first tenth of training) are left out by
+default (``LAW_MIN_STEP``): there the loss is still leaving its initial plateau (its log-log
+slope steepens from step to step), a phase no power law in the step describes. Fitted on
+them, the least-squares law extrapolated from steps <= 2000 to 2416-4000 (``horizon:0.5``)
+misses by 4.9 % on average (mean over domains 3.9 %); without them by 2.9 % (0.9 %).
+
 Examples
 --------
 >>> data = load_default()
@@ -37,7 +43,7 @@ from typing import Any
 from bimix_bayes.data.loaders import load_data
 from bimix_bayes.data.table import MixtureData
 
-__all__ = ["DEFAULT_STUDY", "default_metadata", "load_default"]
+__all__ = ["DEFAULT_STUDY", "LAW_MIN_STEP", "default_metadata", "load_default"]
 
 #: The folder of the embedded study (inside the installed package).
 DEFAULT_STUDY = Path(str(resources.files("bimix_bayes.data") / "datasets" / "tiny_lm_study"))
@@ -54,10 +60,15 @@ DESCRIPTION = (
 SOURCE = "bimix-bayes default data (datasets/tiny_lm_study/losses.csv)"
 
 
-def load_default() -> MixtureData:
+#: Checkpoints before this step are left out of the default data (see the module docstring).
+LAW_MIN_STEP = 500.0
+
+
+def load_default(min_step: float | None = LAW_MIN_STEP) -> MixtureData:
     """The embedded tiny-LM study as validated :class:`~bimix_bayes.data.table.MixtureData`
-    (steps)."""
-    return replace(load_data(DEFAULT_STUDY / "losses.csv", volume="steps"), source=SOURCE)
+    (steps), from ``min_step`` on (None: every checkpoint)."""
+    data = load_data(DEFAULT_STUDY / "losses.csv", volume="steps", min_step=min_step)
+    return replace(data, source=SOURCE)
 
 
 def default_metadata() -> dict[str, Any]:

@@ -175,7 +175,8 @@ def load_data(
     **options
         The validation's options, passed on to :meth:`MixtureData.from_frames`:
         ``zero_policy``, ``epsilon``, ``sum_tol``, ``missing_policy``,
-        ``drop_repeated_checkpoints``, ``min_mixtures``, ``min_steps``.
+        ``drop_repeated_checkpoints``, ``min_step`` (leave out earlier checkpoints),
+        ``min_mixtures``, ``min_steps``.
 
     Returns
     -------

@@ -264,6 +264,7 @@ class MixtureData:
         sum_tol: float = 1e-3,
         missing_policy: MissingPolicy = "refuse",
         drop_repeated_checkpoints: bool = False,
+        min_step: float | None = None,
         min_mixtures: int = 2,
         min_steps: int = 3,
         notes: Sequence[str] = (),
@@ -293,6 +294,10 @@ class MixtureData:
         drop_repeated_checkpoints
             Some logs repeat a run's last checkpoint under two step counts with identical losses
             in every domain; by default this is reported, with ``True`` the earlier one is dropped.
+        min_step
+            Leave out the checkpoints before this step (or token count): the start of training,
+            before the loss follows a power law in the step (warm-up, the initial plateau). The
+            number left out is in ``notes``.
         min_mixtures, min_steps
             The least number of distinct shares and of distinct steps each domain needs so that
             the proportion effect can be separated from the step effect (BiMix needs 2 and 3).
@@ -314,6 +319,8 @@ class MixtureData:
         observations = v.check_duplicates(observations)
         mixtures, observations = v.apply_zero_policy(mixtures, observations, zero_policy, epsilon)
         observations = v.check_repeated_checkpoints(observations, drop_repeated_checkpoints)
+        if min_step is not None:
+            observations = v.drop_early_checkpoints(observations, float(min_step))
         observations = observations.sort_values(["domain", "run", "step"], kind="stable")
         observations = observations.reset_index(drop=True)[list(OBS_COLUMNS)]
         used_runs = pd.unique(observations["run"])

@@ -402,6 +402,24 @@ class Validator:
         )
         return fixed, obs
 
+    def drop_early_checkpoints(self, obs: pd.DataFrame, min_step: float) -> pd.DataFrame:
+        """Leave out observations before ``min_step``, saying how many; refuse to leave none."""
+        if not np.isfinite(min_step) or min_step < 0:
+            raise DataError(f"{self.source}: min_step must be a finite step >= 0, got {min_step}")
+        early = obs["step"].to_numpy(dtype=float) < min_step
+        if early.all():
+            raise DataError(
+                f"{self.source}: every observation is before min_step {min_step:g} (the last "
+                f"step is {obs['step'].max():g}); lower --min-step"
+            )
+        if early.any():
+            steps = np.unique(obs.loc[early, "step"].to_numpy(dtype=float))
+            self.note(
+                f"left out {int(early.sum())} observation(s) before step {min_step:g} "
+                f"(--min-step; {len(steps)} checkpoint step(s) from {steps[0]:g} to {steps[-1]:g})"
+            )
+        return obs[~early]
+
     def check_repeated_checkpoints(self, obs: pd.DataFrame, drop: bool) -> pd.DataFrame:
         """Find runs whose last two checkpoints have identical losses in every domain."""
         wide = obs.pivot_table(index=["run", "step"], columns="domain", values="loss")

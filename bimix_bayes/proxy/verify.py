@@ -125,6 +125,7 @@ def verify(
     n_seeds: int = 3,
     first_seed: int | None = None,
     fit: str | os.PathLike[str] | None = None,
+    min_step: float | None = None,
     fit_seed: int = 0,
     workers: int = 2,
     log: Callable[[str], None] | None = None,
@@ -150,6 +151,10 @@ def verify(
         one above the largest seed of the study, so no verification run repeats a study run.
     fit
         A saved fit of this study (``bimix fit``) to use instead of fitting it again.
+    min_step
+        Leave the study's checkpoints before this step out of the fit (the start of training,
+        before the loss follows the law; the embedded study uses 500). The verification runs
+        are compared at every checkpoint from ``min_step`` on.
     fit_seed
         Seed of the Bayesian fit and of the forecast draws.
     workers
@@ -170,7 +175,7 @@ def verify(
     study, out = Path(study), Path(out)
     meta = json.loads((study / "runs.json").read_text())
     config = TrainConfig.from_dict(meta["config"])
-    data = load_data(study / "losses.csv", volume="steps")
+    data = load_data(study / "losses.csv", volume="steps", min_step=min_step)
     longest = float(data.observations["step"].max())
     target = float(target) if target is not None else 2.0 * longest
     study_seeds = [int(s) for s in meta.get("seeds", {}).values()] or [int(meta.get("seed", 0))]
@@ -221,6 +226,8 @@ def verify(
         log=log,
     )
     measured = pd.concat([r.rows for r in trained["results"]], ignore_index=True)
+    if min_step is not None:
+        measured = measured[measured["step"] >= min_step]
     role_of = measured.groupby("run")["mixture"].first()
     seed_of = measured.groupby("run")["seed"].first()
     runs = list(role_of.index)
