@@ -356,3 +356,27 @@ def test_a_failed_fit_is_retried_once_with_safer_settings(monkeypatch):
     calls.append("a first attempt that passed")  # now every attempt passes
     BiMixModel().fit(_simulated(3), retry=True)
     assert len(calls) == 4  # one more attempt, no retry
+
+
+def test_advice_does_not_repeat_the_settings_a_fit_already_used():
+    """After the retry with target_accept 0.99 / tune 1000, the advice must not tell the user to
+    set them again (it was tried); it says what was used and what remains."""
+    from bimix_bayes.bayes.diagnostics import FitDiagnostics
+
+    def failed(sampler):
+        return FitDiagnostics(
+            max_rhat=1.005, min_ess_bulk=900, min_ess_tail=800, worst_rhat_var="x",
+            worst_ess_var="x", divergences=1, draws=4000, min_bfmi=0.8, thresholds={},
+            problems=["1 divergent transitions (allowed 0)"], sampler=sampler,
+        )  # fmt: skip
+
+    first = " ".join(failed({"target_accept": 0.9, "tune": 500}).advice())
+    assert "target_accept = 0.99" in first
+    after_retry = failed({"target_accept": 0.99, "tune": 1000})
+    text = " ".join(after_retry.advice())
+    assert "target_accept = 0.99" not in text
+    assert "already used target_accept 0.99 and tune 1000" in text
+    # it survives the round trip through the fit file's attrs
+    assert FitDiagnostics.from_json(after_retry.to_json()).advice() == after_retry.advice()
+    # diagnostics recorded before the field existed still load and advise as before
+    assert "target_accept = 0.99" in " ".join(failed(None).advice())

@@ -38,6 +38,10 @@ DERIVED_VARS = frozenset({"alpha", "beta", "A", "B", "C", "run_offset", "run_cor
 
 #: The problem of a fit with one chain (r-hat compares chains).
 _ONE_CHAIN = "r-hat needs at least 2 chains"
+#: The sampler settings that cured the failed fits of the public backtests (smaller steps, a
+#: longer warm-up); :data:`bimix_bayes.bayes.model.SAFER_SAMPLER` retries with them.
+SAFE_TARGET_ACCEPT = 0.99
+SAFE_TUNE = 1000
 
 
 class FitWarning(UserWarning):
@@ -64,6 +68,9 @@ class FitDiagnostics:
         One sentence per failed check; empty when the fit passed.
     chains
         Number of chains (None in diagnostics recorded before it was).
+    sampler
+        The sampler's ``target_accept`` and ``tune`` (None when not recorded): the advice does
+        not suggest settings the fit already used.
     """
 
     max_rhat: float
@@ -77,6 +84,7 @@ class FitDiagnostics:
     thresholds: dict[str, float]
     problems: list[str] = field(default_factory=list)
     chains: int | None = None
+    sampler: dict[str, float] | None = None
 
     @property
     def passed(self) -> bool:
@@ -92,12 +100,23 @@ class FitDiagnostics:
                 "the spec (or --chains; the default is 4)"
             )
         text = " ".join(p for p in self.problems if _ONE_CHAIN not in p)
-        if "divergen" in text or "r-hat" in text or "ESS" in text:
+        used = self.sampler or {}
+        already_safe = used.get("target_accept", 0.0) >= SAFE_TARGET_ACCEPT
+        already_safe = already_safe and used.get("tune", 0) >= SAFE_TUNE
+        if ("divergen" in text or "r-hat" in text or "ESS" in text) and not already_safe:
             # What cured the failed fits of the public backtests (reports/validation.md);
             # more draws alone did not. `bimix fit` and backtests retry once with it.
             tips.append(
                 "smaller steps and a longer warm-up: sampler.target_accept = 0.99 and "
                 "sampler.tune = 1000 in the spec (or --target-accept 0.99 --tune 1000)"
+            )
+        elif "divergen" in text:
+            tips.append(
+                f"this fit already used target_accept {used['target_accept']:g} and tune "
+                f"{used['tune']:g}; divergences that remain there mark a region of the posterior "
+                "the sampler cannot enter (look at the pair plot of the population sds, "
+                "`bimix report`): treat the intervals as approximate, or simplify the model "
+                "(likelihood.run_correlation = false, fewer domains)"
             )
         if "ESS" in text and "divergen" not in text:
             tips.append("then more draws: raise sampler.draws (or --draws)")
@@ -210,11 +229,14 @@ def _worst(ds: Any, pick: str) -> tuple[float, str]:
     return best_val, best_name
 
 
-def diagnose(idata: Any, thresholds: Mapping[str, float]) -> FitDiagnostics:
+def diagnose(
+    idata: Any, thresholds: Mapping[str, float], sampler: Mapping[str, Any] | None = None
+) -> FitDiagnostics:
     """Compute r-hat, ESS, divergences and BFMI of ``idata`` and compare with ``thresholds``.
 
     ``thresholds`` holds ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``, ``max_divergences``
-    and ``min_bfmi`` (the spec's ``[diagnostics]`` section).
+    and ``min_bfmi`` (the spec's ``[diagnostics]`` section); ``sampler`` the spec's
+    ``[sampler]`` section (its ``target_accept`` and ``tune`` are recorded for the advice).
     """
     import arviz as az  # here, so that importing this module (for FitWarning) stays light
 
@@ -257,4 +279,7 @@ def diagnose(idata: Any, thresholds: Mapping[str, float]) -> FitDiagnostics:
         thresholds={k: float(v) for k, v in t.items()},
         problems=problems,
         chains=int(idata.posterior.sizes["chain"]),
+        sampler=None
+        if sampler is None
+        else {"target_accept": float(sampler["target_accept"]), "tune": float(sampler["tune"])},
     )

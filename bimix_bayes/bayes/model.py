@@ -54,7 +54,12 @@ from bimix_bayes.bayes.correlated_posterior import (
     observed_run_draws,
     run_log_likelihoods,
 )
-from bimix_bayes.bayes.diagnostics import FitDiagnostics, diagnose
+from bimix_bayes.bayes.diagnostics import (
+    SAFE_TARGET_ACCEPT,
+    SAFE_TUNE,
+    FitDiagnostics,
+    diagnose,
+)
 from bimix_bayes.bayes.graph import build_pymc_model, compiled_nutpie, data_names
 from bimix_bayes.bayes.likelihood import (
     CurveLayout,
@@ -86,7 +91,7 @@ class RetryWarning(UserWarning):
 
 #: What a retry changes: the smaller steps and longer warm-up that cured the failed fits of the
 #: public backtests (reports/validation.md) when more draws alone did not.
-SAFER_SAMPLER = {"target_accept": 0.99, "tune": 1000}
+SAFER_SAMPLER = {"target_accept": SAFE_TARGET_ACCEPT, "tune": SAFE_TUNE}
 
 
 def safer_sampler(sampler: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -131,7 +136,9 @@ class BiMixModel:
     Parameters
     ----------
     spec
-        A spec file path, a mapping merged over the default spec, or None for the default.
+        A spec file path, the name of a packaged spec (``"bimix"``, the default; see
+        :func:`~bimix_bayes.bayes.spec.packaged_specs`), a mapping merged over the default spec,
+        or None for the default.
 
     Attributes
     ----------
@@ -148,9 +155,11 @@ class BiMixModel:
     --------
     >>> BiMixModel().sampler_config["sampler"]["backend"]
     'nutpie'
+    >>> BiMixModel("bimix").spec == BiMixModel().spec  # a packaged spec, from any folder
+    True
     """
 
-    def __init__(self, spec: Spec | str | Any | None = None) -> None:
+    def __init__(self, spec: Mapping[str, Any] | str | os.PathLike[str] | None = None) -> None:
         if spec is None or isinstance(spec, Mapping):
             self.spec = merge_spec(spec)
         else:
@@ -239,7 +248,7 @@ class BiMixModel:
             idata = self._sample_pymc(layout, seed, progress_bar)
         t_sample = time.perf_counter() - t_start - t_compile
         idata = self._package(idata, data, layout, sampler, seed)
-        self.diagnostics_ = diagnose(idata, self.spec["diagnostics"])
+        self.diagnostics_ = diagnose(idata, self.spec["diagnostics"], self.spec["sampler"])
         idata.attrs.update(
             {
                 "compile_seconds": round(t_compile, 3),

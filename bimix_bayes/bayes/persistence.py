@@ -243,7 +243,7 @@ def _check_diagnostics(idata: az.InferenceData, spec: Spec, path: Path) -> None:
         return
     # Saved before the hash was recorded: recompute the diagnostics (about a second).
     recorded = diagnostics_from_idata(idata)
-    recomputed = diagnose(idata, spec["diagnostics"])
+    recomputed = diagnose(idata, spec["diagnostics"], spec["sampler"])
     if not _same_diagnostics(recorded, recomputed):
         first = recorded.report().splitlines()[0]
         again = recomputed.report().splitlines()[0]
