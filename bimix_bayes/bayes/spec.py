@@ -5,11 +5,17 @@ in the source tree), which documents every key. A user's spec is merged over it 
 file may hold only what it changes. An unknown key or an invalid value is a :class:`SpecError`
 that names the key (``priors.log_alpha.loc_scale``) and what is expected.
 
+:func:`load_spec` takes a file path or the name of a packaged spec (``"bimix"`` or
+``"bimix.toml"``: a file of ``bimix_bayes/bayes/specs/``), so the same call works from any working
+directory; :func:`packaged_specs` lists the names.
+
 Examples
 --------
 >>> spec = load_spec()                                   # the default
 >>> spec["sampler"]["backend"], spec["likelihood"]["family"]
 ('nutpie', 'normal')
+>>> load_spec("bimix") == spec, packaged_specs()         # by name, from any folder
+(True, ['bimix'])
 >>> spec = merge_spec({"sampler": {"draws": 200}})
 >>> spec["sampler"]["draws"], spec["sampler"]["chains"]
 (200, 4)
@@ -28,16 +34,27 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["DEFAULT_SPEC_NAME", "Spec", "SpecError", "load_spec", "merge_spec", "spec_id"]
+__all__ = [
+    "DEFAULT_SPEC_NAME",
+    "Spec",
+    "SpecError",
+    "load_spec",
+    "merge_spec",
+    "packaged_specs",
+    "spec_id",
+]
 
 Spec = dict[str, Any]
 DEFAULT_SPEC_NAME = "bimix.toml"
 PRIOR_NAMES = ("log_floor", "log_reducible", "log_alpha", "log_beta")
+SPEC_SUFFIXES = (".toml", ".yaml", ".yml")
+_SPECS_PACKAGE = "bimix_bayes.bayes.specs"
 
 
 class SpecError(ValueError):
@@ -163,7 +180,7 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _default() -> Spec:
-    text = resources.files("bimix_bayes.bayes.specs").joinpath(DEFAULT_SPEC_NAME).read_text("utf-8")
+    text = resources.files(_SPECS_PACKAGE).joinpath(DEFAULT_SPEC_NAME).read_text("utf-8")
     spec = tomllib.loads(text)
     _validate(spec, SCHEMA, "")
     return spec
@@ -178,42 +195,95 @@ def merge_spec(update: Mapping[str, Any] | None = None) -> Spec:
     return spec
 
 
-def load_spec(path: str | os.PathLike[str] | None = None) -> Spec:
-    """Read a spec file (``.toml``, ``.yaml``/``.yml``) merged over the default; None: default.
+def _packaged_files() -> dict[str, Traversable]:
+    """The spec files shipped with the package, by name (the file name without its suffix)."""
+    files = resources.files(_SPECS_PACKAGE).iterdir()
+    return {Path(f.name).stem: f for f in files if Path(f.name).suffix in SPEC_SUFFIXES}
+
+
+def packaged_specs() -> list[str]:
+    """The names of the specs shipped with the package (files of ``bimix_bayes/bayes/specs/``).
+
+    Examples
+    --------
+    >>> packaged_specs()
+    ['bimix']
+    """
+    return sorted(_packaged_files())
+
+
+def _spec_source(spec: str | os.PathLike[str]) -> tuple[Path | Traversable, str]:
+    """The file a spec argument names, and how messages call it.
+
+    An existing file wins; otherwise a bare name (no folder) is looked up among the packaged
+    specs. A path that is neither is a :class:`SpecError` listing the packaged names.
+    """
+    path = Path(spec)
+    entry = _packaged_files().get(path.stem) if len(path.parts) == 1 else None
+    if entry is not None and not path.is_file() and path.name in (path.stem, entry.name):
+        return entry, f"{path} (packaged spec)"
+    if not path.exists():
+        names = ", ".join(f'"{n}"' for n in packaged_specs())
+        raise SpecError(
+            f"{path}: cannot read the spec (no such file, looked for from {Path.cwd()}); give a "
+            f"path to a .toml or .yaml file, or a packaged spec name: {names}"
+        )
+    return path, str(path)
+
+
+def load_spec(spec: str | os.PathLike[str] | None = None) -> Spec:
+    """Read a spec merged over the default: a file (``.toml``, ``.yaml``/``.yml``) or the name of
+    a packaged spec (:func:`packaged_specs`); None: the default.
+
+    Parameters
+    ----------
+    spec
+        A path (relative to the working directory) or a packaged name, ``"bimix"`` or
+        ``"bimix.toml"``. An existing file of that name wins over a packaged spec.
 
     Raises
     ------
     SpecError
-        For a file that cannot be read or parsed, an unknown key, or an invalid value; the
-        message names the file and the key.
+        For a file that cannot be found, read or parsed (the message lists the packaged names),
+        an unknown key, or an invalid value; the message names the file and the key.
+
+    Examples
+    --------
+    >>> load_spec("bimix.toml")["sampler"]["chains"]
+    4
+    >>> load_spec("no/such/spec.toml")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    bimix_bayes.bayes.spec.SpecError: no/such/spec.toml: cannot read the spec ... name: "bimix"
     """
-    if path is None:
+    if spec is None:
         return merge_spec()
-    path = Path(path)
-    if path.is_dir():
-        raise SpecError(f"{path}: is a folder; give a spec file (.toml or .yaml)")
+    source, label = _spec_source(spec)
+    if source.is_dir():
+        raise SpecError(f"{label}: is a folder; give a spec file (.toml or .yaml)")
     try:
-        text = path.read_text("utf-8")
+        text = source.read_text("utf-8")
     except OSError as exc:
-        raise SpecError(f"{path}: cannot read the spec ({exc.strerror or exc})") from exc
+        raise SpecError(f"{label}: cannot read the spec ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:
         raise SpecError(
-            f"{path}: not a text spec (byte {exc.start} is not UTF-8); give a .toml or .yaml "
+            f"{label}: not a text spec (byte {exc.start} is not UTF-8); give a .toml or .yaml "
             "file, saved as UTF-8"
         ) from exc
+    suffix = Path(source.name).suffix.lower()
     try:
-        if path.suffix.lower() == ".toml":
+        if suffix == ".toml":
             update = tomllib.loads(text)
-        elif path.suffix.lower() in (".yaml", ".yml"):
+        elif suffix in (".yaml", ".yml"):
             update = yaml.safe_load(text) or {}
         else:
-            raise SpecError(f"{path}: unknown spec format; use .toml or .yaml")
+            raise SpecError(f"{label}: unknown spec format; use .toml or .yaml")
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise SpecError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from exc
+        raise SpecError(f"{label}: not valid {suffix[1:].upper()}: {exc}") from exc
     try:
         return merge_spec(update)
     except SpecError as exc:
-        raise SpecError(f"{path}: {exc}") from exc
+        raise SpecError(f"{label}: {exc}") from exc
 
 
 def spec_id(spec: Spec) -> str:
