@@ -49,6 +49,7 @@ from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idat
 from bimix_bayes.bayes.predictive_density import log_predictive_density
 from bimix_bayes.bayes.targets import domain_weights, forecast_targets, run_effects
 from bimix_bayes.data.labels import NEW, OBSERVED, interval_columns, long_table
+from bimix_bayes.data.mixture_input import mixture_frame
 from bimix_bayes.laws.bimix import bimix_log_loss
 
 __all__ = [
@@ -88,7 +89,9 @@ def forecast_draws(
     steps
         Steps (or tokens, as in the fitted data), e.g. beyond the last observed checkpoint.
     mixtures
-        New mixtures: one row per mixture (the index names it), a column per domain.
+        New mixtures: one row per mixture, a column per domain, named by the index or by a
+        ``name``/``mixture``/``run`` column (a table from ``pd.read_csv``; see
+        :func:`~bimix_bayes.data.mixture_input.mixture_frame`).
     runs
         Observed runs to continue. With neither ``mixtures`` nor ``runs``: every observed run.
     weights
@@ -304,6 +307,8 @@ def _prepare(
     data = data_from_idata(idata)
     post = idata.posterior
     domains = [str(d) for d in post["domain"].to_numpy()]
+    if mixtures is not None:
+        mixtures = mixture_frame(mixtures)
     table, sources = forecast_targets(data, domains, mixtures, runs)
     w, avg_label = domain_weights(domains, weights)
     rng = np.random.default_rng([seed, 2])

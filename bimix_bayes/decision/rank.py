@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from bimix_bayes.data.mixture_input import mixture_frame
 from bimix_bayes.data.table import DataError
 from bimix_bayes.decision.objectives import Objective
 from bimix_bayes.decision.problem import candidate_shares, prepare
@@ -40,7 +41,9 @@ def rank(
     Parameters
     ----------
     candidates
-        One row per mixture (the index names it), one column per training domain.
+        One row per mixture, one column per training domain, named by the index or by a
+        ``name``/``mixture``/``run`` column (a table from ``pd.read_csv``; see
+        :func:`~bimix_bayes.data.mixture_input.mixture_frame`).
     prob
         Probability of the central interval of each candidate's weighted loss.
 
@@ -59,7 +62,8 @@ def rank(
     if not 0 < prob < 1:
         raise ValueError(f"prob must lie in (0, 1), got {prob!r}")
     diag, surface, _, w = prepare(idata, step, weights, domains)
-    shares = candidate_shares(candidates, surface.domains, w, "the candidate mixtures")
+    what = "the candidate mixtures"
+    shares = candidate_shares(mixture_frame(candidates, what), surface.domains, w, what)
     if len(shares) == 0:
         raise DataError("no candidate mixtures to rank")
     if shares.index.has_duplicates:

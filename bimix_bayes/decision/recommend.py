@@ -28,6 +28,7 @@ import pandas as pd
 
 from bimix_bayes.bayes.diagnostics import FitWarning
 from bimix_bayes.bayes.discrepancy import ExtrapolationWarning, extrapolation_note
+from bimix_bayes.data.mixture_input import mixture_frame
 from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.decision.constraints import Bounds, MixtureConstraints
 from bimix_bayes.decision.objectives import Objective
@@ -41,7 +42,7 @@ __all__ = ["Recommendation", "optimize", "rank"]
 
 
 def _baseline(
-    baseline: pd.Series | str | None,
+    baseline: pd.Series | pd.DataFrame | str | None,
     data: MixtureData,
     surface: LossSurface,
     w: np.ndarray,
@@ -51,9 +52,13 @@ def _baseline(
 ) -> tuple[pd.Series, str]:
     """The baseline mixture and where it came from. By default the observed run with the lowest
     objective among those that satisfy the constraints (among all runs when none does)."""
-    if isinstance(baseline, pd.Series):
-        shares = candidate_shares(baseline, train, w, "the baseline mixture").iloc[0]
-        return shares.rename(str(baseline.name or "baseline")), "given"
+    if isinstance(baseline, pd.Series | pd.DataFrame):
+        what = "the baseline mixture"
+        frame = mixture_frame(baseline, what)
+        if len(frame) != 1:
+            raise DataError(f"{what}: give one mixture (one row), got {len(frame)} rows")
+        shares = candidate_shares(frame, train, w, what).iloc[0]
+        return shares.rename(str(frame.index[0] or "baseline")), "given"
     runs = data.mixtures[list(train)].astype(float)
     if isinstance(baseline, str):
         if baseline not in runs.index:
@@ -102,7 +107,7 @@ def optimize(
     weights: Mapping[str, float] | None = None,
     domains: Sequence[str] | None = None,
     constraints: MixtureConstraints | None = None,
-    baseline: pd.Series | str | None = None,
+    baseline: pd.Series | pd.DataFrame | str | None = None,
     forecast: bool = True,
     seed: int = 0,
 ) -> Recommendation:
@@ -125,8 +130,9 @@ def optimize(
         Bounds, fixed shares and data availability. With a fit on tokens, ``total_tokens``
         defaults to ``step``.
     baseline
-        The mixture to compare with: a Series of shares, or an observed run's name (default: the
-        observed run with the lowest objective).
+        The mixture to compare with: a Series of shares (a row of ``pd.read_csv``'s table
+        keeps its ``name``), a one-row table as ``rank`` takes, or an observed run's name
+        (default: the observed run with the lowest objective).
     forecast
         Also forecast each domain's loss (predictive, with intervals) at both mixtures.
     seed
@@ -211,7 +217,7 @@ def optimize(
         mixture=mixture,
         baseline=base.rename("baseline"),
         baseline_source=base_source,
-        baseline_run=None if isinstance(baseline, pd.Series) else str(base.name),
+        baseline_run=None if isinstance(baseline, pd.Series | pd.DataFrame) else str(base.name),
         draws=draws_df,
         p_beats_baseline=_p_lower(draws_df["recommended"], draws_df["baseline"]),
         p_run_beats_baseline=p_run,
