@@ -1,4 +1,8 @@
-"""The HTML report: structure, images, escaping, held-out points, the command, a browser."""
+"""The HTML report: structure, images, escaping, held-out points, the command, the summary at the
+top, the shares chart, numbered axes, one parameter table, run links, wrapped tables, a browser.
+
+The browser test saves screenshots at 1280 and 390 px to $BIMIX_ARTEFACTS (default: the test's
+temporary folder)."""
 
 from __future__ import annotations
 
@@ -11,19 +15,28 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.image import imread
 
+from bimix_bayes.bayes.checks import posterior_predictive_check
 from bimix_bayes.bayes.diagnostics import FitWarning
 from bimix_bayes.bayes.model import BiMixModel
 from bimix_bayes.bayes.persistence import diagnostics_from_idata, save_fit
 from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
+from bimix_bayes.decision.constraints import MixtureConstraints
 from bimix_bayes.evaluation.backtest import backtest
+from bimix_bayes.report.figures import predictive_check_figure, to_data_uri
 from bimix_bayes.report.html import SECTIONS, build_report, write_report
+from bimix_bayes.report.runs import run_anchor
 from tests.test_cli import run
 
 EVIL = "<script>alert(1)</script>"
 STEPS = np.geomspace(500, 20_000, 10)
+#: A quick fit: the report's structure does not need a converged one (both verdicts are tested).
+QUICK = {"sampler": {"chains": 2, "draws": 300, "tune": 300, "progress_bar": "never"}}
+#: A lower bound that binds, so the decision table has its widest form (an unconstrained column).
+BINDING = MixtureConstraints(lower={"code": 0.4})
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +52,7 @@ def study():
     late = data.observations[data.observations["step"] > cut]
     fit_data = type(data).from_frames(data.mixtures, early, source="simulated <study>")
     holdout = type(data).from_frames(data.mixtures, late, source="simulated held-out")
-    idata = BiMixModel().fit(fit_data, seed=1)
+    idata = BiMixModel(QUICK).fit(fit_data, seed=1)
     return idata, fit_data, holdout
 
 
@@ -47,7 +60,18 @@ def study():
 def html(study) -> str:
     idata, fit_data, holdout = study
     trust = backtest(fit_data, "last-checkpoint", method="ls", n_bootstrap=10)
-    return build_report(idata, step=50_000, holdout=holdout, n_bootstrap=30, backtests=[trust])
+    return build_report(
+        idata,
+        step=50_000,
+        holdout=holdout,
+        n_bootstrap=30,
+        backtests=[trust],
+        constraints=BINDING,
+    )
+
+
+def _section(html: str, name: str) -> str:
+    return html.split(f'<section id="{name}"')[1].split("</section>")[0]
 
 
 def _images(html: str) -> list[bytes]:
@@ -100,7 +124,7 @@ def test_a_failed_fit_is_flagged_in_every_dependent_section(study):
 def test_every_image_decodes(html):
     """Each figure is an embedded PNG that decodes to a non-empty picture."""
     images = _images(html)
-    assert len(images) == 4
+    assert len(images) == 5
     for png in images:
         pixels = imread(io.BytesIO(png), format="png")
         assert pixels.shape[0] > 100 and pixels.shape[1] > 100
@@ -155,6 +179,123 @@ def test_report_command(study, tmp_path):
     assert res.returncode == 2 and "--backtest" in res.stderr
 
 
+# -------------------------------------------------------- the report as a decision document
+def test_the_summary_comes_first_and_answers_the_decision(study, html):
+    """The first section: the recommended shares and the target, P(recommended beats baseline)
+    and the verdict, the baseline (an observed run, linked, with its shares), how far the
+    forecasts held (the backtest and the held-out points) and the fit's verdict."""
+    main = html.split("<main>")[1]
+    assert main.lstrip().startswith('<section id="summary">')
+    summary = _section(html, "summary")
+    for text in (
+        "Summary: train this mixture at 50000 steps",
+        "P(recommended beats baseline) = ",
+        "Verdict: ",
+        'compared with</dt><dd>observed run <a href="#run-',
+        "backtest last-checkpoint (",
+        "least squares MRE ",
+        "held-out points (",
+        "Bayes MRE ",
+        "8.5&times; the last fitted checkpoint, 5848",
+        "beyond 8x no backtest supports the law",
+    ):
+        assert text in summary, text
+    assert re.search(r"<b>&lt;script&gt;[^<]*\d%, code \d+\.\d%, books \d+\.\d%", summary)
+    passed = diagnostics_from_idata(study[0]).passed
+    assert ("PASSED</b> its convergence diagnostics" in summary) == passed
+    assert ("This fit FAILED its convergence diagnostics</b>: " in summary) == (not passed)
+
+
+def test_the_summary_names_a_baseline_given_as_a_table(study):
+    """A baseline from a table (pd.read_csv, as a --baseline file is read) shows as a given
+    mixture with its name and shares, never as "given"; without backtests nor held-out points
+    the summary says the forecasts are not measured and gives the command that measures them.
+    The fit is marked as passed here: the summary says so and no section warns."""
+    idata, fit_data, _ = study
+    idata = idata.copy()
+    diag = json.loads(idata.attrs["diagnostics"])
+    diag["problems"] = []
+    idata.attrs["diagnostics"] = json.dumps(diag)
+    domains = list(fit_data.mixtures.columns)
+    text = "name," + ",".join(domains) + "\ncurrent," + ",".join(["0.2"] * len(domains)) + "\n"
+    table = pd.read_csv(io.StringIO(text))
+    page = build_report(idata, n_bootstrap=0, baseline=table, fit_path="fit.nc")
+    summary = _section(page, "summary")
+    assert "given mixture &ldquo;current&rdquo; (from a --baseline file or table" in summary
+    assert "code 20.0%, books 20.0%" in summary
+    assert not re.search(r"[Bb]aseline: given\W", page.replace("given mixture", ""))
+    assert "given mixture &ldquo;current&rdquo;" in _section(page, "decision")
+    assert "forecasts</dt><dd>not measured" in summary
+    assert "bimix report fit.nc --out report.html --step " in summary
+    assert "--backtest horizon:0.5</code>" in summary
+    assert 'fit</dt><dd><b class="pass">PASSED</b> its convergence diagnostics' in summary
+    assert "FAILED its convergence diagnostics" not in page
+
+
+def test_the_shares_chart_compares_recommended_and_baseline(html):
+    """The summary shows a bar chart of recommended vs baseline shares, with alt text naming
+    every domain's two shares."""
+    summary = _section(html, "summary")
+    alt, src = re.search(r'<img class="figure" alt="([^"]+)" src="([^"]+)"', summary).groups()
+    assert alt.startswith("Bar chart of each domain&#39;s share in the recommended mixture")
+    for domain in ("code", "books", "wiki", "math", "&lt;script&gt;alert(1)&lt;/script&gt;"):
+        assert re.search(rf"{re.escape(domain)} \d+\.\d% vs \d+\.\d%", alt), domain
+    png = imread(io.BytesIO(base64.b64decode(src.split(",", 1)[1])), format="png")
+    assert png.shape[1] > 300
+
+
+def test_observed_vs_fitted_axes_carry_numbers(study):
+    """Every panel of the observed-vs-fitted figure has numbered ticks on both axes (its log
+    axes span less than a decade, where matplotlib would label none) and loss axis labels."""
+    check = posterior_predictive_check(study[0].copy(), seed=0)
+    fig = predictive_check_figure(check)
+    to_data_uri(fig)  # draws it
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 5
+    for ax in panels:
+        for axis in (ax.xaxis, ax.yaxis):
+            shown = [t.get_text() for t in axis.get_ticklabels()]
+            assert len([float(t) for t in shown if t]) >= 2, (ax.get_title(), shown)
+        assert "loss" in ax.get_xlabel() and "loss" in ax.get_ylabel()
+
+
+def test_one_parameter_table(html):
+    """The posterior summary is gone from the diagnostics: the parameters section's table is the
+    one parameter table, with the law's parameters beside least squares and the noise scales."""
+    assert "Posterior summary" not in html
+    assert html.count("posterior mean [94% HDI]") == 1
+    assert ">sigma<" not in _section(html, "diagnostics")
+    params = _section(html, "parameters")
+    for name in ("A", "alpha", "B", "beta", "sigma", "tau"):
+        assert f"<th>{name}</th>" in params, name
+
+
+def test_runs_have_anchors_and_run_ids_link_to_them(study, html):
+    """The runs table has one row per run with an id; every link to a run points to a row, and
+    the baseline run and the runs drawn in the extrapolation link to theirs."""
+    runs = _section(html, "runs")
+    fit_data = study[1]
+    ids = re.findall(r'<tr id="(run-[^"]+)"', runs)
+    assert ids == [run_anchor(r) for r in fit_data.runs]
+    assert len(set(ids)) == len(ids)
+    assert "<th>run&lt;3&gt;</th>" in runs
+    links = re.findall(r'href="#(run-[^"]+)"', html)
+    assert links and set(links) <= set(ids)
+    assert 'href="#run-' in _section(html, "summary")
+    assert 'href="#run-' in _section(html, "decision")
+    assert "Runs drawn: " in _section(html, "extrapolation")
+    assert '<a href="#runs">' in _section(html, "header")
+
+
+def test_every_table_is_in_a_scroll_wrapper(html):
+    """Each table sits directly in a horizontally scrollable wrapper, so no table widens the
+    page (the browser test checks the page width)."""
+    tables = [m.start() for m in re.finditer(r"<table", html)]
+    assert len(tables) >= 8
+    for start in tables:
+        assert html[:start].endswith('<div class="scroll">'), html[start - 80 : start]
+
+
 # ------------------------------------------------------------------ a real browser
 def _chromium() -> tuple[str, str] | None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -162,10 +303,47 @@ def _chromium() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
+#: The viewports the report is checked and photographed at: a laptop's first screen, a phone's.
+VIEWPORTS = ((1280, 800), (390, 844))
+
+
+def _artefacts(tmp_path: Path) -> Path:
+    """Where the browser test saves its screenshots: $BIMIX_ARTEFACTS, else its tmp folder."""
+    folder = Path(os.environ.get("BIMIX_ARTEFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _viewport(driver, width: int, height: int) -> None:
+    """Set the page's viewport itself (a window size would include the browser's frame)."""
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+
+
+#: Per viewport: the page's width, images, the decision table's overflow in its wrapper and
+#: where the summary sits.
+MEASURE = """
+const box = e => e.getBoundingClientRect();
+const decision = document.querySelector('#decision .scroll');
+return {
+  inner: window.innerWidth,
+  page: document.documentElement.scrollWidth,
+  images: Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth]),
+  decision: decision.scrollWidth - decision.clientWidth,
+  summaryTop: box(document.querySelector('#summary')).top,
+  summaryBottom: box(document.querySelector('#summary .summary')).bottom,
+  trainBottom: box(document.querySelector('#summary dd')).bottom,
+};
+"""
+
+
 @pytest.mark.browser
 def test_report_renders_in_headless_chromium(html, tmp_path):
-    """Open the report in headless Chromium: no console error, every image loads, nothing
-    overflows at phone width; a screenshot is saved (also to $BIMIX_SCREENSHOT_DIR if set)."""
+    """Open the report in headless Chromium at 1280 x 800 and 390 x 844: no console error, every
+    image loads, the page is never wider than the screen (wide tables scroll in their wrappers;
+    at 1280 px the decision table fits), the summary is on the first screen (all of it at
+    1280 px), and the baseline's run link leads to its row. Screenshots of the first screen and
+    of the whole page at both widths go to $BIMIX_ARTEFACTS (default: the tmp folder)."""
     found = _chromium()
     if found is None:
         message = "chromium and chromedriver not installed (Debian: chromium chromium-driver)"
@@ -174,9 +352,11 @@ def test_report_renders_in_headless_chromium(html, tmp_path):
         pytest.skip(message)
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
 
     page = tmp_path / "report.html"
     page.write_text(html, encoding="utf-8")
+    artefacts = _artefacts(tmp_path)
     options = webdriver.ChromeOptions()
     options.binary_location = found[0]
     for arg in (
@@ -187,30 +367,35 @@ def test_report_renders_in_headless_chromium(html, tmp_path):
         "--disable-background-networking",
         "--disable-extensions",
         "--mute-audio",
+        "--hide-scrollbars",
     ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=found[1]), options=options)
     try:
-        for width, height, name in ((1280, 900, "laptop"), (390, 844, "phone")):
-            driver.set_window_size(width, height)
+        for width, height in VIEWPORTS:
+            _viewport(driver, width, height)
             driver.get(page.as_uri())
-            images = driver.execute_script(
-                "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])"
-            )
-            assert len(images) == 4
-            broken = [alt for alt, complete, w in images if not complete or w == 0]
+            seen = driver.execute_script(MEASURE)
+            assert seen["inner"] == width
+            assert len(seen["images"]) == 5
+            broken = [alt for alt, complete, w in seen["images"] if not complete or w == 0]
             assert not broken, f"images that did not load: {broken}"
-            overflow = driver.execute_script(
-                "return document.documentElement.scrollWidth - window.innerWidth"
-            )
-            assert overflow <= 1, f"the page is {overflow}px wider than a {name} screen"
-            shot = tmp_path / f"report_{name}.png"
-            assert driver.save_screenshot(str(shot))
-            if os.environ.get("BIMIX_SCREENSHOT_DIR"):
-                target = Path(os.environ["BIMIX_SCREENSHOT_DIR"])
-                target.mkdir(parents=True, exist_ok=True)
-                shutil.copy(shot, target / shot.name)
+            assert seen["page"] <= width, f"the page is {seen['page']}px wide at {width}px"
+            assert seen["summaryTop"] < height / 4 and seen["trainBottom"] <= height
+            if width >= 1280:
+                assert seen["summaryBottom"] <= height, "the summary runs past the first screen"
+                assert seen["decision"] <= 1, f"the decision table overflows by {seen['decision']}"
+            assert driver.save_screenshot(str(artefacts / f"report_{width}.png"))
+            full = driver.execute_script("return document.documentElement.scrollHeight")
+            _viewport(driver, width, min(full, 16_000))
+            assert driver.save_screenshot(str(artefacts / f"report_{width}_full.png"))
+        _viewport(driver, *VIEWPORTS[0])
+        driver.get(page.as_uri())
+        link = driver.find_element(By.CSS_SELECTOR, '#summary a[href^="#run-"]')
+        target = link.get_attribute("href").split("#", 1)[1]
+        link.click()
+        assert driver.execute_script("return document.querySelector(':target').id") == target
         errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
         assert not errors, errors
         title = driver.title

@@ -22,25 +22,31 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from bimix_bayes.data.labels import interval_columns
 
 if TYPE_CHECKING:
+    from matplotlib.axis import Axis
+
     from bimix_bayes.bayes.checks import PredictiveCheck
 
 __all__ = [
     "decision_figure",
     "extrapolation_figure",
     "forest_figure",
+    "number_log_axis",
     "plain",
     "predictive_check_figure",
+    "shares_figure",
     "to_data_uri",
 ]
 
 #: Colour-blind-safe colours (Okabe-Ito) for the runs drawn in one panel.
 RUN_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
 LS_COLOUR = "#444444"
+#: Colours of the recommended and baseline mixtures (as in :func:`decision_figure`).
+RECOMMENDED_COLOUR, BASELINE_COLOUR = RUN_COLOURS[0], RUN_COLOURS[1]
 
 
 def plain(text: object) -> str:
@@ -55,6 +61,34 @@ def to_data_uri(fig: Figure, dpi: int = 110) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def number_log_axis(axis: Axis) -> None:
+    """Label a log-scaled axis with plain numbers (``1.5``, ``2000``), never none.
+
+    Matplotlib labels a log axis at powers of ten only, so a loss axis from 1.2 to 2.6 would
+    carry no number. Under a decade, about six evenly spaced round values are labelled; up to
+    two decades, the powers of ten with 2 and 5 between; beyond, the powers of ten. Call it once
+    the data are drawn.
+
+    Examples
+    --------
+    >>> fig = Figure()
+    >>> ax = fig.subplots()
+    >>> _ = ax.plot([1.2, 2.6], [1.2, 2.6])
+    >>> ax.set_yscale("log")
+    >>> number_log_axis(ax.yaxis)
+    >>> [ax.yaxis.get_major_formatter()(t) for t in ax.get_yticks()]
+    ['1.2', '1.4', '1.6', '1.8', '2', '2.2', '2.4', '2.6']
+    """
+    lo, hi = sorted(axis.get_view_interval())
+    if hi < 10 * lo:
+        ticks = MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+        axis.set_major_locator(FixedLocator([t for t in ticks if lo <= t <= hi]))
+    else:
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if hi < 100 * lo else (1.0,)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _grid(
@@ -131,7 +165,7 @@ def extrapolation_figure(
             if x is not None:
                 ax.axvline(x, color="#888", lw=0.8, ls=style)
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        number_log_axis(ax.xaxis)
         ax.set_title(plain(domain), fontsize=9)
         ax.set_xlabel(unit, fontsize=8)
         ax.set_ylabel("loss", fontsize=8)
@@ -257,11 +291,60 @@ def predictive_check_figure(check: PredictiveCheck) -> Figure:
         ax.set_xscale("log")
         ax.set_yscale("log")
         for axis in (ax.xaxis, ax.yaxis):
-            axis.set_minor_formatter(NullFormatter())
+            number_log_axis(axis)
         ax.set_title(f"{plain(domain)}: 90% covers {100 * covered.mean():.0f}%", fontsize=9)
-        ax.set_xlabel("predicted loss (median)", fontsize=8)
-        ax.set_ylabel("observed loss", fontsize=8)
+        ax.set_xlabel("fitted loss (predictive median, log scale)", fontsize=8)
+        ax.set_ylabel("observed loss (log scale)", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.suptitle(check.title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def shares_figure(recommended: pd.Series, baseline: pd.Series, baseline_label: str) -> Figure:
+    """Grouped bars: each training domain's share (%) in the recommended and baseline mixtures,
+    each bar labelled with its value.
+
+    Examples
+    --------
+    >>> rec = pd.Series({"web": 0.6, "code": 0.4})
+    >>> fig = shares_figure(rec, pd.Series({"web": 0.5, "code": 0.5}), "uniform")
+    >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    ['web', 'code']
+    >>> fig.axes[0].get_legend_handles_labels()[1]
+    ['recommended', 'baseline: uniform']
+    """
+    domains = list(recommended.index)
+    x = np.arange(len(domains))
+    fig = Figure(figsize=(max(4.6, 0.75 * len(domains) + 1.0), 2.7))
+    ax = fig.subplots()
+    width = 0.4
+    for offset, shares, colour, label in (
+        (-width / 2, recommended, RECOMMENDED_COLOUR, "recommended"),
+        (
+            width / 2,
+            baseline.reindex(domains),
+            BASELINE_COLOUR,
+            plain(f"baseline: {baseline_label}"),
+        ),
+    ):
+        bars = ax.bar(
+            x + offset, 100 * shares.to_numpy(dtype=float), width, color=colour, label=label
+        )
+        ax.bar_label(bars, fmt="%.0f", fontsize=6, padding=1)
+    crowded = len(domains) > 8 or max(len(str(d)) for d in domains) > 11
+    ax.set_xticks(
+        x,
+        [plain(d) for d in domains],
+        fontsize=7,
+        rotation=30 if crowded else 0,
+        ha="right" if crowded else "center",
+        rotation_mode="anchor",
+    )
+    ax.set_ylabel("share of training data (%)", fontsize=8)
+    ax.set_ylim(0, 100 * max(recommended.max(), baseline.max()) * 1.2)
+    ax.tick_params(labelsize=7)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(0, 1.18), ncols=2)
     fig.tight_layout()
     return fig

@@ -4,14 +4,18 @@ One file that opens offline: CSS inline, figures embedded as PNG data URIs, no s
 network reference. Every string from the user's data (domain, run and file names) is escaped by
 Jinja2's autoescaping (tables by pandas), so a domain called ``<script>`` is shown as text.
 
-Sections (one function each in :mod:`~bimix_bayes.report.sections`): the header (data source
-and hash, package versions, sampler, seed, draws x chains, wall time); diagnostics with pass/fail
-badges and the parameter summary; observed vs fitted (posterior predictive check); extrapolation
-to the target step (50 % and 90 % bands, least squares and its bootstrap band, held-out points
-when given, and their scores); backtests when given; per-domain parameters beside least squares
-(forest plot and table); the decision (recommended vs baseline, the objective's distribution at
-each, P(improvement), constraints); an appendix with the spec and the command that reproduces
-the report.
+Sections (one function each in :mod:`~bimix_bayes.report.sections`, the decision in
+:mod:`~bimix_bayes.report.decision`, the summary in :mod:`~bimix_bayes.report.summary`, the runs
+in :mod:`~bimix_bayes.report.runs`): a summary first (what to train at the target, how sure,
+against which baseline and its shares, how far the forecasts were found to hold, whether the fit
+passed, and a chart of recommended vs baseline shares); the header (data source and hash,
+package versions, sampler, seed, draws x chains, wall time); diagnostics with pass/fail badges;
+observed vs fitted (posterior predictive check); extrapolation to the target step (50 % and 90 %
+bands, least squares and its bootstrap band, held-out points when given, and their scores);
+backtests when given; per-domain parameters beside least squares (forest plot and the one
+parameter table); the decision (recommended vs baseline, the objective's distribution at each,
+P(improvement), constraints); the runs (shares, replicates; every run id in the report links to
+its row); an appendix with the spec and the command that reproduces the report.
 
 Examples
 --------
@@ -24,7 +28,7 @@ Examples
 'least squares beside the fit...'
 >>> page = path.read_text()
 >>> page.startswith("<!DOCTYPE html>"), page.count('<img class="figure"')
-(True, 4)
+(True, 5)
 >>> [s for s in SECTIONS if f'<section id="{s}">' not in page]
 []
 >>> "bimix report FIT.nc --out report.html --step 40000" in page
@@ -54,30 +58,36 @@ from bimix_bayes.decision.constraints import MixtureConstraints
 from bimix_bayes.evaluation.backtest import BacktestResult
 from bimix_bayes.evaluation.metrics import PROBS, coverage, mean_relative_error
 from bimix_bayes.leastsq.fit import BiMixLeastSquares
+from bimix_bayes.report.decision import section_decision
+from bimix_bayes.report.runs import run_anchor, section_runs
 from bimix_bayes.report.sections import (
     SECTIONS,
     ReportInputs,
     section_appendix,
     section_backtests,
-    section_decision,
     section_diagnostics,
     section_extrapolation,
     section_fit,
     section_header,
     section_parameters,
 )
+from bimix_bayes.report.summary import section_summary
+from bimix_bayes.report.tables import readable_number
 
 __all__ = ["SECTIONS", "build_report", "write_report"]
 
 
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("bimix_bayes.report", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["run_anchor"] = run_anchor
+    env.filters["number"] = readable_number
+    return env
 
 
 def _score_holdout(
@@ -140,7 +150,7 @@ def build_report(
     holdout: MixtureData | None = None,
     objective: str = "mean",
     constraints: MixtureConstraints | None = None,
-    baseline: pd.Series | str | None = None,
+    baseline: pd.Series | pd.DataFrame | str | None = None,
     n_bootstrap: int = 200,
     seed: int = 0,
     command: str | None = None,
@@ -202,12 +212,18 @@ def build_report(
             **section_parameters(fit),
         }
         say(f"the decision: optimising the mixture ({objective})...")
+        decided = section_decision(fit, objective, constraints, baseline)
+        appendix = section_appendix(
+            fit, command=command, fit_path=fit_path, holdout=holdout, objective=objective
+        )
         context = {
             **figures,
-            **section_decision(fit, objective, constraints, baseline),
+            **decided,
             **section_backtests(backtests),
-            **section_appendix(
-                fit, command=command, fit_path=fit_path, holdout=holdout, objective=objective
+            **section_runs(fit.data),
+            **appendix,
+            "summary": section_summary(
+                fit, decided["decision"], backtests, scores, command=appendix["command"]
             ),
             "sections": SECTIONS,
         }

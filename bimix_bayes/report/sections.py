@@ -5,15 +5,18 @@ data, diagnostics and spec, the least-squares fit beside it, the target step) an
 ``section_*`` functions return into the context of ``templates/report.html.j2``:
 
 * :func:`section_header`: data source and hash, package versions, sampler, seed, wall time;
-* :func:`section_diagnostics`: pass/fail badges and the posterior summary;
+* :func:`section_diagnostics`: pass/fail badges, problems and what to try;
 * :func:`section_fit`: observed vs fitted (the posterior predictive check);
 * :func:`section_extrapolation`: forecasts to the target step, held-out points and their scores;
-* :func:`section_parameters`: per-domain parameters beside least squares;
-* :func:`section_decision`: the recommended mixture against the baseline;
+* :func:`section_parameters`: per-domain parameters beside least squares (the one parameter
+  table: the law's parameters and the noise scales);
 * :func:`section_backtests`: how far to trust the forecasts (backtests on the same runs);
 * :func:`section_appendix`: the spec and the command that reproduces the report.
 
-Every section but the backtests' takes ``fit``, the :class:`ReportInputs` prepared once.
+Every section but the backtests' takes ``fit``, the :class:`ReportInputs` prepared once. The
+decision, the summary at the top and the runs table have their own modules
+(:mod:`~bimix_bayes.report.decision`, :mod:`~bimix_bayes.report.summary`,
+:mod:`~bimix_bayes.report.runs`).
 
 Each section draws its figures with :mod:`~bimix_bayes.report.figures` (PNG data URIs) and
 formats its tables with :mod:`~bimix_bayes.report.tables` (escaped HTML).
@@ -49,32 +52,23 @@ from bimix_bayes.bayes.diagnostics import FitDiagnostics
 from bimix_bayes.bayes.forecast import predict
 from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata, spec_from_idata
 from bimix_bayes.bayes.spec import Spec
-from bimix_bayes.bayes.summary import comparison_table, posterior_table
+from bimix_bayes.bayes.summary import NOISE_PARAMS, comparison_table, posterior_table
 from bimix_bayes.data.table import MixtureData
-from bimix_bayes.decision.constraints import MixtureConstraints
-from bimix_bayes.decision.recommend import optimize
 from bimix_bayes.evaluation.backtest import BacktestResult
 from bimix_bayes.leastsq.fit import BiMixLeastSquares, BootstrapWarning
 from bimix_bayes.report.figures import (
-    decision_figure,
     extrapolation_figure,
     forest_figure,
     predictive_check_figure,
     to_data_uri,
 )
-from bimix_bayes.report.tables import (
-    comparison_cells,
-    decision_cells,
-    diagnostic_badges,
-    html_table,
-)
+from bimix_bayes.report.tables import comparison_cells, diagnostic_badges, html_table
 
 __all__ = [
     "SECTIONS",
     "ReportInputs",
     "section_appendix",
     "section_backtests",
-    "section_decision",
     "section_diagnostics",
     "section_extrapolation",
     "section_fit",
@@ -83,7 +77,17 @@ __all__ = [
 ]
 
 #: The ``id`` of every section the report always has (``validation`` only with backtests).
-SECTIONS = ("header", "diagnostics", "fit", "extrapolation", "parameters", "decision", "appendix")
+SECTIONS = (
+    "summary",
+    "header",
+    "diagnostics",
+    "fit",
+    "extrapolation",
+    "parameters",
+    "decision",
+    "runs",
+    "appendix",
+)
 #: Steps of the grid the extrapolation curves are drawn on.
 GRID_POINTS = 40
 
@@ -207,13 +211,9 @@ def section_header(
 
 
 def section_diagnostics(fit: ReportInputs) -> dict[str, Any]:
-    """The verdict, one pass/fail badge per convergence check, and the posterior summary."""
-    summary = posterior_table(fit.idata, prob=0.94)
-    return {
-        "diag": fit.diag,
-        "badges": diagnostic_badges(fit.diag),
-        "summary": html_table(summary.map(lambda v: f"{v:.4g}")),
-    }
+    """The verdict and one pass/fail badge per convergence check (each parameter's r-hat and
+    ESS are in the parameters section's table)."""
+    return {"diag": fit.diag, "badges": diagnostic_badges(fit.diag)}
 
 
 def section_fit(fit: ReportInputs) -> dict[str, Any]:
@@ -278,6 +278,7 @@ def section_extrapolation(
     return {
         "target": fit.target,
         "max_step": fit.max_step,
+        "runs_shown": runs_by_domain,
         "extrapolation_figure": to_data_uri(figure),
         "holdout": holdout is not None,
         "holdout_runs_shown": bool(holdout_runs),
@@ -287,45 +288,15 @@ def section_extrapolation(
 
 
 def section_parameters(fit: ReportInputs) -> dict[str, Any]:
-    """Per-domain parameters: posterior mean and HDI beside least squares and its bootstrap."""
+    """Per-domain parameters: posterior mean and HDI beside least squares and its bootstrap,
+    then the noise scales (``sigma``, ``tau``: posterior only), with r-hat and ESS: the report's
+    one parameter table."""
     table = comparison_table(fit.idata, prob=0.94, least_squares=fit.ls)
+    noise = posterior_table(fit.idata, prob=0.94, var_names=NOISE_PARAMS)
     return {
         "forest_figure": to_data_uri(forest_figure(table)),
-        "comparison": html_table(comparison_cells(table)),
+        "comparison": html_table(comparison_cells(pd.concat([table, noise]))),
     }
-
-
-def section_decision(
-    fit: ReportInputs,
-    objective: str = "mean",
-    constraints: MixtureConstraints | None = None,
-    baseline: pd.Series | str | None = None,
-) -> dict[str, Any]:
-    """The mixture to train at the target step, against the baseline.
-
-    ``objective``, ``constraints`` and ``baseline`` are passed to
-    :func:`bimix_bayes.decision.recommend.optimize`.
-    """
-    rec = optimize(
-        fit.idata,
-        fit.target,
-        objective=objective,
-        constraints=constraints,
-        baseline=baseline,
-        seed=fit.seed,
-    )
-    reasons = rec.constraints[
-        (rec.constraints["lower_reason"] != "") | (rec.constraints["upper_reason"] != "")
-    ][["status", "lower_reason", "upper_reason"]]
-    decision = {
-        "rec": rec,
-        "table": html_table(decision_cells(rec)),
-        "objective_table": html_table(rec.objective_table().map(lambda v: f"{v:.5f}")),
-        "constraints": html_table(reasons) if len(reasons) else "",
-        "figure": to_data_uri(decision_figure(rec.draws, rec.p_beats_baseline)),
-        "improvement": rec.improvement,
-    }
-    return {"decision": decision, "objective": rec.objective}
 
 
 def section_backtests(backtests: Sequence[BacktestResult] = ()) -> dict[str, Any]:

@@ -1,19 +1,21 @@
 """The tables of the HTML report: numbers formatted for reading, rendered as escaped HTML.
 
 Every string from the user's data (domain and run names) is escaped by pandas in
-:func:`html_table`, so the template may mark the result safe.
+:func:`html_table`, so the template may mark the result safe. Every table comes inside a
+horizontally scrollable ``<div class="scroll">``, so a wide one never widens the page.
 
 Examples
 --------
 >>> import pandas as pd
 >>> print(html_table(pd.DataFrame({"loss": [2.5]}, index=["<b>web</b>"])))  # doctest: +ELLIPSIS
-<table class="dataframe table">
+<div class="scroll"><table class="dataframe table">
 ...
       <th>&lt;b&gt;web&lt;/b&gt;</th>
       <td>2.5</td>
 ...
->>> estimate_cells(pd.Series([1.0]), pd.Series([0.5]), pd.Series([2.0]))
-['1 [0.5, 2]']
+</table></div>
+>>> estimate_cells(pd.Series([1.0, None]), pd.Series([0.5, None]), pd.Series([2.0, None]))
+['1 [0.5, 2]', '']
 """
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ __all__ = [
     "diagnostic_badges",
     "estimate_cells",
     "html_table",
+    "readable_number",
 ]
 
+#: The least-squares columns of :func:`comparison_cells`' input.
+LS_COLUMNS = ("ls_estimate", "ls_lower", "ls_upper")
 #: The badges of the diagnostics section: label, the diagnostic, its threshold in the spec,
 #: how it must compare with it, its format, and the attribute naming where the worst value is.
 BADGES = (
@@ -45,8 +50,25 @@ BADGES = (
 
 
 def html_table(df: pd.DataFrame, **kw: Any) -> str:
-    """A DataFrame as an escaped HTML table (Jinja2 marks it safe only after pandas escaped it)."""
-    return df.to_html(escape=True, border=0, classes="table", na_rep="", **kw)
+    """A DataFrame as an escaped HTML table (Jinja2 marks it safe only after pandas escaped it),
+    in a horizontally scrollable wrapper."""
+    table = df.to_html(escape=True, border=0, classes="table", na_rep="", **kw)
+    return f'<div class="scroll">{table}</div>'
+
+
+def readable_number(value: float) -> str:
+    """A step or token count as people write it: ``50000``, ``1.5e10`` (not ``5e+04``), whole
+    from 100 on.
+
+    Examples
+    --------
+    >>> [readable_number(v) for v in (50_000, 4e10, 5848.04, 0.5)]
+    ['50000', '4e10', '5848', '0.5']
+    """
+    if abs(value) >= 1e6:
+        mantissa, _, exponent = f"{value:.3g}".partition("e")
+        return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def diagnostic_badges(diag: FitDiagnostics) -> list[dict[str, Any]]:
@@ -69,17 +91,26 @@ def diagnostic_badges(diag: FitDiagnostics) -> list[dict[str, Any]]:
 
 
 def estimate_cells(estimate: pd.Series, lower: pd.Series, upper: pd.Series) -> list[str]:
-    """``"estimate [lower, upper]"`` per row, to 4 significant digits."""
-    return [
-        f"{m:.4g} [{lo:.4g}, {hi:.4g}]" for m, lo, hi in zip(estimate, lower, upper, strict=True)
-    ]
+    """``"estimate [lower, upper]"`` per row, to 4 significant digits ("" without an estimate,
+    "estimate" alone without bounds)."""
+    return [_estimate(m, lo, hi) for m, lo, hi in zip(estimate, lower, upper, strict=True)]
+
+
+def _estimate(value: float, lower: float, upper: float) -> str:
+    if pd.isna(value):
+        return ""
+    if pd.isna(lower) or pd.isna(upper):
+        return f"{value:.4g}"
+    return f"{value:.4g} [{lower:.4g}, {upper:.4g}]"
 
 
 def comparison_cells(table: pd.DataFrame) -> pd.DataFrame:
     """Posterior mean [HDI] beside least squares [bootstrap], one row per (domain, parameter).
 
-    ``table`` is :func:`bimix_bayes.bayes.summary.comparison_table` output.
+    ``table`` is :func:`bimix_bayes.bayes.summary.comparison_table` output, possibly with rows
+    of :func:`~bimix_bayes.bayes.summary.posterior_table` (no least-squares columns: blank).
     """
+    table = table.reindex(columns=list(dict.fromkeys([*table.columns, *LS_COLUMNS])))
     return pd.DataFrame(
         {
             "posterior mean [94% HDI]": estimate_cells(
@@ -123,13 +154,9 @@ def decision_cells(rec: Recommendation) -> pd.DataFrame:
         shown.insert(2, "unconstrained", _percent(domain["unconstrained"]))
     if "forecast_recommended_median" in domain:
         for who in ("recommended", "baseline"):
-            shown[f"forecast at {who} (90%)"] = [
-                f"{m:.4f} [{lo:.4f}, {hi:.4f}]"
-                for m, lo, hi in zip(
-                    domain[f"forecast_{who}_median"],
-                    domain[f"forecast_{who}_lower_90"],
-                    domain[f"forecast_{who}_upper_90"],
-                    strict=True,
-                )
-            ]
+            shown[f"forecast at {who} (90%)"] = estimate_cells(
+                domain[f"forecast_{who}_median"],
+                domain[f"forecast_{who}_lower_90"],
+                domain[f"forecast_{who}_upper_90"],
+            )
     return shown

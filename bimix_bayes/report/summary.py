@@ -1,0 +1,158 @@
+"""The summary at the top of the report: the first screen answers what to train, how sure the
+choice is, what it is compared with, how far the forecasts can be trusted, and whether the fit
+passed its diagnostics.
+
+:func:`section_summary` reads what the other sections computed (the decision of
+:func:`~bimix_bayes.report.decision.section_decision`, the backtests, the held-out scores) and
+adds nothing slow. How far to trust the forecasts (:func:`trust_lines`) comes from the
+backtests given to the report and from the held-out points; with neither, the summary says so and
+gives the command that would add a backtest.
+
+Examples
+--------
+>>> from bimix_bayes.report.decision import section_decision
+>>> fit = ReportInputs.prepare(idata, step=None, n_bootstrap=0, seed=0)
+>>> summary = section_summary(fit, section_decision(fit)["decision"], command="bimix report f.nc")
+>>> summary["trust"], summary["trust_command"]
+([], 'bimix report f.nc --backtest horizon:0.5')
+>>> fit_status(fit.diag)["passed"] == fit.diag.passed
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bimix_bayes.bayes.diagnostics import FitDiagnostics
+from bimix_bayes.bayes.discrepancy import extrapolation_note
+from bimix_bayes.data.labels import ALL_POINTS
+from bimix_bayes.evaluation.backtest import BacktestResult
+from bimix_bayes.report.sections import ReportInputs
+
+__all__ = ["fit_status", "section_summary", "trust_lines"]
+
+#: The backtest the summary suggests when none was run: fit each run's first half of steps and
+#: forecast the rest, as far ahead as the default target (twice the last checkpoint).
+SUGGESTED_BACKTEST = "horizon:0.5"
+METHOD_LABELS = {"bayes": "Bayes", "ls": "least squares"}
+
+
+def fit_status(diag: FitDiagnostics) -> dict[str, Any]:
+    """Whether the fit passed its convergence diagnostics, and the first reason when it did not
+    (``passed``, ``reason``: "" when it passed).
+
+    Examples
+    --------
+    >>> from bimix_bayes.bayes.persistence import diagnostics_from_idata
+    >>> sorted(fit_status(diagnostics_from_idata(idata)))
+    ['passed', 'reason']
+    """
+    problems = list(diag.problems)
+    reason = problems[0] if problems else ""
+    if len(problems) > 1:
+        reason += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
+    return {"passed": bool(diag.passed), "reason": reason}
+
+
+def _method_scores(result: BacktestResult) -> list[str]:
+    parts = []
+    for method, label in METHOD_LABELS.items():
+        key = (method, ALL_POINTS)
+        if key not in result.metrics.index:
+            continue
+        row = result.metrics.loc[key]
+        text = f"{label} MRE {100 * row['mre']:.1f}%"
+        if np.isfinite(row.get("cover_90", np.nan)):
+            text += f", 90% interval covers {100 * row['cover_90']:.0f}%"
+        parts.append(text)
+    return parts
+
+
+def trust_lines(
+    backtests: Sequence[BacktestResult] = (), scores: pd.DataFrame | None = None
+) -> list[str]:
+    """One line per backtest (its protocol, held-out points, the mean relative error and 90 %
+    coverage of each method over all of them) and one for the held-out points' ``scores``.
+
+    Parameters
+    ----------
+    backtests
+        Results of :func:`bimix_bayes.evaluation.backtest.backtest`.
+    scores
+        The report's per-domain scores of held-out points (its ``"all domains"`` row is read).
+
+    Examples
+    --------
+    >>> from bimix_bayes.evaluation.backtest import backtest
+    >>> result = backtest(data, "last-checkpoint", method="ls", n_bootstrap=10)
+    >>> line = trust_lines([result])[0]
+    >>> line.startswith("backtest last-checkpoint ("), "least squares MRE" in line
+    (True, True)
+    """
+    lines = []
+    for result in backtests:
+        pooled = result.headline().xs(ALL_POINTS, level="domain", drop_level=False)
+        held = f" ({pooled['n'].max():.0f} held-out points)" if len(pooled) else ""
+        scored = "; ".join(_method_scores(result)) or "no score"
+        failed = result.failed_fits()
+        caveat = f"; {failed} Bayesian fit(s) FAILED their diagnostics" if failed else ""
+        lines.append(f"backtest {result.protocol}{held}: {scored}{caveat}")
+    if scores is not None and "all domains" in scores.index:
+        row = scores.loc["all domains"]
+        lines.append(
+            f"held-out points ({row['points']:.0f}): Bayes MRE {row['MRE Bayes (%)']:.1f}%, "
+            f"90% interval covers {row['Bayes 90% coverage (%)']:.0f}%; least squares MRE "
+            f"{row['MRE least squares (%)']:.1f}%"
+        )
+    return lines
+
+
+def section_summary(
+    fit: ReportInputs,
+    decision: dict[str, Any],
+    backtests: Sequence[BacktestResult] = (),
+    scores: pd.DataFrame | None = None,
+    command: str = "bimix report FIT.nc --out report.html",
+) -> dict[str, Any]:
+    """The summary box: the decision, its baseline, the trust in the forecasts and the fit.
+
+    Parameters
+    ----------
+    fit
+        The report's inputs.
+    decision
+        ``section_decision(...)["decision"]``.
+    backtests, scores
+        As for :func:`trust_lines`.
+    command
+        The command that reproduces the report; with no backtest nor held-out points, the
+        summary suggests it with ``--backtest horizon:0.5``.
+
+    Returns
+    -------
+    dict
+        ``recommended`` (shares text), ``baseline`` (:func:`~bimix_bayes.report.decision.
+        baseline_facts`), ``rec``, ``horizon`` (target / last fitted step), ``far`` (a warning
+        when the target lies beyond what backtests support, else None), ``trust`` (lines),
+        ``trust_command`` and ``fit`` (:func:`fit_status`).
+    """
+    trust = trust_lines(backtests, scores)
+    return {
+        "recommended": decision["recommended"],
+        "baseline": decision["baseline"],
+        "rec": decision["rec"],
+        "horizon": fit.target / fit.max_step,
+        "far": extrapolation_note(
+            np.array([fit.target]),
+            first=float(fit.data.observations["step"].min()),
+            last=fit.max_step,
+            unit=fit.data.volume,
+        ),
+        "trust": trust,
+        "trust_command": "" if trust else f"{command} --backtest {SUGGESTED_BACKTEST}",
+        "fit": fit_status(fit.diag),
+    }
