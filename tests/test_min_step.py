@@ -37,7 +37,7 @@ def test_min_step_leaves_out_earlier_checkpoints_and_says_how_many(sim_csv):
 
 
 def test_min_step_beyond_every_checkpoint_is_refused(sim_csv):
-    with pytest.raises(DataError, match="every observation is before min_step.*lower --min-step"):
+    with pytest.raises(DataError, match=r"every observation is before min_step.*lower --min-step"):
         load_data(sim_csv, min_step=1e12)
 
 

@@ -37,7 +37,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     int
         0, once the report is written (with ``--holdout`` and ``--backtest`` when given).
     """
-    from bimix_bayes.bayes.persistence import data_from_idata, load_fit
+    from bimix_bayes.bayes.persistence import data_from_idata, load_fit, spec_from_idata
     from bimix_bayes.decision.constraints import load_constraints
     from bimix_bayes.evaluation.backtest import backtest
     from bimix_bayes.report.html import write_report
@@ -65,6 +65,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                 method="both",
                 seed=args.seed,
                 n_bootstrap=args.bootstrap,
+                spec=spec_from_idata(idata),  # the fit's own model and sampler settings
                 progress=lines,
             )
         )

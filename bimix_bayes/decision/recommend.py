@@ -94,8 +94,9 @@ def _baseline(
         which = ""
     elif feasible.any():
         which = " " + which
+    n = int(pool.sum())
     return runs.loc[best], (
-        f"observed run {best} (the lowest objective of {int(pool.sum())} observed runs{which})"
+        f"observed run {best} (the lowest objective of {n} observed run{'s' * (n != 1)}{which})"
     )
 
 
