@@ -62,7 +62,12 @@ class SpecError(ValueError):
 
 
 def _number(
-    lo: float | None = None, hi: float | None = None, *, open_lo: bool = True, integer: bool = False
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    open_lo: bool = True,
+    open_hi: bool = True,
+    integer: bool = False,
 ) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:
         kind = "an integer" if integer else "a number"
@@ -76,8 +81,8 @@ def _number(
             return f"expected a finite number, got {v!r}"
         if lo is not None and (v <= lo if open_lo else v < lo):
             return f"expected {kind} {'>' if open_lo else '>='} {lo:g}, got {v!r}"
-        if hi is not None and v >= hi:
-            return f"expected {kind} < {hi:g}, got {v!r}"
+        if hi is not None and (v >= hi if open_hi else v > hi):
+            return f"expected {kind} {'<' if open_hi else '<='} {hi:g}, got {v!r}"
         return None
 
     return check
@@ -128,7 +133,7 @@ SCHEMA: dict[str, Any] = {
     "discrepancy": {
         "extrapolation": _boolean,
         "sd_per_doubling": _number(0, open_lo=False),
-        "domain_correlation": _number(0, 1, open_lo=False),
+        "domain_correlation": _number(0, 1, open_lo=False, open_hi=False),
     },
     "sampler": {
         "backend": _choice("nutpie", "pymc"),
