@@ -24,18 +24,19 @@ Examples
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 from bimix_bayes.cli import options as opt
 from bimix_bayes.cli.errors import EXIT_ERROR, EXIT_USAGE, fail
+from bimix_bayes.cli.progress import Progress
 
 __all__ = ["add_commands", "cmd_corpora", "cmd_study", "cmd_train", "cmd_verify"]
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+def _say_for(args: argparse.Namespace) -> Progress:
+    """Stage lines of a proxy command on stderr (``bimix: COMMAND: ...``), silent with --quiet."""
+    return Progress.of(args)
 
 
 def _mixture(text: str) -> dict[str, float]:
@@ -90,7 +91,7 @@ def cmd_corpora(args: argparse.Namespace) -> int:
             max_bytes=None if args.max_mb == 0 else int(args.max_mb * 1e6),
             min_bytes=int(args.min_mb * 1e6),
             workdir=args.downloads,
-            log=_say,
+            log=_say_for(args),
         )
     except (CorpusError, OSError) as exc:
         return fail(str(exc), EXIT_ERROR)
@@ -195,10 +196,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bimix_bayes.proxy.study import write_results
     from bimix_bayes.proxy.trainer import train_run
 
-    _say(f"training {args.name!r}: {args.steps} steps, checkpoints {config.checkpoints()}")
+    _say_for(args)(
+        f"training {args.name!r}: {args.steps} steps, checkpoints {config.checkpoints()}"
+    )
     try:
         result = train_run(
-            args.corpora, args.mixture, config, seed=args.seed, run=args.name, log=_say
+            args.corpora, args.mixture, config, seed=args.seed, run=args.name, log=_say_for(args)
         )
     except (ValueError, FloatingPointError, OSError, RuntimeError) as exc:
         return fail(str(exc), EXIT_ERROR)
@@ -265,7 +268,7 @@ def cmd_study(args: argparse.Namespace) -> int:
             min_share=args.min_share,
             n_replicates=args.replicates,
             replicate_mixtures=args.replicate_mixtures,
-            log=_say,
+            log=_say_for(args),
         )
     except (ValueError, RuntimeError, OSError, FloatingPointError) as exc:
         return fail(str(exc), EXIT_ERROR)
@@ -314,7 +317,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         fit=args.fit,
         min_step=args.min_step,
         workers=args.workers,
-        log=_say,
+        log=_say_for(args),
     )
     print((args.out / "verify.md").read_text().split("## Mean over domains per")[0].rstrip())
     print(f"\nwrote {args.out}/verify.md, verify.json, comparison.csv ({result['wall_seconds']} s)")
