@@ -243,7 +243,7 @@ def verify(
     )
     one_run = forecast_draws(idata, [target], mixtures=per_run, seed=fit_seed)
     law = forecast_draws(idata, [target], mixtures=mixtures, kind="law", seed=fit_seed)
-    result = _summarise(table, rec, one_run, law, role_of, target, longest, data)
+    result = _summarise(table, rec, one_run, law, role_of, target, longest, mixtures)
     result.update(
         seeds=seeds,
         seeds_also_in_study=reused,
@@ -263,7 +263,7 @@ def _at_target_mean(draws) -> np.ndarray:
     return v.transpose("sample", "mixture").to_numpy()
 
 
-def _summarise(table, rec, one_run, law, role_of, target, longest, data) -> dict[str, Any]:
+def _summarise(table, rec, one_run, law, role_of, target, longest, mixtures) -> dict[str, Any]:
     final = table[np.isclose(table["step"], table["step"].max())]
     avg = final[final["domain"] == ALL_DOMAINS].set_index("run")
     beyond = table[table["step"] > longest]
@@ -295,7 +295,7 @@ def _summarise(table, rec, one_run, law, role_of, target, longest, data) -> dict
         lo, hi = np.quantile(first_run[r], [0.05, 0.95])
         slo, shi = np.quantile(seed_mean[r], [0.05, 0.95])
         per_role[r] = {
-            "shares": {d: float(v) for d, v in _shares(rec, r, data).items()},
+            "shares": {d: float(v) for d, v in mixtures.loc[r].items()},
             "predicted_one_run": {
                 "median": float(np.median(first_run[r])),
                 "lower_90": float(lo),
@@ -364,16 +364,8 @@ def _summarise(table, rec, one_run, law, role_of, target, longest, data) -> dict
             "beyond_trained_steps_per_domain": scores(beyond[beyond["domain"] != ALL_DOMAINS]),
             "target_mean_over_domains": scores(avg.reset_index()),
         },
-        "domains": list(data.domains),
+        "domains": [str(d) for d in mixtures.columns],
     }
-
-
-def _shares(rec, role: str, data) -> pd.Series:
-    if role == "recommended":
-        return rec.mixture
-    if role == "baseline":
-        return rec.baseline
-    return pd.Series(1.0 / len(data.domains), index=list(data.domains))
 
 
 def format_markdown(result: dict[str, Any], table: pd.DataFrame) -> str:
