@@ -47,7 +47,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     (Bayesian) the log predictive density, per domain, for the average over domains and pooled.
     Protocols: last-checkpoint (fit all but each run's last checkpoint, predict it), horizon:F
     (fit steps <= F x the last step, predict the later ones), holdout-mixtures:K (fit K random
-    runs, predict the others; --splits random splits).
+    runs, predict the others; --splits random splits). Methods: bayes, ls, lightgbm (RegMix's
+    regressor, an optional extra), both (bayes and ls) or all (the three).
 
     Returns
     -------
@@ -63,7 +64,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     """
     from bimix_bayes.bayes.spec import load_spec
     from bimix_bayes.evaluation.backtest import backtest
+    from bimix_bayes.evaluation.lightgbm_method import import_lightgbm
+    from bimix_bayes.evaluation.runner import method_list
 
+    methods = method_list(args.method)
+    if "lightgbm" in methods:
+        import_lightgbm()  # a missing extra fails before the data are read
     for target, option in ((args.out, "--out"), (args.points, "--points")):
         if target is not None:
             check_writable(target, option=option)
@@ -77,7 +83,14 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     progress = Progress.of(args, "backtest")
     t0 = time.perf_counter()
     common = {"method": args.method, "seed": args.seed, "n_splits": args.splits}
-    lines = backtest_progress(progress, data, args.protocol, **common)
+    if len(methods) <= 2:
+        lines = backtest_progress(progress, data, args.protocol, **common)
+    else:  # backtest_progress counts the fits of one method or both: pass each line on
+        progress(f"fitting {', '.join(methods)} on each split...")
+
+        def lines(line: str) -> None:
+            progress(line.strip())
+
     result = backtest(
         data,
         args.protocol,
@@ -113,10 +126,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     opt.add_options(
         g,
-        ("--method", ["bayes", "ls", "both"], "both", "hierarchical Bayesian model, the paper's "
-         "least squares, or both (default)"),
+        ("--method", ["bayes", "ls", "lightgbm", "both", "all"], "both", "hierarchical "
+         "Bayesian model, the paper's least squares, RegMix's LightGBM regressor (needs "
+         "pip install 'bimix-bayes[lightgbm]'), both = bayes + ls (default), or all three"),
     )  # fmt: skip
-    opt.add_seed(g, help="seed of splits, sampler, bootstrap (0)")
+    opt.add_seed(g, help="seed of splits, sampler, bootstrap, LightGBM (0)")
     opt.add_options(
         g, ("--splits", opt.count(1), 5, "random splits for holdout-mixtures (default 5)")
     )

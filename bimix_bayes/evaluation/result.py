@@ -59,7 +59,7 @@ class BacktestResult:
     data_summary
         One line describing the data.
     settings
-        Methods, seed, splits, bootstrap size, sampler settings.
+        Methods, seed, splits, bootstrap size, sampler settings, LightGBM's settings.
     fits
         One row per (method, split): seconds, and for Bayes whether the fit passed its
         diagnostics (``passed``), max r-hat, divergences and whether it was refitted with
@@ -130,9 +130,17 @@ class BacktestResult:
             return 0
         return int((self.fits["passed"] == False).sum())  # noqa: E712 (NaN for ls rows)
 
+    def _methods(self) -> list[str]:
+        return list(dict.fromkeys(self.points["method"])) if "method" in self.points else []
+
     def notes(self) -> list[str]:
-        """Caveats to print beside the table (failed fits)."""
+        """Caveats to print beside the table (failed fits; LightGBM asked for later steps)."""
         out = []
+        if "lightgbm" in self._methods() and self.protocol.kind in ("horizon", "last-checkpoint"):
+            out.append(
+                "lightgbm's trees cannot extrapolate in step: a held-out step later than every "
+                "fitted one is forecast at about the loss of the last fitted step"
+            )
         failed = self.failed_fits()
         if failed:
             total = int(self.fits["passed"].notna().sum())
@@ -167,12 +175,17 @@ class BacktestResult:
         return f"{len(first)} per method ({', '.join(parts)}) over {n_split} split(s)"
 
     def _legend(self) -> list[str]:
+        lgb = "lightgbm" in self._methods()
         return [
             "MRE/max RE: |predicted/observed - 1| of the point forecast (Bayes: predictive "
-            "median; ls: fitted curve); R2 (log): on log loss; Spearman: rank correlation of "
+            "median; ls: fitted curve"
+            + ("; lightgbm: RegMix's LightGBM regressor on shares and log(step)" if lgb else "")
+            + "); R2 (log): on log loss; Spearman: rank correlation of "
             "held-out runs at the last held-out step; cover/width: share of points inside the "
             "central interval and its mean width relative to the forecast (ls: run bootstrap "
-            f"of the law + residual noise); {ALL_POINTS}: pooled over domains (R2, Spearman: "
+            "of the law + residual noise"
+            + ("; lightgbm: its quantile regressions" if lgb else "")
+            + f"); {ALL_POINTS}: pooled over domains (R2, Spearman: "
             f"mean of the domains); {ALL_DOMAINS}: the average loss over domains",
         ]
 

@@ -1,12 +1,15 @@
 """Run a backtest: fit each method on the training part of every split, forecast the held-out
 points, and score them (:func:`backtest`).
 
-Both methods see the same training data: ``"bayes"`` (the hierarchical model,
+Every method sees the same training data: ``"bayes"`` (the hierarchical model,
 :class:`~bimix_bayes.bayes.model.BiMixModel`, forecasts from
-:func:`~bimix_bayes.bayes.forecast.predict`) and ``"ls"`` (the paper's least squares,
-:class:`~bimix_bayes.leastsq.fit.BiMixLeastSquares`). Data at a single step (a fixed budget) are
-fitted with the fixed-budget law instead: :class:`~bimix_bayes.bayes.fixed_budget.
-FixedBudgetConjugate` and :class:`~bimix_bayes.leastsq.fixed_budget.FixedBudgetLeastSquares`.
+:func:`~bimix_bayes.bayes.forecast.predict`), ``"ls"`` (the paper's least squares,
+:class:`~bimix_bayes.leastsq.fit.BiMixLeastSquares`) and ``"lightgbm"`` (RegMix's regressor, a
+comparator without a law: :class:`~bimix_bayes.evaluation.lightgbm_method.LightGBMForecaster`,
+an optional extra). Data at a single step (a fixed budget) are fitted with the fixed-budget law
+instead: :class:`~bimix_bayes.bayes.fixed_budget.FixedBudgetConjugate` and
+:class:`~bimix_bayes.leastsq.fixed_budget.FixedBudgetLeastSquares` (LightGBM is fitted as it
+is: its step feature is then constant, which is RegMix's own setting).
 
 Least-squares intervals are the run bootstrap of the fitted law (``n_bootstrap`` resamples of
 whole runs, each refitted) **plus** the residual noise of the fit: every bootstrap curve gets
@@ -38,15 +41,25 @@ from bimix_bayes.bayes.spec import Spec
 from bimix_bayes.data.labels import ALL_DOMAINS, WEIGHTED_DOMAINS, interval_columns, long_table
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.evaluation.decision_calibration import pairwise_probabilities, with_outcomes
+from bimix_bayes.evaluation.lightgbm_method import LightGBMForecaster, import_lightgbm
 from bimix_bayes.evaluation.metrics import PROBS, score, with_domain_mean
 from bimix_bayes.evaluation.protocols import Protocol, parse_protocol
 from bimix_bayes.evaluation.result import BacktestResult
 from bimix_bayes.evaluation.splits import Split, fixed_budget, make_splits
 from bimix_bayes.leastsq.fit import BiMixLeastSquares, BootstrapWarning
 
-__all__ = ["POINT_COLUMNS", "backtest"]
+__all__ = ["METHODS", "POINT_COLUMNS", "backtest", "method_list"]
 
-Method = Literal["bayes", "ls", "both"]
+Method = Literal["bayes", "ls", "lightgbm", "both", "all"]
+
+#: What each ``method`` argument fits, in order.
+METHODS: dict[str, tuple[str, ...]] = {
+    "bayes": ("bayes",),
+    "ls": ("ls",),
+    "lightgbm": ("lightgbm",),
+    "both": ("bayes", "ls"),
+    "all": ("bayes", "ls", "lightgbm"),
+}
 
 #: Share given, for prediction only, to a domain a held-out mixture leaves out (BiMix is
 #: undefined at r = 0; those domains have no observations to score, see ``zero_policy``).
@@ -66,6 +79,20 @@ POINT_COLUMNS = (
     *_INTERVALS,
     "lpd",
 )
+
+
+def method_list(method: str) -> list[str]:
+    """The methods a ``method`` argument fits, in the order the runner fits them.
+
+    Examples
+    --------
+    >>> method_list("both"), method_list("all")
+    (['bayes', 'ls'], ['bayes', 'ls', 'lightgbm'])
+    """
+    if method not in METHODS:
+        names = ", ".join(repr(m) for m in METHODS)
+        raise ValueError(f"method must be one of {names}; got {method!r}")
+    return list(METHODS[method])
 
 
 def _prediction_mixtures(
@@ -228,6 +255,26 @@ def _ls_points(
     return out, {"seconds": time.perf_counter() - t0, "pairs": pairs}
 
 
+def _lightgbm_points(
+    split: Split, data: MixtureData, seed: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """RegMix's LightGBM (:mod:`~bimix_bayes.evaluation.lightgbm_method`): point forecasts and
+    quantile-regression intervals; the mean over domains averages the domains' forecasts and
+    bounds. No densities and no joint draws (no pairwise decision calibration)."""
+    t0 = time.perf_counter()
+    model = LightGBMForecaster(seed=seed).fit(split.train)
+    domains = list(model.domains_)
+    held = with_domain_mean(split.held, domains)
+    runs = list(dict.fromkeys(held["run"]))
+    steps = np.sort(held["step"].unique())
+    pred = model.predict(data.mixtures.loc[runs], steps)  # run x step x domain
+    point = _with_mean(pred.pop("predicted"))
+    bounds = {name: _with_mean(values) for name, values in pred.items()}
+    dims = {"run": runs, "step": steps, "domain": [*domains, ALL_DOMAINS]}
+    out = _scored(held, dims, point, bounds).assign(lpd=np.nan)
+    return out, {"seconds": time.perf_counter() - t0}
+
+
 def _fixed_budget_points(
     split: Split, data: MixtureData, method: str, n_bootstrap: int, seed: int
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -292,9 +339,10 @@ def backtest(
         ``"last-checkpoint"``, ``"horizon:F"`` or ``"holdout-mixtures:K"`` (or a
         :class:`~bimix_bayes.evaluation.protocols.Protocol`).
     method
-        ``"bayes"``, ``"ls"`` or ``"both"``.
+        ``"bayes"``, ``"ls"``, ``"lightgbm"`` (RegMix's regressor; needs ``pip install
+        'bimix-bayes[lightgbm]'``), ``"both"`` (bayes and ls) or ``"all"`` (the three).
     seed
-        Seed of the splits, the sampler and the bootstrap.
+        Seed of the splits, the sampler, the bootstrap and LightGBM.
     spec
         Model spec of the Bayesian fits (a path, a mapping merged over the default, or None).
     n_bootstrap
@@ -321,16 +369,18 @@ def backtest(
     ['(all points)', '(mean of domains)']
     """
     protocol = parse_protocol(protocol)
-    if method not in ("bayes", "ls", "both"):
-        raise ValueError(f"method must be 'bayes', 'ls' or 'both', got {method!r}")
+    methods = method_list(method)
     if n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
-    methods = ["bayes", "ls"] if method == "both" else [method]
+    if "lightgbm" in methods:
+        import_lightgbm()  # a missing extra fails here, before any fit
     splits = make_splits(data, protocol, seed=seed, n_splits=n_splits)
     frames, fits, pair_frames = [], [], []
     for split in splits:
         for m in methods:
-            if fixed_budget(data):
+            if m == "lightgbm":
+                pts, info = _lightgbm_points(split, data, seed)
+            elif fixed_budget(data):
                 pts, info = _fixed_budget_points(split, data, m, n_bootstrap, seed)
             elif m == "bayes":
                 pts, info = _bayes_points(split, data, spec, seed, retry)
@@ -342,7 +392,7 @@ def backtest(
                 pair_frames.append(pair_table.assign(method=m, split=split.name))
             fits.append({"method": m, "split": split.name, **info})
             if progress is not None:
-                extra = "" if m == "ls" else (" (diagnostics FAILED)" if not info["passed"] else "")
+                extra = " (diagnostics FAILED)" if info.get("passed") is False else ""
                 progress(
                     f"  {protocol} split {split.name}: {m} fitted and scored in "
                     f"{info['seconds']:.1f} s{extra}"
@@ -355,6 +405,8 @@ def backtest(
         "splits": len(splits),
         "n_bootstrap": n_bootstrap,
     }
+    if "lightgbm" in methods:
+        settings["lightgbm"] = LightGBMForecaster(seed=seed).describe()
     if fixed_budget(data):
         settings["fixed_budget"] = True
     elif "bayes" in methods:
