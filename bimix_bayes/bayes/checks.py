@@ -34,12 +34,12 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
+from bimix_bayes.bayes.law_params import gather, law_of_draws, posterior_law, posterior_params
 from bimix_bayes.bayes.likelihood import CurveLayout, draw_offsets
 from bimix_bayes.bayes.model import BiMixModel, resolve_s_ref
 from bimix_bayes.bayes.persistence import data_from_idata, spec_from_idata
 from bimix_bayes.data.labels import interval_columns
 from bimix_bayes.data.table import OBS_COLUMNS, MixtureData
-from bimix_bayes.laws.bimix import bimix_log_loss
 
 __all__ = [
     "PredictiveCheck",
@@ -84,8 +84,9 @@ def replicate_losses(
     Parameters
     ----------
     params
-        Parameter draws (``log_floor``, ``log_reducible``, ``log_alpha``, ``log_beta``,
-        ``sigma`` and optionally ``tau``), dims ``chain, draw, domain``.
+        Parameter draws of the law (:func:`~bimix_bayes.bayes.law_params.posterior_params`:
+        e.g. ``log_floor``, ``log_reducible``, ``log_alpha``, ``log_beta``), ``sigma`` and
+        optionally ``tau``, dims ``chain, draw, domain``.
     layout
         The curves and checkpoints of the observations.
     family, nu
@@ -108,13 +109,15 @@ def replicate_losses(
     tau = take("tau") if "tau" in params else np.zeros_like(sigma)
     w = (nu / 2, nu / 2) if family == "student_t" else None
     u, scale = draw_offsets({"mean": 0.0, "var": tau**2, "w": w}, rng, sigma.shape)
-    mu = bimix_log_loss(
-        layout.curve_log_r[:, None],
+    law = posterior_law(params) if "law" in params.attrs else law_of_draws(params)
+    mu = law.log_loss(
+        layout.curve_shares[:, None, :],
+        layout.curve_own_share[:, None],
         layout.x,
-        take("log_floor")[..., None],
-        take("log_reducible")[..., None],
-        np.exp(take("log_alpha"))[..., None],
-        np.exp(take("log_beta"))[..., None],
+        {
+            k: v[..., None, :] if k == "cross" else v[..., None]
+            for k, v in gather(posterior_params(params, law), d).items()
+        },
     )
     y = mu + u[..., None] + (scale * sigma)[..., None] * rng.standard_normal(mu.shape)
     return np.exp(y[..., layout.obs_curve, layout.obs_pos])

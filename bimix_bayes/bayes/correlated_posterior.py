@@ -31,6 +31,7 @@ from bimix_bayes.bayes.correlated import (
     run_conditional,
     run_log_likelihood,
 )
+from bimix_bayes.bayes.law_params import posterior_law
 from bimix_bayes.bayes.likelihood import CurveLayout, curve_residual_sums
 from bimix_bayes.bayes.spec import Spec
 
@@ -79,7 +80,7 @@ def _chains(
 ) -> Iterator[tuple[int, RunSums, np.ndarray, np.ndarray, np.ndarray | None]]:
     """Per chain: its index, the run sums, sigma and the effect factors."""
     # A curve with a zero share (BiMix undefined there) counts as not observed.
-    defined = np.isfinite(layout.curve_log_r)
+    defined = np.isfinite(layout.curve_log_r) | posterior_law(posterior).finite_at_zero
 
     def by_run(per_curve: np.ndarray) -> np.ndarray:
         return layout.by_run(np.where(defined, per_curve, 0.0))

@@ -9,7 +9,7 @@ Two kinds of target (:mod:`~bimix_bayes.bayes.targets`):
 
 ``kind="predictive"`` (default) forecasts a new measurement (run effects, checkpoint noise and,
 beyond the fitted steps, the error all runs share (:mod:`~bimix_bayes.bayes.discrepancy`)
-included); ``kind="law"`` gives the credible band of the BiMix curve itself (none of those).
+included); ``kind="law"`` gives the credible band of the law's curve itself (none of those).
 Per domain, and as a weighted average over domains (computed per draw, then summarised).
 
 :func:`forecast_draws` gives the draws over named dimensions, :func:`summarise_draws` the tidy
@@ -45,12 +45,13 @@ from bimix_bayes.bayes.discrepancy import (
     extrapolation_note,
     shared_bend,
 )
+from bimix_bayes.bayes.law_params import posterior_law, posterior_params
 from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata, spec_from_idata
 from bimix_bayes.bayes.predictive_density import log_predictive_density
 from bimix_bayes.bayes.targets import domain_weights, forecast_targets, run_effects
 from bimix_bayes.data.labels import NEW, OBSERVED, interval_columns, long_table
 from bimix_bayes.data.mixture_input import mixture_frame
-from bimix_bayes.laws.bimix import bimix_log_loss
+from bimix_bayes.laws.registry import Law
 
 __all__ = [
     "DRAW_DIMS",
@@ -249,9 +250,12 @@ def _probabilities(prob: Sequence[float]) -> list[float]:
 class _Forecast:
     """A forecast ready to draw, over named dimensions; :meth:`chunks` draws it."""
 
-    params: xr.Dataset  # law parameters and sigma over (chain, draw, domain)
-    log_r: xr.DataArray  # (mixture, domain); 0 where the share is 0 (masked by `outside`)
-    outside: xr.DataArray  # (mixture, domain): a zero share, where BiMix is undefined
+    law: Law
+    params: dict[str, np.ndarray]  # the law's parameters over (chain, draw, domain[, training])
+    sigma: xr.DataArray  # (chain, draw, domain)
+    own_share: xr.DataArray  # (mixture, domain); 1 where the law is undefined (see `outside`)
+    train_shares: np.ndarray  # (mixture, training domain)
+    outside: xr.DataArray  # (mixture, domain): a zero share where the law is undefined
     x: xr.DataArray  # (step): centred log step
     weights: xr.DataArray  # (domain): weights of the average
     labels: list[str]  # the domains and the average's label
@@ -262,21 +266,38 @@ class _Forecast:
 
     def chunks(self) -> Iterator[xr.DataArray]:
         """The draws, a few targets at a time (the random stream consumed in target order)."""
-        sizes = self.params.sizes
+        sizes = self.sigma.sizes
         n_values = sizes["chain"] * sizes["draw"] * self.x.size * sizes["domain"]
+        n_values *= max(1, self.train_shares.shape[1]) if self.law.cross_domain else 1
         chunk = max(1, _CHUNK_VALUES // n_values)
-        for start in range(0, self.log_r.sizes["mixture"], chunk):
+        for start in range(0, self.own_share.sizes["mixture"], chunk):
             yield self._draw(slice(start, start + chunk))
 
     def _draw(self, targets: slice) -> xr.DataArray:
-        p, w = self.params, self.weights
+        w = self.weights
         outside = self.outside.isel(mixture=targets)
-        law = (p["log_floor"], p["log_reducible"], p["alpha"], p["beta"])
-        mu = bimix_log_loss(self.log_r.isel(mixture=targets), self.x, *law).transpose(*DRAW_DIMS)
+        own = self.own_share.isel(mixture=targets)
+        # (chain, draw, mixture, step, domain[, training domain])
+        params = {
+            k: v[:, :, None, None, :, :] if k == "cross" else v[:, :, None, None, :]
+            for k, v in self.params.items()
+        }
+        mu = self.law.log_loss(
+            self.train_shares[targets][None, None, :, None, None, :],
+            own.to_numpy()[None, None, :, None, :],
+            self.x.to_numpy()[None, None, None, :, None],
+            params,
+        )
+        coords = {k: self.sigma[k] for k in ("chain", "draw", "domain")}
+        mu = xr.DataArray(
+            mu,
+            dims=DRAW_DIMS,
+            coords={**coords, "mixture": own["mixture"], "step": self.x["step"]},
+        )
         if self.effects is not None:
             run = self.effects.isel(mixture=targets)
             z = xr.DataArray(self.rng.standard_normal(mu.shape), dims=DRAW_DIMS)
-            mu = mu + run["offset"] + z * (run["scale"] * p["sigma"])
+            mu = mu + run["offset"] + z * (run["scale"] * self.sigma)
             mu = mu + run["slope"] * self.x  # zero without the random-slope option
         if self.bend is not None:
             mu = mu + self.bend  # the same for every mixture: shared by all runs
@@ -309,7 +330,8 @@ def _prepare(
     domains = [str(d) for d in post["domain"].to_numpy()]
     if mixtures is not None:
         mixtures = mixture_frame(mixtures)
-    table, sources = forecast_targets(data, domains, mixtures, runs)
+    law = posterior_law(post)
+    table, sources = forecast_targets(data, domains, mixtures, runs, allow_zero=law.finite_at_zero)
     w, avg_label = domain_weights(domains, weights)
     rng = np.random.default_rng([seed, 2])
     effects = run_effects(idata, data, table, sources, rng) if kind == "predictive" else None
@@ -318,10 +340,12 @@ def _prepare(
         dims=("mixture", "domain"),
         coords={"mixture": list(table.index), "source": ("mixture", sources)},
     )
+    training = [str(t) for t in data.mixtures.columns]
+    train_table, _ = forecast_targets(data, training, mixtures, runs, allow_zero=True)
     # An observed run may give a domain no share (its observations were dropped under
-    # zero_policy="drop"): the law says nothing there, so those cells (and an average that
-    # needs them) are NaN rather than infinite.
-    outside = shares == 0
+    # zero_policy="drop"): BiMix says nothing there, so those cells (and an average that
+    # needs them) are NaN rather than infinite. A law finite at zero shares forecasts them.
+    outside = (shares == 0) & (not law.finite_at_zero)
     if outside.any():
         rows, cols = np.nonzero(outside.to_numpy())
         warnings.warn(
@@ -359,8 +383,11 @@ def _prepare(
             dims=("chain", "draw", "step", "domain"),
         )
     return _Forecast(
-        params=post[["log_floor", "log_reducible", "alpha", "beta", "sigma"]],
-        log_r=np.log(shares.where(~outside, 1.0)),
+        law=law,
+        params=posterior_params(post, law),
+        sigma=post["sigma"],
+        own_share=shares.where(~outside, 1.0),
+        train_shares=train_table.to_numpy(dtype=float),
         outside=outside,
         x=xr.DataArray(
             np.log(steps_arr / float(idata.attrs["s_ref"])),

@@ -34,9 +34,11 @@ from bimix_bayes.bayes.correlated import (
     run_log_likelihood,
 )
 from bimix_bayes.bayes.correlated_posterior import CORRELATION_DIM, is_correlated
+from bimix_bayes.bayes.law_params import TRAIN_DIM, spec_law
 from bimix_bayes.bayes.likelihood import CurveLayout, curve_log_likelihood
-from bimix_bayes.bayes.spec import PRIOR_NAMES, Spec
+from bimix_bayes.bayes.spec import Spec
 from bimix_bayes.laws.bimix import log_mixture_factor, log_step_factor
+from bimix_bayes.laws.registry import Law
 
 __all__ = ["build_pymc_model", "compiled_nutpie", "data_names"]
 
@@ -70,6 +72,7 @@ def build_pymc_model(layout: CurveLayout, spec: Spec) -> pm.Model:
     coords = {
         "domain": domains,
         CORRELATION_DIM: domains,
+        TRAIN_DIM: list(layout.training_domains),
         # the partial correlations' order (row-major strict lower triangle, lkj_cpc_shapes)
         "domain_pair": [
             f"{domains[i]}~{domains[m]}" for i in range(len(domains)) for m in range(i)
@@ -83,7 +86,8 @@ def build_pymc_model(layout: CurveLayout, spec: Spec) -> pm.Model:
         log_r = pm.Data("curve_log_r", layout.curve_log_r)
         d = pm.Data("curve_domain", layout.curve_domain.astype("int64"))
         n = pm.Data("n", layout.n)
-        theta = {name: _population(name, spec["priors"][name]) for name in PRIOR_NAMES}
+        law = spec_law(spec)
+        theta = {name: _population(name, spec["priors"][name]) for name in law.population}
         sigma = pm.HalfNormal("sigma", lik["sigma_scale"], dims="domain")
         tau = (
             pm.HalfNormal("tau", lik["tau_scale"], dims="domain")
@@ -94,23 +98,17 @@ def build_pymc_model(layout: CurveLayout, spec: Spec) -> pm.Model:
         if correlated:  # the effects' sds and correlations come from LKJ-Cholesky priors
             tau, chol_u = _correlated_effects("tau", "run_corr", lik["tau_scale"], lik, layout)
         slope = None
-        # BiMix (law.bimix_log_loss) is the mixture factor plus the step factor; the step factor
-        # depends on (domain, step) only, so it is evaluated once per distinct step and gathered.
-        step_factor = log_step_factor(
-            step_grid[None, :],
-            theta["log_floor"][:, None],
-            theta["log_reducible"][:, None],
-            pt.exp(theta["log_beta"])[:, None],
-            math=pt,
-        )
-        mixture_factor = log_mixture_factor(log_r, pt.exp(theta["log_alpha"])[d])
-        mu = mixture_factor[:, None] + step_factor.ravel()[grid_index]
+        x = pm.Data("x", layout.x) if lik["run_slope"] else None
+        if law.cross_domain:
+            mu = _cross_mean(law, theta, layout, spec, d, step_grid, grid_index)
+        else:
+            mu = _bimix_mean(theta, log_r, d, step_grid, grid_index)
         e = (y - mu) * mask
         if correlated:
-            pm.Potential("loglik", _correlated_loglik(e, mask, sigma, chol_u, layout, lik, d).sum())
+            loglik = _correlated_loglik(e, mask, sigma, chol_u, layout, lik, d, x)
+            pm.Potential("loglik", loglik.sum())
             return model
         if lik["run_slope"]:
-            x = pm.Data("x", layout.x)
             kappa = pm.HalfNormal("kappa", lik["slope_scale"], dims="domain")
             slope = (
                 (e * x).sum(axis=1),
@@ -131,6 +129,73 @@ def build_pymc_model(layout: CurveLayout, spec: Spec) -> pm.Model:
         )
         pm.Potential("loglik", loglik.sum())
     return model
+
+
+def _bimix_mean(
+    theta: Mapping[str, pt.TensorVariable],
+    log_r: pt.TensorVariable,
+    d: pt.TensorVariable,
+    step_grid: pt.TensorVariable,
+    grid_index: pt.TensorVariable,
+) -> pt.TensorVariable:
+    """BiMix's log loss per curve and checkpoint (:func:`~bimix_bayes.laws.bimix.bimix_log_loss`):
+    the mixture factor plus the step factor (:func:`_step_factor`)."""
+    mixture_factor = log_mixture_factor(log_r, pt.exp(theta["log_alpha"])[d])
+    return mixture_factor[:, None] + _step_factor(theta, step_grid, grid_index)
+
+
+def _step_factor(
+    theta: Mapping[str, pt.TensorVariable],
+    step_grid: pt.TensorVariable,
+    grid_index: pt.TensorVariable,
+) -> pt.TensorVariable:
+    """The step law of every (curve, checkpoint), evaluated once per (domain, distinct step)."""
+    step_factor = log_step_factor(
+        step_grid[None, :],
+        theta["log_floor"][:, None],
+        theta["log_reducible"][:, None],
+        pt.exp(theta["log_beta"])[:, None],
+        math=pt,
+    )
+    return step_factor.ravel()[grid_index]
+
+
+def _cross_mean(
+    law: Law,
+    theta: Mapping[str, pt.TensorVariable],
+    layout: CurveLayout,
+    spec: Spec,
+    d: pt.TensorVariable,
+    step_grid: pt.TensorVariable,
+    grid_index: pt.TensorVariable,
+) -> pt.TensorVariable:
+    """A cross-domain law's log loss per curve and checkpoint (:mod:`bimix_bayes.laws.cross`).
+
+    Cross effects: ``cross = sd_cross * P(z)``, ``z ~ Normal(0, 1)`` per (domain, training
+    domain), ``P`` the identifying projection (:func:`~bimix_bayes.laws.cross.project_cross`:
+    own column zero, the others centred), ``sd_cross ~ HalfNormal(law.cross_sd_scale)``. The
+    two directions ``P`` removes per row do not enter the likelihood and keep their
+    standard-Normal prior. The step factor is evaluated once per (domain, distinct step).
+    """
+    shares = pm.Data("curve_shares", layout.curve_shares)
+    own_share = pm.Data("curve_own_share", layout.curve_own_share)
+    own_index = pm.Data("own_index", layout.own_index.astype("int64"))
+    sd_cross = pm.HalfNormal("sd_cross", spec["law"]["cross_sd_scale"])
+    z = pm.Normal("cross_z", 0.0, 1.0, dims=("domain", TRAIN_DIM))
+    rows = pt.arange(z.shape[0])
+    mask = pt.set_subtensor(
+        pt.ones_like(z)[rows, pt.maximum(own_index, 0)],
+        pt.switch(pt.ge(own_index, 0), 0.0, 1.0),
+    )
+    mean = (z * mask).sum(axis=-1, keepdims=True) / mask.sum(axis=-1, keepdims=True)
+    cross = pm.Deterministic("cross", sd_cross * (z - mean) * mask, dims=("domain", TRAIN_DIM))
+    params = {"cross": cross[d]}
+    if "log_own" in theta:
+        params["own"] = pm.Deterministic("own", pt.exp(theta["log_own"]), dims="domain")[d]
+    if "log_alpha" in theta:
+        params["alpha"] = pt.exp(theta["log_alpha"])[d]
+    mixture_term = law.mixture_term(shares, own_share, params, math=pt)
+    return mixture_term[:, None] + _step_factor(theta, step_grid, grid_index)
 
 
 def _correlated_effects(
@@ -159,6 +224,7 @@ def _correlated_loglik(
     layout: CurveLayout,
     lik: Mapping[str, Any],
     d: pt.TensorVariable,
+    x: pt.TensorVariable | None,
 ) -> pt.TensorVariable:
     """Each run's log likelihood with its correlated effects integrated out (one per run)."""
     run_n = pm.Data("run_n", layout.run_design()[0])
@@ -171,7 +237,6 @@ def _correlated_loglik(
     chol_v = None
     sx = sxx = sxe = zeros
     if lik["run_slope"]:
-        x = pm.Data("x", layout.x)
         _, chol_v = _correlated_effects("kappa", "slope_corr", lik["slope_scale"], lik, layout)
         sx, sxx = by_run((x * mask).sum(axis=1)), by_run((x**2 * mask).sum(axis=1))
         sxe = by_run((e * x).sum(axis=1))
@@ -190,19 +255,23 @@ def data_names(spec: Spec, n_domains: int) -> tuple[str, ...]:
         names = [*(k for k in names if k != "n"), "run_n", "curve_run"]
     if spec["likelihood"]["run_slope"]:
         names.append("x")
+    if spec_law(spec).cross_domain:  # every share of the run replaces its domain's log share
+        names = [k for k in names if k != "curve_log_r"]
+        names += ["curve_shares", "curve_own_share", "own_index"]
     return tuple(names)
 
 
 @cache
-def compiled_nutpie(model_json: str, n_domains: int) -> Any:
-    """Compile once per (model spec, number of domains); fits swap their data in (with_data).
+def compiled_nutpie(model_json: str, n_domains: int, n_train: int | None = None) -> Any:
+    """Compile once per (model spec, number of domains, of training domains); fits swap their
+    data in (with_data).
 
     The data live in ``pm.Data`` containers whose sizes are free, so one compiled model serves
-    any data set with the same number of domains (backtests, simulation studies, refits).
+    any data set with the same numbers of domains (backtests, simulation studies, refits).
     """
     import nutpie
 
     spec = json.loads(model_json)
     return nutpie.compile_pymc_model(
-        build_pymc_model(CurveLayout.placeholder(n_domains), spec), backend="numba"
+        build_pymc_model(CurveLayout.placeholder(n_domains, n_train), spec), backend="numba"
     )

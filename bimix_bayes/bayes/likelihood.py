@@ -43,7 +43,7 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -52,8 +52,8 @@ import pandas as pd
 import xarray as xr
 from scipy.special import gammaln
 
+from bimix_bayes.bayes.law_params import gather, posterior_law, posterior_params
 from bimix_bayes.data.table import MixtureData
-from bimix_bayes.laws.bimix import bimix_log_loss
 
 __all__ = [
     "CurveLayout",
@@ -292,6 +292,11 @@ class CurveLayout:
         Labels; curves index into them with ``curve_domain`` and ``curve_run``.
     curve_run, curve_domain, curve_log_r, n
         Per curve: run index, domain index, log share of its domain, number of checkpoints.
+    training_domains, curve_shares, curve_own_share, own_index
+        The training domains; per curve the run's shares of them (curve x training domain) and
+        the share of its own domain (0 for an evaluation domain that is not trained on); per
+        evaluation domain its column among the training domains (-1 when it has none). What a
+        cross-domain law (:mod:`bimix_bayes.laws.registry`) reads.
     obs_curve, obs_pos
         Per observation (in ``data.observations`` order): its curve and column in the rectangle.
     x, y, mask
@@ -319,6 +324,10 @@ class CurveLayout:
     step_grid: np.ndarray
     grid_index: np.ndarray
     s_ref: float
+    training_domains: tuple[str, ...] = ()
+    curve_shares: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    curve_own_share: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    own_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @classmethod
     def from_data(cls, data: MixtureData, s_ref: float) -> CurveLayout:
@@ -343,13 +352,21 @@ class CurveLayout:
         y[obs_curve, obs_pos] = np.log(obs["loss"].to_numpy(dtype=float))
         mask[obs_curve, obs_pos] = 1.0
         grid_index[obs_curve, obs_pos] = curve_domain[obs_curve] * len(step_grid) + step_of_obs
-        shares = data.mixtures.loc[list(runs), list(domains)].to_numpy(dtype=float)
+        training = [str(c) for c in data.mixtures.columns]
+        all_shares = data.mixtures.loc[list(runs), training].to_numpy(dtype=float)
+        own_index = np.array([training.index(d) if d in training else -1 for d in domains])
+        own_of_curve = own_index[curve_domain]
+        own_share = np.where(
+            own_of_curve >= 0, all_shares[curve_run, np.maximum(own_of_curve, 0)], 0.0
+        )
+        with np.errstate(divide="ignore"):
+            curve_log_r = np.where(own_of_curve >= 0, np.log(own_share), -np.inf)
         return cls(
             domains=tuple(domains),
             runs=tuple(runs),
             curve_run=curve_run,
             curve_domain=curve_domain,
-            curve_log_r=np.log(shares[curve_run, curve_domain]),
+            curve_log_r=curve_log_r,
             n=n.astype(float),
             obs_curve=obs_curve,
             obs_pos=obs_pos,
@@ -359,14 +376,20 @@ class CurveLayout:
             step_grid=step_grid,
             grid_index=grid_index,
             s_ref=float(s_ref),
+            training_domains=tuple(training),
+            curve_shares=all_shares[curve_run],
+            curve_own_share=own_share,
+            own_index=own_index,
         )
 
     @classmethod
-    def placeholder(cls, n_domains: int) -> CurveLayout:
+    def placeholder(cls, n_domains: int, n_train: int | None = None) -> CurveLayout:
         """A layout with the right number of domains and dummy data (to compile a model).
 
-        Every data axis has length >= 2, so no axis is taken as broadcastable.
+        Every data axis has length >= 2, so no axis is taken as broadcastable. The training
+        domains default to the evaluation domains (``n_train = n_domains``).
         """
+        n_train = n_domains if n_train is None else n_train
         curves = 2 * n_domains
         return cls(
             domains=tuple(f"d{i}" for i in range(n_domains)),
@@ -383,6 +406,10 @@ class CurveLayout:
             step_grid=np.array([-1.0, 1.0]),
             grid_index=(np.arange(curves) % n_domains)[:, None] * 2 + np.array([0, 1]),
             s_ref=1.0,
+            training_domains=tuple(f"t{i}" for i in range(n_train)),
+            curve_shares=np.full((curves, n_train), 1.0 / n_train),
+            curve_own_share=np.full(curves, 0.5),
+            own_index=np.where(np.arange(n_domains) < n_train, np.arange(n_domains), -1),
         )
 
     def x_sums(self) -> tuple[np.ndarray, np.ndarray]:
@@ -477,20 +504,22 @@ def curve_residual_sums(
             return np.zeros(shape)
         return posterior[name].transpose("chain", "draw", "domain").to_numpy()[..., d]
 
-    params = {k: by_curve(k) for k in ("log_floor", "log_reducible", "alpha", "beta")}
+    law = posterior_law(posterior)
+    params = gather(posterior_params(posterior, law), d)
     s1, s2 = np.empty(shape), np.empty(shape)
     sxe = np.empty(shape) if with_slope else None
-    step = max(1, _CHUNK_VALUES // max(1, layout.x.size))
+    step = max(1, _CHUNK_VALUES // max(1, layout.x.size * max(1, len(layout.training_domains))))
     for c in range(shape[0]):
         for start in range(0, shape[1], step):
             sl = (c, slice(start, start + step))
-            mu = bimix_log_loss(
-                layout.curve_log_r[:, None],
+            mu = law.log_loss(
+                layout.curve_shares[:, None, :],
+                layout.curve_own_share[:, None],
                 layout.x,
-                *(
-                    params[k][sl][..., None]
-                    for k in ("log_floor", "log_reducible", "alpha", "beta")
-                ),
+                {
+                    k: v[sl][..., None, :] if k == "cross" else v[sl][..., None]
+                    for k, v in params.items()
+                },
             )
             e = (layout.y - mu) * layout.mask
             s1[sl], s2[sl] = e.sum(axis=-1), (e**2).sum(axis=-1)

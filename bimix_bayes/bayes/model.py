@@ -50,6 +50,7 @@ import xarray as xr
 
 from bimix_bayes._version import __version__
 from bimix_bayes.bayes.correlated_posterior import (
+    CORRELATION_DIM,
     is_correlated,
     observed_run_draws,
     run_log_likelihoods,
@@ -61,6 +62,7 @@ from bimix_bayes.bayes.diagnostics import (
     diagnose,
 )
 from bimix_bayes.bayes.graph import build_pymc_model, compiled_nutpie, data_names
+from bimix_bayes.bayes.law_params import TRAIN_DIM, spec_law
 from bimix_bayes.bayes.likelihood import (
     CurveLayout,
     curve_log_likelihood,
@@ -75,8 +77,9 @@ from bimix_bayes.bayes.persistence import (
     spec_from_idata,
 )
 from bimix_bayes.bayes.spec import Spec, load_spec, merge_spec, spec_id
-from bimix_bayes.data.table import MixtureData
+from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.laws.bimix import IdentifiableParams
+from bimix_bayes.laws.registry import Law
 
 __all__ = ["SAFER_SAMPLER", "BiMixModel", "RetryWarning", "SamplerFallbackWarning", "safer_sampler"]
 
@@ -120,6 +123,43 @@ def _package_versions() -> dict[str, str]:
         except Exception:  # pragma: no cover - optional packages
             out[name] = "not installed"
     return out
+
+
+def _coords(posterior: xr.Dataset, layout: CurveLayout) -> dict[str, list[str]]:
+    """The data's labels for the domain dimensions (a compiled model holds placeholders)."""
+    domains = list(layout.domains)
+    out = {"domain": domains}
+    if CORRELATION_DIM in posterior.dims:
+        out[CORRELATION_DIM] = domains
+    if "domain_pair" in posterior.dims:
+        out["domain_pair"] = [
+            f"{domains[i]}~{domains[m]}" for i in range(len(domains)) for m in range(i)
+        ]
+    if TRAIN_DIM in posterior.dims:
+        out[TRAIN_DIM] = list(layout.training_domains)
+    return out
+
+
+def _check_law_fits_data(law: Law, layout: CurveLayout) -> None:
+    """Refuse data the law cannot express: zero own shares, or an evaluation domain that is
+    not a training domain, under a law infinite at zero shares (BiMix)."""
+    if law.finite_at_zero:
+        return
+    untrained = [d for d, i in zip(layout.domains, layout.own_index, strict=True) if i < 0]
+    if untrained:
+        raise DataError(
+            f"evaluation domain(s) {untrained} are not training domains; the {law.name} law "
+            "needs each evaluation domain's own share. Fit them with --law loglinear, whose "
+            "loss depends on every training share"
+        )
+    zero = layout.curve_own_share <= 0
+    if zero.any():
+        labels = [lbl for lbl, z in zip(layout.curve_labels(), zero, strict=True) if z][:5]
+        raise DataError(
+            f"{int(zero.sum())} (run, domain) curve(s) have a zero share of their own domain "
+            f"(e.g. {', '.join(labels)}); the {law.name} law is infinite there. Fit with "
+            "--law loglinear (finite at zero shares), or load with --zero-policy drop"
+        )
 
 
 def resolve_s_ref(spec: Spec, data: MixtureData) -> float:
@@ -167,8 +207,8 @@ class BiMixModel:
 
     @property
     def model_config(self) -> dict[str, Any]:
-        """The model part of the spec: data, priors, likelihood."""
-        return {k: self.spec[k] for k in ("data", "priors", "likelihood")}
+        """The model part of the spec: law, data, priors, likelihood."""
+        return {k: self.spec[k] for k in ("law", "data", "priors", "likelihood")}
 
     @property
     def sampler_config(self) -> dict[str, Any]:
@@ -229,6 +269,7 @@ class BiMixModel:
         data.check_design()
         t_start = time.perf_counter()
         layout = CurveLayout.from_data(data, resolve_s_ref(self.spec, data))
+        _check_law_fits_data(spec_law(self.spec), layout)
         cfg = self.spec["sampler"]
         if progress_bar is None:
             progress_bar = {"always": True, "never": False}.get(
@@ -265,9 +306,13 @@ class BiMixModel:
 
         Only installing and compiling fall back to PyMC's NUTS; errors while sampling surface.
         """
-        graph_part = {k: self.spec[k] for k in ("priors", "likelihood")}
+        graph_part = {k: self.spec[k] for k in ("law", "priors", "likelihood")}
         try:
-            compiled = compiled_nutpie(json.dumps(graph_part, sort_keys=True), len(layout.domains))
+            compiled = compiled_nutpie(
+                json.dumps(graph_part, sort_keys=True),
+                len(layout.domains),
+                len(layout.training_domains),
+            )
         except Exception as exc:  # an install or compiler problem: fall back, loudly
             warnings.warn(
                 f"nutpie could not compile this model ({type(exc).__name__}: {exc}); falling "
@@ -317,20 +362,23 @@ class BiMixModel:
         sampler: str,
         seed: int,
     ) -> az.InferenceData:
-        post = idata.posterior.assign_coords(domain=list(layout.domains))
+        post = idata.posterior.assign_coords(_coords(idata.posterior, layout))
         keep = [v for v in post.data_vars if not (v.startswith("loglik") or v.endswith("__"))]
         post = post[keep]
-        post["alpha"] = np.exp(post["log_alpha"])
+        law = spec_law(self.spec)
+        post.attrs["law"] = law.name
         post["beta"] = np.exp(post["log_beta"])
-        paper = IdentifiableParams(
-            log_floor=post["log_floor"],
-            log_reducible=post["log_reducible"],
-            alpha=post["alpha"],
-            beta=post["beta"],
-            s_ref=layout.s_ref,
-        ).to_paper()
-        for name in ("A", "B", "C"):
-            post[name] = (post["alpha"].dims, np.asarray(getattr(paper, name)))
+        if "log_alpha" in law.population:  # BiMix's paper coefficients (cross effects aside)
+            post["alpha"] = np.exp(post["log_alpha"])
+            paper = IdentifiableParams(
+                log_floor=post["log_floor"],
+                log_reducible=post["log_reducible"],
+                alpha=post["alpha"],
+                beta=post["beta"],
+                s_ref=layout.s_ref,
+            ).to_paper()
+            for name in ("A", "B", "C"):
+                post[name] = (post["alpha"].dims, np.asarray(getattr(paper, name)))
         log_lik = self._log_likelihood(post, layout)
         post["run_offset"] = self._run_offsets(post, layout, seed)
         obs = data.observations

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from bimix_bayes.bayes.diagnostics import FitDiagnostics, diagnose
+from bimix_bayes.bayes.law_params import spec_law
 from bimix_bayes.bayes.spec import PRIOR_NAMES, Spec, SpecError, merge_spec, spec_id
 from bimix_bayes.data.files import atomic_path
 from bimix_bayes.data.table import DataError, MixtureData
@@ -63,7 +64,7 @@ FORMAT_VERSION = "1"
 REQUIRED_GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data")
 
 #: Posterior variables that are positive by construction (with every ``sd_*``).
-POSITIVE_VARS = frozenset({"alpha", "beta", "sigma", "tau", "kappa", "A", "B", "C"})
+POSITIVE_VARS = frozenset({"alpha", "own", "beta", "sigma", "tau", "kappa", "A", "B", "C"})
 
 #: The attribute holding :func:`posterior_hash` (written by :func:`save_fit`).
 POSTERIOR_HASH_ATTR = "posterior_sha256"
@@ -124,7 +125,7 @@ def diagnostics_from_idata(idata: az.InferenceData) -> FitDiagnostics:
 
 def _check_posterior(idata: az.InferenceData, spec: Spec, path: Path) -> None:
     """The posterior holds what forecasts need, with the data's domains."""
-    needed = ["log_floor", "log_reducible", "alpha", "beta", "sigma"]
+    needed = [*spec_law(spec).params, "sigma"]
     if spec["likelihood"]["run_offset"]:
         needed.append("tau")
     if "posterior" not in idata.groups():

@@ -20,11 +20,11 @@ import pandas as pd
 from scipy.special import logsumexp
 
 from bimix_bayes.bayes.discrepancy import bend_sd, doublings_outside
+from bimix_bayes.bayes.law_params import gather, posterior_law, posterior_params
 from bimix_bayes.bayes.persistence import data_from_idata, spec_from_idata
 from bimix_bayes.bayes.targets import forecast_targets, observed_conditional
 from bimix_bayes.data.labels import OBSERVED
 from bimix_bayes.data.table import DataError
-from bimix_bayes.laws.bimix import bimix_log_loss
 
 __all__ = ["log_predictive_density"]
 
@@ -85,8 +85,13 @@ def log_predictive_density(
         new = mixtures.copy()
         new.index = new.index.astype(str)
         new = new.loc[sorted(set(names) & new_names)]
+    law = posterior_law(post)
     table, sources = forecast_targets(
-        data, domains, new if new is not None and len(new) else None, runs or None
+        data,
+        domains,
+        new if new is not None and len(new) else None,
+        runs or None,
+        allow_zero=law.finite_at_zero,
     )
     dom = pd.Index(domains).get_indexer(points["domain"].astype(str))
     if (dom < 0).any():
@@ -105,13 +110,20 @@ def log_predictive_density(
     def param(name: str) -> np.ndarray:  # per draw and point
         return flat(post[name].transpose("chain", "draw", "domain").to_numpy())[:, dom]
 
-    lf, lr, alpha, beta, sigma = (
-        param(k) for k in ("log_floor", "log_reducible", "alpha", "beta", "sigma")
+    training = [str(t) for t in data.mixtures.columns]
+    train_table, _ = forecast_targets(
+        data, training, new if new is not None and len(new) else None, runs or None, allow_zero=True
     )
+    train_shares = train_table.to_numpy(dtype=float)[train_table.index.get_indexer(names)]
+    params = {
+        k: np.reshape(v, (n_draws, *v.shape[2:]))
+        for k, v in gather(posterior_params(post, law), dom).items()
+    }
+    sigma = param("sigma")
     tau = param("tau") if "tau" in post else np.zeros_like(sigma)
     x = np.log(steps / float(idata.attrs["s_ref"]))
     with np.errstate(divide="ignore"):
-        mu = bimix_log_loss(np.log(shares)[None, :], x[None, :], lf, lr, alpha, beta)
+        mu = law.log_loss(train_shares[None], shares[None, :], x[None, :], params)
     u_mean, u_var = np.zeros_like(mu), tau**2
     slope_on = bool(lik["run_slope"])
     xs = np.broadcast_to(x[None, :], mu.shape)
@@ -156,4 +168,5 @@ def log_predictive_density(
     y = np.log(loss)[None, :]
     logp = -0.5 * (np.log(2 * np.pi * var) + (y - mu - u_mean) ** 2 / var) - y
     out = logsumexp(logp, axis=0) - np.log(n_draws)
-    return np.where(np.isfinite(shares) & (shares > 0), out, np.nan)
+    defined = np.isfinite(shares) & ((shares > 0) | law.finite_at_zero)
+    return np.where(defined, out, np.nan)

@@ -15,7 +15,7 @@ Examples
 >>> spec["sampler"]["backend"], spec["likelihood"]["family"]
 ('nutpie', 'normal')
 >>> load_spec("bimix") == spec, packaged_specs()         # by name, from any folder
-(True, ['bimix'])
+(True, ['bimix', 'bimix_cross', 'loglinear'])
 >>> spec = merge_spec({"sampler": {"draws": 200}})
 >>> spec["sampler"]["draws"], spec["sampler"]["chains"]
 (200, 4)
@@ -40,6 +40,8 @@ from typing import Any
 
 import yaml
 
+from bimix_bayes.laws.registry import LAWS
+
 __all__ = [
     "DEFAULT_SPEC_NAME",
     "Spec",
@@ -52,7 +54,8 @@ __all__ = [
 
 Spec = dict[str, Any]
 DEFAULT_SPEC_NAME = "bimix.toml"
-PRIOR_NAMES = ("log_floor", "log_reducible", "log_alpha", "log_beta")
+#: Every population prior a spec may hold; each law reads its own (``Law.population``).
+PRIOR_NAMES = ("log_floor", "log_reducible", "log_alpha", "log_beta", "log_own")
 SPEC_SUFFIXES = (".toml", ".yaml", ".yml")
 _SPECS_PACKAGE = "bimix_bayes.bayes.specs"
 
@@ -118,6 +121,7 @@ _PRIOR = {
 #: Every key a spec may hold, with its check (None when the value is valid, else the problem).
 SCHEMA: dict[str, Any] = {
     "data": {"s_ref": _s_ref},
+    "law": {"name": _choice(*LAWS), "cross_sd_scale": _number(0)},
     "priors": {name: dict(_PRIOR) for name in PRIOR_NAMES},
     "likelihood": {
         "family": _choice("normal", "student_t"),
@@ -212,7 +216,7 @@ def packaged_specs() -> list[str]:
     Examples
     --------
     >>> packaged_specs()
-    ['bimix']
+    ['bimix', 'bimix_cross', 'loglinear']
     """
     return sorted(_packaged_files())
 
@@ -259,7 +263,7 @@ def load_spec(spec: str | os.PathLike[str] | None = None) -> Spec:
     >>> load_spec("no/such/spec.toml")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    bimix_bayes.bayes.spec.SpecError: no/such/spec.toml: cannot read the spec ... name: "bimix"
+    bimix_bayes.bayes.spec.SpecError: no/such/spec.toml: cannot read the spec ... "loglinear"
     """
     if spec is None:
         return merge_spec()

@@ -13,21 +13,63 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
+from bimix_bayes.bayes.law_params import posterior_law
 from bimix_bayes.bayes.persistence import data_from_idata
 from bimix_bayes.data.replicates import seed_spread
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.leastsq.fit import BiMixLeastSquares
 
 __all__ = [
+    "LAW_PARAMS",
     "NOISE_PARAMS",
     "PAPER_PARAMS",
     "comparison_table",
+    "cross_table",
+    "law_params",
     "posterior_table",
     "seed_spread_table",
 ]
 
 PAPER_PARAMS = ("A", "alpha", "B", "beta")
 NOISE_PARAMS = ("sigma", "tau")
+#: The per-domain parameters a summary lists under each law (BiMix's paper coefficients where
+#: the law has them; the cross effects have their own table, :func:`cross_table`).
+LAW_PARAMS = {
+    "bimix": PAPER_PARAMS,
+    "bimix_cross": PAPER_PARAMS,
+    "loglinear": ("log_floor", "log_reducible", "own", "beta"),
+}
+
+
+def law_params(idata: az.InferenceData) -> tuple[str, ...]:
+    """The per-domain parameters of the fit's law to list (:data:`LAW_PARAMS`)."""
+    return LAW_PARAMS[posterior_law(idata.posterior).name]
+
+
+def cross_table(idata: az.InferenceData, prob: float = 0.94) -> pd.DataFrame:
+    """The cross effects of a cross-domain law: per (domain, training domain), the posterior
+    mean and HDI of ``cross`` (the effect of that training share on the domain's log loss,
+    relative to the average other domain; 0 on the domain's own column). Empty under BiMix.
+
+    Examples
+    --------
+    >>> cross_table(idata).empty  # a BiMix fit
+    True
+    """
+    post = idata.posterior
+    if "cross" not in post:
+        return pd.DataFrame()
+    draws = post["cross"]
+    hdi = az.hdi(idata, var_names=["cross"], hdi_prob=prob)["cross"]
+    table = pd.DataFrame(
+        {
+            "mean": draws.mean(("chain", "draw")).to_series(),
+            "lower": hdi.sel(hdi="lower").to_series(),
+            "upper": hdi.sel(hdi="higher").to_series(),
+        }
+    )
+    table.index = table.index.set_names(["domain", "training_domain"])
+    return table
 
 
 def posterior_table(
@@ -78,9 +120,14 @@ def comparison_table(
     The least-squares fit (the paper's method) is refitted on the same data stored in the fit,
     with ``n_bootstrap`` run-level bootstrap resamples and the same interval probability, unless
     an already fitted ``least_squares`` is given (its bootstrap intervals are then taken at
-    ``prob``).
+    ``prob``). The least squares are BiMix's (the paper's method): under the log-linear law,
+    whose parameters differ, the least-squares columns are NaN.
     """
-    table = posterior_table(idata, prob, PAPER_PARAMS)
+    table = posterior_table(idata, prob, law_params(idata))
+    if not set(table.index.get_level_values("parameter")) <= set(PAPER_PARAMS):
+        for key in ("ls_estimate", "ls_lower", "ls_upper"):  # least squares is BiMix's law
+            table[key] = np.nan
+        return table
     if least_squares is None:
         least_squares = BiMixLeastSquares(
             n_bootstrap=n_bootstrap, interval=prob, seed=seed, s_ref=float(idata.attrs["s_ref"])

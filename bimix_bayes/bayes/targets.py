@@ -49,6 +49,8 @@ def forecast_targets(
     domains: Sequence[str],
     mixtures: pd.DataFrame | pd.Series | None,
     runs: Sequence[str] | None,
+    *,
+    allow_zero: bool = False,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Shares of every target (rows; observed runs first) and the source of each.
 
@@ -62,6 +64,9 @@ def forecast_targets(
         New mixtures: one row per mixture (the index names it), a column per domain.
     runs
         Observed runs to continue. With neither ``mixtures`` nor ``runs``: every observed run.
+    allow_zero
+        Accept zero shares in new mixtures (a law finite at zero, or the training shares a
+        cross-domain law reads).
 
     Returns
     -------
@@ -82,7 +87,12 @@ def forecast_targets(
         frames.append(data.mixtures.loc[list(runs), list(domains)])
         sources += [OBSERVED] * len(runs)
     if mixtures is not None:
-        shares = prediction_shares(mixtures, domains, training_domains=list(data.mixtures.columns))
+        shares = prediction_shares(
+            mixtures,
+            domains,
+            training_domains=list(data.mixtures.columns),
+            allow_zero=allow_zero,
+        )
         shares.index = shares.index.astype(str)
         frames.append(shares)
         sources += [NEW] * len(shares)

@@ -62,7 +62,6 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         ``bimix`` turns into exit code 1 with one message on stderr; a malformed ``--protocol``
         is a usage error (exit code 2).
     """
-    from bimix_bayes.bayes.spec import load_spec
     from bimix_bayes.evaluation.backtest import backtest
     from bimix_bayes.evaluation.lightgbm_method import import_lightgbm
     from bimix_bayes.evaluation.runner import method_list
@@ -74,11 +73,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         if target is not None:
             check_writable(target, option=option)
     data = opt.DataOptions.from_args(args).load(args.data)
-    spec = None
-    overrides = opt.sampler_overrides(args)
-    if args.spec is not None or overrides:
-        spec = load_spec(args.spec)
-        spec["sampler"].update(overrides)
+    spec = opt.model_spec(args)
 
     progress = Progress.of(args, "backtest")
     t0 = time.perf_counter()

@@ -67,8 +67,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     check_writable(args.out)
     data = opt.DataOptions.from_args(args).load(args.data)
-    spec = load_spec(args.spec)
-    spec["sampler"].update(opt.sampler_overrides(args))
+    spec = opt.model_spec(args) or load_spec()
     if args.sampler is not None:
         spec["sampler"]["backend"] = args.sampler
     model = BiMixModel(merge_spec(spec))
@@ -76,7 +75,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     lik = model.spec["likelihood"]
     print(f"data: {data.summary()}")
     print(
-        f"model: hierarchical BiMix, {lik['family']} likelihood on log loss, "
+        f"model: hierarchical, law {model.spec['law']['name']}, {lik['family']} likelihood "
+        "on log loss, "
         f"{_run_effects_words(lik, len(data.domains))}; "
         f"spec {args.spec or 'default (models/bimix.toml)'}"
     )
@@ -161,8 +161,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
     int
         0 (the table is written with ``--out``).
     """
+    from bimix_bayes.bayes.law_params import posterior_law
     from bimix_bayes.bayes.persistence import diagnostics_from_idata, load_fit
-    from bimix_bayes.bayes.summary import comparison_table, posterior_table
+    from bimix_bayes.bayes.summary import comparison_table, cross_table, posterior_table
 
     idata = load_fit(args.fit)
     attrs = idata.attrs
@@ -209,8 +210,25 @@ def cmd_summary(args: argparse.Namespace) -> int:
             ),
         }
     )
-    print("per-domain parameters (convention C = 1), posterior beside the paper's least squares:")
+    law = posterior_law(post)
+    if table["ls_estimate"].isna().all():
+        print(f"per-domain parameters of the {law.name} law ({law.summary}):")
+        rows = rows.drop(columns=rows.columns[-1])
+    else:
+        print(
+            f"per-domain parameters (law {law.name}; convention C = 1), posterior beside the "
+            "paper's least squares (BiMix):"
+        )
     print(rows.to_string())
+    cross = cross_table(idata, prob=p)
+    if not cross.empty:
+        print(
+            f"\ncross effects on log loss of a unit of each training share, relative to the "
+            f"average other domain (mean [{100 * p:g}% HDI]; < 0: helps more):"
+        )
+        wide = cross.apply(lambda r: _fmt(r["mean"], r["lower"], r["upper"]), axis=1)
+        own = cross.index.get_level_values(0) == cross.index.get_level_values(1)
+        print(wide.where(~own, "(own)").unstack("training_domain").to_string())
     noise = posterior_table(idata, prob=p, var_names=("sigma", "tau"))
     print(
         f"\nnoise on log loss: sigma (per checkpoint) and tau (per run), mean [{100 * p:g}% HDI]:"
@@ -312,8 +330,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------ parser
+def cmd_laws(args: argparse.Namespace) -> int:
+    """List the mixing laws a fit can use (`bimix fit --law NAME` or the spec's [law] name).
+
+    Each line gives the law's name, its equation and source, and whether it keeps zero shares
+    and lets other domains' shares move a domain's loss. Compare laws on your data with
+    `bimix compare FIT_A.nc FIT_B.nc` (leave-one-run-out LOO) and `bimix backtest --law`.
+    """
+    from bimix_bayes.laws.registry import DEFAULT_LAW, LAWS
+
+    for law in LAWS.values():
+        default = " (default)" if law.name == DEFAULT_LAW else ""
+        traits = [
+            "cross-domain" if law.cross_domain else "own share only",
+            "zero shares kept" if law.finite_at_zero else "zero shares infinite",
+        ]
+        print(f"{law.name}{default}: {law.summary} [{'; '.join(traits)}]")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``fit``, ``summary``, ``compare`` and ``predict`` on the ``bimix`` sub-parsers."""
+    """Register ``fit``, ``laws``, ``summary``, ``compare`` and ``predict`` on the sub-parsers."""
+    opt.add_command(sub, "laws", cmd_laws)
     p = opt.add_command(sub, "fit", cmd_fit)
     opt.DataOptions.add_arguments(p)
     g = p.add_argument_group("fitting")

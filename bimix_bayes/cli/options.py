@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from bimix_bayes.bayes.spec import load_spec, merge_spec
 from bimix_bayes.cli.errors import UsageError
 from bimix_bayes.data.files import atomic_write_with
+from bimix_bayes.laws.registry import LAWS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,6 +51,7 @@ __all__ = [
     "command_help",
     "count",
     "domain_weights",
+    "model_spec",
     "nonnegative_float",
     "objective",
     "pattern",
@@ -417,9 +420,9 @@ class DataOptions:
         )
         add_options(
             g,
-            ("--zero-policy", ["refuse", "drop", "epsilon"], "refuse", "observations of a domain "
-             "with a zero share: refuse (default), drop them, or set zero shares to --epsilon and "
-             "renormalise"),
+            ("--zero-policy", ["refuse", "drop", "epsilon", "keep"], "refuse", "observations of "
+             "a domain with a zero share: refuse (default), drop them, set zero shares to "
+             "--epsilon and renormalise, or keep them (for --law loglinear)"),
             ("--epsilon", float, 1e-4, "share used by --zero-policy epsilon (default 1e-4)"),
             ("--sum-tol", float, 1e-3, "accepted |sum of proportions - 1| (default 1e-3)"),
             ("--missing", ["refuse", "drop"], "refuse", "observations with a missing loss: refuse "
@@ -520,6 +523,11 @@ def add_sampler_overrides(parser: Parser) -> None:
     parser.add_argument(
         "--spec", type=Path, help="model spec (.toml/.yaml; default models/bimix.toml)"
     )
+    parser.add_argument(
+        "--law",
+        choices=sorted(LAWS),
+        help="the mixing law (overrides the spec's [law] name; `bimix laws` lists them)",
+    )
     parser.add_argument("--draws", type=count(1), help="draws per chain (overrides the spec)")
     parser.add_argument("--tune", type=count(1), help="tuning steps per chain (overrides the spec)")
     parser.add_argument("--chains", type=count(1), help="chains (overrides the spec)")
@@ -535,6 +543,29 @@ def add_sampler_overrides(parser: Parser) -> None:
         action="store_false",
         help="do not refit once with safer sampler settings when the fit fails its diagnostics",
     )
+
+
+def model_spec(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The spec of ``--spec`` with ``--law`` and the sampler overrides applied; None when no
+    option was given (the default spec).
+
+    Examples
+    --------
+    >>> spec = model_spec(argparse.Namespace(spec=None, law="loglinear", draws=100))
+    >>> spec["law"]["name"], spec["sampler"]["draws"]
+    ('loglinear', 100)
+    >>> model_spec(argparse.Namespace(spec=None, law=None)) is None
+    True
+    """
+    overrides = sampler_overrides(args)
+    law = getattr(args, "law", None)
+    if getattr(args, "spec", None) is None and not overrides and law is None:
+        return None
+    spec = load_spec(getattr(args, "spec", None))
+    spec["sampler"].update(overrides)
+    if law is not None:
+        spec["law"]["name"] = law
+    return merge_spec(spec)
 
 
 def sampler_overrides(args: argparse.Namespace) -> dict[str, int | float]:

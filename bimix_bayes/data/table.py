@@ -20,7 +20,9 @@ Zero shares. ``r = 0`` is outside the law (``r**-alpha`` is infinite). ``zero_po
 ``"refuse"`` (default) raises an error saying how many observations and where; ``"drop"`` removes
 the observations of a domain in the runs that gave it a zero share, and says how many;
 ``"epsilon"`` replaces every zero share by ``epsilon`` (default 1e-4) and renormalises each
-affected mixture to sum to 1 (the other shares shrink by a factor ``1 / (1 + k * epsilon)``).
+affected mixture to sum to 1 (the other shares shrink by a factor ``1 / (1 + k * epsilon)``);
+``"keep"`` keeps them, for a law finite at zero shares (``loglinear``, :mod:`bimix_bayes.laws`):
+a BiMix fit refuses such data.
 
 Nothing is dropped silently: every change the validation makes (renormalised rows, identical
 duplicates merged, dropped observations) is recorded in :attr:`MixtureData.notes` and emitted as a
@@ -60,7 +62,7 @@ __all__ = [
     "to_numeric",
 ]
 
-ZeroPolicy = Literal["refuse", "drop", "epsilon"]
+ZeroPolicy = Literal["refuse", "drop", "epsilon", "keep"]
 MissingPolicy = Literal["refuse", "drop"]
 Volume = Literal["steps", "tokens"]
 
@@ -133,8 +135,12 @@ def prediction_shares(
     domains: Sequence[str],
     *,
     training_domains: Sequence[str] | None = None,
+    allow_zero: bool = False,
 ) -> pd.DataFrame:
     """The shares of ``domains`` in each mixture to predict at, checked to lie in (0, 1].
+
+    ``allow_zero=True`` accepts zero shares (a law finite there, or the shares of other
+    domains under a cross-domain law): then [0, 1].
 
     ``mixtures`` has one row per mixture (its index names it) and a column per domain; other
     training domains may be present. A Series is one mixture.
@@ -169,15 +175,14 @@ def prediction_shares(
     if training_domains is not None:
         check_known_columns(mixtures, [*domains, *training_domains])
     shares = mixtures[list(domains)].astype(float)
-    bad = ~((shares > 0) & (shares <= 1)).to_numpy()
+    positive = (shares >= 0) if allow_zero else (shares > 0)
+    bad = ~(positive & (shares <= 1)).to_numpy()
     if bad.any():
         ex = cell_examples(
             bad, lambda i, j: f"{shares.index[i]!r}/{shares.columns[j]!r} = {shares.iat[i, j]:g}"
         )
-        raise DataError(
-            f"mixture shares must lie in (0, 1] for prediction (BiMix is infinite "
-            f"at r = 0): {describe_locations(ex)}"
-        )
+        rule = "[0, 1]" if allow_zero else "(0, 1] for prediction (BiMix is infinite at r = 0)"
+        raise DataError(f"mixture shares must lie in {rule}: {describe_locations(ex)}")
     totals = mixtures.select_dtypes("number").sum(axis=1)
     off = totals[(totals - 1).abs() > 1e-3]
     if len(off):

@@ -95,8 +95,10 @@ def check_options(
     """
     if volume not in ("steps", "tokens"):
         raise ValueError(f"volume must be 'steps' or 'tokens', got {volume!r}")
-    if zero_policy not in ("refuse", "drop", "epsilon"):
-        raise ValueError(f"zero_policy must be 'refuse', 'drop' or 'epsilon', got {zero_policy!r}")
+    if zero_policy not in ("refuse", "drop", "epsilon", "keep"):
+        raise ValueError(
+            f"zero_policy must be 'refuse', 'drop', 'epsilon' or 'keep', got {zero_policy!r}"
+        )
     if not 0 < epsilon < 1:
         raise ValueError(f"epsilon must lie in (0, 1), got {epsilon!r}")
     if missing_policy not in ("refuse", "drop"):
@@ -371,7 +373,8 @@ class Validator:
     def apply_zero_policy(
         self, mixtures: pd.DataFrame, obs: pd.DataFrame, policy: ZeroPolicy, epsilon: float
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Zero own-domain shares: refuse, drop those observations, or set them to ``epsilon``."""
+        """Zero own-domain shares: refuse, drop those observations, set them to ``epsilon``, or
+        keep them (for a law finite at zero shares)."""
         rows = mixtures.index.get_indexer(obs["run"])
         cols = mixtures.columns.get_indexer(obs["domain"])
         zero = mixtures.to_numpy(dtype=float)[rows, cols] == 0
@@ -386,9 +389,13 @@ class Validator:
         if policy == "refuse":
             raise self.fail(
                 f"{what}; BiMix's r^-alpha is infinite at r = 0. Choose zero_policy='drop' "
-                "(--zero-policy drop) to drop those observations, or 'epsilon' to replace zero "
-                "shares by a small epsilon and renormalise"
+                "(--zero-policy drop) to drop those observations, 'epsilon' to replace zero "
+                "shares by a small epsilon and renormalise, or 'keep' to keep them for a law "
+                "finite at zero shares (--zero-policy keep --law loglinear)"
             )
+        if policy == "keep":  # for a law finite at zero shares (bimix laws)
+            self.note(f"kept {what} (a law finite at zero shares is needed: --law loglinear)")
+            return mixtures, obs
         if policy == "drop":
             self.note(f"dropped {what}")
             return mixtures, obs[~zero].reset_index(drop=True)

@@ -69,11 +69,19 @@ def extend_surface(surface: LossSurface, domains: Sequence[str]) -> LossSurface:
     idx = [surface.domains.index(d) if d in surface.domains else -1 for d in domains]
     take = np.array([max(i, 0) for i in idx])
     has = np.array([i >= 0 for i in idx])
+    own = cross = None
+    if surface.own is not None:
+        own = np.where(has, surface.own[:, take], 0.0)
+    if surface.cross is not None:  # its last axis already runs over the training domains
+        cross = np.where(has[None, :, None], surface.cross[:, take], 0.0)
     return LossSurface(
         tuple(domains),
         np.where(has, surface.log_k[:, take], 0.0),
         np.where(has, surface.alpha[:, take], 0.0),
         surface.step,
+        own=own,
+        cross=cross,
+        own_index=None if cross is None else np.arange(len(domains)),
     )
 
 
@@ -115,9 +123,15 @@ def prepare(
 
 
 def candidate_shares(
-    mixtures: pd.DataFrame | pd.Series, train: Sequence[str], w: np.ndarray, what: str
+    mixtures: pd.DataFrame | pd.Series,
+    train: Sequence[str],
+    w: np.ndarray,
+    what: str,
+    *,
+    allow_zero: bool = False,
 ) -> pd.DataFrame:
-    """Shares of every training domain; counted domains (``w > 0``) must lie in (0, 1].
+    """Shares of every training domain; counted domains (``w > 0``) must lie in (0, 1]
+    (``[0, 1]`` with ``allow_zero``, under a law finite at zero shares).
 
     Parameters
     ----------
@@ -149,7 +163,7 @@ def candidate_shares(
         )
     counted = [d for d, wi in zip(train, w, strict=True) if wi > 0]
     check_known_columns(frame, train, what)
-    prediction_shares(frame, counted)  # checks (0, 1] and warns when rows do not sum to 1
+    prediction_shares(frame, counted, allow_zero=allow_zero)  # checks, warns on sums off 1
     shares = frame[list(train)].astype(float)
     if (shares < 0).to_numpy().any():
         raise DataError(f"{what}: shares must be non-negative")

@@ -63,7 +63,13 @@ def rank(
         raise ValueError(f"prob must lie in (0, 1), got {prob!r}")
     diag, surface, _, w = prepare(idata, step, weights, domains)
     what = "the candidate mixtures"
-    shares = candidate_shares(mixture_frame(candidates, what), surface.domains, w, what)
+    shares = candidate_shares(
+        mixture_frame(candidates, what),
+        surface.domains,
+        w,
+        what,
+        allow_zero=surface.finite_at_zero,
+    )
     if len(shares) == 0:
         raise DataError("no candidate mixtures to rank")
     if shares.index.has_duplicates:

@@ -35,8 +35,8 @@ from bimix_bayes.decision.objectives import Objective
 from bimix_bayes.decision.problem import candidate_shares, prepare
 from bimix_bayes.decision.rank import rank
 from bimix_bayes.decision.recommendation import Recommendation
-from bimix_bayes.decision.solver import solve
-from bimix_bayes.decision.surface import LossSurface, closed_form_optimum, weighted_loss
+from bimix_bayes.decision.solver import per_draw_optima, solve
+from bimix_bayes.decision.surface import LossSurface, weighted_loss
 
 __all__ = ["Recommendation", "optimize", "rank"]
 
@@ -57,7 +57,7 @@ def _baseline(
         frame = mixture_frame(baseline, what)
         if len(frame) != 1:
             raise DataError(f"{what}: give one mixture (one row), got {len(frame)} rows")
-        shares = candidate_shares(frame, train, w, what).iloc[0]
+        shares = candidate_shares(frame, train, w, what, allow_zero=surface.finite_at_zero).iloc[0]
         return shares.rename(str(frame.index[0] or "baseline")), "given"
     runs = data.mixtures[list(train)].astype(float)
     if isinstance(baseline, str):
@@ -68,14 +68,14 @@ def _baseline(
             )
         counted = w > 0
         zero = [d for d, c in zip(train, counted, strict=True) if c and runs.loc[baseline, d] <= 0]
-        if zero:
+        if zero and not surface.finite_at_zero:
             raise DataError(
                 f"baseline run {baseline!r} gives no share to {', '.join(zero)}, which count in "
                 "the objective (BiMix loss is infinite at r = 0); pick another baseline"
             )
         return runs.loc[baseline], f"observed run {baseline}"
     counted = w > 0
-    usable = (runs.to_numpy()[:, counted] > 0).all(axis=1)
+    usable = (runs.to_numpy()[:, counted] > 0).all(axis=1) | surface.finite_at_zero
     if not usable.any():
         raise DataError(
             "no observed run gives every counted domain a positive share; pass a baseline mixture"
@@ -170,9 +170,7 @@ def optimize(
         free = solve(surface, w, objective, None)
         unconstrained = pd.Series(free.shares, index=train, name="unconstrained")
         draws["unconstrained"] = weighted_loss(surface, w, free.shares)
-    per_draw = closed_form_optimum(
-        w * np.exp(surface.log_k), surface.alpha, bounds.lower, bounds.upper
-    )
+    per_draw = per_draw_optima(surface, w, bounds)
     draw_optima = pd.DataFrame(
         {
             "mean": per_draw.mean(axis=0),
@@ -265,7 +263,7 @@ def _forecasts(idata, step, mixture, base, w, surface, seed):
     eval_domains = [str(d) for d in idata.posterior["domain"].to_numpy()]
     both = pd.DataFrame([mixture.rename("recommended"), base.rename("baseline")])
     zero = [d for d in eval_domains if (both[d] <= 0).any()]
-    if zero:
+    if zero and not surface.finite_at_zero:
         return (
             None,
             None,
@@ -281,7 +279,7 @@ def _forecasts(idata, step, mixture, base, w, surface, seed):
         draws = forecast_draws(
             idata,
             [step],
-            mixtures=both[eval_domains],
+            mixtures=both,
             weights={d: weights[d] for d in eval_domains},
             seed=seed,
         )

@@ -60,6 +60,7 @@ __all__ = [
     "SolveResult",
     "closed_form_optimum",
     "objective_weights",
+    "per_draw_optima",
     "solve",
     "weighted_loss",
 ]
@@ -145,6 +146,129 @@ class _Problem:
         grad = -(pi @ (self.alpha * t)) / x
         hess = (pi @ (self.alpha1 * t)) / x**2
         return float(pi @ values), grad, hess, pi
+
+
+class _CrossProblem:
+    """The objective of a cross-domain surface over the shares of ``var`` (the others fixed).
+
+    Not separable: every share moves every counted loss, so every non-fixed domain is a
+    variable (an uncounted domain may still lower the counted losses). ``derivatives`` returns
+    the exact gradient and the diagonal of the Hessian (the projected-Newton polish uses it as
+    a scaling; its line search keeps every step a descent).
+    """
+
+    def __init__(
+        self,
+        surface: LossSurface,
+        weights: np.ndarray,
+        objective: Objective,
+        var: np.ndarray,
+        base: np.ndarray,
+    ) -> None:
+        self.surface, self.objective = surface, objective
+        self.counted = weights > 0
+        self.w = weights[self.counted]
+        self.var, self.base = var, base
+        cols = surface._own_cols()[self.counted]
+        self.own_of = np.zeros((len(cols), len(base)))  # counted row -> its own column
+        self.own_of[np.arange(len(cols)), cols] = 1.0
+
+    def full(self, x: np.ndarray) -> np.ndarray:
+        r = self.base.copy()
+        r[self.var] = x
+        return r
+
+    def value(self, x: np.ndarray) -> float:
+        t = np.exp(self.surface.log_losses(self.full(x), self.counted))
+        return self.objective(t @ self.w)
+
+    def derivatives(self, x: np.ndarray, pi: np.ndarray | None = None):
+        r = self.full(x)
+        t, diag, cross = self.surface.gradient_terms(r, self.counted)
+        values = t @ self.w
+        if pi is None:
+            pi = self.objective.draw_weights(values)
+        g = pi[:, None] * t * self.w  # (draws, counted): weight of each loss in the objective
+        grad = (g * diag).sum(axis=0) @ self.own_of  # own-share parts, per column
+        alpha = self.surface.alpha[:, self.counted]
+        own_share = np.maximum(r @ self.own_of.T, MIN_SHARE)
+        d2 = (g * (diag**2 + alpha / own_share**2)).sum(axis=0) @ self.own_of
+        if cross is not None:
+            grad = grad + np.einsum("di,dij->j", g, cross)
+            slope = diag[:, :, None] * self.own_of[None] + cross  # d log t_i / d r_j
+            d2 = d2 + np.einsum("di,dij->j", g, slope**2) - (g * diag**2).sum(0) @ self.own_of
+        return float(pi @ values), grad[self.var], np.maximum(d2[self.var], 1e-12), pi
+
+
+def _solve_cross(
+    surface: LossSurface,
+    weights: np.ndarray,
+    objective: Objective,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    start: np.ndarray | None,
+    max_iter: int,
+    t0: float,
+) -> tuple[SolveResult, np.ndarray]:
+    """:func:`solve` for a cross-domain surface: every non-fixed domain is a variable."""
+    counted = weights > 0
+    fixed = hi - lo <= 1e-12
+    var = ~fixed
+    base = np.where(fixed, lo, 0.0)
+    budget = 1.0 - base[fixed].sum()
+    # a counted domain under a power law needs a positive share; the log-linear law does not
+    needs_share = counted & np.any(surface.alpha != 0, axis=0)
+    lo_v = np.where(needs_share[var], np.maximum(lo[var], MIN_SHARE), lo[var])
+    hi_v = hi[var]
+    problem = _CrossProblem(surface, weights, objective, var, base)
+    if start is None:
+        x0 = _project(np.full(var.sum(), budget / var.sum()), lo_v, hi_v, budget)
+    else:
+        x0 = _project(np.asarray(start, dtype=float)[var], lo_v, hi_v, budget)
+    res, x = _slsqp(problem, x0, lo_v, hi_v, budget, max_iter)
+    x, grad, polish_iter = _polish(
+        problem, x, lo_v, hi_v, max_iter=15 if objective.kind == "quantile" else 50
+    )
+    kkt = _kkt_residual(x, grad, lo_v, hi_v)
+    message = f"SLSQP: {res.message} ({res.nit} iterations); scaled polish: {polish_iter}"
+    result = SolveResult(
+        shares=problem.full(x),
+        value=problem.value(x),
+        kkt_residual=kkt,
+        iterations=int(res.nit) + polish_iter,
+        seconds=time.perf_counter() - t0,
+        message=message,
+        at_start=bool(np.max(np.abs(x - x0)) <= 1e-10),
+        tolerance=KKT_TOL if objective.kind == "mean" else KKT_TOL_NONSMOOTH,
+    )
+    return result, x0
+
+
+def _slsqp(problem, x0, lo, hi, budget: float, max_iter: int):
+    """SLSQP (analytic gradient, scaled by the start's value) on ``{lo <= x <= hi, sum x =
+    budget}``; its answer projected back onto the set, or the start when SLSQP failed outright
+    (the polish then starts there)."""
+    scale = problem.value(x0)
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad, _, _ = problem.derivatives(np.clip(x, lo, hi))
+        return value / scale, grad / scale
+
+    res = minimize(
+        fun,
+        x0,
+        jac=True,
+        method="SLSQP",
+        bounds=list(zip(lo, hi, strict=True)),
+        constraints=[
+            {"type": "eq", "fun": lambda x: x.sum() - budget, "jac": lambda x: np.ones_like(x)}
+        ],
+        options={"maxiter": max_iter, "ftol": 1e-12},
+    )
+    x = _project(np.clip(res.x, lo, hi), lo, hi, budget)
+    if not problem.value(x) <= problem.value(x0) * (1 + 1e-12):
+        x = x0
+    return res, x
 
 
 def _kkt_residual(x: np.ndarray, grad: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
@@ -260,13 +384,23 @@ def solve(
         bounds = MixtureConstraints().bounds(surface.domains)
     lo, hi = bounds.lower.copy(), bounds.upper.copy()
     counted = weights > 0
-    starved = [d for d, c, h in zip(surface.domains, counted, hi, strict=True) if c and h <= 0]
+    starved = [
+        d
+        for d, c, h, a in zip(
+            surface.domains, counted, hi, np.any(surface.alpha != 0, 0), strict=True
+        )
+        if c and h <= 0 and a
+    ]
     if starved:
         raise ConstraintError(
             f"{', '.join(starved)} count(s) in the objective but the constraints allow no share "
             "(BiMix loss is infinite at r = 0); give them a positive cap, or leave them out of "
             "the objective (domains=... / --domains)"
         )
+    if surface.is_cross:
+        result, _ = _solve_cross(surface, weights, objective, lo, hi, start, max_iter, t0)
+        _warn_unconverged(result)
+        return result
     fixed = hi - lo <= 1e-12
     var = counted & ~fixed
     r = np.where(fixed, lo, 0.0)
@@ -303,26 +437,7 @@ def solve(
         x0 = _project(np.full(var.sum(), budget / var.sum()), lo_v, hi_v, budget)
     else:
         x0 = _project(np.asarray(start, dtype=float)[var], lo_v, hi_v, budget)
-    scale = problem.value(x0)
-
-    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad, _, _ = problem.derivatives(np.maximum(x, MIN_SHARE))
-        return value / scale, grad / scale
-
-    res = minimize(
-        fun,
-        x0,
-        jac=True,
-        method="SLSQP",
-        bounds=list(zip(lo_v, hi_v, strict=True)),
-        constraints=[
-            {"type": "eq", "fun": lambda x: x.sum() - budget, "jac": lambda x: np.ones_like(x)}
-        ],
-        options={"maxiter": max_iter, "ftol": 1e-12},
-    )
-    x = _project(np.clip(res.x, lo_v, hi_v), lo_v, hi_v, budget)
-    if not problem.value(x) <= problem.value(x0) * (1 + 1e-12):
-        x = x0  # SLSQP failed outright: polish from the start
+    res, x = _slsqp(problem, x0, lo_v, hi_v, budget, max_iter)
     x, grad, polish_iter = _polish(
         problem, x, lo_v, hi_v, max_iter=15 if objective.kind == "quantile" else 50
     )
@@ -340,13 +455,21 @@ def solve(
         at_start=at_start,
         tolerance=KKT_TOL if objective.kind == "mean" else KKT_TOL_NONSMOOTH,
     )
-    if at_start and not result.converged:
+    _warn_unconverged(result)
+    return result
+
+
+def _warn_unconverged(result: SolveResult) -> None:
+    """Warn when a solve did not meet the KKT conditions (and say what to try)."""
+    kkt, message = result.kkt_residual, result.message
+    nonsmooth = result.tolerance == KKT_TOL_NONSMOOTH
+    if result.at_start and not result.converged:
         warnings.warn(
             "the optimiser stopped at its starting point without meeting the KKT conditions "
             f"(residual {kkt:.2g}); the gradient may be too small to move. Try another start or "
             "check that the fit's mixture exponents are not all near zero.",
             OptimizationWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     elif not result.converged:
         warnings.warn(
@@ -356,10 +479,49 @@ def solve(
             + (
                 " Quantile and CVaR objectives are not smooth where posterior draws tie; with "
                 "few draws the answer may be slightly off the optimum (more draws help)."
-                if objective.kind != "mean"
+                if nonsmooth
                 else ""
             ),
             OptimizationWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    return result
+
+
+def per_draw_optima(
+    surface: LossSurface, weights: np.ndarray, bounds: Bounds, *, max_draws: int = 200
+) -> np.ndarray:
+    """The optimum under each posterior draw ``(draws, domains)``: how stable the choice is.
+
+    BiMix: the semi-closed form of every draw (:func:`closed_form_optimum`). A cross-domain
+    law has no closed form: :func:`solve` per draw, on at most ``max_draws`` draws evenly
+    spaced over the posterior (about 10 ms each).
+
+    Examples
+    --------
+    >>> s = LossSurface(("a", "b"), np.log([[1.0, 8.0]]), np.array([[1.0, 1.0]]), 1.0)
+    >>> b = MixtureConstraints().bounds(s.domains)
+    >>> per_draw_optima(s, np.array([0.5, 0.5]), b).round(6).tolist()
+    [[0.261204, 0.738796]]
+    """
+    if not surface.is_cross:
+        return closed_form_optimum(
+            weights * np.exp(surface.log_k), surface.alpha, bounds.lower, bounds.upper
+        )
+    take = np.unique(
+        np.linspace(0, surface.n_draws - 1, min(max_draws, surface.n_draws)).astype(int)
+    )
+    out = np.empty((len(take), len(surface.domains)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OptimizationWarning)
+        for row, d in enumerate(take):
+            one = LossSurface(
+                surface.domains,
+                surface.log_k[[d]],
+                surface.alpha[[d]],
+                surface.step,
+                own=None if surface.own is None else surface.own[[d]],
+                cross=surface.cross[[d]],
+                own_index=surface.own_index,
+            )
+            out[row] = solve(one, weights, "mean", bounds).shares
+    return out

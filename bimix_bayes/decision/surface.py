@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bimix_bayes.bayes.law_params import TRAIN_DIM, posterior_law
 from bimix_bayes.data.table import DataError
 from bimix_bayes.laws.bimix import log_step_factor
 
@@ -59,9 +60,17 @@ class LossSurface:
     log_k
         ``(draws, domains)``: log of the loss at share 1, ``log K_di``.
     alpha
-        ``(draws, domains)``: the mixture exponents.
+        ``(draws, domains)``: the mixture exponents (0 under the log-linear law).
     step
         The target step (or tokens).
+    own, cross
+        Cross-domain laws (:mod:`bimix_bayes.laws.cross`): ``own`` ``(draws, domains)``, the
+        log-linear law's own-share coefficient (None otherwise), and ``cross`` ``(draws,
+        domains, training domains)``, the other domains' linear effects on the log loss (None
+        under BiMix). With them the loss of domain ``i`` is ``K_i r_i**-alpha_i exp(-own_i r_i
+        + sum_j cross_ij r_j)`` and ``shares`` run over the training domains.
+    own_index
+        Each domain's column among the training domains (default: the same position).
 
     Examples
     --------
@@ -74,6 +83,22 @@ class LossSurface:
     log_k: np.ndarray
     alpha: np.ndarray
     step: float
+    own: np.ndarray | None = None
+    cross: np.ndarray | None = None
+    own_index: np.ndarray | None = None
+
+    @property
+    def is_cross(self) -> bool:
+        """Whether other domains' shares move a domain's loss (a cross-domain law)."""
+        return self.cross is not None
+
+    @property
+    def finite_at_zero(self) -> bool:
+        """Whether a zero share gives a finite loss (no mixture exponent anywhere)."""
+        return bool(np.all(self.alpha == 0))
+
+    def _own_cols(self) -> np.ndarray:
+        return np.arange(len(self.domains)) if self.own_index is None else self.own_index
 
     @classmethod
     def from_idata(cls, idata: az.InferenceData, step: float) -> LossSurface:
@@ -89,7 +114,21 @@ class LossSurface:
         x = np.log(step / float(idata.attrs["s_ref"]))
         log_k = log_step_factor(x, flat("log_floor"), flat("log_reducible"), flat("beta"))
         domains = tuple(str(d) for d in post["domain"].to_numpy())
-        return cls(domains, log_k, flat("alpha"), float(step))
+        law = posterior_law(post)
+        alpha = flat("alpha") if "alpha" in law.params else np.zeros_like(log_k)
+        if not law.cross_domain:
+            return cls(domains, log_k, alpha, float(step))
+        cross = post["cross"].transpose("chain", "draw", "domain", TRAIN_DIM).to_numpy()
+        training = [str(t) for t in post[TRAIN_DIM].to_numpy()]
+        return cls(
+            domains,
+            log_k,
+            alpha,
+            float(step),
+            own=flat("own") if "own" in law.params else None,
+            cross=cross.reshape(n, len(domains), -1),
+            own_index=np.array([training.index(d) for d in domains]),
+        )
 
     @property
     def n_draws(self) -> int:
@@ -99,12 +138,37 @@ class LossSurface:
     def losses(self, shares: np.ndarray) -> np.ndarray:
         """Per-draw loss of each domain: ``(draws, domains)``, or ``(draws, m, domains)`` for an
         ``(m, domains)`` array of mixtures."""
+        return np.exp(self.log_losses(shares))
+
+    def log_losses(self, shares: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Log of :meth:`losses`; ``rows`` (a boolean mask) keeps only those domains."""
         shares = np.asarray(shares, dtype=float)
-        with np.errstate(divide="ignore"):
-            log_r = np.log(shares)
-        if shares.ndim == 2:
-            return np.exp(self.log_k[:, None, :] - self.alpha[:, None, :] * log_r[None])
-        return np.exp(self.log_k - self.alpha * log_r)
+        rows = np.ones(len(self.domains), bool) if rows is None else np.asarray(rows, bool)
+        own_share = shares[..., self._own_cols()[rows]]
+        alpha = self.alpha[:, rows]
+        lead = (slice(None), None) if shares.ndim == 2 else (slice(None),)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            m = np.where(alpha[lead] == 0, 0.0, -alpha[lead] * np.log(own_share))
+        if self.own is not None:
+            m = m - self.own[:, rows][lead] * own_share
+        if self.cross is not None:
+            pattern = "dij,mj->dmi" if shares.ndim == 2 else "dij,j->di"
+            m = m + np.einsum(pattern, self.cross[:, rows], shares)
+        return self.log_k[:, rows][lead] + m
+
+    def gradient_terms(self, shares: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        """For one mixture: losses ``t`` (draws, rows) and the parts of ``d log t_i / d r_j``.
+
+        Returns ``(t, diag, cross)``: ``d log t_i / d r_j = diag_i [j = own(i)] + cross_ij``
+        with ``diag_i = -alpha_i / r_own(i) - own_i``; ``cross`` is None under BiMix.
+        """
+        t = np.exp(self.log_losses(shares, rows))
+        own_share = np.maximum(shares[self._own_cols()[rows]], MIN_SHARE)
+        diag = -self.alpha[:, rows] / own_share
+        if self.own is not None:
+            diag = diag - self.own[:, rows]
+        cross = None if self.cross is None else self.cross[:, rows]
+        return t, diag, cross
 
 
 def weighted_loss(surface: LossSurface, weights: np.ndarray, shares: np.ndarray) -> np.ndarray:
@@ -119,6 +183,8 @@ def weighted_loss(surface: LossSurface, weights: np.ndarray, shares: np.ndarray)
     """
     counted = np.asarray(weights) > 0
     shares = np.asarray(shares, dtype=float)
+    if surface.is_cross:  # every share moves the counted losses
+        return np.exp(surface.log_losses(shares, counted)) @ np.asarray(weights)[counted]
     sub = LossSurface(
         tuple(np.asarray(surface.domains)[counted]),
         surface.log_k[:, counted],

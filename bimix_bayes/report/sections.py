@@ -50,9 +50,16 @@ from bimix_bayes._version import __version__
 from bimix_bayes.bayes.checks import posterior_predictive_check
 from bimix_bayes.bayes.diagnostics import FitDiagnostics
 from bimix_bayes.bayes.forecast import predict
+from bimix_bayes.bayes.law_params import posterior_law
 from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata, spec_from_idata
 from bimix_bayes.bayes.spec import Spec
-from bimix_bayes.bayes.summary import NOISE_PARAMS, comparison_table, posterior_table
+from bimix_bayes.bayes.summary import (
+    NOISE_PARAMS,
+    comparison_table,
+    cross_table,
+    law_params,
+    posterior_table,
+)
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.evaluation.backtest import BacktestResult
 from bimix_bayes.leastsq.fit import BiMixLeastSquares, BootstrapWarning
@@ -62,7 +69,12 @@ from bimix_bayes.report.figures import (
     predictive_check_figure,
     to_data_uri,
 )
-from bimix_bayes.report.tables import comparison_cells, diagnostic_badges, html_table
+from bimix_bayes.report.tables import (
+    comparison_cells,
+    diagnostic_badges,
+    estimate_cells,
+    html_table,
+)
 
 __all__ = [
     "SECTIONS",
@@ -205,6 +217,7 @@ def section_header(
             "created": attrs.get("created", ""),
             "spec_id": attrs.get("spec_id", ""),
             "likelihood": fit.spec["likelihood"]["family"],
+            "law": fit.spec.get("law", {}).get("name", "bimix"),
         },
         "versions": json.loads(attrs.get("package_versions", "{}")),
     }
@@ -293,9 +306,18 @@ def section_parameters(fit: ReportInputs) -> dict[str, Any]:
     one parameter table."""
     table = comparison_table(fit.idata, prob=0.94, least_squares=fit.ls)
     noise = posterior_table(fit.idata, prob=0.94, var_names=NOISE_PARAMS)
+    cross = cross_table(fit.idata, prob=0.94)
+    if not cross.empty:
+        own = cross.index.get_level_values(0) == cross.index.get_level_values(1)
+        cells = pd.Series(
+            estimate_cells(cross["mean"], cross["lower"], cross["upper"]), index=cross.index
+        )
+        cross = cells.where(~own, "(own)").unstack("training_domain")
     return {
-        "forest_figure": to_data_uri(forest_figure(table)),
+        "law": posterior_law(fit.idata.posterior).name,
+        "forest_figure": to_data_uri(forest_figure(table, law_params(fit.idata))),
         "comparison": html_table(comparison_cells(pd.concat([table, noise]))),
+        "cross": None if cross.empty else html_table(cross),
     }
 
 

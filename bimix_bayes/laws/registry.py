@@ -1,0 +1,171 @@
+"""The laws a fit can use, each as one unit: its name, what it says, its parameters, its math.
+
+Every law is evaluated through :meth:`Law.log_loss` with the same arguments, so the Bayesian
+model, the forecasts and the checks do not need to know which law they run::
+
+    law.log_loss(shares, own_share, x, params, math=np)
+
+``shares`` holds the training-domain shares (last axis), ``own_share`` the evaluation domain's
+own share, ``x = log(s / s_ref)`` and ``params`` the law's per-domain parameters (named by
+:attr:`Law.params`; ``cross`` has a last axis over training domains). All broadcast.
+
+Examples
+--------
+>>> sorted(LAWS)
+['bimix', 'bimix_cross', 'loglinear']
+>>> get_law("loglinear").finite_at_zero
+True
+>>> get_law("chinchilla")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+KeyError: "unknown law 'chinchilla'; known laws: bimix, bimix_cross, loglinear (list them with ...)"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from bimix_bayes.laws.bimix import log_mixture_factor, log_step_factor
+from bimix_bayes.laws.cross import bimix_cross_mixture_term, loglinear_mixture_term
+
+__all__ = ["BIMIX", "BIMIX_CROSS", "DEFAULT_LAW", "LAWS", "LOGLINEAR", "Law", "get_law"]
+
+
+@dataclass(frozen=True)
+class Law:
+    """One mixing law: a mixture term ``m(r)`` times BiMix's step law.
+
+    Every law of the package has the form ``log L = m(r) + logaddexp(log_floor, log_reducible -
+    beta x)``: they differ in the mixture term only (:meth:`mixture_term`).
+
+    Attributes
+    ----------
+    name
+        Its name in specs (``[law] name``) and on the command line (``--law``).
+    summary
+        One line: the equation and its source.
+    params
+        The per-domain parameters :meth:`log_loss` reads (posterior variables of a fit).
+    population
+        The parameters with a hierarchical population prior (``[priors.NAME]`` in a spec);
+        each is the log of a positive parameter or an unbounded one.
+    finite_at_zero
+        Whether a zero share gives a finite loss (observations with zero share are kept).
+    cross_domain
+        Whether other domains' shares move a domain's loss (a ``cross`` parameter).
+    """
+
+    name: str
+    summary: str
+    params: tuple[str, ...]
+    population: tuple[str, ...]
+    finite_at_zero: bool
+    cross_domain: bool
+    _mixture_term: Callable[..., Any]
+
+    def mixture_term(
+        self, shares: Any, own_share: Any, params: Mapping[str, Any], *, math: ModuleType = np
+    ) -> Any:
+        """``m(r)``: the log of the factor by which the mixture scales the step law.
+
+        Examples
+        --------
+        >>> round(float(BIMIX.mixture_term(None, 0.5, {"alpha": 1.0})), 6)  # 0.5 ** -1
+        0.693147
+        """
+        return self._mixture_term(shares, own_share, params, math)
+
+    def log_loss(
+        self,
+        shares: Any,
+        own_share: Any,
+        x: Any,
+        params: Mapping[str, Any],
+        *,
+        math: ModuleType = np,
+    ) -> Any:
+        """Log loss of the law; see the module docstring for the arguments.
+
+        Examples
+        --------
+        >>> p = {"log_floor": 0.0, "log_reducible": 0.0, "alpha": 0.1, "beta": 0.5}
+        >>> round(float(np.exp(BIMIX.log_loss(np.array([1.0]), 1.0, 0.0, p))), 6)
+        2.0
+        """
+        step = log_step_factor(
+            x, params["log_floor"], params["log_reducible"], params["beta"], math=math
+        )
+        return self.mixture_term(shares, own_share, params, math=math) + step
+
+
+def _bimix(shares: Any, own_share: Any, p: Mapping[str, Any], math: ModuleType) -> Any:
+    return log_mixture_factor(math.log(own_share), p["alpha"])
+
+
+def _bimix_cross(shares: Any, own_share: Any, p: Mapping[str, Any], math: ModuleType) -> Any:
+    return bimix_cross_mixture_term(own_share, shares, p["alpha"], p["cross"], math=math)
+
+
+def _loglinear(shares: Any, own_share: Any, p: Mapping[str, Any], math: ModuleType) -> Any:
+    return loglinear_mixture_term(shares, own_share, p["own"], p["cross"])
+
+
+BIMIX = Law(
+    name="bimix",
+    summary=(
+        "BiMix (Ge et al. 2024): L_i = A_i r_i^-alpha_i (B_i s^-beta_i + C_i); a domain's loss "
+        "depends on its own share only"
+    ),
+    params=("log_floor", "log_reducible", "alpha", "beta"),
+    population=("log_floor", "log_reducible", "log_alpha", "log_beta"),
+    finite_at_zero=False,
+    cross_domain=False,
+    _mixture_term=_bimix,
+)
+
+BIMIX_CROSS = Law(
+    name="bimix_cross",
+    summary=(
+        "BiMix with cross-domain effects: L_i = r_i^-alpha_i exp(sum_j cross_ij r_j) "
+        "(exp(c_i) + exp(b_i) (s/s_ref)^-beta_i), cross shrunk toward 0 (= BiMix)"
+    ),
+    params=("log_floor", "log_reducible", "alpha", "beta", "cross"),
+    population=("log_floor", "log_reducible", "log_alpha", "log_beta"),
+    finite_at_zero=False,
+    cross_domain=True,
+    _mixture_term=_bimix_cross,
+)
+
+LOGLINEAR = Law(
+    name="loglinear",
+    summary=(
+        "log-linear (Ye et al. 2025, with a step law): L_i = exp(-own_i r_i + sum_j "
+        "cross_ij r_j) (exp(c_i) + exp(b_i) (s/s_ref)^-beta_i)"
+    ),
+    params=("log_floor", "log_reducible", "own", "beta", "cross"),
+    population=("log_floor", "log_reducible", "log_own", "log_beta"),
+    finite_at_zero=True,
+    cross_domain=True,
+    _mixture_term=_loglinear,
+)
+
+#: The laws by name.
+LAWS: dict[str, Law] = {law.name: law for law in (BIMIX, BIMIX_CROSS, LOGLINEAR)}
+#: The law of a spec that does not name one.
+DEFAULT_LAW = "bimix"
+
+
+def get_law(name: str) -> Law:
+    """The law called ``name``; a ``KeyError`` naming the known laws otherwise."""
+    try:
+        return LAWS[name]
+    except KeyError:
+        known = ", ".join(sorted(LAWS))
+        raise KeyError(
+            f"unknown law {name!r}; known laws: {known} (list them with `bimix laws`)"
+        ) from None
