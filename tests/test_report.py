@@ -232,6 +232,18 @@ def test_the_summary_names_a_baseline_given_as_a_table(study):
     assert "FAILED its convergence diagnostics" not in page
 
 
+def test_other_fits_are_ranked_with_a_verdict(study, html):
+    """With other fits of the same data the report says which model the data prefer (and how
+    sure); without them there is no such section."""
+    idata, _, _ = study
+    assert '<section id="models">' not in html
+    page = build_report(idata, n_bootstrap=0, fit_path="fit.nc", compare={"copy.nc": idata})
+    models = _section(page, "models")
+    assert "fit.nc (bimix" in models and "copy.nc (bimix" in models
+    assert "do not distinguish" in models  # the same fit twice: no difference
+    assert '<a href="#models">' in page
+
+
 def test_the_shares_chart_compares_recommended_and_baseline(html):
     """The summary shows a bar chart of recommended vs baseline shares, with alt text naming
     every domain's two shares."""

@@ -34,7 +34,7 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from bimix_bayes.bayes.law_params import gather, law_of_draws, posterior_law, posterior_params
+from bimix_bayes.bayes.law_params import gather, posterior_law, posterior_params
 from bimix_bayes.bayes.likelihood import CurveLayout, draw_offsets
 from bimix_bayes.bayes.model import BiMixModel, resolve_s_ref
 from bimix_bayes.bayes.persistence import data_from_idata, spec_from_idata
@@ -86,7 +86,8 @@ def replicate_losses(
     params
         Parameter draws of the law (:func:`~bimix_bayes.bayes.law_params.posterior_params`:
         e.g. ``log_floor``, ``log_reducible``, ``log_alpha``, ``log_beta``), ``sigma`` and
-        optionally ``tau``, dims ``chain, draw, domain``.
+        optionally ``tau``, dims ``chain, draw, domain``; ``attrs["law"]`` names the law
+        (BiMix when absent).
     layout
         The curves and checkpoints of the observations.
     family, nu
@@ -109,7 +110,7 @@ def replicate_losses(
     tau = take("tau") if "tau" in params else np.zeros_like(sigma)
     w = (nu / 2, nu / 2) if family == "student_t" else None
     u, scale = draw_offsets({"mean": 0.0, "var": tau**2, "w": w}, rng, sigma.shape)
-    law = posterior_law(params) if "law" in params.attrs else law_of_draws(params)
+    law = posterior_law(params)
     mu = law.log_loss(
         layout.curve_shares[:, None, :],
         layout.curve_own_share[:, None],
@@ -172,6 +173,7 @@ def prior_predictive_check(
         prior = pm.sample_prior_predictive(draws=draws, model=pm_model, random_seed=seed).prior
     layout = CurveLayout.from_data(data, resolve_s_ref(model.spec, data))
     lik = model.spec["likelihood"]
+    prior.attrs["law"] = model.spec["law"]["name"]
     reps = replicate_losses(prior, layout, lik["family"], lik["nu"], seed)
     return _check(reps, data, "Prior predictive check: observed loss vs prior replicates")
 

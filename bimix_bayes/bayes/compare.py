@@ -63,6 +63,39 @@ class ComparisonResult:
     table: pd.DataFrame
     pareto_k: pd.DataFrame
 
+    def verdict(self) -> str:
+        """Which model the data prefer, by how much, and how sure that is (one sentence).
+
+        "Clearly" when the best model is ahead of the runner-up by more than 2 standard errors
+        of the difference (``dse``), "probably" within 1 to 2, "not distinguishable" below 1.
+
+        Examples
+        --------
+        >>> t = pd.DataFrame({"elpd_loo": [10.0, 4.0], "elpd_diff": [0.0, 6.0],
+        ...                   "dse": [0.0, 2.0], "weight": [0.9, 0.1]}, index=["a", "b"])
+        >>> verdict = ComparisonResult(t, pd.DataFrame()).verdict()
+        >>> verdict.split(" (")[0]
+        'The data clearly prefer a: a new run is predicted 6.0 +- 2.0 nats better'
+        """
+        names = list(self.table.index)
+        if len(names) < 2:
+            return f"one model ({names[0]}): nothing to compare it with"
+        best, second = names[0], names[1]
+        diff, dse = float(self.table.loc[second, "elpd_diff"]), float(self.table.loc[second, "dse"])
+        z = diff / dse if dse > 0 else np.inf
+        how = "clearly" if z > 2 else "probably" if z > 1 else None
+        if how is None:
+            return (
+                f"The data do not distinguish {best} from {second}: {diff:.1f} +- {dse:.1f} nats "
+                "of log predictive density of a new run (PSIS-LOO), within one standard error."
+            )
+        weight = float(self.table.loc[best, "weight"])
+        return (
+            f"The data {how} prefer {best}: a new run is predicted {diff:.1f} +- {dse:.1f} nats "
+            f"better (log predictive density, PSIS-LOO) than by {second} (stacking weight "
+            f"{weight:.2f})."
+        )
+
     def warnings(self) -> list[str]:
         """One line per model with unreliable runs (Pareto k > 0.7), naming the runs."""
         lines = []

@@ -32,8 +32,12 @@ import numpy as np
 __all__ = ["DERIVED_VARS", "FitDiagnostics", "FitWarning", "diagnose"]
 
 #: Posterior variables computed from the sampled ones (not diagnosed on their own; the
-#: correlations through their partial correlations ``run_corr_cpc``, ``slope_corr_cpc``).
-DERIVED_VARS = frozenset({"alpha", "beta", "A", "B", "C", "run_offset", "run_corr", "slope_corr"})
+#: correlations through their partial correlations ``run_corr_cpc``, ``slope_corr_cpc``). The
+#: cross effects ``cross`` are diagnosed rather than the raw ``cross_z``, two directions of
+#: which per row do not enter the likelihood; their structural zeros (own columns) are skipped.
+DERIVED_VARS = frozenset(
+    {"alpha", "beta", "own", "A", "B", "C", "run_offset", "run_corr", "slope_corr", "cross_z"}
+)
 
 
 #: The problem of a fit with one chain (r-hat compares chains).
@@ -241,9 +245,10 @@ def diagnose(
     import arviz as az  # here, so that importing this module (for FitWarning) stays light
 
     names = [v for v in idata.posterior.data_vars if v not in DERIVED_VARS]
-    rhat, rhat_var = _worst(az.rhat(idata, var_names=names), "max")
-    ess_bulk, ess_var = _worst(az.ess(idata, var_names=names, method="bulk"), "min")
-    ess_tail, tail_var = _worst(az.ess(idata, var_names=names, method="tail"), "min")
+    with np.errstate(invalid="ignore", divide="ignore"):  # constant entries: NaN, skipped
+        rhat, rhat_var = _worst(az.rhat(idata, var_names=names), "max")
+        ess_bulk, ess_var = _worst(az.ess(idata, var_names=names, method="bulk"), "min")
+        ess_tail, tail_var = _worst(az.ess(idata, var_names=names, method="tail"), "min")
     stats = idata.sample_stats
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     draws = int(idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"])

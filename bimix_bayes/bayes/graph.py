@@ -9,7 +9,7 @@ number of domains) and every later fit swaps its data in.
 Examples
 --------
 >>> from bimix_bayes.bayes.spec import merge_spec
->>> model = build_pymc_model(CurveLayout.placeholder(3), merge_spec())
+>>> model = build_pymc_model(CurveLayout.placeholder(3), merge_spec({"law": {"name": "bimix"}}))
 >>> sorted(v.name for v in model.free_RVs)[:3]
 ['log_alpha', 'log_beta', 'log_floor']
 >>> data_names(merge_spec(), 3)[-2:]
@@ -179,14 +179,9 @@ def _cross_mean(
     """
     shares = pm.Data("curve_shares", layout.curve_shares)
     own_share = pm.Data("curve_own_share", layout.curve_own_share)
-    own_index = pm.Data("own_index", layout.own_index.astype("int64"))
+    mask = pm.Data("cross_mask", layout.cross_mask)
     sd_cross = pm.HalfNormal("sd_cross", spec["law"]["cross_sd_scale"])
     z = pm.Normal("cross_z", 0.0, 1.0, dims=("domain", TRAIN_DIM))
-    rows = pt.arange(z.shape[0])
-    mask = pt.set_subtensor(
-        pt.ones_like(z)[rows, pt.maximum(own_index, 0)],
-        pt.switch(pt.ge(own_index, 0), 0.0, 1.0),
-    )
     mean = (z * mask).sum(axis=-1, keepdims=True) / mask.sum(axis=-1, keepdims=True)
     cross = pm.Deterministic("cross", sd_cross * (z - mean) * mask, dims=("domain", TRAIN_DIM))
     params = {"cross": cross[d]}
@@ -257,7 +252,7 @@ def data_names(spec: Spec, n_domains: int) -> tuple[str, ...]:
         names.append("x")
     if spec_law(spec).cross_domain:  # every share of the run replaces its domain's log share
         names = [k for k in names if k != "curve_log_r"]
-        names += ["curve_shares", "curve_own_share", "own_index"]
+        names += ["curve_shares", "curve_own_share", "cross_mask"]
     return tuple(names)
 
 

@@ -54,6 +54,7 @@ from scipy.special import gammaln
 
 from bimix_bayes.bayes.law_params import gather, posterior_law, posterior_params
 from bimix_bayes.data.table import MixtureData
+from bimix_bayes.laws.cross import cross_mask
 
 __all__ = [
     "CurveLayout",
@@ -411,6 +412,11 @@ class CurveLayout:
             curve_own_share=np.full(curves, 0.5),
             own_index=np.where(np.arange(n_domains) < n_train, np.arange(n_domains), -1),
         )
+
+    @property
+    def cross_mask(self) -> np.ndarray:
+        """``(domain, training domain)``: 1 where a cross effect is free (not the own column)."""
+        return cross_mask(self.own_index, len(self.training_domains))
 
     def x_sums(self) -> tuple[np.ndarray, np.ndarray]:
         """Per curve: ``sum(x)`` and ``sum(x^2)`` over its checkpoints (random-slope option)."""

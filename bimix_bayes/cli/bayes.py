@@ -323,6 +323,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "weight = stacking weight:"
     )
     print(result.table.to_string(float_format=lambda v: f"{v:.2f}"))
+    print(result.verdict())
     for line in result.warnings():
         print(f"WARNING: {line}")
     opt.write_table(args.out, result.table)
@@ -337,10 +338,12 @@ def cmd_laws(args: argparse.Namespace) -> int:
     and lets other domains' shares move a domain's loss. Compare laws on your data with
     `bimix compare FIT_A.nc FIT_B.nc` (leave-one-run-out LOO) and `bimix backtest --law`.
     """
-    from bimix_bayes.laws.registry import DEFAULT_LAW, LAWS
+    from bimix_bayes.bayes.spec import merge_spec
+    from bimix_bayes.laws.registry import LAWS
 
+    default_law = merge_spec()["law"]["name"]
     for law in LAWS.values():
-        default = " (default)" if law.name == DEFAULT_LAW else ""
+        default = " (default)" if law.name == default_law else ""
         traits = [
             "cross-domain" if law.cross_domain else "own share only",
             "zero shares kept" if law.finite_at_zero else "zero shares infinite",

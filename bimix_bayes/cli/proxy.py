@@ -30,6 +30,7 @@ from pathlib import Path
 from bimix_bayes.cli import options as opt
 from bimix_bayes.cli.errors import EXIT_ERROR, EXIT_USAGE, fail
 from bimix_bayes.cli.progress import Progress
+from bimix_bayes.laws.registry import LAWS
 
 __all__ = ["add_commands", "cmd_corpora", "cmd_study", "cmd_train", "cmd_verify"]
 
@@ -317,6 +318,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         fit=args.fit,
         min_step=args.min_step,
         workers=args.workers,
+        law=args.law,
         log=_say_for(args),
     )
     print((args.out / "verify.md").read_text().split("## Mean over domains per")[0].rstrip())
@@ -414,6 +416,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p,
         ("--seeds", opt.count(2), 3, "fresh seeds per mixture (3; at least 2)"),
         ("--fit", Path, None, "a saved fit of the study to use instead of fitting it again"),
+        (
+            "--law",
+            sorted(LAWS),
+            None,
+            "the mixing law of the fit (`bimix laws`; default: the default spec's)",
+        ),
         (
             "--min-step",
             opt.nonnegative_float,

@@ -48,6 +48,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     idata = load_fit(args.fit)
     constraints = load_constraints(args.constraints) if args.constraints else None
     baseline = baseline_argument(args.baseline)
+    others = {}
+    for path in args.compare:
+        name = path.name if path.name not in others else str(path)
+        others[name] = load_fit(path)
     holdout = None
     if args.holdout is not None:
         holdout = opt.DataOptions.from_args(args).load(args.holdout)
@@ -83,6 +87,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         command=shlex.join(["bimix", *args.argv]),
         fit_path=args.fit,
         backtests=backtests,
+        compare=others,
         progress=progress,
     )
     size = path.stat().st_size / 1e6
@@ -112,6 +117,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         metavar="PROTOCOL",
         help="also backtest the fitted runs (last-checkpoint, horizon:F, holdout-mixtures:K; "
         "repeatable; Bayes and least squares) and show it; each refits the model",
+    )
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="FIT",
+        help="other fits of the same data (another law or spec): the report says which model "
+        "the data prefer (PSIS-LOO over runs, as `bimix compare`)",
     )
     opt.add_seed(p, help="seed of the bootstrap and forecasts")
     opt.DataOptions.add_arguments(p, positional=False)

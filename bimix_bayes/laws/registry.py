@@ -156,7 +156,8 @@ LOGLINEAR = Law(
 
 #: The laws by name.
 LAWS: dict[str, Law] = {law.name: law for law in (BIMIX, BIMIX_CROSS, LOGLINEAR)}
-#: The law of a spec that does not name one.
+#: The law of a fit saved before laws were selectable (the default spec names its own law:
+#: ``[law] name`` in ``bimix_bayes/bayes/specs/bimix.toml``).
 DEFAULT_LAW = "bimix"
 
 

@@ -128,6 +128,7 @@ def verify(
     min_step: float | None = None,
     fit_seed: int = 0,
     workers: int = 2,
+    law: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the closed loop on a finished study (see the module docstring).
@@ -159,6 +160,9 @@ def verify(
         Seed of the Bayesian fit and of the forecast draws.
     workers
         Parallel training processes.
+    law
+        The mixing law of the fit (``bimix laws``; default: the default spec's); ignored with
+        ``fit``, whose law is its own.
     """
     from bimix_bayes.bayes.forecast import forecast_draws, predict
     from bimix_bayes.bayes.model import BiMixModel
@@ -195,7 +199,8 @@ def verify(
             )
     else:
         log(f"fitting the study ({data.n_runs} runs, {len(data.observations)} observations) ...")
-        idata = BiMixModel().fit(data, seed=fit_seed, retry=True)
+        spec = None if law is None else {"law": {"name": law}}
+        idata = BiMixModel(spec).fit(data, seed=fit_seed, retry=True)
     save_fit(idata, out / "fit.nc")
     rec = optimize(idata, target, objective=objective, seed=fit_seed)
     log(

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ from bimix_bayes.report.sections import (
     ReportInputs,
     section_appendix,
     section_backtests,
+    section_comparison,
     section_diagnostics,
     section_extrapolation,
     section_fit,
@@ -156,6 +157,7 @@ def build_report(
     command: str | None = None,
     fit_path: str | os.PathLike[str] | None = None,
     backtests: Sequence[BacktestResult] = (),
+    compare: Mapping[str, az.InferenceData] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> str:
     """Render the HTML report of a fit.
@@ -182,6 +184,9 @@ def build_report(
     backtests
         Results of :func:`bimix_bayes.evaluation.backtest.backtest` on the same runs, shown in a
         "How far to trust it" section (Bayes beside least squares).
+    compare
+        Other fits of the same data by name (another law or spec): a "Which model the data
+        prefer" section ranks them with this fit by PSIS-LOO over runs.
     progress
         Optional callable receiving one line as each slow step starts (the least-squares
         bootstrap, scoring the held-out points, the figures, the decision).
@@ -220,6 +225,7 @@ def build_report(
             **figures,
             **decided,
             **section_backtests(backtests),
+            **section_comparison(fit, compare or {}, name=_fit_name(fit_path)),
             **section_runs(fit.data),
             **appendix,
             "summary": section_summary(
@@ -228,6 +234,11 @@ def build_report(
             "sections": SECTIONS,
         }
         return _environment().get_template("report.html.j2").render(**context)
+
+
+def _fit_name(fit_path: str | os.PathLike[str] | None) -> str:
+    """How the comparison names the report's own fit: its file name, or "this fit"."""
+    return Path(fit_path).name if fit_path else "this fit"
 
 
 def write_report(idata: az.InferenceData, path: str | os.PathLike[str], **options: Any) -> Path:

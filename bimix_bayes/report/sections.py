@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +48,7 @@ import pandas as pd
 
 from bimix_bayes._version import __version__
 from bimix_bayes.bayes.checks import posterior_predictive_check
+from bimix_bayes.bayes.compare import compare_fits
 from bimix_bayes.bayes.diagnostics import FitDiagnostics
 from bimix_bayes.bayes.forecast import predict
 from bimix_bayes.bayes.law_params import posterior_law
@@ -81,6 +82,7 @@ __all__ = [
     "ReportInputs",
     "section_appendix",
     "section_backtests",
+    "section_comparison",
     "section_diagnostics",
     "section_extrapolation",
     "section_fit",
@@ -334,6 +336,33 @@ def section_backtests(backtests: Sequence[BacktestResult] = ()) -> dict[str, Any
             }
             for b in backtests
         ]
+    }
+
+
+def section_comparison(
+    fit: ReportInputs, others: Mapping[str, az.InferenceData], name: str = "this fit"
+) -> dict[str, Any]:
+    """Which model the data prefer: PSIS-LOO with whole runs left out
+    (:func:`~bimix_bayes.bayes.compare.compare_fits`) of the report's fit beside ``others``
+    (fits of the same data, e.g. under another law), the verdict with how sure it is, and the
+    runs whose estimate is unreliable. Empty without ``others``."""
+    if not others:
+        return {"comparison_models": None}
+    fits = {f"{name} ({posterior_law(fit.idata.posterior).name})": fit.idata}
+    for other, idata in others.items():
+        fits[f"{other} ({posterior_law(idata.posterior).name})"] = idata
+    failed = [n for n, f in fits.items() if not diagnostics_from_idata(f).passed]
+    result = compare_fits(fits)
+    table = result.table.rename(
+        columns={"elpd_loo": "elpd_loo (nats)", "elpd_diff": "behind the best", "dse": "its se"}
+    )
+    return {
+        "comparison_models": {
+            "table": html_table(table.round(2)),
+            "verdict": result.verdict(),
+            "warnings": result.warnings(),
+            "failed": failed,
+        }
     }
 
 
