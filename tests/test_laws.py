@@ -259,3 +259,31 @@ def test_cross_laws_fit_forecast_and_decide_end_to_end(tmp_path):
         rec = optimize(idata, 5e4)
     assert np.isclose(rec.mixture.sum(), 1.0)
     assert rec.draw_optima["sd"].notna().all()
+
+
+def test_least_squares_refuses_zero_shares_and_says_what_to_do():
+    from bimix_bayes.leastsq.fit import BiMixLeastSquares
+
+    with pytest.raises(DataError, match="--law loglinear"):
+        BiMixLeastSquares(n_bootstrap=0).fit(_data(zero=True))
+
+
+def test_cross_solver_with_every_share_fixed_returns_them():
+    from bimix_bayes.decision.constraints import MixtureConstraints
+
+    surface = _cross_surface(seed=3)
+    fixed = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4}
+    bounds = MixtureConstraints(fixed=fixed).bounds(surface.domains)
+    result = solve(surface, np.full(4, 0.25), "mean", bounds)
+    assert np.allclose(result.shares, [0.1, 0.2, 0.3, 0.4])
+    assert np.isfinite(result.value)
+
+
+def test_identical_fits_are_not_distinguished():
+    from bimix_bayes.bayes.compare import ComparisonResult
+
+    table = pd.DataFrame(
+        {"elpd_loo": [5.0, 5.0], "elpd_diff": [0.0, 0.0], "dse": [0.0, 0.0], "weight": [0.5, 0.5]},
+        index=["a", "b"],
+    )
+    assert "do not distinguish" in ComparisonResult(table, pd.DataFrame()).verdict()

@@ -82,7 +82,7 @@ class ComparisonResult:
             return f"one model ({names[0]}): nothing to compare it with"
         best, second = names[0], names[1]
         diff, dse = float(self.table.loc[second, "elpd_diff"]), float(self.table.loc[second, "dse"])
-        z = diff / dse if dse > 0 else np.inf
+        z = diff / dse if dse > 0 else (np.inf if diff > 0 else 0.0)
         how = "clearly" if z > 2 else "probably" if z > 1 else None
         if how is None:
             return (

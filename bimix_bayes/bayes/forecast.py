@@ -51,6 +51,7 @@ from bimix_bayes.bayes.predictive_density import log_predictive_density
 from bimix_bayes.bayes.targets import domain_weights, forecast_targets, run_effects
 from bimix_bayes.data.labels import NEW, OBSERVED, interval_columns, long_table
 from bimix_bayes.data.mixture_input import mixture_frame
+from bimix_bayes.data.table import DataWarning
 from bimix_bayes.laws.registry import Law
 
 __all__ = [
@@ -340,8 +341,13 @@ def _prepare(
         dims=("mixture", "domain"),
         coords={"mixture": list(table.index), "source": ("mixture", sources)},
     )
-    training = [str(t) for t in data.mixtures.columns]
-    train_table, _ = forecast_targets(data, training, mixtures, runs, allow_zero=True)
+    train_shares = np.zeros((len(table), 0))  # only a cross-domain law reads them all
+    if law.cross_domain:
+        training = [str(t) for t in data.mixtures.columns]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)  # said once for the table above
+            train_table, _ = forecast_targets(data, training, mixtures, runs, allow_zero=True)
+        train_shares = train_table.to_numpy(dtype=float)
     # An observed run may give a domain no share (its observations were dropped under
     # zero_policy="drop"): BiMix says nothing there, so those cells (and an average that
     # needs them) are NaN rather than infinite. A law finite at zero shares forecasts them.
@@ -387,7 +393,7 @@ def _prepare(
         params=posterior_params(post, law),
         sigma=post["sigma"],
         own_share=shares.where(~outside, 1.0),
-        train_shares=train_table.to_numpy(dtype=float),
+        train_shares=train_shares,
         outside=outside,
         x=xr.DataArray(
             np.log(steps_arr / float(idata.attrs["s_ref"])),

@@ -14,17 +14,19 @@ Examples
 
 from __future__ import annotations
 
+import warnings
+
 import arviz as az
 import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
 from bimix_bayes.bayes.discrepancy import bend_sd, doublings_outside
-from bimix_bayes.bayes.law_params import gather, posterior_law, posterior_params
+from bimix_bayes.bayes.law_params import posterior_law, posterior_params
 from bimix_bayes.bayes.persistence import data_from_idata, spec_from_idata
 from bimix_bayes.bayes.targets import forecast_targets, observed_conditional
 from bimix_bayes.data.labels import OBSERVED
-from bimix_bayes.data.table import DataError
+from bimix_bayes.data.table import DataError, DataWarning
 
 __all__ = ["log_predictive_density"]
 
@@ -110,20 +112,33 @@ def log_predictive_density(
     def param(name: str) -> np.ndarray:  # per draw and point
         return flat(post[name].transpose("chain", "draw", "domain").to_numpy())[:, dom]
 
-    training = [str(t) for t in data.mixtures.columns]
-    train_table, _ = forecast_targets(
-        data, training, new if new is not None and len(new) else None, runs or None, allow_zero=True
-    )
-    train_shares = train_table.to_numpy(dtype=float)[train_table.index.get_indexer(names)]
+    params = posterior_params(post, law)
+    if law.cross_domain:  # the cross term per (draw, target, domain) first, then gathered
+        training = [str(t) for t in data.mixtures.columns]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)  # said once for the table above
+            train_table, _ = forecast_targets(
+                data,
+                training,
+                new if new is not None and len(new) else None,
+                runs or None,
+                allow_zero=True,
+            )
+        cross = np.einsum("cdij,tj->cdti", params.pop("cross"), train_table.to_numpy(float))
+        tgt_rows = train_table.index.get_indexer(names)
+        params["cross_term"] = cross[:, :, tgt_rows, dom]  # (chain, draw, point)
     params = {
-        k: np.reshape(v, (n_draws, *v.shape[2:]))
-        for k, v in gather(posterior_params(post, law), dom).items()
+        k: np.reshape(v if k == "cross_term" else np.take(v, dom, axis=2), (n_draws, -1))
+        for k, v in params.items()
     }
     sigma = param("sigma")
     tau = param("tau") if "tau" in post else np.zeros_like(sigma)
     x = np.log(steps / float(idata.attrs["s_ref"]))
     with np.errstate(divide="ignore"):
-        mu = law.log_loss(train_shares[None], shares[None, :], x[None, :], params)
+        cross_term = params.pop("cross_term", 0.0)
+        if law.cross_domain:  # its effect, summed per point, is cross_term
+            params["cross"] = 0.0
+        mu = law.log_loss(np.zeros((1, 1)), shares[None, :], x[None, :], params) + cross_term
     u_mean, u_var = np.zeros_like(mu), tau**2
     slope_on = bool(lik["run_slope"])
     xs = np.broadcast_to(x[None, :], mu.shape)

@@ -48,10 +48,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     idata = load_fit(args.fit)
     constraints = load_constraints(args.constraints) if args.constraints else None
     baseline = baseline_argument(args.baseline)
-    others = {}
-    for path in args.compare:
-        name = path.name if path.name not in others else str(path)
-        others[name] = load_fit(path)
+    names = [p.name for p in args.compare]
+    if len(set(names) | {args.fit.name}) < len(names) + 1:  # same file names: full paths
+        names = [str(p) for p in args.compare]
+    others = {name: load_fit(path) for name, path in zip(names, args.compare, strict=True)}
     holdout = None
     if args.holdout is not None:
         holdout = opt.DataOptions.from_args(args).load(args.holdout)

@@ -2,10 +2,11 @@
 
 The objective of a mixture under one posterior draw ``d`` is its weighted loss
 ``O_d(r) = sum_i w_i K_di r_i**-alpha_di`` on the :class:`~bimix_bayes.decision.surface.LossSurface`
-of the fit at the target step; the decision minimises an
-:class:`~bimix_bayes.decision.objectives.Objective` (mean, quantile, CVaR) of the ``O_d`` over
-all draws — never the loss at the posterior mean — subject to ``sum(r) = 1`` and the bounds of
-:class:`~bimix_bayes.decision.constraints.MixtureConstraints`.
+of the fit at the target step (under a cross-domain law each term also carries
+``exp(-own_di r_i + sum_j cross_dij r_j)``: see "Cross-domain laws" below); the decision
+minimises an :class:`~bimix_bayes.decision.objectives.Objective` (mean, quantile, CVaR) of
+the ``O_d`` over all draws — never the loss at the posterior mean — subject to ``sum(r) = 1``
+and the bounds of :class:`~bimix_bayes.decision.constraints.MixtureConstraints`.
 
 The objective is the BiMix curve itself (``kind="law"`` in
 :func:`bimix_bayes.bayes.forecast.predict`): the loss a run at that mixture reaches apart from its
@@ -20,6 +21,17 @@ polish: projected Newton steps on the exact KKT conditions (a diagonal Hessian p
 solved exactly per step), re-weighting the draws between steps for the quantile and CVaR. Each
 solve reports its scale-free KKT residual and iterations, and warns when it ends at its start
 without satisfying the KKT conditions (SLSQP's known failure on tiny gradients).
+
+Cross-domain laws
+-----------------
+Under ``bimix_cross`` or ``loglinear`` (:mod:`bimix_bayes.laws.cross`) every share moves every
+counted loss, so the objective is not separable: every non-fixed domain is a variable (an
+uncounted domain may still lower the counted losses), SLSQP gets the exact gradient, and the
+polish scales its projected steps by the Hessian's diagonal (a line search on the true
+objective keeps each step a descent). ``exp`` of a linear function is convex, so the mean
+objective stays convex under ``loglinear``; under ``bimix_cross`` it is a product of convex
+and log-convex factors, convex in practice near the optimum (checked against brute force in
+tests/test_laws.py). The per-draw optima are solved draw by draw (:func:`per_draw_optima`).
 
 The surface, the domain weights and the per-draw closed-form optimum are in
 :mod:`bimix_bayes.decision.surface` (their names are importable from here too).
@@ -221,6 +233,10 @@ def _solve_cross(
     lo_v = np.where(needs_share[var], np.maximum(lo[var], MIN_SHARE), lo[var])
     hi_v = hi[var]
     problem = _CrossProblem(surface, weights, objective, var, base)
+    if not var.any():  # every share is fixed
+        value = problem.value(np.zeros(0))
+        result = SolveResult(base, value, 0.0, 0, time.perf_counter() - t0, "no free choice")
+        return result, np.zeros(0)
     if start is None:
         x0 = _project(np.full(var.sum(), budget / var.sum()), lo_v, hi_v, budget)
     else:

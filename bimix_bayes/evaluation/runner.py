@@ -168,7 +168,12 @@ def _bayes_points(
     fitted_runs = set(split.train.runs)
     obs_runs = sorted(set(held["run"]) & fitted_runs)
     new_runs = sorted(set(held["run"]) - fitted_runs)
-    new_mix = _prediction_mixtures(data, new_runs, domains) if new_runs else None
+    # every training share (a cross-domain law reads them all); stand-ins only where the
+    # evaluation domain's own share is zero
+    new_mix = None
+    if new_runs:
+        new_mix = data.mixtures.loc[new_runs].astype(float).copy()
+        new_mix[domains] = _prediction_mixtures(data, new_runs, domains)
     frames = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

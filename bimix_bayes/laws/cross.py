@@ -86,8 +86,11 @@ def project_cross(raw: Any, own_index: np.ndarray, *, math: ModuleType = np) -> 
     """The identifiable cross effects of unconstrained ``raw`` ``(domains, n_train)``.
 
     Zero on each row's own column, centred over the others (they sum to zero). The projection
-    is linear, so a Normal ``raw`` gives Normal cross effects; the two directions it removes
-    per row (the own entry and the row mean) do not change the law.
+    is linear, so a Normal ``raw`` gives Normal cross effects. Of the two directions it removes
+    per row, the row mean is the intercept's (shares sum to 1) under every law; the own entry
+    is the own-share term's under ``loglinear`` (``-own r_o``, linear too) but not under
+    ``bimix_cross``, where a term linear in the own share is left out by assumption: the own
+    share acts through ``-alpha log r_o`` only.
 
     Examples
     --------

@@ -37,7 +37,7 @@ from scipy.optimize import nnls
 from bimix_bayes._version import __version__
 from bimix_bayes.data.files import atomic_write_text
 from bimix_bayes.data.labels import ALL_DOMAINS, long_table
-from bimix_bayes.data.table import MixtureData, prediction_shares
+from bimix_bayes.data.table import DataError, MixtureData, prediction_shares
 from bimix_bayes.laws.bimix import (
     IDENTIFIABLE_NAMES,
     PARAM_NAMES,
@@ -189,6 +189,14 @@ class BiMixLeastSquares:
         if self.n_bootstrap < 0:
             raise ValueError(f"n_bootstrap must be >= 0, got {self.n_bootstrap!r}")
         data.check_design()
+        zero = data.shares() <= 0
+        if zero.any():
+            raise DataError(
+                f"{int(zero.sum())} observation(s) have a zero share of their own domain (kept "
+                "with --zero-policy keep); BiMix's least squares is infinite there. Use the "
+                "Bayesian log-linear law alone (--law loglinear, --method bayes), or load the "
+                "data with --zero-policy drop for least squares"
+            )
         t0 = time.perf_counter()
         steps = data.observations["step"].to_numpy(dtype=float)
         self.s_ref_ = (

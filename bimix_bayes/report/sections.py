@@ -61,7 +61,7 @@ from bimix_bayes.bayes.summary import (
     law_params,
     posterior_table,
 )
-from bimix_bayes.data.table import MixtureData
+from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.evaluation.backtest import BacktestResult
 from bimix_bayes.leastsq.fit import BiMixLeastSquares, BootstrapWarning
 from bimix_bayes.report.figures import (
@@ -169,11 +169,21 @@ class ReportInputs:
         """
         data = data_from_idata(idata)
         max_step = float(data.observations["step"].max())
+        ls_data = data
+        if (data.shares() <= 0).any():  # a log-linear fit kept zero shares: BiMix cannot
+            ls_data = MixtureData.from_frames(
+                data.mixtures,
+                data.observations,
+                volume=data.volume,
+                source=data.source,
+                zero_policy="drop",
+                notes=("least squares (BiMix) beside it: without the zero-share observations",),
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", BootstrapWarning)
             ls = BiMixLeastSquares(
                 n_bootstrap=n_bootstrap, interval=0.9, seed=seed, s_ref=float(idata.attrs["s_ref"])
-            ).fit(data)
+            ).fit(ls_data)
         return cls(
             idata=idata,
             data=data,
@@ -350,7 +360,12 @@ def section_comparison(
         return {"comparison_models": None}
     fits = {f"{name} ({posterior_law(fit.idata.posterior).name})": fit.idata}
     for other, idata in others.items():
-        fits[f"{other} ({posterior_law(idata.posterior).name})"] = idata
+        label = f"{other} ({posterior_law(idata.posterior).name})"
+        if label in fits:
+            raise DataError(
+                f"two fits compared under one name, {label!r}: name them apart (their paths)"
+            )
+        fits[label] = idata
     failed = [n for n, f in fits.items() if not diagnostics_from_idata(f).passed]
     result = compare_fits(fits)
     table = result.table.rename(
