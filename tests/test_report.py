@@ -413,4 +413,4 @@ def test_report_renders_in_headless_chromium(html, tmp_path):
         title = driver.title
     finally:
         driver.quit()
-    assert "BiMix fit report" in title
+    assert "Mixing-law fit report" in title

@@ -59,7 +59,8 @@ class BacktestResult:
     data_summary
         One line describing the data.
     settings
-        Methods, seed, splits, bootstrap size, sampler settings, LightGBM's settings.
+        Methods, seed, splits, bootstrap size, sampler settings and the law (Bayes),
+        LightGBM's settings.
     fits
         One row per (method, split): seconds, and for Bayes whether the fit passed its
         diagnostics (``passed``), max r-hat, divergences and whether it was refitted with
@@ -156,9 +157,10 @@ class BacktestResult:
             f"backtest {self.protocol}: {self.protocol.describe()}",
             f"data: {self.data_summary}",
             f"held-out points: {self._held_counts()}",
-            "",
-            self.table().to_string(),
         ]
+        if "law" in self.settings:
+            lines.append(f"Bayes: law {self.settings['law']}, {self.settings['sampler']}")
+        lines += ["", self.table().to_string()]
         lines += self._calibration_lines()
         lines += ["", *self._legend()]
         lines += [f"NOTE: {n}" for n in self.notes()]

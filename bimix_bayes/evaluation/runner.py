@@ -417,8 +417,10 @@ def backtest(
     elif "bayes" in methods:
         from bimix_bayes.bayes.model import BiMixModel
 
-        cfg = BiMixModel(spec).spec["sampler"]
+        full = BiMixModel(spec).spec
+        cfg = full["sampler"]
         settings["sampler"] = f"{cfg['chains']} chains x {cfg['draws']} draws (+{cfg['tune']})"
+        settings["law"] = full["law"]["name"]
     return BacktestResult(
         protocol=protocol,
         points=points,

@@ -202,7 +202,7 @@ def section_header(
     file ``fit_path`` is named as such (None: "(in memory)")."""
     data, attrs, post = fit.data, fit.idata.attrs, fit.idata.posterior
     return {
-        "title": f"BiMix fit report: {data.source}",
+        "title": f"Mixing-law fit report: {data.source}",
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "version": __version__,
         "fit_path": str(fit_path) if fit_path is not None else "(in memory)",
