@@ -393,8 +393,8 @@ class Validator:
                 "shares by a small epsilon and renormalise, or 'keep' to keep them for a law "
                 "finite at zero shares (--zero-policy keep --law loglinear)"
             )
-        if policy == "keep":  # for a law finite at zero shares (bimix laws)
-            self.note(f"kept {what} (a law finite at zero shares is needed: --law loglinear)")
+        if policy == "keep":  # for a law finite at zero shares (loglinear)
+            self.note(f"{what}: kept for a law finite at zero shares (--law loglinear)")
             return mixtures, obs
         if policy == "drop":
             self.note(f"dropped {what}")
