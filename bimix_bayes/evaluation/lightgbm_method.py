@@ -103,6 +103,11 @@ def import_lightgbm() -> ModuleType:
             "the lightgbm method (RegMix's regressor) needs LightGBM, which is not installed; "
             f"install the optional extra with `{INSTALL_HINT}`"
         ) from exc
+    except OSError as exc:  # the wheel is there but its OpenMP runtime is not
+        raise MissingExtraError(
+            f"LightGBM is installed but cannot load its library ({exc}); install the OpenMP "
+            "runtime (Debian/Ubuntu: apt-get install libgomp1; macOS: brew install libomp)"
+        ) from exc
 
 
 def quantile_levels(probs: Sequence[float] = PROBS) -> list[float]:
