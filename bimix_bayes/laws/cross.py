@@ -28,10 +28,12 @@ Identifiability
 The shares sum to 1, so adding ``k`` to every coefficient of row ``i`` and ``-k`` to its
 intercept gives the same law (the reason Olmix drops ``k_i`` and Aioli fixes a base domain).
 Here the cross effects of row ``i`` are zero on the own column and **sum to zero over the other
-columns** (:func:`project_cross`). Then ``exp(log_floor_i + log_reducible_i ...)`` is the loss
-when the domain gets no share and the others share the mixture evenly (log-linear), ``own_i > 0``
-is how much training on the domain itself lowers its log loss from a share of 0 to 1, and
-``cross_ij`` says which *other* domains help more (< 0) or less (> 0) than average. The
+columns** (:func:`project_cross`). Then, under the log-linear law, the step law
+``exp(log_floor_i) + exp(log_reducible_i) (s / s_ref)^-beta_i`` is the loss when the domain gets
+no share and the others share the mixture evenly, ``own_i > 0`` is how much training on the
+domain itself lowers its log loss from a share of 0 to 1, and ``cross_ij`` says which *other*
+domains help more (< 0) or less (> 0) than average (under BiMix-cross, the step law is BiMix's
+at share 1 of the own domain, the others' effects centred the same way). The
 hierarchical prior shrinks the cross effects toward 0, i.e. toward "every other domain helps
 alike", which is BiMix's assumption.
 
