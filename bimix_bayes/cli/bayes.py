@@ -79,6 +79,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "on log loss, "
         f"{_run_effects_words(lik, len(data.domains))}; "
         f"spec {args.spec or 'default (models/bimix.toml)'}"
+        + (f" with --law {args.law}" if args.law else "")
     )
     print(
         f"sampler: {cfg['backend']}, {cfg['chains']} chains x {cfg['draws']} draws "
