@@ -237,15 +237,9 @@ def _solve_cross(
         value = problem.value(np.zeros(0))
         result = SolveResult(base, value, 0.0, 0, time.perf_counter() - t0, "no free choice")
         return result, np.zeros(0)
-    if start is None:
-        x0 = _project(np.full(var.sum(), budget / var.sum()), lo_v, hi_v, budget)
-    else:
-        x0 = _project(np.asarray(start, dtype=float)[var], lo_v, hi_v, budget)
-    res, x = _slsqp(problem, x0, lo_v, hi_v, budget, max_iter)
-    x, grad, polish_iter = _polish(
-        problem, x, lo_v, hi_v, max_iter=15 if objective.kind == "quantile" else 50
+    x0, x, kkt, res, polish_iter = _minimise(
+        problem, objective, start, var, lo_v, hi_v, budget, max_iter
     )
-    kkt = _kkt_residual(x, grad, lo_v, hi_v)
     message = f"SLSQP: {res.message} ({res.nit} iterations); scaled polish: {polish_iter}"
     result = SolveResult(
         shares=problem.full(x),
@@ -285,6 +279,21 @@ def _slsqp(problem, x0, lo, hi, budget: float, max_iter: int):
     if not problem.value(x) <= problem.value(x0) * (1 + 1e-12):
         x = x0
     return res, x
+
+
+def _minimise(problem, objective: Objective, start, var, lo, hi, budget: float, max_iter: int):
+    """From the start (default: the uniform mixture projected onto the bounds), SLSQP then the
+    polish; returns the start, the answer, its KKT residual, SLSQP's result and the polish
+    iterations."""
+    if start is None:
+        x0 = _project(np.full(var.sum(), budget / var.sum()), lo, hi, budget)
+    else:
+        x0 = _project(np.asarray(start, dtype=float)[var], lo, hi, budget)
+    res, x = _slsqp(problem, x0, lo, hi, budget, max_iter)
+    x, grad, polish_iter = _polish(
+        problem, x, lo, hi, max_iter=15 if objective.kind == "quantile" else 50
+    )
+    return x0, x, _kkt_residual(x, grad, lo, hi), res, polish_iter
 
 
 def _kkt_residual(x: np.ndarray, grad: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
@@ -449,15 +458,9 @@ def solve(
     problem = _Problem(
         np.log(weights[var]) + surface.log_k[:, var], surface.alpha[:, var], objective, offset
     )
-    if start is None:
-        x0 = _project(np.full(var.sum(), budget / var.sum()), lo_v, hi_v, budget)
-    else:
-        x0 = _project(np.asarray(start, dtype=float)[var], lo_v, hi_v, budget)
-    res, x = _slsqp(problem, x0, lo_v, hi_v, budget, max_iter)
-    x, grad, polish_iter = _polish(
-        problem, x, lo_v, hi_v, max_iter=15 if objective.kind == "quantile" else 50
+    x0, x, kkt, res, polish_iter = _minimise(
+        problem, objective, start, var, lo_v, hi_v, budget, max_iter
     )
-    kkt = _kkt_residual(x, grad, lo_v, hi_v)
     r[var] = x
     at_start = bool(np.max(np.abs(x - x0)) <= 1e-10)
     message = f"SLSQP: {res.message} ({res.nit} iterations); Newton polish: {polish_iter}"
