@@ -47,7 +47,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     (Bayesian) the log predictive density, per domain, for the average over domains and pooled.
     Protocols: last-checkpoint (fit all but each run's last checkpoint, predict it), horizon:F
     (fit steps <= F x the last step, predict the later ones), holdout-mixtures:K (fit K random
-    runs, predict the others; --splits random splits). Methods: bayes, ls, lightgbm (RegMix's
+    runs, predict the others; --splits random splits), holdout-runs:PATTERN (fit the runs whose
+    names match the shell pattern, predict the others: the data's own split, e.g. train-* for
+    RegMix). Methods: bayes, ls, lightgbm (RegMix's
     regressor, an optional extra), both (bayes and ls) or all (the three).
 
     Returns

@@ -1,5 +1,5 @@
 """Backtest protocols: what a backtest holds out, parsed from ``"last-checkpoint"``,
-``"horizon:F"`` or ``"holdout-mixtures:K"``.
+``"horizon:F"``, ``"holdout-mixtures:K"`` or ``"holdout-runs:PATTERN"``.
 
 * ``last-checkpoint``: the paper's Table 1. Fit every checkpoint but each run's last one; predict
   the last one (an observed run continued one checkpoint further).
@@ -9,12 +9,21 @@
 * ``holdout-mixtures:K``: the paper's Table 2. Fit ``K`` runs chosen at random (all their
   checkpoints); predict every checkpoint of the other runs, as new mixtures. Repeated over
   seeded random splits.
+* ``holdout-runs:PATTERN``: a split given by the data. Fit the runs whose names match the
+  shell-style pattern (:func:`fnmatch.fnmatchcase`: ``*`` any text, ``?`` one character,
+  ``[ab]`` one of a set; case-sensitive), all their checkpoints; predict every checkpoint of the
+  other runs, as new mixtures. One split, no randomness: for data that come with their own
+  train/test split, e.g. RegMix's 512 training and 256 test mixtures
+  (``holdout-runs:train-*``, runs named ``train-<i>`` and ``test-<i>`` by
+  :func:`~bimix_bayes.data.public_loaders.load_regmix`).
 
 Examples
 --------
 >>> p = parse_protocol("horizon:0.5")
 >>> p, str(p)
 (Protocol(kind='horizon', value=0.5), 'horizon:0.5')
+>>> str(parse_protocol("holdout-runs:train-*"))
+'holdout-runs:train-*'
 """
 
 from __future__ import annotations
@@ -24,10 +33,12 @@ from typing import Literal
 
 __all__ = ["PROTOCOL_HELP", "Protocol", "ProtocolError", "ProtocolKind", "parse_protocol"]
 
-ProtocolKind = Literal["last-checkpoint", "horizon", "holdout-mixtures"]
+ProtocolKind = Literal["last-checkpoint", "horizon", "holdout-mixtures", "holdout-runs"]
 
 PROTOCOL_HELP = (
-    "last-checkpoint | horizon:F (0 < F < 1) | holdout-mixtures:K (K >= 2 training runs)"
+    "last-checkpoint | horizon:F (0 < F < 1) | holdout-mixtures:K (K >= 2 random training "
+    "runs) | holdout-runs:PATTERN (fit the runs whose names match the shell pattern, e.g. "
+    "'train-*' for RegMix's own split; predict the others)"
 )
 
 
@@ -43,17 +54,22 @@ class Protocol:
     Attributes
     ----------
     kind
-        ``"last-checkpoint"``, ``"horizon"`` or ``"holdout-mixtures"``.
+        ``"last-checkpoint"``, ``"horizon"``, ``"holdout-mixtures"`` or ``"holdout-runs"``.
     value
         The fraction ``F`` of ``horizon:F``, the number ``K`` of training runs of
-        ``holdout-mixtures:K``; None for ``last-checkpoint``.
+        ``holdout-mixtures:K``, the run-name pattern of ``holdout-runs:PATTERN``; None for
+        ``last-checkpoint``.
     """
 
     kind: ProtocolKind
-    value: float | int | None = None
+    value: float | int | str | None = None
 
     def __str__(self) -> str:
-        return self.kind if self.value is None else f"{self.kind}:{self.value:g}"
+        if self.value is None:
+            return self.kind
+        if isinstance(self.value, str):
+            return f"{self.kind}:{self.value}"
+        return f"{self.kind}:{self.value:g}"
 
     def describe(self) -> str:
         """One sentence saying what is fitted and what is predicted."""
@@ -64,6 +80,11 @@ class Protocol:
                 f"fit the checkpoints up to {self.value:g} x the last step; predict every later "
                 "checkpoint"
             )
+        if self.kind == "holdout-runs":
+            return (
+                f"fit the runs named like {self.value!r}; predict every checkpoint of the other "
+                "runs as new mixtures (the data's own train/test split)"
+            )
         return (
             f"fit {self.value} randomly chosen runs; predict every checkpoint of the other runs "
             "as new mixtures (Table 2 of BiMix)"
@@ -71,7 +92,8 @@ class Protocol:
 
 
 def parse_protocol(text: str | Protocol) -> Protocol:
-    """Parse ``"last-checkpoint"``, ``"horizon:F"`` or ``"holdout-mixtures:K"``.
+    """Parse ``"last-checkpoint"``, ``"horizon:F"``, ``"holdout-mixtures:K"`` or
+    ``"holdout-runs:PATTERN"``.
 
     Raises
     ------
@@ -126,4 +148,11 @@ def parse_protocol(text: str | Protocol) -> Protocol:
                 f"domain at least), got {k}"
             )
         return Protocol("holdout-mixtures", k)
+    if name == "holdout-runs":
+        if not value:
+            raise ProtocolError(
+                f"protocol {text!r}: holdout-runs needs a pattern of the training runs' names, "
+                "e.g. holdout-runs:train-*"
+            )
+        return Protocol("holdout-runs", value)
     raise ProtocolError(f"unknown protocol {text!r}; use {PROTOCOL_HELP}")

@@ -341,7 +341,8 @@ def backtest(
     data
         Validated runs and observations.
     protocol
-        ``"last-checkpoint"``, ``"horizon:F"`` or ``"holdout-mixtures:K"`` (or a
+        ``"last-checkpoint"``, ``"horizon:F"``, ``"holdout-mixtures:K"`` or
+        ``"holdout-runs:PATTERN"`` (or a
         :class:`~bimix_bayes.evaluation.protocols.Protocol`).
     method
         ``"bayes"``, ``"ls"``, ``"lightgbm"`` (RegMix's regressor; needs ``pip install

@@ -16,6 +16,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 
 import numpy as np
 import pandas as pd
@@ -80,6 +81,21 @@ def _split(name: str, data: MixtureData, train_mask: np.ndarray, protocol: Proto
     return Split(name, train, held)
 
 
+def _named_split(data: MixtureData, protocol: Protocol) -> Split:
+    """The one split of ``holdout-runs:PATTERN``: the runs matching the pattern are fitted."""
+    pattern = str(protocol.value)
+    runs = list(data.runs)
+    chosen = [r for r in runs if fnmatchcase(str(r), pattern)]
+    if not chosen or len(chosen) == len(runs):
+        what = "no run" if not chosen else "every run"
+        raise ProtocolError(
+            f"protocol {protocol}: {what} of {data.source} matches {pattern!r} ({len(runs)} "
+            f"runs, e.g. {runs[:3]}); the pattern must pick some runs to fit and leave others "
+            "to predict"
+        )
+    return _split("0", data, data.observations["run"].isin(chosen).to_numpy(), protocol)
+
+
 def make_splits(
     data: MixtureData, protocol: str | Protocol, *, seed: int = 0, n_splits: int = 5
 ) -> list[Split]:
@@ -94,7 +110,8 @@ def make_splits(
     seed
         Seed of the random runs of ``holdout-mixtures`` (split ``i`` uses ``[seed, i]``).
     n_splits
-        Random splits for ``holdout-mixtures`` (one split otherwise).
+        Random splits for ``holdout-mixtures`` (one split otherwise; ``holdout-runs`` is one
+        given split).
 
     Returns
     -------
@@ -113,10 +130,10 @@ def make_splits(
     protocol = parse_protocol(protocol)
     obs = data.observations
     step = obs["step"].to_numpy(dtype=float)
-    if fixed_budget(data) and protocol.kind != "holdout-mixtures":
+    if fixed_budget(data) and protocol.kind not in ("holdout-mixtures", "holdout-runs"):
         raise ProtocolError(
             f"protocol {protocol}: the data have a single step (a fixed budget); only "
-            "holdout-mixtures:K applies"
+            "holdout-mixtures:K and holdout-runs:PATTERN apply"
         )
     if protocol.kind == "last-checkpoint":
         last = obs.groupby("run")["step"].transform("max").to_numpy(dtype=float)
@@ -124,6 +141,8 @@ def make_splits(
     if protocol.kind == "horizon":
         cutoff = float(protocol.value) * float(step.max())
         return [_split("0", data, step <= cutoff, protocol)]
+    if protocol.kind == "holdout-runs":
+        return [_named_split(data, protocol)]
     k = int(protocol.value)
     runs = np.array(data.runs)
     if k >= len(runs):
