@@ -280,32 +280,54 @@ def _lightgbm_points(
     return out, {"seconds": time.perf_counter() - t0}
 
 
+def _fixed_budget_law(spec: Spec | Mapping[str, Any] | str | None) -> tuple[str, float]:
+    """The law of the fixed-budget fits, and its cross scale: ``[law] name`` and
+    ``[law] cross_sd_scale`` of the spec (the default spec's when None)."""
+    from bimix_bayes.bayes.spec import load_spec, merge_spec
+
+    full = merge_spec(spec) if spec is None or isinstance(spec, Mapping) else load_spec(spec)
+    return full["law"]["name"], float(full["law"]["cross_sd_scale"])
+
+
 def _fixed_budget_points(
-    split: Split, data: MixtureData, method: str, n_bootstrap: int, seed: int
+    split: Split,
+    data: MixtureData,
+    method: str,
+    n_bootstrap: int,
+    seed: int,
+    spec: Spec | Mapping[str, Any] | str | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The fixed-budget law at the single step of ``data`` (see :mod:`~bimix_bayes.leastsq.
+    """The spec's law at the single step of ``data`` (see :mod:`~bimix_bayes.leastsq.
     fixed_budget` and :mod:`~bimix_bayes.bayes.fixed_budget`): ``ls`` intervals from the
-    bootstrap plus residual noise, ``bayes`` from the exact Student-t predictive (its point
-    forecast is the median of the draws)."""
-    from bimix_bayes.bayes.fixed_budget import FixedBudgetConjugate
+    bootstrap plus residual noise, ``bayes`` from the exact Student-t predictive of the
+    conjugate regression, whose cross effects have the prior scale ``[law] cross_sd_scale``
+    (its point forecast is the median of the draws)."""
+    from bimix_bayes.bayes.fixed_budget import ConjugatePrior, FixedBudgetConjugate
+    from bimix_bayes.laws.registry import get_law
     from bimix_bayes.leastsq.fixed_budget import FixedBudgetLeastSquares
 
     t0 = time.perf_counter()
+    law, cross_scale = _fixed_budget_law(spec)
     rng = np.random.default_rng([seed, 5])
     domains = list(split.train.domains)
     held = with_domain_mean(split.held, domains)
     runs = list(dict.fromkeys(held["run"]))
-    # every column, so that the shares sum to 1 (the models read the evaluation domains')
-    mixtures = _prediction_mixtures(data, runs, list(data.mixtures.columns))
+    # every column, so that the shares sum to 1; zero shares kept for a law finite there
+    if get_law(law).finite_at_zero:
+        mixtures = data.mixtures.loc[runs].astype(float)
+    else:
+        mixtures = _prediction_mixtures(data, runs, list(data.mixtures.columns))
     n_draws = max(n_bootstrap, 400)
     bounds: dict[str, np.ndarray] = {}
     if method == "bayes":
-        model = FixedBudgetConjugate().fit(split.train)
+        prior = ConjugatePrior(cross_scale=cross_scale)
+        model = FixedBudgetConjugate(law=law, prior=prior).fit(split.train)
         draws = model.predictive_draws(mixtures, n_draws, rng)
         point = np.median(draws, axis=0)
         bounds = _intervals(_with_mean(draws))
     else:
-        model = FixedBudgetLeastSquares(n_bootstrap=max(n_bootstrap, 1)).fit(split.train)
+        model = FixedBudgetLeastSquares(n_bootstrap=max(n_bootstrap, 1), law=law)
+        model.fit(split.train)
         point = model.predict(mixtures).to_numpy()
         if n_bootstrap:
             bounds = _intervals(_with_mean(model.predictive_draws(mixtures, n_draws, rng)))
@@ -387,7 +409,7 @@ def backtest(
             if m == "lightgbm":
                 pts, info = _lightgbm_points(split, data, seed)
             elif fixed_budget(data):
-                pts, info = _fixed_budget_points(split, data, m, n_bootstrap, seed)
+                pts, info = _fixed_budget_points(split, data, m, n_bootstrap, seed, spec)
             elif m == "bayes":
                 pts, info = _bayes_points(split, data, spec, seed, retry)
             else:
@@ -415,6 +437,7 @@ def backtest(
         settings["lightgbm"] = LightGBMForecaster(seed=seed).describe()
     if fixed_budget(data):
         settings["fixed_budget"] = True
+        settings["law"] = _fixed_budget_law(spec)[0]
     elif "bayes" in methods:
         from bimix_bayes.bayes.model import BiMixModel
 
