@@ -217,3 +217,18 @@ def test_regmix_loglinear_on_its_own_split(datasets_dir):
     assert pile["n"] == 256  # every test mixture, zero shares included
     assert pile["spearman"] > 0.85  # measured 0.90
     assert 0.85 <= res.metrics.loc[("bayes", "(all points)"), "cover_90"] <= 0.97  # measured 0.935
+
+
+def test_cli_backtest_reads_one_step_data_and_the_law(tmp_path, capsys):
+    from bimix_bayes.cli import app
+
+    path = tmp_path / "fixed.csv"
+    _loglinear_data(n=60).to_long().to_csv(path, index=False)
+    argv = ["backtest", str(path), "--protocol", "holdout-runs:train-*", "--method", "ls"]
+    argv += ["--law", "loglinear", "--zero-policy", "keep", "--bootstrap", "20", "--quiet"]
+    assert app.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "law loglinear" in out and "holdout-runs:train-*" in out
+    bimix = [a for a in argv if a not in ("--law", "loglinear")]
+    assert app.main(bimix) == 1  # the default law, bimix, refuses the zero shares
+    assert "--law loglinear" in capsys.readouterr().err

@@ -19,6 +19,7 @@ import time
 from bimix_bayes.cli import options as opt
 from bimix_bayes.cli.progress import Progress, backtest_progress, duration
 from bimix_bayes.data.files import check_writable
+from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.evaluation.backtest import PROTOCOL_HELP, Protocol, ProtocolError, parse_protocol
 
 __all__ = ["add_commands", "cmd_backtest", "protocol_argument"]
@@ -74,7 +75,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     for target, option in ((args.out, "--out"), (args.points, "--points")):
         if target is not None:
             check_writable(target, option=option)
-    data = opt.DataOptions.from_args(args).load(args.data)
+    data = _load(args)
     spec = opt.model_spec(args)
 
     progress = Progress.of(args, "backtest")
@@ -106,6 +107,22 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         result.to_csv(args.points, points=True)
         print(f"wrote {args.points} (one row per held-out point)")
     return 0
+
+
+def _load(args: argparse.Namespace) -> MixtureData:
+    """The data of ``bimix backtest``: one step per run (a fixed budget, e.g. RegMix's runs) is
+    accepted and fitted by the fixed-budget law; otherwise three steps per domain are needed,
+    as for ``bimix fit``."""
+    from bimix_bayes.data.loaders import load_data
+    from bimix_bayes.evaluation.splits import fixed_budget
+
+    data = load_data(args.data, **opt.DataOptions.from_args(args).to_kwargs(), min_steps=1)
+    if not fixed_budget(data):
+        try:
+            data.check_design(min_steps=3)
+        except DataError as exc:
+            raise DataError(f"{args.data}: {exc}") from None
+    return data
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

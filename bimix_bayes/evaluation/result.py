@@ -158,7 +158,12 @@ class BacktestResult:
             f"data: {self.data_summary}",
             f"held-out points: {self._held_counts()}",
         ]
-        if "law" in self.settings:
+        if self.settings.get("fixed_budget") and "law" in self.settings:
+            lines.append(
+                f"fixed budget (one step per run): law {self.settings['law']} at that step; "
+                "Bayes: exact conjugate posterior (no sampler)"
+            )
+        elif "law" in self.settings:
             lines.append(f"Bayes: law {self.settings['law']}, {self.settings['sampler']}")
         lines += ["", self.table().to_string()]
         lines += self._calibration_lines()
