@@ -341,15 +341,25 @@ def test_identical_duplicates_are_merged(mixtures, observations):
 
 
 # ---------------------------------------------------------------- domains
-def test_domain_without_proportion_column(mixtures, observations):
-    """Losses of an evaluation domain with no proportion column are refused with the fix."""
+def test_domain_without_proportion_column_is_an_evaluation_only_target(mixtures, observations):
+    """Losses of a domain with no proportion column are kept as an evaluation-only target,
+    with a note that names the law that fits them and how to leave them out."""
     extra = observations[observations["domain"] == "web"].assign(domain="ood")
     obs = pd.concat([observations, extra], ignore_index=True)
-    with pytest.raises(
-        DataError, match=r"domain\(s\) \['ood'\] have losses but no proportion"
-    ) as e:
+    with pytest.warns(DataWarning, match="not training domains"):
+        data = MixtureData.from_frames(mixtures, obs)
+    assert data.evaluation_only == ("ood",)
+    assert data.domains[-1] == "ood" and "ood" not in data.training_domains
+    note = next(n for n in data.notes if "ood" in n)
+    assert "--law loglinear" in note and "exclude_domains" in note
+    assert (data.shares()[data.observations["domain"] == "ood"] == 0).all()
+
+
+def test_near_miss_domain_name_is_refused(mixtures, observations):
+    """A loss domain that differs from a proportion column only in case is a typo, refused."""
+    obs = observations.assign(domain=observations["domain"].replace({"web": "Web"}))
+    with pytest.raises(DataError, match=r"\['Web'\].*'Web' vs column 'web'"):
         build(mixtures, obs)
-    assert "exclude_domains" in str(e.value)
 
 
 def test_training_domain_without_losses(observations):

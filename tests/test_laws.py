@@ -4,6 +4,8 @@ law against the numpy law and likelihood, and decisions under cross-domain laws.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
@@ -20,7 +22,7 @@ from bimix_bayes.bayes.likelihood import CurveLayout
 from bimix_bayes.bayes.model import BiMixModel
 from bimix_bayes.bayes.spec import merge_spec
 from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
-from bimix_bayes.data.table import DataError, MixtureData
+from bimix_bayes.data.table import DataError, DataWarning, MixtureData
 from bimix_bayes.decision.objectives import Objective
 from bimix_bayes.decision.solver import _CrossProblem, solve
 from bimix_bayes.decision.surface import LossSurface
@@ -151,6 +153,18 @@ def _posterior_at(model, point) -> xr.Dataset:
     return post
 
 
+def _graph_loglik(model, point) -> float:
+    """The model's ``loglik`` potential at ``point``, compiled without the failing rewrite."""
+    fn = model.compile_fn(
+        model.replace_rvs_by_values([model["loglik"]])[0],
+        inputs=model.value_vars,
+        point_fn=False,
+        on_unused_input="ignore",
+        mode=MODE,
+    )
+    return float(fn(*[point[v.name] for v in model.value_vars]))
+
+
 @pytest.mark.parametrize("name", sorted(LAWS))
 def test_the_model_graph_equals_the_numpy_law_and_likelihood(name):
     """The PyMC graph's log likelihood at a random point equals the one computed in numpy from
@@ -163,13 +177,7 @@ def test_the_model_graph_equals_the_numpy_law_and_likelihood(name):
     model = build_pymc_model(layout, spec)
     rng = np.random.default_rng(4)
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
-    loglik = model.compile_fn(
-        model.replace_rvs_by_values([model["loglik"]])[0],
-        inputs=model.value_vars,
-        point_fn=False,
-        on_unused_input="ignore",
-        mode=MODE,
-    )(*[point[v.name] for v in model.value_vars])
+    loglik = _graph_loglik(model, point)
     post = _posterior_at(model, point)
     post.attrs["law"] = name
     expected = run_log_likelihoods(post, layout, spec).sum()
@@ -287,3 +295,76 @@ def test_identical_fits_are_not_distinguished():
         index=["a", "b"],
     )
     assert "do not distinguish" in ComparisonResult(table, pd.DataFrame()).verdict()
+
+
+def _evaluation_only_data(seed: int = 3) -> MixtureData:
+    """Three training domains; the third is evaluated on another set (``held_out``), which is
+    therefore an evaluation-only target."""
+    data = _data(seed=seed)
+    third = data.training_domains[2]
+    obs = data.observations.assign(domain=data.observations["domain"].replace({third: "held_out"}))
+    with pytest.warns(DataWarning, match="not training domains"):
+        return MixtureData.from_frames(data.mixtures, obs)
+
+
+def test_the_graph_equals_the_numpy_law_with_an_evaluation_only_domain():
+    """The log-linear graph with an evaluation-only domain (own share 0, every column free)
+    equals the numpy law and likelihood."""
+    data = _evaluation_only_data()
+    spec = merge_spec({"law": {"name": "loglinear"}})
+    layout = CurveLayout.from_data(data, 3e3)
+    assert layout.own_index.tolist() == [0, 1, -1]
+    assert layout.cross_mask[-1].tolist() == [1.0, 1.0, 1.0]
+    model = build_pymc_model(layout, spec)
+    rng = np.random.default_rng(5)
+    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
+    loglik = _graph_loglik(model, point)
+    post = _posterior_at(model, point)
+    post.attrs["law"] = "loglinear"
+    cross = post["cross"].to_numpy()[0, 0]
+    assert np.allclose(cross.sum(axis=-1), 0.0) and cross[-1].std() > 0  # centred, all free
+    expected = run_log_likelihoods(post, layout, spec).sum()
+    assert np.isclose(float(loglik), expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["bimix", "bimix_cross"])
+def test_laws_with_an_own_share_refuse_evaluation_only_domains(name):
+    data = _evaluation_only_data()
+    with pytest.raises(DataError, match=r"\['held_out'\] are not training domains.*loglinear"):
+        BiMixModel({"law": {"name": name}, "sampler": {"draws": 10, "tune": 10}}).fit(data)
+
+
+def test_evaluation_only_targets_fit_forecast_and_decide(tmp_path):
+    """Log-linear law, an evaluation-only target: forecast from the training shares, optimise
+    and rank the mixture for that target alone (rows and columns of the decision differ)."""
+    from bimix_bayes import load_fit, predict
+    from bimix_bayes.decision.rank import rank
+    from bimix_bayes.decision.recommend import optimize
+
+    data = _evaluation_only_data(seed=8)
+    model = BiMixModel(
+        {"law": {"name": "loglinear"}, "sampler": {"draws": 150, "tune": 150, "chains": 2}}
+    )
+    model.fit(data, seed=2)
+    idata = load_fit(model.save(tmp_path / "eval_only.nc"))
+    train = list(data.training_domains)
+    new = pd.DataFrame([[0.5, 0.3, 0.2], [0.2, 0.3, 0.5]], index=["a", "b"], columns=train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a short fit fails its diagnostics
+        table = predict(idata, steps=[5e4], mixtures=new, weights={"held_out": 1.0})
+        rec = optimize(idata, 5e4, weights={"web": 0.0, "code": 0.0})
+        ranked = rank(idata, new, step=5e4, domains=["held_out"])
+    held = table[table["domain"] == "held_out"]
+    assert len(held) == 2 and np.isfinite(held["median"]).all()
+    # the two mixtures differ in the forecast of the evaluation-only target
+    assert held["median"].iloc[0] != held["median"].iloc[1]
+    assert list(rec.mixture.index) == train and np.isclose(rec.mixture.sum(), 1.0)
+    assert list(rec.weights.index) == ["held_out"]
+    assert rec.draw_optima.shape[0] == len(train)
+    assert set(ranked["mixture"]) == {"a", "b"}
+    from bimix_bayes.bayes.predictive_density import log_predictive_density
+
+    points = pd.DataFrame(
+        {"mixture": ["a", "b"], "step": [5e4] * 2, "domain": ["held_out"] * 2, "loss": [3.0] * 2}
+    )
+    assert np.isfinite(log_predictive_density(idata, points, mixtures=new)).all()

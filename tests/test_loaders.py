@@ -493,10 +493,13 @@ def with_ood(tmp_path) -> Path:
 
 
 def test_domain_without_proportion(with_ood):
-    """Losses of a domain without a proportion column are refused with the fix."""
-    with pytest.raises(DataError, match=r"\['ood'\] have losses but no proportion column") as e:
-        load(with_ood)
-    assert "exclude_domains" in str(e.value)
+    """Losses of a domain without a proportion column are kept as an evaluation-only target;
+    the note says which law fits it and how to leave it out."""
+    with pytest.warns(DataWarning, match=r"\['ood'\] are not training domains"):
+        data = load_data(with_ood)
+    assert data.evaluation_only == ("ood",)
+    note = next(n for n in data.notes if "'ood'" in n)
+    assert "--law loglinear" in note and "exclude_domains" in note
 
 
 def test_exclude_domains(with_ood):
@@ -514,12 +517,16 @@ def test_exclude_unknown_domain(long_csv):
 
 
 def test_wide_domain_without_proportion(tmp_path):
-    """A wide loss column with no proportion column is refused, or excluded on request."""
+    """A wide loss column with no proportion column is an evaluation-only target, or excluded
+    on request; one that differs from a proportion column only in case is refused."""
     frame = wide_frame().assign(ood_loss=lambda f: f["web_loss"] + 1)
     path = write(tmp_path, frame)
-    with pytest.raises(DataError, match=r"\['ood'\] have losses but no proportion column"):
-        load(path)
+    with pytest.warns(DataWarning, match=r"\['ood'\] are not training domains"):
+        assert load_data(path).evaluation_only == ("ood",)
     assert load(path, exclude_domains=["ood"]).domains == DOMAINS
+    typo = wide_frame().rename(columns={"web_loss": "Web_loss"})
+    with pytest.raises(DataError, match="differs only in case"):
+        load(write(tmp_path, typo))
 
 
 # ---------------------------------------------------------------- design

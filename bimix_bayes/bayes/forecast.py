@@ -48,10 +48,9 @@ from bimix_bayes.bayes.discrepancy import (
 from bimix_bayes.bayes.law_params import posterior_law, posterior_params
 from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata, spec_from_idata
 from bimix_bayes.bayes.predictive_density import log_predictive_density
-from bimix_bayes.bayes.targets import domain_weights, forecast_targets, run_effects
+from bimix_bayes.bayes.targets import domain_weights, run_effects, target_shares
 from bimix_bayes.data.labels import NEW, OBSERVED, interval_columns, long_table
 from bimix_bayes.data.mixture_input import mixture_frame
-from bimix_bayes.data.table import DataWarning
 from bimix_bayes.laws.registry import Law
 
 __all__ = [
@@ -332,26 +331,21 @@ def _prepare(
     if mixtures is not None:
         mixtures = mixture_frame(mixtures)
     law = posterior_law(post)
-    table, sources = forecast_targets(data, domains, mixtures, runs, allow_zero=law.finite_at_zero)
+    targets = target_shares(data, domains, mixtures, runs, law)
+    table, sources = targets.table, targets.sources
     w, avg_label = domain_weights(domains, weights)
     rng = np.random.default_rng([seed, 2])
     effects = run_effects(idata, data, table, sources, rng) if kind == "predictive" else None
     shares = xr.DataArray(
-        table.to_numpy(dtype=float),
+        targets.own,
         dims=("mixture", "domain"),
         coords={"mixture": list(table.index), "source": ("mixture", sources)},
     )
-    train_shares = np.zeros((len(table), 0))  # only a cross-domain law reads them all
-    if law.cross_domain:
-        training = [str(t) for t in data.mixtures.columns]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DataWarning)  # said once for the table above
-            train_table, _ = forecast_targets(data, training, mixtures, runs, allow_zero=True)
-        train_shares = train_table.to_numpy(dtype=float)
+    train_shares = targets.training  # (targets, 0) unless a cross-domain law reads them all
     # An observed run may give a domain no share (its observations were dropped under
     # zero_policy="drop"): BiMix says nothing there, so those cells (and an average that
     # needs them) are NaN rather than infinite. A law finite at zero shares forecasts them.
-    outside = (shares == 0) & (not law.finite_at_zero)
+    outside = (shares == 0) & (not law.finite_at_zero)  # (never an evaluation-only domain)
     if outside.any():
         rows, cols = np.nonzero(outside.to_numpy())
         warnings.warn(

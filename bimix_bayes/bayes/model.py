@@ -144,17 +144,15 @@ def _coords(posterior: xr.Dataset, layout: CurveLayout) -> dict[str, list[str]]:
 def _check_law_fits_data(law: Law, layout: CurveLayout) -> None:
     """Refuse data the law cannot express: zero own shares, or an evaluation domain that is
     not a training domain, under a law infinite at zero shares (BiMix)."""
-    if law.finite_at_zero:
-        return
     untrained = [d for d, i in zip(layout.domains, layout.own_index, strict=True) if i < 0]
-    if untrained:
+    if untrained and not law.fits_evaluation_only:
         raise DataError(
             f"evaluation domain(s) {untrained} are not training domains; the {law.name} law "
             "needs each evaluation domain's own share. Fit them with --law loglinear, whose "
             "loss depends on every training share"
         )
-    zero = layout.curve_own_share <= 0
-    if zero.any():
+    zero = (layout.curve_own_share <= 0) & (layout.own_index[layout.curve_domain] >= 0)
+    if zero.any() and not law.finite_at_zero:
         labels = [lbl for lbl, z in zip(layout.curve_labels(), zero, strict=True) if z][:5]
         raise DataError(
             f"{int(zero.sum())} (run, domain) curve(s) have a zero share of their own domain "

@@ -14,8 +14,6 @@ Examples
 
 from __future__ import annotations
 
-import warnings
-
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -24,9 +22,9 @@ from scipy.special import logsumexp
 from bimix_bayes.bayes.discrepancy import bend_sd, doublings_outside
 from bimix_bayes.bayes.law_params import posterior_law, posterior_params
 from bimix_bayes.bayes.persistence import data_from_idata, spec_from_idata
-from bimix_bayes.bayes.targets import forecast_targets, observed_conditional
+from bimix_bayes.bayes.targets import observed_conditional, target_shares
 from bimix_bayes.data.labels import OBSERVED
-from bimix_bayes.data.table import DataError, DataWarning
+from bimix_bayes.data.table import DataError
 
 __all__ = ["log_predictive_density"]
 
@@ -88,13 +86,10 @@ def log_predictive_density(
         new.index = new.index.astype(str)
         new = new.loc[sorted(set(names) & new_names)]
     law = posterior_law(post)
-    table, sources = forecast_targets(
-        data,
-        domains,
-        new if new is not None and len(new) else None,
-        runs or None,
-        allow_zero=law.finite_at_zero,
+    targets = target_shares(
+        data, domains, new if new is not None and len(new) else None, runs or None, law
     )
+    table = targets.table
     dom = pd.Index(domains).get_indexer(points["domain"].astype(str))
     if (dom < 0).any():
         raise DataError(f"points name domain(s) outside the fit; fitted: {domains}")
@@ -103,7 +98,7 @@ def log_predictive_density(
     steps = points["step"].to_numpy(dtype=float)
     if not (np.all(loss > 0) and np.all(steps > 0)):
         raise ValueError("points need loss > 0 and step > 0")
-    shares = table.to_numpy(dtype=float)[tgt, dom]
+    shares = targets.own[tgt, dom]
     n_draws = post.sizes["chain"] * post.sizes["draw"]
 
     def flat(a: np.ndarray) -> np.ndarray:  # (chain, draw, ...) -> (draw, ...)
@@ -114,19 +109,8 @@ def log_predictive_density(
 
     params = posterior_params(post, law)
     if law.cross_domain:  # the cross term per (draw, target, domain) first, then gathered
-        training = [str(t) for t in data.mixtures.columns]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DataWarning)  # said once for the table above
-            train_table, _ = forecast_targets(
-                data,
-                training,
-                new if new is not None and len(new) else None,
-                runs or None,
-                allow_zero=True,
-            )
-        cross = np.einsum("cdij,tj->cdti", params.pop("cross"), train_table.to_numpy(float))
-        tgt_rows = train_table.index.get_indexer(names)
-        params["cross_term"] = cross[:, :, tgt_rows, dom]  # (chain, draw, point)
+        cross = np.einsum("cdij,tj->cdti", params.pop("cross"), targets.training)
+        params["cross_term"] = cross[:, :, tgt, dom]  # (chain, draw, point)
     params = {
         k: np.reshape(v if k == "cross_term" else np.take(v, dom, axis=2), (n_draws, -1))
         for k, v in params.items()
@@ -150,7 +134,7 @@ def log_predictive_density(
         w = 1.0 / rng.gamma(nu / 2, 2.0 / nu, size=mu.shape)
     else:
         w = np.ones_like(mu)
-    is_obs = np.array([sources[t] == OBSERVED for t in tgt])
+    is_obs = np.array([targets.sources[t] == OBSERVED for t in tgt])
     if is_obs.any():
         cond, layout = observed_conditional(idata, data)
         full = cond["mean"].shape

@@ -21,7 +21,9 @@ True
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import arviz as az
@@ -39,9 +41,17 @@ from bimix_bayes.bayes.likelihood import CurveLayout, curve_residual_sums, draw_
 from bimix_bayes.bayes.persistence import spec_from_idata
 from bimix_bayes.bayes.spec import Spec
 from bimix_bayes.data.labels import ALL_DOMAINS, NEW, OBSERVED, WEIGHTED_DOMAINS
-from bimix_bayes.data.table import DataError, MixtureData, prediction_shares
+from bimix_bayes.data.table import DataError, DataWarning, MixtureData, prediction_shares
+from bimix_bayes.laws.registry import Law
 
-__all__ = ["domain_weights", "forecast_targets", "observed_conditional", "run_effects"]
+__all__ = [
+    "TargetShares",
+    "domain_weights",
+    "forecast_targets",
+    "observed_conditional",
+    "run_effects",
+    "target_shares",
+]
 
 
 def forecast_targets(
@@ -106,6 +116,78 @@ def forecast_targets(
             "new mixture may not share a name)"
         )
     return table, sources
+
+
+@dataclass(frozen=True)
+class TargetShares:
+    """The shares a law reads at each target (:func:`target_shares`).
+
+    Attributes
+    ----------
+    table
+        One row per target (observed runs first; the index names them). Its columns are the
+        evaluation domains' own shares, or every training domain when some evaluation domain
+        is not a training domain.
+    sources
+        ``OBSERVED`` or ``NEW``, per row.
+    own
+        ``(targets, domains)``: each evaluation domain's own share; 0 for an evaluation-only
+        domain (it has none).
+    training
+        ``(targets, training domains)``: every training share (a cross-domain law reads them
+        all); ``(targets, 0)`` under a law that reads only the own share.
+    """
+
+    table: pd.DataFrame
+    sources: list[str]
+    own: np.ndarray
+    training: np.ndarray
+
+
+def target_shares(
+    data: MixtureData,
+    domains: Sequence[str],
+    mixtures: pd.DataFrame | pd.Series | None,
+    runs: Sequence[str] | None,
+    law: Law,
+) -> TargetShares:
+    """The own and training shares of every target under ``law``, checked.
+
+    The own shares are checked as :func:`forecast_targets` does (in (0, 1] unless the law is
+    finite at zero shares); an evaluation domain that is not a training domain has own share 0
+    and its loss moves with the training shares only.
+
+    Examples
+    --------
+    >>> from bimix_bayes.laws.registry import BIMIX
+    >>> t = target_shares(data, list(data.domains), None, ["mix000"], BIMIX)
+    >>> t.own.shape == (1, len(data.domains)), t.training.shape
+    (True, (1, 0))
+    """
+    training = [str(t) for t in data.mixtures.columns]
+    evaluation_only = [d for d in domains if d not in training]
+    table, sources = forecast_targets(
+        data,
+        training if evaluation_only else domains,
+        mixtures,
+        runs,
+        allow_zero=law.finite_at_zero,
+    )
+    own = np.column_stack(
+        [
+            table[d].to_numpy(dtype=float) if d in table.columns else np.zeros(len(table))
+            for d in domains
+        ]
+    )
+    train = np.zeros((len(table), 0))
+    if law.cross_domain and evaluation_only:
+        train = table[training].to_numpy(dtype=float)
+    elif law.cross_domain:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)  # said once for the table above
+            train_table, _ = forecast_targets(data, training, mixtures, runs, allow_zero=True)
+        train = train_table.to_numpy(dtype=float)
+    return TargetShares(table, sources, own, train)
 
 
 def domain_weights(

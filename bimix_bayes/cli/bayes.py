@@ -335,8 +335,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_laws(args: argparse.Namespace) -> int:
     """List the mixing laws a fit can use (`bimix fit --law NAME` or the spec's [law] name).
 
-    Each line gives the law's name, its equation and source, and whether it keeps zero shares
-    and lets other domains' shares move a domain's loss. Compare laws on your data with
+    Each line gives the law's name, its equation and source, whether it keeps zero shares,
+    lets other domains' shares move a domain's loss, and fits evaluation domains that are not
+    training domains. Compare laws on your data with
     `bimix compare FIT_A.nc FIT_B.nc` (leave-one-run-out LOO) and `bimix backtest --law`.
     """
     from bimix_bayes.bayes.spec import merge_spec
@@ -349,6 +350,8 @@ def cmd_laws(args: argparse.Namespace) -> int:
             "cross-domain" if law.cross_domain else "own share only",
             "zero shares kept" if law.finite_at_zero else "zero shares infinite",
         ]
+        if law.fits_evaluation_only:
+            traits.append("evaluation-only targets")
         print(f"{law.name}{default}: {law.summary} [{'; '.join(traits)}]")
     return 0
 

@@ -8,8 +8,10 @@ and :func:`load_slimpajama`.)
 
 * :func:`load_slimpajama` reads the SlimPajama 7-domain runs of Shukor et al. (2025), one model
   size, tokens as volume.
-* :func:`load_mixinglaws` reads Ye et al.'s tidy long files (``2Mix``, ``3Mix``, ``5Mix``) for one
-  model size. In 2Mix/3Mix the training domains are the evaluation domains. 5Mix trains on five
+* :func:`load_mixinglaws` reads Ye et al.'s tidy long files (``2Mix``, ``3Mix``, ``5Mix``,
+  ``RedPajama``) for one model size. In 2Mix/3Mix the training domains are the evaluation
+  domains. RedPajama trains on RedPajama's 7 domains and evaluates on the Pile's five groups
+  (evaluation-only targets; :func:`pile_group_weights` gives the "full" loss). 5Mix trains on five
   groups of Pile subsets and evaluates on the 22 subsets: the loss of a group is the
   validation-weighted mean of its subsets' losses (``raw/valid_weight.json``; the README of the
   datasets folder says this reproduces the authors' own "observed" numbers exactly). The special
@@ -46,17 +48,21 @@ from bimix_bayes.data.table import DataError, MixtureData, ZeroPolicy
 __all__ = [
     "FIVE_MIX_GROUPS",
     "MIXINGLAWS_DIR",
+    "MIXINGLAWS_EXPERIMENTS",
     "REGMIX_DIR",
     "SLIMPAJAMA_FILE",
     "find_datasets",
     "load_mixinglaws",
     "load_regmix",
     "load_slimpajama",
+    "pile_group_weights",
 ]
 
 SLIMPAJAMA_FILE = Path("dmsl_slimpajama_shukor2025") / "dmsl_llm_slimpajama.csv"
 MIXINGLAWS_DIR = Path("mixinglaws_ye2024")
 REGMIX_DIR = Path("regmix_liu2024")
+#: Ye et al.'s experiments :func:`load_mixinglaws` reads.
+MIXINGLAWS_EXPERIMENTS = ("2Mix", "3Mix", "5Mix", "RedPajama")
 
 #: 5Mix training groups and their Pile validation subsets (from the authors' notebook).
 FIVE_MIX_GROUPS: dict[str, tuple[str, ...]] = {
@@ -95,14 +101,27 @@ def find_datasets() -> Path | None:
     return next((p for p in candidates if p.is_dir()), None)
 
 
-def load_slimpajama(root: str | os.PathLike[str], size: str = "122M", **kwargs: Any) -> MixtureData:
+def load_slimpajama(
+    root: str | os.PathLike[str],
+    size: str = "122M",
+    *,
+    openhermes: bool = False,
+    **kwargs: Any,
+) -> MixtureData:
     """The SlimPajama 7-domain runs (Shukor et al. 2025) of one model size, tokens as volume.
 
-    Leaves out the out-of-domain ``openhermes`` loss (it has no proportion) and the duplicated
-    last checkpoint (19.998e9 and 20e9 tokens carry identical losses). Extra keyword arguments go
-    to :func:`~bimix_bayes.data.loaders.load_data`.
+    Leaves out the duplicated last checkpoint (19.998e9 and 20e9 tokens carry identical losses)
+    and, unless ``openhermes``, the out-of-domain ``openhermes`` loss: it is not a training
+    domain (no proportion), so only a cross-domain law (``loglinear``) can fit it, as an
+    evaluation-only target. Extra keyword arguments go to
+    :func:`~bimix_bayes.data.loaders.load_data`.
     """
-    options = {"exclude_domains": ["openhermes"], "drop_repeated_checkpoints": True, **kwargs}
+    options = {
+        "exclude_domains": [] if openhermes else ["openhermes"],
+        "drop_repeated_checkpoints": True,
+        "missing_policy": "drop" if openhermes else "refuse",  # 3 openhermes cells are empty
+        **kwargs,
+    }
     return load_data(Path(root) / SLIMPAJAMA_FILE, group_col="model_size", group=size, **options)
 
 
@@ -120,14 +139,18 @@ def load_mixinglaws(
     zero_policy: ZeroPolicy = "drop",
     epsilon: float = 1e-4,
 ) -> MixtureData:
-    """One model size of Ye et al.'s ``2Mix``, ``3Mix`` or ``5Mix`` runs, in steps.
+    """One model size of Ye et al.'s ``2Mix``, ``3Mix``, ``5Mix`` or ``RedPajama`` runs, in steps.
 
     Parameters
     ----------
     root
         The public datasets folder.
     experiment
-        ``"2Mix"``, ``"3Mix"`` or ``"5Mix"`` (5Mix with group-aggregated losses).
+        ``"2Mix"``, ``"3Mix"``, ``"5Mix"`` (group-aggregated losses) or ``"RedPajama"``: the
+        7 RedPajama domains are the training domains, the evaluation domains are the five
+        Pile groups (academic, prose, dialogue, symbolic, internet), aggregated as for 5Mix;
+        none of them is a training domain, so only the ``loglinear`` law fits them. The Pile's
+        "full" loss is their weighted mean with :func:`pile_group_weights`.
     size
         Model size as in the file: ``"70M"``, ``"160M"``, ``"305M"``, ``"410M"``, ``"1B"``.
     zero_policy, epsilon
@@ -138,8 +161,10 @@ def load_mixinglaws(
     >>> load_mixinglaws(root, "5Mix", "70M").domains  # doctest: +SKIP
     ('academic', 'prose', 'dialogue', 'symbolic', 'internet')
     """
-    if experiment not in ("2Mix", "3Mix", "5Mix"):
-        raise ValueError(f"experiment must be '2Mix', '3Mix' or '5Mix', got {experiment!r}")
+    if experiment not in MIXINGLAWS_EXPERIMENTS:
+        raise ValueError(
+            f"experiment must be one of {', '.join(MIXINGLAWS_EXPERIMENTS)}, got {experiment!r}"
+        )
     path = _need(Path(root) / MIXINGLAWS_DIR / f"{experiment}_losses_long.csv")
     raw = pd.read_csv(path, dtype={"model_size": str, "step": str})
     raw = raw[raw["model_size"] == size]
@@ -164,10 +189,8 @@ def load_mixinglaws(
     props = [c for c in raw.columns if c.startswith("p_")]
     domains = [c[2:] for c in props]
     raw = raw.assign(run=raw["run_id"].astype(str))
-    if experiment == "5Mix":
-        weights = json.loads(
-            _need(Path(root) / MIXINGLAWS_DIR / "raw" / "valid_weight.json").read_text()
-        )
+    if experiment in ("5Mix", "RedPajama"):
+        weights = _pile_subset_weights(root)
         group_of = {sub: g for g, subs in FIVE_MIX_GROUPS.items() for sub in subs}
         raw = raw[raw["eval_domain"].isin(group_of)]
         raw = raw.assign(
@@ -204,6 +227,32 @@ def load_mixinglaws(
     )
 
 
+def _pile_subset_weights(root: str | os.PathLike[str]) -> dict[str, float]:
+    """The Pile validation subsets' weights in the full loss (``raw/valid_weight.json``)."""
+    path = _need(Path(root) / MIXINGLAWS_DIR / "raw" / "valid_weight.json")
+    return {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
+
+
+def pile_group_weights(root: str | os.PathLike[str]) -> dict[str, float]:
+    """Weights of the five Pile groups in the Pile's "full" validation loss.
+
+    The full loss is ``sum_sub w_sub L_sub`` and a group's loss the ``w``-weighted mean of its
+    subsets, so the full loss is the mean of the group losses weighted by each group's total
+    ``w``. Pass them as the domain weights of a forecast or a decision (``weights=...``, or
+    ``--weights academic=...,prose=...`` on the command line) to target the full loss.
+
+    Examples
+    --------
+    >>> w = pile_group_weights(root)  # doctest: +SKIP
+    >>> round(sum(w.values()), 6)  # doctest: +SKIP
+    1.0
+    """
+    weights = _pile_subset_weights(root)
+    out = {g: sum(weights[s] for s in subs) for g, subs in FIVE_MIX_GROUPS.items()}
+    total = sum(out.values())
+    return {g: v / total for g, v in out.items()}
+
+
 def load_regmix(
     root: str | os.PathLike[str],
     *,
@@ -224,7 +273,8 @@ def load_regmix(
         The public datasets folder.
     zero_policy, epsilon
         Zero shares: ``"drop"`` (default) removes a domain's loss in the runs that gave it no
-        share; ``"epsilon"`` replaces zero shares by ``epsilon``.
+        share; ``"epsilon"`` replaces zero shares by ``epsilon``; ``"keep"`` keeps them for a
+        law finite at zero shares (``loglinear``).
     min_share_runs
         A domain is kept only if at least this many runs give it a positive share.
 
@@ -262,10 +312,13 @@ def load_regmix(
         .assign(step=1e9)
     )
     n_zero = int((mix[keep] == 0).to_numpy().sum())
-    note = f"zero-share policy {zero_policy!r}: {n_zero} (run, domain) pairs have a zero share " + (
-        "and their losses were dropped"
-        if zero_policy == "drop"
-        else f"set to {epsilon:g} (rows renormalised)"
+    outcome = {
+        "drop": "and their losses were dropped",
+        "keep": "kept (for a law finite at zero shares, --law loglinear)",
+    }.get(zero_policy, f"set to {epsilon:g} (rows renormalised)")
+    note = (
+        f"zero-share policy {zero_policy!r}: {n_zero} (run, domain) pairs have a zero share "
+        f"{outcome}"
     )
     return _validated(
         [note],

@@ -176,7 +176,7 @@ def prediction_shares(
         check_known_columns(mixtures, [*domains, *training_domains])
     shares = mixtures[list(domains)].astype(float)
     positive = (shares >= 0) if allow_zero else (shares > 0)
-    bad = ~(positive & (shares <= 1)).to_numpy()
+    bad = ~(positive & (shares <= 1)).to_numpy(dtype=bool)
     if bad.any():
         ex = cell_examples(
             bad, lambda i, j: f"{shares.index[i]!r}/{shares.columns[j]!r} = {shares.iat[i, j]:g}"
@@ -349,9 +349,21 @@ class MixtureData:
     # ---------------------------------------------------------------- views
     @property
     def domains(self) -> tuple[str, ...]:
-        """Evaluation domains with observations, in the order of the mixture columns."""
+        """Evaluation domains with observations: the training domains among them in the order
+        of the mixture columns, then the evaluation-only ones (:attr:`evaluation_only`)."""
         present = set(self.observations["domain"])
-        return tuple(d for d in self.mixtures.columns if d in present)
+        trained = tuple(d for d in self.mixtures.columns if d in present)
+        return trained + self.evaluation_only
+
+    @property
+    def evaluation_only(self) -> tuple[str, ...]:
+        """Evaluation domains that are not training domains (no mixture column), sorted.
+
+        Their loss can move with every training share, but they have no share of their own:
+        only a cross-domain law finite at zero shares (``loglinear``) can fit them.
+        """
+        extra = set(self.observations["domain"]) - set(self.mixtures.columns)
+        return tuple(sorted(str(d) for d in extra))
 
     @property
     def training_domains(self) -> tuple[str, ...]:
@@ -370,11 +382,13 @@ class MixtureData:
         return len(self.runs)
 
     def shares(self) -> np.ndarray:
-        """Each observation's own-domain share ``r`` (aligned with ``observations``)."""
+        """Each observation's own-domain share ``r`` (aligned with ``observations``); 0 for an
+        evaluation-only domain (:attr:`evaluation_only`), which has no share of its own."""
         m = self.mixtures
         rows = m.index.get_indexer(self.observations["run"])
         cols = m.columns.get_indexer(self.observations["domain"])
-        return m.to_numpy(dtype=float)[rows, cols]
+        own = m.to_numpy(dtype=float)[rows, np.maximum(cols, 0)]
+        return np.where(cols >= 0, own, 0.0)
 
     def for_domain(self, domain: str) -> pd.DataFrame:
         """Observations of one evaluation domain with their share column ``r``."""
@@ -440,8 +454,11 @@ class MixtureData:
         problems = []
         for domain in self.domains:
             obs = self.for_domain(domain)
-            n_r = obs["r"].nunique()
             n_s = obs["step"].nunique()
+            if domain in self.evaluation_only:  # moved by every share: distinct mixtures count
+                n_r = len(self.mixtures.loc[pd.unique(obs["run"])].drop_duplicates())
+            else:
+                n_r = obs["r"].nunique()
             if n_r < min_mixtures:
                 problems.append(
                     f"domain {domain!r}: its {obs['run'].nunique()} run(s) give it "

@@ -23,6 +23,7 @@ bimix_bayes.data.table.DataError: demo: 1 proportion(s) are negative (run 'r1' (
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import TypedDict
@@ -324,21 +325,32 @@ class Validator:
                 )
 
     def check_domains(self, mixtures: pd.DataFrame, obs: pd.DataFrame) -> None:
-        """Every run with losses has a mixture; every evaluation domain a proportion column."""
+        """Every run with losses has a mixture; evaluation domains without a proportion column
+        are evaluation-only targets (noted), unless their name looks like a misspelt column."""
         unknown_runs = sorted(set(obs["run"]) - set(mixtures.index))
         if unknown_runs:
             raise self.fail(
                 f"{len(unknown_runs)} run(s) have losses but no mixture: "
                 f"{describe_locations(unknown_runs)}"
             )
-        no_prop = [d for d in pd.unique(obs["domain"]) if d not in mixtures.columns]
-        if no_prop:
+        no_prop = [str(d) for d in pd.unique(obs["domain"]) if d not in mixtures.columns]
+        if not no_prop:
+            return
+        columns = {_plain(c): str(c) for c in mixtures.columns}
+        misspelt = {d: columns[_plain(d)] for d in no_prop if _plain(d) in columns}
+        if misspelt:
+            pairs = ", ".join(f"{d!r} vs column {c!r}" for d, c in misspelt.items())
             raise self.fail(
-                f"evaluation domain(s) {no_prop} have losses but no proportion column; BiMix maps "
-                f"each evaluation domain to the training domain of the same name (training "
-                f"domains: {list(mixtures.columns)}). Rename the columns so they match, or "
-                "exclude those domains (exclude_domains / --exclude-domain)"
+                f"evaluation domain(s) {list(misspelt)} have losses but no proportion column of "
+                f"the same name, though a column differs only in case or punctuation ({pairs}). "
+                "Rename the columns so they match exactly"
             )
+        self.note(
+            f"evaluation domain(s) {no_prop} are not training domains (no proportion column): "
+            "kept as evaluation-only targets, whose loss every training share may move. Only a "
+            "law with cross-domain terms fits them (--law loglinear); BiMix refuses them. Leave "
+            "them out with exclude_domains / --exclude-domain"
+        )
 
     def check_duplicates(self, obs: pd.DataFrame) -> pd.DataFrame:
         """Merge exact duplicate observations; refuse a (run, step, domain) with two losses."""
@@ -377,7 +389,8 @@ class Validator:
         keep them (for a law finite at zero shares)."""
         rows = mixtures.index.get_indexer(obs["run"])
         cols = mixtures.columns.get_indexer(obs["domain"])
-        zero = mixtures.to_numpy(dtype=float)[rows, cols] == 0
+        # evaluation-only domains (cols == -1) have no own share to be zero
+        zero = (cols >= 0) & (mixtures.to_numpy(dtype=float)[rows, np.maximum(cols, 0)] == 0)
         if not zero.any():
             return mixtures, obs
         pairs = obs.loc[zero, ["run", "domain"]].drop_duplicates()
@@ -455,3 +468,8 @@ class Validator:
             "pass drop_repeated_checkpoints=True (--drop-repeated-checkpoints) to keep one"
         )
         return obs
+
+
+def _plain(name: object) -> str:
+    """A domain name without case and punctuation (to catch near-miss column names)."""
+    return re.sub(r"[^0-9a-z]", "", str(name).lower())

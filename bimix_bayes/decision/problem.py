@@ -50,21 +50,27 @@ def training_domains(
     data = data_from_idata(idata)
     train = [str(c) for c in data.mixtures.columns]
     missing = [d for d in surface.domains if d not in train]
-    if missing:
+    if missing and not surface.is_cross:
         raise DataError(
             f"evaluation domain(s) {missing} have no training share in the fitted data; BiMix "
             "maps each evaluation domain to the training domain of the same name"
+        )
+    if surface.is_cross and list(surface.columns) != train:
+        raise DataError(
+            f"the fit's training domains {list(surface.columns)} differ from its data's "
+            f"mixture columns {train}; the saved fit is inconsistent, refit it"
         )
     return train, data
 
 
 def extend_surface(surface: LossSurface, domains: Sequence[str]) -> LossSurface:
-    """The surface over all training ``domains``.
+    """A BiMix surface with one row per training domain (its rows are its columns).
 
-    Those without an evaluation domain get a placeholder curve (``log K = alpha = 0``); they get
-    no weight in the objective, so it is never used.
+    Training domains without an evaluation domain get a placeholder curve (``log K = alpha =
+    0``); they get no weight in the objective, so it is never used. A cross-domain surface is
+    returned as it is: its rows are the evaluation domains, its columns the training domains.
     """
-    if list(surface.domains) == list(domains):
+    if list(surface.domains) == list(domains) or surface.is_cross:
         return surface
     idx = [surface.domains.index(d) if d in surface.domains else -1 for d in domains]
     take = np.array([max(i, 0) for i in idx])
@@ -108,8 +114,10 @@ def prepare(
     Returns
     -------
     diagnostics, surface, data, w
-        The fit's diagnostics, its surface over every training domain, its data, and the
-        weight of each training domain (0 for those without an evaluation domain).
+        The fit's diagnostics, its surface (columns: every training domain), its data, and the
+        weight of each row of the surface (``surface.domains``): under BiMix one row per
+        training domain (0 for those without an evaluation domain), under a cross-domain law
+        one per evaluation domain.
     """
     diag = diagnostics_from_idata(idata)
     diag.warn_if_failed("choosing a mixture", stacklevel=4)
@@ -118,27 +126,29 @@ def prepare(
     w_eval = dict(
         zip(surface.domains, objective_weights(surface.domains, weights, domains), strict=True)
     )
-    w = np.array([w_eval.get(d, 0.0) for d in train])
-    return diag, extend_surface(surface, train), data, w
+    surface = extend_surface(surface, train)
+    w = np.array([w_eval.get(d, 0.0) for d in surface.domains])
+    return diag, surface, data, w
 
 
 def candidate_shares(
     mixtures: pd.DataFrame | pd.Series,
     train: Sequence[str],
-    w: np.ndarray,
+    counted: np.ndarray,
     what: str,
     *,
     allow_zero: bool = False,
 ) -> pd.DataFrame:
-    """Shares of every training domain; counted domains (``w > 0``) must lie in (0, 1]
-    (``[0, 1]`` with ``allow_zero``, under a law finite at zero shares).
+    """Shares of every training domain; counted domains must lie in (0, 1] (``[0, 1]`` with
+    ``allow_zero``, under a law finite at zero shares).
 
     Parameters
     ----------
     mixtures
         One row per mixture, a column per training domain (a Series is one mixture).
-    train, w
-        The training domains and their weights.
+    train, counted
+        The training domains and which of them count in the objective
+        (:meth:`~bimix_bayes.decision.surface.LossSurface.counted_columns`).
     what
         Names the mixtures in messages (``"the candidate mixtures"``).
 
@@ -151,7 +161,7 @@ def candidate_shares(
     Examples
     --------
     >>> candidate_shares(pd.Series({"a": 0.25, "b": 0.75}, name="m"), ["a", "b"],
-    ...                  np.array([1.0, 0.0]), "the mixture")
+    ...                  np.array([True, False]), "the mixture")
           a     b
     m  0.25  0.75
     """
@@ -161,7 +171,7 @@ def candidate_shares(
         raise DataError(
             f"{what} lack(s) the training domain(s) {missing}; columns: {list(frame.columns)}"
         )
-    counted = [d for d, wi in zip(train, w, strict=True) if wi > 0]
+    counted = [d for d, c in zip(train, counted, strict=True) if c]
     check_known_columns(frame, train, what)
     prediction_shares(frame, counted, allow_zero=allow_zero)  # checks, warns on sums off 1
     shares = frame[list(train)].astype(float)

@@ -65,8 +65,8 @@ def rank(
     what = "the candidate mixtures"
     shares = candidate_shares(
         mixture_frame(candidates, what),
-        surface.domains,
-        w,
+        surface.columns,
+        surface.counted_columns(w),
         what,
         allow_zero=surface.finite_at_zero,
     )

@@ -57,7 +57,10 @@ def _baseline(
         frame = mixture_frame(baseline, what)
         if len(frame) != 1:
             raise DataError(f"{what}: give one mixture (one row), got {len(frame)} rows")
-        shares = candidate_shares(frame, train, w, what, allow_zero=surface.finite_at_zero).iloc[0]
+        counted = surface.counted_columns(w)
+        shares = candidate_shares(
+            frame, train, counted, what, allow_zero=surface.finite_at_zero
+        ).iloc[0]
         return shares.rename(str(frame.index[0] or "baseline")), "given"
     runs = data.mixtures[list(train)].astype(float)
     if isinstance(baseline, str):
@@ -66,7 +69,7 @@ def _baseline(
                 f"baseline {baseline!r} is not an observed run; runs: {list(runs.index)[:10]}"
                 f"{' ...' if len(runs) > 10 else ''}"
             )
-        counted = w > 0
+        counted = surface.counted_columns(w)
         zero = [d for d, c in zip(train, counted, strict=True) if c and runs.loc[baseline, d] <= 0]
         if zero and not surface.finite_at_zero:
             raise DataError(
@@ -74,7 +77,7 @@ def _baseline(
                 "the objective (BiMix loss is infinite at r = 0); pick another baseline"
             )
         return runs.loc[baseline], f"observed run {baseline}"
-    counted = w > 0
+    counted = surface.counted_columns(w)
     usable = (runs.to_numpy()[:, counted] > 0).all(axis=1) | surface.finite_at_zero
     if not usable.any():
         raise DataError(
@@ -150,7 +153,7 @@ def optimize(
     """
     objective = Objective.parse(objective) if isinstance(objective, str) else objective
     diag, surface, data, w = prepare(idata, step, weights, domains)
-    train = list(surface.domains)
+    train = list(surface.columns)
     constraints = constraints or MixtureConstraints()
     if data.volume == "tokens":
         constraints = constraints.with_total_tokens(step)
@@ -212,7 +215,7 @@ def optimize(
         step=float(step),
         unit=data.volume,
         objective=objective,
-        weights=pd.Series(w, index=train)[w > 0],
+        weights=pd.Series(w, index=list(surface.domains))[w > 0],
         mixture=mixture,
         baseline=base.rename("baseline"),
         baseline_source=base_source,
@@ -262,7 +265,7 @@ def _forecasts(idata, step, mixture, base, w, surface, seed):
 
     eval_domains = [str(d) for d in idata.posterior["domain"].to_numpy()]
     both = pd.DataFrame([mixture.rename("recommended"), base.rename("baseline")])
-    zero = [d for d in eval_domains if (both[d] <= 0).any()]
+    zero = [d for d in eval_domains if d in both.columns and (both[d] <= 0).any()]
     if zero and not surface.finite_at_zero:
         return (
             None,

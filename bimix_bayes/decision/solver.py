@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import minimize
@@ -183,7 +183,8 @@ class _CrossProblem:
         self.var, self.base = var, base
         cols = surface._own_cols()[self.counted]
         self.own_of = np.zeros((len(cols), len(base)))  # counted row -> its own column
-        self.own_of[np.arange(len(cols)), cols] = 1.0
+        has_own = cols >= 0  # an evaluation-only row has none
+        self.own_of[np.flatnonzero(has_own), cols[has_own]] = 1.0
 
     def full(self, x: np.ndarray) -> np.ndarray:
         r = self.base.copy()
@@ -223,13 +224,12 @@ def _solve_cross(
     t0: float,
 ) -> tuple[SolveResult, np.ndarray]:
     """:func:`solve` for a cross-domain surface: every non-fixed domain is a variable."""
-    counted = weights > 0
     fixed = hi - lo <= 1e-12
     var = ~fixed
     base = np.where(fixed, lo, 0.0)
     budget = 1.0 - base[fixed].sum()
     # a counted domain under a power law needs a positive share; the log-linear law does not
-    needs_share = counted & np.any(surface.alpha != 0, axis=0)
+    needs_share = surface.counted_columns(weights, power_law_only=True)
     lo_v = np.where(needs_share[var], np.maximum(lo[var], MIN_SHARE), lo[var])
     hi_v = hi[var]
     problem = _CrossProblem(surface, weights, objective, var, base)
@@ -406,16 +406,11 @@ def solve(
     objective = Objective.parse(objective) if isinstance(objective, str) else objective
     weights = np.asarray(weights, dtype=float)
     if bounds is None:
-        bounds = MixtureConstraints().bounds(surface.domains)
+        bounds = MixtureConstraints().bounds(surface.columns)
     lo, hi = bounds.lower.copy(), bounds.upper.copy()
     counted = weights > 0
-    starved = [
-        d
-        for d, c, h, a in zip(
-            surface.domains, counted, hi, np.any(surface.alpha != 0, 0), strict=True
-        )
-        if c and h <= 0 and a
-    ]
+    needs_share = surface.counted_columns(weights, power_law_only=True)
+    starved = [d for d, n, h in zip(surface.columns, needs_share, hi, strict=True) if n and h <= 0]
     if starved:
         raise ConstraintError(
             f"{', '.join(starved)} count(s) in the objective but the constraints allow no share "
@@ -509,7 +504,8 @@ def _warn_unconverged(result: SolveResult) -> None:
 def per_draw_optima(
     surface: LossSurface, weights: np.ndarray, bounds: Bounds, *, max_draws: int = 200
 ) -> np.ndarray:
-    """The optimum under each posterior draw ``(draws, domains)``: how stable the choice is.
+    """The optimum under each posterior draw ``(draws, training domains)``: how stable the
+    choice is.
 
     BiMix: the semi-closed form of every draw (:func:`closed_form_optimum`). A cross-domain
     law has no closed form: :func:`solve` per draw, on at most ``max_draws`` draws evenly
@@ -529,18 +525,16 @@ def per_draw_optima(
     take = np.unique(
         np.linspace(0, surface.n_draws - 1, min(max_draws, surface.n_draws)).astype(int)
     )
-    out = np.empty((len(take), len(surface.domains)))
+    out = np.empty((len(take), len(surface.columns)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OptimizationWarning)
         for row, d in enumerate(take):
-            one = LossSurface(
-                surface.domains,
-                surface.log_k[[d]],
-                surface.alpha[[d]],
-                surface.step,
+            one = replace(
+                surface,
+                log_k=surface.log_k[[d]],
+                alpha=surface.alpha[[d]],
                 own=None if surface.own is None else surface.own[[d]],
                 cross=surface.cross[[d]],
-                own_index=surface.own_index,
             )
             out[row] = solve(one, weights, "mean", bounds).shares
     return out

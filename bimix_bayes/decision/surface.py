@@ -70,7 +70,13 @@ class LossSurface:
         under BiMix). With them the loss of domain ``i`` is ``K_i r_i**-alpha_i exp(-own_i r_i
         + sum_j cross_ij r_j)`` and ``shares`` run over the training domains.
     own_index
-        Each domain's column among the training domains (default: the same position).
+        Each domain's column among the training domains (default: the same position); -1 for
+        an evaluation-only domain (no share of its own; only under the log-linear law).
+    training
+        The training domains (the columns of ``shares``, the decision's variables); default:
+        ``domains``. A cross-domain surface keeps its evaluation domains as rows and the
+        training domains as columns; a BiMix surface has one row per column
+        (:func:`~bimix_bayes.decision.problem.extend_surface`).
 
     Examples
     --------
@@ -86,6 +92,40 @@ class LossSurface:
     own: np.ndarray | None = None
     cross: np.ndarray | None = None
     own_index: np.ndarray | None = None
+    training: tuple[str, ...] | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The training domains: what the shares of a mixture run over."""
+        return self.domains if self.training is None else self.training
+
+    def counted_columns(self, weights: np.ndarray, *, power_law_only: bool = False) -> np.ndarray:
+        """Which training domains are the own domain of a row with positive weight.
+
+        With ``power_law_only``, only rows with a mixture exponent (``alpha != 0``): those
+        need a positive share (the loss is infinite at zero).
+
+        Examples
+        --------
+        >>> s = LossSurface(("a", "e"), np.zeros((1, 2)), np.zeros((1, 2)), 1.0,
+        ...                 own_index=np.array([0, -1]), training=("a", "b"))
+        >>> s.counted_columns(np.array([0.5, 0.5])).tolist()
+        [True, False]
+        """
+        rows = np.asarray(weights) > 0
+        if power_law_only:
+            rows = rows & np.any(self.alpha != 0, axis=0)
+        cols = self._own_cols()[rows]
+        out = np.zeros(len(self.columns), bool)
+        out[cols[cols >= 0]] = True
+        return out
+
+    def own_shares(self, shares: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Each row's own share in ``shares`` (last axis over :attr:`columns`); 0 for an
+        evaluation-only row."""
+        cols = self._own_cols()[rows]
+        own = np.asarray(shares)[..., np.maximum(cols, 0)]
+        return np.where(cols >= 0, own, 0.0)
 
     @property
     def is_cross(self) -> bool:
@@ -127,7 +167,8 @@ class LossSurface:
             float(step),
             own=flat("own") if "own" in law.params else None,
             cross=cross.reshape(n, len(domains), -1),
-            own_index=np.array([training.index(d) for d in domains]),
+            own_index=np.array([training.index(d) if d in training else -1 for d in domains]),
+            training=tuple(training),
         )
 
     @property
@@ -144,7 +185,7 @@ class LossSurface:
         """Log of :meth:`losses`; ``rows`` (a boolean mask) keeps only those domains."""
         shares = np.asarray(shares, dtype=float)
         rows = np.ones(len(self.domains), bool) if rows is None else np.asarray(rows, bool)
-        own_share = shares[..., self._own_cols()[rows]]
+        own_share = self.own_shares(shares, rows)
         alpha = self.alpha[:, rows]
         lead = (slice(None), None) if shares.ndim == 2 else (slice(None),)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -163,7 +204,7 @@ class LossSurface:
         with ``diag_i = -alpha_i / r_own(i) - own_i``; ``cross`` is None under BiMix.
         """
         t = np.exp(self.log_losses(shares, rows))
-        own_share = np.maximum(shares[self._own_cols()[rows]], MIN_SHARE)
+        own_share = np.maximum(self.own_shares(shares, rows), MIN_SHARE)
         diag = -self.alpha[:, rows] / own_share
         if self.own is not None:
             diag = diag - self.own[:, rows]

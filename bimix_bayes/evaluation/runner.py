@@ -173,7 +173,8 @@ def _bayes_points(
     new_mix = None
     if new_runs:
         new_mix = data.mixtures.loc[new_runs].astype(float).copy()
-        new_mix[domains] = _prediction_mixtures(data, new_runs, domains)
+        trained = [d for d in domains if d in new_mix.columns]  # not evaluation-only ones
+        new_mix[trained] = _prediction_mixtures(data, new_runs, trained)
     frames = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

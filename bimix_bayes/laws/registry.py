@@ -68,6 +68,18 @@ class Law:
     cross_domain: bool
     _mixture_term: Callable[..., Any]
 
+    @property
+    def fits_evaluation_only(self) -> bool:
+        """Whether it can fit an evaluation domain that is not a training domain (no share of
+        its own: the own-share term is 0 and every training share acts through ``cross``).
+
+        Examples
+        --------
+        >>> [law.name for law in LAWS.values() if law.fits_evaluation_only]
+        ['loglinear']
+        """
+        return self.cross_domain and self.finite_at_zero
+
     def mixture_term(
         self, shares: Any, own_share: Any, params: Mapping[str, Any], *, math: ModuleType = np
     ) -> Any:

@@ -189,6 +189,13 @@ class BiMixLeastSquares:
         if self.n_bootstrap < 0:
             raise ValueError(f"n_bootstrap must be >= 0, got {self.n_bootstrap!r}")
         data.check_design()
+        if data.evaluation_only:
+            raise DataError(
+                f"evaluation domain(s) {list(data.evaluation_only)} are not training domains; "
+                "BiMix's least squares needs each evaluation domain's own share. Use the "
+                "Bayesian log-linear law alone (--law loglinear, --method bayes), or leave them "
+                "out (--exclude-domain)"
+            )
         zero = data.shares() <= 0
         if zero.any():
             raise DataError(
