@@ -27,7 +27,7 @@ from bimix_bayes.decision.objectives import Objective
 from bimix_bayes.decision.solver import _CrossProblem, solve
 from bimix_bayes.decision.surface import LossSurface
 from bimix_bayes.laws.cross import cross_mask, loglinear_mixture_term, project_cross
-from bimix_bayes.laws.registry import BIMIX, BIMIX_CROSS, LAWS, LOGLINEAR, get_law
+from bimix_bayes.laws.registry import BIMIX, BIMIX_CROSS, EFFECTIVE, LAWS, LOGLINEAR, get_law
 
 N_TRAIN = 4
 #: pytensor 2.38's slogdet rewrite fails on the batched determinant of the run likelihood under
@@ -67,10 +67,10 @@ def test_numpy_and_pytensor_evaluate_the_same_law(name):
     assert np.allclose(got, expected, rtol=1e-12)
 
 
-def test_only_the_loglinear_law_is_finite_at_zero_shares():
+def test_only_the_loglinear_and_effective_laws_are_finite_at_zero_shares():
     rng = np.random.default_rng(1)
     shares = np.array([[0.0, 0.5, 0.5, 0.0]])
-    for law in (BIMIX, BIMIX_CROSS, LOGLINEAR):
+    for law in (BIMIX, BIMIX_CROSS, LOGLINEAR, EFFECTIVE):
         with np.errstate(divide="ignore"):
             value = law.log_loss(shares, shares[:, 0], 0.0, _law_params(law, rng, 1))
         assert np.isfinite(value).all() == law.finite_at_zero
@@ -307,11 +307,12 @@ def _evaluation_only_data(seed: int = 3) -> MixtureData:
         return MixtureData.from_frames(data.mixtures, obs)
 
 
-def test_the_graph_equals_the_numpy_law_with_an_evaluation_only_domain():
-    """The log-linear graph with an evaluation-only domain (own share 0, every column free)
-    equals the numpy law and likelihood."""
+@pytest.mark.parametrize("name", ["loglinear", "effective"])
+def test_the_graph_equals_the_numpy_law_with_an_evaluation_only_domain(name):
+    """The graph of a law that fits evaluation-only domains, with one (own share 0, no own
+    term, every column free), equals the numpy law and likelihood."""
     data = _evaluation_only_data()
-    spec = merge_spec({"law": {"name": "loglinear"}})
+    spec = merge_spec({"law": {"name": name}})
     layout = CurveLayout.from_data(data, 3e3)
     assert layout.own_index.tolist() == [0, 1, -1]
     assert layout.cross_mask[-1].tolist() == [1.0, 1.0, 1.0]
@@ -320,9 +321,11 @@ def test_the_graph_equals_the_numpy_law_with_an_evaluation_only_domain():
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
     loglik = _graph_loglik(model, point)
     post = _posterior_at(model, point)
-    post.attrs["law"] = "loglinear"
+    post.attrs["law"] = name
     cross = post["cross"].to_numpy()[0, 0]
-    assert np.allclose(cross.sum(axis=-1), 0.0) and cross[-1].std() > 0  # centred, all free
+    assert cross[-1].std() > 0 and np.allclose(np.diag(cross[:2, :2]), 0.0)  # all free
+    # centred under the linear-share law, not under the effective-data law
+    assert np.allclose(cross.sum(axis=-1), 0.0) == get_law(name).centred_cross
     expected = run_log_likelihoods(post, layout, spec).sum()
     assert np.isclose(float(loglik), expected, rtol=1e-9)
 
@@ -334,17 +337,17 @@ def test_laws_with_an_own_share_refuse_evaluation_only_domains(name):
         BiMixModel({"law": {"name": name}, "sampler": {"draws": 10, "tune": 10}}).fit(data)
 
 
-def test_evaluation_only_targets_fit_forecast_and_decide(tmp_path):
-    """Log-linear law, an evaluation-only target: forecast from the training shares, optimise
-    and rank the mixture for that target alone (rows and columns of the decision differ)."""
+@pytest.mark.parametrize("name", ["loglinear", "effective"])
+def test_evaluation_only_targets_fit_forecast_and_decide(tmp_path, name):
+    """A law that fits evaluation-only targets, one such target: forecast from the training
+    shares, optimise and rank the mixture for that target alone (rows and columns of the
+    decision differ), and its predictive density."""
     from bimix_bayes import load_fit, predict
     from bimix_bayes.decision.rank import rank
     from bimix_bayes.decision.recommend import optimize
 
     data = _evaluation_only_data(seed=8)
-    model = BiMixModel(
-        {"law": {"name": "loglinear"}, "sampler": {"draws": 150, "tune": 150, "chains": 2}}
-    )
+    model = BiMixModel({"law": {"name": name}, "sampler": {"draws": 150, "tune": 150, "chains": 2}})
     model.fit(data, seed=2)
     idata = load_fit(model.save(tmp_path / "eval_only.nc"))
     train = list(data.training_domains)

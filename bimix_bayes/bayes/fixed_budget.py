@@ -16,10 +16,11 @@ scale per column, in log loss per unit of the column: ``intercept_scale`` (10, v
 the hierarchical model's ``cross_sd_scale``). The prior is centred on 0 for every cross effect:
 it shrinks toward "every other domain helps alike" (BiMix's assumption), as the hierarchical
 model's ``cross ~ Normal(0, sd_cross)`` does; on the centred columns it is the projected prior
-of :func:`~bimix_bayes.laws.cross.project_cross`, exactly. The conjugate form ties the
-coefficients' prior sd to the noise sd (a prior on the signal-to-noise ratio): at ``sigma =
-sigma_0`` (``noise_scale``, 0.05 on log loss) the sds are the scales above. The noise is per
-domain (each domain its own ``sigma``). Posterior (exact, no sampling):
+of :func:`~bimix_bayes.laws.cross.project_cross`, exactly (under ``effective``, whose
+columns are not centred, it is the hierarchical model's unprojected prior). The conjugate form
+ties the coefficients' prior sd to the noise sd (a prior on the signal-to-noise ratio): at
+``sigma = sigma_0`` (``noise_scale``, 0.05 on log loss) the sds are the scales above. The noise
+is per domain (each domain its own ``sigma``). Posterior (exact, no sampling):
 
 * ``Lambda_n = S^-1 sigma_0^2 + X'X``, ``mean = Lambda_n^-1 X'y``,
 * ``a_n = a_0 + n / 2``, ``b_n = b_0 + (y'y - mean' Lambda_n mean) / 2``,
@@ -83,9 +84,10 @@ class ConjugatePrior:
     Attributes
     ----------
     cross_scale
-        Prior sd of a cross effect at ``sigma = noise_scale`` (log loss per unit share;
-        default 0.5, the hierarchical model's ``[law] cross_sd_scale``), or ``"evidence"``:
-        chosen per domain by the marginal likelihood among :data:`EVIDENCE_GRID`.
+        Prior sd of a cross effect at ``sigma = noise_scale`` (log loss per unit share, per
+        unit of log effective share under ``effective``; default 0.5, the hierarchical model's
+        ``[law] cross_sd_scale``), or ``"evidence"``: chosen per domain by the marginal
+        likelihood among :data:`EVIDENCE_GRID`.
     own_scale
         Prior sd of the own-share coefficient (``-alpha`` under the BiMix laws, ``-own`` under
         ``loglinear``), same units.
@@ -242,7 +244,7 @@ class FixedBudgetConjugate(FixedBudgetLaw):
     Parameters
     ----------
     law
-        ``"bimix"`` (default), ``"bimix_cross"`` or ``"loglinear"``
+        ``"bimix"`` (default), ``"bimix_cross"``, ``"loglinear"`` or ``"effective"``
         (:class:`~bimix_bayes.leastsq.fixed_budget.FixedBudgetLaw`).
     prior
         The Normal-inverse-gamma prior (:class:`ConjugatePrior`; default: its defaults).

@@ -169,21 +169,25 @@ def _cross_mean(
     step_grid: pt.TensorVariable,
     grid_index: pt.TensorVariable,
 ) -> pt.TensorVariable:
-    """A cross-domain law's log loss per curve and checkpoint (:mod:`bimix_bayes.laws.cross`).
+    """A cross-domain law's log loss per curve and checkpoint (:mod:`bimix_bayes.laws.cross`,
+    :mod:`bimix_bayes.laws.effective`).
 
     Cross effects: ``cross = sd_cross * P(z)``, ``z ~ Normal(0, 1)`` per (domain, training
     domain), ``P`` the identifying projection (:func:`~bimix_bayes.laws.cross.project_cross`:
-    own column zero, the others centred), ``sd_cross ~ HalfNormal(law.cross_sd_scale)``. The
-    two directions ``P`` removes per row do not enter the likelihood and keep their
-    standard-Normal prior. The step factor is evaluated once per (domain, distinct step).
+    own column zero, the others centred; under a law whose row is not centred,
+    ``Law.centred_cross`` False, only the own column is zeroed), ``sd_cross ~
+    HalfNormal(law.cross_sd_scale)``. The directions ``P`` removes per row do not enter the
+    likelihood and keep their standard-Normal prior. The step factor is evaluated once per
+    (domain, distinct step).
     """
     shares = pm.Data("curve_shares", layout.curve_shares)
     own_share = pm.Data("curve_own_share", layout.curve_own_share)
     mask = pm.Data("cross_mask", layout.cross_mask)
     sd_cross = pm.HalfNormal("sd_cross", spec["law"]["cross_sd_scale"])
     z = pm.Normal("cross_z", 0.0, 1.0, dims=("domain", TRAIN_DIM))
-    mean = (z * mask).sum(axis=-1, keepdims=True) / mask.sum(axis=-1, keepdims=True)
-    cross = pm.Deterministic("cross", sd_cross * (z - mean) * mask, dims=("domain", TRAIN_DIM))
+    if law.centred_cross:
+        z = z - (z * mask).sum(axis=-1, keepdims=True) / mask.sum(axis=-1, keepdims=True)
+    cross = pm.Deterministic("cross", sd_cross * z * mask, dims=("domain", TRAIN_DIM))
     params = {"cross": cross[d]}
     if "log_own" in theta:
         params["own"] = pm.Deterministic("own", pt.exp(theta["log_own"]), dims="domain")[d]

@@ -109,7 +109,8 @@ def log_predictive_density(
 
     params = posterior_params(post, law)
     if law.cross_domain:  # the cross term per (draw, target, domain) first, then gathered
-        cross = np.einsum("cdij,tj->cdti", params.pop("cross"), targets.training)
+        features = law.cross_features(targets.training)  # the shares, or effective shares
+        cross = np.einsum("cdij,tj->cdti", params.pop("cross"), features)
         params["cross_term"] = cross[:, :, tgt, dom]  # (chain, draw, point)
     params = {
         k: np.reshape(v if k == "cross_term" else np.take(v, dom, axis=2), (n_draws, -1))

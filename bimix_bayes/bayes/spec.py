@@ -15,7 +15,7 @@ Examples
 >>> spec["sampler"]["backend"], spec["likelihood"]["family"]
 ('nutpie', 'normal')
 >>> load_spec("bimix") == spec, packaged_specs()         # by name, from any folder
-(True, ['bimix', 'bimix_cross', 'loglinear'])
+(True, ['bimix', 'bimix_cross', 'effective', 'loglinear'])
 >>> spec = merge_spec({"sampler": {"draws": 200}})
 >>> spec["sampler"]["draws"], spec["sampler"]["chains"]
 (200, 4)
@@ -216,7 +216,7 @@ def packaged_specs() -> list[str]:
     Examples
     --------
     >>> packaged_specs()
-    ['bimix', 'bimix_cross', 'loglinear']
+    ['bimix', 'bimix_cross', 'effective', 'loglinear']
     """
     return sorted(_packaged_files())
 

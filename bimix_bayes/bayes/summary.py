@@ -24,6 +24,7 @@ __all__ = [
     "NOISE_PARAMS",
     "PAPER_PARAMS",
     "comparison_table",
+    "cross_effects_meaning",
     "cross_table",
     "law_params",
     "posterior_table",
@@ -38,6 +39,8 @@ LAW_PARAMS = {
     "bimix": PAPER_PARAMS,
     "bimix_cross": PAPER_PARAMS,
     "loglinear": ("log_floor", "log_reducible", "own", "beta"),
+    # the paper's A, B, C read alpha as an exponent of r, not of 1 + r / eps
+    "effective": ("log_floor", "log_reducible", "alpha", "beta"),
 }
 
 
@@ -46,10 +49,30 @@ def law_params(idata: az.InferenceData) -> tuple[str, ...]:
     return LAW_PARAMS[posterior_law(idata.posterior).name]
 
 
+def cross_effects_meaning(idata: az.InferenceData) -> str:
+    """What a cross effect of the fit's law measures, for the header of :func:`cross_table`.
+
+    Examples
+    --------
+    >>> cross_effects_meaning(idata).startswith("cross effects")
+    True
+    """
+    if posterior_law(idata.posterior).share_floor is not None:
+        return (
+            "cross effects: the exponent of each training domain's effective share r + eps on "
+            "the domain's loss (doubling it multiplies the loss by 2^cross; < 0: helps)"
+        )
+    return (
+        "cross effects on log loss of a unit of each training share, relative to the average "
+        "other domain (< 0: helps more)"
+    )
+
+
 def cross_table(idata: az.InferenceData, prob: float = 0.94) -> pd.DataFrame:
     """The cross effects of a cross-domain law: per (domain, training domain), the posterior
     mean and HDI of ``cross`` (the effect of that training share on the domain's log loss,
-    relative to the average other domain; 0 on the domain's own column). Empty under BiMix.
+    relative to the average other domain; under ``effective`` the exponent of its effective
+    share, :func:`cross_effects_meaning`; 0 on the domain's own column). Empty under BiMix.
 
     Examples
     --------

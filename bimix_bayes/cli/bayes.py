@@ -164,7 +164,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
     """
     from bimix_bayes.bayes.law_params import posterior_law
     from bimix_bayes.bayes.persistence import diagnostics_from_idata, load_fit
-    from bimix_bayes.bayes.summary import comparison_table, cross_table, posterior_table
+    from bimix_bayes.bayes.summary import (
+        comparison_table,
+        cross_effects_meaning,
+        cross_table,
+        posterior_table,
+    )
 
     idata = load_fit(args.fit)
     attrs = idata.attrs
@@ -223,10 +228,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     print(rows.to_string())
     cross = cross_table(idata, prob=p)
     if not cross.empty:
-        print(
-            f"\ncross effects on log loss of a unit of each training share, relative to the "
-            f"average other domain (mean [{100 * p:g}% HDI]; < 0: helps more):"
-        )
+        print(f"\n{cross_effects_meaning(idata)}, mean [{100 * p:g}% HDI]:")
         wide = cross.apply(lambda r: _fmt(r["mean"], r["lower"], r["upper"]), axis=1)
         own = cross.index.get_level_values(0) == cross.index.get_level_values(1)
         print(wide.where(~own, "(own)").unstack("training_domain").to_string())

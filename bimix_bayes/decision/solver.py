@@ -24,14 +24,20 @@ without satisfying the KKT conditions (SLSQP's known failure on tiny gradients).
 
 Cross-domain laws
 -----------------
-Under ``bimix_cross`` or ``loglinear`` (:mod:`bimix_bayes.laws.cross`) every share moves every
+Under ``bimix_cross``, ``loglinear`` (:mod:`bimix_bayes.laws.cross`) or ``effective``
+(:mod:`bimix_bayes.laws.effective`) every share moves every
 counted loss, so the objective is not separable: every non-fixed domain is a variable (an
 uncounted domain may still lower the counted losses), SLSQP gets the exact gradient, and the
 polish scales its projected steps by the Hessian's diagonal (a line search on the true
 objective keeps each step a descent). ``exp`` of a linear function is convex, so the mean
 objective stays convex under ``loglinear``; under ``bimix_cross`` it is a product of convex
 and log-convex factors, convex in practice near the optimum (checked against brute force in
-tests/test_laws.py). The per-draw optima are solved draw by draw (:func:`per_draw_optima`).
+tests/test_laws.py). Under ``effective`` a term is ``(1 + r_i / eps)^-alpha_i`` times
+``(1 + r_j / eps)^cross_ij``: convex in each share where ``cross_ij <= 0`` (a helping domain),
+a concave factor where a domain hurts another (``cross_ij > 0``); the polish's diagonal
+Hessian holds both (clipped at a small positive value), its line search keeps each step a
+descent, and the brute-force test covers this law too. The per-draw optima are solved draw by
+draw (:func:`per_draw_optima`).
 
 The surface, the domain weights and the per-draw closed-form optimum are in
 :mod:`bimix_bayes.decision.surface` (their names are importable from here too).
@@ -203,13 +209,15 @@ class _CrossProblem:
             pi = self.objective.draw_weights(values)
         g = pi[:, None] * t * self.w  # (draws, counted): weight of each loss in the objective
         grad = (g * diag).sum(axis=0) @ self.own_of  # own-share parts, per column
-        alpha = self.surface.alpha[:, self.counted]
-        own_share = np.maximum(r @ self.own_of.T, MIN_SHARE)
-        d2 = (g * (diag**2 + alpha / own_share**2)).sum(axis=0) @ self.own_of
+        # d^2 t_i / d r_j^2 = t_i ((d log t_i / d r_j)^2 + d^2 log t_i / d r_j^2)
+        own_curve, cross_curve = self.surface.curvature_terms(r, self.counted)
+        d2 = (g * (diag**2 + own_curve)).sum(axis=0) @ self.own_of
         if cross is not None:
             grad = grad + np.einsum("di,dij->j", g, cross)
             slope = diag[:, :, None] * self.own_of[None] + cross  # d log t_i / d r_j
             d2 = d2 + np.einsum("di,dij->j", g, slope**2) - (g * diag**2).sum(0) @ self.own_of
+        if cross_curve is not None:  # the effective-data law: cross effects curve too
+            d2 = d2 + np.einsum("di,dij->j", g, cross_curve)
         return float(pi @ values), grad[self.var], np.maximum(d2[self.var], 1e-12), pi
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from bimix_bayes.bayes.law_params import TRAIN_DIM, posterior_law
 from bimix_bayes.data.table import DataError
 from bimix_bayes.laws.bimix import log_step_factor
+from bimix_bayes.laws.effective import effective_share, effective_share_derivatives
 
 if TYPE_CHECKING:
     import arviz as az
@@ -77,6 +78,10 @@ class LossSurface:
         ``domains``. A cross-domain surface keeps its evaluation domains as rows and the
         training domains as columns; a BiMix surface has one row per column
         (:func:`~bimix_bayes.decision.problem.extend_surface`).
+    share_floor
+        The effective-data law's ``eps`` (:mod:`bimix_bayes.laws.effective`): the loss is then
+        ``K_i (1 + r_i / eps)**-alpha_i exp(sum_j cross_ij log(1 + r_j / eps))``, finite at
+        zero shares. None under the other laws.
 
     Examples
     --------
@@ -93,6 +98,7 @@ class LossSurface:
     cross: np.ndarray | None = None
     own_index: np.ndarray | None = None
     training: tuple[str, ...] | None = None
+    share_floor: float | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -113,7 +119,9 @@ class LossSurface:
         [True, False]
         """
         rows = np.asarray(weights) > 0
-        if power_law_only:
+        if power_law_only and self.share_floor is not None:  # finite at zero shares
+            rows = np.zeros_like(rows)
+        elif power_law_only:
             rows = rows & np.any(self.alpha != 0, axis=0)
         cols = self._own_cols()[rows]
         out = np.zeros(len(self.columns), bool)
@@ -134,8 +142,16 @@ class LossSurface:
 
     @property
     def finite_at_zero(self) -> bool:
-        """Whether a zero share gives a finite loss (no mixture exponent anywhere)."""
-        return bool(np.all(self.alpha == 0))
+        """Whether a zero share gives a finite loss (no mixture exponent anywhere, or the
+        effective-data law's share floor)."""
+        return self.share_floor is not None or bool(np.all(self.alpha == 0))
+
+    def _features(self, shares: np.ndarray) -> np.ndarray:
+        """What ``alpha`` and ``cross`` multiply: the log own share (own term, BiMix laws) and
+        the shares (cross term); both ``log(1 + r / eps)`` under the effective-data law."""
+        if self.share_floor is None:
+            return shares
+        return effective_share(shares, self.share_floor)
 
     def _own_cols(self) -> np.ndarray:
         return np.arange(len(self.domains)) if self.own_index is None else self.own_index
@@ -169,6 +185,7 @@ class LossSurface:
             cross=cross.reshape(n, len(domains), -1),
             own_index=np.array([training.index(d) if d in training else -1 for d in domains]),
             training=tuple(training),
+            share_floor=law.share_floor,
         )
 
     @property
@@ -188,28 +205,66 @@ class LossSurface:
         own_share = self.own_shares(shares, rows)
         alpha = self.alpha[:, rows]
         lead = (slice(None), None) if shares.ndim == 2 else (slice(None),)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            m = np.where(alpha[lead] == 0, 0.0, -alpha[lead] * np.log(own_share))
+        if self.share_floor is not None:  # -alpha log(1 + r / eps): 0 at a zero share
+            m = -alpha[lead] * effective_share(own_share, self.share_floor)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                m = np.where(alpha[lead] == 0, 0.0, -alpha[lead] * np.log(own_share))
         if self.own is not None:
             m = m - self.own[:, rows][lead] * own_share
         if self.cross is not None:
             pattern = "dij,mj->dmi" if shares.ndim == 2 else "dij,j->di"
-            m = m + np.einsum(pattern, self.cross[:, rows], shares)
+            m = m + np.einsum(pattern, self.cross[:, rows], self._features(shares))
         return self.log_k[:, rows][lead] + m
 
     def gradient_terms(self, shares: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, ...]:
         """For one mixture: losses ``t`` (draws, rows) and the parts of ``d log t_i / d r_j``.
 
         Returns ``(t, diag, cross)``: ``d log t_i / d r_j = diag_i [j = own(i)] + cross_ij``
-        with ``diag_i = -alpha_i / r_own(i) - own_i``; ``cross`` is None under BiMix.
+        with ``diag_i = -alpha_i / r_own(i) - own_i``; ``cross`` is None under BiMix. Under the
+        effective-data law ``diag_i = -alpha_i / (r_own(i) + eps)`` and the cross part is
+        ``cross_ij / (r_j + eps)``.
         """
         t = np.exp(self.log_losses(shares, rows))
+        if self.share_floor is not None:
+            slope, _ = effective_share_derivatives(shares, self.share_floor)
+            cols = self._own_cols()[rows]
+            diag = -self.alpha[:, rows] * np.where(cols >= 0, slope[np.maximum(cols, 0)], 0.0)
+            cross = None if self.cross is None else self.cross[:, rows] * slope
+            return t, diag, cross
         own_share = np.maximum(self.own_shares(shares, rows), MIN_SHARE)
         diag = -self.alpha[:, rows] / own_share
         if self.own is not None:
             diag = diag - self.own[:, rows]
         cross = None if self.cross is None else self.cross[:, rows]
         return t, diag, cross
+
+    def curvature_terms(
+        self, shares: np.ndarray, rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """For one mixture: the second derivatives of the log losses, ``d^2 log t_i / d r_j^2
+        = own_i [j = own(i)] + cross_ij``.
+
+        Returns ``(own, cross)``: ``own_i = alpha_i / r_own(i)^2`` and ``cross`` None (linear in
+        the shares) under the other laws; ``alpha_i / (r_own(i) + eps)^2`` and ``-cross_ij /
+        (r_j + eps)^2`` under the effective-data law.
+
+        Examples
+        --------
+        >>> s = LossSurface(("a", "b"), np.zeros((1, 2)), np.full((1, 2), 0.5), 1.0,
+        ...                 cross=np.array([[[0.0, 0.2], [0.1, 0.0]]]), share_floor=1.0)
+        >>> own, cross = s.curvature_terms(np.array([0.0, 1.0]), np.ones(2, bool))
+        >>> own.tolist(), cross.tolist()
+        ([[0.5, 0.125]], [[[-0.0, -0.05], [-0.1, -0.0]]])
+        """
+        cols = self._own_cols()[rows]
+        if self.share_floor is None:
+            own_share = np.maximum(self.own_shares(shares, rows), MIN_SHARE)
+            return self.alpha[:, rows] / own_share**2, None
+        _, curve = effective_share_derivatives(shares, self.share_floor)
+        own_curve = np.where(cols >= 0, curve[np.maximum(cols, 0)], 0.0)
+        cross = None if self.cross is None else self.cross[:, rows] * curve
+        return -self.alpha[:, rows] * own_curve, cross
 
 
 def weighted_loss(surface: LossSurface, weights: np.ndarray, shares: np.ndarray) -> np.ndarray:

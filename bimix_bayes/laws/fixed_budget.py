@@ -13,7 +13,11 @@ law             design row ``x_d(r)``                            coefficients
 ``bimix``       ``(1, log r_o)``                                 ``(k, -alpha)``
 ``bimix_cross`` ``(1, log r_o, r_j - rbar for j != o)``          ``(k, -alpha, cross_j)``
 ``loglinear``   ``(1, r_o, r_j - rbar for j != o)``              ``(k, -own, cross_j)``
+``effective``   ``(1, f(r_o), f(r_j) for j != o)``               ``(k, -alpha, cross_j)``
 =============== ================================================ ==============================
+
+with ``f(r) = log(1 + r / eps)`` the log effective share of :mod:`bimix_bayes.laws.effective`
+(not centred: its common level is identified, see there).
 
 with ``o`` the training domain that is evaluation domain ``d`` and ``rbar`` the mean share of
 the *other* training domains (an evaluation-only domain has no own column; under ``loglinear``
@@ -82,19 +86,34 @@ def _others(n_train: int, own_index: int) -> np.ndarray:
     return np.array([j for j in range(n_train) if j != own_index], dtype=int)
 
 
+#: The name of the own-share column of :func:`design`, by the law's own-share parameter.
+OWN_COLUMNS = {"alpha": "log_share", "own": "own_share"}
+#: ... and under a law with a share floor (``effective``: ``f(r_o)``, coefficient ``-alpha``).
+EFFECTIVE_OWN_COLUMN = "effective_share"
+
+
+def _own_column(law: Law) -> str:
+    if law.share_floor is not None:
+        return EFFECTIVE_OWN_COLUMN
+    return OWN_COLUMNS["own" if "own" in law.params else "alpha"]
+
+
 def design_columns(law: Law | str, training_domains: Sequence[str], own_index: int) -> list[str]:
-    """The names of :func:`design`'s columns: ``intercept``, then ``log_share`` (BiMix laws) or
-    ``own_share`` (``loglinear``, when the domain is trained), then ``cross:<domain>``.
+    """The names of :func:`design`'s columns: ``intercept``, then ``log_share`` (BiMix laws),
+    ``own_share`` (``loglinear``) or ``effective_share`` (``effective``) when the domain is
+    trained, then ``cross:<domain>``.
 
     Examples
     --------
     >>> design_columns("bimix_cross", ["web", "code"], own_index=1)
     ['intercept', 'log_share', 'cross:web']
+    >>> design_columns("effective", ["web", "code"], own_index=0)
+    ['intercept', 'effective_share', 'cross:code']
     """
     law = _law(law)
     names = ["intercept"]
     if own_index >= 0:
-        names.append("own_share" if law.finite_at_zero else "log_share")
+        names.append(_own_column(law))
     if law.cross_domain:
         names += [f"cross:{training_domains[j]}" for j in _others(len(training_domains), own_index)]
     return names
@@ -110,9 +129,8 @@ def coefficient_kinds(law: Law | str, training_domains: Sequence[str], own_index
     ['intercept', 'cross', 'cross', 'cross']
     """
     names = design_columns(law, training_domains, own_index)
-    return [
-        n.partition(":")[0].replace("log_share", "own").replace("own_share", "own") for n in names
-    ]
+    own = {"log_share", "own_share", EFFECTIVE_OWN_COLUMN}
+    return ["own" if n in own else n.partition(":")[0] for n in names]
 
 
 def design(law: Law | str, shares: Any, own_index: int, *, domain: str | None = None) -> np.ndarray:
@@ -140,6 +158,8 @@ def design(law: Law | str, shares: Any, own_index: int, *, domain: str | None = 
     >>> x = design("bimix_cross", np.array([[0.5, 0.3, 0.2]]), own_index=0)
     >>> x.round(4).tolist()  # 1, log 0.5, and the others centred on their mean 0.25
     [[1.0, -0.6931, 0.05, -0.05]]
+    >>> design("effective", np.array([[0.0, 0.99, 0.01]]), own_index=0).round(4).tolist()
+    [[1.0, 0.0, 4.6052, 0.6931]]
     """
     law = _law(law)
     shares = np.atleast_2d(np.asarray(shares, dtype=float))
@@ -148,7 +168,9 @@ def design(law: Law | str, shares: Any, own_index: int, *, domain: str | None = 
     columns = [np.ones(n)]
     if own_index >= 0:
         own = shares[:, own_index]
-        if law.finite_at_zero:
+        if law.share_floor is not None:
+            columns.append(law.cross_features(own))
+        elif law.finite_at_zero:
             columns.append(own)
         else:
             zero = np.flatnonzero(own <= 0)
@@ -168,6 +190,8 @@ def design(law: Law | str, shares: Any, own_index: int, *, domain: str | None = 
             "linearly)"
         )
     if law.cross_domain:
-        others = shares[:, _others(n_train, own_index)]
-        columns += list((others - others.mean(axis=1, keepdims=True)).T)
+        others = law.cross_features(shares[:, _others(n_train, own_index)])
+        if law.centred_cross:
+            others = others - others.mean(axis=1, keepdims=True)
+        columns += list(others.T)
     return np.column_stack(columns)

@@ -12,13 +12,13 @@ own share, ``x = log(s / s_ref)`` and ``params`` the law's per-domain parameters
 Examples
 --------
 >>> sorted(LAWS)
-['bimix', 'bimix_cross', 'loglinear']
+['bimix', 'bimix_cross', 'effective', 'loglinear']
 >>> get_law("loglinear").finite_at_zero
 True
 >>> get_law("chinchilla")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-KeyError: "unknown law 'chinchilla'; known laws: bimix, bimix_cross, loglinear (list them with ...)"
+KeyError: "unknown law 'chinchilla'; known laws: bimix, bimix_cross, effective, loglinear ..."
 """
 
 from __future__ import annotations
@@ -32,8 +32,18 @@ import numpy as np
 
 from bimix_bayes.laws.bimix import log_mixture_factor, log_step_factor
 from bimix_bayes.laws.cross import bimix_cross_mixture_term, loglinear_mixture_term
+from bimix_bayes.laws.effective import SHARE_FLOOR, effective_mixture_term, effective_share
 
-__all__ = ["BIMIX", "BIMIX_CROSS", "DEFAULT_LAW", "LAWS", "LOGLINEAR", "Law", "get_law"]
+__all__ = [
+    "BIMIX",
+    "BIMIX_CROSS",
+    "DEFAULT_LAW",
+    "EFFECTIVE",
+    "LAWS",
+    "LOGLINEAR",
+    "Law",
+    "get_law",
+]
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,14 @@ class Law:
         Whether a zero share gives a finite loss (observations with zero share are kept).
     cross_domain
         Whether other domains' shares move a domain's loss (a ``cross`` parameter).
+    share_floor
+        The effective-data law's ``eps`` (:mod:`bimix_bayes.laws.effective`): the cross effects
+        act on ``log(1 + r / eps)`` and the own share through ``-alpha log(1 + r / eps)``;
+        None: the cross effects act on the shares themselves (:meth:`cross_features`).
+    centred_cross
+        Whether a row's cross effects are centred over the other domains (the linear-share
+        laws, whose common level is the intercept's: :func:`~bimix_bayes.laws.cross.
+        project_cross`); else only the own column is zero.
     """
 
     name: str
@@ -67,6 +85,8 @@ class Law:
     finite_at_zero: bool
     cross_domain: bool
     _mixture_term: Callable[..., Any]
+    share_floor: float | None = None
+    centred_cross: bool = True
 
     @property
     def fits_evaluation_only(self) -> bool:
@@ -76,9 +96,24 @@ class Law:
         Examples
         --------
         >>> [law.name for law in LAWS.values() if law.fits_evaluation_only]
-        ['loglinear']
+        ['loglinear', 'effective']
         """
         return self.cross_domain and self.finite_at_zero
+
+    def cross_features(self, shares: Any, *, math: ModuleType = np) -> Any:
+        """What the cross effects multiply: ``m(r) = own term + sum_j cross_j g(r_j)`` with
+        ``g(r) = r`` (``bimix_cross``, ``loglinear``) or ``log(1 + r / eps)`` (``effective``).
+
+        Examples
+        --------
+        >>> EFFECTIVE.cross_features(np.array([0.0, 0.01])).round(4).tolist()
+        [0.0, 0.6931]
+        >>> LOGLINEAR.cross_features(np.array([0.0, 0.01])).tolist()
+        [0.0, 0.01]
+        """
+        if self.share_floor is None:
+            return shares
+        return effective_share(shares, self.share_floor, math=math)
 
     def mixture_term(
         self, shares: Any, own_share: Any, params: Mapping[str, Any], *, math: ModuleType = np
@@ -127,6 +162,12 @@ def _loglinear(shares: Any, own_share: Any, p: Mapping[str, Any], math: ModuleTy
     return loglinear_mixture_term(shares, own_share, p["own"], p["cross"])
 
 
+def _effective(shares: Any, own_share: Any, p: Mapping[str, Any], math: ModuleType) -> Any:
+    return effective_mixture_term(
+        shares, own_share, p["alpha"], p["cross"], EFFECTIVE.share_floor, math=math
+    )
+
+
 BIMIX = Law(
     name="bimix",
     summary=(
@@ -166,8 +207,24 @@ LOGLINEAR = Law(
     _mixture_term=_loglinear,
 )
 
+EFFECTIVE = Law(
+    name="effective",
+    summary=(
+        "effective data (BiMix's curvature, finite at zero shares): L_i = (1 + r_i/eps)^-alpha_i "
+        f"prod_j (1 + r_j/eps)^cross_ij (exp(c_i) + exp(b_i) (s/s_ref)^-beta_i), eps = "
+        f"{SHARE_FLOOR:g}, cross shrunk toward 0 (= BiMix above eps)"
+    ),
+    params=("log_floor", "log_reducible", "alpha", "beta", "cross"),
+    population=("log_floor", "log_reducible", "log_alpha", "log_beta"),
+    finite_at_zero=True,
+    cross_domain=True,
+    _mixture_term=_effective,
+    share_floor=SHARE_FLOOR,
+    centred_cross=False,
+)
+
 #: The laws by name.
-LAWS: dict[str, Law] = {law.name: law for law in (BIMIX, BIMIX_CROSS, LOGLINEAR)}
+LAWS: dict[str, Law] = {law.name: law for law in (BIMIX, BIMIX_CROSS, LOGLINEAR, EFFECTIVE)}
 #: The law of a fit saved before laws were selectable (the default spec names its own law:
 #: ``[law] name`` in ``bimix_bayes/bayes/specs/bimix.toml``).
 DEFAULT_LAW = "bimix"

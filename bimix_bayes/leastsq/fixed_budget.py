@@ -10,7 +10,10 @@ the log loss on the law's design row (:mod:`bimix_bayes.laws.fixed_budget`):
 * ``bimix_cross``: plus ``sum_j cross_dj r_j`` over the other training domains (centred);
 * ``loglinear`` (Ye et al. 2025, the form of RegMix's linear baseline on log loss):
   ``log L_d = k_d - own_d r_d + sum_j cross_dj r_j``, finite at zero shares, so runs that leave
-  a domain out are kept (load the data with ``zero_policy="keep"``).
+  a domain out are kept (load the data with ``zero_policy="keep"``);
+* ``effective`` (:mod:`bimix_bayes.laws.effective`): ``log L_d = k_d - alpha_d f(r_d) + sum_j
+  cross_dj f(r_j)`` with ``f(r) = log(1 + r / eps)``: BiMix's curvature in the log share, finite
+  at zero shares (the cross effects are not centred).
 
 :class:`FixedBudgetLaw` fits each domain by ordinary least squares (the minimum-norm solution:
 the cross effects come out centred, the identifiable parametrisation of
@@ -47,7 +50,12 @@ import numpy as np
 import pandas as pd
 
 from bimix_bayes.data.table import MixtureData, prediction_shares
-from bimix_bayes.laws.fixed_budget import coefficient_kinds, design, design_columns
+from bimix_bayes.laws.fixed_budget import (
+    EFFECTIVE_OWN_COLUMN,
+    coefficient_kinds,
+    design,
+    design_columns,
+)
 from bimix_bayes.laws.registry import DEFAULT_LAW, Law, get_law
 
 __all__ = [
@@ -123,7 +131,10 @@ class LogLinearFit:
 
     @property
     def alpha(self) -> float:
-        """Exponent of the own share (BiMix laws): the loss scales as ``r^-alpha``."""
+        """Exponent of the own share (BiMix laws): the loss scales as ``r^-alpha``; under
+        ``effective`` as ``(1 + r / eps)^-alpha``."""
+        if EFFECTIVE_OWN_COLUMN in self.columns:
+            return -self._coef(EFFECTIVE_OWN_COLUMN)
         return -self._coef("log_share")
 
     @property
@@ -194,7 +205,7 @@ class FixedBudgetLaw:
     Parameters
     ----------
     law
-        ``"bimix"`` (default), ``"bimix_cross"`` or ``"loglinear"``
+        ``"bimix"`` (default), ``"bimix_cross"``, ``"loglinear"`` or ``"effective"``
         (:data:`~bimix_bayes.laws.registry.LAWS`). The BiMix laws refuse a zero own share
         (:class:`~bimix_bayes.laws.fixed_budget.ZeroShareError`).
 
@@ -273,7 +284,7 @@ class FixedBudgetLaw:
 
     def _params_table(self) -> pd.DataFrame:
         lines = self.lines_.values()
-        slope = "own" if self.law_.finite_at_zero else "alpha"
+        slope = "own" if "own" in self.law_.params else "alpha"
         return pd.DataFrame(
             {
                 "k": [line.k for line in lines],
