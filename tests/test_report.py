@@ -179,6 +179,23 @@ def test_report_command(study, tmp_path):
     assert res.returncode == 2 and "--backtest" in res.stderr
 
 
+def test_report_backtests_with_the_methods_asked_for(study, tmp_path):
+    """`--backtest-method` chooses the methods of the report's backtests (LightGBM too)."""
+    pytest.importorskip("lightgbm")
+    idata, _, _ = study
+    fit = tmp_path / "fit.nc"
+    save_fit(idata, fit)
+    out = tmp_path / "report.html"
+    res = run(
+        "report", str(fit), "--out", str(out), "--backtest", "last-checkpoint",
+        "--backtest-method", "lightgbm", "--bootstrap", "0",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    section = out.read_text().split('<section id="validation">')[1].split("</section>")[0]
+    assert ">lightgbm<" in section and ">bayes<" not in section and ">ls<" not in section
+    assert "fitting lightgbm" in res.stderr
+
+
 # -------------------------------------------------------- the report as a decision document
 def test_the_summary_comes_first_and_answers_the_decision(study, html):
     """The first section: the recommended shares and the target, P(recommended beats baseline)

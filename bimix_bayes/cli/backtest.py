@@ -81,14 +81,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     progress = Progress.of(args, "backtest")
     t0 = time.perf_counter()
     common = {"method": args.method, "seed": args.seed, "n_splits": args.splits}
-    if len(methods) <= 2:
-        lines = backtest_progress(progress, data, args.protocol, **common)
-    else:  # backtest_progress counts the fits of one method or both: pass each line on
-        progress(f"fitting {', '.join(methods)} on each split...")
-
-        def lines(line: str) -> None:
-            progress(line.strip())
-
+    lines = backtest_progress(progress, data, args.protocol, **common)
     result = backtest(
         data,
         args.protocol,

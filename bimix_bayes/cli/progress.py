@@ -306,11 +306,12 @@ def backtest_progress(
     bimix: backtest: split 2 of 2: ls fitted and scored in 1.1 s
     """
     from bimix_bayes.evaluation.protocols import parse_protocol
+    from bimix_bayes.evaluation.runner import method_list
     from bimix_bayes.evaluation.splits import fixed_budget, make_splits
 
     protocol = parse_protocol(protocol)
     splits = make_splits(data, protocol, seed=seed, n_splits=n_splits)
-    methods = ["bayes", "ls"] if method == "both" else [method]
+    methods = method_list(method)
     fits = [(k, s.name, m) for k, s in enumerate(splits, start=1) for m in methods]
     compiles = not fixed_budget(data)  # the fixed-budget Bayesian fit is exact: no sampler
     finished = 0

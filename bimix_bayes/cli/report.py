@@ -40,10 +40,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bimix_bayes.bayes.persistence import data_from_idata, load_fit, spec_from_idata
     from bimix_bayes.decision.constraints import load_constraints
     from bimix_bayes.evaluation.backtest import backtest
+    from bimix_bayes.evaluation.lightgbm_method import import_lightgbm
+    from bimix_bayes.evaluation.runner import method_list
     from bimix_bayes.report.html import write_report
 
     t0 = time.perf_counter()
     # Every input is read and checked before the slow work (backtests refit the model).
+    if args.backtest and "lightgbm" in method_list(args.backtest_method):
+        import_lightgbm()  # a missing extra fails before anything is fitted
     check_writable(args.out)
     idata = load_fit(args.fit)
     constraints = load_constraints(args.constraints) if args.constraints else None
@@ -61,12 +65,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         t1 = time.perf_counter()
         data = data_from_idata(idata)
         named = f"backtest {protocol} ({i} of {len(args.backtest)}): "
-        lines = backtest_progress(progress, data, protocol, seed=args.seed, prefix=named)
+        lines = backtest_progress(
+            progress, data, protocol, method=args.backtest_method, seed=args.seed, prefix=named
+        )
         backtests.append(
             backtest(
                 data,
                 protocol,
-                method="both",
+                method=args.backtest_method,
                 seed=args.seed,
                 n_bootstrap=args.bootstrap,
                 spec=spec_from_idata(idata),  # the fit's own model and sampler settings
@@ -115,9 +121,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         type=protocol_argument,
         default=[],
         metavar="PROTOCOL",
-        help="also backtest the fitted runs (last-checkpoint, horizon:F, holdout-mixtures:K; "
-        "repeatable; Bayes and least squares) and show it; each refits the model",
+        help="also backtest the fitted runs (last-checkpoint, horizon:F, holdout-mixtures:K, "
+        "holdout-runs:PATTERN; repeatable) and show it; each refits the model",
     )
+    opt.add_options(
+        p,
+        ("--backtest-method", ["bayes", "ls", "lightgbm", "both", "all"], "both", "methods of "
+         "--backtest: both = Bayes + least squares (default), all = also RegMix's LightGBM "
+         "(pip install 'bimix-bayes[lightgbm]')"),
+    )  # fmt: skip
     p.add_argument(
         "--compare",
         nargs="+",

@@ -38,7 +38,7 @@ __all__ = ["fit_status", "section_summary", "trust_lines"]
 #: The backtest the summary suggests when none was run: fit each run's first half of steps and
 #: forecast the rest, as far ahead as the default target (twice the last checkpoint).
 SUGGESTED_BACKTEST = "horizon:0.5"
-METHOD_LABELS = {"bayes": "Bayes", "ls": "least squares"}
+METHOD_LABELS = {"bayes": "Bayes", "ls": "least squares", "lightgbm": "LightGBM"}
 
 
 def fit_status(diag: FitDiagnostics) -> dict[str, Any]:
