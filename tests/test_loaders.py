@@ -920,3 +920,33 @@ def test_property_round_trip(prop_dir, tables, name):
         back = load_data(path, min_mixtures=1)
     assert back.fingerprint() == data.fingerprint()
     assert len(back.observations) == len(observations)
+
+
+# ---------------------------------------------------------------- public data, other domains
+def test_redpajama_runs_have_evaluation_only_pile_groups(datasets_dir):
+    """Ye et al.'s RedPajama runs: 7 training domains, the Pile's 5 groups as evaluation-only
+    targets; the groups' weights make the full loss (they reproduce the authors' 'full')."""
+    import json
+
+    from bimix_bayes.data.public_loaders import (
+        FIVE_MIX_GROUPS,
+        load_mixinglaws,
+        pile_group_weights,
+    )
+
+    data = load_mixinglaws(datasets_dir, "RedPajama", "410M")
+    assert any("not training domains" in note for note in data.notes)
+    assert set(data.evaluation_only) == set(FIVE_MIX_GROUPS) == set(data.domains)
+    assert "CommonCrawl" in data.training_domains and len(data.training_domains) == 7
+    weights = pile_group_weights(datasets_dir)
+    assert np.isclose(sum(weights.values()), 1.0)
+    # the authors' "observed" full loss of a 410M run at 30k steps, from their predictions file
+    raw = json.loads((datasets_dir / "mixinglaws_ye2024/raw/RPJ.predictions.json").read_text())
+    key, by_step = next(iter(raw["full"].items()))  # keyed by the mixture's shares
+    shares = np.array([float(x) for x in key.split("-")])
+    close = np.isclose(data.mixtures.to_numpy(), shares / shares.sum(), atol=1e-9).all(axis=1)
+    run = data.mixtures.index[close][0]
+    obs = data.observations
+    at = obs[(obs["run"] == run) & (obs["step"] == 30000)]
+    full = sum(weights[d] * loss for d, loss in zip(at["domain"], at["loss"], strict=True))
+    assert len(at) == 5 and np.isclose(full, by_step["30000"][1], rtol=1e-9)
