@@ -243,3 +243,21 @@ def test_a_baseline_equal_to_the_recommendation_is_a_tie(idata):
     same = optimize(idata, TARGET, baseline=rec.mixture, forecast=False)
     assert same.p_beats_baseline == pytest.approx(0.5)
     assert same.verdict == "the recommendation is the baseline mixture"
+
+
+def test_within_design_keeps_the_mixture_where_the_runs_were(idata):
+    """Outside the fitted runs' range of shares the recommendation says so; --within-design
+    keeps every share inside it, with the reason in the constraints table."""
+    from bimix_bayes.bayes.persistence import data_from_idata
+
+    data = data_from_idata(idata)
+    fitted = data.mixtures.loc[list(data.runs)]
+    lo, hi = fitted.min(), fitted.max()
+    free = optimize(idata, 2e4, forecast=False)
+    inside = optimize(idata, 2e4, forecast=False, within_design=True)
+    assert ((inside.mixture >= lo - 1e-9) & (inside.mixture <= hi + 1e-9)).all()
+    assert not any("outside the fitted runs' shares" in n for n in inside.notes)
+    outside = (free.mixture < lo - 1e-3) | (free.mixture > hi + 1e-3)
+    assert any("outside the fitted runs' shares" in n for n in free.notes) == bool(outside.any())
+    reasons = inside.constraints["lower_reason"] + inside.constraints["upper_reason"]
+    assert reasons.str.contains("in the fitted runs").any()

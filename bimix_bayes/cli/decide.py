@@ -86,6 +86,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         baseline=baseline_argument(args.baseline),
         forecast=not args.no_forecast,
         seed=args.seed,
+        within_design=args.within_design,
     )
     print(rec.format())
     if args.out is not None and args.out.suffix.lower() == ".json":
@@ -163,6 +164,13 @@ def add_decision_inputs(parser: argparse.ArgumentParser, as_in_optimize: bool = 
         "--baseline",
         metavar="FILE|RUN",
         help=same or "mixture file with one row, or the name of an observed run",
+    )
+    parser.add_argument(
+        "--within-design",
+        action="store_true",
+        help=same
+        or "keep every share within the range of the fitted runs' shares (the law "
+        "is extrapolated outside it)",
     )
 
 

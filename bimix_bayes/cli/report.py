@@ -38,7 +38,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         0, once the report is written (with ``--holdout`` and ``--backtest`` when given).
     """
     from bimix_bayes.bayes.persistence import data_from_idata, load_fit, spec_from_idata
-    from bimix_bayes.decision.constraints import load_constraints
+    from bimix_bayes.decision.constraints import MixtureConstraints, load_constraints
     from bimix_bayes.evaluation.backtest import backtest
     from bimix_bayes.evaluation.lightgbm_method import import_lightgbm
     from bimix_bayes.evaluation.runner import method_list
@@ -51,6 +51,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     check_writable(args.out)
     idata = load_fit(args.fit)
     constraints = load_constraints(args.constraints) if args.constraints else None
+    if args.within_design:  # the fitted runs' range of shares, as `optimize --within-design`
+        data = data_from_idata(idata)
+        constraints = (constraints or MixtureConstraints()).within_design(
+            data.mixtures.loc[list(data.runs)]
+        )
     baseline = baseline_argument(args.baseline)
     names = [p.name for p in args.compare]
     if len(set(names) | {args.fit.name}) < len(names) + 1:  # same file names: full paths

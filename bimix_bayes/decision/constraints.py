@@ -40,11 +40,12 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import yaml
 
 from bimix_bayes.data.table import DataError
@@ -114,6 +115,9 @@ class MixtureConstraints:
         Passes allowed over a domain's data (default 1); ``epochs`` overrides it per domain.
     epochs
         Per-domain override of ``max_epochs``.
+    design_lower, design_upper
+        The lowest and highest share of each domain among the fitted runs
+        (:meth:`within_design`): a law fitted there is extrapolated outside.
 
     Examples
     --------
@@ -130,24 +134,41 @@ class MixtureConstraints:
     total_tokens: float | None = None
     max_epochs: float = 1.0
     epochs: Mapping[str, float] = field(default_factory=dict)
+    design_lower: Mapping[str, float] = field(default_factory=dict)
+    design_upper: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
         """True when nothing constrains the mixture beyond the simplex."""
-        return not (self.lower or self.upper or self.fixed or self.available_tokens)
+        return not (
+            self.lower or self.upper or self.fixed or self.available_tokens or self.design_upper
+        )
 
     def with_total_tokens(self, total_tokens: float) -> MixtureConstraints:
         """A copy whose ``total_tokens`` is set (when it was not given)."""
         if self.total_tokens is not None:
             return self
-        return MixtureConstraints(
-            lower=self.lower,
-            upper=self.upper,
-            fixed=self.fixed,
-            available_tokens=self.available_tokens,
-            total_tokens=float(total_tokens),
-            max_epochs=self.max_epochs,
-            epochs=self.epochs,
+        return replace(self, total_tokens=float(total_tokens))
+
+    def within_design(self, mixtures: pd.DataFrame) -> MixtureConstraints:
+        """A copy that also keeps every share within the range of the fitted runs' shares.
+
+        A law is fitted where the runs are; a mixture with a share outside that range relies
+        on the law's form alone (a log-linear law's optimum often lies at a corner of the
+        simplex no run came near).
+
+        Examples
+        --------
+        >>> runs = pd.DataFrame({"web": [0.2, 0.6], "code": [0.8, 0.4]})
+        >>> b = MixtureConstraints().within_design(runs).bounds(["web", "code"])
+        >>> b.lower.tolist(), b.upper.tolist(), b.upper_reason[0]
+        ([0.2, 0.4], [0.6, 0.8], 'at most 0.6 (the highest share in the fitted runs)')
+        """
+        shares = mixtures.astype(float)
+        return replace(
+            self,
+            design_lower={str(d): float(v) for d, v in shares.min().items()},
+            design_upper={str(d): float(v) for d, v in shares.max().items()},
         )
 
     def _check_names(self, domains: Sequence[str]) -> None:
@@ -203,6 +224,12 @@ class MixtureConstraints:
                 lo[i], lo_why[i] = float(self.lower[d]), f"at least {float(self.lower[d]):g} (min)"
             if d in self.upper:
                 hi[i], hi_why[i] = float(self.upper[d]), f"at most {float(self.upper[d]):g} (max)"
+            if d in self.design_lower and self.design_lower[d] > lo[i]:
+                lo[i] = float(self.design_lower[d])
+                lo_why[i] = f"at least {lo[i]:.4g} (the lowest share in the fitted runs)"
+            if d in self.design_upper and self.design_upper[d] < hi[i]:
+                hi[i] = float(self.design_upper[d])
+                hi_why[i] = f"at most {hi[i]:.4g} (the highest share in the fitted runs)"
             if d in self.available_tokens:
                 epochs = float(self.epochs.get(d, self.max_epochs))
                 avail = float(self.available_tokens[d])

@@ -114,6 +114,7 @@ def optimize(
     baseline: pd.Series | pd.DataFrame | str | None = None,
     forecast: bool = True,
     seed: int = 0,
+    within_design: bool = False,
 ) -> Recommendation:
     """Recommend the mixture that minimises a posterior objective of the loss at ``step`` within
     the ``constraints``, and compare it with the ``baseline``.
@@ -141,6 +142,10 @@ def optimize(
         Also forecast each domain's loss (predictive, with intervals) at both mixtures.
     seed
         Seed of those predictive draws.
+    within_design
+        Also keep every share within the range of the fitted runs' shares
+        (:meth:`~bimix_bayes.decision.constraints.MixtureConstraints.within_design`). Without
+        it, a recommendation outside that range carries a note that says so.
 
     Returns
     -------
@@ -157,6 +162,9 @@ def optimize(
     constraints = constraints or MixtureConstraints()
     if data.volume == "tokens":
         constraints = constraints.with_total_tokens(step)
+    design = data.mixtures.loc[list(data.runs), train].astype(float)
+    if within_design:
+        constraints = constraints.within_design(design)
     bounds = constraints.bounds(train)
     result = solve(surface, w, objective, bounds)
     mixture = pd.Series(result.shares, index=train, name="recommended")
@@ -205,6 +213,14 @@ def optimize(
     broken = _violations(base, bounds)
     if broken:
         notes.append("the baseline breaks the constraints: " + "; ".join(broken))
+    outside = _outside_design(mixture, design)
+    if outside:
+        notes.append(
+            "the recommended mixture lies outside the fitted runs' shares ("
+            + "; ".join(outside)
+            + "): the law is extrapolated there, so trust it less; within_design=True "
+            "(--within-design) keeps every share inside that range"
+        )
     forecasts, p_run = None, None
     if forecast:
         forecasts, p_run, note = _forecasts(idata, step, mixture, base, w, surface, seed)
@@ -256,6 +272,16 @@ def _violations(shares: pd.Series, bounds: Bounds) -> list[str]:
             out.append(f"{d} {100 * r:.3g}% < {100 * lo:.3g}% ({lo_why})")
         elif r > hi + 1e-9:
             out.append(f"{d} {100 * r:.3g}% > {100 * hi:.3g}% ({hi_why})")
+    return out
+
+
+def _outside_design(mixture: pd.Series, fitted: pd.DataFrame, tol: float = 1e-3) -> list[str]:
+    """Each share of ``mixture`` outside the range of the fitted runs' shares, in words."""
+    lo, hi = fitted.min(), fitted.max()
+    out = []
+    for d, r in mixture.items():
+        if r < lo[d] - tol or r > hi[d] + tol:
+            out.append(f"{d} {100 * r:.3g}%, fitted {100 * lo[d]:.3g}-{100 * hi[d]:.3g}%")
     return out
 
 
