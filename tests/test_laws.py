@@ -363,6 +363,8 @@ def test_evaluation_only_targets_fit_forecast_and_decide(tmp_path, name):
     assert held["median"].iloc[0] != held["median"].iloc[1]
     assert list(rec.mixture.index) == train and np.isclose(rec.mixture.sum(), 1.0)
     assert list(rec.weights.index) == ["held_out"]
+    assert list(rec.evaluation_only_forecasts().index) == ["held_out"]
+    assert "evaluation only" in rec.format()
     assert rec.draw_optima.shape[0] == len(train)
     assert set(ranked["mixture"]) == {"a", "b"}
     from bimix_bayes.bayes.predictive_density import log_predictive_density

@@ -161,6 +161,20 @@ class Recommendation:
         table.index.name = "domain"
         return table
 
+    def evaluation_only_forecasts(self) -> pd.DataFrame:
+        """Forecasts of the evaluation domains that are not training domains (no share of
+        their own, so not in :meth:`domain_table`): one row per domain, median and 90 %
+        interval at the recommended mixture and the baseline; empty without any."""
+        if self.forecasts is None:
+            return pd.DataFrame()
+        f = self.forecasts
+        f = f[~f["domain"].isin(self.mixture.index) & ~f["domain"].str.startswith("(")]
+        parts = {
+            who: f[f["mixture"] == who].set_index("domain")[["median", "lower_90", "upper_90"]]
+            for who in ("recommended", "baseline")
+        }
+        return pd.concat([p.add_prefix(f"{who}_") for who, p in parts.items()], axis=1)
+
     def to_dict(self) -> dict[str, Any]:
         """Everything, as plain JSON-able values."""
         imp = self.improvement
@@ -263,7 +277,18 @@ def _format_recommendation(rec: Recommendation) -> str:
         "(per-draw optima: the optimum under each posterior draw; a narrow range is a stable "
         "choice)"
     )
-    if has_fc:
+    extra = rec.evaluation_only_forecasts()
+    if len(extra):
+        lines.append("")
+        lines.append(f"{'evaluation only':<16}{'forecast: recommended':<26}{'baseline':<24}")
+        for d, row in extra.iterrows():
+            cells = [
+                f"{row[f'{who}_median']:.4f} [{row[f'{who}_lower_90']:.4f}, "
+                f"{row[f'{who}_upper_90']:.4f}]"
+                for who in ("recommended", "baseline")
+            ]
+            lines.append(f"{d!s:<16}{cells[0]:<26}{cells[1]:<24}")
+    if has_fc or len(extra):
         lines.append("(forecasts: posterior predictive median [90% interval] of a run's loss)")
     lines.append("")
     obj = rec.objective_table()
