@@ -37,6 +37,9 @@ at share 1 of the own domain, the others' effects centred the same way). The
 hierarchical prior shrinks the cross effects toward 0, i.e. toward "every other domain helps
 alike", which is BiMix's assumption.
 
+A law with BiMix's curvature that is also finite at zero shares puts the cross effects on
+log effective shares instead: :mod:`bimix_bayes.laws.effective`.
+
 One definition, two backends: every function takes ``math=numpy`` or ``pytensor.tensor``.
 
 Examples
