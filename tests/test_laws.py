@@ -365,6 +365,12 @@ def test_evaluation_only_targets_fit_forecast_and_decide(tmp_path, name):
     assert list(rec.weights.index) == ["held_out"]
     assert list(rec.evaluation_only_forecasts().index) == ["held_out"]
     assert "evaluation only" in rec.format()
+    from bimix_bayes.report.html import write_report
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        html = write_report(idata, tmp_path / "r.html", n_bootstrap=0).read_text()
+    assert "held_out" in html  # its curves, parameters and cross effects, no least squares
     assert rec.draw_optima.shape[0] == len(train)
     assert set(ranked["mixture"]) == {"a", "b"}
     from bimix_bayes.bayes.predictive_density import log_predictive_density

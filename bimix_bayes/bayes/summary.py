@@ -13,7 +13,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from bimix_bayes.bayes.law_params import posterior_law
+from bimix_bayes.bayes.law_params import TRAIN_DIM, posterior_law
 from bimix_bayes.bayes.persistence import data_from_idata
 from bimix_bayes.data.replicates import seed_spread
 from bimix_bayes.data.table import MixtureData
@@ -102,10 +102,14 @@ def posterior_table(
 ) -> pd.DataFrame:
     """Per (domain, parameter): mean, sd, HDI bounds, r-hat and bulk/tail ESS.
 
-    ``C`` is 1 by convention and not listed; ``tau`` only when the model has run offsets.
+    ``C`` is 1 by convention and not listed; ``tau`` only when the model has run offsets. An
+    evaluation-only domain (not a training domain) has no own-share parameter (``own`` or
+    ``alpha``): the law multiplies it by a zero share, so its draws are the prior's and are not
+    listed.
     """
     post = idata.posterior
     names = [v for v in var_names if v in post]
+    trained = {str(t) for t in post[TRAIN_DIM].to_numpy()} if TRAIN_DIM in post.dims else None
     hdi = az.hdi(idata, var_names=names, hdi_prob=prob)
     rhat = az.rhat(idata, var_names=names)
     ess_bulk = az.ess(idata, var_names=names, method="bulk")
@@ -113,6 +117,8 @@ def posterior_table(
     rows = []
     for name in names:
         for domain in post["domain"].to_numpy():
+            if name in ("own", "alpha") and trained is not None and str(domain) not in trained:
+                continue  # evaluation-only: no own share
             sel = {"domain": domain}
             draws = post[name].sel(sel)
             rows.append(

@@ -281,7 +281,7 @@ def _outside_design(mixture: pd.Series, fitted: pd.DataFrame, tol: float = 1e-3)
     out = []
     for d, r in mixture.items():
         if r < lo[d] - tol or r > hi[d] + tol:
-            out.append(f"{d} {100 * r:.3g}%, fitted {100 * lo[d]:.3g}-{100 * hi[d]:.3g}%")
+            out.append(f"{d} {100 * r:.1f}%, fitted {100 * lo[d]:.1f}-{100 * hi[d]:.1f}%")
     return out
 
 

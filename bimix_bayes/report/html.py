@@ -95,7 +95,7 @@ def _score_holdout(
     idata: az.InferenceData,
     data: MixtureData,
     holdout: MixtureData,
-    ls: BiMixLeastSquares,
+    ls: BiMixLeastSquares | None,
     seed: int,
 ) -> pd.DataFrame:
     """Per-domain scores of the forecasts of every held-out point (observed runs continued, new
@@ -112,13 +112,15 @@ def _score_holdout(
             predict(idata, steps, mixtures=holdout.mixtures.loc[new], seed=seed, attach=False)
         )
     bayes = pd.concat(frames).rename(columns={"mixture": "run"})
-    mix = pd.concat([data.mixtures.loc[known], holdout.mixtures.loc[new]])[list(ls.domains_)]
-    ls_pred = ls.predict(mix, steps, interval=0.9, average=False).rename(
-        columns={"mixture": "run", "loss": "ls", "lower": "ls_lower", "upper": "ls_upper"}
-    )
-    points = obs.merge(bayes, on=["run", "step", "domain"], how="left").merge(
-        ls_pred, on=["run", "step", "domain"], how="left"
-    )
+    points = obs.merge(bayes, on=["run", "step", "domain"], how="left")
+    if ls is not None:  # None: no domain has BiMix's form (all evaluation-only)
+        mix = pd.concat([data.mixtures.loc[known], holdout.mixtures.loc[new]])[list(ls.domains_)]
+        ls_pred = ls.predict(mix, steps, interval=0.9, average=False).rename(
+            columns={"mixture": "run", "loss": "ls", "lower": "ls_lower", "upper": "ls_upper"}
+        )
+        points = points.merge(ls_pred, on=["run", "step", "domain"], how="left")
+    else:
+        points["ls"] = np.nan
     # A point with no forecast (a domain its run gave no share, or one the fit does not have)
     # is left out of every score, not counted as a miss.
     points = points[points["median"].notna()].copy()

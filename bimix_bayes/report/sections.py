@@ -61,7 +61,7 @@ from bimix_bayes.bayes.summary import (
     law_params,
     posterior_table,
 )
-from bimix_bayes.data.table import DataError, MixtureData
+from bimix_bayes.data.table import DataError, DataWarning, MixtureData
 from bimix_bayes.evaluation.backtest import BacktestResult
 from bimix_bayes.leastsq.fit import BiMixLeastSquares, BootstrapWarning
 from bimix_bayes.report.figures import (
@@ -133,7 +133,7 @@ class ReportInputs:
     data: MixtureData
     diag: FitDiagnostics
     spec: Spec
-    ls: BiMixLeastSquares
+    ls: BiMixLeastSquares | None  # None when no domain has BiMix's form (all evaluation-only)
     target: float
     seed: int
 
@@ -169,21 +169,10 @@ class ReportInputs:
         """
         data = data_from_idata(idata)
         max_step = float(data.observations["step"].max())
-        ls_data = data
-        if (data.shares() <= 0).any():  # a log-linear fit kept zero shares: BiMix cannot
-            ls_data = MixtureData.from_frames(
-                data.mixtures,
-                data.observations,
-                volume=data.volume,
-                source=data.source,
-                zero_policy="drop",
-                notes=("least squares (BiMix) beside it: without the zero-share observations",),
-            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", BootstrapWarning)
-            ls = BiMixLeastSquares(
-                n_bootstrap=n_bootstrap, interval=0.9, seed=seed, s_ref=float(idata.attrs["s_ref"])
-            ).fit(ls_data)
+            warnings.simplefilter("ignore", DataWarning)  # the note of the trimmed copy
+            ls = _least_squares_beside(data, n_bootstrap, seed, float(idata.attrs["s_ref"]))
         return cls(
             idata=idata,
             data=data,
@@ -193,6 +182,34 @@ class ReportInputs:
             target=float(step) if step is not None else 2.0 * max_step,
             seed=seed,
         )
+
+
+def _least_squares_beside(
+    data: MixtureData, n_bootstrap: int, seed: int, s_ref: float
+) -> BiMixLeastSquares | None:
+    """The paper's least squares on the observations BiMix can fit: without zero-share
+    observations and evaluation-only domains (kept by a law finite at zero shares); None when
+    none is left."""
+    if (data.shares() > 0).all():
+        ls_data = data
+    else:
+        trained = data.observations["domain"].isin(data.training_domains)
+        if not trained.any():
+            return None
+        ls_data = MixtureData.from_frames(
+            data.mixtures,
+            data.observations[trained],
+            volume=data.volume,
+            source=data.source,
+            zero_policy="drop",
+            notes=(
+                "least squares (BiMix) beside it: without the zero-share observations and the "
+                "evaluation-only domains",
+            ),
+        )
+    return BiMixLeastSquares(n_bootstrap=n_bootstrap, interval=0.9, seed=seed, s_ref=s_ref).fit(
+        ls_data
+    )
 
 
 def section_header(
@@ -254,11 +271,17 @@ def section_fit(fit: ReportInputs) -> dict[str, Any]:
 
 
 def _representative_runs(data: MixtureData, runs: Sequence[str], k: int = 3) -> dict[str, list]:
-    """Per domain, up to ``k`` runs spanning that domain's share (lowest, middle, highest)."""
+    """Per domain, up to ``k`` runs spanning that domain's share (lowest, middle, highest); for
+    an evaluation-only domain (no share), spanning its mean observed loss."""
     out = {}
     shares = data.mixtures.loc[list(runs)]
+    obs = data.observations[data.observations["run"].isin(list(runs))]
     for domain in data.domains:
-        order = shares[domain].sort_values(kind="stable").index.tolist()
+        if domain in shares.columns:
+            key = shares[domain]
+        else:
+            key = obs[obs["domain"] == domain].groupby("run")["loss"].mean()
+        order = key.sort_values(kind="stable").index.tolist()
         picks = [order[0], order[len(order) // 2], order[-1]][:k] if order else []
         out[domain] = list(dict.fromkeys(picks))
     return out
@@ -282,7 +305,11 @@ def section_extrapolation(
         float(data.observations["step"].min()), max(fit.target, fit.max_step), GRID_POINTS
     )
     bayes = predict(fit.idata, grid, runs=shown_runs, seed=fit.seed, attach=False)
-    ls_curves = fit.ls.predict(data.mixtures.loc[shown_runs], grid, interval=0.9, average=False)
+    ls_curves = (
+        None
+        if fit.ls is None
+        else fit.ls.predict(data.mixtures.loc[shown_runs], grid, interval=0.9, average=False)
+    )
     figure = extrapolation_figure(
         bayes,
         data.observations,
