@@ -361,7 +361,8 @@ def test_validate_public_smoke(datasets_dir, tmp_path, monkeypatch):
     assert module.main(["--smoke", "--out", str(out)]) == 0
     text = out.read_text()
     assert "Produced by `python benchmarks/validate_public.py --smoke" in text
-    assert "SlimPajama 122M" in text and "| Bayes | all points |" in text
+    assert "SlimPajama 122M" in text and "| Bayes bimix | all points |" in text
+    assert "| LS (the paper's BiMix least squares) | all points |" in text
 
 
 # ------------------------------------------------------------------------------ run_slope option
