@@ -64,6 +64,7 @@ from bimix_bayes.evaluation.backtest import (
     parse_protocol,
     score,
 )
+from bimix_bayes.laws.registry import get_law
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "reports" / "validation.md"
@@ -195,6 +196,7 @@ def jobs(full: bool) -> list[Job]:
             "RegMix 1M",
             "holdout-runs:train-*",
             _regmix,
+            laws=(*LAWS, "effective"),  # the effective-data law: finite at zero, log curvature
             note="RegMix 1M: its own split, the 512 train-* runs fitted, the 256 test-* runs "
             "forecast (one final loss each, 1B tokens; 13 evaluation domains with >= 10 runs "
             "giving them a share). Fixed budget: every law is a linear regression at that step; "
@@ -392,7 +394,9 @@ def run_job(job: Job, root: Path, seed: int, log: Callable[[str], None]) -> JobR
     try:
         drop = job.load(root, "drop")
         keep = (
-            job.load(root, "keep") if _own_zero_shares(drop) and "loglinear" in job.laws else None
+            job.load(root, "keep")
+            if _own_zero_shares(drop) and any(get_law(law).finite_at_zero for law in job.laws)
+            else None
         )
     except (OSError, ValueError) as exc:
         out.error = f"data not loaded ({exc})"
@@ -402,7 +406,7 @@ def run_job(job: Job, root: Path, seed: int, log: Callable[[str], None]) -> JobR
     weights = job.weights(root) if job.weights is not None else None
     fixed = fixed_budget(drop)
     for law in job.laws:
-        data = keep if (law == "loglinear" and keep is not None) else drop
+        data = keep if (get_law(law).finite_at_zero and keep is not None) else drop
         spec = law_spec(law, job.sampler)
         with_ls = fixed and "ls" in job.baselines  # LS under the same law at a fixed budget
         log(f"  {job.key}: Bayes {law}" + (" + LS" if with_ls else ""))
