@@ -145,9 +145,8 @@ def extrapolation_figure(
             ax.fill_between(f["step"], f["lower_90"], f["upper_90"], color=colour, alpha=0.15, lw=0)
             ax.fill_between(f["step"], f["lower_50"], f["upper_50"], color=colour, alpha=0.3, lw=0)
             share = shares.loc[run, domain] if domain in shares.columns else np.nan
-            ax.plot(
-                f["step"], f["median"], color=colour, lw=1.2, label=plain(f"{run} (r={share:.3g})" if np.isfinite(share) else str(run))
-            )
+            label = f"{run} (r={share:.3g})" if np.isfinite(share) else str(run)  # eval-only: no r
+            ax.plot(f["step"], f["median"], color=colour, lw=1.2, label=plain(label))
             if least_squares is not None:
                 g = least_squares[
                     (least_squares["mixture"] == run) & (least_squares["domain"] == domain)
