@@ -44,7 +44,7 @@ def test_a_spec_path_still_loads_from_any_folder(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", ["models/bimix.toml", "nothing", "bimix.yaml"])
 def test_an_unknown_spec_lists_the_packaged_names(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert packaged_specs() == ["bimix", "bimix_cross", "loglinear"]
+    assert packaged_specs() == ["bimix", "bimix_cross", "effective", "loglinear"]
     with pytest.raises(SpecError, match=rf'{re.escape(name)}: cannot read .* name: "bimix", '):
         BiMixModel(name)
 
