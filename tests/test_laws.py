@@ -165,24 +165,29 @@ def _graph_loglik(model, point) -> float:
     return float(fn(*[point[v.name] for v in model.value_vars]))
 
 
+def _graph_and_numpy(layout: CurveLayout, name: str, seed: int) -> tuple[float, xr.Dataset, float]:
+    """At a random point of the law's model: the graph's log likelihood, the point as a 1 x 1
+    posterior, and the log likelihood computed in numpy (law + Woodbury run likelihood)."""
+    spec = merge_spec({"law": {"name": name}})
+    model = build_pymc_model(layout, spec)
+    rng = np.random.default_rng(seed)
+    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
+    post = _posterior_at(model, point)
+    post.attrs["law"] = name
+    expected = float(run_log_likelihoods(post, layout, spec).sum())
+    return _graph_loglik(model, point), post, expected
+
+
 @pytest.mark.parametrize("name", sorted(LAWS))
 def test_the_model_graph_equals_the_numpy_law_and_likelihood(name):
     """The PyMC graph's log likelihood at a random point equals the one computed in numpy from
     the law's numpy form and the Woodbury run likelihood (the dense Gaussian is checked
     against it in test_correlated)."""
     law = get_law(name)
-    data = _data(zero=law.finite_at_zero)
-    spec = merge_spec({"law": {"name": name}})
-    layout = CurveLayout.from_data(data, 3e3)
-    model = build_pymc_model(layout, spec)
-    rng = np.random.default_rng(4)
-    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
-    loglik = _graph_loglik(model, point)
-    post = _posterior_at(model, point)
-    post.attrs["law"] = name
-    expected = run_log_likelihoods(post, layout, spec).sum()
+    layout = CurveLayout.from_data(_data(zero=law.finite_at_zero), 3e3)
+    loglik, _, expected = _graph_and_numpy(layout, name, seed=4)
     assert np.isfinite(expected)
-    assert np.isclose(float(loglik), expected, rtol=1e-9)
+    assert np.isclose(loglik, expected, rtol=1e-9)
 
 
 def test_bimix_refuses_zero_shares_and_names_the_law_that_keeps_them():
@@ -311,23 +316,15 @@ def _evaluation_only_data(seed: int = 3) -> MixtureData:
 def test_the_graph_equals_the_numpy_law_with_an_evaluation_only_domain(name):
     """The graph of a law that fits evaluation-only domains, with one (own share 0, no own
     term, every column free), equals the numpy law and likelihood."""
-    data = _evaluation_only_data()
-    spec = merge_spec({"law": {"name": name}})
-    layout = CurveLayout.from_data(data, 3e3)
+    layout = CurveLayout.from_data(_evaluation_only_data(), 3e3)
     assert layout.own_index.tolist() == [0, 1, -1]
     assert layout.cross_mask[-1].tolist() == [1.0, 1.0, 1.0]
-    model = build_pymc_model(layout, spec)
-    rng = np.random.default_rng(5)
-    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
-    loglik = _graph_loglik(model, point)
-    post = _posterior_at(model, point)
-    post.attrs["law"] = name
+    loglik, post, expected = _graph_and_numpy(layout, name, seed=5)
     cross = post["cross"].to_numpy()[0, 0]
     assert cross[-1].std() > 0 and np.allclose(np.diag(cross[:2, :2]), 0.0)  # all free
     # centred under the linear-share law, not under the effective-data law
     assert np.allclose(cross.sum(axis=-1), 0.0) == get_law(name).centred_cross
-    expected = run_log_likelihoods(post, layout, spec).sum()
-    assert np.isclose(float(loglik), expected, rtol=1e-9)
+    assert np.isclose(loglik, expected, rtol=1e-9)
 
 
 @pytest.mark.parametrize("name", ["bimix", "bimix_cross"])
