@@ -10,8 +10,10 @@ Examples
 --------
 >>> from bimix_bayes.bayes.spec import merge_spec
 >>> model = build_pymc_model(CurveLayout.placeholder(3), merge_spec({"law": {"name": "bimix"}}))
->>> sorted(v.name for v in model.free_RVs)[:3]
-['log_alpha', 'log_beta', 'log_floor']
+>>> sorted(v.name for v in model.free_RVs if v.name.startswith(("step_", "log_")))
+['log_alpha', 'step_level', 'step_log_slope', 'step_logit_share']
+>>> sorted(v.name for v in model.deterministics if v.name.startswith("log_"))
+['log_beta', 'log_floor', 'log_reducible']
 >>> data_names(merge_spec(), 3)[-2:]
 ('run_n', 'curve_run')
 """
@@ -23,6 +25,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
+import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
@@ -54,15 +57,101 @@ def _population(name: str, prior: Mapping[str, Any]) -> pt.TensorVariable:
     (divergences, stuck chains). The boundary-avoiding Gamma(2) is the usual cure (Chung et
     al. 2013, Gelman et al. BDA3 5.7); it leaves well-identified sds to the data.
     """
+    if not prior["pooled"]:
+        return pm.Normal(name, prior["loc"], prior["loc_scale"], dims="domain")
     mu = pm.Normal(f"mu_{name}", prior["loc"], prior["loc_scale"])
-    if prior["sd_prior"] == "gamma":
-        sd = pm.Gamma(f"sd_{name}", alpha=2.0, beta=2.0 / prior["sd_scale"])
-    else:
-        sd = pm.HalfNormal(f"sd_{name}", prior["sd_scale"])
+    sd = _population_sd(name, prior)
     if prior["parametrization"] == "centered":
         return pm.Normal(name, mu, sd, dims="domain")
     z = pm.Normal(f"{name}_z", 0.0, 1.0, dims="domain")
     return pm.Deterministic(name, mu + sd * z, dims="domain")
+
+
+def _populations(law: Law, spec: Spec) -> dict[str, pt.TensorVariable]:
+    """Every population parameter of ``law``; the step law's three in the sampler's coordinates.
+
+    ``sampler.step_coordinates = "level_slope"`` samples ``log_floor``, ``log_reducible`` and
+    ``log_beta`` through :func:`_step_level_slope` (same posterior, better geometry);
+    ``"floor_reducible"`` samples them directly.
+    """
+    priors = spec["priors"]
+    if spec["sampler"].get("step_coordinates", "floor_reducible") == "level_slope":
+        theta = _step_level_slope(priors)
+    else:
+        theta = {}
+    for name in law.population:
+        if name not in theta:
+            theta[name] = _population(name, priors[name])
+    return theta
+
+
+def _step_level_slope(priors: Mapping[str, Any]) -> dict[str, pt.TensorVariable]:
+    """The step law's parameters sampled as the curve's level, slope and curvature at ``s_ref``.
+
+    With ``x = log(s / s_ref)`` the step factor is ``F(x) = logaddexp(log_floor, log_reducible -
+    beta x)``. At ``x = 0`` the data pin down its value and slope well and its curvature poorly:
+
+    - ``step_level = F(0) = logaddexp(log_floor, log_reducible)``;
+    - ``step_log_slope = log(-F'(0)) = log(beta w)``, ``w = exp(log_reducible - F(0))`` the
+      reducible share of the loss at ``s_ref``;
+    - ``step_logit_share = logit(w)``; the curvature is ``F''(0) = beta^2 w (1 - w)``.
+
+    Back: ``log_reducible = level + log w``, ``log_floor = level + log(1 - w)``, ``log_beta =
+    log_slope - log w``. The Jacobian of ``(level, log_slope, logit w) -> (log_floor,
+    log_reducible, log_beta)`` has rows ``(1, 0, -w)``, ``(1, 0, 1 - w)``, ``(0, 1, w - 1)``,
+    determinant ``(1 - w) + w = 1``: the map preserves volume, so the population priors of
+    ``log_floor``, ``log_reducible`` and ``log_beta`` enter unchanged (as potentials on the
+    transformed values) and the posterior is exactly the one sampled in the old coordinates.
+
+    Why: a curve that shows no floor (a pure power law over the observed steps) leaves the
+    posterior on a curved ridge in the old coordinates (``log_floor`` falling while
+    ``log_reducible`` rises and ``beta`` shrinks to keep the level and slope); here the ridge is
+    the straight ``step_logit_share`` axis, and the level and slope are nearly independent of it.
+    """
+    floor, reducible, beta = (priors[k] for k in ("log_floor", "log_reducible", "log_beta"))
+    if any(p["pooled"] and p["parametrization"] != "centered" for p in (floor, reducible, beta)):
+        raise ValueError(
+            'sampler.step_coordinates = "level_slope" samples log_floor, log_reducible and '
+            'log_beta itself: give them parametrization = "centered", or set '
+            'sampler.step_coordinates = "floor_reducible"'
+        )
+    # start where the population means start: the priors' locations
+    level0 = float(np.logaddexp(floor["loc"], reducible["loc"]))
+    log_w0 = reducible["loc"] - level0
+    start = {
+        "step_level": level0,
+        "step_log_slope": beta["loc"] + log_w0,
+        "step_logit_share": log_w0 - float(np.log1p(-np.exp(log_w0))),
+    }
+    n = len(pm.modelcontext(None).coords["domain"])
+    free = {k: pm.Flat(k, dims="domain", initval=np.full(n, v)) for k, v in start.items()}
+    log_w = -pt.softplus(-free["step_logit_share"])
+    values = {
+        "log_floor": free["step_level"] - pt.softplus(free["step_logit_share"]),
+        "log_reducible": free["step_level"] + log_w,
+        "log_beta": free["step_log_slope"] - log_w,
+    }
+    theta = {}
+    for name, value in values.items():
+        theta[name] = pm.Deterministic(name, value, dims="domain")
+        pm.Potential(f"prior_{name}", pm.logp(_prior_dist(name, priors[name]), theta[name]).sum())
+    return theta
+
+
+def _prior_dist(name: str, prior: Mapping[str, Any]) -> pt.TensorVariable:
+    """The prior of ``name``'s per-domain values as a distribution (for a potential): the
+    population ``Normal(mu, sd)`` when pooled, else ``Normal(loc, loc_scale)``."""
+    if not prior["pooled"]:
+        return pm.Normal.dist(prior["loc"], prior["loc_scale"])
+    mu = pm.Normal(f"mu_{name}", prior["loc"], prior["loc_scale"])
+    return pm.Normal.dist(mu, _population_sd(name, prior))
+
+
+def _population_sd(name: str, prior: Mapping[str, Any]) -> pt.TensorVariable:
+    """The population sd ``sd_NAME`` under ``prior["sd_prior"]`` (see :func:`_population`)."""
+    if prior["sd_prior"] == "gamma":
+        return pm.Gamma(f"sd_{name}", alpha=2.0, beta=2.0 / prior["sd_scale"])
+    return pm.HalfNormal(f"sd_{name}", prior["sd_scale"])
 
 
 def build_pymc_model(layout: CurveLayout, spec: Spec) -> pm.Model:
@@ -87,7 +176,7 @@ def build_pymc_model(layout: CurveLayout, spec: Spec) -> pm.Model:
         d = pm.Data("curve_domain", layout.curve_domain.astype("int64"))
         n = pm.Data("n", layout.n)
         law = spec_law(spec)
-        theta = {name: _population(name, spec["priors"][name]) for name in law.population}
+        theta = _populations(law, spec)
         sigma = pm.HalfNormal("sigma", lik["sigma_scale"], dims="domain")
         tau = (
             pm.HalfNormal("tau", lik["tau_scale"], dims="domain")
@@ -271,6 +360,7 @@ def compiled_nutpie(model_json: str, n_domains: int, n_train: int | None = None)
     import nutpie
 
     spec = json.loads(model_json)
+    spec["sampler"] = {"step_coordinates": spec.pop("step_coordinates")}
     return nutpie.compile_pymc_model(
         build_pymc_model(CurveLayout.placeholder(n_domains, n_train), spec), backend="numba"
     )

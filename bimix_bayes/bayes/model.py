@@ -1,9 +1,11 @@
 """The hierarchical Bayesian BiMix model: build, sample, and package the posterior.
 
 Per evaluation domain ``d`` the identifiable BiMix form (:mod:`bimix_bayes.laws.bimix`) with
-population priors on ``log_floor``, ``log_reducible``, ``log_alpha`` and ``log_beta`` (partial
-pooling across domains), per-domain noise ``sigma`` and run-offset sd ``tau``, and the likelihood
-of each (run, domain) curve with its offset integrated out (:mod:`bimix_bayes.bayes.likelihood`).
+a population prior on ``log_alpha`` (partial pooling across domains) and, by default,
+independent priors per domain on ``log_floor``, ``log_reducible`` and ``log_beta`` (sampled in
+level/slope coordinates, :mod:`bimix_bayes.bayes.graph`), per-domain noise ``sigma`` and
+run-offset sd ``tau``, and the likelihood of each run with its offsets integrated out
+(:mod:`bimix_bayes.bayes.likelihood`, :mod:`bimix_bayes.bayes.correlated`).
 Priors, likelihood and sampler come from a spec (:mod:`bimix_bayes.bayes.spec`, default
 ``models/bimix.toml``).
 
@@ -306,6 +308,7 @@ class BiMixModel:
         Only installing and compiling fall back to PyMC's NUTS; errors while sampling surface.
         """
         graph_part = {k: self.spec[k] for k in ("law", "priors", "likelihood")}
+        graph_part["step_coordinates"] = self.spec["sampler"]["step_coordinates"]
         try:
             compiled = compiled_nutpie(
                 json.dumps(graph_part, sort_keys=True),

@@ -70,11 +70,11 @@ POSITIVE_VARS = frozenset({"alpha", "own", "beta", "sigma", "tau", "kappa", "A",
 POSTERIOR_HASH_ATTR = "posterior_sha256"
 
 
-#: Spec keys that change the model, added in 0.3, and the value that means the older model.
+#: Spec keys that change the model, added since 0.2, and the value that means the older model.
 _MODEL_BEFORE_0_3 = {
     "law": {"name": "bimix"},  # fits made before laws were selectable are BiMix
     "likelihood": {"run_correlation": False},
-    "priors": {name: {"sd_prior": "half_normal"} for name in PRIOR_NAMES},
+    "priors": {name: {"sd_prior": "half_normal", "pooled": True} for name in PRIOR_NAMES},
 }
 
 

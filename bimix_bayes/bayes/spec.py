@@ -116,6 +116,7 @@ _PRIOR = {
     "sd_scale": _number(0),
     "parametrization": _choice("centered", "non_centered"),
     "sd_prior": _choice("gamma", "half_normal"),
+    "pooled": _boolean,
 }
 
 #: Every key a spec may hold, with its check (None when the value is valid, else the problem).
@@ -148,6 +149,7 @@ SCHEMA: dict[str, Any] = {
         "target_accept": _number(0, 1),
         "cores": _number(0, open_lo=False, integer=True),
         "progress_bar": _choice("auto", "always", "never"),
+        "step_coordinates": _choice("level_slope", "floor_reducible"),
     },
     "diagnostics": {
         "max_rhat": _number(1, open_lo=False),

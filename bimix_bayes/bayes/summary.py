@@ -183,8 +183,9 @@ def seed_spread_table(idata: az.InferenceData, data: MixtureData) -> pd.DataFram
 
     Two seeds of one mixture at one step differ, under the model, by their run offsets and
     checkpoint noise: the model's between-seed sd is ``sqrt(tau^2 + sigma^2)`` (posterior
-    mean). Columns ``seed_sd`` (measured, :func:`~bimix_bayes.data.replicates.seed_spread`),
-    ``groups``, ``cells``, ``model_sd`` and ``tau``; empty without replicates.
+    mean). Columns ``seed_sd``, ``mixture_sd``, ``snr``, ``groups``, ``cells`` (measured,
+    :func:`~bimix_bayes.data.replicates.seed_spread`), ``model_sd`` and ``tau``; empty without
+    replicates.
 
     Examples
     --------

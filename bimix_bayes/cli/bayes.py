@@ -145,7 +145,8 @@ def _seed_spread_note(idata) -> str:
         )
     return (
         "\nrun-to-run variation: sd of log loss between seeds of one mixture (measured, at "
-        "their common steps) beside the fitted run-offset sd tau:\n" + table.to_string()
+        "their common steps), between mixtures (mixture_sd) and their ratio (snr), beside the "
+        "fitted run-offset sd tau:\n" + table.to_string()
     )
 
 

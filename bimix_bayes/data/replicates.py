@@ -31,11 +31,23 @@ def replicate_groups(data: MixtureData) -> list[list[str]]:
 
 
 def seed_spread(data: MixtureData) -> pd.DataFrame:
-    """Per domain: the sd of log loss between replicates of a mixture, at their common steps.
+    """Per domain: the sd of log loss between replicates of a mixture, at their common steps,
+    beside the spread between mixtures (is the mixture effect larger than seed noise?).
 
-    The pooled within-group sample variance over every (group, step) that two or more
-    replicates observed. Columns ``seed_sd`` (log loss), ``groups``, ``cells`` (group x step
-    cells pooled); empty without replicates.
+    ``seed_sd`` is the pooled within-group sample variance over every (group, step) that two
+    or more replicates observed; ``mixture_sd`` the pooled variance between the mixtures' mean
+    log losses (replicates averaged) at each step every mixture observed; ``snr`` their ratio.
+    Columns ``seed_sd``, ``mixture_sd``, ``snr``, ``groups``, ``cells`` (group x step cells
+    pooled); empty without replicates.
+
+    Examples
+    --------
+    >>> from bimix_bayes.data.embedded import load_default
+    >>> table = seed_spread(load_default())
+    >>> list(table.columns)
+    ['seed_sd', 'mixture_sd', 'snr', 'groups', 'cells']
+    >>> bool((table["snr"] > 1).all())  # the mixtures differ more than seeds in every domain
+    True
     """
     groups = replicate_groups(data)
     if not groups:
@@ -57,4 +69,19 @@ def seed_spread(data: MixtureData) -> pd.DataFrame:
         ),
         include_groups=False,
     )
+    pooled.insert(1, "mixture_sd", _mixture_sd(data).reindex(pooled.index))
+    pooled.insert(2, "snr", pooled["mixture_sd"] / pooled["seed_sd"])
     return pooled.reindex([d for d in data.domains if d in pooled.index])
+
+
+def _mixture_sd(data: MixtureData) -> pd.Series:
+    """Per domain: the sd between distinct mixtures of their mean log loss (replicates
+    averaged), pooled over the steps at which every mixture was observed."""
+    shares = data.mixtures.round(12)
+    mixture = shares.groupby(list(shares.columns), sort=False).ngroup()
+    obs = data.observations.assign(
+        mixture=lambda d: d["run"].map(mixture), log_loss=lambda d: np.log(d["loss"])
+    )
+    means = obs.groupby(["domain", "step", "mixture"])["log_loss"].mean().unstack("mixture")
+    means = means.dropna()  # steps every mixture observed
+    return np.sqrt(means.var(axis=1, ddof=1).groupby("domain").mean())
