@@ -64,7 +64,7 @@ def test_backtest_lines_count_splits_and_say_each_start(sim_data):
     progress = Progress("report", stream=err)
     line = backtest_progress(progress, sim_data, "last-checkpoint", prefix="backtest: ")
     assert err.getvalue().splitlines() == [
-        "bimix: report: backtest: split 1 of 1: fitting bayes (compiling the model first, ~10 s)..."
+        "bimix: report: backtest: split 1 of 1: fitting bayes (compiling the model first, ~20 s)..."
     ]
     line("  last-checkpoint split 0: bayes fitted and scored in 31.0 s (diagnostics FAILED)")
     line("  last-checkpoint split 0: ls fitted and scored in 1.0 s")

@@ -431,3 +431,21 @@ def test_report_renders_in_headless_chromium(html, tmp_path):
     finally:
         driver.quit()
     assert "Mixing-law fit report" in title
+
+
+def test_a_least_squares_fit_given_is_used_as_it_is(study, monkeypatch):
+    """`bimix demo` hands its least-squares fit to the report: no second fit, same table."""
+    from bimix_bayes.leastsq.fit import BiMixLeastSquares
+    from bimix_bayes.report import sections
+
+    idata, fit_data, _ = study
+    ls = BiMixLeastSquares(n_bootstrap=0).fit(fit_data)
+    fitted_here = build_report(idata, step=50_000, n_bootstrap=0)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report fitted least squares again")
+
+    monkeypatch.setattr(sections, "_least_squares_beside", refuse)
+    given = build_report(idata, step=50_000, least_squares=ls)
+    table = re.compile(r"least squares.*?</table>", re.S)
+    assert table.search(given).group(0) == table.search(fitted_here).group(0)

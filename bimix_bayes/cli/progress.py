@@ -4,7 +4,7 @@ Every step that takes more than a few seconds (compiling and sampling the model,
 a backtest, the least-squares bootstrap, the report's backtests and figures) writes one *stage
 line* on stderr before it starts and, for the long ones, one when it is done::
 
-    bimix: fit: compiling the model (~10 s on first use), then sampling 4 chains x 1000 draws...
+    bimix: fit: compiling the model (~20 s on first use), then sampling 4 chains x 1000 draws...
     bimix: fit: sampled in 41 s
 
 Stage lines are written whether or not stderr is a terminal, so that CI logs, notebooks and
@@ -81,11 +81,11 @@ def sampling_words(sampler: dict, compiled: bool = False) -> str:
     Examples
     --------
     >>> sampling_words({"backend": "nutpie", "chains": 4, "draws": 1000, "tune": 1000})
-    'compiling the model (~10 s on first use), then sampling 4 chains x 1000 draws (+1000 tuning)'
+    'compiling the model (~20 s on first use), then sampling 4 chains x 1000 draws (+1000 tuning)'
     """
     compiles = sampler["backend"] == "nutpie" and not compiled
     return (
-        f"{'compiling the model (~10 s on first use), then ' * compiles}sampling "
+        f"{'compiling the model (~20 s on first use), then ' * compiles}sampling "
         f"{sampler['chains']} chains x {sampler['draws']} draws (+{sampler['tune']} tuning)"
     )
 
@@ -319,7 +319,7 @@ def backtest_progress(
     def starting(index: int) -> None:
         k, _, m = fits[index]
         first = compiles and m == "bayes" and not progress.model_compiled
-        note = " (compiling the model first, ~10 s)" if first else ""
+        note = " (compiling the model first, ~20 s)" if first else ""
         progress(f"{prefix}split {k} of {len(splits)}: fitting {m}{note}...")
 
     def finish(line: str) -> None:

@@ -160,6 +160,7 @@ def build_report(
     fit_path: str | os.PathLike[str] | None = None,
     backtests: Sequence[BacktestResult] = (),
     compare: Mapping[str, az.InferenceData] | None = None,
+    least_squares: BiMixLeastSquares | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> str:
     """Render the HTML report of a fit.
@@ -189,6 +190,9 @@ def build_report(
     compare
         Other fits of the same data by name (another law or spec): a "Which model the data
         prefer" section ranks them with this fit by PSIS-LOO over runs.
+    least_squares
+        The paper's least-squares fit of the same data, when made already (its bootstrap is
+        used as it is; ``n_bootstrap`` is then ignored); None fits it here.
     progress
         Optional callable receiving one line as each slow step starts (the least-squares
         bootstrap, scoring the held-out points, the figures, the decision).
@@ -203,9 +207,17 @@ def build_report(
     say = progress or (lambda line: None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)  # said once above
-        resamples = f" ({n_bootstrap} bootstrap resamples)" if n_bootstrap else ""
-        say(f"least squares beside the fit{resamples}...")
-        fit = ReportInputs.prepare(idata, step=step, n_bootstrap=n_bootstrap, seed=seed, diag=diag)
+        if least_squares is None:
+            resamples = f" ({n_bootstrap} bootstrap resamples)" if n_bootstrap else ""
+            say(f"least squares beside the fit{resamples}...")
+        fit = ReportInputs.prepare(
+            idata,
+            step=step,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            diag=diag,
+            least_squares=least_squares,
+        )
         scores = None
         if holdout is not None:
             say(f"scoring the {len(holdout.observations)} held-out observations...")

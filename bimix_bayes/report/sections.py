@@ -151,6 +151,7 @@ class ReportInputs:
         n_bootstrap: int,
         seed: int,
         diag: FitDiagnostics | None = None,
+        least_squares: BiMixLeastSquares | None = None,
     ) -> ReportInputs:
         """Read the fit's data, spec and diagnostics and fit least squares beside it.
 
@@ -166,13 +167,18 @@ class ReportInputs:
             Seed of the bootstrap and of the predictive draws.
         diag
             The fit's diagnostics, when already read.
+        least_squares
+            A least-squares fit of the same data made already (used as it is, so
+            ``n_bootstrap`` is then ignored); None fits one.
         """
         data = data_from_idata(idata)
         max_step = float(data.observations["step"].max())
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", BootstrapWarning)
-            warnings.simplefilter("ignore", DataWarning)  # the note of the trimmed copy
-            ls = _least_squares_beside(data, n_bootstrap, seed, float(idata.attrs["s_ref"]))
+        ls = least_squares
+        if ls is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", BootstrapWarning)
+                warnings.simplefilter("ignore", DataWarning)  # the note of the trimmed copy
+                ls = _least_squares_beside(data, n_bootstrap, seed, float(idata.attrs["s_ref"]))
         return cls(
             idata=idata,
             data=data,
