@@ -22,7 +22,17 @@ from collections.abc import Sequence
 
 from bimix_bayes._version import __version__
 from bimix_bayes.bayes.diagnostics import FitWarning
-from bimix_bayes.cli import backtest, bayes, data_tools, decide, demo, leastsq, proxy, report
+from bimix_bayes.cli import (
+    backtest,
+    bayes,
+    data_tools,
+    decide,
+    demo,
+    leastsq,
+    next_run,
+    proxy,
+    report,
+)
 from bimix_bayes.cli.errors import (
     EXIT_BUG,
     EXIT_CODES_HELP,
@@ -74,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         data_tools.add_entropy,
         bayes.add_commands,  # fit, summary, predict
         decide.add_commands,  # optimize, rank
+        next_run.add_commands,  # next
         report.add_commands,
         backtest.add_commands,
         proxy.add_commands,  # corpora, train, study, verify

@@ -12,12 +12,10 @@ Examples
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bimix_bayes.cli import options as opt
-from bimix_bayes.data.files import atomic_write_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -89,11 +87,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         within_design=args.within_design,
     )
     print(rec.format())
-    if args.out is not None and args.out.suffix.lower() == ".json":
-        atomic_write_text(args.out, json.dumps(rec.to_dict(), indent=2) + "\n")
-        print(f"\nwrote {args.out}")
-    elif args.out is not None:
-        opt.write_table(args.out, rec.domain_table())
+    opt.write_result(args.out, rec.to_dict(), rec.domain_table())
     return 0
 
 

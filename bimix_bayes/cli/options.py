@@ -179,6 +179,23 @@ def probability(text: str) -> float:
     return value
 
 
+def share(text: str) -> float:
+    """A share of the mixture: a number in ``[0, 1)``.
+
+    Examples
+    --------
+    >>> share("0.02")
+    0.02
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
+    return value
+
+
 def objective(text: str) -> Any:
     """``mean``, ``quantile:Q`` or ``cvar:Q``, as an
     :class:`~bimix_bayes.decision.objectives.Objective`.
@@ -318,6 +335,31 @@ def write_table(path: Path | None, table: pd.DataFrame, *, index: bool = True) -
     if path is not None:
         atomic_write_with(path, lambda p: table.to_csv(p, index=index, float_format="%.10g"))
         print(f"\nwrote {path}")
+
+
+def write_result(path: Path | None, everything: dict[str, Any], table: pd.DataFrame) -> None:
+    """With ``--out PATH``: ``everything`` as JSON when PATH ends in .json, else ``table`` as
+    CSV (:func:`write_table`); prints ``wrote PATH``. Nothing when ``path`` is None.
+
+    Examples
+    --------
+    >>> import pandas as pd, tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "r.json"
+    >>> write_result(path, {"value": 1}, pd.DataFrame())  # doctest: +ELLIPSIS
+    <BLANKLINE>
+    wrote .../r.json
+    >>> import json; json.loads(path.read_text())
+    {'value': 1}
+    """
+    if path is not None and path.suffix.lower() == ".json":
+        import json
+
+        from bimix_bayes.data.files import atomic_write_text
+
+        atomic_write_text(path, json.dumps(everything, indent=2) + "\n")
+        print(f"\nwrote {path}")
+    else:
+        write_table(path, table)
 
 
 # ------------------------------------------------------------------------------ data options

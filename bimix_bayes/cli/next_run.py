@@ -1,0 +1,102 @@
+"""``bimix next``: which proxy run to train next (the value of information for the decision).
+
+Examples
+--------
+>>> from bimix_bayes.cli.app import build_parser
+>>> args = build_parser().parse_args(["next", "fit.nc", "--step", "8000", "--batch", "3"])
+>>> args.batch, args.proxy_step, args.fantasies, args.min_share
+(3, None, 64, 0.02)
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bimix_bayes.cli import options as opt
+
+__all__ = ["add_commands", "cmd_next"]
+
+
+def cmd_next(args: argparse.Namespace) -> int:
+    """Propose the proxy runs worth training next for the mixture decision.
+
+    For each candidate mixture, the knowledge gradient: how much lower the expected loss of the
+    mixture finally chosen for --step would be once a run of that mixture to --proxy-step is
+    observed (posterior draws reweighted by the run's likelihood under fantasies drawn from the
+    posterior; no refit). --batch K proposes K runs greedily, each given the earlier ones. Also
+    prints the value of stopping now: the expected regret of deciding today.
+
+    Returns
+    -------
+    int
+        0, after printing the proposals (written with ``--out``: .json all, .csv the table).
+    """
+    from bimix_bayes.bayes.persistence import load_fit
+    from bimix_bayes.data.loaders import read_mixtures
+    from bimix_bayes.decision.constraints import load_constraints
+    from bimix_bayes.decision.next_run import propose_next_runs
+
+    idata = load_fit(args.fit)
+    if banner := _banner(idata):
+        print(banner)
+    plan = propose_next_runs(
+        idata,
+        args.step,
+        batch=args.batch,
+        proxy_step=args.proxy_step,
+        candidates=read_mixtures(args.candidates) if args.candidates else None,
+        constraints=load_constraints(args.constraints) if args.constraints else None,
+        weights=args.weights,
+        domains=args.domains,
+        within_design=args.within_design,
+        n_candidates=args.n_candidates,
+        min_share=args.min_share,
+        n_fantasies=args.fantasies,
+        seed=args.seed,
+    )
+    print(plan.format())
+    opt.write_result(args.out, plan.to_dict(), plan.proposals)
+    return 0
+
+
+def _banner(idata) -> str:
+    from bimix_bayes.bayes.persistence import diagnostics_from_idata
+
+    return diagnostics_from_idata(idata).banner("do not trust these values")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``next`` on the ``bimix`` sub-parsers."""
+    p = opt.add_command(sub, "next", cmd_next)
+    opt.add_fit_argument(p)
+    p.add_argument(
+        "--step",
+        type=opt.positive_float,
+        required=True,
+        help="target step of the decision (or tokens, as in the fitted data)",
+    )
+    opt.add_options(
+        p,
+        ("--batch", opt.count(1), 1, "how many runs to propose (default 1)"),
+        ("--proxy-step", opt.positive_float, None, "how long the proposed runs would train "
+         "(default: the longest fitted run's last step)"),
+        ("--candidates", Path, None, "CSV/Parquet of the mixtures you could train (a name "
+         "column and one column per domain); default: random mixtures"),
+        ("--n-candidates", opt.count(1), 1000, "random candidate mixtures (default 1000)"),
+        ("--min-share", opt.share, 0.02, "least share of each free domain in the random "
+         "candidates (default 0.02)"),
+        ("--fantasies", opt.count(2), 64, "fantasy runs per candidate (default 64)"),
+        ("--constraints", Path, None, "TOML/YAML file of bounds and fixed shares, as in "
+         "`bimix optimize`"),
+        ("--weights", opt.domain_weights, None, "domain weights of the loss, as in `bimix "
+         "optimize`"),
+    )  # fmt: skip
+    p.add_argument("--domains", nargs="+", metavar="DOMAIN", help="count only these domains")
+    p.add_argument(
+        "--within-design",
+        action="store_true",
+        help="keep the decision and the random candidates within the fitted runs' shares",
+    )
+    opt.add_seed(p, help="seed of the candidates and the fantasies (default 0)")
+    opt.add_out(p, ".json", ".csv", help="write everything as .json, or the proposals as .csv")

@@ -1,0 +1,470 @@
+"""Which proxy run to train next: the value of information for the mixture decision.
+
+The decision (:func:`~bimix_bayes.decision.recommend.optimize`) picks the mixture ``m`` of a set
+``M`` with the lowest expected objective ``E[O(m)]``, the weighted loss over domains at the
+target step, expected under the posterior. Training one more proxy run at mixture ``c`` to
+the proxy step ``s_p`` would show its loss ``y`` (one value per evaluation domain) and move the
+posterior; the decision would then be ``min_m E[O(m) | y]``. Its value is the **knowledge
+gradient**::
+
+    KG(c) = E_y[ E[O(m0) | y] - min_m E[O(m) | y] ] = min_m E[O(m)] - E_y[ min_m E[O(m) | y] ]
+
+(``m0`` today's choice; the two forms are equal because ``E_y[E[O(m0) | y]] = E[O(m0)]``; the
+first is a mean of non-negative terms, so its Monte Carlo estimate never goes below zero). It
+is in nats of the objective: how much lower the loss of the mixture finally chosen is expected
+to be, thanks to that run. The **value of stopping now** is the expected regret of deciding
+today, ``E[O(m0) - min_m O(m)]`` (the expected value of perfect information): no run can be
+worth more than that.
+
+How ``y`` moves the posterior. Under the model a new run of mixture ``c`` at ``s_p`` has per
+domain log loss ``y_i = mu_i(c, s_p; theta) + u_i + e_i``: the law, the run's fresh offsets
+``u ~ N(0, diag(tau) R diag(tau))`` (plus ``x_p^2`` times the slopes' covariance when the fit
+has run slopes) and checkpoint noise ``e_i ~ N(0, sigma_i^2)``. That likelihood is exact and
+needs no refit: the posterior after ``y`` is the posterior draws reweighted by
+``p(y | theta_d)`` (importance weights; their effective sample size is reported). A fantasy
+draws ``theta_f`` from the posterior and ``y`` from its likelihood; the knowledge gradient
+averages over fantasies, with common random numbers across candidates. A batch of ``K`` runs is
+chosen greedily: the ``k``-th proposal maximises the value of the first ``k`` runs observed
+together (joint fantasies, likelihoods multiplied), so a second run near the first is worth
+only what it adds.
+
+Examples
+--------
+>>> plan = propose_next_runs(idata, 4e4, batch=2, n_candidates=50, n_fantasies=16)
+>>> len(plan.proposals), bool(plan.value_of_stopping > 0)
+(2, True)
+>>> bool((plan.proposals["value"] <= plan.value_of_stopping).all())
+True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from bimix_bayes.bayes.correlated_posterior import effect_factors
+from bimix_bayes.data.table import DataError
+from bimix_bayes.decision.constraints import Bounds, MixtureConstraints
+from bimix_bayes.decision.problem import candidate_shares, prepare
+from bimix_bayes.decision.solver import per_draw_optima, solve
+from bimix_bayes.decision.surface import LossSurface, weighted_loss
+
+if TYPE_CHECKING:
+    import arviz as az
+
+__all__ = ["NextRuns", "propose_next_runs", "random_candidates"]
+
+
+@dataclass(frozen=True)
+class NextRuns:
+    """Proposed proxy runs and what they are worth (:func:`propose_next_runs`).
+
+    Attributes
+    ----------
+    proposals
+        One row per proposed run, in the order chosen: its shares (one column per training
+        domain), ``value`` (knowledge gradient of the runs up to this one together, nats of
+        the objective), ``gain`` (what this run adds to the earlier ones), ``value_se`` (Monte
+        Carlo standard error of ``value``) and ``ess`` (median effective sample size of the
+        reweighted draws over fantasies).
+    value_of_stopping
+        The expected regret of deciding today, ``E[O(m0) - min_m O(m)]`` (nats): an upper
+        bound on what any run can be worth.
+    decision
+        Today's choice ``m0`` among the decision set (shares).
+    step, proxy_step
+        The target step of the decision and the step the proposed runs would be trained to.
+    unit
+        ``"steps"`` or ``"tokens"``.
+    settings
+        Draws, candidates, fantasies and seed used.
+    notes
+        Caveats (a failed fit, few effective draws, ...).
+    """
+
+    proposals: pd.DataFrame
+    value_of_stopping: float
+    decision: pd.Series
+    step: float
+    proxy_step: float
+    unit: str
+    settings: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    def format(self) -> str:
+        """The proposals as text, with the value of stopping now."""
+        shares = self.proposals[list(self.decision.index)]
+        table = pd.concat(
+            [
+                (100 * shares).round(1).add_suffix(" %"),
+                self.proposals[["value", "gain", "value_se", "ess"]],
+            ],
+            axis=1,
+        )
+        table["value"] = table["value"].map("{:.2e}".format)
+        table["gain"] = table["gain"].map("{:.2e}".format)
+        table["value_se"] = table["value_se"].map("{:.1e}".format)
+        table["ess"] = table["ess"].round().astype(int)
+        s = self.settings
+        lines = [
+            f"what to train next for the decision at {self.step:g} {self.unit}: runs to "
+            f"{self.proxy_step:g} {self.unit}, chosen by the knowledge gradient over "
+            f"{s['candidates']} candidate mixtures ({s['draws']} posterior draws, "
+            f"{s['fantasies']} fantasies each)",
+            table.to_string(),
+            "(value: expected fall of the chosen mixture's objective, nats, once the runs up to "
+            "this one are observed; gain: this run's part of it; ess: effective posterior draws "
+            "after the update, median over fantasies)",
+            f"value of stopping now: the expected regret of deciding today is "
+            f"{self.value_of_stopping:.2e} nats (no run can be worth more); today's choice: "
+            + ", ".join(f"{d} {100 * v:.1f} %" for d, v in self.decision.items()),
+        ]
+        best = float(self.proposals["value"].iloc[-1]) if len(self.proposals) else 0.0
+        share = best / self.value_of_stopping if self.value_of_stopping > 0 else 0.0
+        lines.append(
+            f"the {len(self.proposals)} proposed run(s) are expected to recover "
+            f"{100 * share:.0f} % of that regret"
+        )
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary."""
+        return {
+            "step": self.step,
+            "proxy_step": self.proxy_step,
+            "unit": self.unit,
+            "value_of_stopping": self.value_of_stopping,
+            "decision": self.decision.to_dict(),
+            "proposals": json.loads(self.proposals.to_json(orient="records")),
+            "settings": self.settings,
+            "notes": list(self.notes),
+        }
+
+
+def random_candidates(
+    train: Sequence[str],
+    bounds: Bounds,
+    n: int,
+    rng: np.random.Generator,
+    min_share: float = 0.0,
+) -> np.ndarray:
+    """``n`` mixtures drawn uniformly on the simplex (Dirichlet(1), RegMix's sampler) within
+    ``bounds`` and with every free share at least ``min_share``; fixed shares are set, the free
+    ones scaled to the rest.
+
+    Raises a :class:`~bimix_bayes.data.table.DataError` when the bounds leave too little room
+    to find ``n`` such mixtures.
+
+    Examples
+    --------
+    >>> from bimix_bayes.decision.constraints import MixtureConstraints
+    >>> b = MixtureConstraints(upper={"a": 0.2}).bounds(["a", "b", "c"])
+    >>> m = random_candidates(["a", "b", "c"], b, 50, np.random.default_rng(0))
+    >>> m.shape, bool((m[:, 0] <= 0.2).all()), bool(np.allclose(m.sum(axis=1), 1))
+    ((50, 3), True, True)
+    """
+    lower, upper = np.asarray(bounds.lower, float), np.asarray(bounds.upper, float)
+    fixed = np.isclose(lower, upper)
+    free_total = 1.0 - lower[fixed].sum()
+    kept: list[np.ndarray] = []
+    for _ in range(50):
+        raw = rng.dirichlet(np.ones(int((~fixed).sum())), size=max(4 * n, 1000))
+        shares = np.empty((len(raw), len(train)))
+        shares[:, fixed] = lower[fixed]
+        shares[:, ~fixed] = free_total * raw
+        ok = np.all((shares >= lower - 1e-12) & (shares <= upper + 1e-12), axis=1)
+        ok &= np.all(shares[:, ~fixed] >= min_share, axis=1)
+        kept.append(shares[ok])
+        if sum(len(k) for k in kept) >= n:
+            return np.concatenate(kept)[:n]
+    raise DataError(
+        f"the constraints leave too little room: fewer than {n} of "
+        f"{50 * max(4 * n, 1000)} random mixtures satisfy them; pass --candidates FILE with "
+        "the mixtures you could train"
+    )
+
+
+def _run_covariance(posterior, draws: np.ndarray, x_proxy: float) -> np.ndarray:
+    """Per draw, the covariance over domains of a new run's log loss at the proxy step:
+    run offsets (and slopes, times ``x_p^2``) plus checkpoint noise. ``(draws, D, D)``."""
+
+    def flat(name: str) -> np.ndarray:
+        a = posterior[name].transpose("chain", "draw", "domain").to_numpy()
+        return a.reshape(-1, a.shape[-1])[draws]
+
+    sigma = flat("sigma")
+    n_dom = sigma.shape[1]
+    if "run_corr" in posterior:
+        l_u, l_v = effect_factors(posterior)
+        l_u = l_u.reshape(-1, n_dom, n_dom)[draws]
+        cov = l_u @ np.swapaxes(l_u, -1, -2)
+        if l_v is not None:
+            l_v = l_v.reshape(-1, n_dom, n_dom)[draws]
+            cov = cov + x_proxy**2 * (l_v @ np.swapaxes(l_v, -1, -2))
+    else:
+        var = flat("tau") ** 2 if "tau" in posterior else np.zeros_like(sigma)
+        if "kappa" in posterior:
+            var = var + x_proxy**2 * flat("kappa") ** 2
+        cov = np.einsum("di,ij->dij", var, np.eye(n_dom))
+    return cov + np.einsum("di,ij->dij", sigma**2, np.eye(n_dom))
+
+
+@dataclass(frozen=True)
+class _Observation:
+    """What a fantasy run shows and how likely it is under each draw.
+
+    The Gaussian log density ``-(y - mu)^T P (y - mu) / 2 - log det(L)`` is expanded as
+    ``y^T P y - 2 y^T (P mu) + mu^T P mu`` so that, for one candidate and all fantasies, it is
+    two matrix products over the draws (``P mu`` and ``mu^T P mu`` precomputed).
+    """
+
+    mean: np.ndarray  # (candidates, draws, D): law log loss at the proxy step
+    chol: np.ndarray  # (draws, D, D): Cholesky factor of the new run's covariance
+    precision: np.ndarray  # (draws, D * D): its inverse, flattened
+    precision_mean: np.ndarray  # (candidates, D, draws): P mu
+    quad_mean: np.ndarray  # (candidates, draws): mu^T P mu
+    half_logdet: np.ndarray  # (draws,)
+
+    @classmethod
+    def build(cls, mean: np.ndarray, cov: np.ndarray) -> _Observation:
+        """From the law's means ``(draws, candidates, D)`` and covariances ``(draws, D, D)``."""
+        scale = np.einsum("dii->di", cov).max(axis=-1)
+        chol = np.linalg.cholesky(cov + 1e-12 * scale[:, None, None] * np.eye(cov.shape[-1]))
+        chol_inv = np.linalg.inv(chol)
+        precision = np.swapaxes(chol_inv, -1, -2) @ chol_inv
+        precision_mean = np.einsum("dij,dcj->cid", precision, mean, optimize=True)
+        return cls(
+            mean=np.ascontiguousarray(np.swapaxes(mean, 0, 1)),
+            chol=chol,
+            precision=precision.reshape(len(precision), -1),
+            precision_mean=np.ascontiguousarray(precision_mean),
+            quad_mean=np.einsum("dci,cid->cd", mean, precision_mean),
+            half_logdet=np.log(np.einsum("dii->di", chol)).sum(axis=-1),
+        )
+
+    def fantasies(self, candidates: np.ndarray, truth: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """``y`` ``(B, F, D)`` of each of ``candidates`` (B,) for fantasies whose true draws
+        are ``truth`` (F,), noise ``z`` (F, D) shared by the candidates."""
+        return self.mean[candidates][:, truth] + np.einsum("fij,fj->fi", self.chol[truth], z)
+
+    def log_likelihood(self, candidates: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """``log p(y_bf | theta_d)`` up to a constant: ``(B, F, draws)``."""
+        b, f, d = y.shape
+        outer = (y[..., :, None] * y[..., None, :]).reshape(b * f, d * d)
+        quad = (outer @ self.precision.T).reshape(b, f, -1)
+        quad -= 2.0 * (y @ self.precision_mean[candidates])
+        return -0.5 * (quad + self.quad_mean[candidates][:, None]) - self.half_logdet
+
+
+def _observation(idata, data_step: float, train, candidates, draws) -> _Observation:
+    """The observation model of a new run at ``data_step`` for every candidate."""
+    surface = LossSurface.from_idata(idata, data_step)
+    cols = [train.index(c) for c in surface.columns]
+    mean = surface.log_losses(candidates[:, cols])[draws]  # (draws, C, D)
+    x_proxy = float(np.log(data_step / float(idata.attrs["s_ref"])))
+    return _Observation.build(mean, _run_covariance(idata.posterior, draws, x_proxy))
+
+
+def _normalised(log_w: np.ndarray) -> np.ndarray:
+    """Importance weights from log weights (last axis), in float32 (their precision is ample
+    for weights that multiply loss differences)."""
+    w = np.exp((log_w - log_w.max(axis=-1, keepdims=True)).astype(np.float32))
+    return w / w.sum(axis=-1, keepdims=True)
+
+
+def _knowledge_gradient(weights: np.ndarray, relative: np.ndarray) -> np.ndarray:
+    """Per fantasy: ``E[O(m0) | y] - min_m E[O(m) | y] = -min_m E[O(m) - O(m0) | y]``, from
+    weights ``(..., F, draws)`` and ``relative = O - O(m0)`` ``(draws, M)`` (zero in ``m0``'s
+    column): ``(..., F)``. Differences of nearly equal losses keep their precision in float32,
+    which halves the time of the product."""
+    lead = weights.shape[:-1]
+    flat = weights.reshape(-1, weights.shape[-1])  # one matrix product, not one per batch
+    return -(flat @ relative).min(axis=-1).reshape(lead)
+
+
+def propose_next_runs(
+    idata: az.InferenceData,
+    step: float,
+    *,
+    batch: int = 1,
+    proxy_step: float | None = None,
+    candidates: pd.DataFrame | None = None,
+    constraints: MixtureConstraints | None = None,
+    weights: Mapping[str, float] | None = None,
+    domains: Sequence[str] | None = None,
+    within_design: bool = False,
+    n_candidates: int = 1000,
+    min_share: float = 0.02,
+    n_fantasies: int = 64,
+    max_draws: int = 4000,
+    seed: int = 0,
+) -> NextRuns:
+    """Propose the ``batch`` proxy runs whose results are worth most to the mixture decision.
+
+    Parameters
+    ----------
+    idata
+        A fit.
+    step
+        The target step (or tokens) of the decision, as in
+        :func:`~bimix_bayes.decision.recommend.optimize` (objective: expected loss).
+    batch
+        How many runs to propose (chosen greedily, each given the earlier ones).
+    proxy_step
+        How long the proposed runs would train (default: the longest fitted run's last step).
+    candidates
+        The mixtures that could be trained (one row each, a column per training domain);
+        default: ``n_candidates`` random mixtures within the constraints. They are also the
+        decision set (with today's optimum added).
+    constraints
+        Bounds and fixed shares, for the decision and the random candidates.
+    weights, domains
+        The objective's domain weights and counted domains (as ``optimize``).
+    within_design
+        Keep the decision and the random candidates within the fitted runs' share range (as
+        ``optimize``).
+    n_candidates, min_share
+        How many random candidates, and the least share of each free domain in them (a
+        run at a near-zero share mostly tests the law where it is extrapolated furthest).
+    n_fantasies, max_draws
+        Fantasies per candidate, and posterior draws used (evenly thinned).
+    seed
+        Seed of the candidates, the thinning and the fantasies.
+
+    Returns
+    -------
+    NextRuns
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    diag, surface, data, w = prepare(idata, step, weights, domains)
+    train = list(surface.columns)
+    constraints = constraints or MixtureConstraints()
+    if data.volume == "tokens":
+        constraints = constraints.with_total_tokens(step)
+    if within_design:
+        constraints = constraints.within_design(data.mixtures.loc[list(data.runs), train])
+    bounds = constraints.bounds(train)
+    rng = np.random.default_rng(seed)
+    if candidates is None:
+        pool = random_candidates(train, bounds, n_candidates, rng, min_share)
+        names = [f"candidate {i + 1}" for i in range(len(pool))]
+    else:
+        counted = surface.counted_columns(w, power_law_only=True)
+        frame = candidate_shares(
+            candidates, train, counted, "the candidate mixtures", allow_zero=True
+        )
+        pool, names = frame.to_numpy(), [str(n) for n in frame.index]
+    # the decision set: the candidates, each draw's own optimum (what could become best once
+    # more is known) and today's optimum
+    optimum = solve(surface, w, "mean", bounds).shares
+    optima = per_draw_optima(surface, w, bounds)
+    optima = optima[np.unique(np.linspace(0, len(optima) - 1, min(200, len(optima))).astype(int))]
+    decision_set = np.vstack([pool, optima, optimum])
+    n_all = surface.n_draws
+    draws = np.unique(np.linspace(0, n_all - 1, min(max_draws, n_all)).round().astype(int))
+    objective = _objective(surface, w, decision_set, draws)  # (draws, M)
+    m0 = int(np.argmin(objective.mean(axis=0)))
+    regret = float((objective[:, m0] - objective.min(axis=1)).mean())
+    today = decision_set[m0]
+    contenders = _contenders(objective, m0)
+    # relative to today's choice, in the fast layout for weights @ it
+    relative = np.asfortranarray(objective[:, contenders] - objective[:, [m0]], np.float32)
+    proxy = float(proxy_step) if proxy_step is not None else _longest_last_step(data)
+    obs = _observation(idata, proxy, train, pool, draws)
+    truth = rng.integers(0, len(draws), n_fantasies)
+    noise = rng.standard_normal((batch, n_fantasies, obs.mean.shape[-1]))
+    chunk = 16  # candidates scored together: one matrix product each
+    chosen: list[int] = []
+    rows = []
+    base_log_w = np.zeros((n_fantasies, len(draws)))
+    previous = 0.0
+    for k in range(batch):
+        best = None
+        for start in range(0, len(pool), chunk):
+            cs = np.arange(start, min(start + chunk, len(pool)))
+            log_w = base_log_w + obs.log_likelihood(cs, obs.fantasies(cs, truth, noise[k]))
+            weights_c = _normalised(log_w)  # (B, F, draws)
+            kg = _knowledge_gradient(weights_c, relative)  # (B, F)
+            b = int(np.argmax(kg.mean(axis=1)))
+            if best is None or kg[b].mean() > best[1].mean():
+                best = (int(cs[b]), kg[b], weights_c[b])
+        c, kg, weights_c = best
+        chosen.append(c)
+        one = np.array([c])
+        base_log_w = base_log_w + obs.log_likelihood(one, obs.fantasies(one, truth, noise[k]))[0]
+        ess = 1.0 / (weights_c**2).sum(axis=1)
+        value = float(kg.mean())
+        rows.append(
+            {
+                "mixture": names[c],
+                **dict(zip(train, pool[c], strict=True)),
+                "value": value,
+                "gain": value - previous,
+                "value_se": float(kg.std(ddof=1) / np.sqrt(len(kg))),
+                "ess": float(np.median(ess)),
+            }
+        )
+        previous = value
+    proposals = pd.DataFrame(rows).set_index("mixture")
+    notes = []
+    if not diag.passed:
+        notes.append("the fit FAILED its convergence diagnostics: these values are rough")
+    if proposals["ess"].min() < 50:
+        notes.append(
+            "after some fantasy updates fewer than 50 effective draws remain: the values are "
+            "noisy; refit with more draws (--draws) for a steadier estimate"
+        )
+    if proxy > _longest_last_step(data):
+        notes.append(
+            f"the proxy step {proxy:g} is beyond every fitted run: a fantasy run's loss there "
+            "is itself an extrapolation"
+        )
+    return NextRuns(
+        proposals=proposals,
+        value_of_stopping=regret,
+        decision=pd.Series(today, index=train, name="decision"),
+        step=float(step),
+        proxy_step=proxy,
+        unit=data.volume,
+        settings={
+            "draws": len(draws),
+            "candidates": len(pool),
+            "fantasies": int(n_fantasies),
+            "seed": int(seed),
+        },
+        notes=notes,
+    )
+
+
+def _objective(
+    surface: LossSurface, w: np.ndarray, mixtures: np.ndarray, draws: np.ndarray, chunk: int = 200
+) -> np.ndarray:
+    """The weighted loss of each mixture under each of ``draws``: ``(draws, mixtures)``."""
+    parts = [
+        weighted_loss(surface, w, mixtures[i : i + chunk])[draws]
+        for i in range(0, len(mixtures), chunk)
+    ]
+    return np.concatenate(parts, axis=1)
+
+
+def _contenders(objective: np.ndarray, m0: int, k: int = 64) -> np.ndarray:
+    """The mixtures a run could make the choice: the ``k`` best in expectation and the ``k``
+    most often best under a single draw (with today's choice ``m0``). Restricting the
+    minimum over the decision set to them keeps each fantasy update a small product."""
+    by_mean = np.argsort(objective.mean(axis=0))[:k]
+    wins = np.bincount(objective.argmin(axis=1), minlength=objective.shape[1])
+    by_wins = np.argsort(-wins)[:k]
+    by_wins = by_wins[wins[by_wins] > 0]
+    return np.unique(np.concatenate([by_mean, by_wins, [m0]]))
+
+
+def _longest_last_step(data) -> float:
+    """The last step of the longest fitted run."""
+    return float(data.observations.groupby("run")["step"].max().max())

@@ -1,0 +1,166 @@
+"""`bimix next`: the value of a proxy run for the mixture decision (knowledge gradient over
+posterior draws reweighted by a fantasy run's likelihood)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import multivariate_normal
+
+from bimix_bayes.bayes.model import BiMixModel
+from bimix_bayes.data.table import DataError
+from bimix_bayes.decision.constraints import MixtureConstraints
+from bimix_bayes.decision.next_run import (
+    _Observation,
+    _run_covariance,
+    propose_next_runs,
+    random_candidates,
+)
+from bimix_bayes.decision.recommend import optimize
+from tests.test_cli import run
+
+QUICK = {"sampler": {"chains": 2, "draws": 300, "tune": 300, "progress_bar": "never"}}
+STEP = 40_000.0
+
+
+@pytest.fixture(scope="module")
+def fit(sim_data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return BiMixModel(QUICK).fit(sim_data, seed=3)
+
+
+@pytest.fixture(scope="module")
+def plan(fit):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return propose_next_runs(fit, STEP, batch=2, n_candidates=150, n_fantasies=48)
+
+
+def test_the_fantasy_likelihood_is_the_dense_multivariate_normal():
+    """``log p(y | theta_d)`` from the expanded quadratic form equals scipy's density, up to
+    a constant shared by every draw (what importance weights need)."""
+    rng = np.random.default_rng(0)
+    draws, cands, dom = 7, 3, 4
+    mean = rng.normal(0.5, 0.1, (draws, cands, dom))
+    a = rng.normal(0, 0.05, (draws, dom, dom))
+    cov = a @ np.swapaxes(a, 1, 2) + 0.01**2 * np.eye(dom)
+    obs = _Observation.build(mean, cov)
+    y = rng.normal(0.5, 0.1, (2, 5, dom))  # 2 candidates x 5 fantasies
+    got = obs.log_likelihood(np.array([2, 0]), y)
+    for b, c in enumerate([2, 0]):
+        dense = np.array(
+            [[multivariate_normal(mean[d, c], cov[d]).logpdf(y[b, f]) for d in range(draws)]
+             for f in range(5)]
+        )  # fmt: skip
+        diff = got[b] - dense
+        np.testing.assert_allclose(diff, diff[:, :1] * np.ones_like(diff), atol=1e-8)
+
+
+def test_the_run_covariance_has_offsets_correlated_across_domains_plus_noise(fit):
+    post = fit.posterior
+    cov = _run_covariance(post, np.array([0, 5]), x_proxy=0.3)
+    tau = post["tau"].stack(s=("chain", "draw")).to_numpy().T[[0, 5]]
+    sigma = post["sigma"].stack(s=("chain", "draw")).to_numpy().T[[0, 5]]
+    corr = post["run_corr"].stack(s=("chain", "draw")).transpose("s", ...).to_numpy()[[0, 5]]
+    expected = tau[:, :, None] * corr * tau[:, None, :] + np.einsum(
+        "di,ij->dij", sigma**2, np.eye(sigma.shape[1])
+    )
+    np.testing.assert_allclose(cov, expected, rtol=1e-8)
+
+
+def test_values_are_in_nats_and_bounded_by_the_value_of_stopping(plan):
+    values = plan.proposals["value"].to_numpy()
+    se = plan.proposals["value_se"].to_numpy()
+    assert (values >= 0).all()
+    assert plan.value_of_stopping > 0
+    assert (values <= plan.value_of_stopping + 4 * se).all()
+    # the second run adds to the first (a batch is worth at least its first run)
+    assert values[1] >= values[0] - 3 * se[1]
+    assert np.isclose(plan.proposals["gain"].sum(), values[-1])
+
+
+def test_todays_choice_is_the_recommended_mixture(fit, plan):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rec = optimize(fit, STEP, forecast=False)
+    np.testing.assert_allclose(plan.decision.to_numpy(), rec.mixture.to_numpy(), atol=1e-9)
+
+
+def test_proposals_are_candidates_within_the_constraints_and_seeded(fit, sim_data):
+    domains = list(sim_data.domains)
+    cons = MixtureConstraints(upper={domains[0]: 0.3})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = propose_next_runs(fit, STEP, constraints=cons, n_candidates=80, n_fantasies=16)
+        two = propose_next_runs(fit, STEP, constraints=cons, n_candidates=80, n_fantasies=16)
+    pd.testing.assert_frame_equal(one.proposals, two.proposals)
+    shares = one.proposals[domains].to_numpy()
+    assert (shares[:, 0] <= 0.3 + 1e-12).all() and np.allclose(shares.sum(axis=1), 1)
+    assert one.decision[domains[0]] <= 0.3 + 1e-9
+
+
+def test_given_candidates_keep_their_names(fit, sim_data):
+    domains = list(sim_data.domains)
+    table = pd.DataFrame(
+        np.random.default_rng(1).dirichlet(np.ones(len(domains)), 6),
+        columns=domains,
+        index=[f"mix{i}" for i in range(6)],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan = propose_next_runs(fit, STEP, candidates=table, batch=2, n_fantasies=16)
+    assert set(plan.proposals.index) <= set(table.index)
+    with pytest.raises(DataError, match="lack"):
+        propose_next_runs(fit, STEP, candidates=table.drop(columns=domains[0]))
+
+
+def test_a_batch_of_zero_is_refused(fit):
+    with pytest.raises(ValueError, match="batch"):
+        propose_next_runs(fit, STEP, batch=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    cap=st.floats(0.05, 1.0),
+    fixed=st.floats(0.0, 0.5),
+    min_share=st.floats(0.0, 0.1),
+    seed=st.integers(0, 10_000),
+)
+def test_random_candidates_respect_bounds_fixed_shares_and_the_least_share(
+    cap, fixed, min_share, seed
+):
+    names = ["a", "b", "c", "d"]
+    bounds = MixtureConstraints(upper={"a": cap}, fixed={"d": fixed}).bounds(names)
+    try:
+        m = random_candidates(names, bounds, 40, np.random.default_rng(seed), min_share)
+    except DataError as exc:
+        assert "too little room" in str(exc)
+        return
+    assert m.shape == (40, 4)
+    np.testing.assert_allclose(m.sum(axis=1), 1.0)
+    assert (m[:, 0] <= cap + 1e-12).all()
+    np.testing.assert_allclose(m[:, 3], fixed)
+    assert (m[:, :3] >= min_share - 1e-12).all()
+
+
+def test_cli_next_prints_and_writes(fit, tmp_path):
+    from bimix_bayes.bayes.persistence import save_fit
+
+    path = tmp_path / "fit.nc"
+    save_fit(fit, path)
+    out = tmp_path / "next.json"
+    result = run(
+        "next", str(path), "--step", "4e4", "--batch", "2", "--n-candidates", "60",
+        "--fantasies", "16", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "value of stopping now" in result.stdout and "knowledge gradient" in result.stdout
+    saved = json.loads(out.read_text())
+    assert len(saved["proposals"]) == 2 and saved["value_of_stopping"] > 0
