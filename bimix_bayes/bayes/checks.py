@@ -167,10 +167,7 @@ def prior_predictive_check(
         Replicates with dims ``chain`` (one), ``draw`` and ``obs``.
     """
     model = BiMixModel(spec)
-    # prior draws need proper priors on the sampled variables: the step law's level/slope
-    # coordinates are flat with the priors as potentials, so draw in the direct ones
-    direct = {**model.spec["sampler"], "step_coordinates": "floor_reducible"}
-    pm_model = BiMixModel({**model.spec, "sampler": direct}).build_model(data)
+    pm_model = model.prior_model(data)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Potential.*")
         prior = pm.sample_prior_predictive(draws=draws, model=pm_model, random_seed=seed).prior

@@ -118,15 +118,17 @@ class FitDiagnostics:
             tips.append(
                 f"this fit already used target_accept {used['target_accept']:g} and tune "
                 f"{used['tune']:g}; divergences that remain there mark a region of the posterior "
-                "the sampler cannot enter (look at the pair plot of the population sds, "
-                "`bimix report`): treat the intervals as approximate, or simplify the model "
-                "(likelihood.run_correlation = false, fewer domains)"
+                "the sampler cannot enter (pair-plot the divergent draws of the population "
+                "sds and of the failing domain's step_logit_share, arviz.plot_pair(idata, "
+                "divergences=True)): treat the intervals as approximate, or simplify the "
+                "model (likelihood.run_correlation = false, fewer domains)"
             )
         if "ESS" in text and "divergen" not in text:
             tips.append("then more draws: raise sampler.draws (or --draws)")
         if "BFMI" in text:
             tips.append(
-                "low BFMI: the population sd priors may be too wide; tighten priors.<name>.sd_scale"
+                "low BFMI: the population sd priors may be too wide; tighten "
+                "priors.<name>.sd_scale (pooled priors: log_alpha, log_own by default)"
             )
         tips.append("check the data: a domain whose share barely varies cannot identify alpha")
         return tips

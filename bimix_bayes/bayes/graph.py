@@ -1,8 +1,9 @@
 """The PyMC graph of the hierarchical BiMix model, and its one compiled nutpie copy.
 
-:func:`build_pymc_model` writes the model of a curve layout under a spec: population priors
-per law parameter, per-domain noise, run effects (per curve, or correlated across domains per
-run, :mod:`~bimix_bayes.bayes.correlated`) integrated out in the likelihood. The data live in
+:func:`build_pymc_model` writes the model of a curve layout under a spec: a prior per law
+parameter (pooled across domains, or per domain), per-domain noise, run effects (per curve, or
+correlated across domains per run, :mod:`~bimix_bayes.bayes.correlated`) integrated out in the
+likelihood. The data live in
 ``pm.Data`` containers (:func:`data_names`), so :func:`compiled_nutpie` compiles once per (spec,
 number of domains) and every later fit swaps its data in.
 
@@ -75,7 +76,7 @@ def _populations(law: Law, spec: Spec) -> dict[str, pt.TensorVariable]:
     ``"floor_reducible"`` samples them directly.
     """
     priors = spec["priors"]
-    if spec["sampler"].get("step_coordinates", "floor_reducible") == "level_slope":
+    if spec["sampler"]["step_coordinates"] == "level_slope":
         theta = _step_level_slope(priors)
     else:
         theta = {}
@@ -86,7 +87,8 @@ def _populations(law: Law, spec: Spec) -> dict[str, pt.TensorVariable]:
 
 
 def _step_level_slope(priors: Mapping[str, Any]) -> dict[str, pt.TensorVariable]:
-    """The step law's parameters sampled as the curve's level, slope and curvature at ``s_ref``.
+    """The step law's parameters sampled as the curve's level, slope and reducible share at
+    ``s_ref``.
 
     With ``x = log(s / s_ref)`` the step factor is ``F(x) = logaddexp(log_floor, log_reducible -
     beta x)``. At ``x = 0`` the data pin down its value and slope well and its curvature poorly:
@@ -99,7 +101,7 @@ def _step_level_slope(priors: Mapping[str, Any]) -> dict[str, pt.TensorVariable]
     Back: ``log_reducible = level + log w``, ``log_floor = level + log(1 - w)``, ``log_beta =
     log_slope - log w``. The Jacobian of ``(level, log_slope, logit w) -> (log_floor,
     log_reducible, log_beta)`` has rows ``(1, 0, -w)``, ``(1, 0, 1 - w)``, ``(0, 1, w - 1)``,
-    determinant ``(1 - w) + w = 1``: the map preserves volume, so the population priors of
+    determinant ``-((1 - w) + w) = -1``: the map preserves volume, so the priors of
     ``log_floor``, ``log_reducible`` and ``log_beta`` enter unchanged (as potentials on the
     transformed values) and the posterior is exactly the one sampled in the old coordinates.
 

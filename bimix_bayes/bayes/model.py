@@ -217,10 +217,17 @@ class BiMixModel:
         return {k: self.spec[k] for k in ("sampler", "diagnostics")}
 
     def build_model(self, data: MixtureData) -> pm.Model:
-        """The PyMC model for ``data`` (for inspection, prior checks or custom sampling)."""
+        """The PyMC model for ``data`` (for inspection or custom sampling)."""
         return build_pymc_model(
             CurveLayout.from_data(data, resolve_s_ref(self.spec, data)), self.spec
         )
+
+    def prior_model(self, data: MixtureData) -> pm.Model:
+        """The same model with every parameter sampled directly, for prior draws
+        (``pm.sample_prior_predictive``): the default step-law coordinates are flat variables
+        with the priors as potentials, which PyMC cannot draw from."""
+        direct = {**self.spec["sampler"], "step_coordinates": "floor_reducible"}
+        return BiMixModel({**self.spec, "sampler": direct}).build_model(data)
 
     # ------------------------------------------------------------------ sampling
     def fit(

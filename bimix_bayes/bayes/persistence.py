@@ -75,6 +75,7 @@ _MODEL_BEFORE_0_3 = {
     "law": {"name": "bimix"},  # fits made before laws were selectable are BiMix
     "likelihood": {"run_correlation": False},
     "priors": {name: {"sd_prior": "half_normal", "pooled": True} for name in PRIOR_NAMES},
+    "sampler": {"step_coordinates": "floor_reducible"},
 }
 
 

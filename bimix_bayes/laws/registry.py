@@ -62,8 +62,9 @@ class Law:
     params
         The per-domain parameters :meth:`log_loss` reads (posterior variables of a fit).
     population
-        The parameters with a hierarchical population prior (``[priors.NAME]`` in a spec);
-        each is the log of a positive parameter or an unbounded one.
+        The parameters with a ``[priors.NAME]`` prior in a spec (pooled across domains or
+        per domain, ``priors.NAME.pooled``); each is the log of a positive parameter or an
+        unbounded one.
     finite_at_zero
         Whether a zero share gives a finite loss (observations with zero share are kept).
     cross_domain
