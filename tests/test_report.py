@@ -449,3 +449,15 @@ def test_a_least_squares_fit_given_is_used_as_it_is(study, monkeypatch):
     given = build_report(idata, step=50_000, least_squares=ls)
     table = re.compile(r"least squares.*?</table>", re.S)
     assert table.search(given).group(0) == table.search(fitted_here).group(0)
+
+
+def test_what_to_train_next_is_an_opt_in_section(study, html):
+    """`bimix report --next K`: the proposed runs with their value and the value of stopping;
+    without it no such section (it costs seconds)."""
+    idata, _, _ = study
+    assert '<section id="next">' not in html
+    with_next = build_report(idata, step=50_000, n_bootstrap=0, next_runs=2)
+    section = with_next.split('<section id="next">')[1].split("</section>")[0]
+    assert "Value of stopping now" in section and "value (nats)" in section
+    assert section.count("<tr") >= 3  # a header row and two proposals
+    assert 'href="#next"' in with_next

@@ -99,6 +99,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         fit_path=args.fit,
         backtests=backtests,
         compare=others,
+        next_runs=args.next,
         progress=progress,
     )
     size = path.stat().st_size / 1e6
@@ -144,5 +145,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="other fits of the same data (another law or spec): the report says which model "
         "the data prefer (PSIS-LOO over runs, as `bimix compare`)",
     )
+    opt.add_options(
+        p,
+        ("--next", opt.count(0), 0, "also propose this many proxy runs to train next, by their "
+         "value to the decision (as `bimix next`; default 0: none)"),
+    )  # fmt: skip
     opt.add_seed(p, help="seed of the bootstrap and forecasts")
     opt.DataOptions.add_arguments(p, positional=False)

@@ -29,7 +29,7 @@ from bimix_bayes.report.figures import decision_figure, shares_figure, to_data_u
 from bimix_bayes.report.sections import ReportInputs
 from bimix_bayes.report.tables import decision_cells, html_table
 
-__all__ = ["baseline_facts", "section_decision", "shares_text"]
+__all__ = ["baseline_facts", "section_decision", "section_next_runs", "shares_text"]
 
 
 def shares_text(shares: pd.Series) -> str:
@@ -132,3 +132,36 @@ def section_decision(
         "improvement": rec.improvement,
     }
     return {"decision": decision, "objective": rec.objective}
+
+
+def section_next_runs(
+    fit: ReportInputs, batch: int, constraints: MixtureConstraints | None
+) -> dict[str, Any]:
+    """What to train next: the ``batch`` proxy runs worth most to the decision at the report's
+    target (:func:`~bimix_bayes.decision.next_run.propose_next_runs`), their value in nats
+    and the value of stopping now. Empty when ``batch`` is 0."""
+    if not batch:
+        return {"next_runs": None}
+    from bimix_bayes.decision.next_run import propose_next_runs
+
+    plan = propose_next_runs(fit.idata, fit.target, batch=batch, constraints=constraints)
+    shares = (100 * plan.proposals[list(plan.decision.index)]).round(1)
+    table = shares.add_suffix(" %").assign(
+        **{
+            "value (nats)": plan.proposals["value"].map("{:.2e}".format),
+            "gain (nats)": plan.proposals["gain"].map("{:.2e}".format),
+            "se": plan.proposals["value_se"].map("{:.1e}".format),
+            "effective draws": plan.proposals["ess"].round().astype(int),
+        }
+    )
+    share = plan.proposals["value"].iloc[-1] / plan.value_of_stopping
+    return {
+        "next_runs": {
+            "table": html_table(table),
+            "stopping": f"{plan.value_of_stopping:.2e}",
+            "recovered": f"{100 * share:.0f}",
+            "proxy_step": plan.proxy_step,
+            "settings": plan.settings,
+            "notes": plan.notes,
+        }
+    }

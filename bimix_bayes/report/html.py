@@ -58,7 +58,7 @@ from bimix_bayes.decision.constraints import MixtureConstraints
 from bimix_bayes.evaluation.backtest import BacktestResult
 from bimix_bayes.evaluation.metrics import PROBS, coverage, mean_relative_error
 from bimix_bayes.leastsq.fit import BiMixLeastSquares
-from bimix_bayes.report.decision import section_decision
+from bimix_bayes.report.decision import section_decision, section_next_runs
 from bimix_bayes.report.runs import run_anchor, section_runs
 from bimix_bayes.report.sections import (
     SECTIONS,
@@ -161,6 +161,7 @@ def build_report(
     backtests: Sequence[BacktestResult] = (),
     compare: Mapping[str, az.InferenceData] | None = None,
     least_squares: BiMixLeastSquares | None = None,
+    next_runs: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> str:
     """Render the HTML report of a fit.
@@ -193,6 +194,9 @@ def build_report(
     least_squares
         The paper's least-squares fit of the same data, when made already (its bootstrap is
         used as it is; ``n_bootstrap`` is then ignored); None fits it here.
+    next_runs
+        Also propose this many proxy runs to train next, by their value to the decision
+        (:func:`~bimix_bayes.decision.next_run.propose_next_runs`; 0: no such section).
     progress
         Optional callable receiving one line as each slow step starts (the least-squares
         bootstrap, scoring the held-out points, the figures, the decision).
@@ -232,12 +236,16 @@ def build_report(
         }
         say(f"the decision: optimising the mixture ({objective})...")
         decided = section_decision(fit, objective, constraints, baseline)
+        if next_runs:
+            say(f"what to train next: the value of {next_runs} proxy run(s)...")
+        to_train = section_next_runs(fit, next_runs, constraints)
         appendix = section_appendix(
             fit, command=command, fit_path=fit_path, holdout=holdout, objective=objective
         )
         context = {
             **figures,
             **decided,
+            **to_train,
             **section_backtests(backtests),
             **section_comparison(fit, compare or {}, name=_fit_name(fit_path)),
             **section_runs(fit.data),
