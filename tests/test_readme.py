@@ -53,7 +53,17 @@ UNRUN = {
     "verify": "trains with torch (tests/test_proxy_verify.py)",
 }
 #: Commands that fit or read a Bayesian fit: their blocks are slow.
-BAYESIAN = {"fit", "summary", "predict", "optimize", "rank", "report", "compare", "backtest"}
+BAYESIAN = {
+    "fit",
+    "summary",
+    "predict",
+    "optimize",
+    "rank",
+    "report",
+    "compare",
+    "backtest",
+    "next",
+}
 #: What ``bimix fit`` gets beside the README's options: a quick fit.
 QUICK_FIT = ["--chains", "2", "--draws", "300", "--tune", "300", "--no-retry"]
 
