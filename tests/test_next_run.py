@@ -119,6 +119,10 @@ def test_given_candidates_keep_their_names(fit, sim_data):
     assert set(plan.proposals.index) <= set(table.index)
     with pytest.raises(DataError, match="lack"):
         propose_next_runs(fit, STEP, candidates=table.drop(columns=domains[0]))
+    zero = table.copy()
+    zero.iloc[0] = [0.0] + [1 / (len(domains) - 1)] * (len(domains) - 1)
+    with pytest.raises(DataError):  # BiMix's loss is infinite at a zero share
+        propose_next_runs(fit, STEP, candidates=zero)
 
 
 def test_a_batch_of_zero_is_refused(fit):

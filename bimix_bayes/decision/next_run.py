@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from bimix_bayes.bayes.correlated_posterior import effect_factors
+from bimix_bayes.data.mixture_input import mixture_frame
 from bimix_bayes.data.table import DataError
 from bimix_bayes.decision.constraints import Bounds, MixtureConstraints
 from bimix_bayes.decision.problem import candidate_shares, prepare
@@ -355,11 +356,18 @@ def propose_next_runs(
     if candidates is None:
         pool = random_candidates(train, bounds, n_candidates, rng, min_share)
         names = [f"candidate {i + 1}" for i in range(len(pool))]
-    else:
-        counted = surface.counted_columns(w, power_law_only=True)
+    else:  # every evaluation domain's loss must be finite: its share too, under a power law
+        what = "the candidate mixtures"
+        every_row = np.ones(len(surface.domains))
         frame = candidate_shares(
-            candidates, train, counted, "the candidate mixtures", allow_zero=True
+            mixture_frame(candidates, what),
+            train,
+            surface.counted_columns(every_row, power_law_only=True),
+            what,
+            allow_zero=surface.finite_at_zero,
         )
+        if len(frame) == 0:
+            raise DataError(f"{what}: the table holds no mixture")
         pool, names = frame.to_numpy(), [str(n) for n in frame.index]
     # the decision set: the candidates, each draw's own optimum (what could become best once
     # more is known) and today's optimum
@@ -381,7 +389,6 @@ def propose_next_runs(
     truth = rng.integers(0, len(draws), n_fantasies)
     noise = rng.standard_normal((batch, n_fantasies, obs.mean.shape[-1]))
     chunk = 16  # candidates scored together: one matrix product each
-    chosen: list[int] = []
     rows = []
     base_log_w = np.zeros((n_fantasies, len(draws)))
     previous = 0.0
@@ -396,7 +403,6 @@ def propose_next_runs(
             if best is None or kg[b].mean() > best[1].mean():
                 best = (int(cs[b]), kg[b], weights_c[b])
         c, kg, weights_c = best
-        chosen.append(c)
         one = np.array([c])
         base_log_w = base_log_w + obs.log_likelihood(one, obs.fantasies(one, truth, noise[k]))[0]
         ess = 1.0 / (weights_c**2).sum(axis=1)
