@@ -170,12 +170,14 @@ def test_cli_next_prints_and_writes(fit, tmp_path):
     assert len(saved["proposals"]) == 2 and saved["value_of_stopping"] > 0
 
 
-def test_works_under_a_cross_domain_law(sim_data):
-    """Other laws' surfaces and observation models: values in nats, bounded by stopping."""
-    spec = {"law": {"name": "effective"}, **QUICK}
+def test_works_under_a_cross_domain_law_and_says_when_the_likelihood_is_approximate(sim_data):
+    """Other laws' surfaces and observation models: values in nats, bounded by stopping; a
+    Student-t fit's fantasies are scored with a Normal, and the plan says so."""
+    spec = {"law": {"name": "effective"}, "likelihood": {"family": "student_t"}, **QUICK}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         idata = BiMixModel(spec).fit(sim_data, seed=0)
         plan = propose_next_runs(idata, STEP, batch=2, n_candidates=60, n_fantasies=16)
     values, se = plan.proposals["value"], plan.proposals["value_se"]
     assert (values >= 0).all() and (values <= plan.value_of_stopping + 4 * se).all()
+    assert any("Student-t" in n for n in plan.notes)

@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from bimix_bayes.bayes.correlated_posterior import effect_factors
+from bimix_bayes.bayes.persistence import spec_from_idata
 from bimix_bayes.data.mixture_input import mixture_frame
 from bimix_bayes.data.table import DataError
 from bimix_bayes.decision.constraints import Bounds, MixtureConstraints
@@ -420,6 +421,11 @@ def propose_next_runs(
         previous = value
     proposals = pd.DataFrame(rows).set_index("mixture")
     notes = []
+    if spec_from_idata(idata)["likelihood"]["family"] == "student_t":
+        notes.append(
+            "the fit's likelihood is Student-t; a fantasy run is scored with the Normal of the "
+            "same scales (heavier tails would move the draws less): the values are approximate"
+        )
     if not diag.passed:
         notes.append("the fit FAILED its convergence diagnostics: these values are rough")
     if proposals["ess"].min() < 50:
