@@ -98,20 +98,25 @@ class NextRuns:
     settings: dict[str, Any]
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def recovered(self) -> float:
+        """The share of the value of stopping the whole batch is expected to recover."""
+        best = float(self.proposals["value"].iloc[-1]) if len(self.proposals) else 0.0
+        return best / self.value_of_stopping if self.value_of_stopping > 0 else 0.0
+
+    def display_table(self) -> pd.DataFrame:
+        """The proposals for people: shares in %, values in nats (3 digits), ESS rounded."""
+        shares = (100 * self.proposals[list(self.decision.index)]).round(1)
+        return shares.add_suffix(" %").assign(
+            value=self.proposals["value"].map("{:.2e}".format),
+            gain=self.proposals["gain"].map("{:.2e}".format),
+            value_se=self.proposals["value_se"].map("{:.1e}".format),
+            ess=self.proposals["ess"].round().astype(int),
+        )
+
     def format(self) -> str:
         """The proposals as text, with the value of stopping now."""
-        shares = self.proposals[list(self.decision.index)]
-        table = pd.concat(
-            [
-                (100 * shares).round(1).add_suffix(" %"),
-                self.proposals[["value", "gain", "value_se", "ess"]],
-            ],
-            axis=1,
-        )
-        table["value"] = table["value"].map("{:.2e}".format)
-        table["gain"] = table["gain"].map("{:.2e}".format)
-        table["value_se"] = table["value_se"].map("{:.1e}".format)
-        table["ess"] = table["ess"].round().astype(int)
+        table = self.display_table()
         s = self.settings
         lines = [
             f"what to train next for the decision at {self.step:g} {self.unit}: runs to "
@@ -126,11 +131,9 @@ class NextRuns:
             f"{self.value_of_stopping:.2e} nats (no run can be worth more); today's choice: "
             + ", ".join(f"{d} {100 * v:.1f} %" for d, v in self.decision.items()),
         ]
-        best = float(self.proposals["value"].iloc[-1]) if len(self.proposals) else 0.0
-        share = best / self.value_of_stopping if self.value_of_stopping > 0 else 0.0
         lines.append(
             f"the {len(self.proposals)} proposed run(s) are expected to recover "
-            f"{100 * share:.0f} % of that regret"
+            f"{100 * self.recovered:.0f} % of that regret"
         )
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)

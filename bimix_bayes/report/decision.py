@@ -145,21 +145,19 @@ def section_next_runs(
     from bimix_bayes.decision.next_run import propose_next_runs
 
     plan = propose_next_runs(fit.idata, fit.target, batch=batch, constraints=constraints)
-    shares = (100 * plan.proposals[list(plan.decision.index)]).round(1)
-    table = shares.add_suffix(" %").assign(
-        **{
-            "value (nats)": plan.proposals["value"].map("{:.2e}".format),
-            "gain (nats)": plan.proposals["gain"].map("{:.2e}".format),
-            "se": plan.proposals["value_se"].map("{:.1e}".format),
-            "effective draws": plan.proposals["ess"].round().astype(int),
+    table = plan.display_table().rename(
+        columns={
+            "value": "value (nats)",
+            "gain": "gain (nats)",
+            "value_se": "se",
+            "ess": "effective draws",
         }
     )
-    share = plan.proposals["value"].iloc[-1] / plan.value_of_stopping
     return {
         "next_runs": {
             "table": html_table(table),
             "stopping": f"{plan.value_of_stopping:.2e}",
-            "recovered": f"{100 * share:.0f}",
+            "recovered": f"{100 * plan.recovered:.0f}",
             "proxy_step": plan.proxy_step,
             "settings": plan.settings,
             "notes": plan.notes,
