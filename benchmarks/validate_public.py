@@ -50,6 +50,7 @@ import pandas as pd
 from bimix_bayes.bayes.spec import load_spec
 from bimix_bayes.data.files import atomic_write_text
 from bimix_bayes.data.labels import WEIGHTED_DOMAINS
+from bimix_bayes.data.loaders import parse_size
 from bimix_bayes.data.public import find_datasets, load_slimpajama
 from bimix_bayes.data.public_loaders import load_mixinglaws, load_regmix, pile_group_weights
 from bimix_bayes.data.table import MixtureData
@@ -190,6 +191,18 @@ def jobs(full: bool) -> list[Job]:
             baselines=("lightgbm",),
             weights=pile_group_weights,
         ),
+        Job(
+            "SlimPajama sizes",
+            "holdout-size:937M",
+            lambda root, zero: load_slimpajama(root, None, missing_policy="drop"),
+            laws=("bimix",),
+            baselines=(),
+            note="SlimPajama sizes: every size loaded with model size as a dimension (a run is a "
+            "mixture; its runs at several sizes share their run effects); fit the 122M, 310M "
+            "and 680M runs, forecast every checkpoint of the 937M, 1.235B and 2.718B runs at "
+            "their size. The paper's least squares and LightGBM have no size dimension (not "
+            "run). Per size and at the last checkpoint: the targets of issue 16 above.",
+        ),
         Job("embedded study", "holdout-mixtures:10", _embedded, sampler=HOLDOUT_SAMPLER, splits=3),
         Job("embedded study", "horizon:0.5", _embedded),
         Job(
@@ -220,6 +233,8 @@ LOO_SETS: tuple[tuple[str, Loader, str, bool], ...] = (
 #: The order of the full run: the targets' parts first, so that a run cut short has them.
 RUN_ORDER = (
     "fit-time",
+    "SlimPajama sizes holdout-size:937M",
+    "size-fit-time",
     "SlimPajama 122M holdout-mixtures:20",
     "RegMix 1M holdout-runs:train-*",
     "Ye RedPajama 70M holdout-mixtures:20",
@@ -506,16 +521,21 @@ def best_law(result: JobResult) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------ fit time
 FIT_TIME_SCRIPT = r"""
-import json, os, sys, time, warnings
+import json, os, resource, sys, time, warnings
 t0 = time.perf_counter()
 os.environ.setdefault("NUMBA_OPT", "0")
 from bimix_bayes.bayes.model import BiMixModel
 from bimix_bayes.bayes.persistence import save_fit
 from bimix_bayes.data.public import find_datasets, load_slimpajama
 t_import = time.perf_counter() - t0
-data = load_slimpajama(find_datasets(), "122M")
 warnings.simplefilter("ignore")
-model = BiMixModel("bimix_cross")
+sizes = len(sys.argv) > 3 and sys.argv[3] == "sizes"
+if sizes:  # the size-aware model (default spec) on every SlimPajama size
+    data = load_slimpajama(find_datasets(), None, missing_policy="drop")
+    model = BiMixModel()
+else:
+    data = load_slimpajama(find_datasets(), "122M")
+    model = BiMixModel("bimix_cross")
 t1 = time.perf_counter()
 idata = model.fit(data, seed=int(sys.argv[2]), progress_bar=False)
 t_fit = time.perf_counter() - t1
@@ -528,20 +548,23 @@ print(json.dumps({
     "passed": bool(d.passed), "max_rhat": float(d.max_rhat), "min_ess_bulk": float(d.min_ess_bulk),
     "min_ess_tail": float(d.min_ess_tail), "divergences": int(d.divergences),
     "problems": list(d.problems), "load": os.getloadavg(),
-    "sampler": idata.attrs.get("sampler", ""),
+    "sampler": idata.attrs.get("sampler", ""), "sizes": len(data.sizes),
+    "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
 }))
 """
 
 
-def fit_time(seed: int, log: Callable[[str], None]) -> dict[str, Any]:
+def fit_time(seed: int, log: Callable[[str], None], sizes: bool = False) -> dict[str, Any]:
     """The cross-domain law (spec bimix_cross, default sampler) on all 60 SlimPajama 122M runs,
-    in a fresh process (compilation included); the fit is saved to ``out/`` for the LOO."""
+    in a fresh process (compilation included); the fit is saved to ``out/`` for the LOO.
+    ``sizes``: the size-aware model (default spec) on every SlimPajama size instead."""
     SCRATCH.mkdir(exist_ok=True)
-    path = SCRATCH / "validation_sp122_bimix_cross.nc"
+    name = "validation_sp_sizes.nc" if sizes else "validation_sp122_bimix_cross.nc"
+    path = SCRATCH / name
     load = os.getloadavg()
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-c", FIT_TIME_SCRIPT, str(path), str(seed)],
+        [sys.executable, "-c", FIT_TIME_SCRIPT, str(path), str(seed), "sizes" if sizes else ""],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -825,6 +848,109 @@ def targets_section(
     return [*lines, ""]
 
 
+SIZE_KEY = "SlimPajama sizes holdout-size:937M"
+
+
+def _size_scores(points: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """MRE and 90 % coverage of a holdout-size backtest's points (runs named ``mixture@size``):
+    per domain, for the mean over domains, per size, and at each run's last checkpoint."""
+    pts = points.assign(
+        size=points["run"].str.rpartition("@")[2],
+        re=(points["predicted"] / points["observed"] - 1).abs(),
+        cover=(points["lower_90"] <= points["observed"])
+        & (points["observed"] <= points["upper_90"]),
+    )
+    last = pts[pts["step"] == pts.groupby("run")["step"].transform("max")]
+    out = {}
+    for name, part in (("all checkpoints", pts), ("last checkpoint", last)):
+        mean = part["domain"] == ALL_DOMAINS
+        per_domain = part[~mean].groupby("domain")["cover"].mean()
+        out[name] = {
+            "mre_all": part.loc[~mean, "re"].mean(),
+            "mre_mean": part.loc[mean, "re"].mean(),
+            "cover_all": part.loc[~mean, "cover"].mean(),
+            "cover_mean": part.loc[mean, "cover"].mean(),
+            "cover_domain_min": per_domain.min(),
+            "cover_domain_max": per_domain.max(),
+            **{f"mre_mean {s}": g["re"].mean() for s, g in part[mean].groupby("size")},
+            **{f"cover_mean {s}": g["cover"].mean() for s, g in part[mean].groupby("size")},
+        }
+    sizes = sorted(last["size"].unique(), key=parse_size)
+    big = last[(last["domain"] == ALL_DOMAINS) & (last["size"] == sizes[-1])]
+    out["largest"] = {
+        "size": sizes[-1],
+        "runs": float(len(big)),
+        "spearman": float(big["predicted"].rank().corr(big["observed"].rank())),
+    }
+    return out
+
+
+def size_targets_section(results: Sequence[JobResult], timing: dict[str, Any] | None) -> list[str]:
+    """The targets of issue 16 (model size): target / measured / met?"""
+    lines = [
+        "## Targets of issue 16 (model size)",
+        "",
+        "| target | measured | met? |",
+        "|---|---|---|",
+    ]
+    row = _row(_find(results, SIZE_KEY), "Bayes")
+    if row is None:
+        lines.append(_not_run("SlimPajama, fit <= 680M, forecast 937M-2.718B"))
+    else:
+        sc = _size_scores(row.result.points)
+        for name, target in (
+            ("all checkpoints", "every checkpoint"),
+            ("last checkpoint", "the last checkpoint only"),
+        ):
+            v = sc[name]
+            ok = (
+                v["mre_all"] <= 0.008
+                and v["cover_domain_min"] >= 0.85
+                and v["cover_domain_max"] <= 0.95
+                and 0.85 <= v["cover_mean"] <= 0.95
+            )
+            by_size = ", ".join(
+                f"{k.split()[-1]} {_pct(v[k])} / {_pct(v['cover_mean ' + k.split()[-1]], 1)}"
+                for k in v
+                if k.startswith("mre_mean ")
+            )
+            lines.append(
+                f"| SlimPajama, fit 122M-680M, forecast 937M, 1.235B, 2.718B at {target}: MRE <= "
+                "0.8 % over all domains, 90 % coverage in [85, 95] % per domain and for the mean "
+                f"over domains | MRE {_pct(v['mre_all'])} (mean over domains "
+                f"{_pct(v['mre_mean'])}); 90 % cover all points {_pct(v['cover_all'], 1)}, "
+                "per domain "
+                f"{_pct(v['cover_domain_min'], 1)}-{_pct(v['cover_domain_max'], 1)}, mean over "
+                f"domains {_pct(v['cover_mean'], 1)}; mean over domains per size (MRE / cover): "
+                f"{by_size} | {_ok(ok)} |"
+            )
+        big = sc["largest"]
+        lines.append(
+            f"| rank correlation of the {big['size']} runs' mean loss (last checkpoint) against "
+            f"the forecast | Spearman {_num(big['spearman'])} over {big['runs']:.0f} runs | - |"
+        )
+    if not timing:
+        lines.append(_not_run("size-aware fit of all SlimPajama sizes <= 3 min, converged"))
+    elif "error" in timing:
+        lines.append(
+            f"| size-aware fit of all SlimPajama sizes <= 3 min | failed: "
+            f"{timing['error'][-200:]!r} | **no** |"
+        )
+    else:
+        ok = timing["fit_s"] <= 180 and timing["passed"]
+        lines.append(
+            f"| size-aware fit (default spec, 4 chains x 1000) of all {timing['sizes']} "
+            f"SlimPajama sizes ({timing['runs']} mixtures, {timing['observations']} obs) <= 3 min "
+            f"on 2 cores, converged; memory | {timing['fit_s']:.1f} s (compile "
+            f"{timing['compile_s']:.1f} s, sampling {timing['sample_s']:.1f} s); r-hat "
+            f"{timing['max_rhat']:.3f}, min ESS bulk {timing['min_ess_bulk']:.0f} / tail "
+            f"{timing['min_ess_tail']:.0f}, {timing['divergences']} divergences; peak memory "
+            f"{timing['peak_mib']:.0f} MiB; load average {timing['load_before'][0]:.1f} before | "
+            f"{_ok(ok)} |"
+        )
+    return [*lines, ""]
+
+
 def loo_section(results: Sequence[JobResult], loo: Sequence[LooResult]) -> list[str]:
     lines = [
         "## Which law the data prefer",
@@ -927,6 +1053,7 @@ def write_report(
     command: str,
     seconds: float,
     full: bool,
+    size_timing: dict[str, Any] | None = None,
 ) -> None:
     parts = [
         "# Validation of the laws' forecasts on public data",
@@ -941,6 +1068,7 @@ def write_report(
         HOW_TO_READ,
     ]
     parts += targets_section(results, timing, loo)
+    parts += size_targets_section(results, size_timing)
     parts += loo_section(results, loo)
     parts += ["## Backtests", ""]
     current = None
@@ -1006,7 +1134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="TEXT",
         help="run only the parts whose name contains one of these texts: a backtest's "
         "'dataset protocol' (e.g. 'SlimPajama 122M horizon', 'RegMix'), 'fit-time', or "
-        "'DATASET loo' (e.g. 'Ye 5Mix 70M loo'; 'loo' for all)",
+        "'DATASET loo' (e.g. 'Ye 5Mix 70M loo'; 'loo' for all), 'size-fit-time'",
     )
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -1029,6 +1157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     timing: dict[str, Any] | None = None
+    size_timing: dict[str, Any] | None = None
     results: list[JobResult] = []
     loo: list[LooResult] = []
     all_jobs = jobs(full)
@@ -1049,13 +1178,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{', '.join(plan[done:])})"
         )
         write_report(
-            out, ordered, timing, loo, command + status, time.perf_counter() - t_start, full
+            out,
+            ordered,
+            timing,
+            loo,
+            command + status,
+            time.perf_counter() - t_start,
+            full,
+            size_timing,
         )
 
     for i, name in enumerate(plan, 1):
         log(f"stage {i}/{len(plan)}: {name}")
         if name == "fit-time":
             timing = fit_time(args.seed, log)
+        elif name == "size-fit-time":
+            size_timing = fit_time(args.seed, log, sizes=True)
         elif name in loo_sets:
             dataset, load, key, public = loo_sets[name]
             reuse = {}

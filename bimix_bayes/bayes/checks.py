@@ -200,7 +200,7 @@ def posterior_predictive_check(
     """
     data = data_from_idata(idata)
     spec = spec_from_idata(idata)
-    layout = CurveLayout.from_data(data, float(idata.attrs["s_ref"]))
+    layout = CurveLayout.from_data(data, float(idata.attrs["s_ref"]), idata.attrs.get("size_ref"))
     lik = spec["likelihood"]
     post = idata.posterior
     thin = int(np.ceil(post.sizes["chain"] * post.sizes["draw"] / max(1, max_draws)))

@@ -20,6 +20,12 @@ mixture and step of a forecast: it widens each forecast's interval (and the mean
 through ``rho``) but cancels when two mixtures are compared at the same step, as it should,
 since it moves every run alike.
 
+A fit of several model sizes (``--size-col``) gets the same kind of term for a forecast at a
+size outside the fitted ones: ``omega_N h_N g_N[d]``, ``h_N`` the doublings of the size beyond
+the fitted sizes, ``omega_N = size_sd_per_doubling`` (0.005, calibrated on a SlimPajama size
+backtest that leaves out the sizes the validation scores: ``benchmarks/size_prior.py``), drawn
+independently of the step's, with the same ``rho``.
+
 Examples
 --------
 >>> import numpy as np

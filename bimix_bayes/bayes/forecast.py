@@ -48,6 +48,7 @@ from bimix_bayes.bayes.discrepancy import (
 from bimix_bayes.bayes.law_params import posterior_law, posterior_params
 from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata, spec_from_idata
 from bimix_bayes.bayes.predictive_density import log_predictive_density
+from bimix_bayes.bayes.sizes import size_doublings_outside, size_offset
 from bimix_bayes.bayes.targets import domain_weights, run_effects, target_shares
 from bimix_bayes.data.labels import NEW, OBSERVED, interval_columns, long_table
 from bimix_bayes.data.mixture_input import mixture_frame
@@ -80,6 +81,7 @@ def forecast_draws(
     weights: Mapping[str, float] | None = None,
     kind: Kind = "predictive",
     seed: int = 0,
+    size: float | None = None,
 ) -> xr.DataArray:
     """Draws of the loss at every (target, step), per domain and averaged over domains.
 
@@ -101,6 +103,10 @@ def forecast_draws(
         ``"predictive"`` (a new measurement) or ``"law"`` (the BiMix curve, no run effects).
     seed
         Seed of the predictive draws (the same seed gives the same draws as :func:`predict`).
+    size
+        The model size (parameters, as in the fitted data) to forecast, for a fit of data with
+        model sizes (required there, refused otherwise): any size, trained or not. An observed
+        run (a mixture) keeps its run effects at every size.
 
     Returns
     -------
@@ -122,7 +128,7 @@ def forecast_draws(
     >>> str(draws["domain"][-1].item())
     '(mean of domains)'
     """
-    forecast = _prepare(idata, steps, mixtures, runs, weights, kind, seed)
+    forecast = _prepare(idata, steps, mixtures, runs, weights, kind, seed, size)
     return _joined(list(forecast.chunks()))
 
 
@@ -161,7 +167,8 @@ def summarise_draws(draws: xr.DataArray, prob: Sequence[float] = (0.5, 0.9)) -> 
     labels = {dim: draws[dim].to_numpy() for dim in DRAW_DIMS[2:]}
     out = long_table(labels, source=draws["source"].to_numpy()[:, None, None], **stats)
     out.insert(1, "source", out.pop("source"))
-    out.attrs.update({k: attrs[k] for k in ("fit_passed", "kind", "extrapolation") if k in attrs})
+    keys = ("fit_passed", "kind", "extrapolation", "size")
+    out.attrs.update({k: attrs[k] for k in keys if k in attrs})
     return out
 
 
@@ -176,6 +183,7 @@ def predict(
     kind: Kind = "predictive",
     seed: int = 0,
     attach: bool = False,
+    size: float | None = None,
 ) -> pd.DataFrame:
     """Forecast the loss at every (target, step), per domain and averaged over domains.
 
@@ -184,7 +192,7 @@ def predict(
 
     Parameters
     ----------
-    idata, steps, mixtures, runs, weights, kind, seed
+    idata, steps, mixtures, runs, weights, kind, seed, size
         As :func:`forecast_draws`.
     prob
         Probabilities of the central intervals (``lower_90``/``upper_90`` columns for 0.9).
@@ -209,7 +217,7 @@ def predict(
     False
     """
     probs = _probabilities(prob)
-    forecast = _prepare(idata, steps, mixtures, runs, weights, kind, seed)
+    forecast = _prepare(idata, steps, mixtures, runs, weights, kind, seed, size)
     tables, kept = [], []
     for draws in forecast.chunks():
         tables.append(summarise_draws(draws, probs))
@@ -263,6 +271,7 @@ class _Forecast:
     bend: xr.DataArray | None  # shared extrapolation error over (chain, draw, step, domain)
     rng: np.random.Generator
     attrs: dict[str, Any]
+    z: float | None = None  # log(N / N_ref) of a fit with model sizes
 
     def chunks(self) -> Iterator[xr.DataArray]:
         """The draws, a few targets at a time (the random stream consumed in target order)."""
@@ -287,6 +296,7 @@ class _Forecast:
             own.to_numpy()[None, None, :, None, :],
             self.x.to_numpy()[None, None, None, :, None],
             params,
+            z=self.z,
         )
         coords = {k: self.sigma[k] for k in ("chain", "draw", "domain")}
         mu = xr.DataArray(
@@ -316,6 +326,7 @@ def _prepare(
     weights: Mapping[str, float] | None,
     kind: str,
     seed: int,
+    size: float | None = None,
 ) -> _Forecast:
     """Check the request, warn about a failed fit and zero shares, and draw the run effects."""
     if kind not in ("predictive", "law"):
@@ -326,6 +337,7 @@ def _prepare(
     diag = diagnostics_from_idata(idata)
     diag.warn_if_failed("forecasting", stacklevel=4)  # points at the caller of predict
     data = data_from_idata(idata)
+    z = size_offset(idata, data, size)
     post = idata.posterior
     domains = [str(d) for d in post["domain"].to_numpy()]
     if mixtures is not None:
@@ -382,6 +394,21 @@ def _prepare(
             ),
             dims=("chain", "draw", "step", "domain"),
         )
+    h_size = size_doublings_outside(idata, size)
+    if kind == "predictive" and spec["discrepancy"]["extrapolation"] and h_size > 0:
+        settings = spec["discrepancy"]
+        size_bend = xr.DataArray(  # the error every run shares at a size not trained
+            shared_bend(
+                np.full(len(steps_arr), h_size),
+                len(domains),
+                omega=settings["size_sd_per_doubling"],
+                rho=settings["domain_correlation"],
+                shape=(post.sizes["chain"], post.sizes["draw"]),
+                rng=np.random.default_rng([seed, 5]),
+            ),
+            dims=("chain", "draw", "step", "domain"),
+        )
+        bend = size_bend if bend is None else bend + size_bend
     return _Forecast(
         law=law,
         params=posterior_params(post, law),
@@ -405,7 +432,9 @@ def _prepare(
             "family": family,
             "fit_passed": diag.passed,
             "extrapolation": note or "",
+            **({} if size is None else {"size": float(size)}),
         },
+        z=z,
     )
 
 

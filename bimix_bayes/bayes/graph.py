@@ -43,6 +43,7 @@ from bimix_bayes.bayes.likelihood import CurveLayout, curve_log_likelihood
 from bimix_bayes.bayes.spec import Spec
 from bimix_bayes.laws.bimix import log_mixture_factor, log_step_factor
 from bimix_bayes.laws.registry import Law
+from bimix_bayes.laws.size import SIZE_PARAMS, at_size
 
 __all__ = ["build_pymc_model", "compiled_nutpie", "data_names"]
 
@@ -179,6 +180,15 @@ def build_pymc_model(layout: CurveLayout, spec: Spec) -> pm.Model:
         n = pm.Data("n", layout.n)
         law = spec_law(spec)
         theta = _populations(law, spec)
+        size_scale = None
+        if layout.has_sizes:  # the size slopes (bimix_bayes.laws.size), Normal(0, sd) each
+            prior = spec["size"]
+            keys = ("floor_sd", "reducible_sd", "beta_sd", "mixture_sd")
+            for name, key in zip(SIZE_PARAMS, keys, strict=True):
+                theta[name] = pm.Normal(name, 0.0, prior[key], dims="domain")
+            theta["grid_z"] = pm.Data("grid_z", layout.grid_z)
+            cell_z = pm.Data("cell_z", layout.z)
+            size_scale = pt.exp(theta["size_mixture"][d][:, None] * cell_z)
         sigma = pm.HalfNormal("sigma", lik["sigma_scale"], dims="domain")
         tau = (
             pm.HalfNormal("tau", lik["tau_scale"], dims="domain")
@@ -191,9 +201,9 @@ def build_pymc_model(layout: CurveLayout, spec: Spec) -> pm.Model:
         slope = None
         x = pm.Data("x", layout.x) if lik["run_slope"] else None
         if law.cross_domain:
-            mu = _cross_mean(law, theta, layout, spec, d, step_grid, grid_index)
+            mu = _cross_mean(law, theta, layout, spec, d, step_grid, grid_index, size_scale)
         else:
-            mu = _bimix_mean(theta, log_r, d, step_grid, grid_index)
+            mu = _bimix_mean(theta, log_r, d, step_grid, grid_index, size_scale)
         e = (y - mu) * mask
         if correlated:
             loglik = _correlated_loglik(e, mask, sigma, chol_u, layout, lik, d, x)
@@ -228,11 +238,18 @@ def _bimix_mean(
     d: pt.TensorVariable,
     step_grid: pt.TensorVariable,
     grid_index: pt.TensorVariable,
+    size_scale: pt.TensorVariable | None = None,
 ) -> pt.TensorVariable:
     """BiMix's log loss per curve and checkpoint (:func:`~bimix_bayes.laws.bimix.bimix_log_loss`):
-    the mixture factor plus the step factor (:func:`_step_factor`)."""
-    mixture_factor = log_mixture_factor(log_r, pt.exp(theta["log_alpha"])[d])
-    return mixture_factor[:, None] + _step_factor(theta, step_grid, grid_index)
+    the mixture factor plus the step factor (:func:`_step_factor`).
+
+    With model sizes the mixture factor of each cell is scaled by ``size_scale = exp(
+    size_mixture z)``: the law's mixture term is linear in its parameters, so this equals
+    :func:`~bimix_bayes.laws.size.at_size`'s scaling of ``alpha``."""
+    mixture_factor = log_mixture_factor(log_r, pt.exp(theta["log_alpha"])[d])[:, None]
+    if size_scale is not None:
+        mixture_factor = mixture_factor * size_scale
+    return mixture_factor + _step_factor(theta, step_grid, grid_index)
 
 
 def _step_factor(
@@ -240,12 +257,18 @@ def _step_factor(
     step_grid: pt.TensorVariable,
     grid_index: pt.TensorVariable,
 ) -> pt.TensorVariable:
-    """The step law of every (curve, checkpoint), evaluated once per (domain, distinct step)."""
+    """The step law of every (curve, checkpoint), evaluated once per (domain, distinct step),
+    or per (domain, distinct (step, size)) with model sizes (:func:`~bimix_bayes.laws.size.
+    at_size` moves the floor and the reducible loss to each grid point's size)."""
+    params = {k: theta[k][:, None] for k in ("log_floor", "log_reducible", "log_beta")}
+    if "grid_z" in theta:
+        slopes = {k: theta[k][:, None] for k in SIZE_PARAMS}
+        params = at_size(params, slopes, theta["grid_z"][None, :], math=pt)
     step_factor = log_step_factor(
         step_grid[None, :],
-        theta["log_floor"][:, None],
-        theta["log_reducible"][:, None],
-        pt.exp(theta["log_beta"])[:, None],
+        params["log_floor"],
+        params["log_reducible"],
+        pt.exp(params["log_beta"]),
         math=pt,
     )
     return step_factor.ravel()[grid_index]
@@ -259,6 +282,7 @@ def _cross_mean(
     d: pt.TensorVariable,
     step_grid: pt.TensorVariable,
     grid_index: pt.TensorVariable,
+    size_scale: pt.TensorVariable | None = None,
 ) -> pt.TensorVariable:
     """A cross-domain law's log loss per curve and checkpoint (:mod:`bimix_bayes.laws.cross`,
     :mod:`bimix_bayes.laws.effective`).
@@ -269,7 +293,8 @@ def _cross_mean(
     ``Law.centred_cross`` False, only the own column is zeroed), ``sd_cross ~
     HalfNormal(law.cross_sd_scale)``. The directions ``P`` removes per row do not enter the
     likelihood and keep their standard-Normal prior. The step factor is evaluated once per
-    (domain, distinct step).
+    (domain, distinct step). With model sizes the mixture term is scaled as in
+    :func:`_bimix_mean`.
     """
     shares = pm.Data("curve_shares", layout.curve_shares)
     own_share = pm.Data("curve_own_share", layout.curve_own_share)
@@ -284,8 +309,10 @@ def _cross_mean(
         params["own"] = pm.Deterministic("own", pt.exp(theta["log_own"]), dims="domain")[d]
     if "log_alpha" in theta:
         params["alpha"] = pt.exp(theta["log_alpha"])[d]
-    mixture_term = law.mixture_term(shares, own_share, params, math=pt)
-    return mixture_term[:, None] + _step_factor(theta, step_grid, grid_index)
+    mixture_term = law.mixture_term(shares, own_share, params, math=pt)[:, None]
+    if size_scale is not None:
+        mixture_term = mixture_term * size_scale
+    return mixture_term + _step_factor(theta, step_grid, grid_index)
 
 
 def _correlated_effects(
@@ -338,9 +365,12 @@ def _correlated_loglik(
     )
 
 
-def data_names(spec: Spec, n_domains: int) -> tuple[str, ...]:
-    """The ``pm.Data`` containers of the model of ``spec`` (what a refit swaps in)."""
+def data_names(spec: Spec, n_domains: int, *, sizes: bool = False) -> tuple[str, ...]:
+    """The ``pm.Data`` containers of the model of ``spec`` (what a refit swaps in); ``sizes``:
+    data with a model-size dimension."""
     names = list(_DATA_VARS)
+    if sizes:
+        names += ["grid_z", "cell_z"]
     if is_correlated(spec, n_domains):  # counts per (run, domain) replace those per curve
         names = [*(k for k in names if k != "n"), "run_n", "curve_run"]
     if spec["likelihood"]["run_slope"]:
@@ -352,9 +382,11 @@ def data_names(spec: Spec, n_domains: int) -> tuple[str, ...]:
 
 
 @cache
-def compiled_nutpie(model_json: str, n_domains: int, n_train: int | None = None) -> Any:
-    """Compile once per (model spec, number of domains, of training domains); fits swap their
-    data in (with_data).
+def compiled_nutpie(
+    model_json: str, n_domains: int, n_train: int | None = None, sizes: bool = False
+) -> Any:
+    """Compile once per (model spec, number of domains, of training domains, with or without
+    model sizes); fits swap their data in (with_data).
 
     The data live in ``pm.Data`` containers whose sizes are free, so one compiled model serves
     any data set with the same numbers of domains (backtests, simulation studies, refits).
@@ -364,5 +396,6 @@ def compiled_nutpie(model_json: str, n_domains: int, n_train: int | None = None)
     spec = json.loads(model_json)
     spec["sampler"] = {"step_coordinates": spec.pop("step_coordinates")}
     return nutpie.compile_pymc_model(
-        build_pymc_model(CurveLayout.placeholder(n_domains, n_train), spec), backend="numba"
+        build_pymc_model(CurveLayout.placeholder(n_domains, n_train, sizes=sizes), spec),
+        backend="numba",
     )

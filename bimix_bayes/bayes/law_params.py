@@ -23,6 +23,7 @@ import numpy as np
 import xarray as xr
 
 from bimix_bayes.laws.registry import DEFAULT_LAW, Law, get_law
+from bimix_bayes.laws.size import SIZE_PARAMS
 
 __all__ = ["TRAIN_DIM", "gather", "posterior_law", "posterior_params", "spec_law"]
 
@@ -41,7 +42,8 @@ def posterior_law(posterior: xr.Dataset) -> Law:
 
 
 def posterior_params(posterior: xr.Dataset, law: Law | None = None) -> dict[str, np.ndarray]:
-    """The law's parameters as arrays ``(chain, draw, domain)`` (``cross``: ``(..., training)``).
+    """The law's parameters as arrays ``(chain, draw, domain)`` (``cross``: ``(..., training)``),
+    and the size slopes of a fit of data with model sizes (:mod:`bimix_bayes.laws.size`).
 
     Works on prior draws too: a positive parameter missing from ``posterior`` is the exponential
     of its ``log_`` population variable.
@@ -56,6 +58,9 @@ def posterior_params(posterior: xr.Dataset, law: Law | None = None) -> dict[str,
     """
     law = law or posterior_law(posterior)
     out = {}
+    for name in SIZE_PARAMS:  # a fit of data with model sizes (bimix_bayes.laws.size)
+        if name in posterior:
+            out[name] = posterior[name].transpose("chain", "draw", "domain").to_numpy()
     for name in law.params:
         if name == "cross":
             out[name] = posterior[name].transpose("chain", "draw", "domain", TRAIN_DIM).to_numpy()

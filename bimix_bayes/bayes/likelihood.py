@@ -55,6 +55,7 @@ from scipy.special import gammaln
 from bimix_bayes.bayes.law_params import gather, posterior_law, posterior_params
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.laws.cross import cross_mask
+from bimix_bayes.laws.size import size_reference
 
 __all__ = [
     "CurveLayout",
@@ -303,12 +304,17 @@ class CurveLayout:
     x, y, mask
         Rectangles (curve x max checkpoints): centred log step, log loss, 1 where observed.
     step_grid, grid_index
-        The distinct centred log steps, and for each cell of the rectangle the position of
-        (its domain, its step) in the flattened (domain x step_grid) table. The step factor of
-        the law depends on the domain and the step only, so the model evaluates it once per
-        (domain, distinct step) and gathers it: far fewer exp/log evaluations per gradient.
+        The distinct centred log steps (with sizes: of the distinct (step, size) pairs), and
+        for each cell of the rectangle the position of (its domain, its grid point) in the
+        flattened (domain x step_grid) table. The step factor of the law depends on the domain
+        and the step (and size) only, so the model evaluates it once per (domain, grid point)
+        and gathers it: far fewer exp/log evaluations per gradient.
     s_ref
         Reference step of the centring.
+    z, grid_z, size_ref
+        With a model-size dimension (:attr:`has_sizes`): the centred log size
+        ``log(N / size_ref)`` of each cell and of each grid point (:mod:`bimix_bayes.laws.size`);
+        zeros and ``size_ref = 0`` without sizes.
     """
 
     domains: tuple[str, ...]
@@ -329,10 +335,21 @@ class CurveLayout:
     curve_shares: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     curve_own_share: np.ndarray = field(default_factory=lambda: np.zeros(0))
     own_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    z: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    grid_z: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    size_ref: float = 0.0
+
+    @property
+    def has_sizes(self) -> bool:
+        """Whether the data have a model-size dimension (the law's size slopes are fitted)."""
+        return self.size_ref > 0
 
     @classmethod
-    def from_data(cls, data: MixtureData, s_ref: float) -> CurveLayout:
-        """Build the layout of ``data`` with steps centred on ``s_ref``."""
+    def from_data(
+        cls, data: MixtureData, s_ref: float, size_ref: float | None = None
+    ) -> CurveLayout:
+        """Build the layout of ``data`` with steps centred on ``s_ref`` and, when the data have
+        sizes, sizes on ``size_ref`` (default: :func:`~bimix_bayes.laws.size.size_reference`)."""
         obs = data.observations
         domains, runs = data.domains, data.runs
         dom_idx = pd.Index(domains).get_indexer(obs["domain"])
@@ -348,7 +365,17 @@ class CurveLayout:
         mask = np.zeros(shape)
         grid_index = np.zeros(shape, dtype=np.int64)
         x_obs = np.log(obs["step"].to_numpy(dtype=float) / s_ref)
-        step_grid, step_of_obs = np.unique(x_obs, return_inverse=True)
+        z = np.zeros(shape)
+        if data.has_sizes:
+            sizes = obs["size"].to_numpy(dtype=float)
+            size_ref = size_reference(sizes) if size_ref is None else float(size_ref)
+            z_obs = np.log(sizes / size_ref)
+        else:
+            size_ref, z_obs = 0.0, np.zeros(len(obs))
+        pairs, step_of_obs = np.unique(np.column_stack([x_obs, z_obs]), axis=0, return_inverse=True)
+        step_grid, grid_z = pairs[:, 0], pairs[:, 1]
+        step_of_obs = step_of_obs.ravel()
+        z[obs_curve, obs_pos] = z_obs
         x[obs_curve, obs_pos] = x_obs
         y[obs_curve, obs_pos] = np.log(obs["loss"].to_numpy(dtype=float))
         mask[obs_curve, obs_pos] = 1.0
@@ -381,14 +408,20 @@ class CurveLayout:
             curve_shares=all_shares[curve_run],
             curve_own_share=own_share,
             own_index=own_index,
+            z=z,
+            grid_z=grid_z,
+            size_ref=float(size_ref),
         )
 
     @classmethod
-    def placeholder(cls, n_domains: int, n_train: int | None = None) -> CurveLayout:
+    def placeholder(
+        cls, n_domains: int, n_train: int | None = None, *, sizes: bool = False
+    ) -> CurveLayout:
         """A layout with the right number of domains and dummy data (to compile a model).
 
         Every data axis has length >= 2, so no axis is taken as broadcastable. The training
-        domains default to the evaluation domains (``n_train = n_domains``).
+        domains default to the evaluation domains (``n_train = n_domains``); ``sizes`` gives it
+        a model-size dimension.
         """
         n_train = n_domains if n_train is None else n_train
         curves = 2 * n_domains
@@ -411,6 +444,9 @@ class CurveLayout:
             curve_shares=np.full((curves, n_train), 1.0 / n_train),
             curve_own_share=np.full(curves, 0.5),
             own_index=np.where(np.arange(n_domains) < n_train, np.arange(n_domains), -1),
+            z=np.tile([-0.5, 0.5], (curves, 1)) if sizes else np.zeros((curves, 2)),
+            grid_z=np.array([-0.5, 0.5]) if sizes else np.zeros(2),
+            size_ref=1.0 if sizes else 0.0,
         )
 
     @property
@@ -526,6 +562,7 @@ def curve_residual_sums(
                     k: v[sl][..., None, :] if k == "cross" else v[sl][..., None]
                     for k, v in params.items()
                 },
+                z=layout.z if layout.has_sizes else None,
             )
             e = (layout.y - mu) * layout.mask
             s1[sl], s2[sl] = e.sum(axis=-1), (e**2).sum(axis=-1)

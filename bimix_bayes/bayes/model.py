@@ -314,13 +314,14 @@ class BiMixModel:
 
         Only installing and compiling fall back to PyMC's NUTS; errors while sampling surface.
         """
-        graph_part = {k: self.spec[k] for k in ("law", "priors", "likelihood")}
+        graph_part = {k: self.spec[k] for k in ("law", "priors", "likelihood", "size")}
         graph_part["step_coordinates"] = self.spec["sampler"]["step_coordinates"]
         try:
             compiled = compiled_nutpie(
                 json.dumps(graph_part, sort_keys=True),
                 len(layout.domains),
                 len(layout.training_domains),
+                layout.has_sizes,
             )
         except Exception as exc:  # an install or compiler problem: fall back, loudly
             warnings.warn(
@@ -330,8 +331,8 @@ class BiMixModel:
                 stacklevel=3,
             )
             return None
-        values = {"run_n": layout.run_design()[0]}
-        names = data_names(self.spec, len(layout.domains))
+        values = {"run_n": layout.run_design()[0], "cell_z": layout.z}
+        names = data_names(self.spec, len(layout.domains), sizes=layout.has_sizes)
         return compiled.with_data(**{k: values.get(k, getattr(layout, k, None)) for k in names})
 
     def _sampler_settings(self) -> dict[str, Any]:
@@ -409,6 +410,8 @@ class BiMixModel:
                 "training_domain": list(data.mixtures.columns),
             },
         )
+        if data.has_sizes:
+            constant["size"] = ("obs", obs["size"].to_numpy(dtype=float))
         out = az.InferenceData(
             posterior=post,
             sample_stats=idata.sample_stats,
@@ -431,6 +434,11 @@ class BiMixModel:
                 "data_group": "" if data.group is None else str(data.group),
                 "data_notes": json.dumps(list(data.notes)),
                 "s_ref": layout.s_ref,
+                **(
+                    {"size_ref": layout.size_ref, "size_kind": str(data.size_kind)}
+                    if layout.has_sizes
+                    else {}
+                ),
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             }
         )

@@ -99,6 +99,8 @@ def data_from_idata(idata: az.InferenceData) -> MixtureData:
             "loss": observed["loss"].to_numpy().astype(float),
         }
     )
+    if "size" in const:
+        observations["size"] = const["size"].to_numpy().astype(float)
     attrs = idata.attrs
     return MixtureData(
         mixtures=mixtures,
@@ -107,6 +109,7 @@ def data_from_idata(idata: az.InferenceData) -> MixtureData:
         group=attrs.get("data_group") or None,
         source=attrs.get("data_source", "<saved fit>"),
         notes=tuple(json.loads(attrs.get("data_notes", "[]"))),
+        size_kind=attrs.get("size_kind") if "size" in const else None,
     )
 
 

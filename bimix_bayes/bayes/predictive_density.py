@@ -22,6 +22,7 @@ from scipy.special import logsumexp
 from bimix_bayes.bayes.discrepancy import bend_sd, doublings_outside
 from bimix_bayes.bayes.law_params import posterior_law, posterior_params
 from bimix_bayes.bayes.persistence import data_from_idata, spec_from_idata
+from bimix_bayes.bayes.sizes import size_doublings_outside, size_offset
 from bimix_bayes.bayes.targets import observed_conditional, target_shares
 from bimix_bayes.data.labels import OBSERVED
 from bimix_bayes.data.table import DataError
@@ -35,6 +36,7 @@ def log_predictive_density(
     *,
     mixtures: pd.DataFrame | None = None,
     seed: int = 0,
+    size: float | None = None,
 ) -> np.ndarray:
     """Log posterior predictive density of observed losses (held-out checkpoints), per point.
 
@@ -56,6 +58,9 @@ def log_predictive_density(
         Shares of new mixtures named in ``points`` (one row per mixture, a column per domain).
     seed
         Seed of the Student-t variance factors (unused under the Normal likelihood).
+    size
+        The model size of every point, for a fit of data with model sizes
+        (:func:`~bimix_bayes.bayes.sizes.size_offset`).
 
     Returns
     -------
@@ -73,6 +78,7 @@ def log_predictive_density(
     if missing:
         raise ValueError(f"points lack the column(s) {sorted(missing)}")
     data = data_from_idata(idata)
+    z = size_offset(idata, data, size)
     spec = spec_from_idata(idata)
     lik = spec["likelihood"]
     post = idata.posterior
@@ -123,7 +129,10 @@ def log_predictive_density(
         cross_term = params.pop("cross_term", 0.0)
         if law.cross_domain:  # its effect, summed per point, is cross_term
             params["cross"] = 0.0
-        mu = law.log_loss(np.zeros((1, 1)), shares[None, :], x[None, :], params) + cross_term
+        if z is not None:  # cross_term is linear in the cross effects: scaled like them
+            cross_term = cross_term * np.exp(params["size_mixture"] * z)
+        mu = law.log_loss(np.zeros((1, 1)), shares[None, :], x[None, :], params, z=z)
+        mu = mu + cross_term
     u_mean, u_var = np.zeros_like(mu), tau**2
     slope_on = bool(lik["run_slope"])
     xs = np.broadcast_to(x[None, :], mu.shape)
@@ -164,6 +173,9 @@ def log_predictive_density(
     fitted = data.observations["step"].to_numpy(dtype=float)
     h = doublings_outside(steps, first=fitted.min(), last=fitted.max())
     bend_var = bend_sd(h, spec["discrepancy"])[None, :] ** 2  # shared by all runs: Normal
+    if spec["discrepancy"]["extrapolation"]:  # and at a size not trained
+        h_size = size_doublings_outside(idata, size)
+        bend_var = bend_var + (spec["discrepancy"]["size_sd_per_doubling"] * h_size) ** 2
     var = w * (sigma**2 + u_var) + bend_var
     y = np.log(loss)[None, :]
     logp = -0.5 * (np.log(2 * np.pi * var) + (y - mu - u_mean) ** 2 / var) - y

@@ -135,10 +135,17 @@ SCHEMA: dict[str, Any] = {
         "run_correlation": _boolean,
         "lkj_eta": _number(0),
     },
+    "size": {
+        "floor_sd": _number(0),
+        "reducible_sd": _number(0),
+        "beta_sd": _number(0),
+        "mixture_sd": _number(0),
+    },
     "discrepancy": {
         "extrapolation": _boolean,
         "sd_per_doubling": _number(0, open_lo=False),
         "domain_correlation": _number(0, 1, open_lo=False, open_hi=False),
+        "size_sd_per_doubling": _number(0, open_lo=False),
     },
     "sampler": {
         "backend": _choice("nutpie", "pymc"),

@@ -221,7 +221,7 @@ def observed_conditional(
     """
     spec = spec_from_idata(idata)
     lik = spec["likelihood"]
-    layout = CurveLayout.from_data(data, float(idata.attrs["s_ref"]))
+    layout = CurveLayout.from_data(data, float(idata.attrs["s_ref"]), idata.attrs.get("size_ref"))
     if is_correlated(spec, len(layout.domains)):  # the marginal of each curve's joint draw
         return observed_curve_marginals(idata.posterior, layout, spec), layout
     sums = curve_residual_sums(idata.posterior, layout, with_slope=bool(lik["run_slope"]))
@@ -306,7 +306,9 @@ def _joint_draws(
     post = idata.posterior
     u, scale, v = fresh_run_draws(post, len(targets), spec, rng)
     if observed.any():
-        layout = CurveLayout.from_data(data, float(idata.attrs["s_ref"]))
+        layout = CurveLayout.from_data(
+            data, float(idata.attrs["s_ref"]), idata.attrs.get("size_ref")
+        )
         cu, cscale, cv = observed_run_draws(post, layout, spec, rng)
         target = targets.get_indexer(list(layout.runs))
         keep = (target >= 0) & observed[np.maximum(target, 0)]

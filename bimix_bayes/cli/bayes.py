@@ -258,6 +258,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """
     from bimix_bayes.bayes.forecast import interval_columns, predict
     from bimix_bayes.bayes.persistence import diagnostics_from_idata, load_fit
+    from bimix_bayes.bayes.sizes import size_label
     from bimix_bayes.data.loaders import read_mixtures
 
     idata = load_fit(args.fit)
@@ -271,8 +272,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         kind=args.kind,
         seed=args.seed,
         attach=False,
+        size=args.size,
     )
     unit = idata.attrs["data_volume"]
+    if args.size is not None:
+        unit += f"; model size {size_label(args.size)} ({idata.attrs.get('size_kind')})"
     what = (
         "a new measurement (run offset and checkpoint noise included)"
         if args.kind == "predictive"
@@ -396,6 +400,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         required=True,
         help="steps (or tokens, as in the data) to forecast at",
     )
+    opt.add_size(p)
     opt.add_options(
         p,
         ("--mixture", Path, None, "CSV/Parquet of new mixtures: a name column and one column "

@@ -85,6 +85,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         forecast=not args.no_forecast,
         seed=args.seed,
         within_design=args.within_design,
+        size=args.size,
     )
     print(rec.format())
     opt.write_result(args.out, rec.to_dict(), rec.domain_table())
@@ -115,6 +116,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         weights=args.weights,
         domains=args.domains,
         prob=args.prob,
+        size=args.size,
     )
     if banner := diagnostics_from_idata(idata).banner("do not trust the ranking"):
         print(banner)
@@ -136,6 +138,7 @@ def _add_objective_options(p: argparse.ArgumentParser) -> None:
         required=True,
         help="target step (or tokens, as in the fitted data)",
     )
+    opt.add_size(p)
     opt.add_objective(p, help=OBJECTIVE_HELP)
     opt.add_options(
         p,

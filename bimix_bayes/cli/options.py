@@ -403,6 +403,8 @@ class DataOptions:
     missing_policy: str = "refuse"
     drop_repeated_checkpoints: bool = False
     min_step: float | None = None
+    size_col: str | None = None
+    size_kind: str | None = None
 
     #: argparse destinations whose name differs from the field's.
     _DEST: ClassVar[dict[str, str]] = {
@@ -413,6 +415,8 @@ class DataOptions:
     def __post_init__(self) -> None:
         if self.group is not None and self.group_col is None:
             raise UsageError("--group needs --group-col naming the column that holds the groups")
+        if self.size_kind is not None and self.size_col is None:
+            raise UsageError("--size-kind needs --size-col naming the column of model sizes")
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser, positional: bool = True) -> None:
@@ -445,6 +449,10 @@ class DataOptions:
              "if its name says so)"),
             ("--group-col", None, None, "column splitting the file into groups (model size...)"),
             ("--group", None, None, "group to keep, e.g. 122M"),
+            ("--size-col", None, None, "column of model sizes (parameters) to keep every size "
+             "as a dimension of the law: fit several sizes together, forecast others (--size)"),
+            ("--size-kind", ["total", "non-embedding"], None, "what --size-col counts: total "
+             "or non-embedding parameters (printed with every size-aware output)"),
         )  # fmt: skip
         g.add_argument(
             "--exclude-domain",
@@ -496,6 +504,11 @@ class DataOptions:
         values["exclude_domains"] = tuple(values["exclude_domains"] or ())
         return cls(**values)
 
+    @property
+    def size_kind_text(self) -> str | None:
+        """``--size-kind`` in words (``"total parameters"``), as the data record it."""
+        return None if self.size_kind is None else f"{self.size_kind} parameters"
+
     def to_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`~bimix_bayes.data.loaders.load_data`.
 
@@ -504,7 +517,7 @@ class DataOptions:
         >>> DataOptions(missing_policy="drop").to_kwargs()["missing_policy"]
         'drop'
         """
-        return asdict(self)
+        return {**asdict(self), "size_kind": self.size_kind_text}
 
     def load(self, path: str | Path) -> MixtureData:
         """Read ``path`` with these options (:func:`~bimix_bayes.data.loaders.load_data`).
@@ -548,6 +561,34 @@ def add_out(parser: Parser, *suffixes: str, help: str, required: bool = False) -
     """
     kind = suffix(*suffixes) if suffixes else Path
     parser.add_argument("--out", type=kind, required=required, help=help)
+
+
+def add_size(parser: Parser) -> None:
+    """``--size``: the model size to forecast or decide at (a fit of data with sizes)."""
+    parser.add_argument(
+        "--size",
+        type=model_size,
+        help="model size (parameters, e.g. 2.7e9 or 2.7B) for a fit of several sizes "
+        "(--size-col): any size, trained or not",
+    )
+
+
+def model_size(text: str) -> float:
+    """A model size: ``2.7e9``, ``2.7B``, ``122M``.
+
+    Examples
+    --------
+    >>> model_size("2.7B")
+    2700000000.0
+    """
+    from bimix_bayes.data.loaders import parse_size
+
+    value = parse_size(text)
+    if value is None or not value > 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a model size such as 2.7e9 or 2.7B, got {text!r}"
+        )
+    return value
 
 
 def add_objective(parser: Parser, help: str = "as in `bimix optimize`") -> None:

@@ -73,7 +73,7 @@ from bimix_bayes.data.mixture_files import (
     read_mixtures,
     runs_from_mixture,
 )
-from bimix_bayes.data.table import DataError, MixtureData, Volume, to_numeric
+from bimix_bayes.data.table import DataError, MixtureData, Volume, describe_locations, to_numeric
 from bimix_bayes.data.validate import ValidationOptions
 
 __all__ = [
@@ -143,6 +143,8 @@ def load_data(
     volume: Volume | None = None,
     exclude_domains: Sequence[str] = (),
     run_name_pattern: str | None = None,
+    size_col: str | None = None,
+    size_kind: str | None = None,
     **options: Unpack[ValidationOptions],
 ) -> MixtureData:
     """Load a loss log into the canonical :class:`~bimix_bayes.data.table.MixtureData`.
@@ -172,6 +174,13 @@ def load_data(
     run_name_pattern
         Logs only: a regular expression on the run names with one named group per domain,
         giving each run's shares (``r"web(?P<web>[\\d.]+)"``).
+    size_col, size_kind
+        A column of model sizes (parameter counts; ``"122M"`` and ``1.22e8`` both read) that
+        makes size a dimension of the data: every size is kept, and a run id names one mixture
+        trained at one or more sizes (in the wide layout without a run column, one run per
+        distinct mixture across sizes), whose runs share their run effects.
+        ``size_kind`` says what the sizes count (``"total parameters"``,
+        ``"non-embedding parameters"``); it is printed with every size-aware output.
     **options
         The validation's options, passed on to :meth:`MixtureData.from_frames`:
         ``zero_policy``, ``epsilon``, ``sum_tol``, ``missing_policy``,
@@ -189,6 +198,11 @@ def load_data(
     """
     from bimix_bayes.data.log_sources import is_log_path, load_logs  # they import this module
 
+    if is_log_path(path) and size_col is not None:
+        raise DataError(
+            f"{path}: --size-col reads CSV or Parquet tables; export the logs to a long CSV "
+            "with a size column (MixtureData.to_long) to fit several model sizes together"
+        )
     if is_log_path(path):
         return load_logs(
             path,
@@ -212,6 +226,11 @@ def load_data(
     columns = list(table.columns)
 
     notes: list[str] = []
+    if size_col is not None and size_col == group_col:
+        raise DataError(
+            f"{source}: {size_col!r} is both the group column and the size column; use "
+            "--group-col to keep one size, or --size-col to keep every size as a dimension"
+        )
     if group_col is not None:
         table, locations, group = _select_group(table, locations, group_col, group, source, notes)
     elif group is not None:
@@ -293,6 +312,9 @@ def load_data(
             )
             obs_locations.extend(f"{loc}, column {col!r}" for loc in locations)
         observations = pd.concat(parts, ignore_index=True)
+    if size_col is not None:
+        sizes = read_sizes(table, size_col, locations, source)
+        observations["size"] = np.tile(sizes, len(observations) // len(table))
     mixtures, run_locations = mixtures_from_rows(props, run_ids, prop_cols, locations, source)
     if unknown_excl:
         raise DataError(
@@ -309,8 +331,35 @@ def load_data(
         locations=obs_locations,
         run_locations=run_locations,
         notes=notes,
+        size_kind=size_kind,
         **options,
     )
+
+
+def read_sizes(
+    table: pd.DataFrame, size_col: str, locations: Sequence[str], source: str
+) -> np.ndarray:
+    """The model size of every row of ``table`` (``"122M"``, ``1.22e8``...), or a DataError.
+
+    Examples
+    --------
+    >>> read_sizes(pd.DataFrame({"n": ["122M", "1.2e9"]}), "n", ["l2", "l3"], "f.csv").tolist()
+    [122000000.0, 1200000000.0]
+    """
+    if size_col not in table.columns:
+        raise DataError(f"{source}: no size column {size_col!r}; columns: {list(table.columns)}")
+    parsed = [parse_size(str(v)) for v in table[size_col]]
+    bad = [
+        f"{where}: {v!r}"
+        for where, v, x in zip(locations, table[size_col], parsed, strict=True)
+        if x is None or not np.isfinite(x) or x <= 0
+    ]
+    if bad:
+        raise DataError(
+            f"{source}: column {size_col!r}: {len(bad)} model size(s) are not positive numbers "
+            f"({describe_locations(bad)}); write parameter counts such as 1.22e8 or 122M"
+        )
+    return np.asarray(parsed, dtype=float)
 
 
 def match_group(

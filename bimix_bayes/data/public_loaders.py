@@ -103,12 +103,14 @@ def find_datasets() -> Path | None:
 
 def load_slimpajama(
     root: str | os.PathLike[str],
-    size: str = "122M",
+    size: str | None = "122M",
     *,
     openhermes: bool = False,
     **kwargs: Any,
 ) -> MixtureData:
-    """The SlimPajama 7-domain runs (Shukor et al. 2025) of one model size, tokens as volume.
+    """The SlimPajama 7-domain runs (Shukor et al. 2025) of one model size, tokens as volume;
+    ``size=None``: every size, model size as a dimension (total parameters, 122M-2.718B; a
+    run is a mixture, trained at one to six sizes).
 
     Leaves out the duplicated last checkpoint (19.998e9 and 20e9 tokens carry identical losses)
     and, unless ``openhermes``, the out-of-domain ``openhermes`` loss: it is not a training
@@ -122,7 +124,10 @@ def load_slimpajama(
         "missing_policy": "drop" if openhermes else "refuse",  # 3 openhermes cells are empty
         **kwargs,
     }
-    return load_data(Path(root) / SLIMPAJAMA_FILE, group_col="model_size", group=size, **options)
+    path = Path(root) / SLIMPAJAMA_FILE
+    if size is None:
+        return load_data(path, size_col="model_size", size_kind="total parameters", **options)
+    return load_data(path, group_col="model_size", group=size, **options)
 
 
 def _need(path: Path) -> Path:

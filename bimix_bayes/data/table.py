@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "SIZE_COLUMN",
     "DataError",
     "DataWarning",
     "MixtureData",
@@ -67,6 +68,8 @@ MissingPolicy = Literal["refuse", "drop"]
 Volume = Literal["steps", "tokens"]
 
 OBS_COLUMNS = ("run", "step", "domain", "loss")
+#: The optional observation column of the model size (parameters) when sizes are a dimension.
+SIZE_COLUMN = "size"
 _MAX_EXAMPLES = 5
 
 
@@ -239,6 +242,10 @@ class MixtureData:
         ``"steps"`` or ``"tokens"``: what the ``step`` column counts.
     group
         The group (model size, seed...) these runs were selected from, if any.
+    size_kind
+        With a model-size dimension (a ``size`` column in ``observations``: a run id then
+        names a mixture, trained at one or more sizes): what the sizes count, in words
+        (``"total parameters"``, ``"non-embedding parameters"``); None without sizes.
     source
         Where the data came from (a file path, ``"simulated"``...).
     notes
@@ -251,6 +258,7 @@ class MixtureData:
     group: str | None = None
     source: str = "<in memory>"
     notes: tuple[str, ...] = field(default=())
+    size_kind: str | None = None
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -273,6 +281,7 @@ class MixtureData:
         min_mixtures: int = 2,
         min_steps: int = 3,
         notes: Sequence[str] = (),
+        size_kind: str | None = None,
     ) -> MixtureData:
         """Validate two frames and return the canonical table.
 
@@ -281,7 +290,9 @@ class MixtureData:
         mixtures
             One row per run (the index is the run id), one numeric column per training domain.
         observations
-            Columns ``run``, ``step``, ``domain``, ``loss`` (one row per measured loss).
+            Columns ``run``, ``step``, ``domain``, ``loss`` (one row per measured loss), and
+            ``size`` (the model's parameter count) when model size is a dimension: a run id
+            then names one mixture, and its runs at several sizes share its run effects.
         volume
             ``"steps"`` or ``"tokens"``.
         locations
@@ -306,6 +317,10 @@ class MixtureData:
         min_mixtures, min_steps
             The least number of distinct shares and of distinct steps each domain needs so that
             the proportion effect can be separated from the step effect (BiMix needs 2 and 3).
+        size_kind
+            What the ``size`` column counts, in words (``"total parameters"``,
+            ``"non-embedding parameters"``); with sizes and no kind: ``"parameters (total or
+            non-embedding: not given)"``.
 
         Raises
         ------
@@ -321,13 +336,18 @@ class MixtureData:
         v.check_domains(mixtures, observations)
         mixtures = v.check_mixtures(mixtures, sum_tol)
         observations = v.check_observations(observations, missing_policy)
+        v.check_sizes(observations)
         observations = v.check_duplicates(observations)
         mixtures, observations = v.apply_zero_policy(mixtures, observations, zero_policy, epsilon)
         observations = v.check_repeated_checkpoints(observations, drop_repeated_checkpoints)
         if min_step is not None:
             observations = v.drop_early_checkpoints(observations, float(min_step))
-        observations = observations.sort_values(["domain", "run", "step"], kind="stable")
-        observations = observations.reset_index(drop=True)[list(OBS_COLUMNS)]
+        has_size = SIZE_COLUMN in observations.columns
+        order = ["domain", "run", *([SIZE_COLUMN] if has_size else []), "step"]
+        observations = observations.sort_values(order, kind="stable").reset_index(drop=True)
+        observations = observations[[*OBS_COLUMNS, *([SIZE_COLUMN] if has_size else [])]]
+        if has_size and size_kind is None:
+            size_kind = "parameters (total or non-embedding: not given)"
         used_runs = pd.unique(observations["run"])
         unused = [r for r in mixtures.index if r not in set(used_runs)]
         if unused:
@@ -342,6 +362,7 @@ class MixtureData:
             group=group,
             source=source,
             notes=tuple(v.notes),
+            size_kind=size_kind if has_size else None,
         )
         data.check_design(min_mixtures=min_mixtures, min_steps=min_steps)
         return data
@@ -377,6 +398,18 @@ class MixtureData:
         return tuple(r for r in self.mixtures.index if r in present)
 
     @property
+    def has_sizes(self) -> bool:
+        """Whether model size is a dimension of the data (a ``size`` column)."""
+        return SIZE_COLUMN in self.observations.columns
+
+    @property
+    def sizes(self) -> tuple[float, ...]:
+        """The distinct model sizes, ascending; empty without a size dimension."""
+        if not self.has_sizes:
+            return ()
+        return tuple(float(v) for v in np.unique(self.observations[SIZE_COLUMN]))
+
+    @property
     def n_runs(self) -> int:
         """Number of runs with observations."""
         return len(self.runs)
@@ -399,14 +432,26 @@ class MixtureData:
         return out.reset_index(drop=True)
 
     def subset(
-        self, runs: Sequence[str] | None = None, max_step: float | None = None
+        self,
+        runs: Sequence[str] | None = None,
+        max_step: float | None = None,
+        *,
+        max_size: float | None = None,
+        min_size: float | None = None,
     ) -> MixtureData:
-        """A copy restricted to some runs and/or steps ``<= max_step`` (no re-validation)."""
+        """A copy restricted to some runs, steps ``<= max_step`` and/or model sizes in
+        ``[min_size, max_size]`` (no re-validation)."""
         obs = self.observations
         if runs is not None:
             obs = obs[obs["run"].isin(list(runs))]
         if max_step is not None:
             obs = obs[obs["step"] <= max_step]
+        if (max_size is not None or min_size is not None) and not self.has_sizes:
+            raise DataError(f"{self.source}: the data have no model-size dimension (--size-col)")
+        if max_size is not None:
+            obs = obs[obs[SIZE_COLUMN] <= max_size]
+        if min_size is not None:
+            obs = obs[obs[SIZE_COLUMN] >= min_size]
         mixtures = self.mixtures.loc[[r for r in self.mixtures.index if r in set(obs["run"])]]
         return replace(self, mixtures=mixtures, observations=obs.reset_index(drop=True))
 
@@ -435,6 +480,9 @@ class MixtureData:
         """A one-paragraph description: runs, domains, steps, source."""
         steps = np.sort(self.observations["step"].unique())
         grp = f", group {self.group}" if self.group is not None else ""
+        if self.has_sizes:
+            sizes = ", ".join(f"{s:.4g}" for s in self.sizes)
+            grp += f"; {len(self.sizes)} model sizes ({sizes}; {self.size_kind})"
         if steps.size == 0:
             return f"0 observations from {self.n_runs} runs{grp}; source: {self.source}"
         return (

@@ -33,6 +33,7 @@ import pandas as pd
 
 from bimix_bayes.data.table import (
     OBS_COLUMNS,
+    SIZE_COLUMN,
     DataError,
     DataWarning,
     MissingPolicy,
@@ -152,7 +153,8 @@ class Validator:
             )
         if mixtures.shape[1] == 0:
             raise self.fail("the mixture table has no domain columns")
-        obs = observations[list(OBS_COLUMNS)].copy()
+        columns = [*OBS_COLUMNS, *([SIZE_COLUMN] if SIZE_COLUMN in observations.columns else [])]
+        obs = observations[columns].copy()
         if locations is None:
             locations = [f"row {i + 1}" for i in range(len(obs))]
         if len(locations) != len(obs):
@@ -172,6 +174,8 @@ class Validator:
             )
         for col in ("step", "loss"):
             obs[col] = self._numeric(obs[col], f"column {col!r}", obs["where"])
+        if SIZE_COLUMN in obs.columns:
+            obs[SIZE_COLUMN] = self._numeric(obs[SIZE_COLUMN], "the model size", obs["where"])
         for col in mixtures.columns:
             where = [self.run_label(r) for r in mixtures.index]
             mixtures[col] = self._numeric(mixtures[col], f"proportion of {col!r}", where)
@@ -352,9 +356,22 @@ class Validator:
             "them out with exclude_domains / --exclude-domain"
         )
 
+    def check_sizes(self, obs: pd.DataFrame) -> None:
+        """Model sizes (when the data have a size column) must be finite and > 0."""
+        if SIZE_COLUMN not in obs.columns:
+            return
+        size = obs[SIZE_COLUMN].to_numpy(dtype=float)
+        bad = ~(np.isfinite(size) & (size > 0))
+        if bad.any():
+            ex = [f"{w}: {v:g}" for w, v in zip(obs["where"][bad], size[bad], strict=True)]
+            raise self.fail(
+                f"{int(bad.sum())} model size(s) are missing, not finite or not > 0 "
+                f"({describe_locations(ex)}); give every row its model's parameter count"
+            )
+
     def check_duplicates(self, obs: pd.DataFrame) -> pd.DataFrame:
         """Merge exact duplicate observations; refuse a (run, step, domain) with two losses."""
-        key = ["run", "step", "domain"]
+        key = ["run", *run_keys(obs)[1:], "step", "domain"]
         dup = obs.duplicated(key, keep=False)
         if not dup.any():
             return obs
@@ -365,15 +382,15 @@ class Validator:
             for k in conflicting[conflicting].index:
                 rows = groups.get_group(k)
                 ex.append(
-                    f"run {k[0]!r} step {k[1]:g} domain {k[2]!r}: "
+                    f"run {k[0]!r} step {k[-2]:g} domain {k[-1]!r}: "
                     f"{' vs '.join(f'{x:g}' for x in rows['loss'])} "
                     f"({' and '.join(rows['where'])})"
                 )
             raise self.fail(
                 f"{int(conflicting.sum())} (run, step, domain) key(s) have different losses "
                 f"({describe_locations(ex)}). If the file holds several model sizes or seeds, "
-                "select one with a group column (group_col / --group-col); otherwise remove the "
-                "wrong rows"
+                "select one with a group column (group_col / --group-col) or make the size a "
+                "dimension (size_col / --size-col); otherwise remove the wrong rows"
             )
         n_extra = int(dup.sum() - groups.ngroups)
         self.note(
@@ -442,25 +459,27 @@ class Validator:
 
     def check_repeated_checkpoints(self, obs: pd.DataFrame, drop: bool) -> pd.DataFrame:
         """Find runs whose last two checkpoints have identical losses in every domain."""
-        wide = obs.pivot_table(index=["run", "step"], columns="domain", values="loss")
+        keys = run_keys(obs)
+        wide = obs.pivot_table(index=[*keys, "step"], columns="domain", values="loss")
         repeated = []
-        for run, frame in wide.groupby(level="run", sort=False):
+        for run, frame in wide.groupby(level=keys, sort=False):
             if len(frame) < 2:
                 continue
             last, prev = frame.iloc[-1], frame.iloc[-2]
             both = last.notna() & prev.notna()
             if both.any() and np.array_equal(last[both].to_numpy(), prev[both].to_numpy()):
-                repeated.append((run, frame.index[-2][1], frame.index[-1][1]))
+                repeated.append((run, frame.index[-2][-1], frame.index[-1][-1]))
         if not repeated:
             return obs
-        ex = [f"run {r!r}: {a:g} and {b:g}" for r, a, b in repeated]
+        ex = [f"run {_run_text(r)}: {a:g} and {b:g}" for r, a, b in repeated]
         if drop:
             self.note(
                 f"dropped the earlier of two checkpoints with identical losses in every "
                 f"domain in {len(repeated)} run(s) ({describe_locations(ex)})"
             )
-            drop_keys = {(r, a) for r, a, _ in repeated}
-            keep = [(r, s) not in drop_keys for r, s in zip(obs["run"], obs["step"], strict=True)]
+            drop_keys = {(*(r if isinstance(r, tuple) else (r,)), a) for r, a, _ in repeated}
+            rows = zip(*(obs[k] for k in keys), obs["step"], strict=True)
+            keep = [tuple(row) not in drop_keys for row in rows]
             return obs[np.asarray(keep)].reset_index(drop=True)
         self.note(
             f"{len(repeated)} run(s) end with two checkpoints whose losses are identical in "
@@ -468,6 +487,19 @@ class Validator:
             "pass drop_repeated_checkpoints=True (--drop-repeated-checkpoints) to keep one"
         )
         return obs
+
+
+def run_keys(obs: pd.DataFrame) -> list[str]:
+    """The columns that identify one training run's curve: the run, and its model size when the
+    data have a size dimension (a run id then names a mixture trained at several sizes)."""
+    return ["run", SIZE_COLUMN] if SIZE_COLUMN in obs.columns else ["run"]
+
+
+def _run_text(key: object) -> str:
+    """``'a'`` or ``'a' at size 1.22e+08`` for a run key of :func:`run_keys`."""
+    if isinstance(key, tuple) and len(key) == 2:
+        return f"{key[0]!r} at size {key[1]:.4g}"
+    return repr(key[0] if isinstance(key, tuple) else key)
 
 
 def _plain(name: object) -> str:

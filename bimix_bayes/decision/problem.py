@@ -96,6 +96,7 @@ def prepare(
     step: float,
     weights: Mapping[str, float] | None,
     domains: Sequence[str] | None,
+    size: float | None = None,
 ) -> tuple[FitDiagnostics, LossSurface, MixtureData, np.ndarray]:
     """Fit check, the loss surface over training domains, and the domain weights.
 
@@ -110,6 +111,8 @@ def prepare(
         The target step (or tokens).
     weights, domains
         The objective's domain weights and counted domains (:func:`objective_weights`).
+    size
+        The model size, for a fit of data with model sizes (:mod:`bimix_bayes.laws.size`).
 
     Returns
     -------
@@ -121,7 +124,7 @@ def prepare(
     """
     diag = diagnostics_from_idata(idata)
     diag.warn_if_failed("choosing a mixture", stacklevel=4)
-    surface = LossSurface.from_idata(idata, step)
+    surface = LossSurface.from_idata(idata, step, size)
     train, data = training_domains(idata, surface)
     w_eval = dict(
         zip(surface.domains, objective_weights(surface.domains, weights, domains), strict=True)

@@ -35,8 +35,10 @@ def rank(
     weights: Mapping[str, float] | None = None,
     domains: Sequence[str] | None = None,
     prob: float = 0.9,
+    size: float | None = None,
 ) -> pd.DataFrame:
-    """Rank candidate mixtures by a posterior objective of the weighted loss at ``step``.
+    """Rank candidate mixtures by a posterior objective of the weighted loss at ``step`` (and
+    model ``size``, for a fit of data with model sizes).
 
     Parameters
     ----------
@@ -61,7 +63,7 @@ def rank(
     objective = Objective.parse(objective) if isinstance(objective, str) else objective
     if not 0 < prob < 1:
         raise ValueError(f"prob must lie in (0, 1), got {prob!r}")
-    diag, surface, _, w = prepare(idata, step, weights, domains)
+    diag, surface, _, w = prepare(idata, step, weights, domains, size)
     what = "the candidate mixtures"
     shares = candidate_shares(
         mixture_frame(candidates, what),

@@ -28,11 +28,12 @@ import pandas as pd
 
 from bimix_bayes.bayes.diagnostics import FitWarning
 from bimix_bayes.bayes.discrepancy import ExtrapolationWarning, extrapolation_note
+from bimix_bayes.bayes.sizes import fitted_sizes, size_label
 from bimix_bayes.data.mixture_input import mixture_frame
 from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.decision.constraints import Bounds, MixtureConstraints
 from bimix_bayes.decision.objectives import Objective
-from bimix_bayes.decision.problem import candidate_shares, prepare
+from bimix_bayes.decision.problem import candidate_shares, extend_surface, prepare
 from bimix_bayes.decision.rank import rank
 from bimix_bayes.decision.recommendation import Recommendation
 from bimix_bayes.decision.solver import per_draw_optima, solve
@@ -115,6 +116,7 @@ def optimize(
     forecast: bool = True,
     seed: int = 0,
     within_design: bool = False,
+    size: float | None = None,
 ) -> Recommendation:
     """Recommend the mixture that minimises a posterior objective of the loss at ``step`` within
     the ``constraints``, and compare it with the ``baseline``.
@@ -146,6 +148,10 @@ def optimize(
         Also keep every share within the range of the fitted runs' shares
         (:meth:`~bimix_bayes.decision.constraints.MixtureConstraints.within_design`). Without
         it, a recommendation outside that range carries a note that says so.
+    size
+        The target model size, for a fit of data with model sizes (required there): the
+        decision is made at that size, and :attr:`Recommendation.by_size` shows the optimum at
+        every fitted size beside it (how the recommendation moves with scale).
 
     Returns
     -------
@@ -157,7 +163,7 @@ def optimize(
     >>> print(rec.format())  # doctest: +SKIP
     """
     objective = Objective.parse(objective) if isinstance(objective, str) else objective
-    diag, surface, data, w = prepare(idata, step, weights, domains)
+    diag, surface, data, w = prepare(idata, step, weights, domains, size)
     train = list(surface.columns)
     constraints = constraints or MixtureConstraints()
     if data.volume == "tokens":
@@ -223,7 +229,7 @@ def optimize(
         )
     forecasts, p_run = None, None
     if forecast:
-        forecasts, p_run, note = _forecasts(idata, step, mixture, base, w, surface, seed)
+        forecasts, p_run, note = _forecasts(idata, step, mixture, base, w, surface, seed, size)
         if note:
             notes.append(note)
     draws_df = pd.DataFrame(draws)
@@ -247,7 +253,36 @@ def optimize(
         fit_passed=diag.passed,
         notes=notes,
         diagnostics=diag,
+        size=None if size is None else float(size),
+        size_kind=str(idata.attrs.get("size_kind", "")),
+        by_size=None if size is None else _by_size(idata, step, size, objective, bounds, w, train),
     )
+
+
+def _by_size(
+    idata: az.InferenceData,
+    step: float,
+    size: float,
+    objective: Objective,
+    bounds: Bounds,
+    w: np.ndarray,
+    train: list[str],
+) -> pd.DataFrame:
+    """The optimum at ``step`` at every fitted model size and at ``size``: its shares, its
+    objective and the sd of the per-draw optima (how the recommendation moves with scale)."""
+    rows = {}
+    for s in sorted({*fitted_sizes(idata), float(size)}):
+        surface = LossSurface.from_idata(idata, step, s)
+        surface = extend_surface(surface, train)
+        result = solve(surface, w, objective, bounds)
+        spread = per_draw_optima(surface, w, bounds).std(axis=0)
+        label = size_label(s) + (" *" if s == float(size) else "")
+        rows[label] = {
+            **dict(zip(train, result.shares, strict=True)),
+            **{f"sd_{c}": v for c, v in zip(train, spread, strict=True)},
+            "objective": float(result.value),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def _p_lower(a: np.ndarray, b: np.ndarray) -> float:
@@ -285,7 +320,7 @@ def _outside_design(mixture: pd.Series, fitted: pd.DataFrame, tol: float = 1e-3)
     return out
 
 
-def _forecasts(idata, step, mixture, base, w, surface, seed):
+def _forecasts(idata, step, mixture, base, w, surface, seed, size=None):
     """Per-domain predictive forecasts at both mixtures, and P(a run at one beats the other)."""
     from bimix_bayes.bayes.forecast import forecast_draws, summarise_draws
 
@@ -311,6 +346,7 @@ def _forecasts(idata, step, mixture, base, w, surface, seed):
             mixtures=both,
             weights={d: weights[d] for d in eval_domains},
             seed=seed,
+            size=size,
         )
     # Compared at float32, the precision the draws were once read back at (same P as before).
     avg = draws.isel(step=0, domain=-1).astype(np.float32)

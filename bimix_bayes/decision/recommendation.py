@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bimix_bayes.bayes.diagnostics import FitDiagnostics
+from bimix_bayes.bayes.sizes import size_label
 from bimix_bayes.decision.objectives import Objective
 from bimix_bayes.decision.solver import SolveResult
 
@@ -91,6 +92,9 @@ class Recommendation:
     fit_passed: bool = True
     notes: list[str] = field(default_factory=list)
     diagnostics: FitDiagnostics | None = None
+    size: float | None = None
+    size_kind: str = ""
+    by_size: pd.DataFrame | None = None
 
     def objective_table(self, prob: float = 0.9) -> pd.DataFrame:
         """The objective and the posterior of the weighted loss at each mixture."""
@@ -180,7 +184,12 @@ class Recommendation:
         imp = self.improvement
         obj = self.objective_table()
         return {
-            "target": {"step": self.step, "unit": self.unit},
+            "target": {
+                "step": self.step,
+                "unit": self.unit,
+                **({} if self.size is None else {"size": self.size, "size_kind": self.size_kind}),
+            },
+            **({} if self.by_size is None else {"by_size": self.by_size.to_dict(orient="index")}),
             "objective": {"name": self.objective.name, "label": self.objective.label},
             "domain_weights": _floats(self.weights),
             "recommended": _floats(self.mixture),
@@ -231,6 +240,20 @@ def _pct(v: float) -> str:
     return f"{100 * v:.1f}%"
 
 
+def _by_size_lines(by_size: pd.DataFrame) -> list[str]:
+    """How the optimum moves with model size: one row per size, share (sd of per-draw optima)."""
+    domains = [c for c in by_size.columns if not c.startswith(("sd_", "objective"))]
+    lines = [
+        "how the optimum moves with model size (same target and constraints; share, and in "
+        "brackets the sd of the per-draw optima):",
+        f"{'size':<10}{'objective':>10}  " + "".join(f"{d[:13]:>15}" for d in domains),
+    ]
+    for label, row in by_size.iterrows():
+        cells = "".join(f"{_pct(row[d]) + ' (' + _pct(row['sd_' + d]) + ')':>15}" for d in domains)
+        lines.append(f"{label!s:<10}{row['objective']:>10.5f}  {cells}")
+    return lines
+
+
 def _format_recommendation(rec: Recommendation) -> str:
     lines = []
     banner = rec.diagnostics.banner("do not trust this decision") if rec.diagnostics else ""
@@ -243,8 +266,10 @@ def _format_recommendation(rec: Recommendation) -> str:
         if plain
         else "weighted mean (" + ", ".join(f"{d} {v:.3g}" for d, v in rec.weights.items()) + ")"
     )
+    at_size = "" if rec.size is None else f" at model size {size_label(rec.size)} ({rec.size_kind})"
     lines.append(
-        f"target: {rec.step:.6g} {rec.unit}; loss = {what}; objective: {rec.objective.label}"
+        f"target: {rec.step:.6g} {rec.unit}{at_size}; loss = {what}; objective: "
+        f"{rec.objective.label}"
     )
     lines.append(f"baseline: {rec.baseline_source}")
     lines.append("")
@@ -311,6 +336,9 @@ def _format_recommendation(rec: Recommendation) -> str:
             f"{rec.p_run_beats_baseline:.3f} (run-to-run variation included)"
         )
     lines.append(f"VERDICT: {rec.verdict}")
+    if rec.by_size is not None:
+        lines.append("")
+        lines.extend(_by_size_lines(rec.by_size))
     if rec.unconstrained is not None:
         cost = obj.loc["recommended", "objective"] - obj.loc["unconstrained", "objective"]
         lines.append(

@@ -28,10 +28,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bimix_bayes.bayes.law_params import TRAIN_DIM, posterior_law
+from bimix_bayes.bayes.law_params import TRAIN_DIM, posterior_law, posterior_params
+from bimix_bayes.bayes.sizes import size_offset
 from bimix_bayes.data.table import DataError
 from bimix_bayes.laws.bimix import log_step_factor
 from bimix_bayes.laws.effective import effective_share, effective_share_derivatives
+from bimix_bayes.laws.size import at_size
 
 if TYPE_CHECKING:
     import arviz as az
@@ -157,32 +159,35 @@ class LossSurface:
         return np.arange(len(self.domains)) if self.own_index is None else self.own_index
 
     @classmethod
-    def from_idata(cls, idata: az.InferenceData, step: float) -> LossSurface:
-        """The surface of a fit at ``step`` (in the fit's unit, steps or tokens)."""
+    def from_idata(
+        cls, idata: az.InferenceData, step: float, size: float | None = None
+    ) -> LossSurface:
+        """The surface of a fit at ``step`` (in the fit's unit, steps or tokens) and, for a fit
+        of data with model sizes, at model ``size`` (:mod:`bimix_bayes.laws.size`)."""
         if not (np.isfinite(step) and step > 0):
             raise ValueError(f"the target step must be a positive number, got {step!r}")
         post = idata.posterior
         n = post.sizes["chain"] * post.sizes["draw"]
-
-        def flat(name: str) -> np.ndarray:
-            return post[name].transpose("chain", "draw", "domain").to_numpy().reshape(n, -1)
-
-        x = np.log(step / float(idata.attrs["s_ref"]))
-        log_k = log_step_factor(x, flat("log_floor"), flat("log_reducible"), flat("beta"))
-        domains = tuple(str(d) for d in post["domain"].to_numpy())
         law = posterior_law(post)
-        alpha = flat("alpha") if "alpha" in law.params else np.zeros_like(log_k)
+        params = posterior_params(post, law)
+        z = size_offset(idata, None, size)
+        if z is not None:
+            params = at_size(params, params, z)
+        params = {k: v.reshape(n, *v.shape[2:]) for k, v in params.items()}
+        x = np.log(step / float(idata.attrs["s_ref"]))
+        log_k = log_step_factor(x, params["log_floor"], params["log_reducible"], params["beta"])
+        domains = tuple(str(d) for d in post["domain"].to_numpy())
+        alpha = params["alpha"] if "alpha" in law.params else np.zeros_like(log_k)
         if not law.cross_domain:
             return cls(domains, log_k, alpha, float(step))
-        cross = post["cross"].transpose("chain", "draw", "domain", TRAIN_DIM).to_numpy()
         training = [str(t) for t in post[TRAIN_DIM].to_numpy()]
         return cls(
             domains,
             log_k,
             alpha,
             float(step),
-            own=flat("own") if "own" in law.params else None,
-            cross=cross.reshape(n, len(domains), -1),
+            own=params.get("own"),
+            cross=params["cross"],
             own_index=np.array([training.index(d) if d in training else -1 for d in domains]),
             training=tuple(training),
             share_floor=law.share_floor,

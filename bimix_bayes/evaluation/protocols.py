@@ -16,6 +16,9 @@
   train/test split, e.g. RegMix's 512 training and 256 test mixtures
   (``holdout-runs:train-*``, runs named ``train-<i>`` and ``test-<i>`` by
   :func:`~bimix_bayes.data.public_loaders.load_regmix`).
+* ``holdout-size:N``: for data with model sizes (``--size-col``). Fit every run of the sizes
+  below ``N`` (``937M``, ``9.37e8``); predict every checkpoint of the sizes ``>= N``: a mixture
+  fitted at smaller sizes is continued with its run effects, another is a new mixture.
 
 Examples
 --------
@@ -33,12 +36,15 @@ from typing import Literal
 
 __all__ = ["PROTOCOL_HELP", "Protocol", "ProtocolError", "ProtocolKind", "parse_protocol"]
 
-ProtocolKind = Literal["last-checkpoint", "horizon", "holdout-mixtures", "holdout-runs"]
+ProtocolKind = Literal[
+    "last-checkpoint", "horizon", "holdout-mixtures", "holdout-runs", "holdout-size"
+]
 
 PROTOCOL_HELP = (
     "last-checkpoint | horizon:F (0 < F < 1) | holdout-mixtures:K (K >= 2 random training "
     "runs) | holdout-runs:PATTERN (fit the runs whose names match the shell pattern, e.g. "
-    "'train-*' for RegMix's own split; predict the others)"
+    "'train-*' for RegMix's own split; predict the others) | holdout-size:N (data with model "
+    "sizes: fit the sizes below N, e.g. 937M; predict the others)"
 )
 
 
@@ -57,8 +63,8 @@ class Protocol:
         ``"last-checkpoint"``, ``"horizon"``, ``"holdout-mixtures"`` or ``"holdout-runs"``.
     value
         The fraction ``F`` of ``horizon:F``, the number ``K`` of training runs of
-        ``holdout-mixtures:K``, the run-name pattern of ``holdout-runs:PATTERN``; None for
-        ``last-checkpoint``.
+        ``holdout-mixtures:K``, the run-name pattern of ``holdout-runs:PATTERN``, the smallest
+        held-out size ``N`` of ``holdout-size:N``; None for ``last-checkpoint``.
     """
 
     kind: ProtocolKind
@@ -67,6 +73,10 @@ class Protocol:
     def __str__(self) -> str:
         if self.value is None:
             return self.kind
+        if self.kind == "holdout-size":
+            from bimix_bayes.data.loaders import format_group
+
+            return f"{self.kind}:{format_group(self.value)}"
         if isinstance(self.value, str):
             return f"{self.kind}:{self.value}"
         return f"{self.kind}:{self.value:g}"
@@ -79,6 +89,12 @@ class Protocol:
             return (
                 f"fit the checkpoints up to {self.value:g} x the last step; predict every later "
                 "checkpoint"
+            )
+        if self.kind == "holdout-size":
+            return (
+                f"fit the model sizes below {str(self).partition(':')[2]}; predict every "
+                "checkpoint of the larger sizes (a mixture fitted at smaller sizes keeps its "
+                "run effects)"
             )
         if self.kind == "holdout-runs":
             return (
@@ -155,4 +171,14 @@ def parse_protocol(text: str | Protocol) -> Protocol:
                 "e.g. holdout-runs:train-*"
             )
         return Protocol("holdout-runs", value)
+    if name == "holdout-size":
+        from bimix_bayes.data.loaders import parse_size
+
+        size = parse_size(value)
+        if size is None or not size > 0:
+            raise ProtocolError(
+                f"protocol {text!r}: holdout-size needs the smallest held-out model size, "
+                "e.g. holdout-size:937M or holdout-size:9.37e8"
+            )
+        return Protocol("holdout-size", size)
     raise ProtocolError(f"unknown protocol {text!r}; use {PROTOCOL_HELP}")

@@ -37,6 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from bimix_bayes.bayes.sizes import size_label
 from bimix_bayes.bayes.spec import Spec
 from bimix_bayes.data.labels import ALL_DOMAINS, WEIGHTED_DOMAINS, interval_columns, long_table
 from bimix_bayes.data.table import MixtureData
@@ -151,7 +152,6 @@ def _bayes_points(
     retry: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     from bimix_bayes.bayes.diagnostics import FitWarning
-    from bimix_bayes.bayes.forecast import forecast_draws, log_predictive_density, predict
     from bimix_bayes.bayes.model import BiMixModel, RetryWarning
 
     model = BiMixModel(spec)
@@ -160,8 +160,41 @@ def _bayes_points(
         warnings.simplefilter("ignore", FitWarning)
         warnings.simplefilter("ignore", RetryWarning)  # counted in the fits table
         idata = model.fit(split.train, seed=seed, progress_bar=False, retry=retry)
+    if split.train.has_sizes:  # each held-out size forecast at its size, then scored as runs
+        parts = []
+        for size, held in split.held.groupby("size", sort=True):
+            part = held.drop(columns="size")
+            out, pairs = _bayes_forecasts(idata, split, part, data, seed, size=float(size))
+            parts.append(out.assign(run=out["run"] + "@" + size_label(float(size))))
+        out = pd.concat(parts, ignore_index=True)
+    else:
+        out, pairs = _bayes_forecasts(idata, split, split.held, data, seed)
+    diag = model.diagnostics_
+    info = {
+        "seconds": time.perf_counter() - t0,
+        "passed": bool(diag.passed),
+        "max_rhat": float(diag.max_rhat),
+        "divergences": int(diag.divergences),
+        "retried": "first_attempt" in idata.attrs,
+        "pairs": pairs,
+    }
+    return out, info
+
+
+def _bayes_forecasts(
+    idata: Any,
+    split: Split,
+    held: pd.DataFrame,
+    data: MixtureData,
+    seed: int,
+    size: float | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Forecasts (median, intervals, log density) of the held-out points ``held`` of one fit,
+    at model size ``size`` (a fit with sizes), and the pairwise decision calibration."""
+    from bimix_bayes.bayes.forecast import forecast_draws, log_predictive_density, predict
+
     domains = list(split.train.domains)
-    held = with_domain_mean(split.held, domains)
+    held = with_domain_mean(held, domains)
     steps = np.sort(held["step"].unique())
     # A run with any fitted checkpoint is continued (a domain curve it lacks gets a fresh
     # offset inside predict); a run with none is a new mixture.
@@ -179,11 +212,9 @@ def _bayes_points(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if obs_runs:
-            frames.append(predict(idata, steps, runs=obs_runs, prob=PROBS, seed=seed, attach=False))
+            frames.append(predict(idata, steps, runs=obs_runs, prob=PROBS, seed=seed, size=size))
         if new_runs:
-            frames.append(
-                predict(idata, steps, mixtures=new_mix, prob=PROBS, seed=seed, attach=False)
-            )
+            frames.append(predict(idata, steps, mixtures=new_mix, prob=PROBS, seed=seed, size=size))
     pred = pd.concat(frames, ignore_index=True).rename(columns={"mixture": "run"})
     pred = pred.replace({"domain": {WEIGHTED_DOMAINS: ALL_DOMAINS}})
     out = held.merge(pred, on=["run", "step", "domain"], how="left", validate="many_to_one")
@@ -193,27 +224,18 @@ def _bayes_points(
     pts = out.loc[per, ["run", "step", "domain", "observed"]].rename(
         columns={"run": "mixture", "observed": "loss"}
     )
-    lpd[per.to_numpy()] = log_predictive_density(idata, pts, mixtures=new_mix, seed=seed)
+    lpd[per.to_numpy()] = log_predictive_density(idata, pts, mixtures=new_mix, seed=seed, size=size)
     out["lpd"] = lpd
 
     def joint_draws(runs: list[str], step: float) -> np.ndarray:
-        draws = forecast_draws(idata, [step], mixtures=new_mix.loc[runs], seed=seed)
+        draws = forecast_draws(idata, [step], mixtures=new_mix.loc[runs], seed=seed, size=size)
         mean = draws.sel(domain=ALL_DOMAINS, step=step).transpose("chain", "draw", "mixture")
         return mean.to_numpy().reshape(-1, len(runs))
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pairs = _decision_pairs(held, new_runs, joint_draws) if len(new_runs) > 1 else None
-    diag = model.diagnostics_
-    info = {
-        "seconds": time.perf_counter() - t0,
-        "passed": bool(diag.passed),
-        "max_rhat": float(diag.max_rhat),
-        "divergences": int(diag.divergences),
-        "retried": "first_attempt" in idata.attrs,
-        "pairs": pairs,
-    }
-    return out, info
+    return out, pairs
 
 
 def _ls_points(
@@ -403,6 +425,11 @@ def backtest(
         raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
     if "lightgbm" in methods:
         import_lightgbm()  # a missing extra fails here, before any fit
+    if data.has_sizes and "ls" in methods:
+        raise ValueError(
+            "the paper's least squares has no model-size dimension: backtest data with sizes "
+            "with method='bayes' (or 'lightgbm'), or select one size (--group-col)"
+        )
     splits = make_splits(data, protocol, seed=seed, n_splits=n_splits)
     frames, fits, pair_frames = [], [], []
     for split in splits:

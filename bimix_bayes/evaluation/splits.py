@@ -39,7 +39,8 @@ class Split:
     train
         The data a method may fit.
     held
-        Held-out observations (``run, step, domain, loss``) plus ``target``: ``"observed run"``
+        Held-out observations (``run, step, domain, loss``, and ``size`` for data with model
+        sizes) plus ``target``: ``"observed run"``
         (the run has checkpoints in ``train``: it is continued) or ``"new mixture"``.
     """
 
@@ -96,6 +97,22 @@ def _named_split(data: MixtureData, protocol: Protocol) -> Split:
     return _split("0", data, data.observations["run"].isin(chosen).to_numpy(), protocol)
 
 
+def _size_split(data: MixtureData, protocol: Protocol) -> Split:
+    """The one split of ``holdout-size:N``: the sizes below ``N`` are fitted."""
+    if not data.has_sizes:
+        raise ProtocolError(
+            f"protocol {protocol}: {data.source} has no model-size dimension; load it with "
+            "--size-col naming the size column"
+        )
+    below = [s for s in data.sizes if s < float(protocol.value)]
+    if not below or len(below) == len(data.sizes):
+        raise ProtocolError(
+            f"protocol {protocol}: the data's sizes are {', '.join(f'{s:.4g}' for s in data.sizes)}"
+            "; N must leave some sizes to fit and some to predict"
+        )
+    return _split("0", data, data.observations["size"].to_numpy() < float(protocol.value), protocol)
+
+
 def make_splits(
     data: MixtureData, protocol: str | Protocol, *, seed: int = 0, n_splits: int = 5
 ) -> list[Split]:
@@ -143,6 +160,8 @@ def make_splits(
         return [_split("0", data, step <= cutoff, protocol)]
     if protocol.kind == "holdout-runs":
         return [_named_split(data, protocol)]
+    if protocol.kind == "holdout-size":
+        return [_size_split(data, protocol)]
     k = int(protocol.value)
     runs = np.array(data.runs)
     if k >= len(runs):

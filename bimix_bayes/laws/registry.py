@@ -33,6 +33,7 @@ import numpy as np
 from bimix_bayes.laws.bimix import log_mixture_factor, log_step_factor
 from bimix_bayes.laws.cross import bimix_cross_mixture_term, loglinear_mixture_term
 from bimix_bayes.laws.effective import SHARE_FLOOR, effective_mixture_term, effective_share
+from bimix_bayes.laws.size import SIZE_PARAMS, at_size
 
 __all__ = [
     "BIMIX",
@@ -135,9 +136,14 @@ class Law:
         x: Any,
         params: Mapping[str, Any],
         *,
+        z: Any = None,
         math: ModuleType = np,
     ) -> Any:
         """Log loss of the law; see the module docstring for the arguments.
+
+        With ``z = log(N / N_ref)`` and the size slopes in ``params`` (a fit of data with
+        model sizes), the parameters are first moved to that size
+        (:func:`~bimix_bayes.laws.size.at_size`).
 
         Examples
         --------
@@ -145,6 +151,8 @@ class Law:
         >>> round(float(np.exp(BIMIX.log_loss(np.array([1.0]), 1.0, 0.0, p))), 6)
         2.0
         """
+        if z is not None and SIZE_PARAMS[0] in params:
+            params = at_size(params, params, z, math=math)
         step = log_step_factor(
             x, params["log_floor"], params["log_reducible"], params["beta"], math=math
         )

@@ -188,6 +188,11 @@ class BiMixLeastSquares:
             raise ValueError(f"interval must lie in (0, 1), got {self.interval!r}")
         if self.n_bootstrap < 0:
             raise ValueError(f"n_bootstrap must be >= 0, got {self.n_bootstrap!r}")
+        if data.has_sizes:
+            raise DataError(
+                f"{data.source}: the paper's least squares has no model-size dimension; fit one "
+                "size (data.subset(min_size=N, max_size=N), or --group-col on the command line)"
+            )
         data.check_design()
         if data.evaluation_only:
             raise DataError(

@@ -51,6 +51,7 @@ import pandas as pd
 from bimix_bayes.bayes.diagnostics import FitWarning
 from bimix_bayes.bayes.forecast import predict
 from bimix_bayes.bayes.persistence import diagnostics_from_idata
+from bimix_bayes.bayes.sizes import fitted_sizes
 from bimix_bayes.data.files import atomic_write_text
 from bimix_bayes.data.labels import interval_columns
 from bimix_bayes.data.table import MixtureData
@@ -206,6 +207,12 @@ def build_report(
     str
         The HTML document.
     """
+    if fitted_sizes(idata):
+        raise ValueError(
+            "the HTML report does not yet cover fits of several model sizes; use `bimix "
+            "summary`, `bimix predict --size`, `bimix optimize --size` and `bimix backtest "
+            "--protocol holdout-size:N` on them"
+        )
     diag = diagnostics_from_idata(idata)
     diag.warn_if_failed("reporting")
     say = progress or (lambda line: None)

@@ -1,0 +1,236 @@
+"""Model size as a dimension (issue 16): loading, the law's size slopes, the graph against the
+numpy likelihood, forecasts and decisions at a size, and the holdout-size backtest."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bimix_bayes.bayes.correlated_posterior import run_log_likelihoods
+from bimix_bayes.bayes.graph import build_pymc_model
+from bimix_bayes.bayes.likelihood import CurveLayout
+from bimix_bayes.bayes.model import BiMixModel
+from bimix_bayes.bayes.sizes import SizeExtrapolationWarning, fitted_sizes
+from bimix_bayes.bayes.spec import merge_spec
+from bimix_bayes.data.loaders import load_data
+from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate_default
+from bimix_bayes.data.table import DataError, MixtureData
+from bimix_bayes.evaluation.splits import make_splits
+from bimix_bayes.laws.registry import BIMIX, BIMIX_CROSS
+from bimix_bayes.laws.size import SIZE_PARAMS, at_size, size_reference
+
+SIZES = (1e8, 2e8, 4e8)
+SLOPES = {"size_floor": -0.08, "size_reducible": 0.1, "size_beta": -0.05, "size_mixture": 0.2}
+
+
+def _size_data(seed: int = 0, sizes=SIZES, n_runs: int = 6, n_domains: int = 3) -> MixtureData:
+    """BiMix curves at several sizes with known size slopes, one run offset per mixture shared by
+    its sizes, and checkpoint noise."""
+    rng = np.random.default_rng(seed)
+    truth = default_parameters().iloc[:n_domains]
+    domains = list(truth.index)
+    mixtures = random_mixtures(n_runs, domains, seed=seed)
+    s_ref, n_ref = 3e3, size_reference(sizes)
+    params = {
+        "log_floor": np.log(truth["A"].to_numpy() * truth["C"].to_numpy()),
+        "log_reducible": np.log(truth["A"] * truth["B"]).to_numpy()
+        - truth["beta"].to_numpy() * np.log(s_ref),
+        "alpha": truth["alpha"].to_numpy(),
+        "beta": truth["beta"].to_numpy(),
+    }
+    slopes = {k: np.full(n_domains, v) for k, v in SLOPES.items()}
+    rows = []
+    for run, shares in mixtures.iterrows():
+        offset = rng.normal(0, 0.01, n_domains)
+        for size in sizes:
+            for step in (1e3, 2e3, 4e3, 8e3):
+                mu = BIMIX.log_loss(
+                    None,
+                    shares.to_numpy(),
+                    np.log(step / s_ref),
+                    {**params, **slopes},
+                    z=np.log(size / n_ref),
+                )
+                loss = np.exp(mu + offset + rng.normal(0, 0.005, n_domains))
+                rows += [
+                    {"run": run, "step": step, "size": size, "domain": d, "loss": v}
+                    for d, v in zip(domains, loss, strict=True)
+                ]
+    return MixtureData.from_frames(mixtures, pd.DataFrame(rows), size_kind="total parameters")
+
+
+def test_size_data_keep_one_run_per_mixture_and_say_what_the_sizes_count():
+    data = _size_data()
+    assert data.has_sizes and data.sizes == SIZES
+    assert data.n_runs == 6  # a run id is a mixture, trained at three sizes
+    assert "3 model sizes" in data.summary() and "total parameters" in data.summary()
+    assert data.subset(max_size=2e8).sizes == (1e8, 2e8)
+    plain = simulate_default(seed=1)
+    assert not plain.has_sizes and plain.sizes == ()
+    with pytest.raises(DataError, match="no model-size dimension"):
+        plain.subset(max_size=1e8)
+
+
+def test_two_losses_at_one_step_need_a_size_column():
+    data = _size_data()
+    obs = data.observations.drop(columns="size")
+    with pytest.raises(DataError, match="--size-col"):
+        MixtureData.from_frames(data.mixtures, obs)
+
+
+def test_wide_loader_reads_sizes_as_a_dimension(tmp_path):
+    path = tmp_path / "runs.csv"
+    rng = np.random.default_rng(0)
+    lines = ["weight_web,weight_code,model_size,n_tokens,web_loss,code_loss"]
+    for w in (0.2, 0.5, 0.8):
+        for size in ("122M", "1.2e9"):
+            for t in (1e9, 2e9, 4e9):
+                lines.append(f"{w},{1 - w},{size},{t},{3 + rng.random()},{2 + rng.random()}")
+    path.write_text("\n".join(lines))
+    data = load_data(path, size_col="model_size", size_kind="non-embedding parameters")
+    assert data.n_runs == 3 and data.sizes == (122e6, 1.2e9)
+    assert data.size_kind == "non-embedding parameters"
+    with pytest.raises(DataError, match="both the group column and the size column"):
+        load_data(path, size_col="model_size", group_col="model_size", group="122M")
+    bad = tmp_path / "bad.csv"
+    bad.write_text(path.read_text().replace("1.2e9", "big", 1))
+    with pytest.raises(DataError, match=r"not positive numbers.*line 5: 'big'"):
+        load_data(bad, size_col="model_size")
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), z=st.floats(-2, 2))
+def test_scaling_the_mixture_term_is_scaling_its_parameters(seed, z):
+    """at_size scales alpha and cross by exp(size_mixture z); the graph scales the whole mixture
+    term instead: the same because every law's mixture term is linear in its parameters."""
+    rng = np.random.default_rng(seed)
+    shares = rng.dirichlet(np.ones(4), 5)
+    params = {
+        "log_floor": rng.normal(0.5, 0.3, 5),
+        "log_reducible": rng.normal(-1, 0.3, 5),
+        "alpha": rng.uniform(0.01, 0.2, 5),
+        "beta": rng.uniform(0.3, 1.0, 5),
+        "cross": rng.normal(0, 0.3, (5, 4)) * np.array([0, 1, 1, 1]),
+    }
+    slopes = {k: rng.normal(0, 0.2, 5) for k in SIZE_PARAMS}
+    moved = at_size(params, slopes, z)
+    term = BIMIX_CROSS.mixture_term(shares, shares[:, 0], params)
+    assert np.allclose(
+        BIMIX_CROSS.mixture_term(shares, shares[:, 0], moved),
+        term * np.exp(slopes["size_mixture"] * z),
+    )
+    assert np.allclose(moved["log_floor"], params["log_floor"] + slopes["size_floor"] * z)
+    assert np.allclose(np.log(moved["beta"]), np.log(params["beta"]) + slopes["size_beta"] * z)
+    assert at_size(params, slopes, 0.0)["alpha"] is not None
+    assert np.allclose(at_size(params, slopes, 0.0)["alpha"], params["alpha"])
+
+
+@pytest.mark.parametrize("law", ["bimix", "bimix_cross"])
+def test_the_size_graph_equals_the_numpy_law_and_likelihood(law):
+    """The PyMC graph's log likelihood at a random point (size slopes included) equals the numpy
+    law (at_size) + Woodbury run likelihood, on a layout whose curves span three sizes."""
+    from tests.test_laws import _graph_loglik, _posterior_at
+
+    layout = CurveLayout.from_data(_size_data(), 3e3)
+    assert layout.has_sizes and len(layout.step_grid) == 12  # 4 steps x 3 sizes
+    spec = merge_spec({"law": {"name": law}})
+    model = build_pymc_model(layout, spec)
+    rng = np.random.default_rng(1)
+    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
+    post = _posterior_at(model, point)
+    post.attrs["law"] = law
+    assert np.abs(post["size_mixture"]).max() > 0.01  # the slopes are not all zero
+    expected = float(run_log_likelihoods(post, layout, spec).sum())
+    assert np.isclose(_graph_loglik(model, point), expected, rtol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def size_fit():
+    data = _size_data(seed=3)
+    model = BiMixModel({"sampler": {"draws": 150, "tune": 300, "chains": 2}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = model.fit(data.subset(max_size=2e8), seed=1)
+    return data, idata
+
+
+def test_a_size_fit_recovers_the_slopes_and_forecasts_a_larger_size(size_fit, tmp_path):
+    from bimix_bayes import load_fit, predict, save_fit
+
+    data, idata = size_fit
+    post = idata.posterior
+    assert fitted_sizes(idata) == (1e8, 2e8)
+    assert idata.attrs["size_kind"] == "total parameters"
+    for name, value in SLOPES.items():
+        mean = float(post[name].mean())
+        assert abs(mean - value) < 0.06, (name, mean)
+    path = save_fit(idata, tmp_path / "fit.nc")
+    loaded = load_fit(path)
+    assert fitted_sizes(loaded) == (1e8, 2e8)
+    with pytest.raises(ValueError, match="say which size"):
+        predict(loaded, [8e3], runs=["mix000"])
+    table = predict(loaded, [8e3], runs=list(data.runs), size=4e8, prob=(0.9,))
+    obs = data.observations
+    held = obs[(obs["size"] == 4e8) & (obs["step"] == 8e3)]
+    merged = held.merge(table.rename(columns={"mixture": "run"}), on=["run", "domain"])
+    inside = (merged["lower_90"] <= merged["loss"]) & (merged["loss"] <= merged["upper_90"])
+    assert inside.mean() >= 0.8
+    assert (merged["median"] / merged["loss"] - 1).abs().mean() < 0.02
+    with pytest.warns(SizeExtrapolationWarning, match="outside the fitted sizes"):
+        predict(loaded, [8e3], runs=["mix000"], size=1e10)
+
+
+def test_a_fit_without_sizes_refuses_a_size():
+    import arviz as az
+    import xarray as xr
+
+    from bimix_bayes.bayes.sizes import size_offset
+
+    plain = az.InferenceData(constant_data=xr.Dataset({"step": ("obs", [1.0, 2.0])}))
+    assert size_offset(plain, None, None) is None
+    with pytest.raises(ValueError, match="no model-size dimension"):
+        size_offset(plain, None, 1e9)
+
+
+def test_optimize_at_a_size_shows_how_the_optimum_moves(size_fit):
+    from bimix_bayes.decision.recommend import optimize
+
+    _, idata = size_fit
+    rec = optimize(idata, 8e3, size=4e8, forecast=False)
+    assert list(rec.by_size.index) == ["100M", "200M", "400M *"]
+    shares = rec.by_size[list(rec.mixture.index)]
+    assert np.allclose(shares.sum(axis=1), 1.0)
+    assert np.allclose(shares.iloc[-1].to_numpy(), rec.mixture.to_numpy(), atol=1e-6)
+    text = rec.format()
+    assert "at model size 400M (total parameters)" in text
+    assert "how the optimum moves with model size" in text
+
+
+def test_holdout_size_fits_the_small_sizes_and_predicts_the_large():
+    data = _size_data()
+    (split,) = make_splits(data, "holdout-size:400M")
+    assert split.train.sizes == (1e8, 2e8)
+    assert set(split.held["size"]) == {4e8}
+    assert set(split.held["target"]) == {"observed run"}  # every mixture was fitted smaller
+    from bimix_bayes.evaluation.protocols import ProtocolError
+
+    with pytest.raises(ProtocolError, match="leave some sizes"):
+        make_splits(data, "holdout-size:1M")
+
+
+def test_backtest_by_size_scores_each_size_and_refuses_least_squares():
+    from bimix_bayes.evaluation.runner import backtest
+
+    data = _size_data(seed=5)
+    with pytest.raises(ValueError, match="no model-size dimension"):
+        backtest(data, "holdout-size:400M", method="both")
+    spec = {"sampler": {"draws": 100, "tune": 200, "chains": 2}}
+    result = backtest(data, "holdout-size:400M", method="bayes", spec=spec)
+    runs = set(result.points["run"])
+    assert runs == {f"{r}@400M" for r in data.runs}
+    assert result.metrics.loc[("bayes", "(all points)"), "mre"] < 0.03
