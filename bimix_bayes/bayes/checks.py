@@ -119,6 +119,7 @@ def replicate_losses(
             k: v[..., None, :] if k == "cross" else v[..., None]
             for k, v in gather(posterior_params(params, law), d).items()
         },
+        z=layout.z if layout.has_sizes else None,
     )
     y = mu + u[..., None] + (scale * sigma)[..., None] * rng.standard_normal(mu.shape)
     return np.exp(y[..., layout.obs_curve, layout.obs_pos])

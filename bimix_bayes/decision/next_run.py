@@ -49,6 +49,7 @@ import pandas as pd
 
 from bimix_bayes.bayes.correlated_posterior import effect_factors
 from bimix_bayes.bayes.persistence import spec_from_idata
+from bimix_bayes.bayes.sizes import fitted_sizes
 from bimix_bayes.data.mixture_input import mixture_frame
 from bimix_bayes.data.table import DataError
 from bimix_bayes.decision.constraints import Bounds, MixtureConstraints
@@ -348,6 +349,11 @@ def propose_next_runs(
     """
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
+    if fitted_sizes(idata):
+        raise ValueError(
+            "bimix next does not yet cover fits of several model sizes (which size would the "
+            "new run be trained at?); fit one size (--group-col) to choose its next run"
+        )
     diag, surface, data, w = prepare(idata, step, weights, domains)
     train = list(surface.columns)
     constraints = constraints or MixtureConstraints()

@@ -425,10 +425,10 @@ def backtest(
         raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
     if "lightgbm" in methods:
         import_lightgbm()  # a missing extra fails here, before any fit
-    if data.has_sizes and "ls" in methods:
+    if data.has_sizes and set(methods) - {"bayes"}:
         raise ValueError(
-            "the paper's least squares has no model-size dimension: backtest data with sizes "
-            "with method='bayes' (or 'lightgbm'), or select one size (--group-col)"
+            "the paper's least squares and LightGBM have no model-size dimension: backtest "
+            "data with sizes with method='bayes', or select one size (--group-col)"
         )
     splits = make_splits(data, protocol, seed=seed, n_splits=n_splits)
     frames, fits, pair_frames = [], [], []

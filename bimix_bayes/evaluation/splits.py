@@ -23,6 +23,7 @@ import pandas as pd
 
 from bimix_bayes.data.labels import NEW, OBSERVED
 from bimix_bayes.data.table import DataError, MixtureData
+from bimix_bayes.data.validate import run_keys
 from bimix_bayes.evaluation.protocols import Protocol, ProtocolError, parse_protocol
 
 __all__ = ["Split", "fixed_budget", "make_splits"]
@@ -153,7 +154,7 @@ def make_splits(
             "holdout-mixtures:K and holdout-runs:PATTERN apply"
         )
     if protocol.kind == "last-checkpoint":
-        last = obs.groupby("run")["step"].transform("max").to_numpy(dtype=float)
+        last = obs.groupby(run_keys(obs))["step"].transform("max").to_numpy(dtype=float)
         return [_split("0", data, step < last, protocol)]
     if protocol.kind == "horizon":
         cutoff = float(protocol.value) * float(step.max())
