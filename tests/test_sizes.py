@@ -223,12 +223,19 @@ def test_holdout_size_fits_the_small_sizes_and_predicts_the_large():
         make_splits(data, "holdout-size:1M")
 
 
-def test_backtest_by_size_scores_each_size_and_refuses_least_squares():
+def test_backtest_by_size_refuses_the_comparators_without_sizes():
+    from bimix_bayes.evaluation.runner import backtest
+
+    for method in ("both", "ls", "lightgbm"):
+        with pytest.raises(ValueError, match="no model-size dimension"):
+            backtest(_size_data(seed=5), "holdout-size:400M", method=method)
+
+
+@pytest.mark.slow
+def test_backtest_by_size_scores_each_size():
     from bimix_bayes.evaluation.runner import backtest
 
     data = _size_data(seed=5)
-    with pytest.raises(ValueError, match="no model-size dimension"):
-        backtest(data, "holdout-size:400M", method="both")
     spec = {"sampler": {"draws": 100, "tune": 200, "chains": 2}}
     result = backtest(data, "holdout-size:400M", method="bayes", spec=spec)
     runs = set(result.points["run"])
