@@ -259,7 +259,7 @@ def _step_factor(
 ) -> pt.TensorVariable:
     """The step law of every (curve, checkpoint), evaluated once per (domain, distinct step),
     or per (domain, distinct (step, size)) with model sizes (:func:`~bimix_bayes.laws.size.
-    at_size` moves the floor and the reducible loss to each grid point's size)."""
+    at_size` moves the floor, the reducible loss and the exponent to each grid point's size)."""
     params = {k: theta[k][:, None] for k in ("log_floor", "log_reducible", "log_beta")}
     if "grid_z" in theta:
         slopes = {k: theta[k][:, None] for k in SIZE_PARAMS}
