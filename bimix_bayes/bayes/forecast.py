@@ -381,34 +381,14 @@ def _prepare(
         warnings.warn(note, ExtrapolationWarning, stacklevel=3)
     bend = None
     if kind == "predictive" and spec["discrepancy"]["extrapolation"]:
+        settings = spec["discrepancy"]
         h = doublings_outside(steps_arr, first=fitted.min(), last=fitted.max())
-        settings = spec["discrepancy"]
-        bend = xr.DataArray(
-            shared_bend(
-                h,
-                len(domains),
-                omega=settings["sd_per_doubling"],
-                rho=settings["domain_correlation"],
-                shape=(post.sizes["chain"], post.sizes["draw"]),
-                rng=np.random.default_rng([seed, 4]),
-            ),
-            dims=("chain", "draw", "step", "domain"),
-        )
-    h_size = size_doublings_outside(idata, size)
-    if kind == "predictive" and spec["discrepancy"]["extrapolation"] and h_size > 0:
-        settings = spec["discrepancy"]
-        size_bend = xr.DataArray(  # the error every run shares at a size not trained
-            shared_bend(
-                np.full(len(steps_arr), h_size),
-                len(domains),
-                omega=settings["size_sd_per_doubling"],
-                rho=settings["domain_correlation"],
-                shape=(post.sizes["chain"], post.sizes["draw"]),
-                rng=np.random.default_rng([seed, 5]),
-            ),
-            dims=("chain", "draw", "step", "domain"),
-        )
-        bend = size_bend if bend is None else bend + size_bend
+        bend = _shared_error(h, settings["sd_per_doubling"], settings, post, len(domains), seed, 4)
+        h_size = size_doublings_outside(idata, size)
+        if h_size > 0:  # the error every run shares at a size not trained
+            h = np.full(len(steps_arr), h_size)
+            omega = settings["size_sd_per_doubling"]
+            bend = bend + _shared_error(h, omega, settings, post, len(domains), seed, 5)
     return _Forecast(
         law=law,
         params=posterior_params(post, law),
@@ -435,6 +415,30 @@ def _prepare(
             **({} if size is None else {"size": float(size)}),
         },
         z=z,
+    )
+
+
+def _shared_error(
+    h: np.ndarray,
+    omega: float,
+    settings: Mapping[str, Any],
+    post: xr.Dataset,
+    n_domains: int,
+    seed: int,
+    stream: int,
+) -> xr.DataArray:
+    """Draws of an error shared by every run (:func:`~bimix_bayes.bayes.discrepancy.
+    shared_bend`) over (chain, draw, step, domain), from random stream ``[seed, stream]``."""
+    return xr.DataArray(
+        shared_bend(
+            h,
+            n_domains,
+            omega=omega,
+            rho=settings["domain_correlation"],
+            shape=(post.sizes["chain"], post.sizes["draw"]),
+            rng=np.random.default_rng([seed, stream]),
+        ),
+        dims=("chain", "draw", "step", "domain"),
     )
 
 
