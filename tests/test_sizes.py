@@ -151,11 +151,13 @@ def test_the_size_graph_equals_the_numpy_law_and_likelihood(law):
 
 @pytest.fixture(scope="module")
 def size_fit():
-    data = _size_data(seed=3)
+    # three fitted sizes: with two, the floor, reducible and exponent slopes trade off (one
+    # environment recovered size_reducible 0.035 for 0.1); 8e8 is held out
+    data = _size_data(seed=3, sizes=(*SIZES, 8e8))
     model = BiMixModel({"sampler": {"draws": 150, "tune": 300, "chains": 2}})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        idata = model.fit(data.subset(max_size=2e8), seed=1)
+        idata = model.fit(data.subset(max_size=4e8), seed=1)
     return data, idata
 
 
@@ -164,19 +166,20 @@ def test_a_size_fit_recovers_the_slopes_and_forecasts_a_larger_size(size_fit, tm
 
     data, idata = size_fit
     post = idata.posterior
-    assert fitted_sizes(idata) == (1e8, 2e8)
+    assert fitted_sizes(idata) == SIZES
     assert idata.attrs["size_kind"] == "total parameters"
-    for name, value in SLOPES.items():
-        mean = float(post[name].mean())
-        assert abs(mean - value) < 0.06, (name, mean)
+    for name, value in SLOPES.items():  # each domain's slope within 3 posterior sds of the truth
+        mean, sd = post[name].mean(("chain", "draw")), post[name].std(("chain", "draw"))
+        assert (np.abs(mean - value) < 3 * sd + 0.01).all(), (name, mean.values, sd.values)
+        assert float(sd.max()) < 0.1, (name, sd.values)  # and the data do pin it down
     path = save_fit(idata, tmp_path / "fit.nc")
     loaded = load_fit(path)
-    assert fitted_sizes(loaded) == (1e8, 2e8)
+    assert fitted_sizes(loaded) == SIZES
     with pytest.raises(ValueError, match="say which size"):
         predict(loaded, [8e3], runs=["mix000"])
-    table = predict(loaded, [8e3], runs=list(data.runs), size=4e8, prob=(0.9,))
+    table = predict(loaded, [8e3], runs=list(data.runs), size=8e8, prob=(0.9,))
     obs = data.observations
-    held = obs[(obs["size"] == 4e8) & (obs["step"] == 8e3)]
+    held = obs[(obs["size"] == 8e8) & (obs["step"] == 8e3)]
     merged = held.merge(table.rename(columns={"mixture": "run"}), on=["run", "domain"])
     inside = (merged["lower_90"] <= merged["loss"]) & (merged["loss"] <= merged["upper_90"])
     assert inside.mean() >= 0.8
@@ -201,13 +204,13 @@ def test_optimize_at_a_size_shows_how_the_optimum_moves(size_fit):
     from bimix_bayes.decision.recommend import optimize
 
     _, idata = size_fit
-    rec = optimize(idata, 8e3, size=4e8, forecast=False)
-    assert list(rec.by_size.index) == ["100M", "200M", "400M *"]
+    rec = optimize(idata, 8e3, size=8e8, forecast=False)
+    assert list(rec.by_size.index) == ["100M", "200M", "400M", "800M *"]
     shares = rec.by_size[list(rec.mixture.index)]
     assert np.allclose(shares.sum(axis=1), 1.0)
     assert np.allclose(shares.iloc[-1].to_numpy(), rec.mixture.to_numpy(), atol=1e-6)
     text = rec.format()
-    assert "at model size 400M (total parameters)" in text
+    assert "at model size 800M (total parameters)" in text
     assert "how the optimum moves with model size" in text
 
 
