@@ -826,26 +826,40 @@ def targets_section(
             f"{_ok(agree_mre >= 3)} |"
         )
     # 5. fit time
-    if not timing:
-        lines.append(_not_run("bimix_cross on SlimPajama 122M (60 runs) <= 60 s, converged"))
-    elif "error" in timing:
-        lines.append(
-            f"| bimix_cross on SlimPajama 122M <= 60 s, converged | failed: "
-            f"{timing['error'][-200:]!r} | **no** |"
+    lines.append(
+        _fit_time_row(
+            timing,
+            "fit of the cross-domain law (spec bimix_cross, 4 chains x 1000) on all "
+            "SlimPajama 122M runs <= 60 s on 2 cores including compilation, converged",
+            60,
+            lambda t: f"plus {t['import_s']:.1f} s of imports in the fresh process",
+            lambda t: f"{t['runs']} runs, {t['observations']} obs",
         )
-    else:
-        ok = timing["fit_s"] <= 60 and timing["passed"]
-        lines.append(
-            f"| fit of the cross-domain law (spec bimix_cross, 4 chains x 1000) on all "
-            f"{timing['runs']} SlimPajama 122M runs ({timing['observations']} obs) <= 60 s on "
-            f"2 cores including compilation, converged | {timing['fit_s']:.1f} s (compile "
-            f"{timing['compile_s']:.1f} s, sampling {timing['sample_s']:.1f} s; plus "
-            f"{timing['import_s']:.1f} s of imports in the fresh process); r-hat "
-            f"{timing['max_rhat']:.3f}, min ESS bulk {timing['min_ess_bulk']:.0f} / tail "
-            f"{timing['min_ess_tail']:.0f}, {timing['divergences']} divergences; load average "
-            f"{timing['load_before'][0]:.1f} before | {_ok(ok)} |"
-        )
+    )
     return [*lines, ""]
+
+
+def _fit_time_row(
+    timing: dict[str, Any] | None,
+    target: str,
+    limit_s: float,
+    extra: Callable[[dict[str, Any]], str],
+    data: Callable[[dict[str, Any]], str],
+) -> str:
+    """A targets-table row of a timed fit (:func:`fit_time`): not run, failed, or its seconds
+    and convergence against ``limit_s``; ``extra`` and ``data`` describe the measured fit."""
+    if not timing:
+        return _not_run(target)
+    if "error" in timing:
+        return f"| {target} | failed: {timing['error'][-200:]!r} | **no** |"
+    t = timing
+    ok = t["fit_s"] <= limit_s and t["passed"]
+    return (
+        f"| {target} ({data(t)}) | {t['fit_s']:.1f} s (compile {t['compile_s']:.1f} s, sampling "
+        f"{t['sample_s']:.1f} s; {extra(t)}); r-hat {t['max_rhat']:.3f}, min ESS bulk "
+        f"{t['min_ess_bulk']:.0f} / tail {t['min_ess_tail']:.0f}, {t['divergences']} "
+        f"divergences; load average {t['load_before'][0]:.1f} before | {_ok(ok)} |"
+    )
 
 
 SIZE_KEY = "SlimPajama sizes holdout-size:937M"
@@ -929,25 +943,16 @@ def size_targets_section(results: Sequence[JobResult], timing: dict[str, Any] | 
             f"| rank correlation of the {big['size']} runs' mean loss (last checkpoint) against "
             f"the forecast | Spearman {_num(big['spearman'])} over {big['runs']:.0f} runs | - |"
         )
-    if not timing:
-        lines.append(_not_run("size-aware fit of all SlimPajama sizes <= 3 min, converged"))
-    elif "error" in timing:
-        lines.append(
-            f"| size-aware fit of all SlimPajama sizes <= 3 min | failed: "
-            f"{timing['error'][-200:]!r} | **no** |"
+    lines.append(
+        _fit_time_row(
+            timing,
+            "size-aware fit (default spec, 4 chains x 1000) of all SlimPajama sizes <= 3 min on "
+            "2 cores, converged; memory",
+            180,
+            lambda t: f"peak memory {t['peak_mib']:.0f} MiB",
+            lambda t: f"{t['sizes']} sizes, {t['runs']} mixtures, {t['observations']} obs",
         )
-    else:
-        ok = timing["fit_s"] <= 180 and timing["passed"]
-        lines.append(
-            f"| size-aware fit (default spec, 4 chains x 1000) of all {timing['sizes']} "
-            f"SlimPajama sizes ({timing['runs']} mixtures, {timing['observations']} obs) <= 3 min "
-            f"on 2 cores, converged; memory | {timing['fit_s']:.1f} s (compile "
-            f"{timing['compile_s']:.1f} s, sampling {timing['sample_s']:.1f} s); r-hat "
-            f"{timing['max_rhat']:.3f}, min ESS bulk {timing['min_ess_bulk']:.0f} / tail "
-            f"{timing['min_ess_tail']:.0f}, {timing['divergences']} divergences; peak memory "
-            f"{timing['peak_mib']:.0f} MiB; load average {timing['load_before'][0]:.1f} before | "
-            f"{_ok(ok)} |"
-        )
+    )
     return [*lines, ""]
 
 
