@@ -45,7 +45,7 @@ many runs ``bimix next`` needed to get there (or that it did not within the grid
 Run from the repository root (datasets in ``../shared/datasets`` or ``$BIMIX_SHARED_DATASETS``;
 the SlimPajama problems are skipped when absent, the embedded one always runs)::
 
-    python benchmarks/next_run_regret.py                    # the full run (~60 min, 2 cores)
+    python benchmarks/next_run_regret.py                    # the full run (~80 min, 2 cores)
     python benchmarks/next_run_regret.py --quick --out /tmp/regret-quick.md   # smoke (~5 min)
     python benchmarks/next_run_regret.py --problems replay --repeats 3
 
@@ -81,7 +81,7 @@ from bimix_bayes.data.labels import ALL_DOMAINS
 from bimix_bayes.data.public import find_datasets, load_slimpajama
 from bimix_bayes.data.table import DataWarning, MixtureData
 from bimix_bayes.decision.constraints import MixtureConstraints
-from bimix_bayes.decision.next_run import propose_next_runs, random_candidates
+from bimix_bayes.decision.next_run import UPDATES, propose_next_runs, random_candidates
 from bimix_bayes.decision.problem import prepare
 from bimix_bayes.decision.rank import rank
 from bimix_bayes.decision.surface import LossSurface, weighted_loss
@@ -325,7 +325,8 @@ class Settings:
 
     grid: tuple[int, ...]
     max_batch: int
-    n_fantasies: int
+    n_fantasies: int | None
+    update: str
     seed: int
 
 
@@ -391,14 +392,18 @@ def next_rows(
                     batch=k,
                     candidates=problem.pool.drop(index=chosen),
                     n_fantasies=settings.n_fantasies,
+                    update=settings.update,
                     seed=settings.seed + len(chosen),
                 )
             chosen += [str(m) for m in plan.proposals.index]
+            last = plan.proposals.iloc[-1]
+            ess = plan.proposals["ess"].min()
             log(
                 f"bimix next: proposed {k} at n={len(chosen) - k} in "
-                f"{time.perf_counter() - t0:.0f} s (value {plan.proposals['value'].iloc[-1]:.2e}"
-                f" of {plan.value_of_stopping:.2e} nats, ESS "
-                f"{plan.proposals['ess'].min():.0f})"
+                f"{time.perf_counter() - t0:.0f} s (value {last['value']:.2e} of "
+                f"{plan.value_of_stopping:.2e} nats, changes the choice in "
+                f"{100 * last['p_change']:.0f} % of fantasies"
+                + (f", ESS {ess:.0f})" if np.isfinite(ess) else ")")
             )
             idata = fitter.fit(problem.data, chosen, seed=settings.seed + len(chosen))
         rows.append(_row(problem, repeat, "bimix next", recommend(idata, problem), chosen, n0))
@@ -650,7 +655,8 @@ def report(sections: Sequence[Section], args: argparse.Namespace, wall: float, d
         "fitted on the chosen runs and recommends the pool mixture of lowest posterior expected "
         "objective (`rank`); regret = its true objective minus the pool's best. `bimix next` "
         f"proposes batches up to the next grid point (at most {args.max_batch} runs per refit; "
-        f"{args.fantasies} fantasies, every posterior draw) with the remaining pool as "
+        f"{args.update} update of every posterior draw, "
+        f"{args.fantasies or 'the default number of'} fantasies) with the remaining pool as "
         "candidates. `random + LS`: the paper's least squares on the random order; `random + "
         "best seen`: the trained run with the lowest observed objective (no model). Entropy "
         "proxies need the domains' text: only the embedded study has them (its four entropy "
@@ -717,7 +723,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a small smoke version (a few minutes)")
     p.add_argument("--repeats", type=int, default=None, help="replay repeats (default 5; quick 1)")
     p.add_argument(
-        "--sim-repeats", type=int, default=None, help="repeats per simulator (default 3; quick 1)"
+        "--sim-repeats", type=int, default=None, help="repeats per simulator (default 5; quick 1)"
     )
     p.add_argument(
         "--problems",
@@ -727,7 +733,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--pool", type=int, default=None, help="simulated pool size (200; quick 40)")
     p.add_argument("--max-batch", type=int, default=6, help="most runs `bimix next` adds per refit")
-    p.add_argument("--fantasies", type=int, default=64, help="fantasies per candidate")
+    p.add_argument(
+        "--fantasies",
+        type=int,
+        default=None,
+        help="fantasies per candidate (default: the update's)",
+    )
+    p.add_argument(
+        "--update", choices=UPDATES, default="linear", help="how `bimix next` updates the draws"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--rows", type=Path, help="also write every result row to this CSV")
@@ -735,7 +749,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.grid = (6, 9) if args.quick else (6, 9, 12, 18, 24)
     args.repeats = args.repeats if args.repeats is not None else (1 if args.quick else 5)
     args.sim_repeats = (
-        args.sim_repeats if args.sim_repeats is not None else (1 if args.quick else 3)
+        args.sim_repeats if args.sim_repeats is not None else (1 if args.quick else 5)
     )
     args.pool = args.pool if args.pool is not None else (40 if args.quick else 200)
     return args
@@ -747,7 +761,7 @@ class Runner:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.t_start = time.perf_counter()
-        self.settings = Settings(args.grid, args.max_batch, args.fantasies, args.seed)
+        self.settings = Settings(args.grid, args.max_batch, args.fantasies, args.update, args.seed)
         self.fitter = Fitter(QUICK_SAMPLER if args.quick else FULL_SAMPLER)
         self.sections: list[Section] = []
 

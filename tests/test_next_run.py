@@ -11,12 +11,14 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.stats import multivariate_normal
+from scipy.stats import multivariate_normal, norm
 
 from bimix_bayes.bayes.model import BiMixModel
 from bimix_bayes.data.table import DataError
 from bimix_bayes.decision.constraints import MixtureConstraints
 from bimix_bayes.decision.next_run import (
+    UPDATES,
+    _greedy_linear,
     _Observation,
     _run_covariance,
     propose_next_runs,
@@ -61,6 +63,71 @@ def test_the_fantasy_likelihood_is_the_dense_multivariate_normal():
         )  # fmt: skip
         diff = got[b] - dense
         np.testing.assert_allclose(diff, diff[:, :1] * np.ones_like(diff), atol=1e-8)
+
+
+def test_the_linear_update_matches_the_closed_form_of_a_gaussian_two_mixture_decision():
+    """Reference: with the objectives and the runs' log losses jointly Gaussian over the draws
+    and two mixtures (today's ``m0`` and ``m1``), ``E[O(m1) - O(m0) | y]`` is normal with mean
+    ``mu`` and sd ``s = sqrt(C S^-1 C^T)``, so ``KG = E[max(0, -z)] = s phi(mu/s) - mu Phi(-mu/s)``
+    exactly. The linear update's Monte Carlo value must agree, and it must choose the candidate
+    of largest exact value."""
+    rng = np.random.default_rng(4)
+    n, dom, cands = 40_000, 3, 5
+    theta = rng.standard_normal((n, 4))  # the law's parameters over the draws
+    loadings = rng.normal(0, 0.05, (cands, 4, dom))
+    mean = np.einsum("nk,ckd->ncd", theta, loadings)  # (draws, candidates, D)
+    cov = np.broadcast_to(0.02**2 * np.eye(dom) + 0.01**2, (n, dom, dom)).copy()
+    obs = _Observation.build(mean, cov)
+    gap = theta @ np.array([0.01, -0.02, 0.015, 0.0]) + 0.004  # O(m1) - O(m0)
+    relative = np.column_stack([np.zeros(n), gap])
+    rows = _greedy_linear(obs, relative, 1, 200_000, np.random.default_rng(0))
+    exact = []
+    for c in range(cands):
+        f = mean[:, c] - mean[:, c].mean(axis=0)
+        s_y = f.T @ f / (n - 1) + cov[0]
+        c_oy = (gap - gap.mean()) @ f / (n - 1)
+        sd = np.sqrt(c_oy @ np.linalg.solve(s_y, c_oy))
+        mu = gap.mean()
+        exact.append(sd * norm.pdf(mu / sd) - mu * norm.cdf(-mu / sd))
+    assert rows[0]["candidate"] == int(np.argmax(exact))
+    np.testing.assert_allclose(rows[0]["value"], max(exact), rtol=0.02)
+    assert rows[0]["value_se"] < 0.01 * rows[0]["value"]
+    # the chance of a changed choice is P(z < 0)
+    c = int(np.argmax(exact))
+    f = mean[:, c] - mean[:, c].mean(axis=0)
+    c_oy = (gap - gap.mean()) @ f / (n - 1)
+    sd = np.sqrt(c_oy @ np.linalg.solve(f.T @ f / (n - 1) + cov[0], c_oy))
+    np.testing.assert_allclose(rows[0]["p_change"], norm.cdf(-gap.mean() / sd), atol=0.01)
+
+
+def test_both_updates_agree_where_reweighting_keeps_many_draws(fit):
+    """On a real fit, at a proxy step where one run says little, reweighting is near exact:
+    the linear update values the candidates alike (same best of a fixed set, values close)."""
+    rng = np.random.default_rng(7)
+    domains = [str(d) for d in fit.posterior["domain"].to_numpy()]
+    table = pd.DataFrame(rng.dirichlet(np.ones(len(domains)), 12), columns=domains)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plans = {
+            u: propose_next_runs(fit, STEP, candidates=table, update=u, n_fantasies=256)
+            for u in UPDATES
+        }
+    lin, rw = plans["linear"].proposals, plans["reweight"].proposals
+    assert np.isnan(lin["ess"]).all() and (rw["ess"] > 50).all()
+    v_lin, v_rw = lin["value"].iloc[0], rw["value"].iloc[0]
+    se = np.hypot(lin["value_se"].iloc[0], rw["value_se"].iloc[0])
+    assert abs(v_lin - v_rw) < max(0.5 * v_rw, 4 * se), (lin, rw)
+    assert plans["linear"].settings["update"] == "linear"
+    assert "linear (Gaussian) update" in plans["linear"].format()
+    assert "ess" not in plans["linear"].display_table()
+
+
+def test_an_unknown_update_is_refused_and_the_cli_offers_the_same_ones(fit):
+    from bimix_bayes.cli import next_run as cli_next
+
+    with pytest.raises(ValueError, match="update must be one of"):
+        propose_next_runs(fit, STEP, update="refit")
+    assert cli_next.UPDATES == UPDATES
 
 
 def test_the_run_covariance_has_offsets_correlated_across_domains_plus_noise(fit):
@@ -162,12 +229,13 @@ def test_cli_next_prints_and_writes(fit, tmp_path):
     out = tmp_path / "next.json"
     result = run(
         "next", str(path), "--step", "4e4", "--batch", "2", "--n-candidates", "60",
-        "--fantasies", "16", "--out", str(out),
+        "--fantasies", "16", "--update", "reweight", "--out", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "value of stopping now" in result.stdout and "knowledge gradient" in result.stdout
     saved = json.loads(out.read_text())
     assert len(saved["proposals"]) == 2 and saved["value_of_stopping"] > 0
+    assert saved["settings"]["update"] == "reweight" and "ess" in result.stdout
 
 
 def test_works_under_a_cross_domain_law_and_says_when_the_likelihood_is_approximate(sim_data):

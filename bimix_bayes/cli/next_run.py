@@ -5,7 +5,7 @@ Examples
 >>> from bimix_bayes.cli.app import build_parser
 >>> args = build_parser().parse_args(["next", "fit.nc", "--step", "8000", "--batch", "3"])
 >>> args.batch, args.proxy_step, args.fantasies, args.min_share
-(3, None, 64, 0.02)
+(3, None, None, 0.02)
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ from pathlib import Path
 
 from bimix_bayes.cli import options as opt
 
+#: ``propose_next_runs``'s updates (``decision.next_run.UPDATES``; spelt out here so that the
+#: parser does not import the decision layer: tests/test_next_run.py checks they agree).
+UPDATES = ("linear", "reweight")
+
 __all__ = ["add_commands", "cmd_next"]
 
 
@@ -23,8 +27,8 @@ def cmd_next(args: argparse.Namespace) -> int:
 
     For each candidate mixture, the knowledge gradient: how much lower the expected loss of the
     mixture finally chosen for --step would be once a run of that mixture to --proxy-step is
-    observed (posterior draws reweighted by the run's likelihood under fantasies drawn from the
-    posterior; no refit). --batch K proposes K runs greedily, each given the earlier ones. Also
+    observed (the posterior draws updated by fantasy runs, linearly by default or by
+    reweighting; no refit). --batch K proposes K runs greedily, each given the earlier ones. Also
     prints the value of stopping now: the expected regret of deciding today.
 
     Returns
@@ -53,6 +57,7 @@ def cmd_next(args: argparse.Namespace) -> int:
         n_candidates=args.n_candidates,
         min_share=args.min_share,
         n_fantasies=args.fantasies,
+        update=args.update,
         seed=args.seed,
     )
     print(plan.format())
@@ -86,7 +91,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         ("--n-candidates", opt.count(1), 1000, "random candidate mixtures (default 1000)"),
         ("--min-share", opt.share, 0.02, "least share of each free domain in the random "
          "candidates (default 0.02)"),
-        ("--fantasies", opt.count(2), 64, "fantasy runs per candidate (default 64)"),
+        ("--fantasies", opt.count(2), None, "fantasy runs per candidate (default 512 under "
+         "the linear update, 64 under reweighting)"),
         ("--constraints", Path, None, "TOML/YAML file of bounds and fixed shares, as in "
          "`bimix optimize`"),
         ("--weights", opt.domain_weights, None, "domain weights of the loss, as in `bimix "
@@ -97,6 +103,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--within-design",
         action="store_true",
         help="keep the decision and the random candidates within the fitted runs' shares",
+    )
+    p.add_argument(
+        "--update",
+        choices=UPDATES,
+        default="linear",
+        help="how a fantasy run moves the posterior: linear (Gaussian, Kalman) update of the "
+        "draws (default) or importance reweighting of them",
     )
     opt.add_seed(p, help="seed of the candidates and the fantasies (default 0)")
     opt.add_out(p, ".json", ".csv", help="write everything as .json, or the proposals as .csv")

@@ -61,7 +61,10 @@ from bimix_bayes.decision.surface import LossSurface, weighted_loss
 if TYPE_CHECKING:
     import arviz as az
 
-__all__ = ["NextRuns", "propose_next_runs", "random_candidates"]
+__all__ = ["UPDATES", "NextRuns", "propose_next_runs", "random_candidates"]
+
+#: How a fantasy run updates the posterior (:func:`propose_next_runs`'s ``update``).
+UPDATES = ("linear", "reweight")
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,9 @@ class NextRuns:
         One row per proposed run, in the order chosen: its shares (one column per training
         domain), ``value`` (knowledge gradient of the runs up to this one together, nats of
         the objective), ``gain`` (what this run adds to the earlier ones), ``value_se`` (Monte
-        Carlo standard error of ``value``) and ``ess`` (median effective sample size of the
-        reweighted draws over fantasies).
+        Carlo standard error of ``value``), ``p_change`` (the probability that the runs up to
+        this one change the choice) and ``ess`` (median effective sample size of the
+        reweighted draws over fantasies; NaN under the linear update, which keeps every draw).
     value_of_stopping
         The expected regret of deciding today, ``E[O(m0) - min_m O(m)]`` (nats): an upper
         bound on what any run can be worth.
@@ -106,15 +110,25 @@ class NextRuns:
         best = float(self.proposals["value"].iloc[-1]) if len(self.proposals) else 0.0
         return best / self.value_of_stopping if self.value_of_stopping > 0 else 0.0
 
+    @property
+    def method(self) -> str:
+        """How a fantasy run updated the posterior, in words."""
+        how = {"linear": "a linear (Gaussian) update", "reweight": "importance reweighting"}
+        return f"{how[self.settings['update']]} of {self.settings['draws']} posterior draws"
+
     def display_table(self) -> pd.DataFrame:
-        """The proposals for people: shares in %, values in nats (3 digits), ESS rounded."""
+        """The proposals for people: shares and the chance of a changed choice in %, values in
+        nats (3 digits), the effective draws (reweighting only) rounded."""
         shares = (100 * self.proposals[list(self.decision.index)]).round(1)
-        return shares.add_suffix(" %").assign(
+        table = shares.add_suffix(" %").assign(
             value=self.proposals["value"].map("{:.2e}".format),
             gain=self.proposals["gain"].map("{:.2e}".format),
             value_se=self.proposals["value_se"].map("{:.1e}".format),
-            ess=self.proposals["ess"].round().astype(int),
+            change=(100 * self.proposals["p_change"]).round().astype(int).astype(str) + " %",
         )
+        if self.proposals["ess"].notna().all():
+            table["ess"] = self.proposals["ess"].round().astype(int)
+        return table
 
     def format(self) -> str:
         """The proposals as text, with the value of stopping now."""
@@ -123,12 +137,17 @@ class NextRuns:
         lines = [
             f"what to train next for the decision at {self.step:g} {self.unit}: runs to "
             f"{self.proxy_step:g} {self.unit}, chosen by the knowledge gradient over "
-            f"{s['candidates']} candidate mixtures ({s['draws']} posterior draws, "
-            f"{s['fantasies']} fantasies each)",
+            f"{s['candidates']} candidate mixtures ({self.method}, {s['fantasies']} fantasies "
+            "each)",
             table.to_string(),
             "(value: expected fall of the chosen mixture's objective, nats, once the runs up to "
-            "this one are observed; gain: this run's part of it; ess: effective posterior draws "
-            "after the update, median over fantasies)",
+            "this one are observed; gain: this run's part of it; change: how often they change "
+            "the choice"
+            + (
+                "; ess: effective posterior draws after the update, median over fantasies)"
+                if "ess" in table
+                else ")"
+            ),
             f"value of stopping now: the expected regret of deciding today is "
             f"{self.value_of_stopping:.2e} nats (no run can be worth more); today's choice: "
             + ", ".join(f"{d} {100 * v:.1f} %" for d, v in self.decision.items()),
@@ -308,8 +327,9 @@ def propose_next_runs(
     within_design: bool = False,
     n_candidates: int = 1000,
     min_share: float = 0.02,
-    n_fantasies: int = 64,
+    n_fantasies: int | None = None,
     max_draws: int = 4000,
+    update: str = "linear",
     seed: int = 0,
 ) -> NextRuns:
     """Propose the ``batch`` proxy runs whose results are worth most to the mixture decision.
@@ -340,7 +360,13 @@ def propose_next_runs(
         How many random candidates, and the least share of each free domain in them (a
         run at a near-zero share mostly tests the law where it is extrapolated furthest).
     n_fantasies, max_draws
-        Fantasies per candidate, and posterior draws used (evenly thinned).
+        Fantasies per candidate (default 512 under the linear update, 64 under reweighting),
+        and posterior draws used (evenly thinned).
+    update
+        How a fantasy run moves the posterior: ``"linear"`` (default: the runs' log losses and
+        the objectives jointly Gaussian over the draws, a Kalman update) or ``"reweight"``
+        (importance reweighting of the draws by the run's likelihood: exact in the limit of
+        many draws, but one informative run leaves few effective draws).
     seed
         Seed of the candidates, the thinning and the fantasies.
 
@@ -350,6 +376,8 @@ def propose_next_runs(
     """
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
+    if update not in UPDATES:
+        raise ValueError(f"update must be one of {', '.join(UPDATES)}, got {update!r}")
     if fitted_sizes(idata):
         raise ValueError(
             "bimix next does not yet cover fits of several model sizes (which size would the "
@@ -397,43 +425,17 @@ def propose_next_runs(
     relative = np.asfortranarray(objective[:, contenders] - objective[:, [m0]], np.float32)
     proxy = float(proxy_step) if proxy_step is not None else _longest_last_step(data)
     obs = _observation(idata, proxy, train, pool, draws)
-    truth = rng.integers(0, len(draws), n_fantasies)
-    noise = rng.standard_normal((batch, n_fantasies, obs.mean.shape[-1]))
-    chunk = 16  # candidates scored together: one matrix product each
-    rows = []
-    base_log_w = np.zeros((n_fantasies, len(draws)))
-    # a fantasy's own draw is left out of its reweighted posterior: it made y, so it would take
-    # most of the weight and overstate what the run teaches (with 600 draws it was the heaviest
-    # draw in 38 % of fantasies, doubling the values: benchmarks/next_run_regret.py)
-    base_log_w[np.arange(n_fantasies), truth] = -np.inf
-    previous = 0.0
-    for k in range(batch):
-        best = None
-        for start in range(0, len(pool), chunk):
-            cs = np.arange(start, min(start + chunk, len(pool)))
-            log_w = base_log_w + obs.log_likelihood(cs, obs.fantasies(cs, truth, noise[k]))
-            weights_c = _normalised(log_w)  # (B, F, draws)
-            kg = _knowledge_gradient(weights_c, relative)  # (B, F)
-            b = int(np.argmax(kg.mean(axis=1)))
-            if best is None or kg[b].mean() > best[1].mean():
-                best = (int(cs[b]), kg[b], weights_c[b])
-        c, kg, weights_c = best
-        one = np.array([c])
-        base_log_w = base_log_w + obs.log_likelihood(one, obs.fantasies(one, truth, noise[k]))[0]
-        ess = 1.0 / (weights_c**2).sum(axis=1)
-        value = float(kg.mean())
-        rows.append(
-            {
-                "mixture": names[c],
-                **dict(zip(train, pool[c], strict=True)),
-                "value": value,
-                "gain": value - previous,
-                "value_se": float(kg.std(ddof=1) / np.sqrt(len(kg))),
-                "ess": float(np.median(ess)),
-            }
-        )
-        previous = value
-    proposals = pd.DataFrame(rows).set_index("mixture")
+    if update == "linear":
+        fantasies = 512 if n_fantasies is None else int(n_fantasies)
+        rows = _greedy_linear(obs, relative, batch, fantasies, rng)
+    else:
+        fantasies = 64 if n_fantasies is None else int(n_fantasies)
+        rows = _greedy_reweighted(obs, relative, batch, fantasies, rng)
+    for row in rows:
+        c = row.pop("candidate")
+        row.update({"mixture": names[c], **dict(zip(train, pool[c], strict=True))})
+    columns = ["mixture", *train, "value", "gain", "value_se", "p_change", "ess"]
+    proposals = pd.DataFrame(rows)[columns].set_index("mixture")
     notes = []
     if spec_from_idata(idata)["likelihood"]["family"] == "student_t":
         notes.append(
@@ -442,10 +444,10 @@ def propose_next_runs(
         )
     if not diag.passed:
         notes.append("the fit FAILED its convergence diagnostics: these values are rough")
-    if proposals["ess"].min() < 50:
+    if update == "reweight" and proposals["ess"].min() < 50:
         notes.append(
             "after some fantasy updates fewer than 50 effective draws remain: the values are "
-            "noisy; refit with more draws (--draws) for a steadier estimate"
+            "noisy; use the linear update (--update linear) or refit with more draws"
         )
     if proxy > _longest_last_step(data):
         notes.append(
@@ -462,11 +464,118 @@ def propose_next_runs(
         settings={
             "draws": len(draws),
             "candidates": len(pool),
-            "fantasies": int(n_fantasies),
+            "fantasies": fantasies,
+            "update": update,
             "seed": int(seed),
         },
         notes=notes,
     )
+
+
+def _greedy_reweighted(
+    obs: _Observation,
+    relative: np.ndarray,
+    batch: int,
+    n_fantasies: int,
+    rng: np.random.Generator,
+) -> list[dict[str, Any]]:
+    """Greedy batch by importance reweighting: fantasies draw a posterior draw and ``y`` from
+    its likelihood; the draws are reweighted by ``p(y | theta_d)`` (exact under the model, but
+    few draws keep weight when one run says much)."""
+    truth = rng.integers(0, obs.mean.shape[1], n_fantasies)
+    noise = rng.standard_normal((batch, n_fantasies, obs.mean.shape[-1]))
+    chunk = 16  # candidates scored together: one matrix product each
+    rows = []
+    base_log_w = np.zeros((n_fantasies, obs.mean.shape[1]))
+    # a fantasy's own draw is left out of its reweighted posterior: it made y, so it would take
+    # most of the weight and overstate what the run teaches (with 600 draws it was the heaviest
+    # draw in 38 % of fantasies, doubling the values: benchmarks/next_run_regret.py)
+    base_log_w[np.arange(n_fantasies), truth] = -np.inf
+    previous = 0.0
+    for k in range(batch):
+        best = None
+        for start in range(0, len(obs.mean), chunk):
+            cs = np.arange(start, min(start + chunk, len(obs.mean)))
+            log_w = base_log_w + obs.log_likelihood(cs, obs.fantasies(cs, truth, noise[k]))
+            weights_c = _normalised(log_w)  # (B, F, draws)
+            kg = _knowledge_gradient(weights_c, relative)  # (B, F)
+            b = int(np.argmax(kg.mean(axis=1)))
+            if best is None or kg[b].mean() > best[1].mean():
+                best = (int(cs[b]), kg[b], weights_c[b])
+        c, kg, weights_c = best
+        one = np.array([c])
+        base_log_w = base_log_w + obs.log_likelihood(one, obs.fantasies(one, truth, noise[k]))[0]
+        rows.append(_row(c, kg, previous, ess=float(np.median(1.0 / (weights_c**2).sum(axis=1)))))
+        previous = rows[-1]["value"]
+    return rows
+
+
+def _greedy_linear(
+    obs: _Observation,
+    relative: np.ndarray,
+    batch: int,
+    n_fantasies: int,
+    rng: np.random.Generator,
+) -> list[dict[str, Any]]:
+    """Greedy batch by the linear (Gaussian) update: over the posterior draws, the runs' log
+    losses ``y`` (law at the proxy step plus the runs' offsets and noise) and the objectives
+    ``O`` are taken as jointly Gaussian, so ``E[O | y] = E[O] + C S^-1 (y - E[y])`` with
+    ``C = Cov(O, y)`` and ``S = Cov(y)`` (the law's spread over draws plus the mean run
+    covariance; runs share the law, not their offsets). Before ``y`` is seen,
+    ``y - E[y] = L xi`` with ``S = L L^T``, ``xi ~ N(0, I)``, so the updated means are
+    ``E[O] + (L^-1 C^T)^T xi``: every draw keeps its weight however much a run says, which is
+    what importance reweighting cannot do with a few hundred draws."""
+    n_cand, n_draws, n_dom = obs.mean.shape
+    noise_cov = np.einsum("dij,djk->ik", obs.chol, np.swapaxes(obs.chol, -1, -2)) / n_draws
+    rel = np.asarray(relative, float)
+    mean_rel = rel.mean(axis=0)
+    rel_c = np.ascontiguousarray((rel - mean_rel).T) / np.sqrt(n_draws - 1.0)  # (M, draws)
+    xi = rng.standard_normal((n_fantasies, batch * n_dom))
+    chosen = np.zeros((n_draws, 0))  # centred law log losses of the runs chosen so far
+    chunk = 32
+    rows = []
+    previous = 0.0
+    for k in range(batch):
+        p = chosen.shape[1]
+        cov_pp = chosen.T @ chosen + np.kron(np.eye(k), noise_cov)
+        cross_p = rel_c @ chosen  # (M, P)
+        best = None
+        for start in range(0, n_cand, chunk):
+            f = obs.mean[start : start + chunk]
+            f = (f - f.mean(axis=1, keepdims=True)) / np.sqrt(n_draws - 1.0)  # (B, draws, D)
+            size = len(f)
+            cov = np.empty((size, p + n_dom, p + n_dom))
+            cov[:, :p, :p] = cov_pp
+            cov[:, :p, p:] = np.einsum("np,bnd->bpd", chosen, f, optimize=True)
+            cov[:, p:, :p] = np.swapaxes(cov[:, :p, p:], 1, 2)
+            cov[:, p:, p:] = np.swapaxes(f, 1, 2) @ f + noise_cov
+            cross = np.empty((size, rel_c.shape[0], p + n_dom))
+            cross[:, :, :p] = cross_p
+            cross[:, :, p:] = rel_c @ f  # (B, M, D)
+            gain = np.linalg.solve(np.linalg.cholesky(cov), np.swapaxes(cross, 1, 2))
+            updated = mean_rel + xi[:, : p + n_dom] @ gain  # (B, F, M)
+            kg = -updated.min(axis=-1)
+            b = int(np.argmax(kg.mean(axis=1)))
+            if best is None or kg[b].mean() > best[1].mean():
+                best = (start + b, kg[b], f[b])
+        c, kg, f = best
+        chosen = np.hstack([chosen, f])
+        rows.append(_row(c, kg, previous, ess=np.nan))
+        previous = rows[-1]["value"]
+    return rows
+
+
+def _row(candidate: int, kg: np.ndarray, previous: float, ess: float) -> dict[str, Any]:
+    """A proposal's values from its knowledge gradient per fantasy ``kg``."""
+    value = float(kg.mean())
+    return {
+        "candidate": candidate,
+        "value": value,
+        "gain": value - previous,
+        "value_se": float(kg.std(ddof=1) / np.sqrt(len(kg))),
+        "p_change": float((kg > 1e-12).mean()),
+        "ess": ess,
+    }
 
 
 def _objective(

@@ -150,6 +150,7 @@ def section_next_runs(
             "value": "value (nats)",
             "gain": "gain (nats)",
             "value_se": "se",
+            "change": "changes the choice",
             "ess": "effective draws",
         }
     )
@@ -160,6 +161,7 @@ def section_next_runs(
             "recovered": f"{100 * plan.recovered:.0f}",
             "proxy_step": plan.proxy_step,
             "settings": plan.settings,
+            "method": plan.method,
             "notes": plan.notes,
         }
     }
