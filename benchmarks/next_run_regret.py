@@ -740,7 +740,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="fantasies per candidate (default: the update's)",
     )
     p.add_argument(
-        "--update", choices=UPDATES, default="linear", help="how `bimix next` updates the draws"
+        "--update", choices=UPDATES, default="reweight", help="how `bimix next` updates the draws"
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)

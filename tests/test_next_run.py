@@ -229,13 +229,13 @@ def test_cli_next_prints_and_writes(fit, tmp_path):
     out = tmp_path / "next.json"
     result = run(
         "next", str(path), "--step", "4e4", "--batch", "2", "--n-candidates", "60",
-        "--fantasies", "16", "--update", "reweight", "--out", str(out),
+        "--fantasies", "16", "--update", "linear", "--out", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "value of stopping now" in result.stdout and "knowledge gradient" in result.stdout
     saved = json.loads(out.read_text())
     assert len(saved["proposals"]) == 2 and saved["value_of_stopping"] > 0
-    assert saved["settings"]["update"] == "reweight" and "ess" in result.stdout
+    assert saved["settings"]["update"] == "linear" and "linear (Gaussian)" in result.stdout
 
 
 def test_works_under_a_cross_domain_law_and_says_when_the_likelihood_is_approximate(sim_data):

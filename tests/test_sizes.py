@@ -244,3 +244,50 @@ def test_backtest_by_size_scores_each_size():
     runs = set(result.points["run"])
     assert runs == {f"{r}@400M" for r in data.runs}
     assert result.metrics.loc[("bayes", "(all points)"), "mre"] < 0.03
+
+
+def test_next_runs_for_a_size_fit_decide_at_the_target_and_simulate_a_fitted_size(size_fit):
+    """`bimix next` on a fit of several sizes: the decision at the target size (today's choice
+    is `optimize`'s there), the proposed runs at the smallest fitted size unless told, a size
+    never trained refused as a proxy (its runs cannot be simulated from the fit's noise)."""
+    from bimix_bayes.decision.next_run import propose_next_runs
+    from bimix_bayes.decision.recommend import optimize
+
+    _, idata = size_fit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan = propose_next_runs(idata, 8e3, size=8e8, n_candidates=60, n_fantasies=16)
+        rec = optimize(idata, 8e3, size=8e8, forecast=False)
+        at_large = propose_next_runs(
+            idata, 8e3, size=8e8, proxy_size=4e8, n_candidates=60, n_fantasies=16
+        )
+    np.testing.assert_allclose(plan.decision.to_numpy(), rec.mixture.to_numpy(), atol=1e-6)
+    assert plan.proxy_size == SIZES[0] and at_large.proxy_size == 4e8
+    assert "at model size 800M (total parameters): runs at model size 100M" in plan.format()
+    assert plan.to_dict()["size"] == 8e8
+    with pytest.raises(ValueError, match="say which size"):
+        propose_next_runs(idata, 8e3, n_candidates=20, n_fantasies=4)
+    with pytest.raises(ValueError, match="not a fitted size"):
+        propose_next_runs(idata, 8e3, size=8e8, proxy_size=8e8, n_candidates=20)
+
+
+def test_the_report_of_a_size_fit_forecasts_and_decides_at_the_target_size(size_fit):
+    """The HTML report of a fit of several sizes: forecasts and the decision at the target
+    size, the optimum at every fitted size, the next runs at the smallest size; a target size
+    is required (naming the fitted sizes), held-out points are refused with the backtest to
+    use, and least squares (no size dimension) is left out."""
+    from bimix_bayes.report.html import build_report
+
+    data, idata = size_fit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        page = build_report(idata, size=8e8, n_bootstrap=0, next_runs=1, seed=0)
+    assert "Summary: train this mixture at" in page and "at model size 800M" in page
+    assert "How the optimum moves with model size" in page and "800M *" in page
+    assert "at model size 100M" in page  # the proxy runs' size
+    assert "least squares has no size dimension" in page
+    assert "--backtest holdout-size:400M --backtest-method bayes" in page
+    with pytest.raises(ValueError, match="say which size"):
+        build_report(idata, n_bootstrap=0)
+    with pytest.raises(ValueError, match="holdout-size"):
+        build_report(idata, size=8e8, holdout=data.subset(min_size=8e8), n_bootstrap=0)

@@ -17,7 +17,7 @@ from bimix_bayes.cli import options as opt
 
 #: ``propose_next_runs``'s updates (``decision.next_run.UPDATES``; spelt out here so that the
 #: parser does not import the decision layer: tests/test_next_run.py checks they agree).
-UPDATES = ("linear", "reweight")
+UPDATES = ("reweight", "linear")
 
 __all__ = ["add_commands", "cmd_next"]
 
@@ -27,8 +27,8 @@ def cmd_next(args: argparse.Namespace) -> int:
 
     For each candidate mixture, the knowledge gradient: how much lower the expected loss of the
     mixture finally chosen for --step would be once a run of that mixture to --proxy-step is
-    observed (the posterior draws updated by fantasy runs, linearly by default or by
-    reweighting; no refit). --batch K proposes K runs greedily, each given the earlier ones. Also
+    observed (the posterior draws reweighted by fantasy runs' likelihoods, or updated
+    linearly; no refit). --batch K proposes K runs greedily, each given the earlier ones. Also
     prints the value of stopping now: the expected regret of deciding today.
 
     Returns
@@ -58,6 +58,8 @@ def cmd_next(args: argparse.Namespace) -> int:
         min_share=args.min_share,
         n_fantasies=args.fantasies,
         update=args.update,
+        size=args.size,
+        proxy_size=args.proxy_size,
         seed=args.seed,
     )
     print(plan.format())
@@ -91,8 +93,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         ("--n-candidates", opt.count(1), 1000, "random candidate mixtures (default 1000)"),
         ("--min-share", opt.share, 0.02, "least share of each free domain in the random "
          "candidates (default 0.02)"),
-        ("--fantasies", opt.count(2), None, "fantasy runs per candidate (default 512 under "
-         "the linear update, 64 under reweighting)"),
+        ("--fantasies", opt.count(2), None, "fantasy runs per candidate (default 64 under "
+         "reweighting, 512 under the linear update)"),
         ("--constraints", Path, None, "TOML/YAML file of bounds and fixed shares, as in "
          "`bimix optimize`"),
         ("--weights", opt.domain_weights, None, "domain weights of the loss, as in `bimix "
@@ -104,12 +106,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep the decision and the random candidates within the fitted runs' shares",
     )
+    opt.add_size(p)
+    p.add_argument(
+        "--proxy-size",
+        type=opt.model_size,
+        help="the fitted model size the proposed runs would be trained at (a fit of several "
+        "sizes; default: the smallest)",
+    )
     p.add_argument(
         "--update",
         choices=UPDATES,
-        default="linear",
-        help="how a fantasy run moves the posterior: linear (Gaussian, Kalman) update of the "
-        "draws (default) or importance reweighting of them",
+        default="reweight",
+        help="how a fantasy run moves the posterior: importance reweighting of the draws "
+        "(default) or a linear (Gaussian, Kalman) update of them (every draw kept; values "
+        "about half a refit's)",
     )
     opt.add_seed(p, help="seed of the candidates and the fantasies (default 0)")
     opt.add_out(p, ".json", ".csv", help="write everything as .json, or the proposals as .csv")

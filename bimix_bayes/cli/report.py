@@ -100,6 +100,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         backtests=backtests,
         compare=others,
         next_runs=args.next,
+        size=args.size,
         progress=progress,
     )
     size = path.stat().st_size / 1e6
@@ -119,6 +120,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         ("--holdout", Path, None, "held-out loss log (CSV/Parquet) to mark and score"),
     )  # fmt: skip
     opt.add_objective(p)
+    opt.add_size(p)
     add_decision_inputs(p, as_in_optimize=True)
     opt.add_bootstrap(p, help="least-squares bootstrap resamples (200)")
     p.add_argument(

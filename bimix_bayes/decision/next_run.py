@@ -29,6 +29,12 @@ of ``K`` runs is chosen greedily: the ``k``-th proposal maximises the value of t
 runs observed together (joint fantasies, likelihoods multiplied), so a second run near the
 first is worth only what it adds.
 
+``update="linear"`` replaces the reweighting by a Kalman update: over the draws, the runs' log
+losses and the objectives are taken as jointly Gaussian, ``E[O | y] = E[O] + C S^-1 (y - E[y])``
+(``C = Cov(O, y)``, ``S = Cov(y)``). It keeps every draw however much a run says, but the
+posterior is not Gaussian: against refits it moves the expected objectives about half as far
+(``benchmarks/next_run_update.py``), so reweighting is the default.
+
 Examples
 --------
 >>> plan = propose_next_runs(idata, 4e4, batch=2, n_candidates=50, n_fantasies=16)
@@ -50,7 +56,7 @@ import pandas as pd
 
 from bimix_bayes.bayes.correlated_posterior import effect_factors
 from bimix_bayes.bayes.persistence import spec_from_idata
-from bimix_bayes.bayes.sizes import fitted_sizes
+from bimix_bayes.bayes.sizes import fitted_sizes, size_label
 from bimix_bayes.data.mixture_input import mixture_frame
 from bimix_bayes.data.table import DataError
 from bimix_bayes.decision.constraints import Bounds, MixtureConstraints
@@ -64,7 +70,7 @@ if TYPE_CHECKING:
 __all__ = ["UPDATES", "NextRuns", "propose_next_runs", "random_candidates"]
 
 #: How a fantasy run updates the posterior (:func:`propose_next_runs`'s ``update``).
-UPDATES = ("linear", "reweight")
+UPDATES = ("reweight", "linear")
 
 
 @dataclass(frozen=True)
@@ -90,9 +96,13 @@ class NextRuns:
     unit
         ``"steps"`` or ``"tokens"``.
     settings
-        Draws, candidates, fantasies and seed used.
+        Draws, candidates, fantasies, update and seed used.
     notes
         Caveats (a failed fit, few effective draws, ...).
+    size, proxy_size, size_kind
+        For a fit of several model sizes: the target model's size, the size the proposed runs
+        would be trained at, and what the sizes count (``"total"`` or ``"non-embedding"``
+        parameters); None otherwise.
     """
 
     proposals: pd.DataFrame
@@ -103,6 +113,9 @@ class NextRuns:
     unit: str
     settings: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    size: float | None = None
+    proxy_size: float | None = None
+    size_kind: str = ""
 
     @property
     def recovered(self) -> float:
@@ -134,9 +147,15 @@ class NextRuns:
         """The proposals as text, with the value of stopping now."""
         table = self.display_table()
         s = self.settings
+        at_size = of_size = ""
+        if self.size is not None and self.proxy_size is not None:
+            kind = f" ({self.size_kind})" if self.size_kind else ""
+            at_size = f" at model size {size_label(self.size)}{kind}"
+            of_size = f" at model size {size_label(self.proxy_size)}"
         lines = [
-            f"what to train next for the decision at {self.step:g} {self.unit}: runs to "
-            f"{self.proxy_step:g} {self.unit}, chosen by the knowledge gradient over "
+            f"what to train next for the decision at {self.step:g} {self.unit}{at_size}: "
+            f"runs{of_size} to {self.proxy_step:g} {self.unit}, chosen by the knowledge "
+            "gradient over "
             f"{s['candidates']} candidate mixtures ({self.method}, {s['fantasies']} fantasies "
             "each)",
             table.to_string(),
@@ -165,6 +184,9 @@ class NextRuns:
             "step": self.step,
             "proxy_step": self.proxy_step,
             "unit": self.unit,
+            "size": self.size,
+            "proxy_size": self.proxy_size,
+            "size_kind": self.size_kind or None,
             "value_of_stopping": self.value_of_stopping,
             "decision": self.decision.to_dict(),
             "proposals": json.loads(self.proposals.to_json(orient="records")),
@@ -288,9 +310,12 @@ class _Observation:
         return -0.5 * (quad + self.quad_mean[candidates][:, None]) - self.half_logdet
 
 
-def _observation(idata, data_step: float, train, candidates, draws) -> _Observation:
-    """The observation model of a new run at ``data_step`` for every candidate."""
-    surface = LossSurface.from_idata(idata, data_step)
+def _observation(
+    idata, data_step: float, train, candidates, draws, size: float | None = None
+) -> _Observation:
+    """The observation model of a new run at ``data_step`` (and model ``size``, for a fit of
+    several sizes) for every candidate."""
+    surface = LossSurface.from_idata(idata, data_step, size)
     cols = [train.index(c) for c in surface.columns]
     mean = surface.log_losses(candidates[:, cols])[draws]  # (draws, C, D)
     x_proxy = float(np.log(data_step / float(idata.attrs["s_ref"])))
@@ -329,7 +354,9 @@ def propose_next_runs(
     min_share: float = 0.02,
     n_fantasies: int | None = None,
     max_draws: int = 4000,
-    update: str = "linear",
+    update: str = "reweight",
+    size: float | None = None,
+    proxy_size: float | None = None,
     seed: int = 0,
 ) -> NextRuns:
     """Propose the ``batch`` proxy runs whose results are worth most to the mixture decision.
@@ -360,13 +387,20 @@ def propose_next_runs(
         How many random candidates, and the least share of each free domain in them (a
         run at a near-zero share mostly tests the law where it is extrapolated furthest).
     n_fantasies, max_draws
-        Fantasies per candidate (default 512 under the linear update, 64 under reweighting),
+        Fantasies per candidate (default 64 under reweighting, 512 under the linear update),
         and posterior draws used (evenly thinned).
+    size, proxy_size
+        For a fit of several model sizes: the target model's size (the decision is made
+        there, as in ``optimize``; required) and the fitted size the proposed runs would be
+        trained at (default: the smallest). Run it once per proxy size to weigh a run's
+        value against its cost.
     update
-        How a fantasy run moves the posterior: ``"linear"`` (default: the runs' log losses and
-        the objectives jointly Gaussian over the draws, a Kalman update) or ``"reweight"``
-        (importance reweighting of the draws by the run's likelihood: exact in the limit of
-        many draws, but one informative run leaves few effective draws).
+        How a fantasy run moves the posterior: ``"reweight"`` (default: importance
+        reweighting of the draws by the run's likelihood, exact in the limit of many draws;
+        one informative run can leave few effective draws, reported as ``ess``) or
+        ``"linear"`` (the runs' log losses and the objectives jointly Gaussian over the draws,
+        a Kalman update: every draw kept, but it moves the expected objectives about half as
+        far as a refit: ``benchmarks/next_run_update.py``).
     seed
         Seed of the candidates, the thinning and the fantasies.
 
@@ -378,12 +412,20 @@ def propose_next_runs(
         raise ValueError(f"batch must be at least 1, got {batch}")
     if update not in UPDATES:
         raise ValueError(f"update must be one of {', '.join(UPDATES)}, got {update!r}")
-    if fitted_sizes(idata):
+    sizes = fitted_sizes(idata)
+    if sizes and proxy_size is None:
+        proxy_size = sizes[0]  # the cheapest proxy
+    elif proxy_size is not None and not sizes:
         raise ValueError(
-            "bimix next does not yet cover fits of several model sizes (which size would the "
-            "new run be trained at?); fit one size (--group-col) to choose its next run"
+            "--proxy-size needs a fit of data with model sizes (--size-col); this fit has none"
         )
-    diag, surface, data, w = prepare(idata, step, weights, domains)
+    elif proxy_size is not None and float(proxy_size) not in sizes:
+        raise ValueError(
+            f"the proxy size {proxy_size:g} is not a fitted size; choose one of "
+            + ", ".join(size_label(v) for v in sizes)
+            + " (a run at a size never trained cannot be simulated from the fit's noise)"
+        )
+    diag, surface, data, w = prepare(idata, step, weights, domains, size)
     train = list(surface.columns)
     constraints = constraints or MixtureConstraints()
     if data.volume == "tokens":
@@ -423,14 +465,15 @@ def propose_next_runs(
     contenders = _contenders(objective, m0)
     # relative to today's choice, in the fast layout for weights @ it
     relative = np.asfortranarray(objective[:, contenders] - objective[:, [m0]], np.float32)
-    proxy = float(proxy_step) if proxy_step is not None else _longest_last_step(data)
-    obs = _observation(idata, proxy, train, pool, draws)
-    if update == "linear":
-        fantasies = 512 if n_fantasies is None else int(n_fantasies)
-        rows = _greedy_linear(obs, relative, batch, fantasies, rng)
-    else:
+    longest = _longest_last_step(data, proxy_size)
+    proxy = float(proxy_step) if proxy_step is not None else longest
+    obs = _observation(idata, proxy, train, pool, draws, proxy_size)
+    if update == "reweight":
         fantasies = 64 if n_fantasies is None else int(n_fantasies)
         rows = _greedy_reweighted(obs, relative, batch, fantasies, rng)
+    else:
+        fantasies = 512 if n_fantasies is None else int(n_fantasies)
+        rows = _greedy_linear(obs, relative, batch, fantasies, rng)
     for row in rows:
         c = row.pop("candidate")
         row.update({"mixture": names[c], **dict(zip(train, pool[c], strict=True))})
@@ -447,9 +490,10 @@ def propose_next_runs(
     if update == "reweight" and proposals["ess"].min() < 50:
         notes.append(
             "after some fantasy updates fewer than 50 effective draws remain: the values are "
-            "noisy; use the linear update (--update linear) or refit with more draws"
+            "noisy; refit with more draws (--draws), or use the linear update (--update "
+            "linear: every draw kept, values about half a refit's)"
         )
-    if proxy > _longest_last_step(data):
+    if proxy > longest:
         notes.append(
             f"the proxy step {proxy:g} is beyond every fitted run: a fantasy run's loss there "
             "is itself an extrapolation"
@@ -469,6 +513,9 @@ def propose_next_runs(
             "seed": int(seed),
         },
         notes=notes,
+        size=None if size is None else float(size),
+        proxy_size=None if proxy_size is None else float(proxy_size),
+        size_kind=str(idata.attrs.get("size_kind", "")) if sizes else "",
     )
 
 
@@ -600,6 +647,9 @@ def _contenders(objective: np.ndarray, m0: int, k: int = 64) -> np.ndarray:
     return np.unique(np.concatenate([by_mean, by_wins, [m0]]))
 
 
-def _longest_last_step(data) -> float:
-    """The last step of the longest fitted run."""
-    return float(data.observations.groupby("run")["step"].max().max())
+def _longest_last_step(data, size: float | None = None) -> float:
+    """The last step of the longest fitted run (at ``size``, for data with model sizes)."""
+    obs = data.observations
+    if size is not None:
+        obs = obs[np.isclose(obs["size"].to_numpy(float), float(size))]
+    return float(obs["step"].max())

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from bimix_bayes.bayes.sizes import size_label
 from bimix_bayes.data.mixture_input import mixture_frame
 from bimix_bayes.decision.constraints import MixtureConstraints
 from bimix_bayes.decision.recommend import optimize
@@ -96,6 +97,23 @@ def _shares_alt(rec: Recommendation, base_name: str) -> str:
     )
 
 
+def _by_size_cells(by_size: pd.DataFrame) -> pd.DataFrame:
+    """The optimum at every fitted size and at the target (``*``) for people: shares in %
+    with the sd of the per-draw optima, and the objective."""
+    domains = [c for c in by_size.columns if not c.startswith(("sd_", "objective"))]
+    cells = pd.DataFrame(index=by_size.index)
+    for d in domains:
+        cells[f"{d} %"] = [
+            f"{100 * v:.1f} ± {100 * sd:.1f}"
+            for v, sd in zip(by_size[d], by_size[f"sd_{d}"], strict=True)
+        ]
+    for c in by_size.columns:
+        if c.startswith("objective"):
+            cells[c] = by_size[c].map("{:.4f}".format)
+    cells.index.name = "model size"
+    return cells
+
+
 def section_decision(
     fit: ReportInputs,
     objective: str = "mean",
@@ -114,6 +132,7 @@ def section_decision(
         constraints=constraints,
         baseline=baseline,
         seed=fit.seed,
+        size=fit.size,
     )
     reasons = rec.constraints[
         (rec.constraints["lower_reason"] != "") | (rec.constraints["upper_reason"] != "")
@@ -130,6 +149,7 @@ def section_decision(
         "shares_figure": to_data_uri(shares_figure(rec.mixture, rec.baseline, base["name"])),
         "shares_alt": _shares_alt(rec, base["name"]),
         "improvement": rec.improvement,
+        "by_size": None if rec.by_size is None else html_table(_by_size_cells(rec.by_size)),
     }
     return {"decision": decision, "objective": rec.objective}
 
@@ -144,7 +164,9 @@ def section_next_runs(
         return {"next_runs": None}
     from bimix_bayes.decision.next_run import propose_next_runs
 
-    plan = propose_next_runs(fit.idata, fit.target, batch=batch, constraints=constraints)
+    plan = propose_next_runs(
+        fit.idata, fit.target, batch=batch, constraints=constraints, size=fit.size
+    )
     table = plan.display_table().rename(
         columns={
             "value": "value (nats)",
@@ -160,6 +182,7 @@ def section_next_runs(
             "stopping": f"{plan.value_of_stopping:.2e}",
             "recovered": f"{100 * plan.recovered:.0f}",
             "proxy_step": plan.proxy_step,
+            "proxy_size": None if plan.proxy_size is None else size_label(plan.proxy_size),
             "settings": plan.settings,
             "method": plan.method,
             "notes": plan.notes,

@@ -170,11 +170,13 @@ def extrapolation_figure(
         ax.set_ylabel("loss", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6, frameon=False, loc="upper right")
-    fig.suptitle(
-        "Posterior predictive median, 50 % and 90 % bands (shaded); least squares and its "
-        "bootstrap band (dashed, dotted); fitted points (dots); held-out points (x)",
-        fontsize=8,
-    )
+    parts = ["Posterior predictive median, 50 % and 90 % bands (shaded)"]
+    if least_squares is not None:
+        parts.append("least squares and its bootstrap band (dashed, dotted)")
+    parts.append("fitted points (dots)")
+    if holdout is not None:
+        parts.append("held-out points (x)")
+    fig.suptitle("; ".join(parts), fontsize=8)
     fig.tight_layout()
     return fig
 

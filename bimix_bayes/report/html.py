@@ -163,6 +163,7 @@ def build_report(
     compare: Mapping[str, az.InferenceData] | None = None,
     least_squares: BiMixLeastSquares | None = None,
     next_runs: int = 0,
+    size: float | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> str:
     """Render the HTML report of a fit.
@@ -198,6 +199,11 @@ def build_report(
     next_runs
         Also propose this many proxy runs to train next, by their value to the decision
         (:func:`~bimix_bayes.decision.next_run.propose_next_runs`; 0: no such section).
+    size
+        For a fit of several model sizes (required there): the model size the report
+        forecasts and decides at; the decision section shows the optimum at every fitted size
+        beside it, the extrapolation figure the observed curves of the nearest fitted size,
+        and least squares (no size dimension) is left out.
     progress
         Optional callable receiving one line as each slow step starts (the least-squares
         bootstrap, scoring the held-out points, the figures, the decision).
@@ -207,18 +213,17 @@ def build_report(
     str
         The HTML document.
     """
-    if fitted_sizes(idata):
+    if fitted_sizes(idata) and holdout is not None:
         raise ValueError(
-            "the HTML report does not yet cover fits of several model sizes; use `bimix "
-            "summary`, `bimix predict --size`, `bimix optimize --size` and `bimix backtest "
-            "--protocol holdout-size:N` on them"
+            "held-out points (--holdout) are not yet scored for a fit of several model sizes; "
+            "backtest it instead (--backtest holdout-size:N --backtest-method bayes)"
         )
     diag = diagnostics_from_idata(idata)
     diag.warn_if_failed("reporting")
     say = progress or (lambda line: None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)  # said once above
-        if least_squares is None:
+        if least_squares is None and not fitted_sizes(idata):  # no size dimension in LS
             resamples = f" ({n_bootstrap} bootstrap resamples)" if n_bootstrap else ""
             say(f"least squares beside the fit{resamples}...")
         fit = ReportInputs.prepare(
@@ -228,6 +233,7 @@ def build_report(
             seed=seed,
             diag=diag,
             least_squares=least_squares,
+            size=size,
         )
         scores = None
         if holdout is not None:

@@ -53,6 +53,7 @@ from bimix_bayes.bayes.diagnostics import FitDiagnostics
 from bimix_bayes.bayes.forecast import predict
 from bimix_bayes.bayes.law_params import posterior_law
 from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata, spec_from_idata
+from bimix_bayes.bayes.sizes import size_label, size_offset
 from bimix_bayes.bayes.spec import Spec
 from bimix_bayes.bayes.summary import (
     NOISE_PARAMS,
@@ -127,6 +128,9 @@ class ReportInputs:
         The step the report extrapolates to and decides at.
     seed
         Seed of the predictive draws.
+    size
+        For a fit of several model sizes: the model size the report forecasts and decides at
+        (None otherwise).
     """
 
     idata: az.InferenceData
@@ -136,11 +140,29 @@ class ReportInputs:
     ls: BiMixLeastSquares | None  # None when no domain has BiMix's form (all evaluation-only)
     target: float
     seed: int
+    size: float | None = None
 
     @property
     def max_step(self) -> float:
         """The largest fitted step."""
         return float(self.data.observations["step"].max())
+
+    @property
+    def shown_size(self) -> float | None:
+        """For a fit of several sizes, the fitted size nearest the target size (log scale):
+        the one whose observed curves the extrapolation figure draws."""
+        if self.size is None:
+            return None
+        sizes = np.asarray(self.data.sizes, float)
+        return float(sizes[np.argmin(np.abs(np.log(sizes / self.size)))])
+
+    @property
+    def size_text(self) -> str:
+        """`` at model size 7B (total parameters)``, or empty without sizes."""
+        if self.size is None:
+            return ""
+        kind = f" ({self.data.size_kind})" if self.data.size_kind else ""
+        return f" at model size {size_label(self.size)}{kind}"
 
     @classmethod
     def prepare(
@@ -152,6 +174,7 @@ class ReportInputs:
         seed: int,
         diag: FitDiagnostics | None = None,
         least_squares: BiMixLeastSquares | None = None,
+        size: float | None = None,
     ) -> ReportInputs:
         """Read the fit's data, spec and diagnostics and fit least squares beside it.
 
@@ -170,11 +193,21 @@ class ReportInputs:
         least_squares
             A least-squares fit of the same data made already (used as it is, so
             ``n_bootstrap`` is then ignored); None fits one.
+        size
+            The model size to forecast and decide at: required for a fit of several sizes
+            (any size, trained or not), refused otherwise.
+
+        Raises
+        ------
+        ValueError
+            A fit of several sizes without ``size`` (naming the fitted sizes), or a size for a
+            fit without sizes.
         """
+        size_offset(idata, None, size)  # says which sizes, or that the fit has none
         data = data_from_idata(idata)
         max_step = float(data.observations["step"].max())
         ls = least_squares
-        if ls is None:
+        if ls is None and not data.has_sizes:  # the paper's fit has no size dimension
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", BootstrapWarning)
                 warnings.simplefilter("ignore", DataWarning)  # the note of the trimmed copy
@@ -187,6 +220,7 @@ class ReportInputs:
             ls=ls,
             target=float(step) if step is not None else 2.0 * max_step,
             seed=seed,
+            size=None if size is None else float(size),
         )
 
 
@@ -304,13 +338,18 @@ def section_extrapolation(
     per-domain ``scores`` (a ``points`` column and percentages) are shown as a table.
     """
     data = fit.data
+    observed = data.observations
+    if fit.shown_size is not None:  # a fit of several sizes: the curves of the nearest size
+        observed = observed[np.isclose(observed["size"].to_numpy(float), fit.shown_size)]
     holdout_runs = [] if holdout is None else [r for r in holdout.runs if r in set(data.runs)]
-    runs_by_domain = _representative_runs(data, holdout_runs or list(data.runs))
+    runs_by_domain = _representative_runs(
+        data, holdout_runs or list(dict.fromkeys(observed["run"]))
+    )
     shown_runs = sorted({r for runs in runs_by_domain.values() for r in runs})
     grid = np.geomspace(
         float(data.observations["step"].min()), max(fit.target, fit.max_step), GRID_POINTS
     )
-    bayes = predict(fit.idata, grid, runs=shown_runs, seed=fit.seed, attach=False)
+    bayes = predict(fit.idata, grid, runs=shown_runs, seed=fit.seed, attach=False, size=fit.size)
     ls_curves = (
         None
         if fit.ls is None
@@ -318,7 +357,7 @@ def section_extrapolation(
     )
     figure = extrapolation_figure(
         bayes,
-        data.observations,
+        observed,
         list(data.domains),
         runs_by_domain,
         data.mixtures,
@@ -336,6 +375,8 @@ def section_extrapolation(
     return {
         "target": fit.target,
         "max_step": fit.max_step,
+        "size_text": fit.size_text,
+        "shown_size": None if fit.shown_size is None else size_label(fit.shown_size),
         "runs_shown": runs_by_domain,
         "extrapolation_figure": to_data_uri(figure),
         "holdout": holdout is not None,

@@ -29,6 +29,7 @@ import pandas as pd
 
 from bimix_bayes.bayes.diagnostics import FitDiagnostics
 from bimix_bayes.bayes.discrepancy import extrapolation_note
+from bimix_bayes.bayes.sizes import size_label
 from bimix_bayes.data.labels import ALL_POINTS
 from bimix_bayes.evaluation.backtest import BacktestResult
 from bimix_bayes.report.sections import ReportInputs
@@ -130,7 +131,8 @@ def section_summary(
         As for :func:`trust_lines`.
     command
         The command that reproduces the report; with no backtest nor held-out points, the
-        summary suggests it with ``--backtest horizon:0.5``.
+        summary suggests it with ``--backtest horizon:0.5`` (a fit of several sizes:
+        ``--backtest holdout-size:LARGEST --backtest-method bayes``).
 
     Returns
     -------
@@ -138,9 +140,14 @@ def section_summary(
         ``recommended`` (shares text), ``baseline`` (:func:`~bimix_bayes.report.decision.
         baseline_facts`), ``rec``, ``horizon`` (target / last fitted step), ``far`` (a warning
         when the target lies beyond what backtests support, else None), ``trust`` (lines),
-        ``trust_command`` and ``fit`` (:func:`fit_status`).
+        ``trust_command``, ``fit`` (:func:`fit_status`) and ``size`` (" at model size ..."
+        for a fit of several sizes, else "").
     """
     trust = trust_lines(backtests, scores)
+    suggested = f"--backtest {SUGGESTED_BACKTEST}"
+    if fit.size is not None:  # a fit of several sizes: forecast its largest size from the rest
+        largest = size_label(max(fit.data.sizes))
+        suggested = f"--backtest holdout-size:{largest} --backtest-method bayes"
     return {
         "recommended": decision["recommended"],
         "baseline": decision["baseline"],
@@ -153,6 +160,7 @@ def section_summary(
             unit=fit.data.volume,
         ),
         "trust": trust,
-        "trust_command": "" if trust else f"{command} --backtest {SUGGESTED_BACKTEST}",
+        "trust_command": "" if trust else f"{command} {suggested}",
+        "size": fit.size_text,
         "fit": fit_status(fit.diag),
     }
