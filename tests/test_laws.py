@@ -165,11 +165,14 @@ def _graph_loglik(model, point) -> float:
     return float(fn(*[point[v.name] for v in model.value_vars]))
 
 
-def _graph_and_numpy(layout: CurveLayout, name: str, seed: int) -> tuple[float, xr.Dataset, float]:
+def _graph_and_numpy(
+    layout: CurveLayout, name: str, seed: int, grouped: bool | None = None
+) -> tuple[float, xr.Dataset, float]:
     """At a random point of the law's model: the graph's log likelihood, the point as a 1 x 1
-    posterior, and the log likelihood computed in numpy (law + Woodbury run likelihood)."""
+    posterior, and the log likelihood computed in numpy (law + Woodbury run likelihood, one
+    factorisation per run); ``grouped``: the graph factorises once per run design."""
     spec = merge_spec({"law": {"name": name}})
-    model = build_pymc_model(layout, spec)
+    model = build_pymc_model(layout, spec, grouped=grouped)
     rng = np.random.default_rng(seed)
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
     post = _posterior_at(model, point)
@@ -178,14 +181,16 @@ def _graph_and_numpy(layout: CurveLayout, name: str, seed: int) -> tuple[float, 
     return _graph_loglik(model, point), post, expected
 
 
+@pytest.mark.parametrize("grouped", [False, True])
 @pytest.mark.parametrize("name", sorted(LAWS))
-def test_the_model_graph_equals_the_numpy_law_and_likelihood(name):
+def test_the_model_graph_equals_the_numpy_law_and_likelihood(name, grouped):
     """The PyMC graph's log likelihood at a random point equals the one computed in numpy from
     the law's numpy form and the Woodbury run likelihood (the dense Gaussian is checked
-    against it in test_correlated)."""
+    against it in test_correlated), with the runs' capacitance factorised per run and per
+    run design (what studies of many runs compile)."""
     law = get_law(name)
     layout = CurveLayout.from_data(_data(zero=law.finite_at_zero), 3e3)
-    loglik, _, expected = _graph_and_numpy(layout, name, seed=4)
+    loglik, _, expected = _graph_and_numpy(layout, name, seed=4, grouped=grouped)
     assert np.isfinite(expected)
     assert np.isclose(loglik, expected, rtol=1e-9)
 

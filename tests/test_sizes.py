@@ -130,8 +130,9 @@ def test_scaling_the_mixture_term_is_scaling_its_parameters(seed, z):
     assert np.allclose(at_size(params, slopes, 0.0)["alpha"], params["alpha"])
 
 
+@pytest.mark.parametrize("grouped", [False, True])
 @pytest.mark.parametrize("law", ["bimix", "bimix_cross"])
-def test_the_size_graph_equals_the_numpy_law_and_likelihood(law):
+def test_the_size_graph_equals_the_numpy_law_and_likelihood(law, grouped):
     """The PyMC graph's log likelihood at a random point (size slopes included) equals the numpy
     law (at_size) + Woodbury run likelihood, on a layout whose curves span three sizes."""
     from tests.test_laws import _graph_loglik, _posterior_at
@@ -139,7 +140,7 @@ def test_the_size_graph_equals_the_numpy_law_and_likelihood(law):
     layout = CurveLayout.from_data(_size_data(), 3e3)
     assert layout.has_sizes and len(layout.step_grid) == 12  # 4 steps x 3 sizes
     spec = merge_spec({"law": {"name": law}})
-    model = build_pymc_model(layout, spec)
+    model = build_pymc_model(layout, spec, grouped=grouped)
     rng = np.random.default_rng(1)
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
     post = _posterior_at(model, point)

@@ -29,6 +29,13 @@ number of checkpoints, it only needs per-(run, domain) sums (``n``, ``S1``, ``S2
 Writing it as ``I + L^T A L`` rather than ``Sigma^-1 + A`` is what makes that so. Domains a run
 did not observe have zero rows in ``A`` and ``b`` and drop out by themselves.
 
+``M`` depends on a run's design (``n``, ``Sx``, ``Sxx`` per domain) and the parameters, not on
+its residuals, and most runs share their design (the same checkpoints in every domain: 2
+distinct designs among the 60 SlimPajama 122M runs, 13 among the 61 mixtures of all its sizes).
+So the model factorises ``M`` once per distinct design (:class:`RunPatterns`) and gathers
+``log det M`` and ``M^-1`` per run: the batched small-matrix work of a gradient falls from one
+per run to one per design, which was most of a gradient's cost.
+
 Given the residuals, the effects are Normal: with ``gamma = L eta``,
 ``eta | e ~ Normal(M^-1 c, W M^-1)`` (:func:`run_conditional`), which is how an observed run's
 later checkpoints are forecast. The Student-t option is the multivariate t with the same scale
@@ -64,6 +71,7 @@ import numpy as np
 from bimix_bayes.bayes.likelihood import gaussian_log_density
 
 __all__ = [
+    "RunPatterns",
     "RunSums",
     "block_diag",
     "corr_cholesky",
@@ -175,6 +183,51 @@ def effect_cholesky(sd: Any, corr_chol: Any | None = None, *, math: ModuleType =
     return sd[..., :, None] * corr_chol
 
 
+@dataclass(frozen=True)
+class RunPatterns:
+    """The distinct run designs: what the capacitance matrix of a run depends on besides the
+    parameters (its ``n``, ``sum(x)`` and ``sum(x^2)`` per domain).
+
+    Attributes
+    ----------
+    member
+        ``(run, pattern)``: 1 where the run has that design, else 0 (a product with it gathers
+        per-design values per run).
+    n, sx, sxx
+        Per design and domain, ``(pattern, domain)``.
+
+    Examples
+    --------
+    >>> n = np.array([[10.0, 10.0], [10.0, 10.0], [10.0, 9.0]])
+    >>> p = RunPatterns.of(n, np.zeros_like(n), np.zeros_like(n))
+    >>> p.index.tolist(), p.n.tolist()
+    ([1, 1, 0], [[10.0, 9.0], [10.0, 10.0]])
+    """
+
+    member: Any
+    n: Any
+    sx: Any
+    sxx: Any
+
+    @property
+    def index(self) -> np.ndarray:
+        """Per run, its design (numpy)."""
+        return np.asarray(self.member).argmax(axis=-1)
+
+    @classmethod
+    def of(cls, n: np.ndarray, sx: np.ndarray, sxx: np.ndarray) -> RunPatterns:
+        """Group runs by their design ``(run, domain)`` arrays (identical rows share one)."""
+        d = n.shape[-1]
+        design = np.concatenate([n, sx, sxx], axis=-1)
+        unique, index = np.unique(design, axis=0, return_inverse=True)
+        return cls(
+            member=np.eye(len(unique))[np.asarray(index).ravel()],
+            n=unique[:, :d],
+            sx=unique[:, d : 2 * d],
+            sxx=unique[:, 2 * d :],
+        )
+
+
 def _sandwich(left: Any, a: Any, right: Any) -> Any:
     """``sum_d left[d, k] a[j, d] right[d, l]`` per run ``j``: ``L1^T diag(a_j) L2``."""
     return (
@@ -188,15 +241,22 @@ def _project(chol: Any, b: Any) -> Any:
 
 
 def _capacitance(
-    sums: RunSums, sigma: Any, l_u: Any, l_v: Any | None, math: ModuleType
+    sums: RunSums,
+    sigma: Any,
+    l_u: Any,
+    l_v: Any | None,
+    math: ModuleType,
+    patterns: RunPatterns | None = None,
 ) -> tuple[Any, Any, Any]:
-    """``(M, c, inv_s2)``: the capacitance matrix, ``L^T b`` per run, and ``1 / sigma^2``."""
+    """``(M, c, inv_s2)``: the capacitance matrix (per run, or per design of ``patterns``),
+    ``L^T b`` per run, and ``1 / sigma^2``."""
     inv_s2 = 1.0 / sigma[..., None, :] ** 2
-    m = _sandwich(l_u, sums.n * inv_s2, l_u)
+    design = sums if patterns is None else patterns
+    m = _sandwich(l_u, design.n * inv_s2, l_u)
     c = _project(l_u, sums.s1 * inv_s2)
     if l_v is not None:
-        uv = _sandwich(l_u, sums.sx * inv_s2, l_v)
-        vv = _sandwich(l_v, sums.sxx * inv_s2, l_v)
+        uv = _sandwich(l_u, design.sx * inv_s2, l_v)
+        vv = _sandwich(l_v, design.sxx * inv_s2, l_v)
         m = math.concatenate(
             [
                 math.concatenate([m, uv], axis=-1),
@@ -226,6 +286,14 @@ def _logdet(m: Any, math: ModuleType) -> Any:
     return slogdet(m)[1]
 
 
+def _inverse(m: Any, math: ModuleType) -> Any:
+    if math is np:
+        return np.linalg.inv(m)
+    from pytensor.tensor.nlinalg import matrix_inverse
+
+    return matrix_inverse(m)
+
+
 def run_log_likelihood(
     sums: RunSums,
     sigma: Any,
@@ -235,6 +303,7 @@ def run_log_likelihood(
     family: str = "normal",
     nu: float = 5.0,
     math: ModuleType = np,
+    patterns: RunPatterns | None = None,
 ) -> Any:
     """Log density of each run's residual vector, its correlated effects integrated out.
 
@@ -251,17 +320,35 @@ def run_log_likelihood(
         ``"normal"`` or ``"student_t"`` (multivariate t per run with ``nu`` degrees of freedom).
     math
         ``numpy`` or ``pytensor.tensor``.
+    patterns
+        The runs' designs (:meth:`RunPatterns.of` of ``sums.n, sums.sx, sums.sxx``): the
+        capacitance matrix is then factorised once per design and gathered per run (the same
+        value, fewer small-matrix operations); None: once per run.
 
     Returns
     -------
     array
         One log density per run, shaped (..., run).
     """
-    m, c, inv_s2 = _capacitance(sums, sigma, l_u, l_v, math)
+    m, c, inv_s2 = _capacitance(sums, sigma, l_u, l_v, math, patterns)
     n_run = sums.n.sum(axis=-1)
     log_s2 = math.log(sigma[..., None, :] ** 2)
-    logdet = (sums.n * log_s2).sum(axis=-1) + _logdet(m, math)
-    q = (sums.s2 * inv_s2).sum(axis=-1) - (c * _solve(m, c, math)).sum(axis=-1)
+    if patterns is None:
+        logdet_m = _logdet(m, math)
+        c_m_c = (c * _solve(m, c, math)).sum(axis=-1)
+    else:  # M^-1 of each design (M >= I: well conditioned), gathered per run by a product
+        # with the (run, design) indicator matrix (a BLAS product runs fast even in code
+        # compiled without optimisation, unlike a broadcast masked sum)
+        member = patterns.member
+        logdet_m = _logdet(m, math) @ member.T
+        m_inv = _inverse(m, math)
+        lead = tuple(m_inv.shape[i] for i in range(m_inv.ndim - 3))
+        k = m.shape[-1]
+        m_inv = member @ m_inv.reshape((*lead, member.shape[1], k * k))
+        m_inv = m_inv.reshape((*lead, member.shape[0], k, k))
+        c_m_c = (c[..., :, None] * m_inv * c[..., None, :]).sum(axis=(-2, -1))
+    logdet = (sums.n * log_s2).sum(axis=-1) + logdet_m
+    q = (sums.s2 * inv_s2).sum(axis=-1) - c_m_c
     return gaussian_log_density(n_run, logdet, q, family=family, nu=nu, math=math)
 
 

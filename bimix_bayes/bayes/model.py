@@ -52,6 +52,7 @@ import pymc as pm
 import xarray as xr
 
 from bimix_bayes._version import __version__
+from bimix_bayes.bayes.correlated import RunPatterns
 from bimix_bayes.bayes.correlated_posterior import (
     CORRELATION_DIM,
     is_correlated,
@@ -64,7 +65,7 @@ from bimix_bayes.bayes.diagnostics import (
     FitDiagnostics,
     diagnose,
 )
-from bimix_bayes.bayes.graph import build_pymc_model, compiled_nutpie, data_names
+from bimix_bayes.bayes.graph import build_pymc_model, compiled_nutpie, data_names, groups_runs
 from bimix_bayes.bayes.law_params import TRAIN_DIM, spec_law
 from bimix_bayes.bayes.likelihood import (
     CurveLayout,
@@ -316,12 +317,14 @@ class BiMixModel:
         """
         graph_part = {k: self.spec[k] for k in ("law", "priors", "likelihood", "size")}
         graph_part["step_coordinates"] = self.spec["sampler"]["step_coordinates"]
+        grouped = groups_runs(layout)
         try:
             compiled = compiled_nutpie(
                 json.dumps(graph_part, sort_keys=True),
                 len(layout.domains),
                 len(layout.training_domains),
                 layout.has_sizes,
+                grouped,
             )
         except Exception as exc:  # an install or compiler problem: fall back, loudly
             warnings.warn(
@@ -331,8 +334,16 @@ class BiMixModel:
                 stacklevel=3,
             )
             return None
-        values = {"run_n": layout.run_design()[0], "cell_z": layout.z}
-        names = data_names(self.spec, len(layout.domains), sizes=layout.has_sizes)
+        patterns = RunPatterns.of(*layout.run_design())
+        values = {
+            "run_n": layout.run_design()[0],
+            "cell_z": layout.z,
+            "run_pattern": patterns.member,
+            "pattern_n": patterns.n,
+            "pattern_sx": patterns.sx,
+            "pattern_sxx": patterns.sxx,
+        }
+        names = data_names(self.spec, len(layout.domains), sizes=layout.has_sizes, grouped=grouped)
         return compiled.with_data(**{k: values.get(k, getattr(layout, k, None)) for k in names})
 
     def _sampler_settings(self) -> dict[str, Any]:
