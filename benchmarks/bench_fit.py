@@ -141,7 +141,7 @@ def main() -> None:
         print("public datasets not found (../shared/datasets or $BIMIX_SHARED_DATASETS): skipped")
         return
     if args.sizes:
-        data = load_slimpajama(root, None)
+        data = load_slimpajama(root, None, missing_policy="drop")  # 13 NaN losses in the file
         print(f"data: {data.summary()}")
         print(f"numba optimisation level {os.environ['NUMBA_OPT']} (as `bimix fit`); 2 cores\n")
         fit_ours(data, "size-aware (cold: compile + sample)")

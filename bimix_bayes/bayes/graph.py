@@ -46,7 +46,14 @@ from bimix_bayes.laws.bimix import log_mixture_factor, log_step_factor
 from bimix_bayes.laws.registry import Law
 from bimix_bayes.laws.size import SIZE_PARAMS, at_size
 
-__all__ = ["GROUP_MIN_SAVED", "build_pymc_model", "compiled_nutpie", "data_names", "groups_runs"]
+__all__ = [
+    "GROUP_MIN_SAVED",
+    "GROUP_RUNS_PER_DESIGN",
+    "build_pymc_model",
+    "compiled_nutpie",
+    "data_names",
+    "groups_runs",
+]
 
 _DATA_VARS = ("step_grid", "grid_index", "y", "mask", "curve_log_r", "curve_domain", "n")
 
@@ -159,18 +166,22 @@ def _population_sd(name: str, prior: Mapping[str, Any]) -> pt.TensorVariable:
 
 
 #: Group runs by design in the graph (:class:`~bimix_bayes.bayes.correlated.RunPatterns`) when
-#: it saves at least this many capacitance factorisations per gradient. Measured with nutpie
-#: on 2 cores: grouping halves a gradient of the SlimPajama 122M model (60 runs, 2 designs:
-#: 0.58 -> 0.28 ms; all its sizes, 61 mixtures, 13 designs: 1.07 -> 0.58 ms) but adds 15-20 s
-#: of compilation, which 30 saved factorisations (about 5 us each per gradient) repay in a
-#: default fit; smaller studies (the embedded one: 20 runs, 1 design) compile the per-run form.
+#: it saves at least this many capacitance factorisations per gradient and the runs share few
+#: designs (at most one per :data:`GROUP_RUNS_PER_DESIGN` runs). Measured with nutpie on 2
+#: idle cores, cold fits with the default spec: SlimPajama 122M (60 runs, 2 designs) 76.8 ->
+#: 62.7 s (sampling 56.0 -> 25.4 s, compilation 15.8 -> 31.6 s; a warm refit 57.1 -> 29.0 s);
+#: all its sizes (61 mixtures, 13 designs) 127.3 -> 140.5 s (sampling 80.4 -> 73.6 s,
+#: compilation 34.0 -> 54.4 s): with many designs grouping does not repay its compilation, and
+#: small studies (the embedded one: 20 runs, 1 design) compile the per-run form faster.
 GROUP_MIN_SAVED = 30
+GROUP_RUNS_PER_DESIGN = 10
 
 
 def groups_runs(layout: CurveLayout) -> bool:
     """Whether the model of ``layout`` factorises the capacitance once per run design."""
     n_runs = len(layout.runs)
-    return n_runs - len(RunPatterns.of(*layout.run_design()).n) >= GROUP_MIN_SAVED
+    n_designs = len(RunPatterns.of(*layout.run_design()).n)
+    return n_runs - n_designs >= GROUP_MIN_SAVED and n_designs * GROUP_RUNS_PER_DESIGN <= n_runs
 
 
 def build_pymc_model(layout: CurveLayout, spec: Spec, *, grouped: bool | None = None) -> pm.Model:
