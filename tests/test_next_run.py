@@ -101,8 +101,8 @@ def test_the_linear_update_matches_the_closed_form_of_a_gaussian_two_mixture_dec
 
 
 def test_both_updates_agree_where_reweighting_keeps_many_draws(fit):
-    """On a real fit, at a proxy step where one run says little, reweighting is near exact:
-    the linear update values the candidates alike (same best of a fixed set, values close)."""
+    """On a real fit, at a proxy step where one run says little, reweighting keeps many draws
+    and the linear update values the best candidate of a fixed set alike (within half)."""
     rng = np.random.default_rng(7)
     domains = [str(d) for d in fit.posterior["domain"].to_numpy()]
     table = pd.DataFrame(rng.dirichlet(np.ones(len(domains)), 12), columns=domains)

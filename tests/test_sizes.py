@@ -259,8 +259,8 @@ def test_next_runs_for_a_size_fit_decide_at_the_target_and_simulate_a_fitted_siz
         warnings.simplefilter("ignore")
         plan = propose_next_runs(idata, 8e3, size=8e8, n_candidates=60, n_fantasies=16)
         rec = optimize(idata, 8e3, size=8e8, forecast=False)
-        at_large = propose_next_runs(
-            idata, 8e3, size=8e8, proxy_size=4e8, n_candidates=60, n_fantasies=16
+        at_large = propose_next_runs(  # a size as its label shows it (4 significant digits)
+            idata, 8e3, size=8e8, proxy_size=4.0004e8, n_candidates=60, n_fantasies=16
         )
     np.testing.assert_allclose(plan.decision.to_numpy(), rec.mixture.to_numpy(), atol=1e-6)
     assert plan.proxy_size == SIZES[0] and at_large.proxy_size == 4e8
@@ -292,3 +292,20 @@ def test_the_report_of_a_size_fit_forecasts_and_decides_at_the_target_size(size_
         build_report(idata, n_bootstrap=0)
     with pytest.raises(ValueError, match="holdout-size"):
         build_report(idata, size=8e8, holdout=data.subset(min_size=8e8), n_bootstrap=0)
+
+
+def test_cli_report_checks_the_size_before_any_backtest(size_fit, tmp_path):
+    """`bimix report` on a size fit without --size fails at once, naming the fitted sizes,
+    instead of after the backtests' refits."""
+    from bimix_bayes import save_fit
+    from tests.test_cli import run
+
+    _, idata = size_fit
+    path = save_fit(idata, tmp_path / "fit.nc")
+    result = run(
+        "report", str(path), "--out", str(tmp_path / "r.html"),
+        "--backtest", "holdout-size:400M", "--backtest-method", "bayes",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "say which size" in result.stderr and "backtest" not in result.stdout
+    assert not (tmp_path / "r.html").exists()

@@ -317,7 +317,8 @@ class BiMixModel:
         """
         graph_part = {k: self.spec[k] for k in ("law", "priors", "likelihood", "size")}
         graph_part["step_coordinates"] = self.spec["sampler"]["step_coordinates"]
-        grouped = groups_runs(layout)
+        # grouping only changes the graph with correlated effects (and keys the compile cache)
+        grouped = is_correlated(self.spec, len(layout.domains)) and groups_runs(layout)
         try:
             compiled = compiled_nutpie(
                 json.dumps(graph_part, sort_keys=True),

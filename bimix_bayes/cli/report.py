@@ -38,6 +38,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         0, once the report is written (with ``--holdout`` and ``--backtest`` when given).
     """
     from bimix_bayes.bayes.persistence import data_from_idata, load_fit, spec_from_idata
+    from bimix_bayes.bayes.sizes import fitted_sizes, size_offset
     from bimix_bayes.decision.constraints import MixtureConstraints, load_constraints
     from bimix_bayes.evaluation.backtest import backtest
     from bimix_bayes.evaluation.lightgbm_method import import_lightgbm
@@ -50,6 +51,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         import_lightgbm()  # a missing extra fails before anything is fitted
     check_writable(args.out)
     idata = load_fit(args.fit)
+    size_offset(idata, None, args.size)  # a size fit needs --size, others refuse it: say now
+    if args.holdout is not None and fitted_sizes(idata):
+        raise ValueError(
+            "held-out points (--holdout) are not yet scored for a fit of several model sizes; "
+            "backtest it instead (--backtest holdout-size:N --backtest-method bayes)"
+        )
     constraints = load_constraints(args.constraints) if args.constraints else None
     if args.within_design:  # the fitted runs' range of shares, as `optimize --within-design`
         data = data_from_idata(idata)

@@ -101,8 +101,8 @@ class NextRuns:
         Caveats (a failed fit, few effective draws, ...).
     size, proxy_size, size_kind
         For a fit of several model sizes: the target model's size, the size the proposed runs
-        would be trained at, and what the sizes count (``"total"`` or ``"non-embedding"``
-        parameters); None otherwise.
+        would be trained at, and what the sizes count (the fit's words, e.g. ``"total
+        parameters"``); None, None and ``""`` otherwise.
     """
 
     proposals: pd.DataFrame
@@ -419,12 +419,14 @@ def propose_next_runs(
         raise ValueError(
             "--proxy-size needs a fit of data with model sizes (--size-col); this fit has none"
         )
-    elif proxy_size is not None and float(proxy_size) not in sizes:
+    elif proxy_size is not None and not np.isclose(sizes, float(proxy_size), rtol=1e-3).any():
         raise ValueError(
             f"the proxy size {proxy_size:g} is not a fitted size; choose one of "
             + ", ".join(size_label(v) for v in sizes)
             + " (a run at a size never trained cannot be simulated from the fit's noise)"
         )
+    if proxy_size is not None:  # the fitted size meant (labels keep 4 significant digits)
+        proxy_size = min(sizes, key=lambda v: abs(np.log(v / float(proxy_size))))
     diag, surface, data, w = prepare(idata, step, weights, domains, size)
     train = list(surface.columns)
     constraints = constraints or MixtureConstraints()
@@ -490,8 +492,8 @@ def propose_next_runs(
     if update == "reweight" and proposals["ess"].min() < 50:
         notes.append(
             "after some fantasy updates fewer than 50 effective draws remain: the values are "
-            "noisy; refit with more draws (--draws), or use the linear update (--update "
-            "linear: every draw kept, values about half a refit's)"
+            "noisy; refit with more draws (--draws), or use the linear update (`bimix next "
+            "--update linear`: every draw kept, values about half a refit's)"
         )
     if proxy > longest:
         notes.append(

@@ -469,6 +469,8 @@ def section_appendix(
     if not command:
         parts = ["bimix", "report", str(fit_path or "FIT.nc"), "--out", "report.html"]
         parts += ["--step", f"{fit.target:g}"]
+        if fit.size is not None:
+            parts += ["--size", f"{fit.size:g}"]
         if holdout is not None:
             parts += ["--holdout", str(holdout.source)]
         if objective != "mean":
