@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from pytensor.compile.mode import get_mode
 from scipy.optimize import approx_fprime
 
+from bimix_bayes.bayes.correlated import RunPatterns
 from bimix_bayes.bayes.correlated_posterior import run_log_likelihoods
-from bimix_bayes.bayes.graph import build_pymc_model
+from bimix_bayes.bayes.graph import build_pymc_model, groups_runs
 from bimix_bayes.bayes.likelihood import CurveLayout
 from bimix_bayes.bayes.model import BiMixModel
 from bimix_bayes.bayes.spec import merge_spec
@@ -166,12 +167,17 @@ def _graph_loglik(model, point) -> float:
 
 
 def _graph_and_numpy(
-    layout: CurveLayout, name: str, seed: int, grouped: bool | None = None
+    layout: CurveLayout,
+    name: str,
+    seed: int,
+    grouped: bool | None = None,
+    likelihood: dict | None = None,
 ) -> tuple[float, xr.Dataset, float]:
     """At a random point of the law's model: the graph's log likelihood, the point as a 1 x 1
     posterior, and the log likelihood computed in numpy (law + Woodbury run likelihood, one
-    factorisation per run); ``grouped``: the graph factorises once per run design."""
-    spec = merge_spec({"law": {"name": name}})
+    factorisation per run); ``grouped``: the graph factorises once per run design;
+    ``likelihood``: settings merged over the spec's."""
+    spec = merge_spec({"law": {"name": name}, "likelihood": likelihood or {}})
     model = build_pymc_model(layout, spec, grouped=grouped)
     rng = np.random.default_rng(seed)
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
@@ -191,6 +197,26 @@ def test_the_model_graph_equals_the_numpy_law_and_likelihood(name, grouped):
     law = get_law(name)
     layout = CurveLayout.from_data(_data(zero=law.finite_at_zero), 3e3)
     loglik, _, expected = _graph_and_numpy(layout, name, seed=4, grouped=grouped)
+    assert np.isfinite(expected)
+    assert np.isclose(loglik, expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_the_slope_model_graph_equals_numpy_with_runs_of_several_designs(grouped):
+    """With run slopes (a 2D x 2D capacitance, grouped by default) and runs that differ in
+    their checkpoints (three designs), the graph's log likelihood equals the numpy one."""
+    data = _data()
+    obs = data.observations
+    runs = list(data.mixtures.index)
+    drop = ((obs["run"] == runs[0]) & (obs["step"] == 3e4)) | (
+        (obs["run"] == runs[1]) & (obs["step"] == 1e3) & (obs["domain"] == obs["domain"].iloc[0])
+    )
+    layout = CurveLayout.from_data(MixtureData.from_frames(data.mixtures, obs[~drop]), 3e3)
+    assert len(RunPatterns.of(*layout.run_design()).n) == 3
+    assert groups_runs(layout, slopes=True) and not groups_runs(layout)
+    loglik, _, expected = _graph_and_numpy(
+        layout, "bimix", seed=5, grouped=grouped, likelihood={"run_slope": True}
+    )
     assert np.isfinite(expected)
     assert np.isclose(loglik, expected, rtol=1e-9)
 

@@ -318,7 +318,9 @@ class BiMixModel:
         graph_part = {k: self.spec[k] for k in ("law", "priors", "likelihood", "size")}
         graph_part["step_coordinates"] = self.spec["sampler"]["step_coordinates"]
         # grouping only changes the graph with correlated effects (and keys the compile cache)
-        grouped = is_correlated(self.spec, len(layout.domains)) and groups_runs(layout)
+        grouped = is_correlated(self.spec, len(layout.domains)) and groups_runs(
+            layout, slopes=self.spec["likelihood"]["run_slope"]
+        )
         try:
             compiled = compiled_nutpie(
                 json.dumps(graph_part, sort_keys=True),
