@@ -37,10 +37,13 @@ to choose between the two.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,6 +60,7 @@ from bimix_bayes.bayes.spec import merge_spec
 from bimix_bayes.data.files import atomic_write_text, atomic_write_with
 from bimix_bayes.data.public import find_datasets
 from bimix_bayes.data.table import MixtureData
+from bimix_bayes.evaluation.metrics import relative_errors
 from bimix_bayes.evaluation.protocols import ProtocolError
 from bimix_bayes.evaluation.splits import make_splits
 
@@ -73,7 +77,7 @@ SPEC = {
 
 
 def held_draws(
-    data: MixtureData, seed: int = 0, spec: dict | None = None
+    data: MixtureData, seed: int = 0, spec: Mapping[str, Any] | None = None
 ) -> dict[str, np.ndarray] | None:
     """Log-loss draws of every held-out point beyond half the last step (observed runs)."""
     try:
@@ -121,11 +125,11 @@ def accuracy(cache: dict[str, np.ndarray]) -> dict[str, float]:
     cube, obs = cache["draws"], cache["observed"]
     seen = np.isfinite(obs)
     point = np.median(cube, axis=0)
-    rel = np.abs(np.exp(obs - point) - 1.0)[seen]
+    rel = relative_errors(np.exp(obs[seen]), np.exp(point[seen]))
     full = seen.all(axis=-1)
     mean_pred = np.median(np.exp(cube).mean(axis=-1), axis=0)
     mean_obs = np.exp(np.where(seen, obs, 0.0)).mean(axis=-1)
-    rel_mean = np.abs(mean_obs / mean_pred - 1.0)[full]
+    rel_mean = relative_errors(mean_obs[full], mean_pred[full])
     return {
         "MRE all points": float(rel.mean()),
         "MRE mean of domains": float(rel_mean.mean()) if full.any() else np.nan,
@@ -238,10 +242,19 @@ def shipped_note(grids: dict[str, pd.DataFrame]) -> str:
         f"The shipped spec has omega = {omega:g}, rho = {rho:g}: mean capped distance "
         f"{distance[(omega, rho)]:.4f} (rank {list(ranked.index).index((omega, rho)) + 1} of "
         f"{len(ranked)}), against {distance[best]:.4f} at the grid's best (omega {best[0]:g}, "
-        f"rho {best[1]:g}); the next grid points: "
-        + ", ".join(f"({o:g}, {r:g}) {v:.4f}" for (o, r), v in ranked.iloc[1:4].items())
+        f"rho {best[1]:g}); other grid points: "
+        + ", ".join(
+            f"({o:g}, {r:g}) {v:.4f}"
+            for (o, r), v in ranked.drop([best, (omega, rho)]).iloc[:3].items()
+        )
         + "."
     )
+
+
+def _read_cache(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a cached ``.npz`` (no pickle)."""
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
 
 
 def _shipped() -> tuple[float, float]:
@@ -254,18 +267,20 @@ def side_by_side(caches: dict[str, dict[str, np.ndarray]], baseline_dir: Path) -
     """Per dataset, coverage at the shipped bend and accuracy of the model without run slopes
     (the draws cached in ``baseline_dir``, where present) beside those of ``caches``."""
     omega, rho = _shipped()
+    parts = ("all", "mean", "MRE all", "MRE mean", "passed")
+    columns = [f"{label}: {part}" for label in ("no slopes", "slopes") for part in parts]
     rows = []
     for name, cache in caches.items():
         path = baseline_dir / (name.replace(" ", "_") + ".npz")
-        row: dict[str, object] = {"dataset": name}
+        row: dict[str, object] = {"dataset": name, **dict.fromkeys(columns, "-")}
         models = [("no slopes", path), ("slopes", None)]
         for label, source in models:
             if source is None:
                 c = cache
             elif source.is_file():
-                with np.load(source, allow_pickle=False) as f:
-                    c = {k: f[k] for k in f.files}
+                c = _read_cache(source)
             else:
+                print(f"  {name}: no baseline draws in {baseline_dir}", file=sys.stderr)
                 continue
             cover, acc = coverage(c, omega, rho), accuracy(c)
             row[f"{label}: all"] = f"{100 * cover['all points']:.1f} %"
@@ -274,7 +289,7 @@ def side_by_side(caches: dict[str, dict[str, np.ndarray]], baseline_dir: Path) -
             row[f"{label}: MRE mean"] = f"{100 * acc['MRE mean of domains']:.2f} %"
             row[f"{label}: passed"] = "yes" if bool(c["passed"]) else "no"
         rows.append(row)
-    return pd.DataFrame(rows).set_index("dataset")
+    return pd.DataFrame(rows, columns=["dataset", *columns]).set_index("dataset")
 
 
 def _grid(name: str, cache: dict[str, np.ndarray], cache_dir: Path) -> pd.DataFrame:
@@ -288,12 +303,16 @@ def _grid(name: str, cache: dict[str, np.ndarray], cache_dir: Path) -> pd.DataFr
 
 
 def _load_or_fit(
-    name: str, load, cache_dir: Path, spec: dict | None = None
+    name: str, load, cache_dir: Path, spec: Mapping[str, Any] | None = None
 ) -> dict[str, np.ndarray] | None:
     path = cache_dir / (name.replace(" ", "_") + ".npz")
+    wanted = json.dumps(spec or SPEC, sort_keys=True)
     if path.is_file():
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+        cache = _read_cache(path)
+        made_with = str(cache.get("spec", ""))
+        if made_with and made_with != wanted:
+            raise SystemExit(f"{path} holds draws of another spec ({made_with}); use --cache")
+        return cache
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the loaders' notes on dropped checkpoints
         data = load()
@@ -302,6 +321,7 @@ def _load_or_fit(
     print(f"  {name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     if out is None:
         return None
+    out["spec"] = np.array(wanted)
     cache_dir.mkdir(parents=True, exist_ok=True)
 
     def write(tmp: Path) -> None:
@@ -327,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         help="with --run-slope: the draws of the model without slopes, for a side-by-side table",
     )
     args = parser.parse_args(argv)
+    if not args.run_slope and "--baseline-cache" in (argv or sys.argv):
+        parser.error("--baseline-cache only serves --run-slope")
     spec = {**SPEC, "likelihood": {"run_slope": True}} if args.run_slope else SPEC
     if args.cache is None:
         suffix = "_slope" if args.run_slope else ""
@@ -347,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                 **moments(cache),
                 **accuracy(cache),
                 "fit passed": bool(cache["passed"]),
-                "fit seconds": float(cache.get("seconds", np.nan)),
+                "fit seconds": f"{float(cache.get('seconds', np.nan)):.0f}",
             }
         )
     table = pd.DataFrame(rows).set_index("dataset")
@@ -403,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"**rho = {rho_all:.2f}**. " + shipped_note(grids),
                 "Leave one dataset out (omega and rho calibrated on the other datasets), 90 % "
                 "coverage of the horizon:0.5 held-out points, without and with the shared bend:",
-                _markdown(lodo_table, 3),
+                _markdown(lodo_table, 4),
             ]
         )
         if side is not None:

@@ -393,3 +393,37 @@ def test_slope_likelihood_and_conditional_match_dense_gaussian():
     assert [cond["var"], cond["cov"], cond["slope_var"]] == pytest.approx(
         [post_cov[0, 0], post_cov[0, 1], post_cov[1, 1]], rel=1e-9
     )
+
+
+@pytest.mark.slow
+def test_slope_model_fits_through_nutpie_grouped_and_its_intervals_widen_with_the_horizon():
+    """A model with run slopes samples with nutpie in the grouped form (every simulated run has
+    the same checkpoints: one design) and forecasts an observed run with an interval that
+    widens away from the fitted steps."""
+    from bimix_bayes.bayes.forecast import predict
+    from bimix_bayes.bayes.graph import groups_runs
+    from bimix_bayes.bayes.likelihood import CurveLayout
+    from bimix_bayes.bayes.model import BiMixModel, resolve_s_ref
+    from bimix_bayes.data.simulate import simulate_default
+
+    data = simulate_default(seed=2)
+    spec = {
+        "likelihood": {"run_slope": True},
+        "sampler": {"draws": 150, "tune": 200, "chains": 2, "progress_bar": "never"},
+    }
+    model = BiMixModel(spec)
+    layout = CurveLayout.from_data(data, resolve_s_ref(model.spec, data))
+    assert groups_runs(layout, slopes=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a short chain may miss the strict thresholds
+        idata = model.fit(data, seed=0)
+    assert idata.attrs["sampler"] == "nutpie"
+    assert idata.posterior["kappa"].dims[-1] == "domain"
+    last = float(data.observations["step"].max())
+    run = data.runs[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = predict(idata, steps=[last, 4 * last], runs=[run], attach=False, seed=0)
+    avg = out[out["domain"] == "(mean of domains)"].set_index("step")
+    width = (avg["upper_90"] - avg["lower_90"]) / avg["median"]
+    assert width.loc[4 * last] > width.loc[last]

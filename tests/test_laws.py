@@ -203,8 +203,9 @@ def test_the_model_graph_equals_the_numpy_law_and_likelihood(name, grouped):
 
 @pytest.mark.parametrize("grouped", [False, True])
 def test_the_slope_model_graph_equals_numpy_with_runs_of_several_designs(grouped):
-    """With run slopes (a 2D x 2D capacitance, grouped by default) and runs that differ in
-    their checkpoints (three designs), the graph's log likelihood equals the numpy one."""
+    """With run slopes (a 2D x 2D capacitance, which slope models group by design whenever
+    designs are at most half the runs) and runs that differ in their checkpoints (three
+    designs), the graph's log likelihood equals the numpy one in both forms."""
     data = _data()
     obs = data.observations
     runs = list(data.mixtures.index)

@@ -53,6 +53,7 @@ __all__ = [
     "build_pymc_model",
     "compiled_nutpie",
     "data_names",
+    "grouping",
     "groups_runs",
 ]
 
@@ -179,7 +180,9 @@ GROUP_RUNS_PER_DESIGN = 10
 #: With run slopes (``likelihood.run_slope``) the capacitance is ``2D x 2D``, and the per-run
 #: form is slow: the embedded study (20 runs, 1 design; nutpie, 2 chains x 300 draws, 2 cores)
 #: samples in 36.2 s per run and 10.5 s grouped (cold fits 92.7 and 75.2 s). So slope models
-#: group whenever at most one design per this many runs remains.
+#: group whenever at most one design per this many runs remains (no minimum saving: one
+#: measurement, on a one-design study; many designs with slopes, e.g. all SlimPajama sizes,
+#: were not timed).
 GROUP_RUNS_PER_DESIGN_SLOPES = 2
 
 
@@ -193,12 +196,20 @@ def groups_runs(layout: CurveLayout, *, slopes: bool = False) -> bool:
     return n_runs - n_designs >= GROUP_MIN_SAVED and n_designs * GROUP_RUNS_PER_DESIGN <= n_runs
 
 
+def grouping(layout: CurveLayout, spec: Spec) -> bool:
+    """Whether the model of ``layout`` under ``spec`` is built (and compiled) in the grouped
+    form: correlated run effects and :func:`groups_runs`."""
+    return is_correlated(spec, len(layout.domains)) and groups_runs(
+        layout, slopes=spec["likelihood"]["run_slope"]
+    )
+
+
 def build_pymc_model(layout: CurveLayout, spec: Spec, *, grouped: bool | None = None) -> pm.Model:
     """The PyMC model of ``layout`` under ``spec`` (data in ``pm.Data`` containers); with
     correlated run effects, ``grouped`` factorises their capacitance once per run design
     (default: :func:`groups_runs`)."""
+    grouped = grouping(layout, spec) if grouped is None else grouped
     lik = spec["likelihood"]
-    grouped = groups_runs(layout, slopes=lik["run_slope"]) if grouped is None else grouped
     domains = list(layout.domains)
     coords = {
         "domain": domains,

@@ -65,7 +65,7 @@ from bimix_bayes.bayes.diagnostics import (
     FitDiagnostics,
     diagnose,
 )
-from bimix_bayes.bayes.graph import build_pymc_model, compiled_nutpie, data_names, groups_runs
+from bimix_bayes.bayes.graph import build_pymc_model, compiled_nutpie, data_names, grouping
 from bimix_bayes.bayes.law_params import TRAIN_DIM, spec_law
 from bimix_bayes.bayes.likelihood import (
     CurveLayout,
@@ -318,9 +318,7 @@ class BiMixModel:
         graph_part = {k: self.spec[k] for k in ("law", "priors", "likelihood", "size")}
         graph_part["step_coordinates"] = self.spec["sampler"]["step_coordinates"]
         # grouping only changes the graph with correlated effects (and keys the compile cache)
-        grouped = is_correlated(self.spec, len(layout.domains)) and groups_runs(
-            layout, slopes=self.spec["likelihood"]["run_slope"]
-        )
+        grouped = grouping(layout, self.spec)
         try:
             compiled = compiled_nutpie(
                 json.dumps(graph_part, sort_keys=True),
