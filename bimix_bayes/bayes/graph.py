@@ -207,7 +207,7 @@ def grouping(layout: CurveLayout, spec: Spec) -> bool:
 def build_pymc_model(layout: CurveLayout, spec: Spec, *, grouped: bool | None = None) -> pm.Model:
     """The PyMC model of ``layout`` under ``spec`` (data in ``pm.Data`` containers); with
     correlated run effects, ``grouped`` factorises their capacitance once per run design
-    (default: :func:`groups_runs`)."""
+    (default: :func:`grouping`)."""
     grouped = grouping(layout, spec) if grouped is None else grouped
     lik = spec["likelihood"]
     domains = list(layout.domains)
