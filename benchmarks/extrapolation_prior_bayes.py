@@ -343,12 +343,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline-cache",
         type=Path,
-        default=Path("out/extrapolation_prior_bayes"),
-        help="with --run-slope: the draws of the model without slopes, for a side-by-side table",
+        help="with --run-slope: the draws of the model without slopes, for a side-by-side "
+        "table (default: out/extrapolation_prior_bayes)",
     )
     args = parser.parse_args(argv)
-    if not args.run_slope and "--baseline-cache" in (argv or sys.argv):
+    if args.baseline_cache is not None and not args.run_slope:
         parser.error("--baseline-cache only serves --run-slope")
+    if args.baseline_cache is None:
+        args.baseline_cache = Path("out/extrapolation_prior_bayes")
     spec = {**SPEC, "likelihood": {"run_slope": True}} if args.run_slope else SPEC
     if args.cache is None:
         suffix = "_slope" if args.run_slope else ""
