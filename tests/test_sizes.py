@@ -275,8 +275,8 @@ def test_next_runs_for_a_size_fit_decide_at_the_target_and_simulate_a_fitted_siz
 def test_the_report_of_a_size_fit_forecasts_and_decides_at_the_target_size(size_fit):
     """The HTML report of a fit of several sizes: forecasts and the decision at the target
     size, the optimum at every fitted size, the next runs at the smallest size; a target size
-    is required (naming the fitted sizes), held-out points are refused with the backtest to
-    use, and least squares (no size dimension) is left out."""
+    is required (naming the fitted sizes), held-out points are scored at their size, and least
+    squares (no size dimension) is left out."""
     from bimix_bayes.report.html import build_report
 
     data, idata = size_fit
@@ -290,8 +290,10 @@ def test_the_report_of_a_size_fit_forecasts_and_decides_at_the_target_size(size_
     assert "--backtest holdout-size:400M --backtest-method bayes" in page
     with pytest.raises(ValueError, match="say which size"):
         build_report(idata, n_bootstrap=0)
-    with pytest.raises(ValueError, match="holdout-size"):
-        build_report(idata, size=8e8, holdout=data.subset(min_size=8e8), n_bootstrap=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        page = build_report(idata, size=8e8, holdout=data.subset(min_size=8e8), n_bootstrap=0)
+    assert "all domains at 800M" in page and "least squares MRE" not in page
 
 
 def test_cli_report_checks_the_size_before_any_backtest(size_fit, tmp_path):

@@ -30,7 +30,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     One HTML file that opens offline: provenance, diagnostics, observed vs fitted, extrapolation
     with least squares beside it, parameters, and the mixture decision. --holdout marks and
-    scores observations the fit did not see (read with the same options as `bimix fit`).
+    scores observations the fit did not see (read with the same options as `bimix fit`; for a
+    fit of several sizes with --size-col, each forecast at its own size).
 
     Returns
     -------
@@ -38,12 +39,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         0, once the report is written (with ``--holdout`` and ``--backtest`` when given).
     """
     from bimix_bayes.bayes.persistence import data_from_idata, load_fit, spec_from_idata
-    from bimix_bayes.bayes.sizes import fitted_sizes, size_offset
+    from bimix_bayes.bayes.sizes import size_offset
     from bimix_bayes.decision.constraints import MixtureConstraints, load_constraints
     from bimix_bayes.evaluation.backtest import backtest
     from bimix_bayes.evaluation.lightgbm_method import import_lightgbm
     from bimix_bayes.evaluation.runner import method_list
-    from bimix_bayes.report.html import write_report
+    from bimix_bayes.report.html import check_holdout_sizes, write_report
 
     t0 = time.perf_counter()
     # Every input is read and checked before the slow work (backtests refit the model).
@@ -52,11 +53,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     check_writable(args.out)
     idata = load_fit(args.fit)
     size_offset(idata, None, args.size)  # a size fit needs --size, others refuse it: say now
-    if args.holdout is not None and fitted_sizes(idata):
-        raise ValueError(
-            "held-out points (--holdout) are not yet scored for a fit of several model sizes; "
-            "backtest it instead (--backtest holdout-size:N --backtest-method bayes)"
-        )
     constraints = load_constraints(args.constraints) if args.constraints else None
     if args.within_design:  # the fitted runs' range of shares, as `optimize --within-design`
         data = data_from_idata(idata)
@@ -71,6 +67,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     holdout = None
     if args.holdout is not None:
         holdout = opt.DataOptions.from_args(args).load(args.holdout)
+        check_holdout_sizes(idata, holdout)  # a size fit needs them with sizes: say now
     progress = Progress.of(args, "report")
     backtests = []
     for i, protocol in enumerate(args.backtest, start=1):
@@ -124,7 +121,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p,
         ("--step", opt.positive_float, None, "target of the extrapolation and the decision "
          "(default: twice the last checkpoint)"),
-        ("--holdout", Path, None, "held-out loss log (CSV/Parquet) to mark and score"),
+        ("--holdout", Path, None, "held-out loss log (CSV/Parquet) to mark and score (a fit of "
+         "several sizes: each at its size, read with --size-col)"),
     )  # fmt: skip
     opt.add_objective(p)
     opt.add_size(p)

@@ -113,6 +113,7 @@ def extrapolation_figure(
     *,
     least_squares: pd.DataFrame | None = None,
     holdout: pd.DataFrame | None = None,
+    holdout_size: str | None = None,
     last_fitted: float | None = None,
     target: float | None = None,
     unit: str = "steps",
@@ -135,6 +136,9 @@ def extrapolation_figure(
         :meth:`BiMixLeastSquares.predict` output over the same grid (``loss, lower, upper``).
     holdout
         Held-out observations (``run, step, domain, loss``), drawn as crosses.
+    holdout_size
+        For a fit of several sizes, the model size of the forecasts and of the ``holdout``
+        points (``"800M"``), named in the caption; None otherwise.
     last_fitted, target
         Steps marked with vertical lines.
     """
@@ -174,8 +178,12 @@ def extrapolation_figure(
     if least_squares is not None:
         parts.append("least squares and its bootstrap band (dashed, dotted)")
     parts.append("fitted points (dots)")
-    if holdout is not None:
+    if holdout is not None and holdout_size is None:
         parts.append("held-out points (x)")
+    elif holdout is not None and len(holdout):
+        parts.append(f"held-out points at {holdout_size} (x)")
+    elif holdout is not None:
+        parts.append(f"no held-out point at {holdout_size} (those at other sizes not drawn)")
     fig.suptitle("; ".join(parts), fontsize=8)
     fig.tight_layout()
     return fig

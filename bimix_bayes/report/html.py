@@ -51,13 +51,15 @@ import pandas as pd
 from bimix_bayes.bayes.diagnostics import FitWarning
 from bimix_bayes.bayes.forecast import predict
 from bimix_bayes.bayes.persistence import diagnostics_from_idata
-from bimix_bayes.bayes.sizes import fitted_sizes
+from bimix_bayes.bayes.sizes import fitted_sizes, size_label
 from bimix_bayes.data.files import atomic_write_text
-from bimix_bayes.data.labels import interval_columns
-from bimix_bayes.data.table import MixtureData
+from bimix_bayes.data.labels import ALL_DOMAINS, interval_columns
+from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.decision.constraints import MixtureConstraints
 from bimix_bayes.evaluation.backtest import BacktestResult
 from bimix_bayes.evaluation.metrics import PROBS, coverage, mean_relative_error
+from bimix_bayes.evaluation.runner import _bayes_forecasts
+from bimix_bayes.evaluation.splits import Split
 from bimix_bayes.leastsq.fit import BiMixLeastSquares
 from bimix_bayes.report.decision import section_decision, section_next_runs
 from bimix_bayes.report.runs import run_anchor, section_runs
@@ -76,7 +78,7 @@ from bimix_bayes.report.sections import (
 from bimix_bayes.report.summary import section_summary
 from bimix_bayes.report.tables import readable_number
 
-__all__ = ["SECTIONS", "build_report", "write_report"]
+__all__ = ["SECTIONS", "build_report", "check_holdout_sizes", "write_report"]
 
 
 def _environment() -> jinja2.Environment:
@@ -92,6 +94,68 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def check_holdout_sizes(idata: az.InferenceData, holdout: MixtureData) -> None:
+    """Refuse held-out points without model sizes for a fit of several sizes.
+
+    Parameters
+    ----------
+    idata
+        The fit.
+    holdout
+        The held-out observations.
+
+    Raises
+    ------
+    DataError
+        The fit has sizes and ``holdout`` has no size column (naming ``--size-col``).
+    """
+    if fitted_sizes(idata) and not holdout.has_sizes:
+        labels = ", ".join(size_label(s) for s in fitted_sizes(idata))
+        raise DataError(
+            f"{holdout.source}: the fit has several model sizes ({labels}) but the held-out "
+            "points have none: load them with --size-col naming the column of model sizes "
+            "(as the fitted data)"
+        )
+
+
+def _size_holdout_points(
+    idata: az.InferenceData, data: MixtureData, holdout: MixtureData, seed: int
+) -> pd.DataFrame:
+    """The held-out points of a fit of several sizes, each forecast at its own size as the
+    ``holdout-size`` backtest does (fitted runs continued with their run effects, new runs as
+    new mixtures); columns ``run, step, domain, size, loss, median`` and the intervals."""
+    split = Split(name="holdout", train=data, held=holdout.observations)
+    parts = []
+    for size, held in holdout.observations.groupby("size", sort=True):
+        out, _ = _bayes_forecasts(
+            idata, split, held.drop(columns="size"), holdout, seed, size=float(size)
+        )
+        parts.append(out.assign(size=float(size)))
+    points = pd.concat(parts, ignore_index=True)
+    points = points[points["domain"] != ALL_DOMAINS]  # scored per domain and pooled, as below
+    return points.rename(columns={"observed": "loss", "predicted": "median"}).assign(ls=np.nan)
+
+
+def _scores(points: pd.DataFrame) -> pd.Series:
+    """One row of the held-out scores: points, mean relative errors (Bayes, least squares),
+    coverage of each Bayesian interval and of the least-squares bootstrap band (%)."""
+    row = {
+        "points": len(points),
+        "MRE Bayes (%)": 100 * mean_relative_error(points["loss"], points["median"]),
+        "MRE least squares (%)": 100 * mean_relative_error(points["loss"], points["ls"]),
+    }
+    for p in PROBS:
+        lower, upper = interval_columns(p)
+        row[f"Bayes {100 * p:g}% coverage (%)"] = 100 * coverage(
+            points["loss"], points[lower], points[upper]
+        )
+    if "ls_lower" in points:
+        row["LS bootstrap 90% coverage (%)"] = 100 * coverage(
+            points["loss"], points["ls_lower"], points["ls_upper"]
+        )
+    return pd.Series(row)
+
+
 def _score_holdout(
     idata: az.InferenceData,
     data: MixtureData,
@@ -100,7 +164,21 @@ def _score_holdout(
     seed: int,
 ) -> pd.DataFrame:
     """Per-domain scores of the forecasts of every held-out point (observed runs continued, new
-    runs as new mixtures): relative error and interval coverage, Bayes vs least squares."""
+    runs as new mixtures): relative error and interval coverage, Bayes vs least squares.
+
+    For a fit of several sizes, each held-out point is forecast at its own size, least squares
+    (no size dimension) is left out (its columns NaN), and a row ``all domains at SIZE`` per
+    held-out size comes before the pooled ``all domains`` row.
+    """
+    if fitted_sizes(idata):
+        check_holdout_sizes(idata, holdout)
+        points = _size_holdout_points(idata, data, holdout, seed)
+        points = points[points["median"].notna()].copy()
+        table = points.groupby("domain").apply(_scores, include_groups=False)
+        for size, part in points.groupby("size", sort=True):
+            table.loc[f"all domains at {size_label(float(size))}"] = _scores(part)
+        table.loc["all domains"] = _scores(points)
+        return table
     obs = holdout.observations
     known = [r for r in holdout.runs if r in set(data.runs)]
     new = [r for r in holdout.runs if r not in set(data.runs)]
@@ -125,25 +203,8 @@ def _score_holdout(
     # A point with no forecast (a domain its run gave no share, or one the fit does not have)
     # is left out of every score, not counted as a miss.
     points = points[points["median"].notna()].copy()
-    has_band = "ls_lower" in points
-
-    def score(g: pd.DataFrame) -> pd.Series:
-        row = {
-            "points": len(g),
-            "MRE Bayes (%)": 100 * mean_relative_error(g["loss"], g["median"]),
-            "MRE least squares (%)": 100 * mean_relative_error(g["loss"], g["ls"]),
-        }
-        for p in PROBS:
-            lower, upper = interval_columns(p)
-            row[f"Bayes {100 * p:g}% coverage (%)"] = 100 * coverage(g["loss"], g[lower], g[upper])
-        if has_band:
-            row["LS bootstrap 90% coverage (%)"] = 100 * coverage(
-                g["loss"], g["ls_lower"], g["ls_upper"]
-            )
-        return pd.Series(row)
-
-    table = points.groupby("domain").apply(score, include_groups=False)
-    table.loc["all domains"] = score(points)
+    table = points.groupby("domain").apply(_scores, include_groups=False)
+    table.loc["all domains"] = _scores(points)
     return table
 
 
@@ -176,7 +237,10 @@ def build_report(
         Target of the extrapolation and the decision (default: twice the largest fitted step).
     holdout
         Observations not used in the fit (later checkpoints of fitted runs, or new runs), drawn
-        on the extrapolation panels and scored.
+        on the extrapolation panels and scored. For a fit of several sizes they need a size
+        column (loaded with ``--size-col``): each is forecast at its own size (a fitted run
+        keeps its run effects at every size) and scored per held-out size and overall; the
+        figure draws those at ``size``.
     objective, constraints, baseline
         Passed to :func:`bimix_bayes.decision.recommend.optimize`.
     n_bootstrap
@@ -202,8 +266,9 @@ def build_report(
     size
         For a fit of several model sizes (required there): the model size the report
         forecasts and decides at; the decision section shows the optimum at every fitted size
-        beside it, the extrapolation figure the observed curves of the nearest fitted size,
-        and least squares (no size dimension) is left out.
+        beside it, the extrapolation figure the observed curves of the nearest fitted size
+        (and the held-out points at ``size``), and least squares (no size dimension) is left
+        out, of the held-out scores too.
     progress
         Optional callable receiving one line as each slow step starts (the least-squares
         bootstrap, scoring the held-out points, the figures, the decision).
@@ -212,12 +277,14 @@ def build_report(
     -------
     str
         The HTML document.
+
+    Raises
+    ------
+    DataError
+        ``holdout`` without model sizes for a fit of several sizes.
     """
-    if fitted_sizes(idata) and holdout is not None:
-        raise ValueError(
-            "held-out points (--holdout) are not yet scored for a fit of several model sizes; "
-            "backtest it instead (--backtest holdout-size:N --backtest-method bayes)"
-        )
+    if holdout is not None:
+        check_holdout_sizes(idata, holdout)  # before any slow step
     diag = diagnostics_from_idata(idata)
     diag.warn_if_failed("reporting")
     say = progress or (lambda line: None)

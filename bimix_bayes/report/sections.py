@@ -327,6 +327,15 @@ def _representative_runs(data: MixtureData, runs: Sequence[str], k: int = 3) -> 
     return out
 
 
+def _holdout_at_size(fit: ReportInputs, holdout: MixtureData) -> pd.DataFrame:
+    """The held-out observations the extrapolation figure draws: all of them, or for a fit of
+    several sizes those at the report's target size (its forecasts are at that size)."""
+    obs = holdout.observations
+    if fit.size is None or not holdout.has_sizes:
+        return obs
+    return obs[np.isclose(obs["size"].to_numpy(float), fit.size)]
+
+
 def section_extrapolation(
     fit: ReportInputs,
     holdout: MixtureData | None = None,
@@ -335,13 +344,21 @@ def section_extrapolation(
     """Forecasts of representative runs to the target step, beside least squares.
 
     The ``holdout`` observations are drawn when they continue fitted runs, and named; their
-    per-domain ``scores`` (a ``points`` column and percentages) are shown as a table.
+    per-domain ``scores`` (a ``points`` column and percentages; a column all NaN, least squares
+    where it is left out, is not shown) are shown as a table. For a fit of several sizes, the
+    held-out points drawn are those at the target size (the figure says which); the runs drawn
+    are fitted runs with held-out points there, else at any size.
     """
     data = fit.data
     observed = data.observations
     if fit.shown_size is not None:  # a fit of several sizes: the curves of the nearest size
         observed = observed[np.isclose(observed["size"].to_numpy(float), fit.shown_size)]
-    holdout_runs = [] if holdout is None else [r for r in holdout.runs if r in set(data.runs)]
+    drawn = None if holdout is None else _holdout_at_size(fit, holdout)
+    holdout_runs = []
+    if holdout is not None:
+        continued = [r for r in holdout.runs if r in set(data.runs)]
+        at_size = set(drawn["run"])
+        holdout_runs = [r for r in continued if r in at_size] or continued
     runs_by_domain = _representative_runs(
         data, holdout_runs or list(dict.fromkeys(observed["run"]))
     )
@@ -362,16 +379,23 @@ def section_extrapolation(
         runs_by_domain,
         data.mixtures,
         least_squares=ls_curves,
-        holdout=None if holdout is None else holdout.observations,
+        holdout=drawn,
+        holdout_size=None if fit.size is None else size_label(fit.size),
         last_fitted=fit.max_step,
         target=fit.target,
         unit=data.volume,
     )
     shown_scores = None
     if scores is not None:
+        shown = scores.dropna(axis=1, how="all")
         shown_scores = html_table(
-            scores.map("{:.1f}".format).assign(points=scores["points"].astype(int))
+            shown.map("{:.1f}".format).assign(points=shown["points"].astype(int))
         )
+    source = None if holdout is None else str(holdout.source)
+    if holdout is not None and fit.size is not None and holdout.has_sizes:
+        sizes = ", ".join(size_label(s) for s in holdout.sizes)
+        plural = "s" if len(holdout.sizes) > 1 else ""
+        source += f"; at model size{plural} {sizes}, each forecast at its size"
     return {
         "target": fit.target,
         "max_step": fit.max_step,
@@ -381,7 +405,7 @@ def section_extrapolation(
         "extrapolation_figure": to_data_uri(figure),
         "holdout": holdout is not None,
         "holdout_runs_shown": bool(holdout_runs),
-        "holdout_source": None if holdout is None else holdout.source,
+        "holdout_source": source,
         "holdout_scores": shown_scores,
     }
 

@@ -104,10 +104,11 @@ def trust_lines(
         lines.append(f"backtest {result.protocol}{held}: {scored}{caveat}")
     if scores is not None and "all domains" in scores.index:
         row = scores.loc["all domains"]
+        ls_mre = row.get("MRE least squares (%)", np.nan)
+        ls = f"; least squares MRE {ls_mre:.1f}%" if np.isfinite(ls_mre) else ""
         lines.append(
             f"held-out points ({row['points']:.0f}): Bayes MRE {row['MRE Bayes (%)']:.1f}%, "
-            f"90% interval covers {row['Bayes 90% coverage (%)']:.0f}%; least squares MRE "
-            f"{row['MRE least squares (%)']:.1f}%"
+            f"90% interval covers {row['Bayes 90% coverage (%)']:.0f}%{ls}"
         )
     return lines
 
