@@ -950,3 +950,72 @@ def test_redpajama_runs_have_evaluation_only_pile_groups(datasets_dir):
     at = obs[(obs["run"] == run) & (obs["step"] == 30000)]
     full = sum(weights[d] * loss for d, loss in zip(at["domain"], at["loss"], strict=True))
     assert len(at) == 5 and np.isclose(full, by_step["30000"][1], rtol=1e-9)
+
+
+def test_mixinglaws_every_size_is_a_size_dimension_in_non_embedding_parameters(datasets_dir):
+    """``size=None``: Ye et al.'s sizes as a dimension, counted as their pipeline counts them
+    (non-embedding), the same observations as the one-size loads, one mixture per run id."""
+    from bimix_bayes.data.public_loaders import MIXINGLAWS_NON_EMBEDDING, load_mixinglaws
+
+    every = load_mixinglaws(datasets_dir, "5Mix", None)
+    assert every.size_kind == "non-embedding parameters"
+    assert every.sizes == tuple(float(v) for v in MIXINGLAWS_NON_EMBEDDING.values())
+    one = load_mixinglaws(datasets_dir, "5Mix", "160M")
+    obs = every.observations
+    at = obs[obs["size"] == MIXINGLAWS_NON_EMBEDDING["160M"]].drop(columns="size")
+    key = ["run", "step", "domain"]
+    pd.testing.assert_frame_equal(
+        at.sort_values(key).reset_index(drop=True),
+        one.observations.sort_values(key).reset_index(drop=True),
+    )
+    assert np.allclose(every.mixtures.loc[one.mixtures.index], one.mixtures)
+
+
+def test_mixinglaws_validation_runs_are_kept_on_request(datasets_dir):
+    """The authors' 1B validation runs (default and optimised mixtures, trained to 100k steps)
+    are left out by default and kept with ``validation_runs=True``; RedPajama's run 999 has a
+    typo in its C4 share (sums to 1.0199), read as the value that makes it sum to 1, loudly."""
+    from bimix_bayes.data.public_loaders import load_mixinglaws
+
+    default = load_mixinglaws(datasets_dir, "RedPajama", None, zero_policy="keep")
+    assert "999" not in default.mixtures.index
+    kept = load_mixinglaws(
+        datasets_dir, "RedPajama", None, zero_policy="keep", validation_runs=True
+    )
+    assert {"997", "999"} <= set(kept.mixtures.index)
+    assert np.isclose(kept.mixtures.loc["999", "C4"], 0.1484375, atol=1e-6)
+    assert any("0.168375 read as 0.1484375" in note for note in kept.notes)
+    obs = kept.observations
+    at_1b = obs[(obs["run"] == "999") & (obs["size"] == 805_736_448.0)]
+    assert at_1b["step"].max() == 100_000
+
+
+def _ye_table(tmp_path, shares_by_size):
+    """A tiny 2Mix-style long file: one run id, one mixture per size, two steps."""
+    rows = [
+        (size, 0, "m", a, 1 - a, step, dom, 3.0 - step / 1e5)
+        for size, a in shares_by_size.items()
+        for step in (1000, 2000)
+        for dom in ("Github", "Pile-CC")
+    ]
+    cols = ["model_size", "run_id", "mixture", "p_Github", "p_Pile-CC", "step", "eval_domain"]
+    folder = tmp_path / "mixinglaws_ye2024"
+    folder.mkdir()
+    pd.DataFrame(rows, columns=[*cols, "loss"]).to_csv(folder / "2Mix_losses_long.csv", index=False)
+    return tmp_path
+
+
+def test_mixinglaws_every_size_refuses_a_run_id_with_two_mixtures(tmp_path):
+    from bimix_bayes.data.public_loaders import load_mixinglaws
+
+    root = _ye_table(tmp_path, {"70M": 0.25, "160M": 0.5})
+    with pytest.raises(DataError, match="different mixtures at different sizes"):
+        load_mixinglaws(root, "2Mix", None)
+
+
+def test_mixinglaws_every_size_refuses_a_size_without_a_parameter_count(tmp_path):
+    from bimix_bayes.data.public_loaders import load_mixinglaws
+
+    root = _ye_table(tmp_path, {"70M": 0.25, "2.8B": 0.25})
+    with pytest.raises(DataError, match=r"'2.8B'.*no known non-embedding"):
+        load_mixinglaws(root, "2Mix", None)

@@ -40,6 +40,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bimix_bayes.data.loaders import load_data
@@ -49,6 +50,7 @@ __all__ = [
     "FIVE_MIX_GROUPS",
     "MIXINGLAWS_DIR",
     "MIXINGLAWS_EXPERIMENTS",
+    "MIXINGLAWS_NON_EMBEDDING",
     "REGMIX_DIR",
     "SLIMPAJAMA_FILE",
     "find_datasets",
@@ -63,6 +65,15 @@ MIXINGLAWS_DIR = Path("mixinglaws_ye2024")
 REGMIX_DIR = Path("regmix_liu2024")
 #: Ye et al.'s experiments :func:`load_mixinglaws` reads.
 MIXINGLAWS_EXPERIMENTS = ("2Mix", "3Mix", "5Mix", "RedPajama")
+#: Non-embedding parameters of Ye et al.'s Pythia-style models (their ``pipeline/utils.py``,
+#: ``MODEL_SIZES``): the sizes :func:`load_mixinglaws` gives the model-size dimension.
+MIXINGLAWS_NON_EMBEDDING = {
+    "70M": 18_915_328,
+    "160M": 85_056_000,
+    "305M": 201_541_632,
+    "410M": 302_311_424,
+    "1B": 805_736_448,
+}
 
 #: 5Mix training groups and their Pile validation subsets (from the authors' notebook).
 FIVE_MIX_GROUPS: dict[str, tuple[str, ...]] = {
@@ -139,12 +150,14 @@ def _need(path: Path) -> Path:
 def load_mixinglaws(
     root: str | os.PathLike[str],
     experiment: str,
-    size: str,
+    size: str | None,
     *,
     zero_policy: ZeroPolicy = "drop",
     epsilon: float = 1e-4,
+    validation_runs: bool = False,
 ) -> MixtureData:
-    """One model size of Ye et al.'s ``2Mix``, ``3Mix``, ``5Mix`` or ``RedPajama`` runs, in steps.
+    """One model size of Ye et al.'s ``2Mix``, ``3Mix``, ``5Mix`` or ``RedPajama`` runs, in steps;
+    ``size=None``: every size, model size as a dimension.
 
     Parameters
     ----------
@@ -157,14 +170,26 @@ def load_mixinglaws(
         none of them is a training domain, so only the ``loglinear`` law fits them. The Pile's
         "full" loss is their weighted mean with :func:`pile_group_weights`.
     size
-        Model size as in the file: ``"70M"``, ``"160M"``, ``"305M"``, ``"410M"``, ``"1B"``.
+        Model size as in the file: ``"70M"``, ``"160M"``, ``"305M"``, ``"410M"``, ``"1B"``; or
+        None for every size of the file at once, sizes counted in non-embedding parameters
+        (:data:`MIXINGLAWS_NON_EMBEDDING`: the file's names are the Pythia models' total
+        sizes, 70M holds 18.9M non-embedding parameters). A run id names one mixture at every
+        size (checked), so its runs share their run effects. Every size trains 4,096 x 256
+        tokens per step.
     zero_policy, epsilon
         What to do with zero shares (see :class:`~bimix_bayes.data.table.MixtureData`).
+    validation_runs
+        Keep the authors' validation runs (ids >= 900: the default and optimised mixtures,
+        trained longer; in 5Mix and RedPajama only at 1B), left out by default as their
+        fitting pipeline does. A size backtest (``holdout-size:1B``) scores them as new
+        mixtures at a new size.
 
     Examples
     --------
     >>> load_mixinglaws(root, "5Mix", "70M").domains  # doctest: +SKIP
     ('academic', 'prose', 'dialogue', 'symbolic', 'internet')
+    >>> load_mixinglaws(root, "5Mix", None).sizes  # doctest: +SKIP
+    (18915328.0, 85056000.0, 201541632.0, 302311424.0, 805736448.0)
     """
     if experiment not in MIXINGLAWS_EXPERIMENTS:
         raise ValueError(
@@ -172,7 +197,8 @@ def load_mixinglaws(
         )
     path = _need(Path(root) / MIXINGLAWS_DIR / f"{experiment}_losses_long.csv")
     raw = pd.read_csv(path, dtype={"model_size": str, "step": str})
-    raw = raw[raw["model_size"] == size]
+    if size is not None:
+        raw = raw[raw["model_size"] == size]
     if raw.empty:
         sizes = sorted(pd.read_csv(path, usecols=["model_size"])["model_size"].astype(str).unique())
         raise DataError(f"{path}: no model size {size!r}; sizes: {sizes}")
@@ -185,12 +211,23 @@ def load_mixinglaws(
         )
     raw = raw.assign(step=steps)[steps.notna()]
     special = raw["run_id"] >= 900
-    if special.any():
+    if special.any() and validation_runs:
+        notes.append(
+            f"kept the validation runs (ids >= 900: {sorted(raw.loc[special, 'run_id'].unique())})"
+        )
+    elif special.any():
         notes.append(
             f"left out the validation runs (ids >= 900: "
             f"{sorted(raw.loc[special, 'run_id'].unique())}), as the authors' pipeline does"
         )
-    raw = raw[~special]
+    raw = raw if validation_runs else raw[~special]
+    typo = (raw["run_id"] == 999) & np.isclose(raw.get("p_C4", pd.Series(0.0)), 0.168375)
+    if experiment == "RedPajama" and typo.any():
+        raw = raw.assign(p_C4=raw["p_C4"].where(~typo, 0.1484375))
+        notes.append(
+            "run 999's C4 share 0.168375 read as 0.1484375 (its shares sum to 1.0199 as "
+            "written, exactly 1 with this reading; see the datasets README)"
+        )
     props = [c for c in raw.columns if c.startswith("p_")]
     domains = [c[2:] for c in props]
     raw = raw.assign(run=raw["run_id"].astype(str))
@@ -203,7 +240,7 @@ def load_mixinglaws(
             w=raw["eval_domain"].map(weights).astype(float),
         )
         raw = raw.assign(wl=raw["w"] * raw["loss"])
-        g = raw.groupby(["run", "step", "domain"], sort=False)
+        g = raw.groupby(["run", "model_size", "step", "domain"], sort=False)
         agg = g.agg(wl=("wl", "sum"), w=("w", "sum"), n=("eval_domain", "nunique")).reset_index()
         full = agg["n"] == agg["domain"].map({k: len(v) for k, v in FIVE_MIX_GROUPS.items()})
         if not full.all():
@@ -211,14 +248,23 @@ def load_mixinglaws(
                 f"dropped {int((~full).sum())} (run, step, group) losses with a missing subset"
             )
         agg = agg[full]
-        obs = agg.assign(loss=agg["wl"] / agg["w"])[["run", "step", "domain", "loss"]]
+        obs = agg.assign(loss=agg["wl"] / agg["w"])[["run", "model_size", "step", "domain", "loss"]]
         notes.append(
             "group losses are the validation-weighted means of their Pile subsets "
             "(raw/valid_weight.json)"
         )
     else:
-        obs = raw.rename(columns={"eval_domain": "domain"})[["run", "step", "domain", "loss"]]
-    mixtures = raw.drop_duplicates("run").set_index("run")[props]
+        obs = raw.rename(columns={"eval_domain": "domain"})
+        obs = obs[["run", "model_size", "step", "domain", "loss"]]
+    per_size = raw.drop_duplicates(["run", "model_size"])
+    mixtures = per_size.drop_duplicates("run").set_index("run")[props]
+    if size is None:
+        _check_one_mixture_per_run(per_size, mixtures, props, path)
+        obs = obs.assign(size=_non_embedding(path, obs["model_size"])).drop(columns="model_size")
+        sizes = ", ".join(sorted(per_size["model_size"].unique(), key=MIXINGLAWS_NON_EMBEDDING.get))
+        notes.append(f"model size as a dimension ({sizes}), in non-embedding parameters")
+    else:
+        obs = obs.drop(columns="model_size")
     mixtures.columns = domains
     return _validated(
         notes,
@@ -226,10 +272,36 @@ def load_mixinglaws(
         obs.reset_index(drop=True),
         volume="steps",
         group=size,
-        source=f"{path} ({size})",
+        source=f"{path} ({size or 'every size'})",
         zero_policy=zero_policy,
         epsilon=epsilon,
+        size_kind="non-embedding parameters" if size is None else None,
     )
+
+
+def _non_embedding(path: Path, names: pd.Series) -> pd.Series:
+    """The non-embedding parameter count of each size name; a DataError names an unknown one."""
+    unknown = sorted(set(names) - set(MIXINGLAWS_NON_EMBEDDING))
+    if unknown:
+        raise DataError(
+            f"{path}: model size(s) {unknown} have no known non-embedding parameter count "
+            f"(known: {', '.join(MIXINGLAWS_NON_EMBEDDING)}); load one size at a time"
+        )
+    return names.map(MIXINGLAWS_NON_EMBEDDING).astype(float)
+
+
+def _check_one_mixture_per_run(
+    per_size: pd.DataFrame, mixtures: pd.DataFrame, props: list[str], path: Path
+) -> None:
+    """A run id must name the same mixture at every size (its runs share their run effects)."""
+    expected = mixtures.loc[per_size["run"], props].to_numpy()
+    differs = ~np.isclose(per_size[props].to_numpy(), expected, atol=1e-12).all(axis=1)
+    if differs.any():
+        bad = per_size.loc[differs, ["run", "model_size"]].head(3).to_numpy().tolist()
+        raise DataError(
+            f"{path}: run ids name different mixtures at different sizes ({bad}); load one "
+            "size at a time"
+        )
 
 
 def _pile_subset_weights(root: str | os.PathLike[str]) -> dict[str, float]:
