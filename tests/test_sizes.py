@@ -227,12 +227,51 @@ def test_holdout_size_fits_the_small_sizes_and_predicts_the_large():
         make_splits(data, "holdout-size:1M")
 
 
-def test_backtest_by_size_refuses_the_comparators_without_sizes():
+def test_backtest_by_size_refuses_lightgbm_which_has_no_size_dimension():
     from bimix_bayes.evaluation.runner import backtest
 
-    for method in ("both", "ls", "lightgbm"):
-        with pytest.raises(ValueError, match="no model-size dimension"):
+    for method in ("lightgbm", "all"):
+        with pytest.raises(ValueError, match="LightGBM has no model-size dimension"):
             backtest(_size_data(seed=5), "holdout-size:400M", method=method)
+
+
+def test_size_least_squares_forecasts_a_larger_size_from_the_smaller_ones():
+    """The paper's least squares with the size power laws: fitted on 100M and 200M, it forecasts
+    the 400M curves of the simulated law (known slopes) within their noise, and finds the
+    mixture term's size slope's sign; it refuses data without sizes or with zero shares."""
+    from bimix_bayes.leastsq.sizes import SIZE_LS_PARAMS, SizeLeastSquares
+
+    data = _size_data(seed=3, n_runs=10)
+    (split,) = make_splits(data, "holdout-size:400M")
+    fit = SizeLeastSquares(n_bootstrap=20, seed=0).fit(split.train)
+    assert list(fit.params_.columns) == list(SIZE_LS_PARAMS)
+    assert (fit.params_["size_mixture"] > 0).all()  # the truth: +0.2
+    held = split.held
+    for domain, part in held.groupby("domain"):
+        runs = list(part["run"])
+        pred = fit.log_loss(fit.params_, data.mixtures.loc[runs], part["step"].to_numpy(), 4e8)
+        at = [list(fit.domains_).index(domain)]
+        diag = np.exp(pred[np.arange(len(runs)), np.arange(len(runs)), at[0]])
+        mre = np.mean(np.abs(diag / part["loss"].to_numpy() - 1))
+        assert mre < 0.02, (domain, mre)  # run offsets (sd 1 %) + noise (0.5 %) are not modelled
+    assert len(fit.replicates()) == 20
+    again = SizeLeastSquares(n_bootstrap=20, seed=0).fit(split.train)
+    pd.testing.assert_frame_equal(fit.bootstrap_, again.bootstrap_)  # seeded
+    with pytest.raises(ValueError, match="no model-size dimension"):
+        SizeLeastSquares().fit(simulate_default(seed=0))
+
+
+def test_backtest_by_size_scores_least_squares_at_each_size():
+    """`backtest(..., method='ls')` on data with sizes: the size-aware least squares, each
+    held-out size forecast at its size, runs named mixture@SIZE as the Bayesian rows are."""
+    from bimix_bayes.evaluation.runner import backtest
+
+    data = _size_data(seed=5, n_runs=8)
+    result = backtest(data, "holdout-size:400M", method="ls", n_bootstrap=30)
+    assert set(result.points["run"]) == {f"{r}@400M" for r in data.runs}
+    pooled = result.metrics.loc[("ls", "(all points)")]
+    assert pooled["mre"] < 0.03
+    assert 0.3 <= pooled["cover_90"] <= 1.0
 
 
 @pytest.mark.slow

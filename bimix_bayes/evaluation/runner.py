@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -48,6 +48,7 @@ from bimix_bayes.evaluation.protocols import Protocol, parse_protocol
 from bimix_bayes.evaluation.result import BacktestResult
 from bimix_bayes.evaluation.splits import Split, fixed_budget, make_splits
 from bimix_bayes.leastsq.fit import BiMixLeastSquares, BootstrapWarning
+from bimix_bayes.leastsq.sizes import SizeLeastSquares
 
 __all__ = ["METHODS", "POINT_COLUMNS", "backtest", "method_list"]
 
@@ -241,32 +242,76 @@ def _bayes_forecasts(
 def _ls_points(
     split: Split, data: MixtureData, n_bootstrap: int, seed: int
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The paper's least squares: point forecasts, intervals from the run bootstrap plus
+    residual noise, pairwise decision calibration from the joint replicates. Data with model
+    sizes: the size-aware fit (:class:`~bimix_bayes.leastsq.sizes.SizeLeastSquares`), each
+    held-out size forecast at its size, runs named ``run@SIZE`` as the Bayesian rows'."""
     t0 = time.perf_counter()
+    if split.train.has_sizes:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BootstrapWarning)
+            sized = SizeLeastSquares(n_bootstrap=n_bootstrap, seed=seed).fit(split.train)
+        rmse = sized.quality_.loc[list(sized.domains_), "rmse_log"].to_numpy()
+        parts, pairs = [], None
+        for size, held in split.held.groupby("size", sort=True):
+
+            def curve(params, runs, steps, n=float(size)):
+                return sized.log_loss(
+                    params, _prediction_mixtures(data, runs, sized.domains_), steps, n
+                )
+
+            args = (held.drop(columns="size"), split, sized.domains_, curve, sized.params_)
+            out, pairs = _ls_scored(*args, sized.replicates(), rmse, seed)
+            parts.append(out.assign(run=out["run"] + "@" + size_label(float(size))))
+        # the pairs of the largest held-out size, as the Bayesian rows keep
+        return pd.concat(parts, ignore_index=True), {
+            "seconds": time.perf_counter() - t0,
+            "pairs": pairs,
+        }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BootstrapWarning)
         fit = BiMixLeastSquares(n_bootstrap=n_bootstrap, seed=seed).fit(split.train)
     domains = list(fit.domains_)
-    held = with_domain_mean(split.held, domains)
-    runs = list(dict.fromkeys(held["run"]))
-    shares = _prediction_mixtures(data, runs, domains).to_numpy()
-    log_r = np.log(shares)[:, None, :]
-    steps = np.sort(held["step"].unique())
-    log_s = np.log(steps)[None, :, None]
 
-    def curve(params: pd.DataFrame) -> np.ndarray:
-        return fit._identifiable(params, domains).log_loss(log_r, log_s)
+    def curve(params, runs, steps):
+        shares = _prediction_mixtures(data, runs, domains).to_numpy()
+        log_r = np.log(shares)[:, None, :]
+        return fit._identifiable(params, domains).log_loss(log_r, np.log(steps)[None, :, None])
 
-    point = _with_mean(np.exp(curve(fit.params_)))  # run x step x domain
-    bounds = {}
+    reps = []
     if fit.bootstrap_ is not None and not fit.bootstrap_.empty:
-        rng = np.random.default_rng([seed, 4])
-        rmse = fit.quality_.loc[domains, "rmse_log"].to_numpy()
         reps = [
             rep.set_index("domain")
             for _, rep in fit.bootstrap_.groupby("replicate")
             if set(domains) <= set(rep["domain"])
         ]
-        draws = np.stack([curve(r) for r in reps])  # rep x run x step x domain
+    rmse = fit.quality_.loc[domains, "rmse_log"].to_numpy()
+    out, pairs = _ls_scored(split.held, split, domains, curve, fit.params_, reps, rmse, seed)
+    return out, {"seconds": time.perf_counter() - t0, "pairs": pairs}
+
+
+def _ls_scored(
+    held_part: pd.DataFrame,
+    split: Split,
+    domains: Sequence[str],
+    curve: Callable[..., np.ndarray],
+    params: pd.DataFrame,
+    reps: Sequence[pd.DataFrame],
+    rmse: np.ndarray,
+    seed: int,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Score least squares' forecasts of ``held_part``: ``curve(params, runs, steps)`` gives the
+    log loss (run x step x domain) of a parameter table; the bootstrap replicates ``reps`` plus
+    Normal noise of sd ``rmse`` (per domain) give the intervals and the joint draws."""
+    domains = list(domains)
+    held = with_domain_mean(held_part, domains)
+    runs = list(dict.fromkeys(held["run"]))
+    steps = np.sort(held["step"].unique())
+    point = _with_mean(np.exp(curve(params, runs, steps)))  # run x step x domain
+    bounds = {}
+    if reps:
+        rng = np.random.default_rng([seed, 4])
+        draws = np.stack([curve(r, runs, steps) for r in reps])  # rep x run x step x domain
         draws = np.exp(draws + rng.standard_normal(draws.shape) * rmse)
         bounds = _intervals(_with_mean(draws))
     dims = {"run": runs, "step": steps, "domain": [*domains, ALL_DOMAINS]}
@@ -280,7 +325,7 @@ def _ls_points(
             return draws[:, at, int(np.searchsorted(steps, step)), :].mean(axis=-1)
 
         pairs = _decision_pairs(held, new_runs, joint_draws)
-    return out, {"seconds": time.perf_counter() - t0, "pairs": pairs}
+    return out, pairs
 
 
 def _lightgbm_points(
@@ -425,10 +470,11 @@ def backtest(
         raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
     if "lightgbm" in methods:
         import_lightgbm()  # a missing extra fails here, before any fit
-    if data.has_sizes and set(methods) - {"bayes"}:
+    if data.has_sizes and "lightgbm" in methods:
         raise ValueError(
-            "the paper's least squares and LightGBM have no model-size dimension: backtest "
-            "data with sizes with method='bayes', or select one size (--group-col)"
+            "RegMix's LightGBM has no model-size dimension: backtest data with sizes with "
+            "method='bayes' or 'ls' (the size-aware least squares), or select one size "
+            "(--group-col)"
         )
     splits = make_splits(data, protocol, seed=seed, n_splits=n_splits)
     frames, fits, pair_frames = [], [], []

@@ -47,10 +47,57 @@ from bimix_bayes.laws.bimix import (
 )
 from bimix_bayes.leastsq.curve import FitError, RobustLoss, fit_curve
 
-__all__ = ["ALL_DOMAINS", "BiMixLeastSquares", "BootstrapWarning", "DomainArrays"]
+__all__ = [
+    "ALL_DOMAINS",
+    "BiMixLeastSquares",
+    "BootstrapWarning",
+    "DomainArrays",
+    "check_least_squares_data",
+    "domain_arrays",
+]
 
 #: Fewer runs than this make the run bootstrap's intervals too narrow (a warning says so).
 MIN_BOOTSTRAP_RUNS = 5
+
+
+def domain_arrays(data: MixtureData, domain: str, s_ref: float) -> DomainArrays:
+    """One domain's observations as the fit's arrays (steps as ``log(step / s_ref)``), in the
+    order of :meth:`MixtureData.for_domain` (run codes: positions in ``data.runs``)."""
+    obs = data.for_domain(domain)
+    run_code = {r: i for i, r in enumerate(data.runs)}
+    return DomainArrays(
+        log_r=np.log(obs["r"].to_numpy(dtype=float)),
+        x=np.log(obs["step"].to_numpy(dtype=float) / s_ref),
+        y=np.log(obs["loss"].to_numpy(dtype=float)),
+        run_codes=obs["run"].map(run_code).to_numpy(),
+    )
+
+
+def check_least_squares_data(data: MixtureData) -> None:
+    """Raise a DataError if BiMix's least squares cannot fit ``data``: a design that cannot
+    separate share from step effects, evaluation-only domains, zero own shares.
+
+    Examples
+    --------
+    >>> from bimix_bayes.data.simulate import simulate_default
+    >>> check_least_squares_data(simulate_default(seed=0))  # fittable: no error
+    """
+    data.check_design()
+    if data.evaluation_only:
+        raise DataError(
+            f"evaluation domain(s) {list(data.evaluation_only)} are not training domains; "
+            "BiMix's least squares needs each evaluation domain's own share. Use the "
+            "Bayesian log-linear law alone (--law loglinear, --method bayes), or leave them "
+            "out (--exclude-domain)"
+        )
+    zero = data.shares() <= 0
+    if zero.any():
+        raise DataError(
+            f"{int(zero.sum())} observation(s) have a zero share of their own domain (kept "
+            "with --zero-policy keep); BiMix's least squares is infinite there. Use the "
+            "Bayesian log-linear law alone (--law loglinear, --method bayes), or load the "
+            "data with --zero-policy drop for least squares"
+        )
 
 
 class BootstrapWarning(UserWarning):
@@ -193,22 +240,7 @@ class BiMixLeastSquares:
                 f"{data.source}: the paper's least squares has no model-size dimension; fit one "
                 "size (data.subset(min_size=N, max_size=N), or --group-col on the command line)"
             )
-        data.check_design()
-        if data.evaluation_only:
-            raise DataError(
-                f"evaluation domain(s) {list(data.evaluation_only)} are not training domains; "
-                "BiMix's least squares needs each evaluation domain's own share. Use the "
-                "Bayesian log-linear law alone (--law loglinear, --method bayes), or leave them "
-                "out (--exclude-domain)"
-            )
-        zero = data.shares() <= 0
-        if zero.any():
-            raise DataError(
-                f"{int(zero.sum())} observation(s) have a zero share of their own domain (kept "
-                "with --zero-policy keep); BiMix's least squares is infinite there. Use the "
-                "Bayesian log-linear law alone (--law loglinear, --method bayes), or load the "
-                "data with --zero-policy drop for least squares"
-            )
+        check_least_squares_data(data)
         t0 = time.perf_counter()
         steps = data.observations["step"].to_numpy(dtype=float)
         self.s_ref_ = (
@@ -239,17 +271,7 @@ class BiMixLeastSquares:
         return self
 
     def _arrays(self, data: MixtureData) -> dict[str, DomainArrays]:
-        run_code = {r: i for i, r in enumerate(data.runs)}
-        out = {}
-        for domain in data.domains:
-            obs = data.for_domain(domain)
-            out[domain] = DomainArrays(
-                log_r=np.log(obs["r"].to_numpy(dtype=float)),
-                x=np.log(obs["step"].to_numpy(dtype=float) / self.s_ref_),
-                y=np.log(obs["loss"].to_numpy(dtype=float)),
-                run_codes=obs["run"].map(run_code).to_numpy(),
-            )
-        return out
+        return {domain: domain_arrays(data, domain, self.s_ref_) for domain in data.domains}
 
     @staticmethod
     def _quality(arr: DomainArrays, best) -> dict[str, Any]:
