@@ -75,6 +75,8 @@ LAWS = ("bimix", "bimix_cross", "loglinear")
 HOLDOUT_SAMPLER = {"chains": 2, "draws": 500, "tune": 500}
 SMOKE_SAMPLER = {"chains": 2, "draws": 100, "tune": 100}
 PILE_CC = "pile_cc"
+#: Ye et al.'s 1B models hold 805.7M non-embedding parameters: fit the smaller sizes, predict 1B.
+YE_SIZE_PROTOCOL = "holdout-size:800M"
 
 
 # ------------------------------------------------------------------------------ jobs
@@ -127,6 +129,13 @@ def _slimpajama(size: str) -> Loader:
 
 def _mixinglaws(experiment: str, size: str) -> Loader:
     return lambda root, zero: load_mixinglaws(root, experiment, size, zero_policy=zero)
+
+
+def _mixinglaws_sizes(experiment: str) -> Loader:
+    """Every size of a Ye et al. experiment, their 1B validation runs kept (new mixtures there)."""
+    return lambda root, zero: load_mixinglaws(
+        root, experiment, None, zero_policy=zero, validation_runs=True
+    )
 
 
 def _embedded(root: Path, zero: str) -> MixtureData:
@@ -196,12 +205,26 @@ def jobs(full: bool) -> list[Job]:
             "holdout-size:937M",
             lambda root, zero: load_slimpajama(root, None, missing_policy="drop"),
             laws=("bimix",),
-            baselines=(),
+            baselines=("ls",),
             note="SlimPajama sizes: every size loaded with model size as a dimension (a run is a "
             "mixture; its runs at several sizes share their run effects); fit the 122M, 310M "
             "and 680M runs, forecast every checkpoint of the 937M, 1.235B and 2.718B runs at "
-            "their size. The paper's least squares and LightGBM have no size dimension (not "
-            "run). Per size and at the last checkpoint: the targets of issue 16 above.",
+            "their size. LS is the paper's least squares with the Bayesian model's power laws "
+            "in size (bimix_bayes/leastsq/sizes.py; no run effects, no shared size error); "
+            "LightGBM has no size dimension (not run). Per size and at the last checkpoint: "
+            "the targets of issue 16 above.",
+        ),
+        Job(
+            "Ye 5Mix sizes",
+            YE_SIZE_PROTOCOL,
+            _mixinglaws_sizes("5Mix"),
+            laws=("bimix",),
+            baselines=("ls",),
+            note="Ye 5Mix sizes (a second size dataset): 70M-1B (18.9M-805.7M non-embedding "
+            "parameters, the sizes as the authors count them), 26 mixtures at 70M-410M; fit "
+            "every size below 800M, forecast the 1B runs: 4 observed mixtures at 20k steps "
+            "and the authors' two validation runs (998, 999: new mixtures, 20k-90k and "
+            "20k-100k steps).",
         ),
         Job("embedded study", "holdout-mixtures:10", _embedded, sampler=HOLDOUT_SAMPLER, splits=3),
         Job("embedded study", "horizon:0.5", _embedded),
@@ -235,6 +258,7 @@ RUN_ORDER = (
     "fit-time",
     "SlimPajama sizes holdout-size:937M",
     "size-fit-time",
+    "Ye 5Mix sizes holdout-size:800M",
     "SlimPajama 122M holdout-mixtures:20",
     "RegMix 1M holdout-runs:train-*",
     "Ye RedPajama 70M holdout-mixtures:20",
@@ -287,6 +311,45 @@ def _weighted_held(held: pd.DataFrame, weights: Mapping[str, float]) -> pd.DataF
     return pd.concat([held, full[held.columns]], ignore_index=True)
 
 
+def _weighted_forecasts(
+    idata: Any,
+    held_part: pd.DataFrame,
+    fitted: set[str],
+    data: MixtureData,
+    weights: Mapping[str, float],
+    seed: int,
+) -> pd.DataFrame:
+    """Held-out points (per domain and the weighted mean) with their forecasts and log
+    predictive densities."""
+    from bimix_bayes.bayes.forecast import log_predictive_density, predict
+
+    held = _weighted_held(held_part, weights)
+    steps = np.sort(held["step"].unique())
+    obs_runs = sorted(set(held["run"]) & fitted)
+    new_runs = sorted(set(held["run"]) - fitted)
+    new_mix = data.mixtures.loc[new_runs].astype(float) if new_runs else None
+    parts = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kw = {"prob": PROBS, "seed": seed, "attach": False, "weights": dict(weights)}
+        if obs_runs:
+            parts.append(predict(idata, steps, runs=obs_runs, **kw))
+        if new_runs:
+            parts.append(predict(idata, steps, mixtures=new_mix, **kw))
+    pred = pd.concat(parts, ignore_index=True).rename(columns={"mixture": "run"})
+    pred = pred.replace({"domain": {WEIGHTED_DOMAINS: ALL_DOMAINS}})
+    out = held.merge(pred, on=["run", "step", "domain"], how="left", validate="many_to_one")
+    out = out.rename(columns={"loss": "observed", "median": "predicted"})
+    per = (out["domain"] != ALL_DOMAINS).to_numpy()
+    lpd = np.full(len(out), np.nan)
+    pts = out.loc[per, ["run", "step", "domain", "observed"]]
+    pts = pts.rename(columns={"run": "mixture", "observed": "loss"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lpd[per] = log_predictive_density(idata, pts, mixtures=new_mix, seed=seed)
+    return out.assign(lpd=lpd)
+
+
 def weighted_bayes(
     data: MixtureData,
     job: Job,
@@ -298,7 +361,6 @@ def weighted_bayes(
     """The Bayesian backtest of ``job`` whose average is the ``weights``-weighted mean of the
     domains, scored from joint draws (``predict(..., weights=...)``): one fit per split, as
     :func:`backtest` does, with the average replaced."""
-    from bimix_bayes.bayes.forecast import log_predictive_density, predict
     from bimix_bayes.bayes.model import BiMixModel
 
     protocol = parse_protocol(job.protocol)
@@ -309,32 +371,8 @@ def weighted_bayes(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             idata = model.fit(split.train, seed=seed, progress_bar=False)
-        held = _weighted_held(split.held, weights)
-        steps = np.sort(held["step"].unique())
-        fitted = set(split.train.runs)
-        obs_runs = sorted(set(held["run"]) & fitted)
-        new_runs = sorted(set(held["run"]) - fitted)
-        new_mix = data.mixtures.loc[new_runs].astype(float) if new_runs else None
-        parts = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            kw = {"prob": PROBS, "seed": seed, "attach": False, "weights": dict(weights)}
-            if obs_runs:
-                parts.append(predict(idata, steps, runs=obs_runs, **kw))
-            if new_runs:
-                parts.append(predict(idata, steps, mixtures=new_mix, **kw))
-        pred = pd.concat(parts, ignore_index=True).rename(columns={"mixture": "run"})
-        pred = pred.replace({"domain": {WEIGHTED_DOMAINS: ALL_DOMAINS}})
-        out = held.merge(pred, on=["run", "step", "domain"], how="left", validate="many_to_one")
-        out = out.rename(columns={"loss": "observed", "median": "predicted"})
-        per = (out["domain"] != ALL_DOMAINS).to_numpy()
-        lpd = np.full(len(out), np.nan)
-        pts = out.loc[per, ["run", "step", "domain", "observed"]]
-        pts = pts.rename(columns={"run": "mixture", "observed": "loss"})
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            lpd[per] = log_predictive_density(idata, pts, mixtures=new_mix, seed=seed)
-        frames.append(out.assign(lpd=lpd, method="bayes", split=split.name))
+        out = _weighted_forecasts(idata, split.held, set(split.train.runs), data, weights, seed)
+        frames.append(out.assign(method="bayes", split=split.name))
         diag = model.diagnostics_
         fits.append(
             {
@@ -463,6 +501,8 @@ def run_job(job: Job, root: Path, seed: int, log: Callable[[str], None]) -> JobR
         if weights is not None:
             res = reweighted(res, weights)
         label = {"ls": "LS (the paper's BiMix least squares)", "lightgbm": "LightGBM (RegMix)"}
+        if drop.has_sizes:
+            label["ls"] = "LS (BiMix least squares, size-aware)"
         out.rows.append(Row(label[method], method, res))
     out.seconds = time.perf_counter() - t_start
     return out
@@ -899,6 +939,27 @@ def _size_scores(points: pd.DataFrame) -> dict[str, dict[str, float]]:
     return out
 
 
+#: Ye et al.'s experiments with several sizes: the second size dataset of issue 16's targets.
+YE_SIZE_SETS = ("5Mix",)
+
+
+def _second_size_row(results: Sequence[JobResult], key: str) -> str:
+    """The same targets on a second size dataset (issue 16 names none for it: '-' as met)."""
+    target = f"{key}: the same scores (the second size dataset)"
+    row = _row(_find(results, key), "Bayes")
+    if row is None:
+        return _not_run(target)
+    scores = _size_scores(row.result.points)
+    v, last = scores["all checkpoints"], scores["last checkpoint"]
+    return (
+        f"| {target} | every checkpoint: MRE {_pct(v['mre_all'])} (mean over domains "
+        f"{_pct(v['mre_mean'])}); 90 % cover all points {_pct(v['cover_all'], 1)}, per domain "
+        f"{_pct(v['cover_domain_min'], 1)}-{_pct(v['cover_domain_max'], 1)}, mean over domains "
+        f"{_pct(v['cover_mean'], 1)}; last checkpoint: MRE {_pct(last['mre_all'])}, cover "
+        f"{_pct(last['cover_all'], 1)} / mean over domains {_pct(last['cover_mean'], 1)} | - |"
+    )
+
+
 def size_targets_section(results: Sequence[JobResult], timing: dict[str, Any] | None) -> list[str]:
     """The targets of issue 16 (model size): target / measured / met?"""
     lines = [
@@ -943,6 +1004,18 @@ def size_targets_section(results: Sequence[JobResult], timing: dict[str, Any] | 
             f"| rank correlation of the {big['size']} runs' mean loss (last checkpoint) against "
             f"the forecast | Spearman {_num(big['spearman'])} over {big['runs']:.0f} runs | - |"
         )
+    ls = _row(_find(results, SIZE_KEY), "LS", method="ls")
+    if ls is not None:
+        v = _size_scores(ls.result.points)
+        lines.append(
+            "| for comparison, the paper's least squares with the same size power laws, same "
+            f"points | every checkpoint: MRE {_pct(v['all checkpoints']['mre_all'])} (mean over "
+            f"domains {_pct(v['all checkpoints']['mre_mean'])}), 90 % cover all points "
+            f"{_pct(v['all checkpoints']['cover_all'], 1)} / mean over domains "
+            f"{_pct(v['all checkpoints']['cover_mean'], 1)}; last checkpoint MRE "
+            f"{_pct(v['last checkpoint']['mre_all'])} | - |"
+        )
+    lines += [_second_size_row(results, f"Ye {e} sizes {YE_SIZE_PROTOCOL}") for e in YE_SIZE_SETS]
     lines.append(
         _fit_time_row(
             timing,

@@ -238,7 +238,8 @@ def test_backtest_by_size_refuses_lightgbm_which_has_no_size_dimension():
 def test_size_least_squares_forecasts_a_larger_size_from_the_smaller_ones():
     """The paper's least squares with the size power laws: fitted on 100M and 200M, it forecasts
     the 400M curves of the simulated law (known slopes) within their noise, and finds the
-    mixture term's size slope's sign; it refuses data without sizes or with zero shares."""
+    mixture term's size slope's sign; it refuses data with fewer than two sizes (the slopes
+    would be arbitrary), and a backtest that leaves it one fitted size says so before fitting."""
     from bimix_bayes.leastsq.sizes import SIZE_LS_PARAMS, SizeLeastSquares
 
     data = _size_data(seed=3, n_runs=10)
@@ -257,8 +258,14 @@ def test_size_least_squares_forecasts_a_larger_size_from_the_smaller_ones():
     assert len(fit.replicates()) == 20
     again = SizeLeastSquares(n_bootstrap=20, seed=0).fit(split.train)
     pd.testing.assert_frame_equal(fit.bootstrap_, again.bootstrap_)  # seeded
-    with pytest.raises(ValueError, match="no model-size dimension"):
+    with pytest.raises(DataError, match="no model-size dimension"):
         SizeLeastSquares().fit(simulate_default(seed=0))
+    with pytest.raises(DataError, match=r"one model size.*at least two fitted sizes"):
+        SizeLeastSquares().fit(data.subset(max_size=1e8))
+    from bimix_bayes.evaluation.runner import backtest
+
+    with pytest.raises(ValueError, match="at least two fitted model sizes"):
+        backtest(data, "holdout-size:200M", method="both")
 
 
 def test_backtest_by_size_scores_least_squares_at_each_size():
@@ -315,7 +322,7 @@ def test_the_report_of_a_size_fit_forecasts_and_decides_at_the_target_size(size_
     """The HTML report of a fit of several sizes: forecasts and the decision at the target
     size, the optimum at every fitted size, the next runs at the smallest size; a target size
     is required (naming the fitted sizes), held-out points are scored at their size, and least
-    squares (no size dimension) is left out."""
+    squares (size-blind) is left out."""
     from bimix_bayes.report.html import build_report
 
     data, idata = size_fit
@@ -325,8 +332,8 @@ def test_the_report_of_a_size_fit_forecasts_and_decides_at_the_target_size(size_
     assert "Summary: train this mixture at" in page and "at model size 800M" in page
     assert "How the optimum moves with model size" in page and "800M *" in page
     assert "at model size 100M" in page  # the proxy runs' size
-    assert "least squares has no size dimension" in page
-    assert "--backtest holdout-size:400M --backtest-method bayes" in page
+    assert "least squares is not drawn for a fit of several sizes" in page
+    assert "--backtest holdout-size:400M" in page
     with pytest.raises(ValueError, match="say which size"):
         build_report(idata, n_bootstrap=0)
     with warnings.catch_warnings():

@@ -180,9 +180,10 @@ def load_mixinglaws(
         What to do with zero shares (see :class:`~bimix_bayes.data.table.MixtureData`).
     validation_runs
         Keep the authors' validation runs (ids >= 900: the default and optimised mixtures,
-        trained longer; in 5Mix and RedPajama only at 1B), left out by default as their
-        fitting pipeline does. A size backtest (``holdout-size:1B``) scores them as new
-        mixtures at a new size.
+        trained longer), left out by default as their fitting pipeline does. In 5Mix they are
+        trained only at 1B (to 90k and 100k steps), so a size backtest (``holdout-size:800M``:
+        1B holds 805.7M non-embedding parameters) scores them as new mixtures at a new size;
+        in RedPajama run 999 is also trained at 70M and 160M, 998 at 70M only, 997 at 1B.
 
     Examples
     --------
@@ -221,8 +222,12 @@ def load_mixinglaws(
             f"{sorted(raw.loc[special, 'run_id'].unique())}), as the authors' pipeline does"
         )
     raw = raw if validation_runs else raw[~special]
-    typo = (raw["run_id"] == 999) & np.isclose(raw.get("p_C4", pd.Series(0.0)), 0.168375)
-    if experiment == "RedPajama" and typo.any():
+    typo = (
+        (raw["run_id"] == 999) & np.isclose(raw["p_C4"], 0.168375)
+        if experiment == "RedPajama"
+        else pd.Series(False, index=raw.index)
+    )
+    if typo.any():
         raw = raw.assign(p_C4=raw["p_C4"].where(~typo, 0.1484375))
         notes.append(
             "run 999's C4 share 0.168375 read as 0.1484375 (its shares sum to 1.0199 as "

@@ -4,7 +4,8 @@ points, and score them (:func:`backtest`).
 Every method sees the same training data: ``"bayes"`` (the hierarchical model,
 :class:`~bimix_bayes.bayes.model.BiMixModel`, forecasts from
 :func:`~bimix_bayes.bayes.forecast.predict`), ``"ls"`` (the paper's least squares,
-:class:`~bimix_bayes.leastsq.fit.BiMixLeastSquares`) and ``"lightgbm"`` (RegMix's regressor, a
+:class:`~bimix_bayes.leastsq.fit.BiMixLeastSquares`; with model sizes
+:class:`~bimix_bayes.leastsq.sizes.SizeLeastSquares`) and ``"lightgbm"`` (RegMix's regressor, a
 comparator without a law: :class:`~bimix_bayes.evaluation.lightgbm_method.LightGBMForecaster`,
 an optional extra). Data at a single step (a fixed budget) are fitted with the fixed-budget law
 instead: :class:`~bimix_bayes.bayes.fixed_budget.FixedBudgetConjugate` and
@@ -47,7 +48,7 @@ from bimix_bayes.evaluation.metrics import PROBS, score, with_domain_mean
 from bimix_bayes.evaluation.protocols import Protocol, parse_protocol
 from bimix_bayes.evaluation.result import BacktestResult
 from bimix_bayes.evaluation.splits import Split, fixed_budget, make_splits
-from bimix_bayes.leastsq.fit import BiMixLeastSquares, BootstrapWarning
+from bimix_bayes.leastsq.fit import BiMixLeastSquares, BootstrapWarning, complete_replicates
 from bimix_bayes.leastsq.sizes import SizeLeastSquares
 
 __all__ = ["METHODS", "POINT_COLUMNS", "backtest", "method_list"]
@@ -278,13 +279,7 @@ def _ls_points(
         log_r = np.log(shares)[:, None, :]
         return fit._identifiable(params, domains).log_loss(log_r, np.log(steps)[None, :, None])
 
-    reps = []
-    if fit.bootstrap_ is not None and not fit.bootstrap_.empty:
-        reps = [
-            rep.set_index("domain")
-            for _, rep in fit.bootstrap_.groupby("replicate")
-            if set(domains) <= set(rep["domain"])
-        ]
+    reps = complete_replicates(fit.bootstrap_, domains)
     rmse = fit.quality_.loc[domains, "rmse_log"].to_numpy()
     out, pairs = _ls_scored(split.held, split, domains, curve, fit.params_, reps, rmse, seed)
     return out, {"seconds": time.perf_counter() - t0, "pairs": pairs}
@@ -477,6 +472,16 @@ def backtest(
             "(--group-col)"
         )
     splits = make_splits(data, protocol, seed=seed, n_splits=n_splits)
+    if data.has_sizes and fixed_budget(data):
+        raise ValueError(
+            "data with model sizes at a single step: the fixed-budget fits have no size "
+            "dimension; select one size (--group-col)"
+        )
+    if data.has_sizes and "ls" in methods and any(len(sp.train.sizes) < 2 for sp in splits):
+        raise ValueError(
+            f"protocol {protocol}: least squares needs at least two fitted model sizes to "
+            "estimate how the law moves with size; hold out fewer sizes, or use method='bayes'"
+        )
     frames, fits, pair_frames = [], [], []
     for split in splits:
         for m in methods:

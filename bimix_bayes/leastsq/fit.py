@@ -53,11 +53,32 @@ __all__ = [
     "BootstrapWarning",
     "DomainArrays",
     "check_least_squares_data",
+    "complete_replicates",
     "domain_arrays",
 ]
 
 #: Fewer runs than this make the run bootstrap's intervals too narrow (a warning says so).
 MIN_BOOTSTRAP_RUNS = 5
+
+
+def complete_replicates(
+    bootstrap: pd.DataFrame | None, domains: Sequence[str]
+) -> list[pd.DataFrame]:
+    """The bootstrap replicates that fitted every domain, one parameter table (domain rows) each.
+
+    Examples
+    --------
+    >>> boot = pd.DataFrame({"replicate": [0, 0, 1], "domain": ["a", "b", "a"], "alpha": [1, 2, 3]})
+    >>> [len(t) for t in complete_replicates(boot, ["a", "b"])]  # replicate 1 lacks domain b
+    [2]
+    """
+    if bootstrap is None or bootstrap.empty:
+        return []
+    return [
+        rep.set_index("domain")
+        for _, rep in bootstrap.groupby("replicate")
+        if set(domains) <= set(rep["domain"])
+    ]
 
 
 def domain_arrays(data: MixtureData, domain: str, s_ref: float) -> DomainArrays:
@@ -238,7 +259,8 @@ class BiMixLeastSquares:
         if data.has_sizes:
             raise DataError(
                 f"{data.source}: the paper's least squares has no model-size dimension; fit one "
-                "size (data.subset(min_size=N, max_size=N), or --group-col on the command line)"
+                "size (data.subset(min_size=N, max_size=N), or --group-col on the command line), "
+                "or every size with bimix_bayes.leastsq.sizes.SizeLeastSquares"
             )
         check_least_squares_data(data)
         t0 = time.perf_counter()

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bimix_bayes.data.table import MixtureData, prediction_shares
+from bimix_bayes.data.table import DataError, MixtureData, prediction_shares
 from bimix_bayes.laws.bimix import IDENTIFIABLE_NAMES
 from bimix_bayes.laws.registry import BIMIX
 from bimix_bayes.laws.size import SIZE_PARAMS, size_reference
@@ -61,6 +61,7 @@ from bimix_bayes.leastsq.fit import (
     _fit_domain,
     _scale_starts,
     check_least_squares_data,
+    complete_replicates,
     domain_arrays,
 )
 
@@ -136,12 +137,14 @@ class SizeLeastSquares:
         Raises
         ------
         DataError
-            Data without a size dimension, evaluation-only domains or zero own shares (as the
-            size-blind least squares).
+            Data with fewer than two model sizes (the slopes would be arbitrary), evaluation-only
+            domains or zero own shares (as the size-blind least squares).
         """
-        if not data.has_sizes:
-            raise ValueError(
-                f"{data.source}: no model-size dimension; use BiMixLeastSquares for one size"
+        if len(data.sizes) < 2:
+            what = "one model size" if data.has_sizes else "no model-size dimension"
+            raise DataError(
+                f"{data.source}: {what}; the size slopes need at least two fitted sizes "
+                "(BiMixLeastSquares fits one)"
             )
         if self.n_bootstrap < 0:
             raise ValueError(f"n_bootstrap must be >= 0, got {self.n_bootstrap!r}")
@@ -156,8 +159,8 @@ class SizeLeastSquares:
         rows, quality = [], []
         for domain in self.domains_:
             arr = arrays[domain]
-            blind = _fit_domain(arr.base, _scale_starts(arr.base), "linear", 1e-3).x
             try:
+                blind = _fit_domain(arr.base, _scale_starts(arr.base), "linear", 1e-3).x
                 best = _fit_sized(arr, [np.concatenate([blind, s]) for s in _SLOPE_STARTS])
             except FitError as exc:
                 raise FitError(f"domain {domain!r}: {exc}") from exc
@@ -179,13 +182,12 @@ class SizeLeastSquares:
         return self
 
     def _arrays(self, data: MixtureData) -> dict[str, SizedArrays]:
-        return {
-            domain: SizedArrays(
-                domain_arrays(data, domain, self.s_ref_),
-                np.log(data.for_domain(domain)["size"].to_numpy(float) / self.size_ref_),
-            )
-            for domain in data.domains
-        }
+        out = {}
+        for domain in data.domains:
+            sizes = data.for_domain(domain)["size"].to_numpy(float)  # the rows domain_arrays has
+            base = domain_arrays(data, domain, self.s_ref_)
+            out[domain] = SizedArrays(base, np.log(sizes / self.size_ref_))
+        return out
 
     def _bootstrap(self, arrays: dict[str, SizedArrays]) -> pd.DataFrame:
         rng = np.random.default_rng(self.seed)
@@ -244,10 +246,4 @@ class SizeLeastSquares:
 
     def replicates(self) -> list[pd.DataFrame]:
         """The bootstrap replicates that fitted every domain, one table (domain rows) each."""
-        if self.bootstrap_ is None:
-            return []
-        return [
-            rep.set_index("domain")
-            for _, rep in self.bootstrap_.groupby("replicate")
-            if set(self.domains_) <= set(rep["domain"])
-        ]
+        return complete_replicates(self.bootstrap_, self.domains_)

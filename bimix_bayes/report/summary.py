@@ -133,7 +133,7 @@ def section_summary(
     command
         The command that reproduces the report; with no backtest nor held-out points, the
         summary suggests it with ``--backtest horizon:0.5`` (a fit of several sizes:
-        ``--backtest holdout-size:LARGEST --backtest-method bayes``).
+        ``--backtest holdout-size:LARGEST``: Bayes beside the size-aware least squares).
 
     Returns
     -------
@@ -148,7 +148,7 @@ def section_summary(
     suggested = f"--backtest {SUGGESTED_BACKTEST}"
     if fit.size is not None:  # a fit of several sizes: forecast its largest size from the rest
         largest = size_label(max(fit.data.sizes))
-        suggested = f"--backtest holdout-size:{largest} --backtest-method bayes"
+        suggested = f"--backtest holdout-size:{largest}"  # Bayes beside size-aware least squares
     return {
         "recommended": decision["recommended"],
         "baseline": decision["baseline"],
