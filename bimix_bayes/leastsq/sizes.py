@@ -56,6 +56,7 @@ from bimix_bayes.laws.size import SIZE_PARAMS, size_reference
 from bimix_bayes.leastsq.curve import FitError, fit_curve
 from bimix_bayes.leastsq.fit import (
     MIN_BOOTSTRAP_RUNS,
+    BiMixLeastSquares,
     BootstrapWarning,
     DomainArrays,
     _fit_domain,
@@ -120,7 +121,8 @@ class SizeLeastSquares:
     params_ : pandas.DataFrame
         One row per domain, the columns of :data:`SIZE_LS_PARAMS`.
     quality_ : pandas.DataFrame
-        Per domain: ``n_obs``, ``rmse_log`` (training RMSE of log loss), ``mre``, ``converged``.
+        Per domain, as :class:`~bimix_bayes.leastsq.fit.BiMixLeastSquares`'s: ``n_obs``,
+        ``n_runs``, ``r2_log``, ``rmse_log`` (training RMSE of log loss), ``mre``, ``max_re``...
     bootstrap_ : pandas.DataFrame or None
         One row per (replicate, domain): ``replicate``, ``domain`` and the parameters.
     s_ref_, size_ref_ : float
@@ -165,15 +167,7 @@ class SizeLeastSquares:
             except FitError as exc:
                 raise FitError(f"domain {domain!r}: {exc}") from exc
             rows.append(best.x)
-            rel = np.abs(np.expm1(best.residuals))
-            quality.append(
-                {
-                    "n_obs": int(arr.base.y.size),
-                    "rmse_log": float(np.sqrt((best.residuals**2).mean())),
-                    "mre": float(rel.mean()),
-                    "converged": best.success,
-                }
-            )
+            quality.append(BiMixLeastSquares._quality(arr.base, best))  # same columns
         index = pd.Index(self.domains_, name="domain")
         self.params_ = pd.DataFrame(rows, index=index, columns=list(SIZE_LS_PARAMS))
         self.quality_ = pd.DataFrame(quality, index=index)
