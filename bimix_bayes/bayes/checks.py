@@ -120,6 +120,7 @@ def replicate_losses(
             for k, v in gather(posterior_params(params, law), d).items()
         },
         z=layout.z if layout.has_sizes else None,
+        u=layout.u if layout.has_schedule else None,
     )
     y = mu + u[..., None] + (scale * sigma)[..., None] * rng.standard_normal(mu.shape)
     return np.exp(y[..., layout.obs_curve, layout.obs_pos])

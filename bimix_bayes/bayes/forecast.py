@@ -45,7 +45,7 @@ from bimix_bayes.bayes.discrepancy import (
     extrapolation_note,
     shared_bend,
 )
-from bimix_bayes.bayes.law_params import posterior_law, posterior_params
+from bimix_bayes.bayes.law_params import fit_step_covariates, posterior_law, posterior_params
 from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata, spec_from_idata
 from bimix_bayes.bayes.predictive_density import log_predictive_density
 from bimix_bayes.bayes.sizes import size_doublings_outside, size_offset
@@ -272,6 +272,7 @@ class _Forecast:
     rng: np.random.Generator
     attrs: dict[str, Any]
     z: float | None = None  # log(N / N_ref) of a fit with model sizes
+    u: np.ndarray | None = None  # (step): the annealing covariate of a fit with a schedule
 
     def chunks(self) -> Iterator[xr.DataArray]:
         """The draws, a few targets at a time (the random stream consumed in target order)."""
@@ -297,6 +298,7 @@ class _Forecast:
             self.x.to_numpy()[None, None, None, :, None],
             params,
             z=self.z,
+            u=None if self.u is None else self.u[None, None, None, :, None],
         )
         coords = {k: self.sigma[k] for k in ("chain", "draw", "domain")}
         mu = xr.DataArray(
@@ -379,6 +381,7 @@ def _prepare(
     )
     if note:
         warnings.warn(note, ExtrapolationWarning, stacklevel=3)
+    x, u = fit_step_covariates(idata.attrs, steps_arr)
     bend = None
     if kind == "predictive" and spec["discrepancy"]["extrapolation"]:
         settings = spec["discrepancy"]
@@ -396,11 +399,7 @@ def _prepare(
         own_share=shares.where(~outside, 1.0),
         train_shares=train_shares,
         outside=outside,
-        x=xr.DataArray(
-            np.log(steps_arr / float(idata.attrs["s_ref"])),
-            dims="step",
-            coords={"step": steps_arr},
-        ),
+        x=xr.DataArray(x, dims="step", coords={"step": steps_arr}),
         weights=xr.DataArray(w, dims="domain"),
         labels=[*domains, avg_label],
         effects=effects,
@@ -415,6 +414,7 @@ def _prepare(
             **({} if size is None else {"size": float(size)}),
         },
         z=z,
+        u=u,
     )
 
 

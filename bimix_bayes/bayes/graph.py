@@ -44,6 +44,7 @@ from bimix_bayes.bayes.likelihood import CurveLayout, curve_log_likelihood
 from bimix_bayes.bayes.spec import Spec
 from bimix_bayes.laws.bimix import log_mixture_factor, log_step_factor
 from bimix_bayes.laws.registry import Law
+from bimix_bayes.laws.schedule import ANNEAL
 from bimix_bayes.laws.size import SIZE_PARAMS, at_size
 
 __all__ = [
@@ -239,6 +240,9 @@ def build_pymc_model(layout: CurveLayout, spec: Spec, *, grouped: bool | None = 
             theta["grid_z"] = pm.Data("grid_z", layout.grid_z)
             cell_z = pm.Data("cell_z", layout.z)
             size_scale = pt.exp(theta["size_mixture"][d][:, None] * cell_z)
+        if layout.has_schedule:  # the annealing effect (bimix_bayes.laws.schedule)
+            theta[ANNEAL] = pm.HalfNormal(ANNEAL, spec["schedule"]["anneal_scale"], dims="domain")
+            theta["grid_u"] = pm.Data("grid_u", layout.grid_u)
         sigma = pm.HalfNormal("sigma", lik["sigma_scale"], dims="domain")
         tau = (
             pm.HalfNormal("tau", lik["tau_scale"], dims="domain")
@@ -309,7 +313,9 @@ def _step_factor(
 ) -> pt.TensorVariable:
     """The step law of every (curve, checkpoint), evaluated once per (domain, distinct step),
     or per (domain, distinct (step, size)) with model sizes (:func:`~bimix_bayes.laws.size.
-    at_size` moves the floor, the reducible loss and the exponent to each grid point's size)."""
+    at_size` moves the floor, the reducible loss and the exponent to each grid point's size);
+    with a learning-rate schedule the grid's ``x`` is the log area and ``anneal * u`` is
+    subtracted (:mod:`bimix_bayes.laws.schedule`, as ``Law.log_loss`` does)."""
     params = {k: theta[k][:, None] for k in ("log_floor", "log_reducible", "log_beta")}
     if "grid_z" in theta:
         slopes = {k: theta[k][:, None] for k in SIZE_PARAMS}
@@ -321,6 +327,8 @@ def _step_factor(
         pt.exp(params["log_beta"]),
         math=pt,
     )
+    if "grid_u" in theta:
+        step_factor = step_factor - theta[ANNEAL][:, None] * theta["grid_u"][None, :]
     return step_factor.ravel()[grid_index]
 
 
@@ -428,13 +436,21 @@ def _correlated_loglik(
 
 
 def data_names(
-    spec: Spec, n_domains: int, *, sizes: bool = False, grouped: bool = False
+    spec: Spec,
+    n_domains: int,
+    *,
+    sizes: bool = False,
+    grouped: bool = False,
+    schedule: bool = False,
 ) -> tuple[str, ...]:
     """The ``pm.Data`` containers of the model of ``spec`` (what a refit swaps in); ``sizes``:
-    data with a model-size dimension; ``grouped``: runs grouped by design."""
+    data with a model-size dimension; ``grouped``: runs grouped by design; ``schedule``: data
+    with a learning-rate schedule."""
     names = list(_DATA_VARS)
     if sizes:
         names += ["grid_z", "cell_z"]
+    if schedule:
+        names.append("grid_u")
     if is_correlated(spec, n_domains):  # counts per (run, domain) replace those per curve
         names = [*(k for k in names if k != "n"), "run_n", "curve_run"]
         if grouped:
@@ -456,9 +472,11 @@ def compiled_nutpie(
     n_train: int | None = None,
     sizes: bool = False,
     grouped: bool = False,
+    schedule: bool = False,
 ) -> Any:
     """Compile once per (model spec, number of domains, of training domains, with or without
-    model sizes, runs grouped by design or not); fits swap their data in (with_data).
+    model sizes, runs grouped by design or not, with or without a learning-rate schedule);
+    fits swap their data in (with_data).
 
     The data live in ``pm.Data`` containers whose sizes are free, so one compiled model serves
     any data set with the same numbers of domains (backtests, simulation studies, refits).
@@ -469,7 +487,9 @@ def compiled_nutpie(
     spec["sampler"] = {"step_coordinates": spec.pop("step_coordinates")}
     return nutpie.compile_pymc_model(
         build_pymc_model(
-            CurveLayout.placeholder(n_domains, n_train, sizes=sizes), spec, grouped=grouped
+            CurveLayout.placeholder(n_domains, n_train, sizes=sizes, schedule=schedule),
+            spec,
+            grouped=grouped,
         ),
         backend="numba",
     )

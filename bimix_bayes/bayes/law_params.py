@@ -23,12 +23,24 @@ import numpy as np
 import xarray as xr
 
 from bimix_bayes.laws.registry import DEFAULT_LAW, Law, get_law
+from bimix_bayes.laws.schedule import ANNEAL, LRSchedule, step_covariates
 from bimix_bayes.laws.size import SIZE_PARAMS
 
-__all__ = ["TRAIN_DIM", "gather", "posterior_law", "posterior_params", "spec_law"]
+__all__ = [
+    "SCHEDULE_ATTR",
+    "TRAIN_DIM",
+    "fit_schedule",
+    "fit_step_covariates",
+    "gather",
+    "posterior_law",
+    "posterior_params",
+    "spec_law",
+]
 
 #: The posterior's dimension of a parameter's training-domain axis (``cross``).
 TRAIN_DIM = "training_domain"
+#: The attribute of a fit that holds its learning-rate schedule (JSON), when it has one.
+SCHEDULE_ATTR = "lr_schedule"
 
 
 def spec_law(spec: Mapping[str, Any]) -> Law:
@@ -43,7 +55,8 @@ def posterior_law(posterior: xr.Dataset) -> Law:
 
 def posterior_params(posterior: xr.Dataset, law: Law | None = None) -> dict[str, np.ndarray]:
     """The law's parameters as arrays ``(chain, draw, domain)`` (``cross``: ``(..., training)``),
-    and the size slopes of a fit of data with model sizes (:mod:`bimix_bayes.laws.size`).
+    the size slopes of a fit of data with model sizes (:mod:`bimix_bayes.laws.size`) and the
+    annealing effect of a fit with a learning-rate schedule (:mod:`bimix_bayes.laws.schedule`).
 
     Works on prior draws too: a positive parameter missing from ``posterior`` is the exponential
     of its ``log_`` population variable.
@@ -58,7 +71,7 @@ def posterior_params(posterior: xr.Dataset, law: Law | None = None) -> dict[str,
     """
     law = law or posterior_law(posterior)
     out = {}
-    for name in SIZE_PARAMS:  # a fit of data with model sizes (bimix_bayes.laws.size)
+    for name in (*SIZE_PARAMS, ANNEAL):  # model sizes (laws.size), a schedule (laws.schedule)
         if name in posterior:
             out[name] = posterior[name].transpose("chain", "draw", "domain").to_numpy()
     for name in law.params:
@@ -82,3 +95,24 @@ def gather(params: Mapping[str, np.ndarray], domain_index: np.ndarray) -> dict[s
     [[[2.0, 2.0, 0.0], [5.0, 5.0, 3.0]]]
     """
     return {k: np.take(v, domain_index, axis=2) for k, v in params.items()}
+
+
+def fit_schedule(attrs: Mapping[str, Any]) -> LRSchedule | None:
+    """The learning-rate schedule a fit was made with (``idata.attrs``), or None."""
+    text = attrs.get(SCHEDULE_ATTR)
+    return LRSchedule.from_json(str(text)) if text else None
+
+
+def fit_step_covariates(
+    attrs: Mapping[str, Any], steps: Any
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The step covariates ``(x, u)`` of a fit (``idata.attrs``) at ``steps``: the law's
+    ``x = log(s / s_ref)``, or through the fit's schedule (:mod:`bimix_bayes.laws.schedule`).
+
+    Examples
+    --------
+    >>> x, u = fit_step_covariates({"s_ref": 100.0}, [1000.0])
+    >>> x.round(4).tolist(), u
+    ([2.3026], None)
+    """
+    return step_covariates(steps, float(attrs["s_ref"]), fit_schedule(attrs))

@@ -55,6 +55,7 @@ from scipy.special import gammaln
 from bimix_bayes.bayes.law_params import gather, posterior_law, posterior_params
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.laws.cross import cross_mask
+from bimix_bayes.laws.schedule import step_covariates
 from bimix_bayes.laws.size import size_reference
 
 __all__ = [
@@ -315,6 +316,10 @@ class CurveLayout:
         With a model-size dimension (:attr:`has_sizes`): the centred log size
         ``log(N / size_ref)`` of each cell and of each grid point (:mod:`bimix_bayes.laws.size`);
         zeros and ``size_ref = 0`` without sizes.
+    u, grid_u, has_schedule
+        With a learning-rate schedule (``data.schedule``, :mod:`bimix_bayes.laws.schedule`):
+        ``x`` and ``step_grid`` are ``log(S1(s) / S1(s_ref))``, ``u`` and ``grid_u`` the
+        annealing covariate of each cell and grid point; zeros without one.
     """
 
     domains: tuple[str, ...]
@@ -338,6 +343,9 @@ class CurveLayout:
     z: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     grid_z: np.ndarray = field(default_factory=lambda: np.zeros(0))
     size_ref: float = 0.0
+    u: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    grid_u: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    has_schedule: bool = False
 
     @property
     def has_sizes(self) -> bool:
@@ -348,8 +356,9 @@ class CurveLayout:
     def from_data(
         cls, data: MixtureData, s_ref: float, size_ref: float | None = None
     ) -> CurveLayout:
-        """Build the layout of ``data`` with steps centred on ``s_ref`` and, when the data have
-        sizes, sizes on ``size_ref`` (default: :func:`~bimix_bayes.laws.size.size_reference`)."""
+        """Build the layout of ``data`` with steps centred on ``s_ref`` (through the areas of
+        ``data.schedule`` when it has one) and, when the data have sizes, sizes on ``size_ref``
+        (default: :func:`~bimix_bayes.laws.size.size_reference`)."""
         obs = data.observations
         domains, runs = data.domains, data.runs
         dom_idx = pd.Index(domains).get_indexer(obs["domain"])
@@ -364,7 +373,8 @@ class CurveLayout:
         y = np.zeros(shape)
         mask = np.zeros(shape)
         grid_index = np.zeros(shape, dtype=np.int64)
-        x_obs = np.log(obs["step"].to_numpy(dtype=float) / s_ref)
+        x_obs, u_obs = step_covariates(obs["step"].to_numpy(dtype=float), s_ref, data.schedule)
+        u_obs = np.zeros(len(obs)) if u_obs is None else u_obs
         z = np.zeros(shape)
         if data.has_sizes:
             sizes = obs["size"].to_numpy(dtype=float)
@@ -372,10 +382,14 @@ class CurveLayout:
             z_obs = np.log(sizes / size_ref)
         else:
             size_ref, z_obs = 0.0, np.zeros(len(obs))
-        pairs, step_of_obs = np.unique(np.column_stack([x_obs, z_obs]), axis=0, return_inverse=True)
-        step_grid, grid_z = pairs[:, 0], pairs[:, 1]
+        pairs, step_of_obs = np.unique(
+            np.column_stack([x_obs, z_obs, u_obs]), axis=0, return_inverse=True
+        )
+        step_grid, grid_z, grid_u = pairs[:, 0], pairs[:, 1], pairs[:, 2]
         step_of_obs = step_of_obs.ravel()
         z[obs_curve, obs_pos] = z_obs
+        u = np.zeros(shape)
+        u[obs_curve, obs_pos] = u_obs
         x[obs_curve, obs_pos] = x_obs
         y[obs_curve, obs_pos] = np.log(obs["loss"].to_numpy(dtype=float))
         mask[obs_curve, obs_pos] = 1.0
@@ -411,17 +425,25 @@ class CurveLayout:
             z=z,
             grid_z=grid_z,
             size_ref=float(size_ref),
+            u=u,
+            grid_u=grid_u,
+            has_schedule=data.schedule is not None,
         )
 
     @classmethod
     def placeholder(
-        cls, n_domains: int, n_train: int | None = None, *, sizes: bool = False
+        cls,
+        n_domains: int,
+        n_train: int | None = None,
+        *,
+        sizes: bool = False,
+        schedule: bool = False,
     ) -> CurveLayout:
         """A layout with the right number of domains and dummy data (to compile a model).
 
         Every data axis has length >= 2, so no axis is taken as broadcastable. The training
         domains default to the evaluation domains (``n_train = n_domains``); ``sizes`` gives it
-        a model-size dimension.
+        a model-size dimension, ``schedule`` an annealing covariate.
         """
         n_train = n_domains if n_train is None else n_train
         curves = 2 * n_domains
@@ -447,6 +469,9 @@ class CurveLayout:
             z=np.tile([-0.5, 0.5], (curves, 1)) if sizes else np.zeros((curves, 2)),
             grid_z=np.array([-0.5, 0.5]) if sizes else np.zeros(2),
             size_ref=1.0 if sizes else 0.0,
+            u=np.tile([0.0, 0.5], (curves, 1)) if schedule else np.zeros((curves, 2)),
+            grid_u=np.array([0.0, 0.5]) if schedule else np.zeros(2),
+            has_schedule=schedule,
         )
 
     @property
@@ -563,6 +588,7 @@ def curve_residual_sums(
                     for k, v in params.items()
                 },
                 z=layout.z if layout.has_sizes else None,
+                u=layout.u if layout.has_schedule else None,
             )
             e = (layout.y - mu) * layout.mask
             s1[sl], s2[sl] = e.sum(axis=-1), (e**2).sum(axis=-1)

@@ -66,7 +66,7 @@ from bimix_bayes.bayes.diagnostics import (
     diagnose,
 )
 from bimix_bayes.bayes.graph import build_pymc_model, compiled_nutpie, data_names, grouping
-from bimix_bayes.bayes.law_params import TRAIN_DIM, spec_law
+from bimix_bayes.bayes.law_params import SCHEDULE_ATTR, TRAIN_DIM, spec_law
 from bimix_bayes.bayes.likelihood import (
     CurveLayout,
     curve_log_likelihood,
@@ -315,7 +315,7 @@ class BiMixModel:
 
         Only installing and compiling fall back to PyMC's NUTS; errors while sampling surface.
         """
-        graph_part = {k: self.spec[k] for k in ("law", "priors", "likelihood", "size")}
+        graph_part = {k: self.spec[k] for k in ("law", "priors", "likelihood", "size", "schedule")}
         graph_part["step_coordinates"] = self.spec["sampler"]["step_coordinates"]
         # grouping only changes the graph with correlated effects (and keys the compile cache)
         grouped = grouping(layout, self.spec)
@@ -326,6 +326,7 @@ class BiMixModel:
                 len(layout.training_domains),
                 layout.has_sizes,
                 grouped,
+                layout.has_schedule,
             )
         except Exception as exc:  # an install or compiler problem: fall back, loudly
             warnings.warn(
@@ -344,7 +345,13 @@ class BiMixModel:
             "pattern_sx": patterns.sx,
             "pattern_sxx": patterns.sxx,
         }
-        names = data_names(self.spec, len(layout.domains), sizes=layout.has_sizes, grouped=grouped)
+        names = data_names(
+            self.spec,
+            len(layout.domains),
+            sizes=layout.has_sizes,
+            grouped=grouped,
+            schedule=layout.has_schedule,
+        )
         return compiled.with_data(**{k: values.get(k, getattr(layout, k, None)) for k in names})
 
     def _sampler_settings(self) -> dict[str, Any]:
@@ -392,12 +399,16 @@ class BiMixModel:
         post["beta"] = np.exp(post["log_beta"])
         if "log_alpha" in law.population:  # BiMix's paper coefficients (cross effects aside)
             post["alpha"] = np.exp(post["log_alpha"])
+            # with a schedule the law's step is the learning-rate area S1 (peak-rate steps)
+            step_ref = layout.s_ref
+            if data.schedule is not None:
+                step_ref = float(data.schedule.areas([layout.s_ref])[0][0])
             paper = IdentifiableParams(
                 log_floor=post["log_floor"],
                 log_reducible=post["log_reducible"],
                 alpha=post["alpha"],
                 beta=post["beta"],
-                s_ref=layout.s_ref,
+                s_ref=step_ref,
             ).to_paper()
             for name in ("A", "B", "C"):
                 post[name] = (post["alpha"].dims, np.asarray(getattr(paper, name)))
@@ -451,6 +462,7 @@ class BiMixModel:
                     if layout.has_sizes
                     else {}
                 ),
+                **({SCHEDULE_ATTR: data.schedule.to_json()} if data.schedule is not None else {}),
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             }
         )

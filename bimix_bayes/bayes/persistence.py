@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from bimix_bayes.bayes.diagnostics import FitDiagnostics, diagnose
-from bimix_bayes.bayes.law_params import spec_law
+from bimix_bayes.bayes.law_params import fit_schedule, spec_law
 from bimix_bayes.bayes.spec import PRIOR_NAMES, Spec, SpecError, merge_spec, spec_id
 from bimix_bayes.data.files import atomic_path
 from bimix_bayes.data.table import DataError, MixtureData
@@ -110,6 +110,7 @@ def data_from_idata(idata: az.InferenceData) -> MixtureData:
         source=attrs.get("data_source", "<saved fit>"),
         notes=tuple(json.loads(attrs.get("data_notes", "[]"))),
         size_kind=attrs.get("size_kind") if "size" in const else None,
+        schedule=fit_schedule(attrs),
     )
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 from scipy.special import logsumexp
 
 from bimix_bayes.bayes.discrepancy import bend_sd, doublings_outside
-from bimix_bayes.bayes.law_params import posterior_law, posterior_params
+from bimix_bayes.bayes.law_params import fit_step_covariates, posterior_law, posterior_params
 from bimix_bayes.bayes.persistence import data_from_idata, spec_from_idata
 from bimix_bayes.bayes.sizes import size_doublings_outside, size_offset
 from bimix_bayes.bayes.targets import observed_conditional, target_shares
@@ -124,14 +124,21 @@ def log_predictive_density(
     }
     sigma = param("sigma")
     tau = param("tau") if "tau" in post else np.zeros_like(sigma)
-    x = np.log(steps / float(idata.attrs["s_ref"]))
+    x, u = fit_step_covariates(idata.attrs, steps)
     with np.errstate(divide="ignore"):
         cross_term = params.pop("cross_term", 0.0)
         if law.cross_domain:  # its effect, summed per point, is cross_term
             params["cross"] = 0.0
         if z is not None:  # cross_term is linear in the cross effects: scaled like them
             cross_term = cross_term * np.exp(params["size_mixture"] * z)
-        mu = law.log_loss(np.zeros((1, 1)), shares[None, :], x[None, :], params, z=z)
+        mu = law.log_loss(
+            np.zeros((1, 1)),
+            shares[None, :],
+            x[None, :],
+            params,
+            z=z,
+            u=None if u is None else u[None, :],
+        )
         mu = mu + cross_term
     u_mean, u_var = np.zeros_like(mu), tau**2
     slope_on = bool(lik["run_slope"])

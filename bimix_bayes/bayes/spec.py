@@ -141,6 +141,7 @@ SCHEMA: dict[str, Any] = {
         "beta_sd": _number(0),
         "mixture_sd": _number(0),
     },
+    "schedule": {"anneal_scale": _number(0)},
     "discrepancy": {
         "extrapolation": _boolean,
         "sd_per_doubling": _number(0, open_lo=False),

@@ -109,7 +109,8 @@ def _load(args: argparse.Namespace) -> MixtureData:
     from bimix_bayes.data.loaders import load_data
     from bimix_bayes.evaluation.splits import fixed_budget
 
-    data = load_data(args.data, **opt.DataOptions.from_args(args).to_kwargs(), min_steps=1)
+    options = opt.DataOptions.from_args(args)
+    data = options.with_schedule(load_data(args.data, **options.to_kwargs(), min_steps=1))
     if not fixed_budget(data):
         try:
             data.check_design(min_steps=3)

@@ -77,8 +77,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(
         f"model: hierarchical, law {model.spec['law']['name']}, {lik['family']} likelihood "
         "on log loss, "
-        f"{_run_effects_words(lik, len(data.domains))}; "
-        f"spec {args.spec or 'default (models/bimix.toml)'}"
+        f"{_run_effects_words(lik, len(data.domains))}"
+        + (
+            "; step law through the learning-rate schedule (its area and annealing)"
+            if data.schedule is not None
+            else ""
+        )
+        + f"; spec {args.spec or 'default (models/bimix.toml)'}"
         + (f" with --law {args.law}" if args.law else "")
     )
     print(

@@ -32,6 +32,7 @@ from bimix_bayes.bayes.spec import load_spec, merge_spec
 from bimix_bayes.cli.errors import UsageError
 from bimix_bayes.data.files import atomic_write_with
 from bimix_bayes.laws.registry import LAWS
+from bimix_bayes.laws.schedule import LRSchedule
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -405,6 +406,7 @@ class DataOptions:
     min_step: float | None = None
     size_col: str | None = None
     size_kind: str | None = None
+    lr_schedule: str | None = None
 
     #: argparse destinations whose name differs from the field's.
     _DEST: ClassVar[dict[str, str]] = {
@@ -453,6 +455,11 @@ class DataOptions:
              "as a dimension of the law: fit several sizes together, forecast others (--size)"),
             ("--size-kind", ["total", "non-embedding"], None, "what --size-col counts: total "
              "or non-embedding parameters (printed with every size-aware output)"),
+            ("--lr-schedule", None, None, "the learning-rate schedule every run was trained "
+             "with, in the step column's unit: KIND:total=N,warmup=N,final=F (KIND constant, "
+             "cosine, linear or wsd; e.g. cosine:total=4000,warmup=100,final=0.1) or a CSV "
+             "file with columns step and lr. The law then reads the step through the rate's "
+             "area and its annealing (Tissue et al. 2024)"),
         )  # fmt: skip
         g.add_argument(
             "--exclude-domain",
@@ -517,7 +524,9 @@ class DataOptions:
         >>> DataOptions(missing_policy="drop").to_kwargs()["missing_policy"]
         'drop'
         """
-        return {**asdict(self), "size_kind": self.size_kind_text}
+        kwargs = {**asdict(self), "size_kind": self.size_kind_text}
+        del kwargs["lr_schedule"]  # applied to the loaded data (MixtureData.with_schedule)
+        return kwargs
 
     def load(self, path: str | Path) -> MixtureData:
         """Read ``path`` with these options (:func:`~bimix_bayes.data.loaders.load_data`).
@@ -533,7 +542,18 @@ class DataOptions:
         """
         from bimix_bayes.data.loaders import load_data
 
-        return load_data(path, **self.to_kwargs())
+        return self.with_schedule(load_data(path, **self.to_kwargs()))
+
+    def with_schedule(self, data: MixtureData) -> MixtureData:
+        """``data`` with ``--lr-schedule`` (:meth:`MixtureData.with_schedule`); unchanged
+        without it. A schedule that cannot be read is a usage error naming the option."""
+        if self.lr_schedule is None:
+            return data
+        try:
+            schedule = LRSchedule.parse(self.lr_schedule)
+        except (ValueError, OSError) as exc:
+            raise UsageError(f"--lr-schedule: {exc}") from None
+        return data.with_schedule(schedule)
 
 
 # ------------------------------------------------------------------------------ shared blocks

@@ -122,6 +122,8 @@ def _config(args: argparse.Namespace):
         batch_size=args.batch_size,
         lr=args.lr,
         warmup=min(args.warmup, args.steps),
+        decay=args.decay,
+        final_lr=args.final_lr,
         n_checkpoints=args.checkpoints,
         first_checkpoint=args.first_checkpoint,
         eval_windows=args.eval_windows,
@@ -252,6 +254,7 @@ def cmd_study(args: argparse.Namespace) -> int:
             return fail(str(exc), EXIT_ERROR)
     if _torch_ready():
         return EXIT_ERROR
+    from bimix_bayes.proxy.design import lr_schedule
     from bimix_bayes.proxy.study import run_study
 
     try:
@@ -275,10 +278,12 @@ def cmd_study(args: argparse.Namespace) -> int:
         return fail(str(exc), EXIT_ERROR)
     print(_final_table(summary["results"]))
     paths = summary["paths"]
+    schedule = lr_schedule(config).get("fit_option")  # a decaying schedule: say how to fit it
+    fit_options = f" --lr-schedule {schedule}" if schedule else ""
     print(
         f"{len(summary['results'])} runs in {summary['wall_seconds']:.0f} s; wrote "
         f"{paths['losses']}, {paths['mixtures']}, {paths['runs']} (fit with `bimix fit "
-        f"{paths['losses']}`)"
+        f"{paths['losses']}{fit_options}`)"
     )
     return 0
 
@@ -348,6 +353,8 @@ def _add_training_options(p: argparse.ArgumentParser, steps: int) -> None:
         ("--threads", opt.count(1), 1, "torch threads per run (1; see --workers)"),
         ("--lr", opt.positive_float, 3e-3, "learning rate (3e-3)"),
         ("--warmup", opt.count(0), 100, "warm-up steps (100)"),
+        ("--decay", ["constant", "cosine", "linear"], "constant", "after warm-up (constant)"),
+        ("--final-lr", opt.nonnegative_float, 0.1, "a decay's last rate / --lr (0.1)"),
         ("--layers", opt.count(1), 2, "transformer layers (2)"),
         ("--width", opt.count(1), 64, "model width d_model (64)"),
         ("--heads", opt.count(1), 4, "attention heads (4)"),

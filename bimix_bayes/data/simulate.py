@@ -26,6 +26,7 @@ import pandas as pd
 from bimix_bayes.data.labels import long_table
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.laws.bimix import PARAM_NAMES, PaperParams
+from bimix_bayes.laws.schedule import LRSchedule, schedule_of
 
 __all__ = ["default_parameters", "random_mixtures", "simulate", "simulate_default"]
 
@@ -95,6 +96,7 @@ def simulate(
     run_sd: float = 0.005,
     seed: int | None = 0,
     volume: str = "steps",
+    schedule: LRSchedule | str | None = None,
 ) -> MixtureData:
     """Simulate loss curves of the given mixtures from the BiMix law.
 
@@ -115,6 +117,10 @@ def simulate(
         Random seed.
     volume
         ``"steps"`` or ``"tokens"``.
+    schedule
+        A learning-rate schedule (:mod:`bimix_bayes.laws.schedule`): the law then reads the
+        step through its area ``S1`` and loses ``anneal * u`` in log loss (a column
+        ``anneal`` of ``params``, default 0.05); the data carry the schedule.
 
     Returns
     -------
@@ -134,18 +140,28 @@ def simulate(
     steps_arr = np.asarray(steps, dtype=float)
     law = PaperParams(**{c: params[c].to_numpy(dtype=float) for c in PARAM_NAMES})
     shares = mixtures[domains].to_numpy(dtype=float)  # run x domain
-    true = law.loss(shares[:, None, :], steps_arr[None, :, None])  # run x step x domain
+    sched = schedule_of(schedule)
+    if sched is None:
+        true = law.loss(shares[:, None, :], steps_arr[None, :, None])  # run x step x domain
+    else:
+        area, fall = sched.areas(steps_arr)
+        anneal = (
+            params["anneal"].to_numpy(float) if "anneal" in params else np.full(len(domains), 0.05)
+        )
+        true = law.loss(shares[:, None, :], area[None, :, None])
+        true = true * np.exp(-anneal[None, None, :] * fall[None, :, None])
     offset = rng.normal(0.0, run_sd, size=(len(mixtures), 1, len(domains)))
     noise = rng.normal(0.0, noise_sd, size=true.shape)
     loss = true * np.exp(offset + noise)
     dims = {"run": mixtures.index.astype(str), "step": steps_arr, "domain": domains}
     observations = long_table(dims, loss=loss)
-    return MixtureData.from_frames(
+    data = MixtureData.from_frames(
         mixtures,
         observations,
         volume=volume,  # type: ignore[arg-type]
         source=f"simulated (BiMix law, seed {seed})",
     )
+    return data if sched is None else data.with_schedule(sched)
 
 
 def simulate_default(seed: int | None = 0, n_runs: int = 12) -> MixtureData:

@@ -50,6 +50,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from bimix_bayes.laws.schedule import LRSchedule, schedule_of
+
 __all__ = [
     "SIZE_COLUMN",
     "DataError",
@@ -250,6 +252,11 @@ class MixtureData:
         Where the data came from (a file path, ``"simulated"``...).
     notes
         Everything the validation changed, in words.
+    schedule
+        The learning-rate schedule every run was trained with, when known
+        (:class:`~bimix_bayes.laws.schedule.LRSchedule`; ``bimix fit --lr-schedule``): the
+        laws then read the step through its areas (a schedule-aware step term). None: the
+        step itself.
     """
 
     mixtures: pd.DataFrame
@@ -259,6 +266,7 @@ class MixtureData:
     source: str = "<in memory>"
     notes: tuple[str, ...] = field(default=())
     size_kind: str | None = None
+    schedule: LRSchedule | None = None
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -455,6 +463,38 @@ class MixtureData:
         mixtures = self.mixtures.loc[[r for r in self.mixtures.index if r in set(obs["run"])]]
         return replace(self, mixtures=mixtures, observations=obs.reset_index(drop=True))
 
+    def with_schedule(self, schedule: LRSchedule | str | None) -> MixtureData:
+        """The same data with the learning-rate schedule every run was trained with (a
+        :class:`~bimix_bayes.laws.schedule.LRSchedule` or its text, e.g.
+        ``"cosine:total=4000,warmup=100,final=0.1"``); None removes it.
+
+        The schedule must give every observed step some area (a step inside a warm-up from 0
+        is refused); observations after its end read its final rate, and a note says how many.
+
+        Examples
+        --------
+        >>> from bimix_bayes.data.simulate import simulate_default
+        >>> data = simulate_default(seed=0).with_schedule("cosine:total=20000,warmup=100")
+        >>> data.schedule.describe()
+        'cosine decay to 0 of the peak at step 20000 after 100 warm-up steps (lambda 0.999)'
+        """
+        sched = schedule_of(schedule)
+        if sched is None:
+            return replace(self, schedule=None)
+        steps = self.observations["step"].to_numpy(dtype=float)
+        try:
+            sched.covariates(steps, s_ref=float(np.exp(np.log(steps).mean())))
+        except ValueError as err:
+            raise DataError(f"{self.source}: {err}") from None
+        notes = list(self.notes)
+        after = int((steps > sched.end).sum())
+        if after:
+            notes.append(
+                f"{after} of {len(steps)} observations lie after the learning-rate schedule's "
+                f"end (step {sched.end:g}): the rate is held at its final value there"
+            )
+        return replace(self, schedule=sched, notes=tuple(notes))
+
     def fingerprint(self) -> str:
         """SHA-256 of the canonical tables: equal data give equal hashes."""
         h = hashlib.sha256()
@@ -483,6 +523,8 @@ class MixtureData:
         if self.has_sizes:
             sizes = ", ".join(f"{s:.4g}" for s in self.sizes)
             grp += f"; {len(self.sizes)} model sizes ({sizes}; {self.size_kind})"
+        if self.schedule is not None:
+            grp += f"; learning rate: {self.schedule.describe()}"
         if steps.size == 0:
             return f"0 observations from {self.n_runs} runs{grp}; source: {self.source}"
         return (

@@ -55,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from bimix_bayes.bayes.correlated_posterior import effect_factors
+from bimix_bayes.bayes.law_params import fit_step_covariates
 from bimix_bayes.bayes.persistence import spec_from_idata
 from bimix_bayes.bayes.sizes import fitted_sizes, size_label
 from bimix_bayes.data.mixture_input import mixture_frame
@@ -318,7 +319,7 @@ def _observation(
     surface = LossSurface.from_idata(idata, data_step, size)
     cols = [train.index(c) for c in surface.columns]
     mean = surface.log_losses(candidates[:, cols])[draws]  # (draws, C, D)
-    x_proxy = float(np.log(data_step / float(idata.attrs["s_ref"])))
+    x_proxy = float(fit_step_covariates(idata.attrs, [data_step])[0][0])
     return _Observation.build(mean, _run_covariance(idata.posterior, draws, x_proxy))
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from bimix_bayes.laws.bimix import log_mixture_factor, log_step_factor
 from bimix_bayes.laws.cross import bimix_cross_mixture_term, loglinear_mixture_term
 from bimix_bayes.laws.effective import SHARE_FLOOR, effective_mixture_term, effective_share
+from bimix_bayes.laws.schedule import ANNEAL
 from bimix_bayes.laws.size import SIZE_PARAMS, at_size
 
 __all__ = [
@@ -137,13 +138,16 @@ class Law:
         params: Mapping[str, Any],
         *,
         z: Any = None,
+        u: Any = None,
         math: ModuleType = np,
     ) -> Any:
         """Log loss of the law; see the module docstring for the arguments.
 
         With ``z = log(N / N_ref)`` and the size slopes in ``params`` (a fit of data with
         model sizes), the parameters are first moved to that size
-        (:func:`~bimix_bayes.laws.size.at_size`).
+        (:func:`~bimix_bayes.laws.size.at_size`). With a learning-rate schedule, ``x`` is
+        ``log(S1(s) / S1(s_ref))`` and ``u`` the annealing covariate
+        (:mod:`bimix_bayes.laws.schedule`): ``params["anneal"] * u`` is subtracted.
 
         Examples
         --------
@@ -156,6 +160,8 @@ class Law:
         step = log_step_factor(
             x, params["log_floor"], params["log_reducible"], params["beta"], math=math
         )
+        if u is not None and ANNEAL in params:
+            step = step - params[ANNEAL] * u
         return self.mixture_term(shares, own_share, params, math=math) + step
 
 

@@ -258,16 +258,31 @@ def replicate_runs(
 
 def lr_schedule(config: TrainConfig) -> dict[str, Any]:
     """The learning-rate schedule that :func:`~bimix_bayes.proxy.trainer.train_run` applies:
-    linear warm-up over ``warmup`` steps to ``lr``, then constant (no decay).
+    linear warm-up over ``warmup`` steps to ``lr``, then constant or a decay to ``final_lr`` of
+    it at the last step; ``fit_option`` is what ``bimix fit --lr-schedule`` takes for it.
 
     >>> lr_schedule(TrainConfig(lr=3e-3, warmup=100))
     {'kind': 'linear-warmup-constant', 'warmup': 100, 'lr': 0.003, 'decay': None}
+    >>> lr_schedule(TrainConfig(steps=4000, decay="cosine"))["fit_option"]
+    'cosine:total=4000,warmup=100,final=0.1'
     """
+    if config.decay == "constant":  # written as before decays existed
+        return {
+            "kind": "linear-warmup-constant",
+            "warmup": config.warmup,
+            "lr": config.lr,
+            "decay": None,
+        }
     return {
-        "kind": "linear-warmup-constant",
+        "kind": f"linear-warmup-{config.decay}",
         "warmup": config.warmup,
         "lr": config.lr,
-        "decay": None,
+        "decay": config.decay,
+        "final_lr": config.final_lr,
+        "total": config.steps,
+        "fit_option": (
+            f"{config.decay}:total={config.steps},warmup={config.warmup},final={config.final_lr:g}"
+        ),
     }
 
 

@@ -6,7 +6,9 @@ One run:
 * **data**: each sequence of a batch comes from domain ``d`` with probability ``r_d`` (the
   mixture), at a uniformly random offset of that domain's ``train.txt`` (bytes);
 * **optimiser**: AdamW, linear warm-up over ``warmup`` steps, then a constant learning rate
-  (no decay, so the curve is not bent by a schedule), gradient clipping;
+  (the default: the curve is not bent by a schedule) or a ``cosine`` / ``linear`` decay to
+  ``final_lr`` of the peak at the last step (:class:`~bimix_bayes.laws.schedule.LRSchedule`),
+  gradient clipping;
 * **evaluation**: an exponential moving average of the weights (decay ``ema_decay``, with the
   usual ``(1 + t) / (10 + t)`` ramp at the start) is evaluated at log-spaced checkpoints on a
   fixed, seeded set of ``eval_windows`` windows of ``valid.txt`` per domain (the same windows
@@ -41,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bimix_bayes.laws.schedule import LRSchedule
 from bimix_bayes.proxy.corpora import read_manifest
 from bimix_bayes.proxy.tinygpt import ModelConfig, build_model, count_parameters, import_torch
 
@@ -81,6 +84,8 @@ class TrainConfig:
     eval_seed: int = 20250101
     threads: int = 1
     model: ModelConfig = field(default_factory=ModelConfig)
+    decay: str = "constant"
+    final_lr: float = 0.1
 
     def __post_init__(self) -> None:
         if isinstance(self.model, Mapping):  # from JSON
@@ -94,6 +99,10 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.decay not in ("constant", "cosine", "linear"):
+            raise ValueError(f"decay must be constant, cosine or linear, got {self.decay!r}")
+        if not 0 <= self.final_lr <= 1:
+            raise ValueError(f"final_lr is a fraction of lr in [0, 1], got {self.final_lr}")
         if self.first_checkpoint is not None and not 1 <= self.first_checkpoint <= self.steps:
             raise ValueError(
                 f"first_checkpoint must be in [1, steps={self.steps}], got {self.first_checkpoint}"
@@ -103,9 +112,25 @@ class TrainConfig:
         """The evaluation steps of a run with this config."""
         return log_checkpoints(self.steps, self.n_checkpoints, self.first_checkpoint)
 
+    def schedule(self) -> LRSchedule:
+        """The learning-rate schedule of a run, relative to ``lr``.
+
+        Examples
+        --------
+        >>> TrainConfig(steps=1000, warmup=100, decay="cosine").schedule().lr([50, 1000]).tolist()
+        [0.5, 0.1]
+        """
+        total = self.steps if self.decay != "constant" else None
+        return LRSchedule(kind=self.decay, total=total, warmup=self.warmup, final=self.final_lr)
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (the model config nested)."""
-        return asdict(self)
+        """Plain JSON-able dict (the model config nested). A constant schedule is written
+        without ``decay`` and ``final_lr``, as before schedules could decay, so studies made
+        then resume (their runs' configs compare equal)."""
+        out = asdict(self)
+        if self.decay == "constant":
+            del out["decay"], out["final_lr"]
+        return out
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
@@ -325,6 +350,7 @@ def train_run(
     )
     checkpoints = config.checkpoints()
     wanted = set(checkpoints)
+    rates = config.schedule().lr(np.arange(1, config.steps + 1))
     eval_ids = {
         d: torch.from_numpy(w.astype(np.int64))
         for d, w in validation_windows(
@@ -343,7 +369,7 @@ def train_run(
         first = starts[which] + (rng.random(config.batch_size) * spans[which]).astype(np.int64)
         batch = torch.from_numpy(big[first[:, None] + offsets].astype(np.int64))
         x, y = batch[:, :-1], batch[:, 1:]
-        lr = config.lr * min(1.0, step / config.warmup) if config.warmup else config.lr
+        lr = config.lr * float(rates[step - 1])
         for group in opt.param_groups:
             group["lr"] = lr
         loss = cross_entropy(model(x).reshape(-1, 256), y.reshape(-1))
