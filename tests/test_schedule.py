@@ -56,6 +56,22 @@ def test_the_annealing_covariate_is_tissue_et_al_annealing_area(text):
     assert fall[-1] > 0.5 * (1 - sched.final)  # most of the fall is seen 2000 steps after
 
 
+def test_the_covariates_do_not_depend_on_which_other_steps_are_asked_for():
+    """A step off the integer grid, or every step below the reference, keeps each step's
+    annealing covariate (the peak is the schedule's, not a grid point's)."""
+    sched = LRSchedule.parse("cosine:total=4000,warmup=100,final=0.1")
+    _, u = sched.covariates([2000.0, 4000.0], s_ref=1000.0)
+    _, u_odd = sched.covariates([2000.0, 4000.0, 4000.5], s_ref=1000.0)
+    _, u_low = sched.covariates([2000.0], s_ref=3456.789)
+    assert (
+        u[0] > 0.1
+        and np.allclose(u_odd[:2], u, atol=1e-4)
+        and np.isclose(u_low[0], u[0], atol=1e-4)
+    )
+    _, u_long = LRSchedule.parse("linear:total=300000,warmup=1000").covariates([2.9e5], s_ref=1e5)
+    assert u_long[0] > 0.5
+
+
 def test_a_constant_rate_without_warm_up_is_the_plain_step_law():
     steps = np.array([100.0, 1e3, 1e4])
     x, u = LRSchedule.parse("constant").covariates(steps, s_ref=1e3)

@@ -50,7 +50,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from bimix_bayes.laws.schedule import LRSchedule, schedule_of
+from bimix_bayes.laws.schedule import DEFAULT_DECAY, LRSchedule, schedule_of
 
 __all__ = [
     "SIZE_COLUMN",
@@ -487,6 +487,12 @@ class MixtureData:
         except ValueError as err:
             raise DataError(f"{self.source}: {err}") from None
         notes = list(self.notes)
+        if self.volume == "tokens" and sched.decay == DEFAULT_DECAY:
+            notes.append(
+                "the step column counts tokens and the schedule's annealing decay is the "
+                f"default {DEFAULT_DECAY:g} per token: give decay=0.999^(1/tokens per step) "
+                "for Tissue et al.'s 0.999 per step"
+            )
         after = int((steps > sched.end).sum())
         if after:
             notes.append(

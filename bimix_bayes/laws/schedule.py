@@ -259,10 +259,13 @@ class LRSchedule:
         rate = self.lr(grid)
         h = grid[1] - grid[0]
         area = np.concatenate([[0.0], np.cumsum(0.5 * (rate[1:] + rate[:-1]) * h)])
-        top = max(self.rates) if self.kind == "table" else 1.0  # the schedule's peak
-        reached = np.nonzero(rate >= top * (1.0 - 1e-12))[0]
-        peak = int(reached[0]) if len(reached) else len(grid)  # still warming up: no fall
-        held = np.where(np.arange(len(grid)) < peak, top, rate) / top
+        # the fall is counted from the schedule's own peak (not searched on the grid, whose
+        # points need not fall on the end of the warm-up)
+        if self.kind == "table":
+            top, peak = max(self.rates), self.steps[int(np.argmax(self.rates))]
+        else:
+            top, peak = 1.0, self.warmup
+        held = np.where(grid < peak, top, rate) / top
         smoothed = _ema(held, self.decay**h)
         fall = 1.0 - smoothed
         return np.interp(s, grid, area), np.clip(np.interp(s, grid, fall), 0.0, 1.0)

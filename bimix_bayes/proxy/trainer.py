@@ -101,6 +101,10 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.decay not in ("constant", "cosine", "linear"):
             raise ValueError(f"decay must be constant, cosine or linear, got {self.decay!r}")
+        if self.decay != "constant" and self.warmup >= self.steps:
+            raise ValueError(
+                f"a {self.decay} decay needs warmup ({self.warmup}) below steps ({self.steps})"
+            )
         if not 0 <= self.final_lr <= 1:
             raise ValueError(f"final_lr is a fraction of lr in [0, 1], got {self.final_lr}")
         if self.first_checkpoint is not None and not 1 <= self.first_checkpoint <= self.steps:
