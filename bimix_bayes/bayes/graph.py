@@ -42,9 +42,9 @@ from bimix_bayes.bayes.correlated_posterior import CORRELATION_DIM, is_correlate
 from bimix_bayes.bayes.law_params import TRAIN_DIM, spec_law
 from bimix_bayes.bayes.likelihood import CurveLayout, curve_log_likelihood
 from bimix_bayes.bayes.spec import Spec
-from bimix_bayes.laws.bimix import log_mixture_factor, log_step_factor
+from bimix_bayes.laws.bimix import log_mixture_factor
 from bimix_bayes.laws.registry import Law
-from bimix_bayes.laws.schedule import ANNEAL
+from bimix_bayes.laws.schedule import ANNEAL, step_term
 from bimix_bayes.laws.size import SIZE_PARAMS, at_size
 
 __all__ = [
@@ -320,16 +320,11 @@ def _step_factor(
     if "grid_z" in theta:
         slopes = {k: theta[k][:, None] for k in SIZE_PARAMS}
         params = at_size(params, slopes, theta["grid_z"][None, :], math=pt)
-    step_factor = log_step_factor(
-        step_grid[None, :],
-        params["log_floor"],
-        params["log_reducible"],
-        pt.exp(params["log_beta"]),
-        math=pt,
-    )
-    if "grid_u" in theta:
-        step_factor = step_factor - theta[ANNEAL][:, None] * theta["grid_u"][None, :]
-    return step_factor.ravel()[grid_index]
+    params["beta"] = pt.exp(params["log_beta"])
+    u = None
+    if "grid_u" in theta:  # a fit with a learning-rate schedule
+        params[ANNEAL], u = theta[ANNEAL][:, None], theta["grid_u"][None, :]
+    return step_term(step_grid[None, :], params, u, math=pt).ravel()[grid_index]
 
 
 def _cross_mean(

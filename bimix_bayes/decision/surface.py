@@ -36,9 +36,8 @@ from bimix_bayes.bayes.law_params import (
 )
 from bimix_bayes.bayes.sizes import size_offset
 from bimix_bayes.data.table import DataError
-from bimix_bayes.laws.bimix import log_step_factor
 from bimix_bayes.laws.effective import effective_share, effective_share_derivatives
-from bimix_bayes.laws.schedule import ANNEAL
+from bimix_bayes.laws.schedule import step_term
 from bimix_bayes.laws.size import at_size
 
 if TYPE_CHECKING:
@@ -181,9 +180,7 @@ class LossSurface:
             params = at_size(params, params, z)
         params = {k: v.reshape(n, *v.shape[2:]) for k, v in params.items()}
         x, u = fit_step_covariates(idata.attrs, [step])
-        log_k = log_step_factor(x[0], params["log_floor"], params["log_reducible"], params["beta"])
-        if u is not None:  # the annealing effect of a fit with a schedule (laws.schedule)
-            log_k = log_k - params[ANNEAL] * u[0]
+        log_k = step_term(x[0], params, None if u is None else u[0])
         domains = tuple(str(d) for d in post["domain"].to_numpy())
         alpha = params["alpha"] if "alpha" in law.params else np.zeros_like(log_k)
         if not law.cross_domain:

@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from bimix_bayes.laws.bimix import log_mixture_factor, log_step_factor
+from bimix_bayes.laws.bimix import log_mixture_factor
 from bimix_bayes.laws.cross import bimix_cross_mixture_term, loglinear_mixture_term
 from bimix_bayes.laws.effective import SHARE_FLOOR, effective_mixture_term, effective_share
-from bimix_bayes.laws.schedule import ANNEAL
+from bimix_bayes.laws.schedule import step_term
 from bimix_bayes.laws.size import SIZE_PARAMS, at_size
 
 __all__ = [
@@ -157,11 +157,7 @@ class Law:
         """
         if z is not None and SIZE_PARAMS[0] in params:
             params = at_size(params, params, z, math=math)
-        step = log_step_factor(
-            x, params["log_floor"], params["log_reducible"], params["beta"], math=math
-        )
-        if u is not None and ANNEAL in params:
-            step = step - params[ANNEAL] * u
+        step = step_term(x, params, u, math=math)
         return self.mixture_term(shares, own_share, params, math=math) + step
 
 

@@ -59,12 +59,24 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ANNEAL", "DEFAULT_DECAY", "KINDS", "LRSchedule", "schedule_of", "step_covariates"]
+from bimix_bayes.laws.bimix import log_step_factor
+
+__all__ = [
+    "ANNEAL",
+    "DEFAULT_DECAY",
+    "KINDS",
+    "LRSchedule",
+    "schedule_of",
+    "step_covariates",
+    "step_term",
+]
 
 #: The per-domain parameter of the annealing term (``anneal >= 0``) in a fit's posterior.
 ANNEAL = "anneal"
@@ -344,3 +356,22 @@ def step_covariates(
     if schedule is None:
         return np.log(s / float(s_ref)), None
     return schedule.covariates(s, float(s_ref))
+
+
+def step_term(x: Any, params: Mapping[str, Any], u: Any = None, *, math: ModuleType = np) -> Any:
+    """The step factor every law shares, with the annealing term when the fit has one:
+    ``logaddexp(log_floor, log_reducible - beta x) - anneal u`` (``params`` holds ``log_floor``,
+    ``log_reducible``, ``beta`` and, with a schedule, ``anneal``; ``u`` None: no schedule).
+
+    Examples
+    --------
+    >>> p = {"log_floor": 0.0, "log_reducible": 0.0, "beta": 0.5, "anneal": 0.1}
+    >>> round(float(step_term(0.0, p)), 6), round(float(step_term(0.0, p, u=0.5)), 6)
+    (0.693147, 0.643147)
+    """
+    step = log_step_factor(
+        x, params["log_floor"], params["log_reducible"], params["beta"], math=math
+    )
+    if u is not None and ANNEAL in params:
+        step = step - params[ANNEAL] * u
+    return step
