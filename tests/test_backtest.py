@@ -363,6 +363,10 @@ def test_validate_public_smoke(datasets_dir, tmp_path, monkeypatch):
     assert "Produced by `python benchmarks/validate_public.py --smoke" in text
     assert "SlimPajama 122M" in text and "| Bayes bimix | all points |" in text
     assert "| LS (the paper's BiMix least squares) | all points |" in text
+    # issue 13's targets: the share of fits that passed counts the one smoke fit
+    assert "## Targets of issue 13" in text
+    assert "of the Bayesian fits in this report pass their diagnostics" in text
+    assert " of 1 (" in text
 
 
 # ------------------------------------------------------------------------------ run_slope option
