@@ -43,6 +43,7 @@ from bimix_bayes.bayes.law_params import TRAIN_DIM, spec_law
 from bimix_bayes.bayes.likelihood import CurveLayout, curve_log_likelihood
 from bimix_bayes.bayes.spec import Spec
 from bimix_bayes.laws.bimix import log_mixture_factor
+from bimix_bayes.laws.drift import ALPHA_DRIFT, drift_term
 from bimix_bayes.laws.registry import Law
 from bimix_bayes.laws.schedule import ANNEAL, step_term
 from bimix_bayes.laws.size import SIZE_PARAMS, at_size
@@ -253,11 +254,16 @@ def build_pymc_model(layout: CurveLayout, spec: Spec, *, grouped: bool | None = 
         if correlated:  # the effects' sds and correlations come from LKJ-Cholesky priors
             tau, chol_u = _correlated_effects("tau", "run_corr", lik["tau_scale"], lik, layout)
         slope = None
-        x = pm.Data("x", layout.x) if lik["run_slope"] else None
+        drifts = spec["law"]["alpha_drift"]
+        x = pm.Data("x", layout.x) if lik["run_slope"] or drifts else None
         if law.cross_domain:
             mu = _cross_mean(law, theta, layout, spec, d, step_grid, grid_index, size_scale)
         else:
             mu = _bimix_mean(theta, log_r, d, step_grid, grid_index, size_scale)
+        if drifts:  # the own-share exponent moves with the log step (laws.drift)
+            drift = pm.Normal(ALPHA_DRIFT, 0.0, spec["law"]["alpha_drift_sd"], dims="domain")
+            log_own = pt.log(model["curve_own_share"]) if law.cross_domain else log_r
+            mu = mu + drift_term(log_own[:, None], x, drift[d][:, None])
         e = (y - mu) * mask
         if correlated:
             loglik = _correlated_loglik(e, mask, sigma, chol_u, layout, lik, d, x, grouped)
@@ -452,7 +458,7 @@ def data_names(
             names += ["run_pattern", "pattern_n"]
             if spec["likelihood"]["run_slope"]:
                 names += ["pattern_sx", "pattern_sxx"]
-    if spec["likelihood"]["run_slope"]:
+    if spec["likelihood"]["run_slope"] or spec["law"]["alpha_drift"]:
         names.append("x")
     if spec_law(spec).cross_domain:  # every share of the run replaces its domain's log share
         names = [k for k in names if k != "curve_log_r"]

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from bimix_bayes.laws.drift import ALPHA_DRIFT
 from bimix_bayes.laws.registry import DEFAULT_LAW, Law, get_law
 from bimix_bayes.laws.schedule import ANNEAL, LRSchedule, step_covariates
 from bimix_bayes.laws.size import SIZE_PARAMS
@@ -55,8 +56,9 @@ def posterior_law(posterior: xr.Dataset) -> Law:
 
 def posterior_params(posterior: xr.Dataset, law: Law | None = None) -> dict[str, np.ndarray]:
     """The law's parameters as arrays ``(chain, draw, domain)`` (``cross``: ``(..., training)``),
-    the size slopes of a fit of data with model sizes (:mod:`bimix_bayes.laws.size`) and the
-    annealing effect of a fit with a learning-rate schedule (:mod:`bimix_bayes.laws.schedule`).
+    the size slopes of a fit of data with model sizes (:mod:`bimix_bayes.laws.size`), the
+    annealing effect of a fit with a learning-rate schedule (:mod:`bimix_bayes.laws.schedule`)
+    and the exponent's drift of a fit with ``[law] alpha_drift`` (:mod:`bimix_bayes.laws.drift`).
 
     Works on prior draws too: a positive parameter missing from ``posterior`` is the exponential
     of its ``log_`` population variable.
@@ -71,7 +73,8 @@ def posterior_params(posterior: xr.Dataset, law: Law | None = None) -> dict[str,
     """
     law = law or posterior_law(posterior)
     out = {}
-    for name in (*SIZE_PARAMS, ANNEAL):  # model sizes (laws.size), a schedule (laws.schedule)
+    # model sizes (laws.size), a schedule (laws.schedule), the exponent's drift (laws.drift)
+    for name in (*SIZE_PARAMS, ANNEAL, ALPHA_DRIFT):
         if name in posterior:
             out[name] = posterior[name].transpose("chain", "draw", "domain").to_numpy()
     for name in law.params:

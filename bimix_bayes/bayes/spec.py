@@ -122,7 +122,12 @@ _PRIOR = {
 #: Every key a spec may hold, with its check (None when the value is valid, else the problem).
 SCHEMA: dict[str, Any] = {
     "data": {"s_ref": _s_ref},
-    "law": {"name": _choice(*LAWS), "cross_sd_scale": _number(0)},
+    "law": {
+        "name": _choice(*LAWS),
+        "cross_sd_scale": _number(0),
+        "alpha_drift": _boolean,
+        "alpha_drift_sd": _number(0),
+    },
     "priors": {name: dict(_PRIOR) for name in PRIOR_NAMES},
     "likelihood": {
         "family": _choice("normal", "student_t"),
@@ -211,6 +216,12 @@ def merge_spec(update: Mapping[str, Any] | None = None) -> Spec:
     _validate(update, SCHEMA, "")
     spec = _merge(_default(), update)
     _validate(spec, SCHEMA, "")
+    law = spec["law"]
+    if law["alpha_drift"] and not LAWS[law["name"]].can_drift:
+        raise SpecError(
+            f"law.alpha_drift: the law {law['name']!r} has no own-share exponent to drift (its "
+            "own share may be zero); use law 'bimix' or 'bimix_cross', or set alpha_drift = false"
+        )
     return spec
 
 

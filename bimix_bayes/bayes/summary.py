@@ -17,6 +17,7 @@ from bimix_bayes.bayes.law_params import TRAIN_DIM, posterior_law
 from bimix_bayes.bayes.persistence import data_from_idata
 from bimix_bayes.data.replicates import seed_spread
 from bimix_bayes.data.table import MixtureData
+from bimix_bayes.laws.drift import ALPHA_DRIFT
 from bimix_bayes.laws.schedule import ANNEAL
 from bimix_bayes.laws.size import SIZE_PARAMS
 from bimix_bayes.leastsq.fit import BiMixLeastSquares
@@ -100,7 +101,7 @@ def cross_table(idata: az.InferenceData, prob: float = 0.94) -> pd.DataFrame:
 def posterior_table(
     idata: az.InferenceData,
     prob: float = 0.94,
-    var_names: tuple[str, ...] = PAPER_PARAMS + SIZE_PARAMS + (ANNEAL,) + NOISE_PARAMS,
+    var_names: tuple[str, ...] = PAPER_PARAMS + SIZE_PARAMS + (ANNEAL, ALPHA_DRIFT) + NOISE_PARAMS,
 ) -> pd.DataFrame:
     """Per (domain, parameter): mean, sd, HDI bounds, r-hat and bulk/tail ESS.
 
@@ -108,7 +109,9 @@ def posterior_table(
     size slopes (:mod:`bimix_bayes.laws.size`) only for a fit of data with model sizes (the
     other parameters are then those of the reference size ``attrs["size_ref"]``); ``anneal``
     only for a fit with a learning-rate schedule (:mod:`bimix_bayes.laws.schedule`; ``B`` is
-    then relative to the rate's area, in peak-rate steps). An
+    then relative to the rate's area, in peak-rate steps); ``alpha_drift`` only for a fit with
+    ``[law] alpha_drift`` (:mod:`bimix_bayes.laws.drift`; ``alpha`` is then the exponent at
+    ``s_ref``). An
     evaluation-only domain (not a training domain) has no own-share parameter (``own`` or
     ``alpha``): the law multiplies it by a zero share, so its draws are the prior's and are not
     listed.
@@ -159,7 +162,7 @@ def comparison_table(
     whose parameters differ, and for a fit of several model sizes or with a learning-rate
     schedule (the paper's fit has neither), the least-squares columns are NaN.
     """
-    table = posterior_table(idata, prob, law_params(idata) + SIZE_PARAMS + (ANNEAL,))
+    table = posterior_table(idata, prob, law_params(idata) + SIZE_PARAMS + (ANNEAL, ALPHA_DRIFT))
     sizes = "size" in getattr(idata, "constant_data", {})
     if sizes or not set(table.index.get_level_values("parameter")) <= set(PAPER_PARAMS):
         for key in ("ls_estimate", "ls_lower", "ls_upper"):  # least squares is BiMix's law

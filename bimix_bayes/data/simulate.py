@@ -26,6 +26,7 @@ import pandas as pd
 from bimix_bayes.data.labels import long_table
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.laws.bimix import PARAM_NAMES, PaperParams
+from bimix_bayes.laws.drift import ALPHA_DRIFT, drift_term
 from bimix_bayes.laws.schedule import LRSchedule, schedule_of
 
 __all__ = ["default_parameters", "random_mixtures", "simulate", "simulate_default"]
@@ -121,6 +122,10 @@ def simulate(
         A learning-rate schedule (:mod:`bimix_bayes.laws.schedule`): the law then reads the
         step through its area ``S1`` and loses ``anneal * u`` in log loss (a column
         ``anneal`` of ``params``, default 0.05); the data carry the schedule.
+        A column ``alpha_drift`` of ``params`` makes the mixture exponent move with the log
+        step, ``alpha + alpha_drift * log(s / s_geo)`` (:mod:`bimix_bayes.laws.drift`; ``s``
+        read through the schedule's area when there is one, ``s_geo`` the geometric mean of
+        ``steps``).
 
     Returns
     -------
@@ -142,14 +147,20 @@ def simulate(
     shares = mixtures[domains].to_numpy(dtype=float)  # run x domain
     sched = schedule_of(schedule)
     if sched is None:
+        volume_seen = steps_arr
         true = law.loss(shares[:, None, :], steps_arr[None, :, None])  # run x step x domain
     else:
-        area, fall = sched.areas(steps_arr)
+        volume_seen, fall = sched.areas(steps_arr)
         anneal = (
             params["anneal"].to_numpy(float) if "anneal" in params else np.full(len(domains), 0.05)
         )
-        true = law.loss(shares[:, None, :], area[None, :, None])
+        true = law.loss(shares[:, None, :], volume_seen[None, :, None])
         true = true * np.exp(-anneal[None, None, :] * fall[None, :, None])
+    if ALPHA_DRIFT in params:
+        log_volume = np.log(volume_seen)
+        x = (log_volume - log_volume.mean())[None, :, None]
+        drift = params[ALPHA_DRIFT].to_numpy(float)[None, None, :]
+        true = true * np.exp(drift_term(np.log(shares)[:, None, :], x, drift))
     offset = rng.normal(0.0, run_sd, size=(len(mixtures), 1, len(domains)))
     noise = rng.normal(0.0, noise_sd, size=true.shape)
     loss = true * np.exp(offset + noise)

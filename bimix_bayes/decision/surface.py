@@ -36,6 +36,7 @@ from bimix_bayes.bayes.law_params import (
 )
 from bimix_bayes.bayes.sizes import size_offset
 from bimix_bayes.data.table import DataError
+from bimix_bayes.laws.drift import ALPHA_DRIFT, alpha_at
 from bimix_bayes.laws.effective import effective_share, effective_share_derivatives
 from bimix_bayes.laws.schedule import step_term
 from bimix_bayes.laws.size import at_size
@@ -183,6 +184,8 @@ class LossSurface:
         log_k = step_term(x[0], params, None if u is None else u[0])
         domains = tuple(str(d) for d in post["domain"].to_numpy())
         alpha = params["alpha"] if "alpha" in law.params else np.zeros_like(log_k)
+        if ALPHA_DRIFT in params:  # the exponent at the target step (laws.drift)
+            alpha = alpha_at(alpha, params[ALPHA_DRIFT], x[0])
         if not law.cross_domain:
             return cls(domains, log_k, alpha, float(step))
         training = [str(t) for t in post[TRAIN_DIM].to_numpy()]

@@ -32,6 +32,7 @@ import numpy as np
 
 from bimix_bayes.laws.bimix import log_mixture_factor
 from bimix_bayes.laws.cross import bimix_cross_mixture_term, loglinear_mixture_term
+from bimix_bayes.laws.drift import ALPHA_DRIFT, drift_term
 from bimix_bayes.laws.effective import SHARE_FLOOR, effective_mixture_term, effective_share
 from bimix_bayes.laws.schedule import step_term
 from bimix_bayes.laws.size import SIZE_PARAMS, at_size
@@ -147,7 +148,9 @@ class Law:
         model sizes), the parameters are first moved to that size
         (:func:`~bimix_bayes.laws.size.at_size`). With a learning-rate schedule, ``x`` is
         ``log(S1(s) / S1(s_ref))`` and ``u`` the annealing covariate
-        (:mod:`bimix_bayes.laws.schedule`): ``params["anneal"] * u`` is subtracted.
+        (:mod:`bimix_bayes.laws.schedule`): ``params["anneal"] * u`` is subtracted. With
+        ``params["alpha_drift"]`` (``[law] alpha_drift``) the own-share exponent moves with
+        ``x`` (:mod:`bimix_bayes.laws.drift`).
 
         Examples
         --------
@@ -158,7 +161,22 @@ class Law:
         if z is not None and SIZE_PARAMS[0] in params:
             params = at_size(params, params, z, math=math)
         step = step_term(x, params, u, math=math)
-        return self.mixture_term(shares, own_share, params, math=math) + step
+        out = self.mixture_term(shares, own_share, params, math=math) + step
+        if ALPHA_DRIFT in params:
+            out = out + drift_term(math.log(own_share), x, params[ALPHA_DRIFT])
+        return out
+
+    @property
+    def can_drift(self) -> bool:
+        """Whether the own-share exponent may drift with the step (``[law] alpha_drift``): a
+        power law in a positive own share (``bimix``, ``bimix_cross``).
+
+        Examples
+        --------
+        >>> [law.name for law in LAWS.values() if law.can_drift]
+        ['bimix', 'bimix_cross']
+        """
+        return "alpha" in self.params and not self.finite_at_zero
 
 
 def _bimix(shares: Any, own_share: Any, p: Mapping[str, Any], math: ModuleType) -> Any:

@@ -1,0 +1,138 @@
+"""The mixture exponent's drift with the log step (``[law] alpha_drift``): the law, the spec,
+the PyMC graph against numpy, the decision surface at a target step, and a fit that finds a
+drift the data have."""
+
+from __future__ import annotations
+
+import warnings
+
+import arviz as az
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bimix_bayes.bayes.correlated_posterior import run_log_likelihoods
+from bimix_bayes.bayes.graph import build_pymc_model
+from bimix_bayes.bayes.likelihood import CurveLayout
+from bimix_bayes.bayes.spec import SpecError, merge_spec
+from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
+from bimix_bayes.decision.surface import LossSurface
+from bimix_bayes.laws.drift import ALPHA_DRIFT, alpha_at
+from bimix_bayes.laws.registry import BIMIX, BIMIX_CROSS
+
+STEPS = np.geomspace(500, 20000, 10).round()
+
+
+def _drift_data(drift=(0.02, -0.015, 0.0), seed: int = 3, n_runs: int = 8):
+    params = default_parameters().iloc[: len(drift)].copy()
+    params[ALPHA_DRIFT] = list(drift)
+    mixtures = random_mixtures(n_runs, list(params.index), seed=seed)
+    return simulate(params, mixtures, STEPS, seed=seed, noise_sd=0.004, run_sd=0.004), params
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    r=st.floats(0.01, 1.0),
+    x=st.floats(-4.0, 4.0),
+    alpha=st.floats(0.0, 0.3),
+    drift=st.floats(-0.05, 0.05),
+)
+def test_a_drifting_exponent_is_bimix_at_the_exponent_of_that_step(r, x, alpha, drift):
+    base = {"log_floor": 0.3, "log_reducible": -0.8, "beta": 0.5}
+    moved = BIMIX.log_loss(None, r, x, {**base, "alpha": alpha_at(alpha, drift, x)})
+    got = BIMIX.log_loss(None, r, x, {**base, "alpha": alpha, ALPHA_DRIFT: drift})
+    assert got == pytest.approx(moved, abs=1e-12)
+    # no drift at s_ref: the exponent there is alpha itself
+    at_ref = BIMIX.log_loss(None, r, 0.0, {**base, "alpha": alpha, ALPHA_DRIFT: drift})
+    assert at_ref == pytest.approx(BIMIX.log_loss(None, r, 0.0, {**base, "alpha": alpha}))
+
+
+def test_the_cross_law_drifts_its_own_share_exponent():
+    shares = np.array([0.2, 0.5, 0.3])
+    p = {"log_floor": 0.3, "log_reducible": -0.8, "beta": 0.5, "alpha": 0.05,
+         "cross": np.array([0.0, 0.1, -0.1])}  # fmt: skip
+    x = 1.5
+    got = BIMIX_CROSS.log_loss(shares, 0.2, x, {**p, ALPHA_DRIFT: 0.02})
+    want = BIMIX_CROSS.log_loss(shares, 0.2, x, {**p, "alpha": 0.05 + 0.02 * x})
+    assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_the_spec_refuses_a_drift_where_the_law_has_no_own_share_exponent():
+    assert merge_spec()["law"]["alpha_drift"] is False  # opt-in
+    assert merge_spec({"law": {"name": "bimix_cross", "alpha_drift": True}})["law"]["alpha_drift"]
+    for law in ("loglinear", "effective"):
+        with pytest.raises(SpecError, match=r"law.alpha_drift: the law .* 'bimix_cross'"):
+            merge_spec({"law": {"name": law, "alpha_drift": True}})
+
+
+@pytest.mark.parametrize("law", ["bimix", "bimix_cross"])
+def test_the_drift_graph_equals_the_numpy_law_and_likelihood(law):
+    """The PyMC graph's log likelihood at a random point (drift included) equals the numpy law
+    + Woodbury run likelihood."""
+    from tests.test_laws import _graph_loglik, _posterior_at
+
+    data, _ = _drift_data()
+    layout = CurveLayout.from_data(data, 3e3)
+    spec = merge_spec({"law": {"name": law, "alpha_drift": True}})
+    model = build_pymc_model(layout, spec)
+    rng = np.random.default_rng(1)
+    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
+    post = _posterior_at(model, point)
+    post.attrs["law"] = law
+    assert np.abs(post[ALPHA_DRIFT]).min() > 0
+    expected = float(run_log_likelihoods(post, layout, spec).sum())
+    assert np.isclose(_graph_loglik(model, point), expected, rtol=1e-9)
+    # and the drift moves it: the same point without the drift scores differently
+    no_drift = post.drop_vars(ALPHA_DRIFT)
+    assert not np.isclose(float(run_log_likelihoods(no_drift, layout, spec).sum()), expected)
+
+
+def test_the_decision_surface_uses_the_exponent_at_the_target_step():
+    from tests.test_laws import _posterior_at
+
+    data, _ = _drift_data()
+    s_ref = 3e3
+    layout = CurveLayout.from_data(data, s_ref)
+    model = build_pymc_model(layout, merge_spec({"law": {"alpha_drift": True}}))
+    rng = np.random.default_rng(2)
+    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
+    idata = az.InferenceData(posterior=_posterior_at(model, point))
+    idata.attrs.update({"s_ref": s_ref, "law": "bimix"})
+    idata.posterior.attrs["law"] = "bimix"
+    mixture = np.array([0.5, 0.3, 0.2])
+    post = idata.posterior
+    for step in (500.0, 3e3, 4e4):
+        surface = LossSurface.from_idata(idata, step)
+        x = np.log(step / s_ref)
+        params = {k: post[k].to_numpy()[0, 0] for k in ("log_floor", "log_reducible")}
+        params.update(
+            beta=np.exp(post["log_beta"].to_numpy()[0, 0]),
+            alpha=np.exp(post["log_alpha"].to_numpy()[0, 0]),
+            alpha_drift=post[ALPHA_DRIFT].to_numpy()[0, 0],
+        )
+        want = BIMIX.log_loss(None, mixture, x, params)
+        assert surface.log_losses(mixture)[0] == pytest.approx(want, rel=1e-10)
+
+
+@pytest.mark.slow
+def test_a_drift_fit_finds_the_drift_and_forecasts_the_horizon_better():
+    """Simulated runs whose exponent drifts (0.03 per unit of log step on the first domain):
+    fitted on the first half of the steps, the drift fit finds the sign and its forecasts of
+    the later checkpoints are closer than the plain fit's."""
+    from bimix_bayes.evaluation.runner import backtest
+
+    data, _ = _drift_data(drift=(0.03, -0.02, 0.0), n_runs=10)
+    sampler = {"chains": 2, "draws": 400, "tune": 600}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = backtest(data, "horizon:0.5", method="bayes", spec={"sampler": sampler})
+        drift = backtest(
+            data,
+            "horizon:0.5",
+            method="bayes",
+            spec={"sampler": sampler, "law": {"alpha_drift": True}},
+        )
+    mre_plain = float(plain.metrics.loc[("bayes", "(all points)"), "mre"])
+    mre_drift = float(drift.metrics.loc[("bayes", "(all points)"), "mre"])
+    assert mre_drift < 0.8 * mre_plain
