@@ -88,6 +88,7 @@ def test_the_drift_graph_equals_the_numpy_law_and_likelihood(law):
     assert not np.isclose(float(run_log_likelihoods(no_drift, layout, spec).sum()), expected)
 
 
+@pytest.mark.filterwarnings("ignore::bimix_bayes.decision.surface.DriftedExponentWarning")
 def test_the_decision_surface_uses_the_exponent_at_the_target_step():
     from tests.test_laws import _posterior_at
 
@@ -136,3 +137,41 @@ def test_a_drift_fit_finds_the_drift_and_forecasts_the_horizon_better():
     mre_plain = float(plain.metrics.loc[("bayes", "(all points)"), "mre"])
     mre_drift = float(drift.metrics.loc[("bayes", "(all points)"), "mre"])
     assert mre_drift < 0.8 * mre_plain
+
+
+def test_a_drifted_exponent_below_zero_is_said_and_the_optimum_stays_a_mixture():
+    """Far from s_ref a negative drift can take the exponent below 0 in some draws: the surface
+    says so, and the closed-form optimum gives that domain its least share instead of NaN."""
+    from bimix_bayes.decision.surface import DriftedExponentWarning, closed_form_optimum
+    from tests.test_laws import _posterior_at
+
+    data, _ = _drift_data()
+    layout = CurveLayout.from_data(data, 3e3)
+    model = build_pymc_model(layout, merge_spec({"law": {"alpha_drift": True}}))
+    point = dict(model.initial_point())
+    point["log_alpha"] = np.log(np.array([0.05, 0.05, 0.05]))
+    point[ALPHA_DRIFT] = np.array([0.0, -0.05, 0.0])  # exponent 0.05 - 0.05 x: < 0 past e s_ref
+    idata = az.InferenceData(posterior=_posterior_at(model, point))
+    idata.attrs.update({"s_ref": 3e3, "law": "bimix"})
+    with pytest.warns(DriftedExponentWarning, match=r"<= 0 .* for .*\(100 %\)"):
+        surface = LossSurface.from_idata(idata, 3e3 * np.exp(2.0))
+    r = closed_form_optimum(np.exp(surface.log_k), surface.alpha)
+    assert np.isfinite(r).all() and r.sum() == pytest.approx(1.0)
+    assert r[0, 1] == pytest.approx(0.0, abs=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # at s_ref the exponent is alpha: no warning
+        LossSurface.from_idata(idata, 3e3)
+
+
+def test_simulated_drift_is_the_law_term_at_the_fits_step_covariate():
+    params = default_parameters().iloc[:2].copy()
+    mixtures = random_mixtures(4, list(params.index), seed=0)
+    plain = simulate(params, mixtures, STEPS, noise_sd=0.0, run_sd=0.0)
+    params[ALPHA_DRIFT] = [0.03, -0.02]
+    drifted = simulate(params, mixtures, STEPS, noise_sd=0.0, run_sd=0.0)
+    a, b = plain.observations, drifted.observations
+    x = np.log(a["step"].to_numpy() / np.exp(np.log(STEPS).mean()))
+    share = np.array([mixtures.loc[r, d] for r, d in zip(a["run"], a["domain"], strict=True)])
+    drift = a["domain"].map(dict(zip(params.index, params[ALPHA_DRIFT], strict=True)))
+    expected = np.log(a["loss"].to_numpy()) - drift.to_numpy() * x * np.log(share)
+    assert np.log(b["loss"].to_numpy()) == pytest.approx(expected, abs=1e-12)

@@ -27,7 +27,7 @@ from bimix_bayes.data.labels import long_table
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.laws.bimix import PARAM_NAMES, PaperParams
 from bimix_bayes.laws.drift import ALPHA_DRIFT, drift_term
-from bimix_bayes.laws.schedule import LRSchedule, schedule_of
+from bimix_bayes.laws.schedule import LRSchedule, schedule_of, step_covariates
 
 __all__ = ["default_parameters", "random_mixtures", "simulate", "simulate_default"]
 
@@ -123,9 +123,9 @@ def simulate(
         step through its area ``S1`` and loses ``anneal * u`` in log loss (a column
         ``anneal`` of ``params``, default 0.05); the data carry the schedule.
         A column ``alpha_drift`` of ``params`` makes the mixture exponent move with the log
-        step, ``alpha + alpha_drift * log(s / s_geo)`` (:mod:`bimix_bayes.laws.drift`; ``s``
-        read through the schedule's area when there is one, ``s_geo`` the geometric mean of
-        ``steps``).
+        step, ``alpha + alpha_drift * x`` (:mod:`bimix_bayes.laws.drift`), ``x = log(s /
+        s_geo)`` with ``s_geo`` the geometric mean of ``steps`` (``log(S1(s) / S1(s_geo))``
+        with a schedule), as a fit with the default ``s_ref`` reads it.
 
     Returns
     -------
@@ -147,18 +147,17 @@ def simulate(
     shares = mixtures[domains].to_numpy(dtype=float)  # run x domain
     sched = schedule_of(schedule)
     if sched is None:
-        volume_seen = steps_arr
         true = law.loss(shares[:, None, :], steps_arr[None, :, None])  # run x step x domain
     else:
-        volume_seen, fall = sched.areas(steps_arr)
+        area, fall = sched.areas(steps_arr)
         anneal = (
             params["anneal"].to_numpy(float) if "anneal" in params else np.full(len(domains), 0.05)
         )
-        true = law.loss(shares[:, None, :], volume_seen[None, :, None])
+        true = law.loss(shares[:, None, :], area[None, :, None])
         true = true * np.exp(-anneal[None, None, :] * fall[None, :, None])
-    if ALPHA_DRIFT in params:
-        log_volume = np.log(volume_seen)
-        x = (log_volume - log_volume.mean())[None, :, None]
+    if ALPHA_DRIFT in params:  # the fit's x: centred on the geometric mean of the steps
+        s_geo = float(np.exp(np.log(steps_arr).mean()))
+        x = step_covariates(steps_arr, s_geo, sched)[0][None, :, None]
         drift = params[ALPHA_DRIFT].to_numpy(float)[None, None, :]
         true = true * np.exp(drift_term(np.log(shares)[:, None, :], x, drift))
     offset = rng.normal(0.0, run_sd, size=(len(mixtures), 1, len(domains)))

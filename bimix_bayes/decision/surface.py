@@ -22,6 +22,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -186,6 +187,7 @@ class LossSurface:
         alpha = params["alpha"] if "alpha" in law.params else np.zeros_like(log_k)
         if ALPHA_DRIFT in params:  # the exponent at the target step (laws.drift)
             alpha = alpha_at(alpha, params[ALPHA_DRIFT], x[0])
+            _warn_if_exponent_not_positive(alpha, post["domain"].to_numpy(), step)
         if not law.cross_domain:
             return cls(domains, log_k, alpha, float(step))
         training = [str(t) for t in post[TRAIN_DIM].to_numpy()]
@@ -388,7 +390,9 @@ def closed_form_optimum(
     The semi-closed form: ``r_i = clip((alpha_i k_i / lam)**(1/(1+alpha_i)), lower_i, upper_i)``
     with the scalar ``lam`` found by bisection (on ``log lam``). ``k`` and ``alpha`` may carry
     leading dimensions (one problem per row, e.g. per posterior draw); ``k`` already includes any
-    domain weight. Domains with ``k = 0`` stay at their lower bound.
+    domain weight. Domains with ``k = 0``, or ``alpha <= 0`` (a drifted exponent,
+    :mod:`bimix_bayes.laws.drift`: more share does not lower that loss), stay at their lower
+    bound; what the others cannot take is spread over them (:func:`fill_uncounted`).
 
     Examples
     --------
@@ -397,15 +401,17 @@ def closed_form_optimum(
     [0.5, 0.5]
     >>> closed_form_optimum(np.array([1.0, 8.0]), np.array([1.0, 1.0])).round(6).tolist()
     [0.261204, 0.738796]
+    >>> closed_form_optimum(np.array([1.0, 1.0]), np.array([0.5, -0.01])).round(6).tolist()
+    [1.0, 0.0]
     """
     k = np.asarray(k, dtype=float)
     alpha = np.broadcast_to(np.asarray(alpha, dtype=float), k.shape)
     n = k.shape[-1]
     lower = np.zeros(n) if lower is None else np.asarray(lower, dtype=float)
     upper = np.ones(n) * budget if upper is None else np.asarray(upper, dtype=float)
-    counted = k > 0
+    counted = (k > 0) & (alpha > 0)
     lo_eff = np.where(counted, np.maximum(lower, MIN_SHARE), lower)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         log_ak = np.where(counted, np.log(alpha * k), -np.inf)
     exponent = 1.0 / (1.0 + alpha)
 
@@ -419,13 +425,34 @@ def closed_form_optimum(
             counted, log_ak - (1 + alpha) * np.log(np.maximum(upper, MIN_SHARE)), np.inf
         )
         at_floor = np.where(counted, log_ak - (1 + alpha) * np.log(lo_eff), -np.inf)
-    left = at_cap.min(axis=-1) - 1.0
-    right = at_floor.max(axis=-1) + 1.0
+    any_counted = counted.any(axis=-1)  # a row with none: every share at its floor, then filled
+    left = np.where(any_counted, at_cap.min(axis=-1) - 1.0, 0.0)
+    right = np.where(any_counted, at_floor.max(axis=-1) + 1.0, 1.0)
     log_lam = bisect_decreasing(
         lambda t: shares(t).sum(axis=-1), np.full(left.shape, budget), left, right
     )
     r = shares(log_lam)
     return fill_uncounted(r, counted, upper, budget)
+
+
+class DriftedExponentWarning(UserWarning):
+    """A drifted mixture exponent (``[law] alpha_drift``) is not positive at the target step."""
+
+
+def _warn_if_exponent_not_positive(alpha: np.ndarray, domains: np.ndarray, step: float) -> None:
+    """Say where ``alpha + alpha_drift x`` is <= 0 in some posterior draws (rows of ``alpha``)."""
+    share = (alpha <= 0).mean(axis=0)
+    if not share.any():
+        return
+    where = ", ".join(f"{d} ({100 * f:.0f} %)" for d, f in zip(domains, share, strict=True) if f)
+    warnings.warn(
+        f"at step {step:g} the drifted mixture exponent alpha + alpha_drift x is <= 0 in some "
+        f"posterior draws for {where}: there the law says a larger share does not lower that "
+        "loss, and optimize/next give the domain its least share in those draws. Check the "
+        "fit's alpha_drift (bimix summary) or fit without [law] alpha_drift.",
+        DriftedExponentWarning,
+        stacklevel=3,
+    )
 
 
 def fill_uncounted(
