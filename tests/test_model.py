@@ -218,6 +218,15 @@ def test_save_load_round_trip(fitted, tmp_path):
     assert len(table) == len(data.domains) + 1
 
 
+def _ask_for_drift(idata) -> None:
+    """A fit whose (consistently hashed) spec asks for the exponent's drift it does not hold."""
+    from bimix_bayes.bayes.spec import spec_id
+
+    spec = json.loads(idata.attrs["spec"])
+    spec["law"]["alpha_drift"] = True
+    idata.attrs.update(spec=json.dumps(spec), spec_id=spec_id(spec))
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -228,6 +237,7 @@ def test_save_load_round_trip(fitted, tmp_path):
         (lambda i: i.attrs.pop("bimix_format"), "not a bimix-bayes fit"),
         (lambda i: i.attrs.pop("diagnostics"), "not valid"),
         (lambda i: i.posterior.__delitem__("tau"), r"posterior lacks \['tau'\]"),
+        (lambda i: _ask_for_drift(i), r"posterior lacks \['alpha_drift'\]"),
     ],
 )
 def test_load_refuses_incompatible_files(fitted, tmp_path, change, message):

@@ -43,6 +43,7 @@ from bimix_bayes.bayes.law_params import fit_schedule, spec_law
 from bimix_bayes.bayes.spec import PRIOR_NAMES, Spec, SpecError, merge_spec, spec_id
 from bimix_bayes.data.files import atomic_path
 from bimix_bayes.data.table import DataError, MixtureData
+from bimix_bayes.laws.drift import ALPHA_DRIFT
 
 __all__ = [
     "FORMAT_VERSION",
@@ -134,6 +135,8 @@ def _check_posterior(idata: az.InferenceData, spec: Spec, path: Path) -> None:
     needed = [*spec_law(spec).params, "sigma"]
     if spec["likelihood"]["run_offset"]:
         needed.append("tau")
+    if spec["law"]["alpha_drift"]:  # forecasts would silently drop the drift (laws.drift)
+        needed.append(ALPHA_DRIFT)
     if "posterior" not in idata.groups():
         raise FitFileError(f"{path}: no posterior group")
     post = idata.posterior
