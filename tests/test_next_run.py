@@ -27,7 +27,13 @@ from bimix_bayes.decision.next_run import (
 from bimix_bayes.decision.recommend import optimize
 from tests.test_cli import run
 
-QUICK = {"sampler": {"chains": 2, "draws": 300, "tune": 300, "progress_bar": "never"}}
+# Run effects correlated across domains (opt-in): the harder path of the run covariance and the
+# one end-to-end fit of that likelihood in the fast tests; the default's independent path is
+# checked on a posterior built by hand (test_independent_run_effects_give_a_diagonal_covariance).
+QUICK = {
+    "sampler": {"chains": 2, "draws": 300, "tune": 300, "progress_bar": "never"},
+    "likelihood": {"run_correlation": True},
+}
 STEP = 40_000.0
 
 
@@ -142,6 +148,22 @@ def test_the_run_covariance_has_offsets_correlated_across_domains_plus_noise(fit
     np.testing.assert_allclose(cov, expected, rtol=1e-8)
 
 
+def test_independent_run_effects_give_a_diagonal_covariance():
+    """Without run_corr (the default spec), a new run's domains vary independently: tau^2 +
+    sigma^2 on the diagonal, plus kappa^2 x^2 with run slopes."""
+    import xarray as xr
+
+    rng = np.random.default_rng(1)
+    dims = ("chain", "draw", "domain")
+    tau, sigma, kappa = (rng.uniform(0.01, 0.05, (2, 3, 4)) for _ in range(3))
+    post = xr.Dataset({"tau": (dims, tau), "sigma": (dims, sigma), "kappa": (dims, kappa)})
+    cov = _run_covariance(post, np.array([1, 4]), x_proxy=0.5)
+    flat = lambda a: a.reshape(-1, 4)[[1, 4]]  # noqa: E731
+    expected = flat(tau) ** 2 + flat(sigma) ** 2 + 0.25 * flat(kappa) ** 2
+    np.testing.assert_allclose(np.einsum("dii->di", cov), expected)
+    assert np.allclose(cov - np.einsum("di,ij->dij", expected, np.eye(4)), 0.0)
+
+
 def test_values_are_in_nats_and_bounded_by_the_value_of_stopping(plan):
     values = plan.proposals["value"].to_numpy()
     se = plan.proposals["value_se"].to_numpy()
@@ -241,7 +263,8 @@ def test_cli_next_prints_and_writes(fit, tmp_path):
 def test_works_under_a_cross_domain_law_and_says_when_the_likelihood_is_approximate(sim_data):
     """Other laws' surfaces and observation models: values in nats, bounded by stopping; a
     Student-t fit's fantasies are scored with a Normal, and the plan says so."""
-    spec = {"law": {"name": "effective"}, "likelihood": {"family": "student_t"}, **QUICK}
+    spec = {**QUICK, "law": {"name": "effective"}}
+    spec["likelihood"] = {**QUICK["likelihood"], "family": "student_t"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         idata = BiMixModel(spec).fit(sim_data, seed=0)
