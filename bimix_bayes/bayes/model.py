@@ -26,9 +26,11 @@ Examples
 >>> # here ``model`` is that fit (5 domains, 12 runs).
 >>> model.posterior["alpha"].dims
 ('chain', 'draw', 'domain')
->>> sizes = dict(model.posterior.sizes)  # run effects correlated across domains (10 pairs)
->>> {k: sizes[k] for k in ("chain", "draw", "domain", "domain_pair", "run")}
-{'chain': 2, 'draw': 200, 'domain': 5, 'domain_pair': 10, 'run': 12}
+>>> sizes = dict(model.posterior.sizes)
+>>> {k: sizes[k] for k in ("chain", "draw", "domain", "run")}
+{'chain': 2, 'draw': 200, 'domain': 5, 'run': 12}
+>>> "run_corr" in model.posterior  # run effects independent across domains by default
+False
 >>> model.diagnostics.draws, model.idata_.attrs["seed"]
 (400, 0)
 """
