@@ -17,10 +17,9 @@ from pytensor.compile.mode import get_mode
 from scipy.optimize import approx_fprime
 
 from bimix_bayes.bayes.correlated import RunPatterns
-from bimix_bayes.bayes.correlated_posterior import run_log_likelihoods
 from bimix_bayes.bayes.graph import build_pymc_model, groups_runs
 from bimix_bayes.bayes.likelihood import CurveLayout
-from bimix_bayes.bayes.model import BiMixModel
+from bimix_bayes.bayes.model import BiMixModel, pointwise_log_likelihood
 from bimix_bayes.bayes.spec import merge_spec
 from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
 from bimix_bayes.data.table import DataError, DataWarning, MixtureData
@@ -183,20 +182,23 @@ def _graph_and_numpy(
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
     post = _posterior_at(model, point)
     post.attrs["law"] = name
-    expected = float(run_log_likelihoods(post, layout, spec).sum())
+    expected = float(pointwise_log_likelihood(post, layout, spec)["loss_run"].sum())
     return _graph_loglik(model, point), post, expected
 
 
-@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize(("correlated", "grouped"), [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("name", sorted(LAWS))
-def test_the_model_graph_equals_the_numpy_law_and_likelihood(name, grouped):
+def test_the_model_graph_equals_the_numpy_law_and_likelihood(name, correlated, grouped):
     """The PyMC graph's log likelihood at a random point equals the one computed in numpy from
     the law's numpy form and the Woodbury run likelihood (the dense Gaussian is checked
     against it in test_correlated), with the runs' capacitance factorised per run and per
-    run design (what studies of many runs compile)."""
+    run design (what studies of many runs compile); and, with independent run effects (the
+    default), the per-curve likelihood."""
     law = get_law(name)
     layout = CurveLayout.from_data(_data(zero=law.finite_at_zero), 3e3)
-    loglik, _, expected = _graph_and_numpy(layout, name, seed=4, grouped=grouped)
+    loglik, _, expected = _graph_and_numpy(
+        layout, name, seed=4, grouped=grouped, likelihood={"run_correlation": correlated}
+    )
     assert np.isfinite(expected)
     assert np.isclose(loglik, expected, rtol=1e-9)
 
@@ -216,7 +218,11 @@ def test_the_slope_model_graph_equals_numpy_with_runs_of_several_designs(grouped
     assert len(RunPatterns.of(*layout.run_design()).n) == 3
     assert groups_runs(layout, slopes=True) and not groups_runs(layout)
     loglik, _, expected = _graph_and_numpy(
-        layout, "bimix", seed=5, grouped=grouped, likelihood={"run_slope": True}
+        layout,
+        "bimix",
+        seed=5,
+        grouped=grouped,
+        likelihood={"run_slope": True, "run_correlation": True},
     )
     assert np.isfinite(expected)
     assert np.isclose(loglik, expected, rtol=1e-9)

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bimix_bayes.bayes.correlated_posterior import run_log_likelihoods
 from bimix_bayes.bayes.graph import build_pymc_model
 from bimix_bayes.bayes.likelihood import CurveLayout
+from bimix_bayes.bayes.model import pointwise_log_likelihood
 from bimix_bayes.bayes.spec import merge_spec
 from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
 from bimix_bayes.data.table import DataError
@@ -163,7 +163,7 @@ def test_the_schedule_graph_equals_the_numpy_law_and_likelihood(law):
     post = _posterior_at(model, point)
     post.attrs["law"] = law
     assert float(post["anneal"].min()) > 0
-    expected = float(run_log_likelihoods(post, layout, spec).sum())
+    expected = float(pointwise_log_likelihood(post, layout, spec)["loss_run"].sum())
     assert np.isclose(_graph_loglik(model, point), expected, rtol=1e-9)
 
 

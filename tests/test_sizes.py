@@ -11,10 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bimix_bayes.bayes.correlated_posterior import run_log_likelihoods
 from bimix_bayes.bayes.graph import build_pymc_model
 from bimix_bayes.bayes.likelihood import CurveLayout
-from bimix_bayes.bayes.model import BiMixModel
+from bimix_bayes.bayes.model import BiMixModel, pointwise_log_likelihood
 from bimix_bayes.bayes.sizes import SizeExtrapolationWarning, fitted_sizes
 from bimix_bayes.bayes.spec import merge_spec
 from bimix_bayes.data.loaders import load_data
@@ -130,23 +129,23 @@ def test_scaling_the_mixture_term_is_scaling_its_parameters(seed, z):
     assert np.allclose(at_size(params, slopes, 0.0)["alpha"], params["alpha"])
 
 
-@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize(("correlated", "grouped"), [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("law", ["bimix", "bimix_cross"])
-def test_the_size_graph_equals_the_numpy_law_and_likelihood(law, grouped):
+def test_the_size_graph_equals_the_numpy_law_and_likelihood(law, correlated, grouped):
     """The PyMC graph's log likelihood at a random point (size slopes included) equals the numpy
     law (at_size) + Woodbury run likelihood, on a layout whose curves span three sizes."""
     from tests.test_laws import _graph_loglik, _posterior_at
 
     layout = CurveLayout.from_data(_size_data(), 3e3)
     assert layout.has_sizes and len(layout.step_grid) == 12  # 4 steps x 3 sizes
-    spec = merge_spec({"law": {"name": law}})
+    spec = merge_spec({"law": {"name": law}, "likelihood": {"run_correlation": correlated}})
     model = build_pymc_model(layout, spec, grouped=grouped)
     rng = np.random.default_rng(1)
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
     post = _posterior_at(model, point)
     post.attrs["law"] = law
     assert np.abs(post["size_mixture"]).max() > 0.01  # the slopes are not all zero
-    expected = float(run_log_likelihoods(post, layout, spec).sum())
+    expected = float(pointwise_log_likelihood(post, layout, spec)["loss_run"].sum())
     assert np.isclose(_graph_loglik(model, point), expected, rtol=1e-9)
 
 

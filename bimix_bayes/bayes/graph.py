@@ -15,7 +15,9 @@ Examples
 ['log_alpha', 'step_level', 'step_log_slope', 'step_logit_share']
 >>> sorted(v.name for v in model.deterministics if v.name.startswith("log_"))
 ['log_beta', 'log_floor', 'log_reducible']
->>> data_names(merge_spec(), 3)[-2:]
+>>> data_names(merge_spec(), 3)[-2:]  # independent run effects: per-curve data
+('curve_domain', 'n')
+>>> data_names(merge_spec({"likelihood": {"run_correlation": True}}), 3)[-2:]  # per run
 ('run_n', 'curve_run')
 """
 

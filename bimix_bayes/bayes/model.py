@@ -471,35 +471,8 @@ class BiMixModel:
         return out
 
     def _log_likelihood(self, post: xr.Dataset, layout: CurveLayout) -> xr.Dataset:
-        """Pointwise log likelihood: ``loss_run`` per run (the unit of leave-one-run-out LOO:
-        the decision is about new runs) and, without correlated effects, ``loss_curve`` per
-        (run, domain) curve."""
-        lik = self.spec["likelihood"]
-        coords = {"chain": post.chain, "draw": post.draw}
-        dims = ("chain", "draw")
-        if is_correlated(self.spec, len(layout.domains)):
-            per_run = run_log_likelihoods(post, layout, self.spec)
-            return xr.Dataset(
-                {"loss_run": ((*dims, "run"), per_run)}, coords={**coords, "run": list(layout.runs)}
-            )
-        sums = curve_residual_sums(post, layout, with_slope=bool(lik["run_slope"]))
-        curve_ll = curve_log_likelihood(
-            sums.s1,
-            sums.s2,
-            layout.n,
-            sums.sigma,
-            sums.tau,
-            family=lik["family"],
-            nu=lik["nu"],
-            slope=sums.slope(layout),
-        )
-        return xr.Dataset(
-            {
-                "loss_run": ((*dims, "run"), layout.by_run(curve_ll).sum(axis=-1)),
-                "loss_curve": ((*dims, "curve"), curve_ll),
-            },
-            coords={**coords, "run": list(layout.runs), "curve": layout.curve_labels()},
-        )
+        """Pointwise log likelihood of the fit (:func:`pointwise_log_likelihood`)."""
+        return pointwise_log_likelihood(post, layout, self.spec)
 
     def _run_offsets(self, post: xr.Dataset, layout: CurveLayout, seed: int) -> xr.DataArray:
         """One draw of each observed run's offsets from their conditional, per posterior draw.
@@ -562,3 +535,38 @@ class BiMixModel:
 
         self._check_fitted()
         return predict(self.idata_, steps=steps, **kwargs)
+
+
+def pointwise_log_likelihood(post: xr.Dataset, layout: CurveLayout, spec: Spec) -> xr.Dataset:
+    """Pointwise log likelihood, in numpy, of the data in ``layout`` under the posterior draws
+    ``post``: ``loss_run`` per run (the unit of leave-one-run-out LOO: the decision is about new
+    runs) and, without correlated run effects, ``loss_curve`` per (run, domain) curve. The run
+    effects are integrated out as in the PyMC graph (Woodbury per run when they are correlated
+    across domains, per curve otherwise), so its sum equals the graph's log likelihood.
+    """
+    lik = spec["likelihood"]
+    coords = {"chain": post.chain, "draw": post.draw}
+    dims = ("chain", "draw")
+    if is_correlated(spec, len(layout.domains)):
+        per_run = run_log_likelihoods(post, layout, spec)
+        return xr.Dataset(
+            {"loss_run": ((*dims, "run"), per_run)}, coords={**coords, "run": list(layout.runs)}
+        )
+    sums = curve_residual_sums(post, layout, with_slope=bool(lik["run_slope"]))
+    curve_ll = curve_log_likelihood(
+        sums.s1,
+        sums.s2,
+        layout.n,
+        sums.sigma,
+        sums.tau,
+        family=lik["family"],
+        nu=lik["nu"],
+        slope=sums.slope(layout),
+    )
+    return xr.Dataset(
+        {
+            "loss_run": ((*dims, "run"), layout.by_run(curve_ll).sum(axis=-1)),
+            "loss_curve": ((*dims, "curve"), curve_ll),
+        },
+        coords={**coords, "run": list(layout.runs), "curve": layout.curve_labels()},
+    )
