@@ -202,8 +202,14 @@ def test_a_schedule_fit_forecasts_the_end_of_a_cosine_schedule(tmp_path):
                 assert idata.attrs["lr_schedule"] and "anneal" in posterior_table(
                     idata
                 ).index.get_level_values(1)
-                mean = idata.posterior["anneal"].mean(("chain", "draw")).to_numpy()
-                assert np.abs(mean - params["anneal"].to_numpy()).max() < 0.03
+                # 6,000 of 20,000 steps barely show the decay: per domain the posterior sd is
+                # about 0.03, so each truth must lie in its 90 % interval, and their average
+                # (better determined) must be close
+                anneal, truth = idata.posterior["anneal"], params["anneal"].to_numpy()
+                low, high = (anneal.quantile(q, ("chain", "draw")).to_numpy() for q in (0.05, 0.95))
+                assert ((low <= truth) & (truth <= high)).all(), (low, high, truth)
+                mean = anneal.mean(("chain", "draw")).to_numpy()
+                assert abs(mean.mean() - truth.mean()) < 0.015, (mean, truth)
             table = predict(idata, late, runs=list(data.runs), prob=(0.9,))
         table = table[table["domain"].isin(data.domains)]
         truth = obs.reindex(pd.MultiIndex.from_frame(table[["mixture", "step", "domain"]]))
