@@ -6,13 +6,12 @@ random slope, ``kappa``, ``slope_corr``), one chain at a time so that memory sta
 
 Examples
 --------
->>> from bimix_bayes.bayes.likelihood import CurveLayout
 >>> from bimix_bayes.bayes.persistence import spec_from_idata
->>> layout = CurveLayout.from_data(data, float(idata.attrs["s_ref"]))
->>> is_correlated(spec_from_idata(idata), len(layout.domains))
+>>> from bimix_bayes.bayes.spec import merge_spec
+>>> is_correlated(merge_spec({"likelihood": {"run_correlation": True}}), n_domains=5)
 True
->>> run_log_likelihoods(idata.posterior, layout, spec_from_idata(idata)).shape
-(2, 200, 12)
+>>> is_correlated(spec_from_idata(idata), n_domains=5)  # the default: independent domains
+False
 """
 
 from __future__ import annotations
