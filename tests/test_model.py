@@ -390,3 +390,27 @@ def test_advice_does_not_repeat_the_settings_a_fit_already_used():
     assert FitDiagnostics.from_json(after_retry.to_json()).advice() == after_retry.advice()
     # diagnostics recorded before the field existed still load and advise as before
     assert "target_accept = 0.99" in " ".join(failed(None).advice())
+
+
+def test_a_fit_with_a_missing_curve_saves_and_loads_with_finite_run_offsets(tmp_path):
+    """A run that lacks one domain's curve (a dropped zero share, a missing evaluation) gets that
+    offset drawn as a new run's, so the saved posterior holds no NaN and loads back."""
+    from bimix_bayes.bayes.persistence import save_fit
+    from bimix_bayes.data.table import MixtureData
+
+    data = _simulated(5, n_runs=8)
+    obs = data.observations
+    run, domain = data.runs[0], data.domains[0]
+    keep = ~((obs["run"] == run) & (obs["domain"] == domain))
+    data = MixtureData.from_frames(data.mixtures, obs[keep])
+    model = BiMixModel({"sampler": {"chains": 2, "draws": 100, "tune": 200}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = model.fit(data, seed=0)
+    offsets = idata.posterior["run_offset"]
+    assert np.isfinite(offsets).all()
+    missing = offsets.sel(run=run, domain=domain)
+    tau = idata.posterior["tau"].sel(domain=domain)
+    assert 0.5 < float(missing.std() / np.sqrt((tau**2).mean())) < 1.5  # a new run's spread
+    loaded = load_fit(save_fit(idata, tmp_path / "fit.nc"))
+    assert np.isfinite(loaded.posterior["run_offset"]).all()

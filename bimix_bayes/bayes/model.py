@@ -477,8 +477,10 @@ class BiMixModel:
     def _run_offsets(self, post: xr.Dataset, layout: CurveLayout, seed: int) -> xr.DataArray:
         """One draw of each observed run's offsets from their conditional, per posterior draw.
 
-        NaN where a run has no curve of a domain (without correlated effects; with them every
-        domain's offset is drawn, the unobserved ones informed through the correlation).
+        Where a run has no curve of a domain (a zero share dropped, a missing evaluation), its
+        offset is drawn as a new run's: from ``Normal(0, tau[d])`` without correlated effects
+        (what the conditional is with no data), from the correlation with the run's other
+        domains with them. Saved posteriors hold no NaN (loading refuses them).
         """
         rng = np.random.default_rng([seed, 1])
         lik = self.spec["likelihood"]
@@ -489,7 +491,11 @@ class BiMixModel:
             cond = sums.conditional(layout, family=lik["family"], nu=lik["nu"])
             u, _ = draw_offsets(cond, rng, sums.s1.shape)
             chains, draws = sums.s1.shape[:2]
-            grid = np.full((chains, draws, len(layout.runs), len(layout.domains)), np.nan)
+            shape = (chains, draws, len(layout.runs), len(layout.domains))
+            tau = np.zeros((chains, draws, shape[-1]))
+            if "tau" in post:
+                tau = post["tau"].transpose("chain", "draw", "domain").to_numpy()
+            grid = rng.standard_normal(shape) * tau[:, :, None, :]  # runs' unobserved domains
             grid[:, :, layout.curve_run, layout.curve_domain] = u
         return xr.DataArray(
             grid, dims=("chain", "draw", "run", "domain"), coords={"run": list(layout.runs)}
