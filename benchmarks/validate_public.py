@@ -287,7 +287,7 @@ RUN_ORDER = (
 
 
 def law_spec(law: str, sampler: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The packaged spec named after ``law`` (bimix_cross: lkj_eta 4), with ``sampler`` over it."""
+    """The packaged spec named after ``law``, with ``sampler`` over it."""
     spec = dict(load_spec(law))
     if sampler:
         spec["sampler"] = {**spec["sampler"], **sampler}
@@ -1185,7 +1185,8 @@ def loo_section(results: Sequence[JobResult], loo: Sequence[LooResult]) -> list[
         "## Which law the data prefer",
         "",
         "Each law fitted on all the data with its packaged spec's default sampler (4 chains x "
-        "1000 draws, 1000 tuning unless the spec says otherwise; bimix_cross with lkj_eta 4) and "
+        "1000 draws, 1000 tuning unless the spec says otherwise; independent run effects, the "
+        "default) and "
         "compared by PSIS-LOO with whole runs left out (`bimix_bayes/bayes/compare.py`, `bimix "
         "compare`): elpd = expected log predictive density of a new run (nats, higher is "
         "better). Beside it, the backtest's best Bayes law by MRE and by Spearman of the mean "
@@ -1243,7 +1244,7 @@ Each backtest fits on part of the data and scores forecasts of the rest
 Methods, each its own row:
 
 - **Bayes LAW**: the hierarchical model under that law, with the packaged spec of the same name
-  (`bimix_bayes/bayes/specs/LAW.toml`; `bimix_cross` sets `lkj_eta = 4`): 4 chains x 1000
+  (`bimix_bayes/bayes/specs/LAW.toml`; independent run effects, the default): 4 chains x 1000
   draws (+1000 tuning) in every fit, as `bimix fit` does by default. Point forecast =
   predictive median. `bimix` is the paper's law, `bimix_cross` BiMix with cross-domain effects,
   `loglinear` Ye et al.'s log-linear law with a step law (finite at zero shares: **zero shares

@@ -25,23 +25,19 @@ from bimix_bayes.decision.next_run import (
     random_candidates,
 )
 from bimix_bayes.decision.recommend import optimize
+from tests.conftest import CORRELATED_QUICK
 from tests.test_cli import run
 
-# Run effects correlated across domains (opt-in): the harder path of the run covariance and the
-# one end-to-end fit of that likelihood in the fast tests; the default's independent path is
-# checked on a posterior built by hand (test_independent_run_effects_give_a_diagonal_covariance).
-QUICK = {
-    "sampler": {"chains": 2, "draws": 300, "tune": 300, "progress_bar": "never"},
-    "likelihood": {"run_correlation": True},
-}
+# Run effects correlated across domains (opt-in): the harder path of the run covariance; the
+# default's independent path is checked on a posterior built by hand
+# (test_independent_run_effects_give_a_diagonal_covariance).
+QUICK = CORRELATED_QUICK
 STEP = 40_000.0
 
 
 @pytest.fixture(scope="module")
-def fit(sim_data):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return BiMixModel(QUICK).fit(sim_data, seed=3)
+def fit(correlated_fit):
+    return correlated_fit
 
 
 @pytest.fixture(scope="module")
