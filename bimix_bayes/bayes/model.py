@@ -37,6 +37,7 @@ False
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -67,7 +68,13 @@ from bimix_bayes.bayes.diagnostics import (
     FitDiagnostics,
     diagnose,
 )
-from bimix_bayes.bayes.graph import build_pymc_model, compiled_nutpie, data_names, grouping
+from bimix_bayes.bayes.graph import (
+    build_pymc_model,
+    compiled_nutpie,
+    data_names,
+    grouping,
+    jittered_start,
+)
 from bimix_bayes.bayes.law_params import SCHEDULE_ATTR, TRAIN_DIM, spec_law
 from bimix_bayes.bayes.likelihood import (
     CurveLayout,
@@ -354,7 +361,9 @@ class BiMixModel:
             grouped=grouped,
             schedule=layout.has_schedule,
         )
-        return compiled.with_data(**{k: values.get(k, getattr(layout, k, None)) for k in names})
+        compiled = compiled.with_data(**{k: values.get(k, getattr(layout, k, None)) for k in names})
+        start = jittered_start(compiled.initial_point_func, self.spec["sampler"]["init_jitter"])
+        return dataclasses.replace(compiled, initial_point_func=start)
 
     def _sampler_settings(self) -> dict[str, Any]:
         """The settings both backends take under the same names."""
