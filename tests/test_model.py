@@ -134,6 +134,24 @@ def test_chains_start_near_the_prior_centre_within_the_jitter():
         BiMixModel({"sampler": {"init_jitter": -1.0}})
 
 
+def test_a_file_without_newer_spec_keys_keeps_the_settings_it_was_fitted_with(fitted):
+    """A fit saved before a spec key existed reads it as the behaviour of its time, not as
+    today's default: independent domains, HalfNormal sds, the old step coordinates, nutpie's
+    start jitter of 1."""
+    from bimix_bayes.bayes.persistence import spec_from_idata
+
+    model, _ = fitted
+    idata = model.idata_.copy()
+    stored = json.loads(idata.attrs["spec"])
+    for section, key in [("sampler", "init_jitter"), ("sampler", "step_coordinates")]:
+        del stored[section][key]
+    idata.attrs["spec"] = json.dumps(stored)
+    spec = spec_from_idata(idata)
+    assert spec["sampler"]["init_jitter"] == 1.0
+    assert spec["sampler"]["step_coordinates"] == "floor_reducible"
+    assert spec_from_idata(model.idata_)["sampler"]["init_jitter"] == 0.1
+
+
 def test_failed_fit_warns_loudly_and_is_marked():
     """A fit that fails its diagnostics warns with advice and every forecast says so."""
     data = _simulated(22, n_runs=8)
