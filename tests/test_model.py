@@ -13,7 +13,7 @@ import pytest
 from bimix_bayes.bayes.checks import posterior_predictive_check, prior_predictive_check
 from bimix_bayes.bayes.diagnostics import FitWarning
 from bimix_bayes.bayes.forecast import NEW, OBSERVED, predict
-from bimix_bayes.bayes.model import BiMixModel
+from bimix_bayes.bayes.model import BiMixModel, RetryWarning
 from bimix_bayes.bayes.persistence import FitFileError, data_from_idata, load_fit
 from bimix_bayes.bayes.summary import comparison_table, posterior_table
 from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
@@ -32,10 +32,14 @@ def _simulated(seed: int, n_runs: int = 12):
 
 @pytest.fixture(scope="module")
 def fitted():
-    """One fit of the synthetic study, shared by the tests that only read it."""
+    """One fit of the synthetic study, shared by the tests that only read it, made as `bimix
+    fit` makes it: a fit that fails its diagnostics is refitted once with safer settings (with
+    the default start, 11 of 12 seeds pass at the first attempt; seed 3's tail ESS is 387)."""
     model = BiMixModel(FAST)
     data = _simulated(11)
-    model.fit(data, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RetryWarning)
+        model.fit(data, seed=3, retry=True)
     return model, data
 
 
