@@ -140,8 +140,7 @@ def test_chains_start_near_the_prior_centre_within_the_jitter():
 
 def test_a_file_without_newer_spec_keys_keeps_the_settings_it_was_fitted_with(fitted):
     """A fit saved before a spec key existed reads it as the behaviour of its time, not as
-    today's default: independent domains, HalfNormal sds, the old step coordinates, nutpie's
-    start jitter of 1."""
+    today's default: here the old step coordinates and nutpie's start jitter of 1."""
     from bimix_bayes.bayes.persistence import spec_from_idata
 
     model, _ = fitted

@@ -503,7 +503,7 @@ def jittered_start(centre: Any, half_width: float) -> Any:
     sampler's unconstrained coordinates, drawn from each chain's seed.
 
     Why not nutpie's own start (the same centre, half-width 1): on all 61 SlimPajama mixtures at
-    six model sizes, 5 of 13 seeds left one chain where c4's mixture exponent is near zero and
+    six model sizes, 5 of 13 fits left one chain where c4's mixture exponent is near zero and
     c4's run effects carry the mixture's effect (log alpha -7 against -3.7, log density 35 nats
     below the other chains) for the whole run (r-hat 1.53; `bimix fit`'s retry, smaller steps
     from the same start, took 17 minutes and failed again). With half-width 0.1, 12 of 12 seeds

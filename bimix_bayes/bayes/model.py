@@ -320,7 +320,9 @@ class BiMixModel:
         return idata
 
     def _compile_nutpie(self, layout: CurveLayout) -> Any | None:
-        """The compiled model with this data swapped in; None (and a warning) if nutpie fails.
+        """The compiled model with this data swapped in and its chains' start points jittered by
+        ``sampler.init_jitter`` (:func:`~bimix_bayes.bayes.graph.jittered_start`); None (and a
+        warning) if nutpie fails.
 
         Only installing and compiling fall back to PyMC's NUTS; errors while sampling surface.
         """
