@@ -1,8 +1,11 @@
 """The step law's sampling coordinates: ``level_slope`` samples the same posterior as
 ``floor_reducible`` (a volume-preserving change of variables), and its three coordinates are
-the step factor's value, slope and reducible share at ``s_ref``."""
+the step factor's value, slope and reducible share at ``s_ref``; with ``centre_share`` the value
+is taken at each domain's typical share, again without changing the posterior."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -26,9 +29,10 @@ def _layout() -> CurveLayout:
     return CurveLayout.from_data(data, 3e3)
 
 
-def _spec(coords: str, pooled: bool) -> dict:
+def _spec(coords: str, pooled: bool, centre: bool = False) -> dict:
     priors = {name: {"pooled": pooled} for name in STEP}
-    return merge_spec({"priors": priors, "sampler": {"step_coordinates": coords}})
+    sampler = {"step_coordinates": coords, "centre_share": centre}
+    return merge_spec({"priors": priors, "sampler": sampler})
 
 
 def _values(model, names, point) -> dict[str, np.ndarray]:
@@ -101,3 +105,61 @@ def test_prior_predictive_check_works_under_the_default_coordinates():
     data = simulate(truth, random_mixtures(4, list(truth.index), seed=0), [1e3, 3e3, 1e4], seed=0)
     check = prior_predictive_check(data, draws=20)
     assert np.isfinite(check.draws.to_numpy()).all()
+
+
+@pytest.mark.parametrize("law", ["bimix", "bimix_cross"])
+def test_centring_the_share_gives_the_same_log_density(law):
+    """The level at the typical share is a shear of the level at share 1 (it adds alpha log r_c,
+    a function of log alpha only): determinant 1, so at corresponding points both models have
+    the same log density."""
+    layout = _layout()
+    spec = {**_spec("level_slope", False, centre=True), "law": {**merge_spec()["law"], "name": law}}
+    centred = build_pymc_model(layout, merge_spec(spec))
+    at_one = build_pymc_model(layout, merge_spec({**spec, "sampler": {"centre_share": False}}))
+    assert "log_share_centre" in centred.named_vars
+    assert "log_share_centre" not in at_one.named_vars
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        point = {k: v + rng.normal(0, 0.4, np.shape(v)) for k, v in centred.initial_point().items()}
+        alpha = np.exp(point["log_alpha"]) - np.exp(merge_spec()["priors"]["log_alpha"]["loc"])
+        shifted = dict(point, step_level=point["step_level"] + alpha * layout.log_share_centre)
+        assert np.isclose(_logp(centred, point), _logp(at_one, shifted), rtol=1e-10, atol=1e-8)
+
+
+def test_centred_level_is_the_log_loss_at_the_typical_share():
+    """step_level is the law's log loss at s_ref and at the domain's typical share r_c (the
+    geometric mean of its shares over the runs) plus the constant alpha_0 log r_c (alpha_0 at
+    the prior's location, so that chains start where they did); log_share_centre is log r_c."""
+    layout = _layout()
+    model = build_pymc_model(layout, _spec("level_slope", False, centre=True))
+    rng = np.random.default_rng(4)
+    point = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in model.initial_point().items()}
+    v = _values(model, [*STEP, "step_level", "log_alpha"], point)
+    log_r = np.log(layout.curve_own_share)
+    centre = np.array([log_r[layout.curve_domain == d].mean() for d in range(len(layout.domains))])
+    np.testing.assert_allclose(layout.log_share_centre, centre, rtol=1e-12)
+    assert np.all(centre < 0)
+    at_share = -np.exp(v["log_alpha"]) * centre + np.logaddexp(v["log_floor"], v["log_reducible"])
+    alpha_0 = np.exp(merge_spec()["priors"]["log_alpha"]["loc"])
+    np.testing.assert_allclose(at_share + alpha_0 * centre, v["step_level"], rtol=1e-12)
+
+
+def test_centring_keeps_the_start_point():
+    """At the start (every coordinate at its initial value) the law's parameters are those of
+    the model with the level at share 1: the chains start where they did."""
+    layout = _layout()
+    centred = build_pymc_model(layout, _spec("level_slope", False, centre=True))
+    at_one = build_pymc_model(layout, _spec("level_slope", False))
+    for name in STEP:
+        np.testing.assert_allclose(
+            _values(centred, [name], centred.initial_point())[name],
+            _values(at_one, [name], at_one.initial_point())[name],
+            rtol=1e-12,
+        )
+
+
+def test_an_evaluation_only_domain_is_centred_at_share_one():
+    """A domain no run trains on has no own share: its level stays at share 1 (centre 0)."""
+    layout = CurveLayout.placeholder(3, 2)
+    layout = replace(layout, curve_own_share=np.where(layout.curve_domain == 2, 0.0, 0.25))
+    np.testing.assert_allclose(layout.log_share_centre, [np.log(0.25), np.log(0.25), 0.0])

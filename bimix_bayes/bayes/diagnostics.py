@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -46,6 +46,24 @@ _ONE_CHAIN = "r-hat needs at least 2 chains"
 #: longer warm-up); :data:`bimix_bayes.bayes.model.SAFER_SAMPLER` retries with them.
 SAFE_TARGET_ACCEPT = 0.99
 SAFE_TUNE = 1000
+#: The draws per chain a retry uses at least when the chains mixed slowly (r-hat, ESS): twice
+#: the default, what cured Ye et al.'s 5Mix fits where smaller steps alone did not.
+SAFE_DRAWS = 2000
+
+
+def slow_mixing(problems: Sequence[str]) -> bool:
+    """True when a failed fit's problems say its chains mixed slowly (r-hat or ESS), which more
+    draws cure, rather than only that they diverged, which smaller steps cure.
+
+    Examples
+    --------
+    >>> slow_mixing(["tail ESS 144 < 400 for log_alpha[dialogue]: intervals are noisy"])
+    True
+    >>> slow_mixing(["1 divergent transitions (allowed 0)"]), slow_mixing([_ONE_CHAIN])
+    (False, False)
+    """
+    text = " ".join(p for p in problems if _ONE_CHAIN not in p)
+    return "r-hat" in text or "ESS" in text
 
 
 class FitWarning(UserWarning):
@@ -73,8 +91,9 @@ class FitDiagnostics:
     chains
         Number of chains (None in diagnostics recorded before it was).
     sampler
-        The sampler's ``target_accept`` and ``tune`` (None when not recorded): the advice does
-        not suggest settings the fit already used.
+        The sampler's ``target_accept``, ``tune`` and ``draws`` per chain (None when not
+        recorded; ``draws`` is missing from diagnostics recorded before it was): the advice
+        does not suggest settings the fit already used.
     """
 
     max_rhat: float
@@ -107,12 +126,18 @@ class FitDiagnostics:
         used = self.sampler or {}
         already_safe = used.get("target_accept", 0.0) >= SAFE_TARGET_ACCEPT
         already_safe = already_safe and used.get("tune", 0) >= SAFE_TUNE
+        more_draws = slow_mixing(self.problems) and used.get("draws", 0) < SAFE_DRAWS
         if ("divergen" in text or "r-hat" in text or "ESS" in text) and not already_safe:
-            # What cured the failed fits of the public backtests (reports/validation.md);
-            # more draws alone did not. `bimix fit` and backtests retry once with it.
+            # What cured the failed fits of the public backtests (reports/validation.md) and of
+            # the small studies (benchmarks/retry_cures.py): smaller steps and a longer warm-up
+            # for divergences; with twice the draws for slow mixing. `bimix fit` and backtests
+            # retry once with it.
+            draws = " and sampler.draws = 2000" if more_draws else ""
+            flags = " --draws 2000" if more_draws else ""
             tips.append(
                 "smaller steps and a longer warm-up: sampler.target_accept = 0.99 and "
-                "sampler.tune = 1000 in the spec (or --target-accept 0.99 --tune 1000)"
+                f"sampler.tune = 1000{draws} in the spec (or --target-accept 0.99 --tune 1000"
+                f"{flags})"
             )
         elif "divergen" in text:
             tips.append(
@@ -124,8 +149,15 @@ class FitDiagnostics:
                 "likelihood.run_correlation on, fit without it (the cross-domain law's fit "
                 "of SlimPajama 122M that diverged with it converged without it)"
             )
-        if "ESS" in text and "divergen" not in text:
-            tips.append("then more draws: raise sampler.draws (or --draws)")
+        elif more_draws:
+            tips.append("more draws: sampler.draws = 2000 in the spec (or --draws 2000)")
+        if slow_mixing(self.problems) and already_safe and not more_draws and used:
+            tips.append(
+                f"this fit already used {used.get('draws', 0):g} draws per chain: the parameter "
+                "named above mixes slowly (on public data, the mixture exponent of a domain "
+                "whose share barely moves its loss); read its intervals as approximate, or "
+                "raise sampler.draws further (ESS grows with the draws)"
+            )
         if "BFMI" in text:
             tips.append(
                 "low BFMI: the population sd priors may be too wide; tighten "
@@ -243,7 +275,8 @@ def diagnose(
 
     ``thresholds`` holds ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``, ``max_divergences``
     and ``min_bfmi`` (the spec's ``[diagnostics]`` section); ``sampler`` the spec's
-    ``[sampler]`` section (its ``target_accept`` and ``tune`` are recorded for the advice).
+    ``[sampler]`` section (its ``target_accept``, ``tune`` and ``draws`` are recorded for the
+    advice).
     """
     import arviz as az  # here, so that importing this module (for FitWarning) stays light
 
@@ -289,5 +322,5 @@ def diagnose(
         chains=int(idata.posterior.sizes["chain"]),
         sampler=None
         if sampler is None
-        else {"target_accept": float(sampler["target_accept"]), "tune": float(sampler["tune"])},
+        else {key: float(sampler[key]) for key in ("target_accept", "tune", "draws")},
     )

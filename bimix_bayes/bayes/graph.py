@@ -62,6 +62,9 @@ __all__ = [
     "jittered_start",
 ]
 
+#: The sampler settings that change the graph (its coordinates), not only how it is sampled.
+GRAPH_SAMPLER_KEYS = ("step_coordinates", "centre_share")
+
 _DATA_VARS = ("step_grid", "grid_index", "y", "mask", "curve_log_r", "curve_domain", "n")
 
 
@@ -84,25 +87,48 @@ def _population(name: str, prior: Mapping[str, Any]) -> pt.TensorVariable:
     return pm.Deterministic(name, mu + sd * z, dims="domain")
 
 
-def _populations(law: Law, spec: Spec) -> dict[str, pt.TensorVariable]:
+def centres_share(spec: Spec) -> bool:
+    """Whether the model of ``spec`` samples each domain's loss level at its typical share
+    (``sampler.centre_share``; only in the ``level_slope`` coordinates of a law whose mixture
+    term is BiMix's ``-alpha log r_own``, :attr:`~bimix_bayes.laws.registry.Law.own_power_law`)."""
+    sampler = spec["sampler"]
+    return (
+        sampler["centre_share"]
+        and sampler["step_coordinates"] == "level_slope"
+        and spec_law(spec).own_power_law
+    )
+
+
+def _populations(
+    law: Law, spec: Spec, log_share_centre: pt.TensorVariable | None = None
+) -> dict[str, pt.TensorVariable]:
     """Every population parameter of ``law``; the step law's three in the sampler's coordinates.
 
     ``sampler.step_coordinates = "level_slope"`` samples ``log_floor``, ``log_reducible`` and
-    ``log_beta`` through :func:`_step_level_slope` (same posterior, better geometry);
+    ``log_beta`` through :func:`_step_level_slope` (same posterior, better geometry), with the
+    level taken at the share ``exp(log_share_centre)`` when given (:func:`centres_share`);
     ``"floor_reducible"`` samples them directly.
     """
     priors = spec["priors"]
+    theta = {}
     if spec["sampler"]["step_coordinates"] == "level_slope":
-        theta = _step_level_slope(priors)
-    else:
-        theta = {}
+        shift = None
+        if log_share_centre is not None:
+            theta["log_alpha"] = _population("log_alpha", priors["log_alpha"])
+            # zero at the start (log_alpha at its prior's location): chains start where they
+            # did with the level at share 1
+            alpha_start = float(np.exp(priors["log_alpha"]["loc"]))
+            shift = (pt.exp(theta["log_alpha"]) - alpha_start) * log_share_centre
+        theta.update(_step_level_slope(priors, shift))
     for name in law.population:
         if name not in theta:
             theta[name] = _population(name, priors[name])
     return theta
 
 
-def _step_level_slope(priors: Mapping[str, Any]) -> dict[str, pt.TensorVariable]:
+def _step_level_slope(
+    priors: Mapping[str, Any], shift: pt.TensorVariable | None = None
+) -> dict[str, pt.TensorVariable]:
     """The step law's parameters sampled as the curve's level, slope and reducible share at
     ``s_ref``.
 
@@ -125,6 +151,18 @@ def _step_level_slope(priors: Mapping[str, Any]) -> dict[str, pt.TensorVariable]
     posterior on a curved ridge in the old coordinates (``log_floor`` falling while
     ``log_reducible`` rises and ``beta`` shrinks to keep the level and slope); here the ridge is
     the straight ``step_logit_share`` axis, and the level and slope are nearly independent of it.
+
+    ``shift`` (``sampler.centre_share``): ``F(0) = step_level + shift``, ``shift = (alpha -
+    alpha_0) log r_c``, with ``r_c`` the domain's typical share (the geometric mean of its own
+    shares in the data) and ``alpha_0`` the exponent at its prior's location (where chains
+    start, so they start where they did without the shift). ``step_level`` is then the log
+    loss at ``s_ref`` and at share ``r_c`` plus the constant ``alpha_0 log r_c``. BiMix's level
+    ``F(0)`` is the loss at share 1, far outside most data (SlimPajama's shares are near 1/7, the
+    embedded study's 3-80 %): the data fix the loss at ``r_c``, ``F(0) - alpha log r_c``, so in
+    ``(F(0), log alpha)`` the posterior lies along the curve ``F(0) = const + exp(log alpha) log
+    r_c``, which bends most where ``alpha`` is weakly identified. The map ``(step_level, log
+    alpha) -> (F(0), log alpha)`` adds to ``step_level`` a function of ``log alpha`` only:
+    triangular, determinant 1, so again the posterior is unchanged.
     """
     floor, reducible, beta = (priors[k] for k in ("log_floor", "log_reducible", "log_beta"))
     if any(p["pooled"] and p["parametrization"] != "centered" for p in (floor, reducible, beta)):
@@ -144,9 +182,10 @@ def _step_level_slope(priors: Mapping[str, Any]) -> dict[str, pt.TensorVariable]
     n = len(pm.modelcontext(None).coords["domain"])
     free = {k: pm.Flat(k, dims="domain", initval=np.full(n, v)) for k, v in start.items()}
     log_w = -pt.softplus(-free["step_logit_share"])
+    level = free["step_level"] if shift is None else free["step_level"] + shift
     values = {
-        "log_floor": free["step_level"] - pt.softplus(free["step_logit_share"]),
-        "log_reducible": free["step_level"] + log_w,
+        "log_floor": level - pt.softplus(free["step_logit_share"]),
+        "log_reducible": level + log_w,
         "log_beta": free["step_log_slope"] - log_w,
     }
     theta = {}
@@ -234,7 +273,10 @@ def build_pymc_model(layout: CurveLayout, spec: Spec, *, grouped: bool | None = 
         d = pm.Data("curve_domain", layout.curve_domain.astype("int64"))
         n = pm.Data("n", layout.n)
         law = spec_law(spec)
-        theta = _populations(law, spec)
+        centre = None
+        if centres_share(spec):  # the level is sampled at each domain's typical share
+            centre = pm.Data("log_share_centre", layout.log_share_centre, dims="domain")
+        theta = _populations(law, spec, centre)
         size_scale = None
         if layout.has_sizes:  # the size slopes (bimix_bayes.laws.size), Normal(0, sd) each
             prior = spec["size"]
@@ -463,6 +505,8 @@ def data_names(
                 names += ["pattern_sx", "pattern_sxx"]
     if spec["likelihood"]["run_slope"] or spec["law"]["alpha_drift"]:
         names.append("x")
+    if centres_share(spec):
+        names.append("log_share_centre")
     if spec_law(spec).cross_domain:  # every share of the run replaces its domain's log share
         names = [k for k in names if k != "curve_log_r"]
         names += ["curve_shares", "curve_own_share", "cross_mask"]
@@ -487,8 +531,7 @@ def compiled_nutpie(
     """
     import nutpie
 
-    spec = json.loads(model_json)
-    spec["sampler"] = {"step_coordinates": spec.pop("step_coordinates")}
+    spec = json.loads(model_json)  # its "sampler" holds only GRAPH_SAMPLER_KEYS
     model = build_pymc_model(
         CurveLayout.placeholder(n_domains, n_train, sizes=sizes, schedule=schedule),
         spec,

@@ -348,6 +348,20 @@ class CurveLayout:
     has_schedule: bool = False
 
     @property
+    def log_share_centre(self) -> np.ndarray:
+        """Per domain, the mean log own share over its curves (0 for a domain with no positive
+        own share, e.g. an evaluation-only domain): the share at which
+        ``sampler.centre_share`` samples the loss level (:func:`~bimix_bayes.bayes.graph.
+        _step_level_slope`)."""
+        positive = self.curve_own_share > 0
+        with np.errstate(divide="ignore"):
+            log_share = np.where(positive, np.log(self.curve_own_share), 0.0)
+        n_domains = len(self.domains)
+        total = np.bincount(self.curve_domain, log_share, minlength=n_domains)
+        count = np.bincount(self.curve_domain, positive, minlength=n_domains)
+        return np.where(count > 0, total / np.maximum(count, 1), 0.0)
+
+    @property
     def has_sizes(self) -> bool:
         """Whether the data have a model-size dimension (the law's size slopes are fitted)."""
         return self.size_ref > 0

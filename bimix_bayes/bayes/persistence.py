@@ -76,8 +76,9 @@ _MODEL_BEFORE_0_3 = {
     "law": {"name": "bimix"},  # fits made before laws were selectable are BiMix
     "likelihood": {"run_correlation": False},
     "priors": {name: {"sd_prior": "half_normal", "pooled": True} for name in PRIOR_NAMES},
-    # chains started nutpie's way (jitter 1) before sampler.init_jitter
-    "sampler": {"step_coordinates": "floor_reducible", "init_jitter": 1.0},
+    # chains started nutpie's way (jitter 1) before sampler.init_jitter; the level was sampled
+    # at share 1 before sampler.centre_share
+    "sampler": {"step_coordinates": "floor_reducible", "init_jitter": 1.0, "centre_share": False},
 }
 
 

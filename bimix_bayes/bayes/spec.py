@@ -163,6 +163,7 @@ SCHEMA: dict[str, Any] = {
         "cores": _number(0, open_lo=False, integer=True),
         "progress_bar": _choice("auto", "always", "never"),
         "step_coordinates": _choice("level_slope", "floor_reducible"),
+        "centre_share": _boolean,
         "init_jitter": _number(0, open_lo=False),
     },
     "diagnostics": {

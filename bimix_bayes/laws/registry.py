@@ -167,16 +167,22 @@ class Law:
         return out
 
     @property
-    def can_drift(self) -> bool:
-        """Whether the own-share exponent may drift with the step (``[law] alpha_drift``): a
-        power law in a positive own share (``bimix``, ``bimix_cross``).
+    def own_power_law(self) -> bool:
+        """Whether the mixture term has BiMix's power law in a positive own share,
+        ``-alpha log r_own`` (``bimix``, ``bimix_cross``).
 
         Examples
         --------
-        >>> [law.name for law in LAWS.values() if law.can_drift]
+        >>> [law.name for law in LAWS.values() if law.own_power_law]
         ['bimix', 'bimix_cross']
         """
         return "alpha" in self.params and not self.finite_at_zero
+
+    @property
+    def can_drift(self) -> bool:
+        """Whether the own-share exponent may drift with the step (``[law] alpha_drift``): the
+        laws with an :attr:`own_power_law`."""
+        return self.own_power_law
 
 
 def _bimix(shares: Any, own_share: Any, p: Mapping[str, Any], math: ModuleType) -> Any:
