@@ -132,8 +132,8 @@ class FitDiagnostics:
             # the small studies (benchmarks/retry_cures.py): smaller steps and a longer warm-up
             # for divergences; with twice the draws for slow mixing. `bimix fit` and backtests
             # retry once with it.
-            draws = " and sampler.draws = 2000" if more_draws else ""
-            flags = " --draws 2000" if more_draws else ""
+            draws = f" and sampler.draws = {SAFE_DRAWS}" if more_draws else ""
+            flags = f" --draws {SAFE_DRAWS}" if more_draws else ""
             tips.append(
                 "smaller steps and a longer warm-up: sampler.target_accept = 0.99 and "
                 f"sampler.tune = 1000{draws} in the spec (or --target-accept 0.99 --tune 1000"
@@ -150,7 +150,9 @@ class FitDiagnostics:
                 "of SlimPajama 122M that diverged with it converged without it)"
             )
         elif more_draws:
-            tips.append("more draws: sampler.draws = 2000 in the spec (or --draws 2000)")
+            tips.append(
+                f"more draws: sampler.draws = {SAFE_DRAWS} in the spec (or --draws {SAFE_DRAWS})"
+            )
         if slow_mixing(self.problems) and already_safe and not more_draws and used:
             tips.append(
                 f"this fit already used {used.get('draws', 0):g} draws per chain: the parameter "

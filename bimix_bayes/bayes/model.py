@@ -285,9 +285,8 @@ class BiMixModel:
             :class:`RetryWarning`, and keep the refit (its spec records the settings used).
         """
         idata = self._fit_once(data, seed, progress_bar)
-        failed = not self.diagnostics_.passed
         safer = safer_sampler(self.spec["sampler"], self.diagnostics_.problems) if retry else None
-        if safer is not None and failed:
+        if safer is not None and not self.diagnostics_.passed:
             first = self.diagnostics_
             changed = ", ".join(f"{k} {self.spec['sampler'][k]} -> {v}" for k, v in safer.items())
             warnings.warn(
