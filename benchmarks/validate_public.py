@@ -391,6 +391,7 @@ def weighted_bayes(
                 "max_rhat": float(diag.max_rhat),
                 "divergences": int(diag.divergences),
                 "retried": "first_attempt" in idata.attrs,
+                "problems": "; ".join(diag.problems),
             }
         )
         log(
@@ -687,6 +688,7 @@ def loo_study(
             "max_rhat": float(d.max_rhat),
             "min_ess_bulk": float(d.min_ess_bulk),
             "divergences": int(d.divergences),
+            "problems": "; ".join(d.problems),
         }
         log(f"  LOO {dataset}: {law} fitted ({how}; r-hat {d.max_rhat:.3f}, {d.divergences} div.)")
     try:
@@ -954,6 +956,30 @@ def fit_counts(
     return {"passed": passed, "total": total, "retried": retried}
 
 
+def failed_fits(
+    results: Sequence[JobResult],
+    loo: Sequence[LooResult],
+    timings: Sequence[dict[str, Any] | None],
+) -> list[str]:
+    """One line per Bayesian fit counted by :func:`fit_counts` that failed its diagnostics after
+    the retry: where (job, law, split) and why (divergences, r-hat, ESS)."""
+    out = []
+    for res in results:
+        for row in res.rows:
+            if row.method != "bayes" or row.result.settings.get("fixed_budget"):
+                continue
+            for split, why in row.result.failures():
+                out.append(f"{res.job.key}, {row.label}, split {split}: {why or 'not recorded'}")
+    for x in loo:
+        for law, f in x.fits.items():
+            if not f["passed"] and not str(f.get("how", "")).startswith("the timed fit"):
+                out.append(f"LOO {x.dataset}, {law}: {f.get('problems') or 'not recorded'}")
+    for t in timings:
+        if t and "passed" in t and not t["passed"]:
+            out.append(f"fit time: {'; '.join(t.get('problems', [])) or 'not recorded'}")
+    return out
+
+
 def honesty_targets_section(
     results: Sequence[JobResult],
     loo: Sequence[LooResult],
@@ -1027,6 +1053,10 @@ def honesty_targets_section(
         "| speed: converged SlimPajama 122M fit <= 20 s cold, <= 5 s warm | not measured here: "
         "`python benchmarks/bench_fit.py` prints it | - |"
     )
+    failures = failed_fits(results, loo, timings)
+    if failures:
+        lines += ["", "Fits that failed their diagnostics after the retry, and why:", ""]
+        lines += [f"- {line}" for line in failures]
     return [*lines, ""]
 
 

@@ -262,7 +262,9 @@ def test_backtest_bayes_small_spec(sim_data):
     spec = {"sampler": {"chains": 2, "draws": 150, "tune": 150, "progress_bar": "never"}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = backtest(sim_data, "last-checkpoint", method="both", spec=spec, n_bootstrap=20)
+        res = backtest(
+            sim_data, "last-checkpoint", method="both", spec=spec, n_bootstrap=20, retry=False
+        )
     b = res.metrics.loc[("bayes", ALL_POINTS)]
     ls = res.metrics.loc[("ls", ALL_POINTS)]
     assert b["mre"] < 0.02 and b["r2_log"] > 0.9
@@ -273,6 +275,11 @@ def test_backtest_bayes_small_spec(sim_data):
     # must be of the order of 1 / (0.01 * 2.5 * sqrt(2 pi)), log ~ 2.8
     assert 1.0 < b["lpd"] < 4.5
     assert np.isfinite(ls["mre"]) and set(res.fits["method"]) == {"bayes", "ls"}
+    # 2 x 150 draws cannot reach an ESS of 400: the fit fails, and the notes say why
+    bayes = res.fits[res.fits["method"] == "bayes"].iloc[0]
+    assert res.failures() == [(str(bayes["split"]), bayes["problems"])]
+    assert "ESS" in bayes["problems"]
+    assert f"  split {bayes['split']}: {bayes['problems']}" in res.notes()
 
 
 def test_fixed_budget_data(sim_data):
@@ -367,6 +374,9 @@ def test_validate_public_smoke(datasets_dir, tmp_path, monkeypatch):
     assert "## Targets of issue 13" in text
     assert "of the Bayesian fits in this report pass their diagnostics" in text
     assert " of 1 (" in text
+    # a failed fit is listed with its problems, a passed one is not
+    passed = "| 1 of 1 (" in text
+    assert ("Fits that failed their diagnostics after the retry" in text) != passed
 
 
 # ------------------------------------------------------------------------------ run_slope option

@@ -131,6 +131,16 @@ class BacktestResult:
             return 0
         return int((self.fits["passed"] == False).sum())  # noqa: E712 (NaN for ls rows)
 
+    def failures(self) -> list[tuple[str, str]]:
+        """``(split, problems)`` of each Bayesian fit that failed its diagnostics (after the
+        retry); the problems are empty for results saved before they were recorded."""
+        if self.fits.empty or "passed" not in self.fits:
+            return []
+        failed = self.fits[self.fits["passed"] == False]  # noqa: E712 (NaN for ls rows)
+        why = failed["problems"] if "problems" in failed else pd.Series("", index=failed.index)
+        pairs = zip(failed["split"], why, strict=True)
+        return [(str(split), p if isinstance(p, str) else "") for split, p in pairs]
+
     def _methods(self) -> list[str]:
         return list(dict.fromkeys(self.points["method"])) if "method" in self.points else []
 
@@ -149,6 +159,7 @@ class BacktestResult:
                 f"{failed} of {total} Bayesian fits FAILED their convergence diagnostics; their "
                 "forecasts are included but should not be trusted"
             )
+            out += [f"  split {split}: {why}" for split, why in self.failures()]
         return out
 
     def to_text(self) -> str:

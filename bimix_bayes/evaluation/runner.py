@@ -178,6 +178,8 @@ def _bayes_points(
         "max_rhat": float(diag.max_rhat),
         "divergences": int(diag.divergences),
         "retried": "first_attempt" in idata.attrs,
+        # why a fit failed (divergences, r-hat, ESS), after the retry; "" when it passed
+        "problems": "; ".join(diag.problems),
         "pairs": pairs,
     }
     return out, info
@@ -499,7 +501,9 @@ def backtest(
                 pair_frames.append(pair_table.assign(method=m, split=split.name))
             fits.append({"method": m, "split": split.name, **info})
             if progress is not None:
-                extra = " (diagnostics FAILED)" if info.get("passed") is False else ""
+                extra = ""
+                if info.get("passed") is False:
+                    extra = f" (diagnostics FAILED: {info.get('problems', '')})"
                 progress(
                     f"  {protocol} split {split.name}: {m} fitted and scored in "
                     f"{info['seconds']:.1f} s{extra}"
