@@ -1,6 +1,7 @@
 """Do small studies converge? Per study and seed: the default fit's first attempt and the one
-retry `bimix fit` makes, with the loss level sampled at each domain's typical share
-(``sampler.centre_share = true``, opt-in) and at share 1 (``false``, the default).
+retry `bimix fit` makes, under four samplings: the loss level at each domain's typical share
+(``sampler.centre_share = true``, the default) or at share 1, and the mixture exponents each
+on their own (``priors.log_alpha.pooled = false``, the default) or pooled across domains.
 
 A fit that fails its diagnostics is refitted once, as ``BiMixModel.fit(retry=True)`` does (same
 seed): smaller steps and a longer warm-up (``target_accept`` 0.99, ``tune`` 1000), plus twice
@@ -8,11 +9,12 @@ the draws when the chains mixed slowly (r-hat, ESS) rather than only diverged
 (:func:`bimix_bayes.bayes.model.safer_sampler`). Each line says what failed and what the retry
 changed; the table counts the seeds that pass.
 
-Studies: the embedded study (8 runs, 5 domains; every seed fits all runs), and, when the public
+Studies: the embedded study (20 runs, 5 domains; every seed fits all runs), and, when the public
 datasets are found (``../shared/datasets`` or ``$BIMIX_SHARED_DATASETS``), Ye et al.'s 5Mix 70M
 on 13-run subsets drawn by the seed (5 domains) and their 3Mix 70M (3 runs, 3 domains).
 
-    python benchmarks/retry_cures.py                 # seeds 0-11, about 60 min on 2 cores
+    python benchmarks/retry_cures.py                 # seeds 0-11, about 2 h on 2 cores
+    python benchmarks/retry_cures.py --seeds 8 --variants "own, typical share (default)"
     python benchmarks/retry_cures.py --seeds 4 --studies embedded
 """
 
@@ -35,8 +37,27 @@ from bimix_bayes.data.public import find_datasets
 from bimix_bayes.data.public_loaders import load_mixinglaws
 from bimix_bayes.data.table import MixtureData
 
-#: The two ways of sampling the loss level compared.
-LEVELS = {"typical share": True, "share 1": False}
+#: The samplings compared, named "exponents, level at" (spec overrides; ``--variants`` picks
+#: some by name), each explicit about both settings so that it means the same whatever the
+#: default spec says.
+VARIANTS: dict[str, dict] = {
+    "pooled, share 1 (the old default)": {
+        "sampler": {"centre_share": False},
+        "priors": {"log_alpha": {"pooled": True}},
+    },
+    "pooled, typical share": {
+        "sampler": {"centre_share": True},
+        "priors": {"log_alpha": {"pooled": True}},
+    },
+    "own, share 1": {
+        "sampler": {"centre_share": False},
+        "priors": {"log_alpha": {"pooled": False}},
+    },
+    "own, typical share (default)": {
+        "sampler": {"centre_share": True},
+        "priors": {"log_alpha": {"pooled": False}},
+    },
+}
 
 
 def studies(root: str | None) -> dict[str, Callable[[int], MixtureData]]:
@@ -56,10 +77,11 @@ def studies(root: str | None) -> dict[str, Callable[[int], MixtureData]]:
     return out
 
 
-def fit_with_retry(data: MixtureData, centre: bool, seed: int) -> dict:
-    """The first attempt and the retry of one fit: what passed, what failed, what the retry
-    changed, seconds."""
-    model = BiMixModel({"sampler": {"progress_bar": "never", "centre_share": centre}})
+def fit_with_retry(data: MixtureData, variant: dict, seed: int) -> dict:
+    """The first attempt and the retry of one fit under the spec overrides ``variant``: what
+    passed, what failed, what the retry changed, seconds."""
+    sampler = {**variant.get("sampler", {}), "progress_bar": "never"}
+    model = BiMixModel({**variant, "sampler": sampler})
     first_draws = model.spec["sampler"]["draws"]
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True):
@@ -92,7 +114,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=12, help="seeds 0..N-1 (default 12)")
     parser.add_argument("--studies", nargs="*", help="names (prefixes) of the studies to run")
+    parser.add_argument(
+        "--variants", nargs="*", choices=list(VARIANTS), help="samplings to compare (default: all)"
+    )
     args = parser.parse_args()
+    variants = {k: v for k, v in VARIANTS.items() if not args.variants or k in args.variants}
     warnings.simplefilter("ignore")
     root = find_datasets()
     if root is None:
@@ -103,9 +129,9 @@ def main() -> None:
             continue
         for seed in range(args.seeds):
             data = load(seed)
-            for level, centre in LEVELS.items():
-                row = {"study": name, "level at": level, "seed": seed}
-                row.update(fit_with_retry(data, centre, seed))
+            for label, variant in variants.items():
+                row = {"study": name, "sampling": label, "seed": seed}
+                row.update(fit_with_retry(data, variant, seed))
                 rows.append(row)
                 if row["first"]:
                     text = "pass"
@@ -113,9 +139,9 @@ def main() -> None:
                     kind = "steps and draws" if row["more draws"] else "steps"
                     outcome = "pass" if row["after retry"] else f"FAIL ({_short(row['problems'])})"
                     text = f"FAIL ({_short(row['first problems'])}); retry ({kind}): {outcome}"
-                print(f"{name}, level at {level}, seed {seed}: {text} [{row['seconds']:.0f} s]")
+                print(f"{name}, {label}, seed {seed}: {text} [{row['seconds']:.0f} s]", flush=True)
     table = pd.DataFrame(rows)
-    summary = table.groupby(["study", "level at"], sort=False).agg(
+    summary = table.groupby(["study", "sampling"], sort=False).agg(
         seeds=("seed", "size"),
         first_attempt=("first", "sum"),
         after_retry=("after retry", "sum"),

@@ -163,7 +163,7 @@ class FitDiagnostics:
         if "BFMI" in text:
             tips.append(
                 "low BFMI: the population sd priors may be too wide; tighten "
-                "priors.<name>.sd_scale (pooled priors: log_alpha, log_own by default)"
+                "priors.<name>.sd_scale (pooled priors: log_own by default)"
             )
         tips.append("check the data: a domain whose share barely varies cannot identify alpha")
         return tips
