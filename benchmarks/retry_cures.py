@@ -40,23 +40,15 @@ from bimix_bayes.data.table import MixtureData
 #: The samplings compared, named "exponents, level at" (spec overrides; ``--variants`` picks
 #: some by name), each explicit about both settings so that it means the same whatever the
 #: default spec says.
+_SAMPLINGS = {  # name: (sampler.centre_share, priors.log_alpha.pooled)
+    "pooled, share 1 (the old default)": (False, True),
+    "pooled, typical share": (True, True),
+    "own, share 1": (False, False),
+    "own, typical share (default)": (True, False),
+}
 VARIANTS: dict[str, dict] = {
-    "pooled, share 1 (the old default)": {
-        "sampler": {"centre_share": False},
-        "priors": {"log_alpha": {"pooled": True}},
-    },
-    "pooled, typical share": {
-        "sampler": {"centre_share": True},
-        "priors": {"log_alpha": {"pooled": True}},
-    },
-    "own, share 1": {
-        "sampler": {"centre_share": False},
-        "priors": {"log_alpha": {"pooled": False}},
-    },
-    "own, typical share (default)": {
-        "sampler": {"centre_share": True},
-        "priors": {"log_alpha": {"pooled": False}},
-    },
+    name: {"sampler": {"centre_share": centre}, "priors": {"log_alpha": {"pooled": pooled}}}
+    for name, (centre, pooled) in _SAMPLINGS.items()
 }
 
 
