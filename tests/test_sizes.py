@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bimix_bayes.bayes.graph import build_pymc_model
+from bimix_bayes.bayes.graph import SIZE_PRIOR_KEYS, build_pymc_model
 from bimix_bayes.bayes.likelihood import CurveLayout
 from bimix_bayes.bayes.model import BiMixModel, pointwise_log_likelihood
 from bimix_bayes.bayes.sizes import SizeExtrapolationWarning, fitted_sizes
@@ -168,10 +168,14 @@ def test_a_size_fit_recovers_the_slopes_and_forecasts_a_larger_size(size_fit, tm
     post = idata.posterior
     assert fitted_sizes(idata) == SIZES
     assert idata.attrs["size_kind"] == "total parameters"
+    prior = BiMixModel().spec["size"]
+    prior_sd = dict(zip(SIZE_PARAMS, [prior[k] for k in SIZE_PRIOR_KEYS], strict=True))
     for name, value in SLOPES.items():  # each domain's slope within 3 posterior sds of the truth
         mean, sd = post[name].mean(("chain", "draw")), post[name].std(("chain", "draw"))
         assert (np.abs(mean - value) < 3 * sd + 0.01).all(), (name, mean.values, sd.values)
-        assert float(sd.max()) < 0.1, (name, sd.values)  # and the data do pin it down
+        # and the data pin it down: the posterior sd is at most a third of the prior's (the
+        # mixture slope scales alpha log r, so it is as loose as the domain's exponent)
+        assert float(sd.max()) < prior_sd[name] / 3, (name, sd.values)
     path = save_fit(idata, tmp_path / "fit.nc")
     loaded = load_fit(path)
     assert fitted_sizes(loaded) == SIZES

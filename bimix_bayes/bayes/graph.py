@@ -15,10 +15,10 @@ Examples
 ['log_alpha', 'step_level', 'step_log_slope', 'step_logit_share']
 >>> sorted(v.name for v in model.deterministics if v.name.startswith("log_"))
 ['log_beta', 'log_floor', 'log_reducible']
->>> data_names(merge_spec(), 3)[-2:]  # independent run effects: per-curve data
-('curve_domain', 'n')
->>> data_names(merge_spec({"likelihood": {"run_correlation": True}}), 3)[-2:]  # per run
-('run_n', 'curve_run')
+>>> data_names(merge_spec(), 3)[-3:]  # per-curve data, and each domain's typical share
+('curve_domain', 'n', 'log_share_centre')
+>>> data_names(merge_spec({"likelihood": {"run_correlation": True}}), 3)  # per run
+('step_grid', 'grid_index', 'y', 'mask', 'curve_log_r', 'curve_domain', 'run_n', 'curve_run', 'log_share_centre')
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ __all__ = [
     "GROUP_MIN_SAVED",
     "GROUP_RUNS_PER_DESIGN",
     "GROUP_RUNS_PER_DESIGN_SLOPES",
+    "SIZE_PRIOR_KEYS",
     "build_pymc_model",
     "compiled_nutpie",
     "data_names",
@@ -61,6 +62,9 @@ __all__ = [
     "groups_runs",
     "jittered_start",
 ]
+
+#: The spec's ``[size]`` key of each size slope's prior sd, in ``SIZE_PARAMS`` order.
+SIZE_PRIOR_KEYS = ("floor_sd", "reducible_sd", "beta_sd", "mixture_sd")
 
 #: The sampler settings that change the graph (its coordinates), not only how it is sampled.
 GRAPH_SAMPLER_KEYS = ("step_coordinates", "centre_share")
@@ -280,8 +284,7 @@ def build_pymc_model(layout: CurveLayout, spec: Spec, *, grouped: bool | None = 
         size_scale = None
         if layout.has_sizes:  # the size slopes (bimix_bayes.laws.size), Normal(0, sd) each
             prior = spec["size"]
-            keys = ("floor_sd", "reducible_sd", "beta_sd", "mixture_sd")
-            for name, key in zip(SIZE_PARAMS, keys, strict=True):
+            for name, key in zip(SIZE_PARAMS, SIZE_PRIOR_KEYS, strict=True):
                 theta[name] = pm.Normal(name, 0.0, prior[key], dims="domain")
             theta["grid_z"] = pm.Data("grid_z", layout.grid_z)
             cell_z = pm.Data("cell_z", layout.z)
