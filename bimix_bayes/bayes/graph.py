@@ -17,8 +17,8 @@ Examples
 ['log_beta', 'log_floor', 'log_reducible']
 >>> data_names(merge_spec(), 3)[-3:]  # per-curve data, and each domain's typical share
 ('curve_domain', 'n', 'log_share_centre')
->>> data_names(merge_spec({"likelihood": {"run_correlation": True}}), 3)  # per run
-('step_grid', 'grid_index', 'y', 'mask', 'curve_log_r', 'curve_domain', 'run_n', 'curve_run', 'log_share_centre')
+>>> data_names(merge_spec({"likelihood": {"run_correlation": True}}), 3)[-3:]  # per run
+('run_n', 'curve_run', 'log_share_centre')
 """
 
 from __future__ import annotations
