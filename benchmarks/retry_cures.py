@@ -1,7 +1,8 @@
 """Do small studies converge? Per study and seed: the default fit's first attempt and the one
-retry `bimix fit` makes, under four samplings: the loss level at each domain's typical share
-(``sampler.centre_share = true``, the default) or at share 1, and the mixture exponents each
-on their own (``priors.log_alpha.pooled = false``, the default) or pooled across domains.
+retry `bimix fit` makes, under several samplings: the loss level at each domain's typical share
+(``sampler.centre_share = true``, the default) or at share 1, and the mixture exponents pooled
+across domains with a fixed population sd (``priors.log_alpha.sd_prior = "fixed"``, the
+default), with a sampled one (Gamma(2)), or each on its own (``pooled = false``).
 
 A fit that fails its diagnostics is refitted once, as ``BiMixModel.fit(retry=True)`` does (same
 seed): smaller steps and a longer warm-up (``target_accept`` 0.99, ``tune`` 1000), plus twice
@@ -14,7 +15,7 @@ datasets are found (``../shared/datasets`` or ``$BIMIX_SHARED_DATASETS``), Ye et
 on 13-run subsets drawn by the seed (5 domains) and their 3Mix 70M (3 runs, 3 domains).
 
     python benchmarks/retry_cures.py                 # seeds 0-11, about 2 h on 2 cores
-    python benchmarks/retry_cures.py --seeds 8 --variants "own, typical share (default)"
+    python benchmarks/retry_cures.py --seeds 8 --variants "fixed sd, typical share (default)"
     python benchmarks/retry_cures.py --seeds 4 --studies embedded
 """
 
@@ -40,15 +41,19 @@ from bimix_bayes.data.table import MixtureData
 #: The samplings compared, named "exponents, level at" (spec overrides; ``--variants`` picks
 #: some by name), each explicit about both settings so that it means the same whatever the
 #: default spec says.
-_SAMPLINGS = {  # name: (sampler.centre_share, priors.log_alpha.pooled)
-    "pooled, share 1 (the old default)": (False, True),
-    "pooled, typical share": (True, True),
-    "own, share 1": (False, False),
-    "own, typical share (default)": (True, False),
+_SAMPLINGS = {  # name: (sampler.centre_share, priors.log_alpha.pooled, its sd_prior)
+    "pooled, share 1 (the old default)": (False, True, "gamma"),
+    "pooled, typical share": (True, True, "gamma"),
+    "own, share 1": (False, False, "gamma"),
+    "own, typical share": (True, False, "gamma"),
+    "fixed sd, typical share (default)": (True, True, "fixed"),
 }
 VARIANTS: dict[str, dict] = {
-    name: {"sampler": {"centre_share": centre}, "priors": {"log_alpha": {"pooled": pooled}}}
-    for name, (centre, pooled) in _SAMPLINGS.items()
+    name: {
+        "sampler": {"centre_share": centre},
+        "priors": {"log_alpha": {"pooled": pooled, "sd_prior": sd_prior}},
+    }
+    for name, (centre, pooled, sd_prior) in _SAMPLINGS.items()
 }
 
 

@@ -532,12 +532,13 @@ def test_a_fit_with_a_missing_curve_saves_and_loads_with_finite_run_offsets(tmp_
 @pytest.mark.slow
 def test_the_default_fit_of_the_embedded_study_passes_without_the_retry():
     """The demo's data (20 runs, 5 domains) converge at the first attempt under the default
-    spec: each domain's mixture exponent on its own prior and the level sampled at its typical
-    share (8 of 8 seeds in benchmarks/retry_cures.py; with pooled exponents 8 of 12)."""
+    spec: the mixture exponents pooled with a fixed population sd and the level sampled at each
+    domain's typical share (8 of 8 seeds in benchmarks/retry_cures.py; with a sampled
+    population sd and the level at share 1, 8 of 12)."""
     from bimix_bayes.data.embedded import load_default
 
     model = BiMixModel({"sampler": {"progress_bar": "never"}})
-    assert not model.spec["priors"]["log_alpha"]["pooled"]
+    assert model.spec["priors"]["log_alpha"]["sd_prior"] == "fixed"
     assert model.spec["sampler"]["centre_share"]
     with warnings.catch_warnings():
         warnings.simplefilter("error", FitWarning)  # a failed fit fails the test loudly

@@ -199,3 +199,26 @@ def test_curve_residual_sums_have_one_return_type():
         assert np.allclose(b["slope_var"], 0) and "slope_var" not in a
     no_tau = curve_residual_sums(post.drop_vars("tau"), layout)
     assert np.all(no_tau.tau == 0)
+
+
+@pytest.mark.parametrize("centre", [False, True])
+def test_a_fixed_population_sd_is_a_constant_not_a_parameter(centre):
+    """sd_prior = "fixed": log_alpha[d] ~ Normal(mu, sd_scale) with mu sampled and no
+    population sd to sample (the default for the mixture exponent)."""
+    from scipy.stats import norm
+
+    from bimix_bayes.bayes.graph import build_pymc_model
+    from bimix_bayes.bayes.likelihood import CurveLayout
+
+    prior = {"pooled": True, "sd_prior": "fixed", "sd_scale": 0.5}
+    spec = merge_spec({"priors": {"log_alpha": prior}, "sampler": {"centre_share": centre}})
+    model = build_pymc_model(CurveLayout.placeholder(3), spec)
+    names = {v.name for v in model.free_RVs}
+    assert "mu_log_alpha" in names and "sd_log_alpha" not in names
+    point = model.initial_point()
+    point["mu_log_alpha"] = np.array(-2.5)
+    point["log_alpha"] = np.array([-3.0, -2.0, -4.0])
+    logp = model.compile_logp(vars=[model["log_alpha"]], sum=True)(point)
+    assert logp == pytest.approx(norm.logpdf(point["log_alpha"], -2.5, 0.5).sum())
+    with pytest.raises(SpecError, match="sd_prior"):
+        merge_spec({"priors": {"log_alpha": {"sd_prior": "fixd"}}})

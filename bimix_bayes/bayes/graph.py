@@ -80,6 +80,9 @@ def _population(name: str, prior: Mapping[str, Any]) -> pt.TensorVariable:
     that piles up at zero (``"half_normal"``) lets the chains fall into the funnel's neck
     (divergences, stuck chains). The boundary-avoiding Gamma(2) is the usual cure (Chung et
     al. 2013, Gelman et al. BDA3 5.7); it leaves well-identified sds to the data.
+    ``sd_prior = "fixed"``: ``sd = sd_scale``, no population sd to sample (the mixture
+    exponent's default: the domains still shrink toward a learnt mean, without the funnel
+    between a weakly identified exponent and a sampled sd).
     """
     if not prior["pooled"]:
         return pm.Normal(name, prior["loc"], prior["loc_scale"], dims="domain")
@@ -210,6 +213,8 @@ def _prior_dist(name: str, prior: Mapping[str, Any]) -> pt.TensorVariable:
 
 def _population_sd(name: str, prior: Mapping[str, Any]) -> pt.TensorVariable:
     """The population sd ``sd_NAME`` under ``prior["sd_prior"]`` (see :func:`_population`)."""
+    if prior["sd_prior"] == "fixed":
+        return pt.as_tensor_variable(float(prior["sd_scale"]))
     if prior["sd_prior"] == "gamma":
         return pm.Gamma(f"sd_{name}", alpha=2.0, beta=2.0 / prior["sd_scale"])
     return pm.HalfNormal(f"sd_{name}", prior["sd_scale"])

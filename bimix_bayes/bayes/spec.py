@@ -115,7 +115,7 @@ _PRIOR = {
     "loc_scale": _number(0),
     "sd_scale": _number(0),
     "parametrization": _choice("centered", "non_centered"),
-    "sd_prior": _choice("gamma", "half_normal"),
+    "sd_prior": _choice("gamma", "half_normal", "fixed"),
     "pooled": _boolean,
 }
 
