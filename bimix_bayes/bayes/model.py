@@ -1,10 +1,10 @@
 """The hierarchical Bayesian BiMix model: build, sample, and package the posterior.
 
 Per evaluation domain ``d`` the identifiable BiMix form (:mod:`bimix_bayes.laws.bimix`) with,
-by default, independent priors per domain on ``log_alpha``, ``log_floor``, ``log_reducible``
-and ``log_beta`` (the step law sampled in level/slope coordinates, the level at the domain's
-typical share, :mod:`bimix_bayes.bayes.graph`; any of them can be pooled across domains by the
-spec), per-domain noise ``sigma`` and
+by default, a population prior on ``log_alpha`` (pooled across domains toward a learnt mean,
+its sd fixed) and independent priors per domain on ``log_floor``, ``log_reducible`` and
+``log_beta`` (sampled in level/slope coordinates, the level at the domain's typical share,
+:mod:`bimix_bayes.bayes.graph`), per-domain noise ``sigma`` and
 run-offset sd ``tau``, and the likelihood of each run with its offsets integrated out
 (:mod:`bimix_bayes.bayes.likelihood`, :mod:`bimix_bayes.bayes.correlated`).
 Priors, likelihood and sampler come from a spec (:mod:`bimix_bayes.bayes.spec`, default
