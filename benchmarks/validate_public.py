@@ -37,7 +37,7 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -923,32 +923,44 @@ def _calibrated(row: Row) -> tuple[float, float, bool]:
     return c_all, c_mean, 0.85 <= c_all <= 0.95 and 0.85 <= c_mean <= 0.95
 
 
+def _sampled_rows(results: Sequence[JobResult]) -> Iterator[tuple[JobResult, Row]]:
+    """The Bayesian rows whose fits were sampled (the fixed-budget conjugate posteriors have
+    no sampler), with their job."""
+    for res in results:
+        for row in res.rows:
+            if row.method == "bayes" and not row.result.settings.get("fixed_budget"):
+                yield res, row
+
+
+def _own_loo_fits(loo: Sequence[LooResult]) -> Iterator[tuple[LooResult, str, dict[str, Any]]]:
+    """The LOO studies' fits made for the LOO (the reused fit-time fit is counted with the
+    timings)."""
+    for x in loo:
+        for law, f in x.fits.items():
+            if not str(f.get("how", "")).startswith("the timed fit"):
+                yield x, law, f
+
+
 def fit_counts(
     results: Sequence[JobResult],
     loo: Sequence[LooResult],
     timings: Sequence[dict[str, Any] | None],
 ) -> dict[str, int]:
-    """How many Bayesian fits of this report passed their diagnostics (sampled fits only: the
-    fixed-budget conjugate posteriors have no sampler), how many were refitted once."""
+    """How many Bayesian fits of this report passed their diagnostics (sampled fits only),
+    how many were refitted once."""
     passed = total = retried = 0
-    for res in results:
-        for row in res.rows:
-            fits = row.result.fits
-            if row.method != "bayes" or row.result.settings.get("fixed_budget"):
-                continue
-            if fits.empty or "passed" not in fits:
-                continue
-            mine = fits[fits["method"] == "bayes"]
-            total += len(mine)
-            passed += int(mine["passed"].astype(bool).sum())
-            retried += int(mine["retried"].astype(bool).sum()) if "retried" in mine else 0
-    for x in loo:
-        for f in x.fits.values():
-            if str(f.get("how", "")).startswith("the timed fit"):
-                continue  # the fit-time fit, counted below
-            total += 1
-            passed += bool(f["passed"])
-            retried += "retried" in str(f.get("how", ""))
+    for _, row in _sampled_rows(results):
+        fits = row.result.fits
+        if fits.empty or "passed" not in fits:
+            continue
+        mine = fits[fits["method"] == "bayes"]
+        total += len(mine)
+        passed += int(mine["passed"].astype(bool).sum())
+        retried += int(mine["retried"].astype(bool).sum()) if "retried" in mine else 0
+    for _, _, f in _own_loo_fits(loo):
+        total += 1
+        passed += bool(f["passed"])
+        retried += "retried" in str(f.get("how", ""))
     for t in timings:
         if t and "passed" in t:
             total += 1
@@ -963,17 +975,16 @@ def failed_fits(
 ) -> list[str]:
     """One line per Bayesian fit counted by :func:`fit_counts` that failed its diagnostics after
     the retry: where (job, law, split) and why (divergences, r-hat, ESS)."""
-    out = []
-    for res in results:
-        for row in res.rows:
-            if row.method != "bayes" or row.result.settings.get("fixed_budget"):
-                continue
-            for split, why in row.result.failures():
-                out.append(f"{res.job.key}, {row.label}, split {split}: {why or 'not recorded'}")
-    for x in loo:
-        for law, f in x.fits.items():
-            if not f["passed"] and not str(f.get("how", "")).startswith("the timed fit"):
-                out.append(f"LOO {x.dataset}, {law}: {f.get('problems') or 'not recorded'}")
+    out = [
+        f"{res.job.key}, {row.label}, split {split}: {why or 'not recorded'}"
+        for res, row in _sampled_rows(results)
+        for split, why in row.result.failures()
+    ]
+    out += [
+        f"LOO {x.dataset}, {law}: {f.get('problems') or 'not recorded'}"
+        for x, law, f in _own_loo_fits(loo)
+        if not f["passed"]
+    ]
     for t in timings:
         if t and "passed" in t and not t["passed"]:
             out.append(f"fit time: {'; '.join(t.get('problems', [])) or 'not recorded'}")
