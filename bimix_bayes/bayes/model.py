@@ -82,6 +82,7 @@ from bimix_bayes.bayes.graph import (
 from bimix_bayes.bayes.law_params import SCHEDULE_ATTR, TRAIN_DIM, spec_law
 from bimix_bayes.bayes.likelihood import (
     CurveLayout,
+    CurveSums,
     curve_log_likelihood,
     curve_residual_sums,
     draw_offsets,
@@ -447,8 +448,12 @@ class BiMixModel:
             ).to_paper()
             for name in ("A", "B", "C"):
                 post[name] = (post["alpha"].dims, np.asarray(getattr(paper, name)))
-        log_lik = self._log_likelihood(post, layout)
-        post["run_offset"] = self._run_offsets(post, layout, seed)
+        sums = None  # the residual sums serve both the log likelihood and the run offsets
+        if not is_correlated(self.spec, len(layout.domains)):
+            with_slope = bool(self.spec["likelihood"]["run_slope"])
+            sums = curve_residual_sums(post, layout, with_slope=with_slope)
+        log_lik = pointwise_log_likelihood(post, layout, self.spec, sums=sums)
+        post["run_offset"] = self._run_offsets(post, layout, seed, sums=sums)
         obs = data.observations
         observed = xr.Dataset(
             {"loss": ("obs", obs["loss"].to_numpy(dtype=float))},
@@ -503,11 +508,9 @@ class BiMixModel:
         )
         return out
 
-    def _log_likelihood(self, post: xr.Dataset, layout: CurveLayout) -> xr.Dataset:
-        """Pointwise log likelihood of the fit (:func:`pointwise_log_likelihood`)."""
-        return pointwise_log_likelihood(post, layout, self.spec)
-
-    def _run_offsets(self, post: xr.Dataset, layout: CurveLayout, seed: int) -> xr.DataArray:
+    def _run_offsets(
+        self, post: xr.Dataset, layout: CurveLayout, seed: int, *, sums: CurveSums | None = None
+    ) -> xr.DataArray:
         """One draw of each observed run's offsets from their conditional, per posterior draw.
 
         Where a run has no curve of a domain (a zero share dropped, a missing evaluation), its
@@ -520,7 +523,8 @@ class BiMixModel:
         if is_correlated(self.spec, len(layout.domains)):
             grid = observed_run_draws(post, layout, self.spec, rng)[0]
         else:
-            sums = curve_residual_sums(post, layout, with_slope=bool(lik["run_slope"]))
+            if sums is None:
+                sums = curve_residual_sums(post, layout, with_slope=bool(lik["run_slope"]))
             cond = sums.conditional(layout, family=lik["family"], nu=lik["nu"])
             u, _ = draw_offsets(cond, rng, sums.s1.shape)
             chains, draws = sums.s1.shape[:2]
@@ -576,12 +580,16 @@ class BiMixModel:
         return predict(self.idata_, steps=steps, **kwargs)
 
 
-def pointwise_log_likelihood(post: xr.Dataset, layout: CurveLayout, spec: Spec) -> xr.Dataset:
+def pointwise_log_likelihood(
+    post: xr.Dataset, layout: CurveLayout, spec: Spec, *, sums: CurveSums | None = None
+) -> xr.Dataset:
     """Pointwise log likelihood, in numpy, of the data in ``layout`` under the posterior draws
     ``post``: ``loss_run`` per run (the unit of leave-one-run-out LOO: the decision is about new
     runs) and, without correlated run effects, ``loss_curve`` per (run, domain) curve. The run
     effects are integrated out as in the PyMC graph (Woodbury per run when they are correlated
     across domains, per curve otherwise), so its sum equals the graph's log likelihood.
+    ``sums``: the posterior's :func:`curve_residual_sums` (independent run effects), where the
+    caller has them already.
     """
     lik = spec["likelihood"]
     coords = {"chain": post.chain, "draw": post.draw}
@@ -591,7 +599,8 @@ def pointwise_log_likelihood(post: xr.Dataset, layout: CurveLayout, spec: Spec) 
         return xr.Dataset(
             {"loss_run": ((*dims, "run"), per_run)}, coords={**coords, "run": list(layout.runs)}
         )
-    sums = curve_residual_sums(post, layout, with_slope=bool(lik["run_slope"]))
+    if sums is None:
+        sums = curve_residual_sums(post, layout, with_slope=bool(lik["run_slope"]))
     curve_ll = curve_log_likelihood(
         sums.s1,
         sums.s2,
