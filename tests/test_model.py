@@ -149,13 +149,14 @@ def test_a_file_without_newer_spec_keys_keeps_the_settings_it_was_fitted_with(fi
     model, _ = fitted
     idata = model.idata_.copy()
     stored = json.loads(idata.attrs["spec"])
-    for key in ("init_jitter", "step_coordinates", "centre_share"):
+    for key in ("init_jitter", "step_coordinates", "centre_share", "centre_cross"):
         del stored["sampler"][key]
     idata.attrs["spec"] = json.dumps(stored)
     spec = spec_from_idata(idata)
     assert spec["sampler"]["init_jitter"] == 1.0
     assert spec["sampler"]["step_coordinates"] == "floor_reducible"
     assert spec["sampler"]["centre_share"] is False
+    assert spec["sampler"]["centre_cross"] is False
     assert spec_from_idata(model.idata_)["sampler"]["init_jitter"] == 0.1
 
 

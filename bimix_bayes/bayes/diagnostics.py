@@ -34,9 +34,11 @@ __all__ = ["DERIVED_VARS", "FitDiagnostics", "FitWarning", "diagnose"]
 #: Posterior variables computed from the sampled ones (not diagnosed on their own; the
 #: correlations through their partial correlations ``run_corr_cpc``, ``slope_corr_cpc``). The
 #: cross effects ``cross`` are diagnosed rather than the raw ``cross_z``, two directions of
-#: which per row do not enter the likelihood; their structural zeros (own columns) are skipped.
+#: which per row do not enter the likelihood, or their coordinates ``cross_v`` (whose padding
+#: does not either); their structural zeros (own columns) are skipped.
 DERIVED_VARS = frozenset(
-    {"alpha", "beta", "own", "A", "B", "C", "run_offset", "run_corr", "slope_corr", "cross_z"}
+    {"alpha", "beta", "own", "A", "B", "C", "run_offset", "run_corr", "slope_corr"}
+    | {"cross_z", "cross_v"}
 )
 
 

@@ -45,6 +45,7 @@ from bimix_bayes.bayes.law_params import TRAIN_DIM, spec_law
 from bimix_bayes.bayes.likelihood import CurveLayout, curve_log_likelihood
 from bimix_bayes.bayes.spec import Spec
 from bimix_bayes.laws.bimix import log_mixture_factor
+from bimix_bayes.laws.cross import cross_basis
 from bimix_bayes.laws.drift import ALPHA_DRIFT, drift_term
 from bimix_bayes.laws.registry import Law
 from bimix_bayes.laws.schedule import ANNEAL, step_term
@@ -67,7 +68,7 @@ __all__ = [
 SIZE_PRIOR_KEYS = ("floor_sd", "reducible_sd", "beta_sd", "mixture_sd")
 
 #: The sampler settings that change the graph (its coordinates), not only how it is sampled.
-GRAPH_SAMPLER_KEYS = ("step_coordinates", "centre_share")
+GRAPH_SAMPLER_KEYS = ("step_coordinates", "centre_share", "centre_cross")
 
 _DATA_VARS = ("step_grid", "grid_index", "y", "mask", "curve_log_r", "curve_domain", "n")
 
@@ -410,12 +411,23 @@ def _cross_mean(
     """
     shares = pm.Data("curve_shares", layout.curve_shares)
     own_share = pm.Data("curve_own_share", layout.curve_own_share)
-    mask = pm.Data("cross_mask", layout.cross_mask)
     sd_cross = pm.HalfNormal("sd_cross", spec["law"]["cross_sd_scale"])
-    z = pm.Normal("cross_z", 0.0, 1.0, dims=("domain", TRAIN_DIM))
-    if law.centred_cross:
-        z = z - (z * mask).sum(axis=-1, keepdims=True) / mask.sum(axis=-1, keepdims=True)
-    cross = pm.Deterministic("cross", sd_cross * z * mask, dims=("domain", TRAIN_DIM))
+    if spec["sampler"]["centre_cross"]:  # cross = B v, v ~ Normal(0, sd_cross^2) (cross_basis)
+        basis = pm.Data(
+            "cross_basis",
+            cross_basis(layout.own_index, len(layout.training_domains), centred=law.centred_cross),
+        )
+        used = pt.gt((basis**2).sum(axis=1), 0.5)  # (domain, direction); padding: Normal(0, 1)
+        v = pm.Normal("cross_v", 0.0, pt.switch(used, sd_cross, 1.0), shape=used.shape)
+        cross = pm.Deterministic(
+            "cross", (basis * v[:, None, :]).sum(axis=-1), dims=("domain", TRAIN_DIM)
+        )
+    else:
+        mask = pm.Data("cross_mask", layout.cross_mask)
+        z = pm.Normal("cross_z", 0.0, 1.0, dims=("domain", TRAIN_DIM))
+        if law.centred_cross:
+            z = z - (z * mask).sum(axis=-1, keepdims=True) / mask.sum(axis=-1, keepdims=True)
+        cross = pm.Deterministic("cross", sd_cross * z * mask, dims=("domain", TRAIN_DIM))
     params = {"cross": cross[d]}
     if "log_own" in theta:
         params["own"] = pm.Deterministic("own", pt.exp(theta["log_own"]), dims="domain")[d]
@@ -517,7 +529,8 @@ def data_names(
         names.append("log_share_centre")
     if spec_law(spec).cross_domain:  # every share of the run replaces its domain's log share
         names = [k for k in names if k != "curve_log_r"]
-        names += ["curve_shares", "curve_own_share", "cross_mask"]
+        names += ["curve_shares", "curve_own_share"]
+        names.append("cross_basis" if spec["sampler"]["centre_cross"] else "cross_mask")
     return tuple(names)
 
 

@@ -77,8 +77,14 @@ _MODEL_BEFORE_0_3 = {
     "likelihood": {"run_correlation": False},
     "priors": {name: {"sd_prior": "half_normal", "pooled": True} for name in PRIOR_NAMES},
     # chains started nutpie's way (jitter 1) before sampler.init_jitter; the level was sampled
-    # at share 1 before sampler.centre_share
-    "sampler": {"step_coordinates": "floor_reducible", "init_jitter": 1.0, "centre_share": False},
+    # at share 1 before sampler.centre_share; cross effects were non-centred before
+    # sampler.centre_cross
+    "sampler": {
+        "step_coordinates": "floor_reducible",
+        "init_jitter": 1.0,
+        "centre_share": False,
+        "centre_cross": False,
+    },
 }
 
 

@@ -164,6 +164,7 @@ SCHEMA: dict[str, Any] = {
         "progress_bar": _choice("auto", "always", "never"),
         "step_coordinates": _choice("level_slope", "floor_reducible"),
         "centre_share": _boolean,
+        "centre_cross": _boolean,
         "init_jitter": _number(0, open_lo=False),
     },
     "diagnostics": {

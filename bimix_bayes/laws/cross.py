@@ -62,6 +62,7 @@ import numpy as np
 
 __all__ = [
     "bimix_cross_mixture_term",
+    "cross_basis",
     "cross_mask",
     "cross_term",
     "loglinear_mixture_term",
@@ -85,6 +86,39 @@ def cross_mask(own_index: np.ndarray, n_train: int) -> np.ndarray:
     rows = np.flatnonzero(own_index >= 0)
     mask[rows, own_index[rows]] = 0.0
     return mask
+
+
+def cross_basis(own_index: np.ndarray, n_train: int, *, centred: bool = True) -> np.ndarray:
+    """An orthonormal basis of each row's identifiable cross effects, ``(domains, n_train, k)``.
+
+    Row ``i``'s identifiable effects are the range of the projection of :func:`project_cross`
+    (own column zero; with ``centred``, summing to zero over the other columns), of dimension
+    ``k_i = n_train - [own column] - [centred]``. Its first ``k_i`` columns are a Helmert basis
+    of the free columns (deterministic, so seeded fits reproduce), the others zero: ``B_i B_i^T``
+    is that projection and ``B_i^T B_i`` is the identity on those ``k_i`` columns. Sampling
+    ``v_i ~ Normal(0, sd^2 I)`` and ``cross_i = B_i v_i`` gives ``cross_i ~ Normal(0, sd^2 B_i
+    B_i^T)``, the distribution of ``sd * P(z)``, ``z ~ Normal(0, I)``, without the directions
+    the projection removes (``sampler.centre_cross``). ``k = n_train - [centred]`` whatever the
+    rows, so that the shape depends on the number of training domains only (one compiled model).
+
+    Examples
+    --------
+    >>> b = cross_basis(np.array([0]), 3)
+    >>> (b[0] @ b[0].T).round(3).tolist()  # the projection: own column 0, the others centred
+    [[0.0, 0.0, 0.0], [0.0, 0.5, -0.5], [0.0, -0.5, 0.5]]
+    """
+    own_index = np.asarray(own_index, dtype=int)
+    mask = cross_mask(own_index, n_train)
+    basis = np.zeros((len(own_index), n_train, max(n_train - int(centred), 1)))
+    for i, free in enumerate(mask > 0):
+        columns = np.flatnonzero(free)
+        if not centred:
+            basis[i, columns, np.arange(len(columns))] = 1.0
+            continue
+        for j in range(1, len(columns)):  # Helmert: the first j columns against column j
+            basis[i, columns[:j], j - 1] = 1.0 / np.sqrt(j * (j + 1))
+            basis[i, columns[j], j - 1] = -j / np.sqrt(j * (j + 1))
+    return basis
 
 
 def project_cross(raw: Any, own_index: np.ndarray, *, math: ModuleType = np) -> Any:
