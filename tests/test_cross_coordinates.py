@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pymc as pm
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -69,3 +70,20 @@ def test_centred_cross_effects_have_the_non_centred_prior():
             for i, own in enumerate((0, -1, 2)):
                 cov = np.cov(scaled[:, i, :].T)
                 np.testing.assert_allclose(cov, _projection(own, 4, centred_rows), atol=0.08)
+
+
+@pytest.mark.slow
+def test_a_centred_cross_fit_saves_loads_and_forecasts(tmp_path):
+    """End to end with the option on: the fit records it, the file loads with it, and the
+    loaded fit forecasts."""
+    from bimix_bayes.bayes.model import BiMixModel
+    from bimix_bayes.data.embedded import load_default
+
+    sampler = {"centre_cross": True, "draws": 200, "tune": 200, "progress_bar": "never"}
+    model = BiMixModel(merge_spec({"law": {"name": "bimix_cross"}, "sampler": sampler}))
+    idata = model.fit(load_default(), seed=0)
+    assert "cross_v" in idata.posterior and "cross_z" not in idata.posterior
+    loaded = BiMixModel.load(model.save(tmp_path / "fit.nc"))
+    assert loaded.spec["sampler"]["centre_cross"] is True
+    table = loaded.predict([8000])
+    assert table["median"].notna().all() and (table["lower_90"] < table["upper_90"]).all()
