@@ -62,6 +62,7 @@ __all__ = [
     "grouping",
     "groups_runs",
     "jittered_start",
+    "layout_cross_basis",
 ]
 
 #: The spec's ``[size]`` key of each size slope's prior sd, in ``SIZE_PARAMS`` order.
@@ -387,6 +388,14 @@ def _step_factor(
     return step_term(step_grid[None, :], params, u, math=pt).ravel()[grid_index]
 
 
+def layout_cross_basis(layout: CurveLayout, law: Law) -> np.ndarray:
+    """The data's ``cross_basis`` container (``sampler.centre_cross``): each evaluation
+    domain's orthonormal basis of its identifiable cross effects under ``law``
+    (:func:`~bimix_bayes.laws.cross.cross_basis`)."""
+    n_train = len(layout.training_domains)
+    return cross_basis(layout.own_index, n_train, centred=law.centred_cross)
+
+
 def _cross_mean(
     law: Law,
     theta: Mapping[str, pt.TensorVariable],
@@ -413,10 +422,7 @@ def _cross_mean(
     own_share = pm.Data("curve_own_share", layout.curve_own_share)
     sd_cross = pm.HalfNormal("sd_cross", spec["law"]["cross_sd_scale"])
     if spec["sampler"]["centre_cross"]:  # cross = B v, v ~ Normal(0, sd_cross^2) (cross_basis)
-        basis = pm.Data(
-            "cross_basis",
-            cross_basis(layout.own_index, len(layout.training_domains), centred=law.centred_cross),
-        )
+        basis = pm.Data("cross_basis", layout_cross_basis(layout, law))
         used = pt.gt((basis**2).sum(axis=1), 0.5)  # (domain, direction); padding: Normal(0, 1)
         v = pm.Normal("cross_v", 0.0, pt.switch(used, sd_cross, 1.0), shape=used.shape)
         cross = pm.Deterministic(

@@ -78,6 +78,7 @@ from bimix_bayes.bayes.graph import (
     data_names,
     grouping,
     jittered_start,
+    layout_cross_basis,
 )
 from bimix_bayes.bayes.law_params import SCHEDULE_ATTR, TRAIN_DIM, spec_law
 from bimix_bayes.bayes.likelihood import (
@@ -97,7 +98,6 @@ from bimix_bayes.bayes.persistence import (
 from bimix_bayes.bayes.spec import Spec, load_spec, merge_spec, spec_id
 from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.laws.bimix import IdentifiableParams
-from bimix_bayes.laws.cross import cross_basis
 from bimix_bayes.laws.registry import Law
 
 __all__ = ["SAFER_SAMPLER", "BiMixModel", "RetryWarning", "SamplerFallbackWarning", "safer_sampler"]
@@ -387,10 +387,8 @@ class BiMixModel:
             grouped=grouped,
             schedule=layout.has_schedule,
         )
-        if "cross_basis" in names:  # sampler.centre_cross: the cross effects' basis per row
-            centred = spec_law(self.spec).centred_cross
-            n_train = len(layout.training_domains)
-            values["cross_basis"] = cross_basis(layout.own_index, n_train, centred=centred)
+        if "cross_basis" in names:  # sampler.centre_cross
+            values["cross_basis"] = layout_cross_basis(layout, spec_law(self.spec))
         compiled = compiled.with_data(**{k: values.get(k, getattr(layout, k, None)) for k in names})
         start = jittered_start(compiled.initial_point_func, self.spec["sampler"]["init_jitter"])
         return dataclasses.replace(compiled, initial_point_func=start)
