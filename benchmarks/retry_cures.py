@@ -4,6 +4,14 @@ retry `bimix fit` makes, under several samplings: the loss level at each domain'
 across domains with a fixed population sd (``priors.log_alpha.sd_prior = "fixed"``, the
 default), with a sampled one (Gamma(2)), or each on its own (``pooled = false``).
 
+With ``--law`` a cross-domain law (bimix_cross, loglinear, effective), the samplings compared
+are those of its cross effects instead: centred in the basis of the directions the likelihood
+sees (``sampler.centre_cross = true``, the default) or non-centred, and, for loglinear, the
+own-share effect's population sd fixed (``priors.log_own.sd_prior = "fixed"``, the default) or
+sampled. Zero shares are then kept where the law allows them, and laws that fit evaluation-only
+domains add Ye et al.'s RedPajama 70M (7 training domains, 5 Pile groups), the first half of
+its steps (as the ``horizon:0.5`` backtest fits).
+
 A fit that fails its diagnostics is refitted once, as ``BiMixModel.fit(retry=True)`` does (same
 seed): smaller steps and a longer warm-up (``target_accept`` 0.99, ``tune`` 1000), plus twice
 the draws when the chains mixed slowly (r-hat, ESS) rather than only diverged
@@ -17,6 +25,7 @@ on 13-run subsets drawn by the seed (5 domains) and their 3Mix 70M (3 runs, 3 do
     python benchmarks/retry_cures.py                 # seeds 0-11, about 2 h on 2 cores
     python benchmarks/retry_cures.py --seeds 8 --variants "fixed sd, typical share (default)"
     python benchmarks/retry_cures.py --seeds 4 --studies embedded
+    python benchmarks/retry_cures.py --law loglinear --seeds 3     # about 40 min
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from bimix_bayes.data.embedded import load_default
 from bimix_bayes.data.public import find_datasets
 from bimix_bayes.data.public_loaders import load_mixinglaws
 from bimix_bayes.data.table import MixtureData
+from bimix_bayes.laws.registry import LAWS, get_law
 
 #: The samplings compared, named "exponents, level at" (spec overrides; ``--variants`` picks
 #: some by name), each explicit about both settings so that it means the same whatever the
@@ -55,15 +65,28 @@ VARIANTS: dict[str, dict] = {
     }
     for name, (centre, pooled, sd_prior) in _SAMPLINGS.items()
 }
+#: The samplings of a cross-domain law's effects: (sampler.centre_cross, priors.log_own.sd_prior;
+#: the latter acts under loglinear only).
+_CROSS_SAMPLINGS = {
+    "centred cross, fixed own sd (default)": (True, "fixed"),
+    "centred cross, sampled own sd": (True, "gamma"),
+    "non-centred cross, fixed own sd": (False, "fixed"),
+    "non-centred cross, sampled own sd (the old default)": (False, "gamma"),
+}
+CROSS_VARIANTS: dict[str, dict] = {
+    name: {"sampler": {"centre_cross": centre}, "priors": {"log_own": {"sd_prior": sd_prior}}}
+    for name, (centre, sd_prior) in _CROSS_SAMPLINGS.items()
+}
 
 
-def studies(root: str | None) -> dict[str, Callable[[int], MixtureData]]:
-    """Each study as a function of the seed (the data a seed fits)."""
+def studies(root: str | None, law: str = "bimix") -> dict[str, Callable[[int], MixtureData]]:
+    """Each study as a function of the seed (the data a seed fits) that ``law`` can fit."""
     out: dict[str, Callable[[int], MixtureData]] = {"embedded": lambda seed: load_default()}
     if root is None:
         return out
-    five = load_mixinglaws(root, "5Mix", "70M", zero_policy="drop")
-    three = load_mixinglaws(root, "3Mix", "70M", zero_policy="drop")
+    zero = "keep" if get_law(law).finite_at_zero else "drop"
+    five = load_mixinglaws(root, "5Mix", "70M", zero_policy=zero)
+    three = load_mixinglaws(root, "3Mix", "70M", zero_policy=zero)
 
     def five_subset(seed: int) -> MixtureData:
         runs = np.random.default_rng(seed).choice(list(five.runs), 13, replace=False)
@@ -71,14 +94,18 @@ def studies(root: str | None) -> dict[str, Callable[[int], MixtureData]]:
 
     out["Ye 5Mix 70M (13 runs)"] = five_subset
     out["Ye 3Mix 70M (3 runs)"] = lambda seed: three
+    if get_law(law).fits_evaluation_only:
+        rpj = load_mixinglaws(root, "RedPajama", "70M", zero_policy=zero)
+        first_half = rpj.subset(max_step=0.5 * float(rpj.observations["step"].max()))
+        out["Ye RedPajama 70M (first half of the steps)"] = lambda seed: first_half
     return out
 
 
-def fit_with_retry(data: MixtureData, variant: dict, seed: int) -> dict:
-    """The first attempt and the retry of one fit under the spec overrides ``variant``: what
-    passed, what failed, what the retry changed, seconds."""
+def fit_with_retry(data: MixtureData, variant: dict, seed: int, law: str = "bimix") -> dict:
+    """The first attempt and the retry of one fit of ``law`` under the spec overrides
+    ``variant``: what passed, what failed, what the retry changed, seconds."""
     sampler = {**variant.get("sampler", {}), "progress_bar": "never"}
-    model = BiMixModel({**variant, "sampler": sampler})
+    model = BiMixModel({**variant, "sampler": sampler, "law": {"name": law}})
     first_draws = model.spec["sampler"]["draws"]
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True):
@@ -112,23 +139,32 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=12, help="seeds 0..N-1 (default 12)")
     parser.add_argument("--studies", nargs="*", help="names (prefixes) of the studies to run")
     parser.add_argument(
-        "--variants", nargs="*", choices=list(VARIANTS), help="samplings to compare (default: all)"
+        "--law", choices=sorted(LAWS), default="bimix", help="the law fitted (default bimix)"
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        choices=[*VARIANTS, *CROSS_VARIANTS],
+        help="samplings to compare (default: all of the law's)",
     )
     args = parser.parse_args()
-    variants = {k: v for k, v in VARIANTS.items() if not args.variants or k in args.variants}
+    samplings = CROSS_VARIANTS if get_law(args.law).cross_domain else VARIANTS
+    variants = {k: v for k, v in samplings.items() if not args.variants or k in args.variants}
+    if not variants:
+        parser.error(f"none of --variants is a sampling of {args.law}: {', '.join(samplings)}")
     warnings.simplefilter("ignore")
     root = find_datasets()
     if root is None:
         print("public datasets not found: the embedded study only")
     rows = []
-    for name, load in studies(root).items():
+    for name, load in studies(root, args.law).items():
         if args.studies and not any(name.startswith(s) for s in args.studies):
             continue
         for seed in range(args.seeds):
             data = load(seed)
             for label, variant in variants.items():
                 row = {"study": name, "sampling": label, "seed": seed}
-                row.update(fit_with_retry(data, variant, seed))
+                row.update(fit_with_retry(data, variant, seed, args.law))
                 rows.append(row)
                 if row["first"]:
                     text = "pass"
