@@ -80,6 +80,7 @@ from bimix_bayes.bayes.graph import (
     jittered_start,
     layout_cross_basis,
 )
+from bimix_bayes.bayes.identifiability import warn_if_run_effects_unidentified
 from bimix_bayes.bayes.law_params import SCHEDULE_ATTR, TRAIN_DIM, spec_law
 from bimix_bayes.bayes.likelihood import (
     CurveLayout,
@@ -287,7 +288,7 @@ class BiMixModel:
             the chains mixed slowly), say so with a
             :class:`RetryWarning`, and keep the refit (its spec records the settings used).
         """
-        idata = self._fit_once(data, seed, progress_bar)
+        idata = self._fit_once(data, seed, progress_bar, check_runs=True)
         safer = safer_sampler(self.spec["sampler"], self.diagnostics_.problems) if retry else None
         if safer is not None and not self.diagnostics_.passed:
             first = self.diagnostics_
@@ -305,13 +306,21 @@ class BiMixModel:
         return idata
 
     def _fit_once(
-        self, data: MixtureData, seed: int, progress_bar: bool | None
+        self, data: MixtureData, seed: int, progress_bar: bool | None, check_runs: bool = False
     ) -> az.InferenceData:
-        """One fit under ``self.spec`` (diagnosed, not warned about)."""
+        """One fit under ``self.spec`` (diagnosed, not warned about); ``check_runs``: warn
+        first if the law leaves the run effects unidentified (once per :meth:`fit`)."""
         data.check_design()
         t_start = time.perf_counter()
         layout = CurveLayout.from_data(data, resolve_s_ref(self.spec, data))
         _check_law_fits_data(spec_law(self.spec), layout)
+        if check_runs:
+            warn_if_run_effects_unidentified(
+                spec_law(self.spec),
+                layout,
+                run_offset=self.spec["likelihood"]["run_offset"],
+                stacklevel=4,
+            )
         cfg = self.spec["sampler"]
         if progress_bar is None:
             progress_bar = {"always": True, "never": False}.get(
