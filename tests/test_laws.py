@@ -144,8 +144,11 @@ def _posterior_at(model, point) -> xr.Dataset:
     values = fn(*[point[v.name] for v in model.value_vars])
     data = {}
     for name, value in zip(names, values, strict=True):
-        dims = model.named_vars_to_dims.get(name, ())
-        data[name] = (("chain", "draw", *dims), np.asarray(value)[None, None])
+        value = np.asarray(value)
+        dims = model.named_vars_to_dims.get(name) or tuple(
+            f"{name}_dim_{i}" for i in range(value.ndim)  # declared by shape (cross_v)
+        )
+        data[name] = (("chain", "draw", *dims), value[None, None])
     post = xr.Dataset(data)
     for name in ("alpha", "beta"):
         if f"log_{name}" in post:

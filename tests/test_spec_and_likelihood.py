@@ -201,6 +201,46 @@ def test_curve_residual_sums_have_one_return_type():
     assert np.all(no_tau.tau == 0)
 
 
+@pytest.mark.parametrize(
+    ("law", "schedule"),
+    [("bimix", "cosine:total=20000,warmup=200,final=0.1"), ("bimix_cross", None),
+     ("loglinear", None), ("effective", None)],
+)  # fmt: skip
+def test_curve_residual_sums_match_the_law_cell_by_cell(law, schedule):
+    """The sums evaluate the mixture term per curve and the step factor per (domain, grid
+    step); they equal the law evaluated at every cell (``Law.log_loss``), for every law and
+    with a learning-rate schedule (its annealing term)."""
+    from bimix_bayes.bayes.law_params import TRAIN_DIM, gather, posterior_params
+    from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
+    from bimix_bayes.laws.registry import get_law
+
+    params = default_parameters()
+    data = simulate(params, random_mixtures(6, params.index, seed=4), [1e3, 3e3, 9e3, 2e4],
+                    seed=4, schedule=schedule)  # fmt: skip
+    layout = CurveLayout.from_data(data, s_ref=5000.0)
+    rng = np.random.default_rng(5)
+    post = _posterior(list(data.domains), rng, tau=0.02)
+    post["own"] = post["alpha"] * 5
+    post["anneal"] = post["alpha"]
+    n_train = len(layout.training_domains)
+    post["cross"] = (("chain", "draw", "domain", TRAIN_DIM), rng.normal(0, 0.1, (2, 3, 5, n_train)))
+    post.attrs["law"] = law
+    if schedule is None:
+        post = post.drop_vars("anneal")
+    sums = curve_residual_sums(post, layout)
+    by_cell = gather(posterior_params(post, get_law(law)), layout.curve_domain)
+    mu = get_law(law).log_loss(
+        layout.curve_shares[:, None, :],
+        layout.curve_own_share[:, None],
+        layout.x,
+        {k: v[..., None, :] if k == "cross" else v[..., None] for k, v in by_cell.items()},
+        u=layout.u if layout.has_schedule else None,
+    )
+    e = (layout.y - mu) * layout.mask
+    np.testing.assert_allclose(sums.s1, e.sum(axis=-1), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(sums.s2, (e**2).sum(axis=-1), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("centre", [False, True])
 def test_a_fixed_population_sd_is_a_constant_not_a_parameter(centre):
     """sd_prior = "fixed": log_alpha[d] ~ Normal(mu, sd_scale) with mu sampled and no

@@ -43,6 +43,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -55,7 +56,9 @@ from scipy.special import gammaln
 from bimix_bayes.bayes.law_params import gather, posterior_law, posterior_params
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.laws.cross import cross_mask
-from bimix_bayes.laws.schedule import step_covariates
+from bimix_bayes.laws.drift import ALPHA_DRIFT
+from bimix_bayes.laws.registry import Law
+from bimix_bayes.laws.schedule import ANNEAL, step_covariates, step_term
 from bimix_bayes.laws.size import size_reference
 
 __all__ = [
@@ -567,6 +570,31 @@ class CurveSums:
         return cond
 
 
+#: The step factor's parameters, shared by every law (:func:`~bimix_bayes.laws.schedule.step_term`).
+STEP_PARAMS = ("log_floor", "log_reducible", "beta", ANNEAL)
+
+
+def _mean_on_grid(
+    law: Law,
+    layout: CurveLayout,
+    by_domain: Mapping[str, np.ndarray],
+    by_curve: Mapping[str, np.ndarray],
+    sl: tuple[int, slice],
+) -> np.ndarray:
+    """``law.log_loss`` of every cell for the draws ``sl``, ``(draws, curve, checkpoint)``:
+    the mixture term per curve plus the step factor per (domain, grid step), gathered."""
+    mixture = law.mixture_term(
+        layout.curve_shares,
+        layout.curve_own_share,
+        {k: v[sl] for k, v in by_curve.items() if k not in STEP_PARAMS},
+    )
+    grid = {k: by_domain[k][sl][..., None] for k in STEP_PARAMS if k in by_domain}
+    u = layout.grid_u[None, None, :] if layout.has_schedule else None
+    factor = step_term(layout.step_grid[None, None, :], grid, u)
+    flat = factor.reshape(factor.shape[0], -1)
+    return mixture[..., None] + flat[:, layout.grid_index]
+
+
 def curve_residual_sums(
     posterior: xr.Dataset, layout: CurveLayout, *, with_slope: bool = False
 ) -> CurveSums:
@@ -586,24 +614,33 @@ def curve_residual_sums(
         return posterior[name].transpose("chain", "draw", "domain").to_numpy()[..., d]
 
     law = posterior_law(posterior)
-    params = gather(posterior_params(posterior, law), d)
+    by_domain = posterior_params(posterior, law)
+    params = gather(by_domain, d)
+    # The law's two factors evaluated apart, as the model graph does: the mixture term once per
+    # curve, the step factor once per (domain, distinct step), gathered to the cells. Model
+    # sizes (which move both) and the exponent's drift (the mixture term times x) take the
+    # whole law per cell instead.
+    on_grid = not layout.has_sizes and ALPHA_DRIFT not in params
     s1, s2 = np.empty(shape), np.empty(shape)
     sxe = np.empty(shape) if with_slope else None
     step = max(1, _CHUNK_VALUES // max(1, layout.x.size * max(1, len(layout.training_domains))))
     for c in range(shape[0]):
         for start in range(0, shape[1], step):
             sl = (c, slice(start, start + step))
-            mu = law.log_loss(
-                layout.curve_shares[:, None, :],
-                layout.curve_own_share[:, None],
-                layout.x,
-                {
-                    k: v[sl][..., None, :] if k == "cross" else v[sl][..., None]
-                    for k, v in params.items()
-                },
-                z=layout.z if layout.has_sizes else None,
-                u=layout.u if layout.has_schedule else None,
-            )
+            if on_grid:
+                mu = _mean_on_grid(law, layout, by_domain, params, sl)
+            else:
+                mu = law.log_loss(
+                    layout.curve_shares[:, None, :],
+                    layout.curve_own_share[:, None],
+                    layout.x,
+                    {
+                        k: v[sl][..., None, :] if k == "cross" else v[sl][..., None]
+                        for k, v in params.items()
+                    },
+                    z=layout.z if layout.has_sizes else None,
+                    u=layout.u if layout.has_schedule else None,
+                )
             e = (layout.y - mu) * layout.mask
             s1[sl], s2[sl] = e.sum(axis=-1), (e**2).sum(axis=-1)
             if sxe is not None:

@@ -380,7 +380,7 @@ class MixtureData:
     def domains(self) -> tuple[str, ...]:
         """Evaluation domains with observations: the training domains among them in the order
         of the mixture columns, then the evaluation-only ones (:attr:`evaluation_only`)."""
-        present = set(self.observations["domain"])
+        present = set(self.observations["domain"].unique())
         trained = tuple(d for d in self.mixtures.columns if d in present)
         return trained + self.evaluation_only
 
@@ -391,7 +391,7 @@ class MixtureData:
         Their loss can move with every training share, but they have no share of their own:
         only a cross-domain law finite at zero shares (``loglinear``) can fit them.
         """
-        extra = set(self.observations["domain"]) - set(self.mixtures.columns)
+        extra = set(self.observations["domain"].unique()) - set(self.mixtures.columns)
         return tuple(sorted(str(d) for d in extra))
 
     @property
@@ -548,10 +548,13 @@ class MixtureData:
         ``alpha``) and three distinct steps (to see ``B``, ``beta`` and ``C``).
         """
         problems = []
+        with_shares = self.observations.assign(r=self.shares())  # once, not per domain
+        by_domain = dict(list(with_shares.groupby("domain", sort=False, observed=True)))
+        evaluation_only = self.evaluation_only
         for domain in self.domains:
-            obs = self.for_domain(domain)
+            obs = by_domain[domain]
             n_s = obs["step"].nunique()
-            if domain in self.evaluation_only:  # moved by every share: distinct mixtures count
+            if domain in evaluation_only:  # moved by every share: distinct mixtures count
                 n_r = len(self.mixtures.loc[pd.unique(obs["run"])].drop_duplicates())
             else:
                 n_r = obs["r"].nunique()
