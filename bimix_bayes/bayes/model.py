@@ -288,7 +288,8 @@ class BiMixModel:
             the chains mixed slowly), say so with a
             :class:`RetryWarning`, and keep the refit (its spec records the settings used).
         """
-        idata = self._fit_once(data, seed, progress_bar, check_runs=True)
+        self._warn_if_runs_cannot_measure_luck(data)
+        idata = self._fit_once(data, seed, progress_bar)
         safer = safer_sampler(self.spec["sampler"], self.diagnostics_.problems) if retry else None
         if safer is not None and not self.diagnostics_.passed:
             first = self.diagnostics_
@@ -305,22 +306,27 @@ class BiMixModel:
         self.diagnostics_.warn_if_failed()
         return idata
 
+    def _warn_if_runs_cannot_measure_luck(self, data: MixtureData) -> None:
+        """Before sampling: warn when the law fits every run's mean exactly, so that nothing
+        measures the run effects' sd (:mod:`bimix_bayes.bayes.identifiability`)."""
+        data.check_design()
+        layout = CurveLayout.from_data(data, resolve_s_ref(self.spec, data))
+        _check_law_fits_data(spec_law(self.spec), layout)
+        warn_if_run_effects_unidentified(
+            spec_law(self.spec),
+            layout,
+            run_offset=self.spec["likelihood"]["run_offset"],
+            stacklevel=4,
+        )
+
     def _fit_once(
-        self, data: MixtureData, seed: int, progress_bar: bool | None, check_runs: bool = False
+        self, data: MixtureData, seed: int, progress_bar: bool | None
     ) -> az.InferenceData:
-        """One fit under ``self.spec`` (diagnosed, not warned about); ``check_runs``: warn
-        first if the law leaves the run effects unidentified (once per :meth:`fit`)."""
+        """One fit under ``self.spec`` (diagnosed, not warned about)."""
         data.check_design()
         t_start = time.perf_counter()
         layout = CurveLayout.from_data(data, resolve_s_ref(self.spec, data))
         _check_law_fits_data(spec_law(self.spec), layout)
-        if check_runs:
-            warn_if_run_effects_unidentified(
-                spec_law(self.spec),
-                layout,
-                run_offset=self.spec["likelihood"]["run_offset"],
-                stacklevel=4,
-            )
         cfg = self.spec["sampler"]
         if progress_bar is None:
             progress_bar = {"always": True, "never": False}.get(
