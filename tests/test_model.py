@@ -506,6 +506,34 @@ def test_advice_does_not_repeat_the_settings_a_fit_already_used():
     assert "target_accept = 0.99" in " ".join(failed(None).advice())
 
 
+def test_a_fit_that_failed_on_its_cross_effects_is_retried_in_their_other_coordinates():
+    """Failed checks that name sd_cross or a cross effect: the retry flips centre_cross (both
+    ways) on top of the safer steps, and the advice names the other coordinates; a failure
+    elsewhere keeps them."""
+    from bimix_bayes.bayes.diagnostics import FitDiagnostics
+    from bimix_bayes.bayes.model import safer_sampler
+
+    base = {"target_accept": 0.9, "tune": 500, "draws": 1000}
+    on_cross = ["5 divergent transitions (allowed 0)", "tail ESS 334 < 400 for sd_cross"]
+    assert safer_sampler({**base, "centre_cross": True}, on_cross)["centre_cross"] is False
+    assert safer_sampler({**base, "centre_cross": False}, on_cross)["centre_cross"] is True
+    elsewhere = ["tail ESS 158 < 400 for log_own[dialogue]"]
+    assert "centre_cross" not in safer_sampler({**base, "centre_cross": True}, elsewhere)
+
+    def failed(sampler, problems):
+        return FitDiagnostics(
+            max_rhat=1.005, min_ess_bulk=900, min_ess_tail=334, worst_rhat_var="x",
+            worst_ess_var="sd_cross", divergences=5, draws=4000, min_bfmi=0.8, thresholds={},
+            problems=problems, sampler=sampler,
+        )  # fmt: skip
+
+    centred = failed({**base, "centre_cross": 1.0}, on_cross)
+    assert "sampler.centre_cross = false" in " ".join(centred.advice())
+    assert FitDiagnostics.from_json(centred.to_json()).advice() == centred.advice()
+    assert "centre_cross" not in " ".join(failed({**base, "centre_cross": 1.0}, elsewhere).advice())
+    assert "centre_cross" not in " ".join(failed(base, on_cross).advice())  # recorded before
+
+
 def test_a_fit_with_a_missing_curve_saves_and_loads_with_finite_run_offsets(tmp_path):
     """A run that lacks one domain's curve (a dropped zero share, a missing evaluation) gets that
     offset drawn as a new run's, so the saved posterior holds no NaN and loads back."""

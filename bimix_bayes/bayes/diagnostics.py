@@ -22,6 +22,7 @@ True
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -68,6 +69,22 @@ def slow_mixing(problems: Sequence[str]) -> bool:
     return "r-hat" in text or "ESS" in text
 
 
+def cross_mixing(problems: Sequence[str]) -> bool:
+    """Whether the failed checks name the cross effects or their sd (a cross-domain law):
+    their sampling coordinates (``sampler.centre_cross``) are then the first thing to change.
+
+    Examples
+    --------
+    >>> cross_mixing(["tail ESS 334 < 400 for sd_cross: intervals are noisy"])
+    True
+    >>> cross_mixing(["tail ESS 63 < 400 for cross[prose, internet]"])
+    True
+    >>> cross_mixing(["tail ESS 158 < 400 for log_own[dialogue]"])
+    False
+    """
+    return any(re.search(r"for (sd_cross|cross\[)", p) for p in problems)
+
+
 class FitWarning(UserWarning):
     """The sampler did not converge: intervals from this fit cannot be trusted."""
 
@@ -93,9 +110,9 @@ class FitDiagnostics:
     chains
         Number of chains (None in diagnostics recorded before it was).
     sampler
-        The sampler's ``target_accept``, ``tune`` and ``draws`` per chain (None when not
-        recorded; ``draws`` is missing from diagnostics recorded before it was): the advice
-        does not suggest settings the fit already used.
+        The sampler's ``target_accept``, ``tune``, ``draws`` per chain and ``centre_cross``
+        (1 or 0; None when not recorded; keys are missing from diagnostics recorded before
+        they were): the advice does not suggest settings the fit already used.
     """
 
     max_rhat: float
@@ -161,6 +178,14 @@ class FitDiagnostics:
                 "named above mixes slowly (on public data, the mixture exponent of a domain "
                 "whose share barely moves its loss); read its intervals as approximate, or "
                 "raise sampler.draws further (ESS grows with the draws)"
+            )
+        if cross_mixing(self.problems) and "centre_cross" in used:
+            other = "false" if used["centre_cross"] else "true"
+            tips.append(
+                f"the cross effects mixed slowly: sample them in the other coordinates, "
+                f"sampler.centre_cross = {other} in the spec (a failed fit's retry does; if this "
+                "fit is that retry, both were tried: these runs pin the cross effects down too "
+                "loosely for either, read their intervals as approximate or add runs)"
             )
         if "BFMI" in text:
             tips.append(
@@ -326,5 +351,9 @@ def diagnose(
         chains=int(idata.posterior.sizes["chain"]),
         sampler=None
         if sampler is None
-        else {key: float(sampler[key]) for key in ("target_accept", "tune", "draws")},
+        else {
+            key: float(sampler[key])
+            for key in ("target_accept", "tune", "draws", "centre_cross")
+            if key in sampler
+        },
     )
