@@ -91,6 +91,8 @@ def test_a_fit_warns_before_it_samples(monkeypatch):
     data = simulate(params, random_mixtures(3, params.index, seed=2), [1e3, 2e3, 4e3])
     model = BiMixModel({"law": {"name": "loglinear"}})
     monkeypatch.setattr(model, "_compile_nutpie", stop)
-    with pytest.warns(RunEffectWarning, match="law loglinear on 3 runs"):
-        with pytest.raises(RuntimeError, match="stopped before sampling"):
-            model.fit(data)
+    with (
+        pytest.warns(RunEffectWarning, match="law loglinear on 3 runs"),
+        pytest.raises(RuntimeError, match="stopped before sampling"),
+    ):
+        model.fit(data)
