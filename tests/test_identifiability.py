@@ -73,9 +73,7 @@ def test_the_warning_names_the_remedy_that_works():
         warnings.simplefilter("error")
         assert not warn_if_run_effects_unidentified(get_law("bimix"), small)
         assert not warn_if_run_effects_unidentified(get_law("bimix_cross"), _layout(8, 3))
-        assert not warn_if_run_effects_unidentified(
-            get_law("loglinear"), small, run_offset=False
-        )
+        assert not warn_if_run_effects_unidentified(get_law("loglinear"), small, run_offset=False)
     with pytest.warns(RunEffectWarning, match="add runs") as seen:
         warn_if_run_effects_unidentified(get_law("bimix"), _layout(2, 3))
     assert "--law bimix" not in str(seen[0].message)

@@ -146,7 +146,8 @@ def _posterior_at(model, point) -> xr.Dataset:
     for name, value in zip(names, values, strict=True):
         value = np.asarray(value)
         dims = model.named_vars_to_dims.get(name) or tuple(
-            f"{name}_dim_{i}" for i in range(value.ndim)  # declared by shape (cross_v)
+            f"{name}_dim_{i}"
+            for i in range(value.ndim)  # declared by shape (cross_v)
         )
         data[name] = (("chain", "draw", *dims), value[None, None])
     post = xr.Dataset(data)
