@@ -25,7 +25,7 @@ on 13-run subsets drawn by the seed (5 domains) and their 3Mix 70M (3 runs, 3 do
     python benchmarks/retry_cures.py                 # seeds 0-11, about 2 h on 2 cores
     python benchmarks/retry_cures.py --seeds 8 --variants "fixed sd, typical share (default)"
     python benchmarks/retry_cures.py --seeds 4 --studies embedded
-    python benchmarks/retry_cures.py --law loglinear --seeds 3     # about 40 min
+    python benchmarks/retry_cures.py --law loglinear --seeds 3
 """
 
 from __future__ import annotations
