@@ -82,28 +82,27 @@ def warn_if_run_effects_unidentified(
     law: Law, layout: CurveLayout, *, run_offset: bool = True, stacklevel: int = 2
 ) -> bool:
     """Warn (:class:`RunEffectWarning`) when ``law`` fits some domain's run means exactly, so
-        that the run effects' sd is not identified; True if it warned.
+    that the run effects' sd is not identified; True if it warned.
 
-        The advice names ``bimix`` when it leaves every domain a degree of freedom (it passes every
-        fit of Ye et al.'s 3Mix 70M, where the cross-domain laws fail every fit), and more runs.
+    The advice names ``bimix`` when it leaves every domain a degree of freedom (it passes every
+    fit of Ye et al.'s 3Mix 70M, where the cross-domain laws fail every fit), and more runs.
 
-        Examples
-        --------
-        >>> from bimix_bayes.bayes.likelihood import CurveLayout
-        >>> from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
-        >>> from bimix_bayes.laws.registry import get_law
+    Examples
+    --------
+    >>> from bimix_bayes.bayes.likelihood import CurveLayout
+    >>> from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
     >>> from bimix_bayes.laws.registry import get_law
-        >>> params = default_parameters().iloc[:3]
-        >>> data = simulate(params, random_mixtures(3, params.index), [1e3, 2e3, 4e3])
-        >>> layout = CurveLayout.from_data(data, 2e3)
-        >>> with warnings.catch_warnings(record=True) as seen:
-        ...     warnings.simplefilter("always")
-        ...     warn_if_run_effects_unidentified(get_law("loglinear"), layout)
-        True
-        >>> print(str(seen[0].message)[:72])
-        law loglinear on 3 runs: for every domain it has as many coefficients as
-        >>> warn_if_run_effects_unidentified(get_law("bimix"), layout)
-        False
+    >>> params = default_parameters().iloc[:3]
+    >>> data = simulate(params, random_mixtures(3, params.index), [1e3, 2e3, 4e3])
+    >>> layout = CurveLayout.from_data(data, 2e3)
+    >>> with warnings.catch_warnings(record=True) as seen:
+    ...     warnings.simplefilter("always")
+    ...     warn_if_run_effects_unidentified(get_law("loglinear"), layout)
+    True
+    >>> print(str(seen[0].message)[:72])
+    law loglinear on 3 runs: for every domain it has as many coefficients as
+    >>> warn_if_run_effects_unidentified(get_law("bimix"), layout)
+    False
     """
     if not run_offset:
         return False
