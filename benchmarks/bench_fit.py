@@ -29,7 +29,7 @@ import resource
 import time
 import warnings
 
-os.environ.setdefault("NUMBA_OPT", "0")  # as the `bimix` command does (cli.fast_compile_settings)
+os.environ.setdefault("NUMBA_OPT", "1")  # as the `bimix` command does (cli.fast_compile_settings)
 
 import arviz as az
 import numpy as np

@@ -17,7 +17,7 @@ import statistics
 import time
 import warnings
 
-os.environ.setdefault("NUMBA_OPT", "0")  # as the `bimix` command does
+os.environ.setdefault("NUMBA_OPT", "1")  # as the `bimix` command does
 
 from bimix_bayes.bayes.model import BiMixModel
 from bimix_bayes.data.public import find_datasets, load_slimpajama

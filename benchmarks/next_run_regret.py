@@ -67,7 +67,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("NUMBA_OPT", "0")  # as the `bimix` command does (cli.fast_compile_settings)
+os.environ.setdefault("NUMBA_OPT", "1")  # as the `bimix` command does (cli.fast_compile_settings)
 
 import numpy as np
 import pandas as pd

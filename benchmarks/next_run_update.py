@@ -33,7 +33,7 @@ import os
 import time
 import warnings
 
-os.environ.setdefault("NUMBA_OPT", "0")  # as the `bimix` command does
+os.environ.setdefault("NUMBA_OPT", "1")  # as the `bimix` command does
 
 import numpy as np
 import pandas as pd

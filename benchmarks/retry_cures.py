@@ -36,7 +36,7 @@ import time
 import warnings
 from collections.abc import Callable
 
-os.environ.setdefault("NUMBA_OPT", "0")  # as the `bimix` command does (cli.fast_compile_settings)
+os.environ.setdefault("NUMBA_OPT", "1")  # as the `bimix` command does (cli.fast_compile_settings)
 
 import numpy as np
 import pandas as pd

@@ -20,7 +20,7 @@ import os
 import time
 import warnings
 
-os.environ.setdefault("NUMBA_OPT", "0")  # as the `bimix` command does (cli.fast_compile_settings)
+os.environ.setdefault("NUMBA_OPT", "1")  # as the `bimix` command does (cli.fast_compile_settings)
 
 import numpy as np
 import pandas as pd

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("NUMBA_OPT", "0")  # as the `bimix` command does (cli.fast_compile_settings)
+os.environ.setdefault("NUMBA_OPT", "1")  # as the `bimix` command does (cli.fast_compile_settings)
 
 import numpy as np
 import pandas as pd
@@ -572,7 +572,7 @@ def best_law(result: JobResult) -> dict[str, str]:
 FIT_TIME_SCRIPT = r"""
 import json, os, resource, sys, time, warnings
 t0 = time.perf_counter()
-os.environ.setdefault("NUMBA_OPT", "0")
+os.environ.setdefault("NUMBA_OPT", "1")
 from bimix_bayes.bayes.model import BiMixModel
 from bimix_bayes.bayes.persistence import save_fit
 from bimix_bayes.data.public import find_datasets, load_slimpajama

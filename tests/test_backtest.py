@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -13,8 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-os.environ.setdefault("NUMBA_OPT", "0")
 
 from bimix_bayes.cli.backtest import add_commands
 from bimix_bayes.data.table import MixtureData

@@ -106,14 +106,17 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def fast_compile_settings() -> None:
-    """Compile sampler code with LLVM optimisation level 0 unless the user chose a level.
+    """Compile sampler code with LLVM optimisation level 1 unless the user chose a level.
 
-    For the BiMix model this cuts nutpie's compile time by about 4 s with no measurable cost in
-    sampling speed (benchmarks/bench_fit.py). Numba reads the level when it is first imported,
-    so this only works before PyMC is loaded; it applies to this process only.
+    Measured on SlimPajama 122M (numba 0.65, PyTensor 2.38, 2 cores): level 1 compiles the
+    model about 2 s faster than numba's default 3 (medians of 3 processes: 15.7 s against
+    17.5 s from data to a converged fit) and samples as fast. Level 0 must not be used: code
+    compiled at level 0 samples about 25 times slower (73 s against 2 s) and PyTensor does not
+    write it to its on-disk cache, so every process pays again. Numba reads the level when it is
+    first imported, so this only works before PyMC is loaded; it applies to this process only.
     """
     if "numba" not in sys.modules:
-        os.environ.setdefault("NUMBA_OPT", "0")
+        os.environ.setdefault("NUMBA_OPT", "1")
 
 
 def quiet_library_warnings() -> None:
