@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bimix_bayes.bayes.checkpoints import CHECKPOINT_Z, forecast_shocks
 from bimix_bayes.bayes.discrepancy import (
     ExtrapolationWarning,
     doublings_outside,
@@ -268,7 +269,9 @@ class _Forecast:
     weights: xr.DataArray  # (domain): weights of the average
     labels: list[str]  # the domains and the average's label
     effects: xr.Dataset | None  # run effects over (chain, draw, mixture, domain); None: law
-    bend: xr.DataArray | None  # shared extrapolation error over (chain, draw, step, domain)
+    # errors every run shares over (chain, draw, step, domain): beyond the fitted steps
+    # (discrepancy) and each checkpoint's shock (checkpoints)
+    bend: xr.DataArray | None
     rng: np.random.Generator
     attrs: dict[str, Any]
     z: float | None = None  # log(N / N_ref) of a fit with model sizes
@@ -392,6 +395,11 @@ def _prepare(
             h = np.full(len(steps_arr), h_size)
             omega = settings["size_sd_per_doubling"]
             bend = bend + _shared_error(h, omega, settings, post, len(domains), seed, 5)
+    if kind == "predictive" and CHECKPOINT_Z in post:  # likelihood.checkpoint_sd_scale > 0
+        shocks = forecast_shocks(
+            post, np.unique(fitted), steps_arr, np.random.default_rng([seed, 6])
+        )
+        bend = shocks if bend is None else bend + shocks
     return _Forecast(
         law=law,
         params=posterior_params(post, law),

@@ -32,6 +32,13 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from bimix_bayes.bayes.checkpoints import (
+    CHECKPOINT_DIM,
+    CHECKPOINT_SD,
+    CHECKPOINT_Z,
+    checkpoint_slots,
+    slot_index,
+)
 from bimix_bayes.bayes.correlated import (
     RunPatterns,
     RunSums,
@@ -61,6 +68,7 @@ __all__ = [
     "data_names",
     "grouping",
     "groups_runs",
+    "has_checkpoint_shocks",
     "jittered_start",
     "layout_cross_basis",
 ]
@@ -274,6 +282,7 @@ def build_pymc_model(layout: CurveLayout, spec: Spec, *, grouped: bool | None = 
         "domain_pair": [
             f"{domains[i]}~{domains[m]}" for i in range(len(domains)) for m in range(i)
         ],
+        CHECKPOINT_DIM: list(range(checkpoint_slots(len(layout.step_grid)))),
     }
     with pm.Model(coords=coords) as model:
         step_grid = pm.Data("step_grid", layout.step_grid)
@@ -319,6 +328,8 @@ def build_pymc_model(layout: CurveLayout, spec: Spec, *, grouped: bool | None = 
             drift = pm.Normal(ALPHA_DRIFT, 0.0, spec["law"]["alpha_drift_sd"], dims="domain")
             log_own = pt.log(model["curve_own_share"]) if law.cross_domain else log_r
             mu = mu + drift_term(log_own[:, None], x, drift[d][:, None])
+        if has_checkpoint_shocks(spec):
+            mu = mu + _checkpoint_shocks(lik["checkpoint_sd_scale"], layout)
         e = (y - mu) * mask
         if correlated:
             loglik = _correlated_loglik(e, mask, sigma, chol_u, layout, lik, d, x, grouped)
@@ -345,6 +356,27 @@ def build_pymc_model(layout: CurveLayout, spec: Spec, *, grouped: bool | None = 
         )
         pm.Potential("loglik", loglik.sum())
     return model
+
+
+def has_checkpoint_shocks(spec: Spec) -> bool:
+    """Whether ``spec`` gives each (domain, fitted step) a shock every run shares
+    (``likelihood.checkpoint_sd_scale > 0``; :mod:`~bimix_bayes.bayes.checkpoints`)."""
+    return spec["likelihood"].get("checkpoint_sd_scale", 0.0) > 0
+
+
+def _checkpoint_shocks(scale: float, layout: CurveLayout) -> pt.TensorVariable:
+    """The shock of every (curve, checkpoint) cell: ``sd_checkpoint[d] * z[d, slot]`` gathered
+    through the ``checkpoint_index`` container (:mod:`~bimix_bayes.bayes.checkpoints`)."""
+    if layout.has_sizes:
+        raise ValueError(
+            "likelihood.checkpoint_sd_scale > 0 is not available for data with model sizes "
+            "(--size-col); set it to 0 in the spec"
+        )
+    slots = checkpoint_slots(len(layout.step_grid))
+    sd = pm.HalfNormal(CHECKPOINT_SD, scale, dims="domain")
+    z = pm.Normal(CHECKPOINT_Z, 0.0, 1.0, dims=("domain", CHECKPOINT_DIM))
+    index = pm.Data("checkpoint_index", slot_index(layout.grid_index, len(layout.step_grid), slots))
+    return (sd[:, None] * z).ravel()[index]
 
 
 def _bimix_mean(
@@ -531,6 +563,8 @@ def data_names(
                 names += ["pattern_sx", "pattern_sxx"]
     if spec["likelihood"]["run_slope"] or spec["law"]["alpha_drift"]:
         names.append("x")
+    if has_checkpoint_shocks(spec):
+        names.append("checkpoint_index")
     if centres_share(spec):
         names.append("log_share_centre")
     if spec_law(spec).cross_domain:  # every share of the run replaces its domain's log share
@@ -548,10 +582,11 @@ def compiled_nutpie(
     sizes: bool = False,
     grouped: bool = False,
     schedule: bool = False,
+    checkpoints: int = 2,
 ) -> Any:
     """Compile once per (model spec, number of domains, of training domains, with or without
-    model sizes, runs grouped by design or not, with or without a learning-rate schedule);
-    fits swap their data in (with_data).
+    model sizes, runs grouped by design or not, with or without a learning-rate schedule,
+    number of checkpoint-shock slots); fits swap their data in (with_data).
 
     The data live in ``pm.Data`` containers whose sizes are free, so one compiled model serves
     any data set with the same numbers of domains (backtests, simulation studies, refits).
@@ -560,7 +595,9 @@ def compiled_nutpie(
 
     spec = json.loads(model_json)  # its "sampler" holds only GRAPH_SAMPLER_KEYS
     model = build_pymc_model(
-        CurveLayout.placeholder(n_domains, n_train, sizes=sizes, schedule=schedule),
+        CurveLayout.placeholder(
+            n_domains, n_train, sizes=sizes, schedule=schedule, steps=checkpoints
+        ),
         spec,
         grouped=grouped,
     )

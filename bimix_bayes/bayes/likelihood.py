@@ -53,6 +53,7 @@ import pandas as pd
 import xarray as xr
 from scipy.special import gammaln
 
+from bimix_bayes.bayes.checkpoints import CHECKPOINT_Z, cell_shocks
 from bimix_bayes.bayes.law_params import gather, posterior_law, posterior_params
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.laws.cross import cross_mask
@@ -455,13 +456,18 @@ class CurveLayout:
         *,
         sizes: bool = False,
         schedule: bool = False,
+        steps: int = 2,
     ) -> CurveLayout:
         """A layout with the right number of domains and dummy data (to compile a model).
 
         Every data axis has length >= 2, so no axis is taken as broadcastable. The training
         domains default to the evaluation domains (``n_train = n_domains``); ``sizes`` gives it
-        a model-size dimension, ``schedule`` an annealing covariate.
+        a model-size dimension, ``schedule`` an annealing covariate; ``steps`` (>= 2) distinct
+        steps in its grid (what sizes the checkpoint shocks, :mod:`~bimix_bayes.bayes.
+        checkpoints`).
         """
+        if steps < 2:
+            raise ValueError(f"a placeholder needs at least 2 distinct steps, got {steps}")
         n_train = n_domains if n_train is None else n_train
         curves = 2 * n_domains
         return cls(
@@ -476,8 +482,8 @@ class CurveLayout:
             x=np.tile([-1.0, 1.0], (curves, 1)),
             y=np.zeros((curves, 2)),
             mask=np.ones((curves, 2)),
-            step_grid=np.array([-1.0, 1.0]),
-            grid_index=(np.arange(curves) % n_domains)[:, None] * 2 + np.array([0, 1]),
+            step_grid=np.linspace(-1.0, 1.0, steps),
+            grid_index=(np.arange(curves) % n_domains)[:, None] * steps + np.array([0, 1]),
             s_ref=1.0,
             training_domains=tuple(f"t{i}" for i in range(n_train)),
             curve_shares=np.full((curves, n_train), 1.0 / n_train),
@@ -621,6 +627,7 @@ def curve_residual_sums(
     # sizes (which move both) and the exponent's drift (the mixture term times x) take the
     # whole law per cell instead.
     on_grid = not layout.has_sizes and ALPHA_DRIFT not in params
+    shocks = CHECKPOINT_Z in posterior  # each checkpoint's shock, shared by every run
     s1, s2 = np.empty(shape), np.empty(shape)
     sxe = np.empty(shape) if with_slope else None
     step = max(1, _CHUNK_VALUES // max(1, layout.x.size * max(1, len(layout.training_domains))))
@@ -641,6 +648,8 @@ def curve_residual_sums(
                     z=layout.z if layout.has_sizes else None,
                     u=layout.u if layout.has_schedule else None,
                 )
+            if shocks:  # likelihood.checkpoint_sd_scale > 0
+                mu = mu + cell_shocks(posterior, layout.grid_index, len(layout.step_grid), sl)
             e = (layout.y - mu) * layout.mask
             s1[sl], s2[sl] = e.sum(axis=-1), (e**2).sum(axis=-1)
             if sxe is not None:

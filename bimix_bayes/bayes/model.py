@@ -56,6 +56,7 @@ import pymc as pm
 import xarray as xr
 
 from bimix_bayes._version import __version__
+from bimix_bayes.bayes.checkpoints import CHECKPOINT_DIM, checkpoint_slots, slot_index
 from bimix_bayes.bayes.correlated import RunPatterns
 from bimix_bayes.bayes.correlated_posterior import (
     CORRELATION_DIM,
@@ -78,6 +79,7 @@ from bimix_bayes.bayes.graph import (
     compiled_nutpie,
     data_names,
     grouping,
+    has_checkpoint_shocks,
     jittered_start,
     layout_cross_basis,
 )
@@ -188,6 +190,8 @@ def _coords(posterior: xr.Dataset, layout: CurveLayout) -> dict[str, list[str]]:
         ]
     if TRAIN_DIM in posterior.dims:
         out[TRAIN_DIM] = list(layout.training_domains)
+    if CHECKPOINT_DIM in posterior.dims:  # slots beyond the fitted steps keep their prior
+        out[CHECKPOINT_DIM] = list(range(posterior.sizes[CHECKPOINT_DIM]))
     return out
 
 
@@ -391,6 +395,7 @@ class BiMixModel:
                 layout.has_sizes,
                 grouped,
                 layout.has_schedule,
+                checkpoint_slots(len(layout.step_grid)) if has_checkpoint_shocks(self.spec) else 2,
             )
         except Exception as exc:  # an install or compiler problem: fall back, loudly
             warnings.warn(
@@ -416,6 +421,11 @@ class BiMixModel:
             grouped=grouped,
             schedule=layout.has_schedule,
         )
+        if "checkpoint_index" in names:  # likelihood.checkpoint_sd_scale > 0
+            n_grid = len(layout.step_grid)
+            values["checkpoint_index"] = slot_index(
+                layout.grid_index, n_grid, checkpoint_slots(n_grid)
+            )
         if "cross_basis" in names:  # sampler.centre_cross
             values["cross_basis"] = layout_cross_basis(layout, spec_law(self.spec))
         compiled = compiled.with_data(**{k: values.get(k, getattr(layout, k, None)) for k in names})

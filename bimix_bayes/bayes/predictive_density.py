@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
+from bimix_bayes.bayes.checkpoints import CHECKPOINT_Z, checkpoint_terms
 from bimix_bayes.bayes.discrepancy import bend_sd, doublings_outside
 from bimix_bayes.bayes.law_params import fit_step_covariates, posterior_law, posterior_params
 from bimix_bayes.bayes.persistence import data_from_idata, spec_from_idata
@@ -183,6 +184,11 @@ def log_predictive_density(
     if spec["discrepancy"]["extrapolation"]:  # and at a size not trained
         h_size = size_doublings_outside(idata, size)
         bend_var = bend_var + (spec["discrepancy"]["size_sd_per_doubling"] * h_size) ** 2
+    if CHECKPOINT_Z in post:  # each checkpoint's shock: its posterior at a fitted step,
+        # a fresh Normal(0, sd_checkpoint^2) elsewhere (bimix_bayes.bayes.checkpoints)
+        shocks, fresh_var = checkpoint_terms(post, np.unique(fitted), steps, dom)
+        mu = mu + shocks.reshape(n_draws, -1)
+        bend_var = bend_var + fresh_var.reshape(n_draws, -1)
     var = w * (sigma**2 + u_var) + bend_var
     y = np.log(loss)[None, :]
     logp = -0.5 * (np.log(2 * np.pi * var) + (y - mu - u_mean) ** 2 / var) - y

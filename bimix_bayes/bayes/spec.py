@@ -139,6 +139,7 @@ SCHEMA: dict[str, Any] = {
         "slope_scale": _number(0),
         "run_correlation": _boolean,
         "lkj_eta": _number(0),
+        "checkpoint_sd_scale": _number(0, open_lo=False),
     },
     "size": {
         "floor_sd": _number(0),
