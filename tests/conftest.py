@@ -3,6 +3,12 @@ datasets when they are present, and files for the tests of a reader's error mess
 
 from __future__ import annotations
 
+import os
+
+# Sampler code compiled at the level the `bimix` command uses (cli.app.fast_compile_settings),
+# before PyMC loads numba: PyTensor's on-disk cache then holds the same code whichever ran first.
+os.environ.setdefault("NUMBA_OPT", "1")
+
 import warnings
 from collections.abc import Callable
 from pathlib import Path
