@@ -31,7 +31,9 @@ resumes. Run from the repository root (datasets in ``../shared/datasets`` or
 ``--run-slope`` fits with a random slope per run and domain (``likelihood.run_slope``), each
 observed run then continues its own trend: the same calibration and leave-one-out table for
 that model, and the forecasts' accuracy beside it (reports/extrapolation_prior_bayes_slope.md)
-to choose between the two.
+to choose between the two. ``--checkpoint-shocks S`` does the same for a shock per (domain,
+fitted step) shared by every run (``likelihood.checkpoint_sd_scale = S``;
+reports/extrapolation_prior_bayes_shocks.md).
 """
 
 from __future__ import annotations
@@ -263,17 +265,22 @@ def _shipped() -> tuple[float, float]:
     return float(settings["sd_per_doubling"]), float(settings["domain_correlation"])
 
 
-def side_by_side(caches: dict[str, dict[str, np.ndarray]], baseline_dir: Path) -> pd.DataFrame:
-    """Per dataset, coverage at the shipped bend and accuracy of the model without run slopes
-    (the draws cached in ``baseline_dir``, where present) beside those of ``caches``."""
+def side_by_side(
+    caches: dict[str, dict[str, np.ndarray]],
+    baseline_dir: Path,
+    labels: tuple[str, str] = ("no slopes", "slopes"),
+) -> pd.DataFrame:
+    """Per dataset, coverage at the shipped bend and accuracy of the default model (the draws
+    cached in ``baseline_dir``, where present) beside those of ``caches`` (the variant), under
+    the column ``labels`` (default model, variant)."""
     omega, rho = _shipped()
     parts = ("all", "mean", "MRE all", "MRE mean", "passed")
-    columns = [f"{label}: {part}" for label in ("no slopes", "slopes") for part in parts]
+    columns = [f"{label}: {part}" for label in labels for part in parts]
     rows = []
     for name, cache in caches.items():
         path = baseline_dir / (name.replace(" ", "_") + ".npz")
         row: dict[str, object] = {"dataset": name, **dict.fromkeys(columns, "-")}
-        models = [("no slopes", path), ("slopes", None)]
+        models = [(labels[0], path), (labels[1], None)]
         for label, source in models:
             if source is None:
                 c = cache
@@ -341,19 +348,40 @@ def main(argv: list[str] | None = None) -> int:
         "--run-slope", action="store_true", help="fit with a random slope per run and domain"
     )
     parser.add_argument(
+        "--checkpoint-shocks",
+        type=float,
+        metavar="S",
+        help="fit with a shock per (domain, fitted step) shared by every run "
+        "(likelihood.checkpoint_sd_scale = S > 0)",
+    )
+    parser.add_argument(
         "--baseline-cache",
         type=Path,
-        help="with --run-slope: the draws of the model without slopes, for a side-by-side "
-        "table (default: out/extrapolation_prior_bayes)",
+        help="with --run-slope or --checkpoint-shocks: the draws of the default model, for a "
+        "side-by-side table (default: out/extrapolation_prior_bayes)",
     )
     args = parser.parse_args(argv)
-    if args.baseline_cache is not None and not args.run_slope:
-        parser.error("--baseline-cache only serves --run-slope")
+    variant = args.run_slope or args.checkpoint_shocks is not None
+    if args.checkpoint_shocks is not None and args.checkpoint_shocks <= 0:
+        parser.error("--checkpoint-shocks needs a scale > 0, e.g. 0.003")
+    if args.baseline_cache is not None and not variant:
+        parser.error("--baseline-cache only serves --run-slope or --checkpoint-shocks")
     if args.baseline_cache is None:
         args.baseline_cache = Path("out/extrapolation_prior_bayes")
-    spec = {**SPEC, "likelihood": {"run_slope": True}} if args.run_slope else SPEC
+    likelihood: dict[str, Any] = {}
+    if args.run_slope:
+        likelihood["run_slope"] = True
+    if args.checkpoint_shocks is not None:
+        likelihood["checkpoint_sd_scale"] = args.checkpoint_shocks
+    spec = {**SPEC, "likelihood": likelihood} if likelihood else SPEC
+    labels = {
+        (True, False): ("no slopes", "slopes"),
+        (False, True): ("no shocks", "shocks"),
+        (True, True): ("default", "slopes + shocks"),
+    }.get((args.run_slope, args.checkpoint_shocks is not None), ("default", "default"))
     if args.cache is None:
         suffix = "_slope" if args.run_slope else ""
+        suffix += "_shocks" if args.checkpoint_shocks is not None else ""
         args.cache = Path(f"out/extrapolation_prior_bayes{suffix}")
     root = find_datasets()
     caches, rows = {}, []
@@ -395,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     lodo_table = pd.DataFrame(lodo).set_index("held-out dataset")
-    side = side_by_side(caches, args.baseline_cache) if args.run_slope else None
+    side = side_by_side(caches, args.baseline_cache, labels) if variant else None
     pd.set_option("display.width", 200)
     print(table.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"\ncalibrated over all datasets: omega = {omega_all:.4f}, rho = {rho_all:.2f}")
@@ -403,16 +431,23 @@ def main(argv: list[str] | None = None) -> int:
     print("\nleave one dataset out, 90 % coverage of the horizon:0.5 held-out points:")
     print(lodo_table.to_string(float_format=lambda v: f"{v:.3f}"))
     if side is not None:
-        print("\nat the shipped omega and rho, without and with run slopes:")
+        print(f"\nat the shipped omega and rho, {labels[0]} beside {labels[1]}:")
         print(side.to_string(float_format=lambda v: f"{v:.3f}"))
     if args.out:
         doc = __doc__.split("\n\n")
         text = "\n\n".join(
             [
                 "# The shared extrapolation error from Bayesian backtests",
-                f"Produced by `python benchmarks/extrapolation_prior_bayes.py "
-                f"{'--run-slope ' if args.run_slope else ''}--out {args.out}`"
-                + (" (**with a random slope per run and domain**). " if args.run_slope else ". ")
+                "Produced by `python benchmarks/extrapolation_prior_bayes.py "
+                + " ".join(sys.argv[1:] if argv is None else argv)
+                + "`"
+                + (" (**with a random slope per run and domain**)" if args.run_slope else "")
+                + (
+                    f" (**with checkpoint shocks, scale {args.checkpoint_shocks:g}**)"
+                    if args.checkpoint_shocks is not None
+                    else ""
+                )
+                + ". "
                 + " ".join(doc[0].split())
                 + " "
                 + " ".join(doc[1].split()),
@@ -434,8 +469,9 @@ def main(argv: list[str] | None = None) -> int:
             omega, rho = _shipped()
             text += (
                 f"\n\nAt the shipped `omega` = {omega:g}, `rho` = {rho:g}, the same horizon:0.5 "
-                "backtests without run slopes (`--baseline-cache`, the default model) and "
-                "with them: 90 % coverage (all points, mean of domains), the mean relative "
+                f"backtests of the default model (`--baseline-cache`; columns '{labels[0]}') "
+                f"and of this variant ('{labels[1]}'): 90 % coverage (all points, mean of "
+                "domains), the mean relative "
                 "error of the posterior median, and whether the fit passed its diagnostics:\n\n"
                 + _markdown(side, 3)
             )
