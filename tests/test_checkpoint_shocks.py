@@ -129,3 +129,26 @@ def test_model_sizes_are_refused_with_the_key_to_change():
     layout = CurveLayout.placeholder(3, sizes=True)
     with pytest.raises(ValueError, match="checkpoint_sd_scale"):
         build_pymc_model(layout, SPEC)
+
+
+@pytest.mark.slow
+def test_a_fit_with_shocks_saves_loads_and_forecasts(tmp_path):
+    """End to end: fit with shocks, save, load; forecasts at a fitted step and one beyond it
+    (a fresh shock) are finite and the same after loading (the unit tests above check which
+    shock each takes)."""
+    from bimix_bayes.bayes.forecast import predict
+    from bimix_bayes.bayes.model import BiMixModel
+    from bimix_bayes.bayes.persistence import load_fit, save_fit
+
+    data = simulate_default(seed=1)
+    spec = {"likelihood": {"checkpoint_sd_scale": 0.01}, "sampler": {"draws": 200, "tune": 300}}
+    idata = BiMixModel(spec=spec).fit(data, seed=0, progress_bar=False, retry=False)
+    assert {CHECKPOINT_SD, CHECKPOINT_Z} <= set(idata.posterior.data_vars)
+    back = load_fit(save_fit(idata, tmp_path / "fit.nc"))
+    last = float(data.observations["step"].max())
+    runs = list(data.runs)[:2]
+    before = predict(idata, steps=[last, last * 1.01], runs=runs)
+    after = predict(back, steps=[last, last * 1.01], runs=runs)
+    numeric = before.select_dtypes("number").columns
+    np.testing.assert_allclose(before[numeric].to_numpy(), after[numeric].to_numpy())
+    assert np.isfinite(before[numeric].to_numpy()).all()
