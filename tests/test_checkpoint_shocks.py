@@ -65,8 +65,9 @@ def test_residual_sums_subtract_each_cells_shock_dense_reference():
     np.testing.assert_allclose(without.s1 - with_shocks.s1, expected, rtol=1e-10, atol=1e-12)
 
 
-def test_graph_adds_the_same_shocks_as_the_numpy_sums():
-    """The PyMC graph's mean minus the model without shocks is the numpy shock of each cell."""
+def test_graph_gathers_each_cells_shock_of_its_domain_and_step():
+    """The graph samples a (domain, slot) shock table and its ``checkpoint_index`` container
+    sends each cell to the shock of its own domain and step (looked up by value here)."""
     data = simulate_default(seed=1)
     layout = CurveLayout.from_data(data, s_ref=5000.0)
     model = build_pymc_model(layout, SPEC)

@@ -36,8 +36,6 @@ from bimix_bayes.bayes.checkpoints import (
     CHECKPOINT_DIM,
     CHECKPOINT_SD,
     CHECKPOINT_Z,
-    checkpoint_slots,
-    slot_index,
 )
 from bimix_bayes.bayes.correlated import (
     RunPatterns,
@@ -282,7 +280,7 @@ def build_pymc_model(layout: CurveLayout, spec: Spec, *, grouped: bool | None = 
         "domain_pair": [
             f"{domains[i]}~{domains[m]}" for i in range(len(domains)) for m in range(i)
         ],
-        CHECKPOINT_DIM: list(range(checkpoint_slots(len(layout.step_grid)))),
+        CHECKPOINT_DIM: list(range(layout.checkpoint_slots)),
     }
     with pm.Model(coords=coords) as model:
         step_grid = pm.Data("step_grid", layout.step_grid)
@@ -372,10 +370,9 @@ def _checkpoint_shocks(scale: float, layout: CurveLayout) -> pt.TensorVariable:
             "likelihood.checkpoint_sd_scale > 0 is not available for data with model sizes "
             "(--size-col); set it to 0 in the spec"
         )
-    slots = checkpoint_slots(len(layout.step_grid))
     sd = pm.HalfNormal(CHECKPOINT_SD, scale, dims="domain")
     z = pm.Normal(CHECKPOINT_Z, 0.0, 1.0, dims=("domain", CHECKPOINT_DIM))
-    index = pm.Data("checkpoint_index", slot_index(layout.grid_index, len(layout.step_grid), slots))
+    index = pm.Data("checkpoint_index", layout.checkpoint_index)
     return (sd[:, None] * z).ravel()[index]
 
 

@@ -53,7 +53,7 @@ import pandas as pd
 import xarray as xr
 from scipy.special import gammaln
 
-from bimix_bayes.bayes.checkpoints import CHECKPOINT_Z, cell_shocks
+from bimix_bayes.bayes.checkpoints import CHECKPOINT_Z, cell_shocks, checkpoint_slots, slot_index
 from bimix_bayes.bayes.law_params import gather, posterior_law, posterior_params
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.laws.cross import cross_mask
@@ -364,6 +364,17 @@ class CurveLayout:
         total = np.bincount(self.curve_domain, log_share, minlength=n_domains)
         count = np.bincount(self.curve_domain, positive, minlength=n_domains)
         return np.where(count > 0, total / np.maximum(count, 1), 0.0)
+
+    @property
+    def checkpoint_slots(self) -> int:
+        """Checkpoint-shock slots per domain for this grid (:func:`~bimix_bayes.bayes.
+        checkpoints.checkpoint_slots`)."""
+        return checkpoint_slots(len(self.step_grid))
+
+    @property
+    def checkpoint_index(self) -> np.ndarray:
+        """Each cell's position in the flattened (domain x slots) checkpoint-shock table."""
+        return slot_index(self.grid_index, len(self.step_grid), self.checkpoint_slots)
 
     @property
     def has_sizes(self) -> bool:

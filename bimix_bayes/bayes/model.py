@@ -56,7 +56,7 @@ import pymc as pm
 import xarray as xr
 
 from bimix_bayes._version import __version__
-from bimix_bayes.bayes.checkpoints import CHECKPOINT_DIM, checkpoint_slots, slot_index
+from bimix_bayes.bayes.checkpoints import CHECKPOINT_DIM
 from bimix_bayes.bayes.correlated import RunPatterns
 from bimix_bayes.bayes.correlated_posterior import (
     CORRELATION_DIM,
@@ -395,7 +395,7 @@ class BiMixModel:
                 layout.has_sizes,
                 grouped,
                 layout.has_schedule,
-                checkpoint_slots(len(layout.step_grid)) if has_checkpoint_shocks(self.spec) else 2,
+                layout.checkpoint_slots if has_checkpoint_shocks(self.spec) else 2,
             )
         except Exception as exc:  # an install or compiler problem: fall back, loudly
             warnings.warn(
@@ -421,11 +421,6 @@ class BiMixModel:
             grouped=grouped,
             schedule=layout.has_schedule,
         )
-        if "checkpoint_index" in names:  # likelihood.checkpoint_sd_scale > 0
-            n_grid = len(layout.step_grid)
-            values["checkpoint_index"] = slot_index(
-                layout.grid_index, n_grid, checkpoint_slots(n_grid)
-            )
         if "cross_basis" in names:  # sampler.centre_cross
             values["cross_basis"] = layout_cross_basis(layout, spec_law(self.spec))
         compiled = compiled.with_data(**{k: values.get(k, getattr(layout, k, None)) for k in names})
