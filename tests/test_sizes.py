@@ -360,3 +360,12 @@ def test_cli_report_checks_the_size_before_any_backtest(size_fit, tmp_path):
     assert result.returncode != 0
     assert "say which size" in result.stderr and "backtest" not in result.stdout
     assert not (tmp_path / "r.html").exists()
+
+
+def test_checkpoint_shocks_with_model_sizes_are_refused_before_compiling():
+    """The spec key to change is named at once (not after nutpie fails and PyMC is tried)."""
+    from bimix_bayes.bayes.spec import SpecError
+
+    model = BiMixModel(spec={"likelihood": {"checkpoint_sd_scale": 0.01}})
+    with pytest.raises(SpecError, match="checkpoint_sd_scale"):
+        model.fit(_size_data(), seed=0, progress_bar=False)

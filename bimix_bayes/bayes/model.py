@@ -99,7 +99,7 @@ from bimix_bayes.bayes.persistence import (
     save_fit,
     spec_from_idata,
 )
-from bimix_bayes.bayes.spec import Spec, load_spec, merge_spec, spec_id
+from bimix_bayes.bayes.spec import Spec, SpecError, load_spec, merge_spec, spec_id
 from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.laws.bimix import IdentifiableParams
 from bimix_bayes.laws.registry import Law
@@ -345,6 +345,11 @@ class BiMixModel:
         t_start = time.perf_counter()
         layout = CurveLayout.from_data(data, resolve_s_ref(self.spec, data))
         _check_law_fits_data(spec_law(self.spec), layout)
+        if layout.has_sizes and has_checkpoint_shocks(self.spec):  # before nutpie's fallback
+            raise SpecError(
+                "likelihood.checkpoint_sd_scale > 0 is not available for data with model sizes "
+                "(--size-col); set it to 0 in the spec"
+            )
         cfg = self.spec["sampler"]
         if progress_bar is None:
             progress_bar = {"always": True, "never": False}.get(
