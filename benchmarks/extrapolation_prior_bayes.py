@@ -33,7 +33,10 @@ observed run then continues its own trend: the same calibration and leave-one-ou
 that model, and the forecasts' accuracy beside it (reports/extrapolation_prior_bayes_slope.md)
 to choose between the two. ``--checkpoint-shocks S`` does the same for a shock per (domain,
 fitted step) shared by every run (``likelihood.checkpoint_sd_scale = S``;
-reports/extrapolation_prior_bayes_shocks.md).
+reports/extrapolation_prior_bayes_shocks.md). ``--alpha-drift`` does the same for the
+mixture exponent's drift with the log step (``law.alpha_drift``;
+reports/extrapolation_prior_bayes_drift.md). Variants combine (their caches and labels name each
+part).
 """
 
 from __future__ import annotations
@@ -355,17 +358,30 @@ def main(argv: list[str] | None = None) -> int:
         "(likelihood.checkpoint_sd_scale = S > 0)",
     )
     parser.add_argument(
+        "--alpha-drift",
+        action="store_true",
+        help="fit with the mixture exponent drifting with the log step (law.alpha_drift)",
+    )
+    parser.add_argument(
         "--baseline-cache",
         type=Path,
         help="with --run-slope or --checkpoint-shocks: the draws of the default model, for a "
         "side-by-side table (default: out/extrapolation_prior_bayes)",
     )
     args = parser.parse_args(argv)
-    variant = args.run_slope or args.checkpoint_shocks is not None
     if args.checkpoint_shocks is not None and args.checkpoint_shocks <= 0:
         parser.error("--checkpoint-shocks needs a scale > 0, e.g. 0.003")
+    parts = [
+        (args.run_slope, "slopes", "_slope"),
+        (args.checkpoint_shocks is not None, "shocks", "_shocks"),
+        (args.alpha_drift, "drift", "_drift"),
+    ]
+    chosen = [(name, suffix) for on, name, suffix in parts if on]
+    variant = bool(chosen)
     if args.baseline_cache is not None and not variant:
-        parser.error("--baseline-cache only serves --run-slope or --checkpoint-shocks")
+        parser.error(
+            "--baseline-cache only serves --run-slope, --checkpoint-shocks or --alpha-drift"
+        )
     if args.baseline_cache is None:
         args.baseline_cache = Path("out/extrapolation_prior_bayes")
     likelihood: dict[str, Any] = {}
@@ -373,15 +389,17 @@ def main(argv: list[str] | None = None) -> int:
         likelihood["run_slope"] = True
     if args.checkpoint_shocks is not None:
         likelihood["checkpoint_sd_scale"] = args.checkpoint_shocks
-    spec = {**SPEC, "likelihood": likelihood} if likelihood else SPEC
-    labels = {
-        (True, False): ("no slopes", "slopes"),
-        (False, True): ("no shocks", "shocks"),
-        (True, True): ("default", "slopes + shocks"),
-    }.get((args.run_slope, args.checkpoint_shocks is not None), ("default", "default"))
+    spec: dict[str, Any] = dict(SPEC)
+    if likelihood:
+        spec["likelihood"] = likelihood
+    if args.alpha_drift:
+        spec["law"] = {"alpha_drift": True}
+    if len(chosen) == 1:
+        labels = (f"no {chosen[0][0]}", chosen[0][0])
+    else:
+        labels = ("default", " + ".join(name for name, _ in chosen) or "default")
     if args.cache is None:
-        suffix = "_slope" if args.run_slope else ""
-        suffix += "_shocks" if args.checkpoint_shocks is not None else ""
+        suffix = "".join(suffix for _, suffix in chosen)
         args.cache = Path(f"out/extrapolation_prior_bayes{suffix}")
     root = find_datasets()
     caches, rows = {}, []
@@ -445,6 +463,11 @@ def main(argv: list[str] | None = None) -> int:
                 + (
                     f" (**with checkpoint shocks, scale {args.checkpoint_shocks:g}**)"
                     if args.checkpoint_shocks is not None
+                    else ""
+                )
+                + (
+                    " (**with the mixture exponent's drift with the log step**)"
+                    if args.alpha_drift
                     else ""
                 )
                 + ". "
