@@ -1226,8 +1226,8 @@ def loo_section(results: Sequence[JobResult], loo: Sequence[LooResult]) -> list[
         "## Which law the data prefer",
         "",
         "Each law fitted on all the data with its packaged spec's default sampler (4 chains x "
-        "1000 draws, 1000 tuning unless the spec says otherwise; independent run effects, the "
-        "default) and "
+        "1000 draws, 1000 tuning unless the spec says otherwise; run effects independent across "
+        "domains, the default for these training-domain data) and "
         "compared by PSIS-LOO with whole runs left out (`bimix_bayes/bayes/compare.py`, `bimix "
         "compare`): elpd = expected log predictive density of a new run (nats, higher is "
         "better). Beside it, the backtest's best Bayes law by MRE and by Spearman of the mean "
@@ -1285,11 +1285,13 @@ Each backtest fits on part of the data and scores forecasts of the rest
 Methods, each its own row:
 
 - **Bayes LAW**: the hierarchical model under that law, with the packaged spec of the same name
-  (`bimix_bayes/bayes/specs/LAW.toml`; independent run effects, the default): 4 chains x 1000
-  draws (+1000 tuning) in every fit, as `bimix fit` does by default. Point forecast =
-  predictive median. `bimix` is the paper's law, `bimix_cross` BiMix with cross-domain effects,
-  `loglinear` Ye et al.'s log-linear law with a step law (finite at zero shares: **zero shares
-  kept** on data that have them, so it also forecasts points the BiMix laws drop).
+  (`bimix_bayes/bayes/specs/LAW.toml`; run effects independent across domains, correlated
+  where the evaluation domains are not training domains: the default `run_correlation =
+  "auto"`): 4 chains x 1000 draws (+1000 tuning) in every fit, as `bimix fit` does by
+  default. Point forecast = predictive median. `bimix` is the paper's law, `bimix_cross` BiMix
+  with cross-domain effects, `loglinear` Ye et al.'s log-linear law with a step law (finite at
+  zero shares: **zero shares kept** on data that have them, so it also forecasts points the
+  BiMix laws drop).
 - **LS**: the paper's per-domain least squares (BiMix); intervals = run bootstrap (200 resamples)
   **plus** Normal residual noise with the domain's training RMSE; no run offsets. At a fixed
   budget (RegMix) every law has an LS row.

@@ -20,6 +20,7 @@ from bimix_bayes.bayes.correlated import RunPatterns
 from bimix_bayes.bayes.graph import build_pymc_model, groups_runs
 from bimix_bayes.bayes.likelihood import CurveLayout
 from bimix_bayes.bayes.model import BiMixModel, pointwise_log_likelihood
+from bimix_bayes.bayes.persistence import spec_from_idata
 from bimix_bayes.bayes.spec import merge_spec
 from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
 from bimix_bayes.data.table import DataError, DataWarning, MixtureData
@@ -369,6 +370,26 @@ def test_the_graph_equals_the_numpy_law_with_an_evaluation_only_domain(name):
     assert np.isclose(loglik, expected, rtol=1e-9)
 
 
+def test_run_correlation_auto_correlates_run_effects_only_for_evaluation_only_targets():
+    """The default ("auto") correlates a run's effects across domains when some evaluation
+    domain is not a training domain, and not otherwise; true and false are kept as given, and
+    one model decides afresh for each dataset it fits."""
+    eval_only, trained = _evaluation_only_data(), _data(seed=3)
+    model = BiMixModel({"law": {"name": "loglinear"}})
+    assert model.spec["likelihood"]["run_correlation"] == "auto"
+    assert model.spec_for(eval_only)["likelihood"]["run_correlation"] is True
+    assert model.spec_for(trained)["likelihood"]["run_correlation"] is False
+    assert "run_corr" in model.build_model(eval_only).named_vars
+    assert "run_corr" not in model.build_model(trained).named_vars
+    for value in (True, False):
+        fixed = BiMixModel({"law": {"name": "loglinear"}, "likelihood": {"run_correlation": value}})
+        assert fixed.spec_for(eval_only)["likelihood"]["run_correlation"] is value
+        assert fixed.spec_for(trained)["likelihood"]["run_correlation"] is value
+    # the graph decides "auto" from the layout when built directly
+    layout = CurveLayout.from_data(eval_only, 3e3)
+    assert "run_corr" in build_pymc_model(layout, merge_spec({"law": {"name": "loglinear"}}))
+
+
 @pytest.mark.parametrize("name", ["bimix", "bimix_cross"])
 def test_laws_with_an_own_share_refuse_evaluation_only_domains(name):
     data = _evaluation_only_data()
@@ -389,6 +410,9 @@ def test_evaluation_only_targets_fit_forecast_and_decide(tmp_path, name):
     model = BiMixModel({"law": {"name": name}, "sampler": {"draws": 150, "tune": 150, "chains": 2}})
     model.fit(data, seed=2)
     idata = load_fit(model.save(tmp_path / "eval_only.nc"))
+    # run_correlation "auto" (the default) chose correlated run effects, and the fit says so
+    assert spec_from_idata(idata)["likelihood"]["run_correlation"] is True
+    assert "run_corr" in idata.posterior
     train = list(data.training_domains)
     new = pd.DataFrame([[0.5, 0.3, 0.2], [0.2, 0.3, 0.5]], index=["a", "b"], columns=train)
     with warnings.catch_warnings():

@@ -45,7 +45,11 @@ from bimix_bayes.bayes.correlated import (
     lkj_cpc_shapes,
     run_log_likelihood,
 )
-from bimix_bayes.bayes.correlated_posterior import CORRELATION_DIM, is_correlated
+from bimix_bayes.bayes.correlated_posterior import (
+    CORRELATION_DIM,
+    is_correlated,
+    resolve_run_correlation,
+)
 from bimix_bayes.bayes.law_params import TRAIN_DIM, spec_law
 from bimix_bayes.bayes.likelihood import CurveLayout, curve_log_likelihood
 from bimix_bayes.bayes.spec import Spec
@@ -260,6 +264,7 @@ def groups_runs(layout: CurveLayout, *, slopes: bool = False) -> bool:
 def grouping(layout: CurveLayout, spec: Spec) -> bool:
     """Whether the model of ``layout`` under ``spec`` is built (and compiled) in the grouped
     form: correlated run effects and :func:`groups_runs`."""
+    spec = resolve_run_correlation(spec, evaluation_only=layout.has_evaluation_only)
     return is_correlated(spec, len(layout.domains)) and groups_runs(
         layout, slopes=spec["likelihood"]["run_slope"]
     )
@@ -268,7 +273,9 @@ def grouping(layout: CurveLayout, spec: Spec) -> bool:
 def build_pymc_model(layout: CurveLayout, spec: Spec, *, grouped: bool | None = None) -> pm.Model:
     """The PyMC model of ``layout`` under ``spec`` (data in ``pm.Data`` containers); with
     correlated run effects, ``grouped`` factorises their capacitance once per run design
-    (default: :func:`grouping`)."""
+    (default: :func:`grouping`). ``likelihood.run_correlation = "auto"`` is decided for the
+    layout (:func:`~bimix_bayes.bayes.correlated_posterior.resolve_run_correlation`)."""
+    spec = resolve_run_correlation(spec, evaluation_only=layout.has_evaluation_only)
     grouped = grouping(layout, spec) if grouped is None else grouped
     lik = spec["likelihood"]
     domains = list(layout.domains)

@@ -381,6 +381,11 @@ class CurveLayout:
         """Whether the data have a model-size dimension (the law's size slopes are fitted)."""
         return self.size_ref > 0
 
+    @property
+    def has_evaluation_only(self) -> bool:
+        """Whether some evaluation domain is not a training domain (no own share)."""
+        return bool((self.own_index < 0).any())
+
     @classmethod
     def from_data(
         cls, data: MixtureData, s_ref: float, size_ref: float | None = None

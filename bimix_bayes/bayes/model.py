@@ -62,6 +62,7 @@ from bimix_bayes.bayes.correlated_posterior import (
     CORRELATION_DIM,
     is_correlated,
     observed_run_draws,
+    resolve_run_correlation,
     run_log_likelihoods,
 )
 from bimix_bayes.bayes.diagnostics import (
@@ -257,6 +258,25 @@ class BiMixModel:
             self.spec = merge_spec(spec)
         else:
             self.spec = load_spec(spec)
+        # as given ("auto" included): each fit decides it for its data (spec_for)
+        self._run_correlation = self.spec["likelihood"]["run_correlation"]
+
+    def spec_for(self, data: MixtureData) -> Spec:
+        """The spec a fit of ``data`` uses: ``likelihood.run_correlation = "auto"`` decided for
+        it (correlated run effects when some evaluation domain is not a training domain:
+        :func:`~bimix_bayes.bayes.correlated_posterior.resolve_run_correlation`). A fit saves
+        this spec, so a saved fit never holds "auto".
+
+        Examples
+        --------
+        >>> from bimix_bayes.data.simulate import simulate_default
+        >>> BiMixModel().spec_for(simulate_default(seed=0))["likelihood"]["run_correlation"]
+        False
+        """
+        lik = {**self.spec["likelihood"], "run_correlation": self._run_correlation}
+        return resolve_run_correlation(
+            {**self.spec, "likelihood": lik}, evaluation_only=bool(data.evaluation_only)
+        )
 
     @property
     def model_config(self) -> dict[str, Any]:
@@ -270,16 +290,16 @@ class BiMixModel:
 
     def build_model(self, data: MixtureData) -> pm.Model:
         """The PyMC model for ``data`` (for inspection or custom sampling)."""
-        return build_pymc_model(
-            CurveLayout.from_data(data, resolve_s_ref(self.spec, data)), self.spec
-        )
+        spec = self.spec_for(data)
+        return build_pymc_model(CurveLayout.from_data(data, resolve_s_ref(spec, data)), spec)
 
     def prior_model(self, data: MixtureData) -> pm.Model:
         """The same model with every parameter sampled directly, for prior draws
         (``pm.sample_prior_predictive``): the default step-law coordinates are flat variables
         with the priors as potentials, which PyMC cannot draw from."""
-        direct = {**self.spec["sampler"], "step_coordinates": "floor_reducible"}
-        return BiMixModel({**self.spec, "sampler": direct}).build_model(data)
+        spec = self.spec_for(data)
+        direct = {**spec["sampler"], "step_coordinates": "floor_reducible"}
+        return BiMixModel({**spec, "sampler": direct}).build_model(data)
 
     # ------------------------------------------------------------------ sampling
     def fit(
@@ -306,6 +326,7 @@ class BiMixModel:
             the chains mixed slowly), say so with a
             :class:`RetryWarning`, and keep the refit (its spec records the settings used).
         """
+        self.spec = self.spec_for(data)
         self._warn_if_runs_cannot_measure_luck(data)
         idata = self._fit_once(data, seed, progress_bar)
         safer = safer_sampler(self.spec["sampler"], self.diagnostics_.problems) if retry else None
@@ -388,10 +409,11 @@ class BiMixModel:
 
         Only installing and compiling fall back to PyMC's NUTS; errors while sampling surface.
         """
-        graph_part = {k: self.spec[k] for k in ("law", "priors", "likelihood", "size", "schedule")}
-        graph_part["sampler"] = {k: self.spec["sampler"][k] for k in GRAPH_SAMPLER_KEYS}
+        spec = resolve_run_correlation(self.spec, evaluation_only=layout.has_evaluation_only)
+        graph_part = {k: spec[k] for k in ("law", "priors", "likelihood", "size", "schedule")}
+        graph_part["sampler"] = {k: spec["sampler"][k] for k in GRAPH_SAMPLER_KEYS}
         # grouping only changes the graph with correlated effects (and keys the compile cache)
-        grouped = grouping(layout, self.spec)
+        grouped = grouping(layout, spec)
         try:
             compiled = compiled_nutpie(
                 json.dumps(graph_part, sort_keys=True),
@@ -400,7 +422,7 @@ class BiMixModel:
                 layout.has_sizes,
                 grouped,
                 layout.has_schedule,
-                layout.checkpoint_slots if has_checkpoint_shocks(self.spec) else 2,
+                layout.checkpoint_slots if has_checkpoint_shocks(spec) else 2,
             )
         except Exception as exc:  # an install or compiler problem: fall back, loudly
             warnings.warn(
@@ -420,16 +442,16 @@ class BiMixModel:
             "pattern_sxx": patterns.sxx,
         }
         names = data_names(
-            self.spec,
+            spec,
             len(layout.domains),
             sizes=layout.has_sizes,
             grouped=grouped,
             schedule=layout.has_schedule,
         )
         if "cross_basis" in names:  # sampler.centre_cross
-            values["cross_basis"] = layout_cross_basis(layout, spec_law(self.spec))
+            values["cross_basis"] = layout_cross_basis(layout, spec_law(spec))
         compiled = compiled.with_data(**{k: values.get(k, getattr(layout, k, None)) for k in names})
-        start = jittered_start(compiled.initial_point_func, self.spec["sampler"]["init_jitter"])
+        start = jittered_start(compiled.initial_point_func, spec["sampler"]["init_jitter"])
         return dataclasses.replace(compiled, initial_point_func=start)
 
     def _sampler_settings(self) -> dict[str, Any]:
@@ -631,8 +653,9 @@ def pointwise_log_likelihood(
     effects are integrated out as in the PyMC graph (Woodbury per run when they are correlated
     across domains, per curve otherwise), so its sum equals the graph's log likelihood.
     ``sums``: the posterior's :func:`curve_residual_sums` (independent run effects), where the
-    caller has them already.
+    caller has them already. ``likelihood.run_correlation = "auto"`` is decided for the layout.
     """
+    spec = resolve_run_correlation(spec, evaluation_only=layout.has_evaluation_only)
     lik = spec["likelihood"]
     coords = {"chain": post.chain, "draw": post.draw}
     dims = ("chain", "draw")

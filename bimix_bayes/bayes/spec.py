@@ -104,6 +104,12 @@ def _boolean(v: Any) -> str | None:
     return None if isinstance(v, bool) else f"expected true or false, got {v!r}"
 
 
+def _boolean_or_auto(v: Any) -> str | None:
+    if isinstance(v, bool) or v == "auto":
+        return None
+    return f'expected true, false or "auto", got {v!r}'
+
+
 def _s_ref(v: Any) -> str | None:
     if v == "geometric_mean":
         return None
@@ -137,7 +143,7 @@ SCHEMA: dict[str, Any] = {
         "tau_scale": _number(0),
         "run_slope": _boolean,
         "slope_scale": _number(0),
-        "run_correlation": _boolean,
+        "run_correlation": _boolean_or_auto,
         "lkj_eta": _number(0),
         "checkpoint_sd_scale": _number(0, open_lo=False),
     },

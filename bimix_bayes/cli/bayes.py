@@ -72,12 +72,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
         spec["sampler"]["backend"] = args.sampler
     model = BiMixModel(merge_spec(spec))
     cfg = model.spec["sampler"]
-    lik = model.spec["likelihood"]
+    lik = model.spec_for(data)["likelihood"]
+    auto = model.spec["likelihood"]["run_correlation"] == "auto" and lik["run_correlation"]
     print(f"data: {data.summary()}")
     print(
         f"model: hierarchical, law {model.spec['law']['name']}, {lik['family']} likelihood "
         "on log loss, "
         f"{_run_effects_words(lik, len(data.domains))}"
+        + (" (run_correlation auto: evaluation sets that are not training domains)" if auto else "")
         + (
             "; step law through the learning-rate schedule (its area and annealing)"
             if data.schedule is not None
