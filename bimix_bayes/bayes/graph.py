@@ -491,12 +491,39 @@ def _correlated_effects(
     mixes better than PyMC's packed LKJ-Cholesky covariance (whose sds are row norms).
     """
     n = len(layout.domains)
+    if lik["run_correlation"] == "common":
+        return _common_effects(sd_name, corr_name, scale)
     sd = pm.HalfNormal(sd_name, scale, dims="domain")
     shapes = lkj_cpc_shapes(n, lik["lkj_eta"])
     cpc = pm.Beta(f"{corr_name}_cpc", alpha=shapes, beta=shapes, dims="domain_pair")
     corr_chol = corr_cholesky(2.0 * cpc - 1.0, n, math=pt)
     pm.Deterministic(corr_name, corr_chol @ corr_chol.T, dims=("domain", CORRELATION_DIM))
     return sd, effect_cholesky(sd, corr_chol, math=pt)
+
+
+def _common_effects(
+    sd_name: str, corr_name: str, scale: float
+) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    """Per-domain sds and the Cholesky factor of the covariance of a run's effects made of one
+    effect every domain of the run shares and one per domain (``run_correlation = "common"``):
+
+        u[j, d] = c[j] + w[j, d],   c ~ N(0, sd_common^2),   w[., d] ~ N(0, sd_own[d]^2),
+        Cov(u[j]) = sd_common^2 J + diag(sd_own^2),
+
+    ``sd_common``, ``sd_own[d] ~ HalfNormal(scale)`` (the names ``{sd_name}_common`` and
+    ``{sd_name}_own``). The total sds ``sqrt(sd_common^2 + sd_own^2)`` and the implied
+    correlations ``sd_common^2 / (sd[d] sd[e])`` are recorded under ``sd_name`` and
+    ``corr_name``, as the LKJ form's, so forecasts and the numpy likelihood read both forms
+    alike. One parameter more than independent domains, against ``D (D - 1) / 2`` for LKJ: the
+    shared part of a run's luck (what the mean over domains carries) is estimable from a few
+    runs, where LKJ's correlations stay near their prior.
+    """
+    own = pm.HalfNormal(f"{sd_name}_own", scale, dims="domain")
+    common = pm.HalfNormal(f"{sd_name}_common", scale)
+    cov = common**2 + pt.diag(own**2)
+    sd = pm.Deterministic(sd_name, pt.sqrt(common**2 + own**2), dims="domain")
+    pm.Deterministic(corr_name, cov / (sd[:, None] * sd[None, :]), dims=("domain", CORRELATION_DIM))
+    return sd, pt.linalg.cholesky(cov)
 
 
 def _correlated_loglik(
@@ -550,10 +577,13 @@ def data_names(
     sizes: bool = False,
     grouped: bool = False,
     schedule: bool = False,
+    evaluation_only: bool = False,
 ) -> tuple[str, ...]:
     """The ``pm.Data`` containers of the model of ``spec`` (what a refit swaps in); ``sizes``:
     data with a model-size dimension; ``grouped``: runs grouped by design; ``schedule``: data
-    with a learning-rate schedule."""
+    with a learning-rate schedule; ``evaluation_only``: some evaluation domain is not a
+    training domain (decides ``likelihood.run_correlation = "auto"``)."""
+    spec = resolve_run_correlation(spec, evaluation_only=evaluation_only)
     names = list(_DATA_VARS)
     if sizes:
         names += ["grid_z", "cell_z"]

@@ -447,6 +447,7 @@ class BiMixModel:
             sizes=layout.has_sizes,
             grouped=grouped,
             schedule=layout.has_schedule,
+            evaluation_only=layout.has_evaluation_only,
         )
         if "cross_basis" in names:  # sampler.centre_cross
             values["cross_basis"] = layout_cross_basis(layout, spec_law(spec))
