@@ -68,7 +68,7 @@ def test_partial_spec_files_merge_over_the_default(tmp_path):
         ({"priors": {"log_beta": {"parametrization": "x"}}}, r"parametrization: expected one of"),
         ({"likelihood": {"family": "cauchy"}}, r"likelihood\.family: expected one of"),
         ({"likelihood": {"run_offset": "yes"}}, r"run_offset: expected true or false"),
-        ({"likelihood": {"run_correlation": "yes"}}, r"run_correlation: .*true, false or \"auto\""),
+        ({"likelihood": {"run_correlation": "yes"}}, r"run_correlation: .*\"auto\" or \"common\""),
         ({"sampler": {"chains": 2.5}}, r"sampler\.chains: expected an integer"),
         ({"sampler": {"target_accept": 1.0}}, r"target_accept: expected a number < 1"),
         ({"data": {"s_ref": -3}}, r"data\.s_ref: expected \"geometric_mean\" or a positive"),

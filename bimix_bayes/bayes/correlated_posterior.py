@@ -1,8 +1,9 @@
 """Correlated run effects of a fitted model: from posterior draws to densities and draws.
 
 The math is in :mod:`~bimix_bayes.bayes.correlated`; this module feeds it the posterior of a fit
-made with ``likelihood.run_correlation = true`` (variables ``tau``, ``run_corr`` and, with the
-random slope, ``kappa``, ``slope_corr``), one chain at a time so that memory stays bounded.
+made with ``likelihood.run_correlation = true`` or ``"common"`` (variables ``tau``, ``run_corr``
+and, with the random slope, ``kappa``, ``slope_corr``; under "common" they are computed from a
+shared and a per-domain sd), one chain at a time so that memory stays bounded.
 
 Examples
 --------

@@ -104,10 +104,10 @@ def _boolean(v: Any) -> str | None:
     return None if isinstance(v, bool) else f"expected true or false, got {v!r}"
 
 
-def _boolean_or_auto(v: Any) -> str | None:
-    if isinstance(v, bool) or v == "auto":
+def _run_correlation(v: Any) -> str | None:
+    if isinstance(v, bool) or v in ("auto", "common"):
         return None
-    return f'expected true, false or "auto", got {v!r}'
+    return f'expected true, false, "auto" or "common", got {v!r}'
 
 
 def _s_ref(v: Any) -> str | None:
@@ -143,7 +143,7 @@ SCHEMA: dict[str, Any] = {
         "tau_scale": _number(0),
         "run_slope": _boolean,
         "slope_scale": _number(0),
-        "run_correlation": _boolean_or_auto,
+        "run_correlation": _run_correlation,
         "lkj_eta": _number(0),
         "checkpoint_sd_scale": _number(0, open_lo=False),
     },

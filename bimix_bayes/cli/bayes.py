@@ -123,9 +123,28 @@ def _run_effects_words(lik: dict, n_domains: int) -> str:
     if not lik["run_offset"]:
         return "no run effects"
     parts = ["run offsets" + (" and slopes" if lik["run_slope"] else "")]
-    if lik["run_correlation"] and n_domains > 1:
+    if lik["run_correlation"] == "common" and n_domains > 1:
+        parts.append("with a part every domain of a run shares")
+    elif lik["run_correlation"] and n_domains > 1:
         parts.append("correlated across domains")
     return " ".join(parts)
+
+
+def _common_effect_note(post, prob: float) -> str:
+    """The sd of the run effect every domain shares (``run_correlation = "common"``), or ''."""
+    import arviz as az
+    import numpy as np
+
+    if "tau_common" not in post:
+        return ""
+    draws = post["tau_common"].to_numpy().ravel()
+    lo, hi = az.hdi(draws, hdi_prob=prob)
+    own = post["tau_own"].mean(("chain", "draw")).to_numpy()
+    return (
+        f"run offsets: a part every domain of a run shares, sd {_fmt(draws.mean(), lo, hi)}, "
+        f"plus one per domain (sd {np.min(own):.4g}-{np.max(own):.4g}); tau above is their "
+        "total"
+    )
 
 
 def _wide_parameter_table(table: pd.DataFrame) -> str:
@@ -245,6 +264,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
         f"\nnoise on log loss: sigma (per checkpoint) and tau (per run), mean [{100 * p:g}% HDI]:"
     )
     print(_wide_parameter_table(noise).split("\n", 1)[1])
+    if note := _common_effect_note(idata.posterior, p):
+        print(note)
     print(_seed_spread_note(idata))
     opt.write_table(args.out, table)
     return 0
