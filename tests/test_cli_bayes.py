@@ -144,3 +144,26 @@ def test_compare_ranks_fits_by_leave_one_run_out(fit_file, tmp_path):
     assert set(table.iloc[:, 0]) == {"a", "b"}
     assert table["elpd_diff"].abs().max() < 1e-6  # the same fit twice: no difference
     assert run("compare", str(fit_file), "--names", "a", "b").returncode == 2
+
+
+def test_summary_names_the_run_effect_every_domain_shares():
+    """A fit with run_correlation = "common" gets a line with the shared sd and its interval;
+    other fits get none."""
+    import numpy as np
+    import xarray as xr
+
+    from bimix_bayes.cli.bayes import _common_effect_note
+
+    rng = np.random.default_rng(0)
+    post = xr.Dataset(
+        {
+            "tau_common": (("chain", "draw"), 0.003 + 0.0005 * rng.standard_normal((2, 200))),
+            "tau_own": (("chain", "draw", "domain"), np.full((2, 200, 3), [0.001, 0.002, 0.01])),
+        }
+    )
+    note = _common_effect_note(post, 0.94)
+    assert note.startswith("run offsets: a part every domain of a run shares, sd 0.00")
+    mean = float(note.split("sd ")[1].split(" ")[0])
+    assert abs(mean - float(post["tau_common"].mean())) < 1e-6
+    assert "(sd 0.001-0.01)" in note
+    assert _common_effect_note(post.drop_vars("tau_common"), 0.94) == ""

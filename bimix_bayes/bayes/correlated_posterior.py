@@ -61,8 +61,9 @@ def resolve_run_correlation(spec: Spec, *, evaluation_only: bool) -> Spec:
     on RedPajama's domains) are several views of one model, so a run that is lucky on one is
     lucky on all, and the law (whose cross effects already carry how every share moves each
     set) leaves that luck shared. Ye et al.'s RedPajama 70M runs, loglinear,
-    holdout-mixtures:20: 90 % coverage of the full loss 76.1 % independent, 86.6 %
-    correlated (README, "Evaluation sets that are not training domains"). Among training
+    holdout-mixtures:20: 90 % coverage of the full loss 76.1 % independent, 86.7 %
+    correlated (reports/validation.md; README, "Evaluation sets that are not training
+    domains"). Among training
     domains under BiMix the shared part of the residuals is mostly the law's missing cross
     effect, and treating it as luck costs the decision (``models/bimix.toml``).
     """
