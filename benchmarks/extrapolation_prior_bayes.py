@@ -35,8 +35,9 @@ to choose between the two. ``--checkpoint-shocks S`` does the same for a shock p
 fitted step) shared by every run (``likelihood.checkpoint_sd_scale = S``;
 reports/extrapolation_prior_bayes_shocks.md). ``--alpha-drift`` does the same for the
 mixture exponent's drift with the log step (``law.alpha_drift``;
-reports/extrapolation_prior_bayes_drift.md). Variants combine (their caches and labels name each
-part).
+reports/extrapolation_prior_bayes_drift.md), ``--student-t NU`` for the Student-t likelihood
+(``likelihood.family = "student_t"``, ``nu = NU``). Variants combine (their caches and labels name
+each part).
 """
 
 from __future__ import annotations
@@ -363,6 +364,12 @@ def main(argv: list[str] | None = None) -> int:
         help="fit with the mixture exponent drifting with the log step (law.alpha_drift)",
     )
     parser.add_argument(
+        "--student-t",
+        type=float,
+        metavar="NU",
+        help='fit with the Student-t likelihood (likelihood.family = "student_t", nu = NU > 0)',
+    )
+    parser.add_argument(
         "--baseline-cache",
         type=Path,
         help="with --run-slope or --checkpoint-shocks: the draws of the default model, for a "
@@ -371,16 +378,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.checkpoint_shocks is not None and args.checkpoint_shocks <= 0:
         parser.error("--checkpoint-shocks needs a scale > 0, e.g. 0.003")
+    if args.student_t is not None and args.student_t <= 0:
+        parser.error("--student-t needs degrees of freedom > 0, e.g. 5")
     parts = [
         (args.run_slope, "slopes", "_slope"),
         (args.checkpoint_shocks is not None, "shocks", "_shocks"),
         (args.alpha_drift, "drift", "_drift"),
+        (args.student_t is not None, "Student-t", "_student"),
     ]
     chosen = [(name, suffix) for on, name, suffix in parts if on]
     variant = bool(chosen)
     if args.baseline_cache is not None and not variant:
         parser.error(
-            "--baseline-cache only serves --run-slope, --checkpoint-shocks or --alpha-drift"
+            "--baseline-cache only serves the variants (--run-slope, --checkpoint-shocks, "
+            "--alpha-drift, --student-t)"
         )
     if args.baseline_cache is None:
         args.baseline_cache = Path("out/extrapolation_prior_bayes")
@@ -389,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         likelihood["run_slope"] = True
     if args.checkpoint_shocks is not None:
         likelihood["checkpoint_sd_scale"] = args.checkpoint_shocks
+    if args.student_t is not None:
+        likelihood.update(family="student_t", nu=args.student_t)
     spec: dict[str, Any] = dict(SPEC)
     if likelihood:
         spec["likelihood"] = likelihood
@@ -468,6 +481,11 @@ def main(argv: list[str] | None = None) -> int:
                 + (
                     " (**with the mixture exponent's drift with the log step**)"
                     if args.alpha_drift
+                    else ""
+                )
+                + (
+                    f" (**with the Student-t likelihood, nu {args.student_t:g}**)"
+                    if args.student_t is not None
                     else ""
                 )
                 + ". "
