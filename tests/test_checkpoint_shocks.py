@@ -72,7 +72,7 @@ def test_graph_gathers_each_cells_shock_of_its_domain_and_step():
     layout = CurveLayout.from_data(data, s_ref=5000.0)
     model = build_pymc_model(layout, SPEC)
     assert {CHECKPOINT_SD, CHECKPOINT_Z} <= set(model.named_vars)
-    assert "checkpoint_index" in data_names(SPEC, len(layout.domains))
+    assert "checkpoint_index" in data_names(SPEC, len(layout.domains), evaluation_only=False)
     slots = checkpoint_slots(len(layout.step_grid))
     assert model.named_vars[CHECKPOINT_Z].eval().shape == (len(layout.domains), slots)
     rng = np.random.default_rng(0)

@@ -167,3 +167,6 @@ def test_summary_names_the_run_effect_every_domain_shares():
     assert abs(mean - float(post["tau_common"].mean())) < 1e-6
     assert "(sd 0.001-0.01)" in note
     assert _common_effect_note(post.drop_vars("tau_common"), 0.94) == ""
+    slopes = post.assign(kappa_common=post["tau_common"] / 10, kappa_own=post["tau_own"] / 10)
+    lines = _common_effect_note(slopes, 0.94).splitlines()
+    assert len(lines) == 2 and lines[1].startswith("run slopes: a part every domain")

@@ -4,6 +4,7 @@ law against the numpy law and likelihood, and decisions under cross-domain laws.
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -439,6 +440,13 @@ def test_run_correlation_auto_correlates_run_effects_only_for_evaluation_only_ta
     # the graph decides "auto" from the layout when built directly
     layout = CurveLayout.from_data(eval_only, 3e3)
     assert "run_corr" in build_pymc_model(layout, merge_spec({"law": {"name": "loglinear"}}))
+    # where nothing tells the data apart, an undecided "auto" is refused, not guessed
+    from bimix_bayes.bayes.graph import compiled_nutpie, data_names
+
+    with pytest.raises(ValueError, match="resolve_run_correlation"):
+        data_names(merge_spec(), 3)
+    with pytest.raises(ValueError, match="decided"):
+        compiled_nutpie(json.dumps(merge_spec()), 3)
 
 
 @pytest.mark.parametrize("name", ["bimix", "bimix_cross"])
@@ -464,6 +472,10 @@ def test_evaluation_only_targets_fit_forecast_and_decide(tmp_path, name):
     # run_correlation "auto" (the default) chose correlated run effects, and the fit says so
     assert spec_from_idata(idata)["likelihood"]["run_correlation"] is True
     assert "run_corr" in idata.posterior
+    # the model decides "auto" afresh for other data, and an edit of its spec after the fit wins
+    assert model.spec_for(_data(seed=3))["likelihood"]["run_correlation"] is False
+    model.spec["likelihood"]["run_correlation"] = False
+    assert model.spec_for(data)["likelihood"]["run_correlation"] is False
     train = list(data.training_domains)
     new = pd.DataFrame([[0.5, 0.3, 0.2], [0.2, 0.3, 0.5]], index=["a", "b"], columns=train)
     with warnings.catch_warnings():

@@ -165,7 +165,9 @@ class FitDiagnostics:
                 "the sampler cannot enter (pair-plot the divergent draws of the population "
                 "sds and of the failing domain's step_logit_share, arviz.plot_pair(idata, "
                 "divergences=True)): treat the intervals as approximate; if the spec turns "
-                "likelihood.run_correlation on, fit without it (the cross-domain law's fit "
+                'likelihood.run_correlation on (or its default "auto" did, for evaluation '
+                "sets that are not training domains), try run_correlation = false (the "
+                "cross-domain law's fit "
                 "of SlimPajama 122M that diverged with it converged without it)"
             )
         elif more_draws:

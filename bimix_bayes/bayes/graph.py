@@ -15,7 +15,7 @@ Examples
 ['log_alpha', 'step_level', 'step_log_slope', 'step_logit_share']
 >>> sorted(v.name for v in model.deterministics if v.name.startswith("log_"))
 ['log_beta', 'log_floor', 'log_reducible']
->>> data_names(merge_spec(), 3)[-3:]  # per-curve data, and each domain's typical share
+>>> data_names(merge_spec(), 3, evaluation_only=False)[-3:]  # per curve; typical shares
 ('curve_domain', 'n', 'log_share_centre')
 >>> data_names(merge_spec({"likelihood": {"run_correlation": True}}), 3)[-3:]  # per run
 ('run_n', 'curve_run', 'log_share_centre')
@@ -484,7 +484,8 @@ def _cross_mean(
 def _correlated_effects(
     sd_name: str, corr_name: str, scale: float, lik: Mapping[str, Any], layout: CurveLayout
 ) -> tuple[pt.TensorVariable, pt.TensorVariable]:
-    """Per-domain sds and the Cholesky factor of their covariance, ``diag(sd) R diag(sd)``.
+    """Per-domain sds and the Cholesky factor of their covariance, ``diag(sd) R diag(sd)``
+    (``run_correlation = "common"``: :func:`_common_effects`).
 
     ``sd ~ HalfNormal(scale)`` and ``R ~ LKJ(lkj_eta)`` are separate parameters, ``R`` through
     its partial correlations (:func:`~bimix_bayes.bayes.correlated.lkj_cpc_shapes`), which
@@ -577,13 +578,14 @@ def data_names(
     sizes: bool = False,
     grouped: bool = False,
     schedule: bool = False,
-    evaluation_only: bool = False,
+    evaluation_only: bool | None = None,
 ) -> tuple[str, ...]:
     """The ``pm.Data`` containers of the model of ``spec`` (what a refit swaps in); ``sizes``:
     data with a model-size dimension; ``grouped``: runs grouped by design; ``schedule``: data
     with a learning-rate schedule; ``evaluation_only``: some evaluation domain is not a
-    training domain (decides ``likelihood.run_correlation = "auto"``)."""
-    spec = resolve_run_correlation(spec, evaluation_only=evaluation_only)
+    training domain (decides ``likelihood.run_correlation = "auto"``; required then)."""
+    if evaluation_only is not None:
+        spec = resolve_run_correlation(spec, evaluation_only=evaluation_only)
     names = list(_DATA_VARS)
     if sizes:
         names += ["grid_z", "cell_z"]
@@ -628,6 +630,11 @@ def compiled_nutpie(
     import nutpie
 
     spec = json.loads(model_json)  # its "sampler" holds only GRAPH_SAMPLER_KEYS
+    if spec["likelihood"].get("run_correlation") == "auto":  # the placeholder cannot decide it
+        raise ValueError(
+            'compiled_nutpie needs likelihood.run_correlation decided ("auto" resolved for the '
+            "data: resolve_run_correlation)"
+        )
     model = build_pymc_model(
         CurveLayout.placeholder(
             n_domains, n_train, sizes=sizes, schedule=schedule, steps=checkpoints

@@ -258,8 +258,10 @@ class BiMixModel:
             self.spec = merge_spec(spec)
         else:
             self.spec = load_spec(spec)
-        # as given ("auto" included): each fit decides it for its data (spec_for)
+        # as given ("auto" included): each fit decides it for its data (spec_for); what the
+        # last fit decided, to tell it from an edit of self.spec made after that fit
         self._run_correlation = self.spec["likelihood"]["run_correlation"]
+        self._decided: Any = None
 
     def spec_for(self, data: MixtureData) -> Spec:
         """The spec a fit of ``data`` uses: ``likelihood.run_correlation = "auto"`` decided for
@@ -273,6 +275,9 @@ class BiMixModel:
         >>> BiMixModel().spec_for(simulate_default(seed=0))["likelihood"]["run_correlation"]
         False
         """
+        current = self.spec["likelihood"]["run_correlation"]
+        if current != self._decided:  # not what a fit decided: the value given (or edited)
+            self._run_correlation = current
         lik = {**self.spec["likelihood"], "run_correlation": self._run_correlation}
         return resolve_run_correlation(
             {**self.spec, "likelihood": lik}, evaluation_only=bool(data.evaluation_only)
@@ -327,6 +332,7 @@ class BiMixModel:
             :class:`RetryWarning`, and keep the refit (its spec records the settings used).
         """
         self.spec = self.spec_for(data)
+        self._decided = self.spec["likelihood"]["run_correlation"]
         self._warn_if_runs_cannot_measure_luck(data)
         idata = self._fit_once(data, seed, progress_bar)
         safer = safer_sampler(self.spec["sampler"], self.diagnostics_.problems) if retry else None

@@ -65,7 +65,10 @@ FORMAT_VERSION = "1"
 REQUIRED_GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data")
 
 #: Posterior variables that are positive by construction (with every ``sd_*``).
-POSITIVE_VARS = frozenset({"alpha", "own", "beta", "sigma", "tau", "kappa", "A", "B", "C"})
+POSITIVE_VARS = frozenset(
+    {"alpha", "own", "beta", "sigma", "tau", "kappa", "A", "B", "C"}
+    | {"tau_own", "tau_common", "kappa_own", "kappa_common"}
+)
 
 #: The attribute holding :func:`posterior_hash` (written by :func:`save_fit`).
 POSTERIOR_HASH_ATTR = "posterior_sha256"

@@ -131,20 +131,24 @@ def _run_effects_words(lik: dict, n_domains: int) -> str:
 
 
 def _common_effect_note(post, prob: float) -> str:
-    """The sd of the run effect every domain shares (``run_correlation = "common"``), or ''."""
+    """The sds of the run effects every domain shares (``run_correlation = "common"``: the
+    offset's and, with run slopes, the slope's), or ''."""
     import arviz as az
     import numpy as np
 
-    if "tau_common" not in post:
-        return ""
-    draws = post["tau_common"].to_numpy().ravel()
-    lo, hi = az.hdi(draws, hdi_prob=prob)
-    own = post["tau_own"].mean(("chain", "draw")).to_numpy()
-    return (
-        f"run offsets: a part every domain of a run shares, sd {_fmt(draws.mean(), lo, hi)}, "
-        f"plus one per domain (sd {np.min(own):.4g}-{np.max(own):.4g}); tau above is their "
-        "total"
-    )
+    lines = []
+    for name, what in (("tau", "offsets"), ("kappa", "slopes")):
+        if f"{name}_common" not in post:
+            continue
+        draws = post[f"{name}_common"].to_numpy().ravel()
+        lo, hi = az.hdi(draws, hdi_prob=prob)
+        own = post[f"{name}_own"].mean(("chain", "draw")).to_numpy()
+        lines.append(
+            f"run {what}: a part every domain of a run shares, sd {_fmt(draws.mean(), lo, hi)}, "
+            f"plus one per domain (sd {np.min(own):.4g}-{np.max(own):.4g}); {name} above is "
+            "their total"
+        )
+    return "\n".join(lines)
 
 
 def _wide_parameter_table(table: pd.DataFrame) -> str:
