@@ -63,9 +63,9 @@ def resolve_run_correlation(spec: Spec, *, evaluation_only: bool) -> Spec:
     set) leaves that luck shared. Ye et al.'s RedPajama 70M runs, loglinear,
     holdout-mixtures:20: 90 % coverage of the full loss 76.1 % independent, 86.7 %
     correlated (reports/validation.md; README, "Evaluation sets that are not training
-    domains"). Among training
-    domains under BiMix the shared part of the residuals is mostly the law's missing cross
-    effect, and treating it as luck costs the decision (``models/bimix.toml``).
+    domains"). Among training domains under BiMix the shared part of the residuals is mostly
+    the law's missing cross effect, and treating it as luck costs the decision
+    (``models/bimix.toml``).
     """
     lik = spec["likelihood"]
     if lik.get("run_correlation") != "auto":

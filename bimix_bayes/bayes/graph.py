@@ -522,7 +522,7 @@ def _common_effects(
     own = pm.HalfNormal(f"{sd_name}_own", scale, dims="domain")
     common = pm.HalfNormal(f"{sd_name}_common", scale)
     cov = common**2 + pt.diag(own**2)
-    sd = pm.Deterministic(sd_name, pt.sqrt(common**2 + own**2), dims="domain")
+    sd = pm.Deterministic(sd_name, pt.sqrt(pt.diag(cov)), dims="domain")
     pm.Deterministic(corr_name, cov / (sd[:, None] * sd[None, :]), dims=("domain", CORRELATION_DIM))
     return sd, pt.linalg.cholesky(cov)
 

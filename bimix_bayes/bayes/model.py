@@ -275,13 +275,16 @@ class BiMixModel:
         >>> BiMixModel().spec_for(simulate_default(seed=0))["likelihood"]["run_correlation"]
         False
         """
-        current = self.spec["likelihood"]["run_correlation"]
-        if current != self._decided:  # not what a fit decided: the value given (or edited)
-            self._run_correlation = current
-        lik = {**self.spec["likelihood"], "run_correlation": self._run_correlation}
+        lik = {**self.spec["likelihood"], "run_correlation": self._given_run_correlation()}
         return resolve_run_correlation(
             {**self.spec, "likelihood": lik}, evaluation_only=bool(data.evaluation_only)
         )
+
+    def _given_run_correlation(self) -> Any:
+        """``likelihood.run_correlation`` as given: the spec's value, unless it is what the last
+        fit decided from the value given then ("auto")."""
+        current = self.spec["likelihood"]["run_correlation"]
+        return self._run_correlation if current == self._decided else current
 
     @property
     def model_config(self) -> dict[str, Any]:
@@ -331,6 +334,7 @@ class BiMixModel:
             the chains mixed slowly), say so with a
             :class:`RetryWarning`, and keep the refit (its spec records the settings used).
         """
+        self._run_correlation = self._given_run_correlation()
         self.spec = self.spec_for(data)
         self._decided = self.spec["likelihood"]["run_correlation"]
         self._warn_if_runs_cannot_measure_luck(data)
