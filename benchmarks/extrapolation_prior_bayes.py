@@ -36,7 +36,9 @@ fitted step) shared by every run (``likelihood.checkpoint_sd_scale = S``;
 reports/extrapolation_prior_bayes_shocks.md). ``--alpha-drift`` does the same for the
 mixture exponent's drift with the log step (``law.alpha_drift``;
 reports/extrapolation_prior_bayes_drift.md), ``--student-t NU`` for the Student-t likelihood
-(``likelihood.family = "student_t"``, ``nu = NU``). Variants combine (their caches and labels name
+(``likelihood.family = "student_t"``, ``nu = NU``), ``--early-noise S`` for a noise that falls
+with the step (``likelihood.early_noise_scale = S``, :mod:`bimix_bayes.bayes.noise`;
+reports/extrapolation_prior_bayes_early.md). Variants combine (their caches and labels name
 each part).
 """
 
@@ -317,7 +319,8 @@ def _load_or_fit(
     name: str, load, cache_dir: Path, spec: Mapping[str, Any] | None = None
 ) -> dict[str, np.ndarray] | None:
     path = cache_dir / (name.replace(" ", "_") + ".npz")
-    wanted = json.dumps(spec or SPEC, sort_keys=True)
+    # the whole spec, package defaults included: a cache made under other defaults is refused
+    wanted = json.dumps(merge_spec(spec or SPEC), sort_keys=True)
     if path.is_file():
         cache = _read_cache(path)
         made_with = str(cache.get("spec", ""))
@@ -370,6 +373,12 @@ def main(argv: list[str] | None = None) -> int:
         help='fit with the Student-t likelihood (likelihood.family = "student_t", nu = NU > 0)',
     )
     parser.add_argument(
+        "--early-noise",
+        type=float,
+        metavar="S",
+        help="fit with a noise that falls with the step (likelihood.early_noise_scale = S > 0)",
+    )
+    parser.add_argument(
         "--baseline-cache",
         type=Path,
         help="with --run-slope or --checkpoint-shocks: the draws of the default model, for a "
@@ -380,18 +389,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--checkpoint-shocks needs a scale > 0, e.g. 0.003")
     if args.student_t is not None and args.student_t <= 0:
         parser.error("--student-t needs degrees of freedom > 0, e.g. 5")
+    if args.early_noise is not None and args.early_noise <= 0:
+        parser.error("--early-noise needs a scale > 0, e.g. 3")
     parts = [
         (args.run_slope, "slopes", "_slope"),
         (args.checkpoint_shocks is not None, "shocks", "_shocks"),
         (args.alpha_drift, "drift", "_drift"),
         (args.student_t is not None, "Student-t", "_student"),
+        (args.early_noise is not None, "early noise", "_early"),
     ]
     chosen = [(name, suffix) for on, name, suffix in parts if on]
     variant = bool(chosen)
     if args.baseline_cache is not None and not variant:
         parser.error(
             "--baseline-cache only serves the variants (--run-slope, --checkpoint-shocks, "
-            "--alpha-drift, --student-t)"
+            "--alpha-drift, --student-t, --early-noise)"
         )
     if args.baseline_cache is None:
         args.baseline_cache = Path("out/extrapolation_prior_bayes")
@@ -402,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         likelihood["checkpoint_sd_scale"] = args.checkpoint_shocks
     if args.student_t is not None:
         likelihood.update(family="student_t", nu=args.student_t)
+    if args.early_noise is not None:
+        likelihood["early_noise_scale"] = args.early_noise
     spec: dict[str, Any] = dict(SPEC)
     if likelihood:
         spec["likelihood"] = likelihood
@@ -486,6 +500,11 @@ def main(argv: list[str] | None = None) -> int:
                 + (
                     f" (**with the Student-t likelihood, nu {args.student_t:g}**)"
                     if args.student_t is not None
+                    else ""
+                )
+                + (
+                    f" (**with a noise that falls with the step, scale {args.early_noise:g}**)"
+                    if args.early_noise is not None
                     else ""
                 )
                 + ". "

@@ -21,6 +21,7 @@ from bimix_bayes.bayes.correlated import RunPatterns
 from bimix_bayes.bayes.graph import build_pymc_model, groups_runs
 from bimix_bayes.bayes.likelihood import CurveLayout
 from bimix_bayes.bayes.model import BiMixModel, pointwise_log_likelihood
+from bimix_bayes.bayes.noise import noise_attrs
 from bimix_bayes.bayes.persistence import spec_from_idata
 from bimix_bayes.bayes.spec import merge_spec
 from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
@@ -187,7 +188,7 @@ def _graph_and_numpy(
     rng = np.random.default_rng(seed)
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
     post = _posterior_at(model, point)
-    post.attrs["law"] = name
+    post.attrs |= {"law": name, **noise_attrs(spec, layout.noise_x0)}
     expected = float(pointwise_log_likelihood(post, layout, spec)["loss_run"].sum())
     return _graph_loglik(model, point), post, expected
 

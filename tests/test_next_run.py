@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from scipy.stats import multivariate_normal, norm
 
 from bimix_bayes.bayes.model import BiMixModel
+from bimix_bayes.bayes.noise import fit_noise_variance
 from bimix_bayes.data.table import DataError
 from bimix_bayes.decision.constraints import MixtureConstraints
 from bimix_bayes.decision.next_run import (
@@ -138,8 +139,12 @@ def test_the_run_covariance_has_offsets_correlated_across_domains_plus_noise(fit
     tau = post["tau"].stack(s=("chain", "draw")).to_numpy().T[[0, 5]]
     sigma = post["sigma"].stack(s=("chain", "draw")).to_numpy().T[[0, 5]]
     corr = post["run_corr"].stack(s=("chain", "draw")).transpose("s", ...).to_numpy()[[0, 5]]
+    # the noise at the proxy step: sigma^2 (1 + eta^2 g) (bimix_bayes.bayes.noise)
+    noise_var = fit_noise_variance(post, np.array([0.3])).isel(step=0)
+    v = noise_var.stack(s=("chain", "draw")).transpose("s", ...).to_numpy()[[0, 5]]
+    assert np.all(v > 1)
     expected = tau[:, :, None] * corr * tau[:, None, :] + np.einsum(
-        "di,ij->dij", sigma**2, np.eye(sigma.shape[1])
+        "di,ij->dij", sigma**2 * v, np.eye(sigma.shape[1])
     )
     np.testing.assert_allclose(cov, expected, rtol=1e-8)
 

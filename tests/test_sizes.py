@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from bimix_bayes.bayes.graph import SIZE_PRIOR_KEYS, build_pymc_model
 from bimix_bayes.bayes.likelihood import CurveLayout
 from bimix_bayes.bayes.model import BiMixModel, pointwise_log_likelihood
+from bimix_bayes.bayes.noise import noise_attrs
 from bimix_bayes.bayes.sizes import SizeExtrapolationWarning, fitted_sizes
 from bimix_bayes.bayes.spec import merge_spec
 from bimix_bayes.data.loaders import load_data
@@ -143,7 +144,7 @@ def test_the_size_graph_equals_the_numpy_law_and_likelihood(law, correlated, gro
     rng = np.random.default_rng(1)
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
     post = _posterior_at(model, point)
-    post.attrs["law"] = law
+    post.attrs |= {"law": law, **noise_attrs(spec, layout.noise_x0)}
     assert np.abs(post["size_mixture"]).max() > 0.01  # the slopes are not all zero
     expected = float(pointwise_log_likelihood(post, layout, spec)["loss_run"].sum())
     assert np.isclose(_graph_loglik(model, point), expected, rtol=1e-9)

@@ -35,8 +35,9 @@ import pymc as pm
 import xarray as xr
 
 from bimix_bayes.bayes.law_params import gather, posterior_law, posterior_params
-from bimix_bayes.bayes.likelihood import CurveLayout, draw_offsets
+from bimix_bayes.bayes.likelihood import CurveLayout, draw_offsets, early_noise
 from bimix_bayes.bayes.model import BiMixModel, resolve_s_ref
+from bimix_bayes.bayes.noise import NOISE_EXCESS, noise_attrs, noise_variance_factor
 from bimix_bayes.bayes.persistence import data_from_idata, spec_from_idata
 from bimix_bayes.data.labels import interval_columns
 from bimix_bayes.data.table import OBS_COLUMNS, MixtureData
@@ -122,7 +123,11 @@ def replicate_losses(
         z=layout.z if layout.has_sizes else None,
         u=layout.u if layout.has_schedule else None,
     )
-    y = mu + u[..., None] + (scale * sigma)[..., None] * rng.standard_normal(mu.shape)
+    noise = (scale * sigma)[..., None]
+    decay = early_noise(params, layout)  # a noise that falls with the step
+    if decay is not None:
+        noise = noise * np.sqrt(noise_variance_factor(decay, take(NOISE_EXCESS)[..., None]))
+    y = mu + u[..., None] + noise * rng.standard_normal(mu.shape)
     return np.exp(y[..., layout.obs_curve, layout.obs_pos])
 
 
@@ -176,6 +181,7 @@ def prior_predictive_check(
     layout = CurveLayout.from_data(data, resolve_s_ref(model.spec, data))
     lik = model.spec["likelihood"]
     prior.attrs["law"] = model.spec["law"]["name"]
+    prior.attrs.update(noise_attrs(model.spec, layout.noise_x0))  # a noise that falls
     reps = replicate_losses(prior, layout, lik["family"], lik["nu"], seed)
     return _check(reps, data, "Prior predictive check: observed loss vs prior replicates")
 

@@ -93,6 +93,10 @@ class RunSums:
         Number of checkpoints, ``sum(x)`` and ``sum(x^2)`` (data; zero where not observed).
     s1, s2, sxe
         ``sum(e)``, ``sum(e^2)`` and ``sum(x e)`` of the residuals (per posterior draw).
+    count, log_v
+        With the noise falling with the step (:mod:`~bimix_bayes.bayes.noise`) every sum above
+        is weighted by ``1 / v`` (``n = sum(1 / v)``); ``count`` is then the number of
+        checkpoints and ``log_v`` the sum of ``log v``. None: constant noise (``count = n``).
     """
 
     n: Any
@@ -101,6 +105,13 @@ class RunSums:
     s1: Any
     s2: Any
     sxe: Any
+    count: Any = None
+    log_v: Any = None
+
+    @property
+    def checkpoints(self) -> Any:
+        """Number of checkpoints per (run, domain)."""
+        return self.n if self.count is None else self.count
 
     @classmethod
     def from_residuals(
@@ -214,17 +225,27 @@ class RunPatterns:
         """Per run, its design (numpy)."""
         return np.asarray(self.member).argmax(axis=-1)
 
+    def design_means(self, per_run: Any) -> Any:
+        """Per design, the mean of ``per_run`` (..., run, domain) over its runs: a value the
+        runs of one design share (such as the weighted design sums of a noise that falls with
+        the step, :mod:`~bimix_bayes.bayes.noise`), for numpy and pytensor alike."""
+        member = self.member
+        return (member.T @ per_run) / member.sum(axis=0)[:, None]
+
     @classmethod
-    def of(cls, n: np.ndarray, sx: np.ndarray, sxx: np.ndarray) -> RunPatterns:
-        """Group runs by their design ``(run, domain)`` arrays (identical rows share one)."""
+    def of(
+        cls, n: np.ndarray, sx: np.ndarray, sxx: np.ndarray, extra: np.ndarray | None = None
+    ) -> RunPatterns:
+        """Group runs by their design ``(run, domain)`` arrays (identical rows share one);
+        ``extra`` (run, k): more of each run's design that must match (e.g. its steps)."""
         d = n.shape[-1]
-        design = np.concatenate([n, sx, sxx], axis=-1)
+        design = np.concatenate([n, sx, sxx, *([] if extra is None else [extra])], axis=-1)
         unique, index = np.unique(design, axis=0, return_inverse=True)
         return cls(
             member=np.eye(len(unique))[np.asarray(index).ravel()],
             n=unique[:, :d],
             sx=unique[:, d : 2 * d],
-            sxx=unique[:, 2 * d :],
+            sxx=unique[:, 2 * d : 3 * d],
         )
 
 
@@ -331,7 +352,7 @@ def run_log_likelihood(
         One log density per run, shaped (..., run).
     """
     m, c, inv_s2 = _capacitance(sums, sigma, l_u, l_v, math, patterns)
-    n_run = sums.n.sum(axis=-1)
+    n_run = sums.checkpoints.sum(axis=-1)
     log_s2 = math.log(sigma[..., None, :] ** 2)
     if patterns is None:
         logdet_m = _logdet(m, math)
@@ -347,7 +368,9 @@ def run_log_likelihood(
         m_inv = member @ m_inv.reshape((*lead, member.shape[1], k * k))
         m_inv = m_inv.reshape((*lead, member.shape[0], k, k))
         c_m_c = (c[..., :, None] * m_inv * c[..., None, :]).sum(axis=(-2, -1))
-    logdet = (sums.n * log_s2).sum(axis=-1) + logdet_m
+    logdet = (sums.checkpoints * log_s2).sum(axis=-1) + logdet_m
+    if sums.log_v is not None:  # the whitening of a noise that falls with the step
+        logdet = logdet + sums.log_v.sum(axis=-1)
     q = (sums.s2 * inv_s2).sum(axis=-1) - c_m_c
     return gaussian_log_density(n_run, logdet, q, family=family, nu=nu, math=math)
 
@@ -378,7 +401,7 @@ def run_conditional(
     cov = chol[..., None, :, :] @ m_inv @ np.swapaxes(chol, -1, -2)[..., None, :, :]
     out: dict[str, Any] = {"mean": mean, "cov": cov, "w": None}
     if family == "student_t":
-        n_run = sums.n.sum(axis=-1)
+        n_run = sums.checkpoints.sum(axis=-1)
         q = (sums.s2 * inv_s2).sum(axis=-1) - (c * eta).sum(axis=-1)
         out["w"] = ((nu + n_run) / 2, (nu + q) / 2)
     return out

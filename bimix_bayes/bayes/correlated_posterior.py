@@ -121,13 +121,25 @@ def _chains(
     sigma = posterior["sigma"].transpose("chain", "draw", "domain").to_numpy()
     for c in range(posterior.sizes["chain"]):
         curves = curve_residual_sums(posterior.isel(chain=[c]), layout, with_slope=True)
+        weighted = {}
+        if curves.n is not None:  # the noise falls with the step: weighted sums per draw
+            weighted = {
+                "n": by_run(curves.n[0]),
+                "sx": by_run(curves.sx[0]),
+                "sxx": by_run(curves.sxx[0]),
+                "count": n,
+                "log_v": by_run(curves.log_v[0]),
+            }
         sums = RunSums(
-            n=n,
-            sx=sx,
-            sxx=sxx,
-            s1=by_run(curves.s1[0]),
-            s2=by_run(curves.s2[0]),
-            sxe=by_run(curves.sxe[0]),
+            **{
+                "n": n,
+                "sx": sx,
+                "sxx": sxx,
+                "s1": by_run(curves.s1[0]),
+                "s2": by_run(curves.s2[0]),
+                "sxe": by_run(curves.sxe[0]),
+                **weighted,
+            }
         )
         yield c, sums, sigma[c], l_u[c], None if l_v is None else l_v[c]
 

@@ -47,6 +47,7 @@ from bimix_bayes.bayes.discrepancy import (
     shared_bend,
 )
 from bimix_bayes.bayes.law_params import fit_step_covariates, posterior_law, posterior_params
+from bimix_bayes.bayes.noise import fit_noise_variance
 from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata, spec_from_idata
 from bimix_bayes.bayes.predictive_density import log_predictive_density
 from bimix_bayes.bayes.sizes import size_doublings_outside, size_offset
@@ -276,6 +277,8 @@ class _Forecast:
     attrs: dict[str, Any]
     z: float | None = None  # log(N / N_ref) of a fit with model sizes
     u: np.ndarray | None = None  # (step): the annealing covariate of a fit with a schedule
+    # (chain, draw, step, domain): the noise variance factor of a noise that falls with the step
+    noise_var: xr.DataArray | None = None
 
     def chunks(self) -> Iterator[xr.DataArray]:
         """The draws, a few targets at a time (the random stream consumed in target order)."""
@@ -312,7 +315,8 @@ class _Forecast:
         if self.effects is not None:
             run = self.effects.isel(mixture=targets)
             z = xr.DataArray(self.rng.standard_normal(mu.shape), dims=DRAW_DIMS)
-            mu = mu + run["offset"] + z * (run["scale"] * self.sigma)
+            noise = self.sigma if self.noise_var is None else self.sigma * np.sqrt(self.noise_var)
+            mu = mu + run["offset"] + z * (run["scale"] * noise)
             mu = mu + run["slope"] * self.x  # zero without the random-slope option
         if self.bend is not None:
             mu = mu + self.bend  # the same for every mixture: shared by all runs
@@ -423,6 +427,7 @@ def _prepare(
         },
         z=z,
         u=u,
+        noise_var=None if kind == "law" else fit_noise_variance(post, x),
     )
 
 

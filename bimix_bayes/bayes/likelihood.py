@@ -55,6 +55,14 @@ from scipy.special import gammaln
 
 from bimix_bayes.bayes.checkpoints import CHECKPOINT_Z, cell_shocks, checkpoint_slots, slot_index
 from bimix_bayes.bayes.law_params import gather, posterior_law, posterior_params
+from bimix_bayes.bayes.noise import (
+    NOISE_EXCESS,
+    NOISE_POWER_ATTR,
+    NOISE_X0_ATTR,
+    early_noise_decay,
+    noise_variance_factor,
+    weighted_sums,
+)
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.laws.cross import cross_mask
 from bimix_bayes.laws.drift import ALPHA_DRIFT
@@ -71,6 +79,7 @@ __all__ = [
     "curve_slope_quadratic",
     "draw_offsets",
     "draw_offsets_and_slopes",
+    "early_noise",
     "gaussian_log_density",
     "offset_conditional",
 ]
@@ -84,12 +93,25 @@ def _gammaln(math: ModuleType) -> Any:
 
 
 def curve_quadratic(
-    s1: Any, s2: Any, n: Any, sigma: Any, tau: Any, *, math: ModuleType = np
+    s1: Any,
+    s2: Any,
+    n: Any,
+    sigma: Any,
+    tau: Any,
+    *,
+    count: Any = None,
+    math: ModuleType = np,
 ) -> tuple[Any, Any]:
-    """``(logdet, q)`` of a curve's residuals under covariance ``sigma^2 I + tau^2 J``."""
+    """``(logdet, q)`` of a curve's residuals under covariance ``sigma^2 I + tau^2 J``.
+
+    With the noise falling with the step (:mod:`~bimix_bayes.bayes.noise`) the sums are
+    weighted and ``n = sum(w)``, while ``count`` is the number of checkpoints (default ``n``);
+    the whitening's ``sum(log v)`` is not included.
+    """
+    count = n if count is None else count
     s2_sigma, t2 = sigma**2, tau**2
     total = s2_sigma + n * t2
-    logdet = (n - 1) * math.log(s2_sigma) + math.log(total)
+    logdet = (count - 1) * math.log(s2_sigma) + math.log(total)
     q = (s2 - t2 / total * s1**2) / s2_sigma
     return logdet, q
 
@@ -102,6 +124,7 @@ def curve_slope_quadratic(
     tau: Any,
     slope: tuple[Any, Any, Any, Any],
     *,
+    count: Any = None,
     math: ModuleType = np,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """``(logdet, q, parts)`` under covariance ``sigma^2 I + tau^2 J + kappa^2 x x^T``.
@@ -115,14 +138,16 @@ def curve_slope_quadratic(
 
     ``parts`` holds ``G^-1 D`` entries (``h11, h12, h21, h22``) and ``b`` (``b1, b2``): the
     conditional of ``(u, v)`` given the residuals is Normal with mean ``G^-1 D b`` and covariance
-    ``sigma^2 G^-1 D``. ``kappa = 0`` gives :func:`curve_quadratic` exactly.
+    ``sigma^2 G^-1 D``. ``kappa = 0`` gives :func:`curve_quadratic` exactly. ``count``: as
+    there (weighted sums).
     """
+    count = n if count is None else count
     sxe, sx, sxx, kappa = slope
     s2_sigma, t2, k2 = sigma**2, tau**2, kappa**2
     g11, g12 = s2_sigma + t2 * n, t2 * sx
     g21, g22 = k2 * sx, s2_sigma + k2 * sxx
     det_g = g11 * g22 - g12 * g21
-    logdet = (n - 2) * math.log(s2_sigma) + math.log(det_g)
+    logdet = (count - 2) * math.log(s2_sigma) + math.log(det_g)
     # H = G^-1 D
     h11, h12 = g22 * t2 / det_g, -g12 * k2 / det_g
     h21, h22 = -g21 * t2 / det_g, g11 * k2 / det_g
@@ -143,6 +168,8 @@ def curve_log_likelihood(
     nu: float = 5.0,
     math: ModuleType = np,
     slope: tuple[Any, Any, Any, Any] | None = None,
+    count: Any = None,
+    log_v: Any = 0.0,
 ) -> Any:
     """Log density of each curve's residuals, the run offset integrated out.
 
@@ -161,12 +188,17 @@ def curve_log_likelihood(
     slope
         ``(sxe, sx, sxx, kappa)`` for the opt-in random slope per curve (see
         :func:`curve_slope_quadratic`); None: offsets only.
+    count, log_v
+        With the noise falling with the step (:mod:`~bimix_bayes.bayes.noise`): the sums are
+        weighted (``n = sum(w)``), ``count`` is the number of checkpoints and ``log_v`` the
+        curve's ``sum(log v)``; None and 0 otherwise.
     """
+    count = n if count is None else count
     if slope is None:
-        logdet, q = curve_quadratic(s1, s2, n, sigma, tau, math=math)
+        logdet, q = curve_quadratic(s1, s2, n, sigma, tau, count=count, math=math)
     else:
-        logdet, q, _ = curve_slope_quadratic(s1, s2, n, sigma, tau, slope, math=math)
-    return gaussian_log_density(n, logdet, q, family=family, nu=nu, math=math)
+        logdet, q, _ = curve_slope_quadratic(s1, s2, n, sigma, tau, slope, count=count, math=math)
+    return gaussian_log_density(count, logdet + log_v, q, family=family, nu=nu, math=math)
 
 
 def gaussian_log_density(
@@ -204,6 +236,7 @@ def offset_conditional(
     family: str = "normal",
     nu: float = 5.0,
     slope: tuple[Any, Any, Any, Any] | None = None,
+    count: Any = None,
 ) -> dict[str, Any]:
     """Conditional distribution of a curve's offset given its residuals (numpy).
 
@@ -215,9 +248,14 @@ def offset_conditional(
     With ``slope = (sxe, sx, sxx, kappa)`` (the opt-in random slope) it also returns
     ``slope_mean``, ``slope_var`` and ``cov`` (of ``u`` and the slope ``v``, given ``W``); a new
     checkpoint at centred log step ``x`` is then ``mu + u + v x + sqrt(W) sigma z``.
+
+    With the noise falling with the step the sums are weighted (``n = sum(w)``) and ``count``
+    is the number of checkpoints (:mod:`~bimix_bayes.bayes.noise`); the new checkpoint's noise
+    is then ``sqrt(W v) sigma z``.
     """
+    count = n if count is None else count
     if slope is not None:
-        _, q, h = curve_slope_quadratic(s1, s2, n, sigma, tau, slope)
+        _, q, h = curve_slope_quadratic(s1, s2, n, sigma, tau, slope, count=count)
         s2_sigma = np.square(sigma)
         out = {
             "mean": h["h11"] * h["b1"] + h["h12"] * h["b2"],
@@ -228,14 +266,14 @@ def offset_conditional(
             "w": None,
         }
         if family == "student_t":
-            out["w"] = ((nu + n) / 2, (nu + q) / 2)
+            out["w"] = ((nu + count) / 2, (nu + q) / 2)
         return out
     s2_sigma, t2 = np.square(sigma), np.square(tau)
     total = s2_sigma + n * t2
     out: dict[str, Any] = {"mean": t2 * s1 / total, "var": s2_sigma * t2 / total, "w": None}
     if family == "student_t":
         _, q = curve_quadratic(s1, s2, n, sigma, tau)
-        out["w"] = ((nu + n) / 2, (nu + q) / 2)
+        out["w"] = ((nu + count) / 2, (nu + q) / 2)
     return out
 
 
@@ -324,6 +362,9 @@ class CurveLayout:
         With a learning-rate schedule (``data.schedule``, :mod:`bimix_bayes.laws.schedule`):
         ``x`` and ``step_grid`` are ``log(S1(s) / S1(s_ref))``, ``u`` and ``grid_u`` the
         annealing covariate of each cell and grid point; zeros without one.
+    noise_x0
+        The ``x`` of the first fitted step, where the early checkpoints' excess noise is
+        measured from (:mod:`~bimix_bayes.bayes.noise`).
     """
 
     domains: tuple[str, ...]
@@ -350,6 +391,18 @@ class CurveLayout:
     u: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     grid_u: np.ndarray = field(default_factory=lambda: np.zeros(0))
     has_schedule: bool = False
+    noise_x0: float = 0.0
+
+    def noise_decay(self, power: float, x0: float | None = None) -> np.ndarray:
+        """Per cell the decay ``g`` of the early checkpoints' excess noise variance
+        (:func:`~bimix_bayes.bayes.noise.early_noise_decay`), from ``x0`` (default: this
+        layout's first step); zero where nothing is observed."""
+        x0 = self.noise_x0 if x0 is None else x0
+        return early_noise_decay(self.x, x0, power=power) * self.mask
+
+    def grid_noise_decay(self, power: float) -> np.ndarray:
+        """:meth:`noise_decay` at each point of ``step_grid`` (what the model graph reads)."""
+        return early_noise_decay(self.step_grid, self.noise_x0, power=power)
 
     @property
     def log_share_centre(self) -> np.ndarray:
@@ -392,7 +445,8 @@ class CurveLayout:
     ) -> CurveLayout:
         """Build the layout of ``data`` with steps centred on ``s_ref`` (through the areas of
         ``data.schedule`` when it has one) and, when the data have sizes, sizes on ``size_ref``
-        (default: :func:`~bimix_bayes.laws.size.size_reference`)."""
+        (default: :func:`~bimix_bayes.laws.size.size_reference`); ``noise_x0`` is the ``x`` of
+        its first step."""
         obs = data.observations
         domains, runs = data.domains, data.runs
         dom_idx = pd.Index(domains).get_indexer(obs["domain"])
@@ -462,6 +516,7 @@ class CurveLayout:
             u=u,
             grid_u=grid_u,
             has_schedule=data.schedule is not None,
+            noise_x0=float(x_obs.min()),
         )
 
     @classmethod
@@ -511,6 +566,7 @@ class CurveLayout:
             u=np.tile([0.0, 0.5], (curves, 1)) if schedule else np.zeros((curves, 2)),
             grid_u=np.array([0.0, 0.5]) if schedule else np.zeros(2),
             has_schedule=schedule,
+            noise_x0=-1.0,
         )
 
     @property
@@ -540,6 +596,17 @@ class CurveLayout:
         sx, sxx = self.x_sums()
         return self.by_run(self.n), self.by_run(sx), self.by_run(sxx)
 
+    def run_step_sets(self) -> np.ndarray:
+        """Per run, an id of its set of (domain, step) cells: runs with the same id have the
+        same checkpoints in every domain (``(run, 1)``, float)."""
+        cells: list[list[tuple[int, float]]] = [[] for _ in self.runs]
+        for c, (r, d) in enumerate(zip(self.curve_run, self.curve_domain, strict=True)):
+            observed = self.x[c][self.mask[c] > 0]
+            cells[r].extend((int(d), float(v)) for v in np.round(observed, 12))
+        ids: dict[tuple[tuple[int, float], ...], int] = {}
+        index = [ids.setdefault(tuple(sorted(run)), len(ids)) for run in cells]
+        return np.asarray(index, dtype=float)[:, None]
+
     def curve_labels(self) -> list[str]:
         """``"run/domain"`` label of each curve."""
         return [
@@ -561,6 +628,10 @@ class CurveSums:
     sxe, kappa
         The random-slope option: ``sum(x e)`` and the slope sd of the curve's domain; None when
         the option is off.
+    n, sx, sxx, log_v
+        With the noise falling with the step (:mod:`~bimix_bayes.bayes.noise`): the weighted
+        design sums and ``sum(log v)`` per draw and curve (``s1``, ``s2``, ``sxe`` are then
+        weighted too); None: constant noise, the layout's plain sums.
     """
 
     s1: np.ndarray
@@ -569,24 +640,41 @@ class CurveSums:
     tau: np.ndarray
     sxe: np.ndarray | None = None
     kappa: np.ndarray | None = None
+    n: np.ndarray | None = None
+    sx: np.ndarray | None = None
+    sxx: np.ndarray | None = None
+    log_v: np.ndarray | None = None
+
+    def design(self, layout: CurveLayout) -> tuple[Any, Any, Any]:
+        """``(n, sx, sxx)`` of each curve: weighted per draw, or the layout's plain sums."""
+        if self.n is None:
+            return (layout.n, *layout.x_sums())
+        return self.n, self.sx, self.sxx
 
     def slope(self, layout: CurveLayout) -> tuple[Any, Any, Any, Any] | None:
         """``(sxe, sx, sxx, kappa)`` of :func:`curve_slope_quadratic`; None without slopes."""
         if self.sxe is None:
             return None
-        return (self.sxe, *layout.x_sums(), self.kappa)
+        return (self.sxe, *self.design(layout)[1:], self.kappa)
+
+    def _curve_args(self, layout: CurveLayout) -> tuple[Any, ...]:
+        """``(s1, s2, n, sigma, tau)``: the leading arguments of the per-curve closed forms."""
+        return (self.s1, self.s2, self.design(layout)[0], self.sigma, self.tau)
+
+    def log_likelihood(self, layout: CurveLayout, *, family: str, nu: float) -> np.ndarray:
+        """:func:`curve_log_likelihood` of every curve, shaped like the sums."""
+        log_v = 0.0 if self.log_v is None else self.log_v
+        slope = self.slope(layout)
+        return curve_log_likelihood(
+            *self._curve_args(layout), family=family, nu=nu, slope=slope, count=layout.n,
+            log_v=log_v,
+        )  # fmt: skip
 
     def conditional(self, layout: CurveLayout, *, family: str, nu: float) -> dict[str, Any]:
         """:func:`offset_conditional` of every curve; ``mean`` broadcast to the sums' shape."""
+        slope = self.slope(layout)
         cond = offset_conditional(
-            self.s1,
-            self.s2,
-            layout.n,
-            self.sigma,
-            self.tau,
-            family=family,
-            nu=nu,
-            slope=self.slope(layout),
+            *self._curve_args(layout), family=family, nu=nu, slope=slope, count=layout.n
         )
         cond["mean"] = np.broadcast_to(cond["mean"], self.s1.shape)
         return cond
@@ -646,6 +734,10 @@ def curve_residual_sums(
     shocks = CHECKPOINT_Z in posterior  # each checkpoint's shock, shared by every run
     s1, s2 = np.empty(shape), np.empty(shape)
     sxe = np.empty(shape) if with_slope else None
+    decay = early_noise(posterior, layout)
+    if decay is not None:  # the noise falls with the step: weighted sums per draw
+        eta = by_curve(NOISE_EXCESS)
+        n_w, sx_w, sxx_w, log_v = (np.empty(shape) for _ in range(4))
     step = max(1, _CHUNK_VALUES // max(1, layout.x.size * max(1, len(layout.training_domains))))
     for c in range(shape[0]):
         for start in range(0, shape[1], step):
@@ -666,10 +758,16 @@ def curve_residual_sums(
                 )
             if shocks:  # likelihood.checkpoint_sd_scale > 0
                 mu = mu + cell_shocks(posterior, layout.grid_index, len(layout.step_grid), sl)
-            e = (layout.y - mu) * layout.mask
-            s1[sl], s2[sl] = e.sum(axis=-1), (e**2).sum(axis=-1)
+            v = None if decay is None else noise_variance_factor(decay, eta[sl][..., None])
+            sums = weighted_sums(layout.y - mu, layout.mask, layout.x, v)
+            s1[sl], s2[sl] = sums.s1, sums.s2
             if sxe is not None:
-                sxe[sl] = (e * layout.x).sum(axis=-1)
+                sxe[sl] = sums.sxe
+            if decay is not None:
+                n_w[sl], sx_w[sl], sxx_w[sl], log_v[sl] = sums.n, sums.sx, sums.sxx, sums.log_v
+    weighted = {}
+    if decay is not None:
+        weighted = {"n": n_w, "sx": sx_w, "sxx": sxx_w, "log_v": log_v}
     return CurveSums(
         s1=s1,
         s2=s2,
@@ -677,4 +775,15 @@ def curve_residual_sums(
         tau=by_curve("tau"),
         sxe=sxe,
         kappa=None if sxe is None else by_curve("kappa"),
+        **weighted,
     )
+
+
+def early_noise(posterior: xr.Dataset, layout: CurveLayout) -> np.ndarray | None:
+    """Per cell of ``layout`` the decay ``g`` of the early checkpoints' excess noise under the
+    fit of ``posterior`` (its power and first step, ``attrs``); None when its noise is constant
+    (:mod:`~bimix_bayes.bayes.noise`)."""
+    if NOISE_EXCESS not in posterior:
+        return None
+    power = float(posterior.attrs[NOISE_POWER_ATTR])
+    return layout.noise_decay(power, float(posterior.attrs[NOISE_X0_ATTR]))

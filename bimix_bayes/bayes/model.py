@@ -57,7 +57,6 @@ import xarray as xr
 
 from bimix_bayes._version import __version__
 from bimix_bayes.bayes.checkpoints import CHECKPOINT_DIM
-from bimix_bayes.bayes.correlated import RunPatterns
 from bimix_bayes.bayes.correlated_posterior import (
     CORRELATION_DIM,
     is_correlated,
@@ -83,16 +82,17 @@ from bimix_bayes.bayes.graph import (
     has_checkpoint_shocks,
     jittered_start,
     layout_cross_basis,
+    run_patterns,
 )
 from bimix_bayes.bayes.identifiability import warn_if_run_effects_unidentified
 from bimix_bayes.bayes.law_params import SCHEDULE_ATTR, TRAIN_DIM, spec_law
 from bimix_bayes.bayes.likelihood import (
     CurveLayout,
     CurveSums,
-    curve_log_likelihood,
     curve_residual_sums,
     draw_offsets,
 )
+from bimix_bayes.bayes.noise import noise_attrs
 from bimix_bayes.bayes.persistence import (
     FORMAT_VERSION,
     diagnostics_from_idata,
@@ -442,8 +442,9 @@ class BiMixModel:
                 stacklevel=3,
             )
             return None
-        patterns = RunPatterns.of(*layout.run_design())
+        patterns = run_patterns(layout, spec)
         values = {
+            "noise_decay": layout.grid_noise_decay(spec["likelihood"]["early_noise_power"]),
             "run_n": layout.run_design()[0],
             "cell_z": layout.z,
             "run_pattern": patterns.member,
@@ -507,6 +508,7 @@ class BiMixModel:
         post = post[keep]
         law = spec_law(self.spec)
         post.attrs["law"] = law.name
+        post.attrs.update(noise_attrs(self.spec, layout.noise_x0))  # a noise that falls
         post["beta"] = np.exp(post["log_beta"])
         if "log_alpha" in law.population:  # BiMix's paper coefficients (cross effects aside)
             post["alpha"] = np.exp(post["log_alpha"])
@@ -677,16 +679,7 @@ def pointwise_log_likelihood(
         )
     if sums is None:
         sums = curve_residual_sums(post, layout, with_slope=bool(lik["run_slope"]))
-    curve_ll = curve_log_likelihood(
-        sums.s1,
-        sums.s2,
-        layout.n,
-        sums.sigma,
-        sums.tau,
-        family=lik["family"],
-        nu=lik["nu"],
-        slope=sums.slope(layout),
-    )
+    curve_ll = sums.log_likelihood(layout, family=lik["family"], nu=lik["nu"])
     return xr.Dataset(
         {
             "loss_run": ((*dims, "run"), layout.by_run(curve_ll).sum(axis=-1)),

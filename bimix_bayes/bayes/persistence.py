@@ -40,6 +40,7 @@ import pandas as pd
 
 from bimix_bayes.bayes.diagnostics import FitDiagnostics, diagnose
 from bimix_bayes.bayes.law_params import fit_schedule, spec_law
+from bimix_bayes.bayes.noise import NOISE_EXCESS, NOISE_POWER_ATTR, NOISE_X0_ATTR, has_early_noise
 from bimix_bayes.bayes.spec import PRIOR_NAMES, Spec, SpecError, merge_spec, spec_id
 from bimix_bayes.data.files import atomic_path
 from bimix_bayes.data.table import DataError, MixtureData
@@ -67,7 +68,7 @@ REQUIRED_GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data"
 #: Posterior variables that are positive by construction (with every ``sd_*``).
 POSITIVE_VARS = frozenset(
     {"alpha", "own", "beta", "sigma", "tau", "kappa", "A", "B", "C"}
-    | {"tau_own", "tau_common", "kappa_own", "kappa_common"}
+    | {"tau_own", "tau_common", "kappa_own", "kappa_common", NOISE_EXCESS}
 )
 
 #: The attribute holding :func:`posterior_hash` (written by :func:`save_fit`).
@@ -77,7 +78,8 @@ POSTERIOR_HASH_ATTR = "posterior_sha256"
 #: Spec keys that change the model, added since 0.2, and the value that means the older model.
 _MODEL_BEFORE_0_3 = {
     "law": {"name": "bimix"},  # fits made before laws were selectable are BiMix
-    "likelihood": {"run_correlation": False},
+    # the noise was constant before likelihood.early_noise_scale
+    "likelihood": {"run_correlation": False, "early_noise_scale": 0.0},
     "priors": {name: {"sd_prior": "half_normal", "pooled": True} for name in PRIOR_NAMES},
     # chains started nutpie's way (jitter 1) before sampler.init_jitter; the level was sampled
     # at share 1 before sampler.centre_share; cross effects were non-centred before
@@ -148,12 +150,18 @@ def _check_posterior(idata: az.InferenceData, spec: Spec, path: Path) -> None:
         needed.append("tau")
     if spec["law"]["alpha_drift"]:  # forecasts would silently drop the drift (laws.drift)
         needed.append(ALPHA_DRIFT)
+    if has_early_noise(spec):  # forecasts would carry the early checkpoints' noise wrongly
+        needed.append(NOISE_EXCESS)
     if "posterior" not in idata.groups():
         raise FitFileError(f"{path}: no posterior group")
     post = idata.posterior
     missing = [v for v in needed if v not in post]
     if missing:
         raise FitFileError(f"{path}: the posterior lacks {missing}")
+    lacking = [a for a in (NOISE_POWER_ATTR, NOISE_X0_ATTR) if NOISE_EXCESS in post
+               and a not in post.attrs]  # fmt: skip
+    if lacking:
+        raise FitFileError(f"{path}: the posterior lacks the attribute(s) {lacking}")
     domains = [str(d) for d in post["domain"].to_numpy()]
     if domains != list(data_from_idata(idata).domains):
         raise FitFileError(f"{path}: the posterior's domains {domains} do not match its data")

@@ -22,6 +22,7 @@ from scipy.special import logsumexp
 from bimix_bayes.bayes.checkpoints import CHECKPOINT_Z, checkpoint_terms
 from bimix_bayes.bayes.discrepancy import bend_sd, doublings_outside
 from bimix_bayes.bayes.law_params import fit_step_covariates, posterior_law, posterior_params
+from bimix_bayes.bayes.noise import fit_noise_variance
 from bimix_bayes.bayes.persistence import data_from_idata, spec_from_idata
 from bimix_bayes.bayes.sizes import size_doublings_outside, size_offset
 from bimix_bayes.bayes.targets import observed_conditional, target_shares
@@ -42,10 +43,12 @@ def log_predictive_density(
     """Log posterior predictive density of observed losses (held-out checkpoints), per point.
 
     For each posterior draw the predictive of a new measurement is log-normal: ``log L`` is
-    Normal with mean ``mu + E[u]`` and variance ``W (sigma^2 + Var[u])``, where ``u`` is the run
+    Normal with mean ``mu + E[u]`` and variance ``W (sigma^2 v + Var[u])``, where ``u`` is the run
     offset (its conditional given the run's fitted checkpoints for an observed run, ``N(0,
     tau^2)`` for a new mixture), integrated out exactly, and ``W`` the Student-t variance factor
-    (1 under the Normal likelihood; drawn once per draw otherwise). The density of the loss
+    (1 under the Normal likelihood; drawn once per draw otherwise) and ``v`` the noise's
+    variance factor at the point's step (1 unless the noise falls with the step,
+    :mod:`~bimix_bayes.bayes.noise`). The density of the loss
     itself (Jacobian ``1 / L`` included) is averaged over draws: ``log mean_draws p(L | draw)``.
 
     Parameters
@@ -126,6 +129,11 @@ def log_predictive_density(
     sigma = param("sigma")
     tau = param("tau") if "tau" in post else np.zeros_like(sigma)
     x, u = fit_step_covariates(idata.attrs, steps)
+    noise_var = fit_noise_variance(post, x)  # a noise that falls with the step
+    if noise_var is not None:
+        sigma = sigma * np.sqrt(np.reshape(noise_var.to_numpy(), (n_draws, len(x), -1))[
+            :, np.arange(len(x)), dom
+        ])  # fmt: skip
     with np.errstate(divide="ignore"):
         cross_term = params.pop("cross_term", 0.0)
         if law.cross_domain:  # its effect, summed per point, is cross_term

@@ -146,6 +146,8 @@ SCHEMA: dict[str, Any] = {
         "run_correlation": _run_correlation,
         "lkj_eta": _number(0),
         "checkpoint_sd_scale": _number(0, open_lo=False),
+        "early_noise_scale": _number(0, open_lo=False),
+        "early_noise_power": _number(0),
     },
     "size": {
         "floor_sd": _number(0),

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bimix_bayes.bayes.law_params import TRAIN_DIM, posterior_law
+from bimix_bayes.bayes.noise import NOISE_EXCESS
 from bimix_bayes.bayes.persistence import data_from_idata
 from bimix_bayes.data.replicates import seed_spread
 from bimix_bayes.data.table import MixtureData
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 PAPER_PARAMS = ("A", "alpha", "B", "beta")
-NOISE_PARAMS = ("sigma", "tau")
+NOISE_PARAMS = ("sigma", "tau", NOISE_EXCESS)
 #: The per-domain parameters a summary lists under each law (BiMix's paper coefficients where
 #: the law has them; the cross effects have their own table, :func:`cross_table`).
 LAW_PARAMS = {

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bimix_bayes.bayes.noise import NOISE_EXCESS
 from bimix_bayes.bayes.spec import load_spec, merge_spec
 from bimix_bayes.cli import options as opt
 from bimix_bayes.cli.errors import FitFailedError, UsageError
@@ -263,10 +264,18 @@ def cmd_summary(args: argparse.Namespace) -> int:
         wide = cross.apply(lambda r: _fmt(r["mean"], r["lower"], r["upper"]), axis=1)
         own = cross.index.get_level_values(0) == cross.index.get_level_values(1)
         print(wide.where(~own, "(own)").unstack("training_domain").to_string())
-    noise = posterior_table(idata, prob=p, var_names=("sigma", "tau"))
+    early = NOISE_EXCESS in idata.posterior
+    noise = posterior_table(
+        idata, prob=p, var_names=("sigma", "tau", *((NOISE_EXCESS,) if early else ()))
+    )
     print(
         f"\nnoise on log loss: sigma (per checkpoint) and tau (per run), mean [{100 * p:g}% HDI]:"
     )
+    if early:
+        print(
+            f"({NOISE_EXCESS}: the first fitted checkpoint's noise sd is sqrt(1 + "
+            f"{NOISE_EXCESS}^2) times sigma, falling with the step)"
+        )
     print(_wide_parameter_table(noise).split("\n", 1)[1])
     if note := _common_effect_note(idata.posterior, p):
         print(note)

@@ -56,6 +56,7 @@ import pandas as pd
 
 from bimix_bayes.bayes.correlated_posterior import effect_factors
 from bimix_bayes.bayes.law_params import fit_step_covariates
+from bimix_bayes.bayes.noise import fit_noise_variance
 from bimix_bayes.bayes.persistence import spec_from_idata
 from bimix_bayes.bayes.sizes import fitted_sizes, size_label
 from bimix_bayes.data.mixture_input import mixture_frame
@@ -261,6 +262,9 @@ def _run_covariance(posterior, draws: np.ndarray, x_proxy: float) -> np.ndarray:
         if "kappa" in posterior:
             var = var + x_proxy**2 * flat("kappa") ** 2
         cov = np.einsum("di,ij->dij", var, np.eye(n_dom))
+    noise_var = fit_noise_variance(posterior, np.array([x_proxy]))  # noise falling with step
+    if noise_var is not None:
+        sigma = sigma * np.sqrt(noise_var.to_numpy()[:, :, 0].reshape(-1, n_dom)[draws])
     return cov + np.einsum("di,ij->dij", sigma**2, np.eye(n_dom))
 
 
