@@ -21,6 +21,7 @@ from bimix_bayes.bayes.checks import replicate_losses
 from bimix_bayes.bayes.diagnostics import FitWarning
 from bimix_bayes.bayes.likelihood import CurveLayout
 from bimix_bayes.bayes.model import BiMixModel, resolve_s_ref
+from bimix_bayes.bayes.noise import noise_attrs
 from bimix_bayes.data.simulate import random_mixtures, simulate
 from bimix_bayes.data.table import MixtureData
 
@@ -36,7 +37,7 @@ SPEC = {
     "likelihood": {"sigma_scale": 0.03, "tau_scale": 0.03},
     "sampler": {"draws": 300, "tune": 400, "chains": 2},
 }
-PARAMS = ("log_floor", "log_reducible", "log_alpha", "log_beta", "sigma", "tau")
+PARAMS = ("log_floor", "log_reducible", "log_alpha", "log_beta", "sigma", "tau", "noise_excess")
 
 
 @pytest.mark.slow
@@ -61,6 +62,7 @@ def test_simulation_based_calibration():
         prior = pm.sample_prior_predictive(
             draws=N_SIMULATIONS, model=model.prior_model(template), random_seed=1
         ).prior
+    prior.attrs.update(noise_attrs(model.spec, layout.noise_x0))  # how the noise falls (as fits)
     ranks = {name: [] for name in PARAMS}
     for i in range(N_SIMULATIONS):
         draw = prior.isel(draw=[i])

@@ -785,5 +785,13 @@ def early_noise(posterior: xr.Dataset, layout: CurveLayout) -> np.ndarray | None
     (:mod:`~bimix_bayes.bayes.noise`)."""
     if NOISE_EXCESS not in posterior:
         return None
+    lacking = [a for a in (NOISE_POWER_ATTR, NOISE_X0_ATTR) if a not in posterior.attrs]
+    if lacking:
+        raise ValueError(
+            f"these draws have {NOISE_EXCESS!r} but not the attrs {lacking} that say how the "
+            "noise falls with the step; draws made outside a fit need "
+            "`draws.attrs.update(noise_attrs(model.spec, layout.noise_x0))` "
+            "(bimix_bayes.bayes.noise.noise_attrs)"
+        )
     power = float(posterior.attrs[NOISE_POWER_ATTR])
     return layout.noise_decay(power, float(posterior.attrs[NOISE_X0_ATTR]))
