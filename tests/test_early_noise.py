@@ -235,3 +235,42 @@ def test_a_fit_learns_the_falling_noise_and_forecasts_with_the_floor(tmp_path):
         width[name] = float((table["upper_90"] - table["lower_90"]).mean())
     assert width["falling"] < 0.8 * width["constant"]
     assert pd.notna(width["falling"])
+
+
+def test_the_seed_spread_table_compares_like_with_like():
+    """``model_sd`` is the model's between-seed sd at the very cells the measured spread pools
+    (weights replicates - 1): ``tau^2 + sigma^2 v(s)``, larger than ``sqrt(tau^2 + sigma^2)``
+    when the replicates' common steps include the noisy first ones."""
+    import arviz as az
+    import xarray as xr
+
+    from bimix_bayes.bayes.summary import seed_spread_table
+    from bimix_bayes.data.replicates import replicate_cells
+
+    params = default_parameters().iloc[:2]
+    mixtures = random_mixtures(3, list(params.index), min_share=0.1, seed=0)
+    mixtures.loc["rep"] = mixtures.iloc[0].to_numpy()  # a second seed of the first mixture
+    steps = np.array([100.0, 200.0, 400.0, 800.0])
+    data = simulate(params, mixtures, steps, seed=1)
+    domains = list(data.domains)
+    sigma, tau, eta, power, x0, s_ref = [0.01, 0.02], [0.03, 0.01], [2.0, 0.5], 1.0, 0.0, 100.0
+    post = xr.Dataset(
+        {
+            name: (("chain", "draw", "domain"), np.broadcast_to(value, (1, 2, 2)).copy())
+            for name, value in [("sigma", sigma), ("tau", tau), (NOISE_EXCESS, eta)]
+        },
+        coords={"domain": domains},
+        attrs={NOISE_POWER_ATTR: power, NOISE_X0_ATTR: x0},
+    )
+    idata = az.InferenceData(posterior=post)
+    idata.attrs["s_ref"] = s_ref
+    table = seed_spread_table(idata, data)
+    cells = replicate_cells(data).reset_index()
+    for i, domain in enumerate(domains):
+        c = cells[cells["domain"] == domain]
+        g = np.exp(-2 * power * (np.log(c["step"].to_numpy() / s_ref) - x0))
+        var = tau[i] ** 2 + sigma[i] ** 2 * (1 + eta[i] ** 2 * g)
+        expected = np.sqrt(np.average(var, weights=c["count"] - 1))
+        assert np.isclose(table.loc[domain, "model_sd"], expected, atol=5e-5)
+        assert table.loc[domain, "model_sd"] > np.hypot(tau[i], sigma[i])
+    assert set(table.columns) >= {"seed_sd", "mixture_sd", "snr", "model_sd", "tau"}

@@ -737,7 +737,8 @@ def curve_residual_sums(
     decay = early_noise(posterior, layout)
     if decay is not None:  # the noise falls with the step: weighted sums per draw
         eta = by_curve(NOISE_EXCESS)
-        n_w, sx_w, sxx_w, log_v = (np.empty(shape) for _ in range(4))
+        n_w, log_v = np.empty(shape), np.empty(shape)
+        sx_w, sxx_w = (np.empty(shape), np.empty(shape)) if with_slope else (None, None)
     step = max(1, _CHUNK_VALUES // max(1, layout.x.size * max(1, len(layout.training_domains))))
     for c in range(shape[0]):
         for start in range(0, shape[1], step):
@@ -759,12 +760,14 @@ def curve_residual_sums(
             if shocks:  # likelihood.checkpoint_sd_scale > 0
                 mu = mu + cell_shocks(posterior, layout.grid_index, len(layout.step_grid), sl)
             v = None if decay is None else noise_variance_factor(decay, eta[sl][..., None])
-            sums = weighted_sums(layout.y - mu, layout.mask, layout.x, v)
+            sums = weighted_sums(layout.y - mu, layout.mask, layout.x, v, with_x=with_slope)
             s1[sl], s2[sl] = sums.s1, sums.s2
-            if sxe is not None:
+            if with_slope:
                 sxe[sl] = sums.sxe
             if decay is not None:
-                n_w[sl], sx_w[sl], sxx_w[sl], log_v[sl] = sums.n, sums.sx, sums.sxx, sums.log_v
+                n_w[sl], log_v[sl] = sums.n, sums.log_v
+                if with_slope:
+                    sx_w[sl], sxx_w[sl] = sums.sx, sums.sxx
     weighted = {}
     if decay is not None:
         weighted = {"n": n_w, "sx": sx_w, "sxx": sxx_w, "log_v": log_v}

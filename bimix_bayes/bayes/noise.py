@@ -149,10 +149,13 @@ def weighted_sums(
     *,
     log_v: Any | None = None,
     math: ModuleType = np,
+    with_x: bool = True,
 ) -> WeightedSums:
     """Row sums of masked residuals ``e`` (curve x checkpoint), weighted by ``1 / v`` when the
     noise falls with the step (``v`` None: constant noise); ``log_v``: ``log(v)`` per cell when
     the caller has it cheaper (the model graph gathers it from a per-step table).
+    ``with_x=False`` skips the sums in ``x`` (``sx``, ``sxx``, ``sxe`` are then None): only a
+    run slope needs them.
 
     Examples
     --------
@@ -168,12 +171,13 @@ def weighted_sums(
         w = mask / v
         log_v = (mask * (math.log(v) if log_v is None else log_v)).sum(axis=-1)
     we = w * e
+    wx = w * x if with_x else None
     return WeightedSums(
         n=w.sum(axis=-1),
         s1=we.sum(axis=-1),
         s2=(we * e).sum(axis=-1),
-        sx=(w * x).sum(axis=-1),
-        sxx=(w * x * x).sum(axis=-1),
-        sxe=(we * x).sum(axis=-1),
+        sx=None if wx is None else wx.sum(axis=-1),
+        sxx=None if wx is None else (wx * x).sum(axis=-1),
+        sxe=None if wx is None else (wx * e).sum(axis=-1),
         log_v=log_v,
     )

@@ -12,11 +12,12 @@ from __future__ import annotations
 import arviz as az
 import numpy as np
 import pandas as pd
+import xarray as xr
 
-from bimix_bayes.bayes.law_params import TRAIN_DIM, posterior_law
-from bimix_bayes.bayes.noise import NOISE_EXCESS
+from bimix_bayes.bayes.law_params import TRAIN_DIM, fit_step_covariates, posterior_law
+from bimix_bayes.bayes.noise import NOISE_EXCESS, fit_noise_variance
 from bimix_bayes.bayes.persistence import data_from_idata
-from bimix_bayes.data.replicates import seed_spread
+from bimix_bayes.data.replicates import replicate_cells, seed_spread
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.laws.drift import ALPHA_DRIFT
 from bimix_bayes.laws.schedule import ANNEAL
@@ -193,9 +194,13 @@ def comparison_table(
 def seed_spread_table(idata: az.InferenceData, data: MixtureData) -> pd.DataFrame:
     """Measured seed spread per domain beside what the fit implies for it.
 
-    Two seeds of one mixture at one step differ, under the model, by their run offsets and
-    checkpoint noise: the model's between-seed sd is ``sqrt(tau^2 + sigma^2)`` (posterior
-    mean). Columns ``seed_sd``, ``mixture_sd``, ``snr``, ``groups``, ``cells`` (measured,
+    Two seeds of one mixture at one step differ, under the model, by their run effects and
+    their checkpoint noise: the model's between-seed variance at step ``s`` is ``tau^2 + sigma^2
+    v(s)`` (``v`` the early checkpoints' excess, :mod:`~bimix_bayes.bayes.noise`; 1 under a
+    constant noise), plus ``kappa^2 x^2`` with run slopes. ``model_sd`` is the square root of
+    that variance (posterior mean) pooled over the cells the measured spread pools, with the
+    same weights (replicates - 1), so the two compare like for like. Columns ``seed_sd``,
+    ``mixture_sd``, ``snr``, ``groups``, ``cells`` (measured,
     :func:`~bimix_bayes.data.replicates.seed_spread`), ``model_sd`` and ``tau``; empty without
     replicates.
 
@@ -208,12 +213,32 @@ def seed_spread_table(idata: az.InferenceData, data: MixtureData) -> pd.DataFram
     if measured.empty:
         return measured
     post = idata.posterior
-    sigma = post["sigma"]
-    tau = post["tau"] if "tau" in post else 0.0 * sigma
-    model_sd = np.sqrt(tau**2 + sigma**2).mean(("chain", "draw"))
+    cells = replicate_cells(data).reset_index()
+    steps = np.unique(cells["step"].to_numpy(dtype=float))
+    x, _ = fit_step_covariates(idata.attrs, steps)
+    x_da = xr.DataArray(x, dims="step", coords={"step": steps})
+    tau = post["tau"] if "tau" in post else 0.0 * post["sigma"]
+    variance = tau**2 + post["sigma"] ** 2 * (fit_noise_variance(post, x) if NOISE_EXCESS in post
+                                              else 1.0)  # fmt: skip
+    if "kappa" in post:
+        variance = variance + post["kappa"] ** 2 * x_da**2
+    variance = variance.mean(("chain", "draw"))
+    if "step" not in variance.dims:
+        variance = variance.expand_dims(step=steps)
+    variance = variance.assign_coords(step=steps).transpose("step", "domain").to_pandas()
     domains = [str(d) for d in post["domain"].to_numpy()]
+    cell_var = variance.stack().rename("model_var").rename_axis(["step", "domain"])
+    cells = cells.join(cell_var, on=["step", "domain"])
+    pooled = (
+        cells.assign(w=cells["count"] - 1)
+        .groupby("domain")[["model_var", "w"]]
+        .apply(lambda c: np.average(c["model_var"], weights=c["w"]))
+    )
     fitted = pd.DataFrame(
-        {"model_sd": model_sd.to_numpy(), "tau": tau.mean(("chain", "draw")).to_numpy()},
+        {
+            "model_sd": np.sqrt(pooled.reindex(domains)).to_numpy(),
+            "tau": tau.mean(("chain", "draw")).to_numpy(),
+        },
         index=domains,
     )
     return measured.join(fitted).round(4)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from bimix_bayes.data.table import MixtureData
 
-__all__ = ["replicate_groups", "seed_spread"]
+__all__ = ["replicate_cells", "replicate_groups", "seed_spread"]
 
 
 def replicate_groups(data: MixtureData) -> list[list[str]]:
@@ -28,6 +28,31 @@ def replicate_groups(data: MixtureData) -> list[list[str]]:
     shares = data.mixtures.round(12)
     groups = shares.groupby(list(shares.columns), sort=False).groups.values()
     return [list(map(str, g)) for g in groups if len(g) > 1]
+
+
+def replicate_cells(data: MixtureData) -> pd.DataFrame:
+    """Every (domain, replicate group, step) that two or more replicates observed: the sample
+    variance of their log losses (``var``) and how many they are (``count``); index
+    ``(domain, group, step)``, empty without replicates. :func:`seed_spread` pools them.
+
+    Examples
+    --------
+    >>> from bimix_bayes.data.embedded import load_default
+    >>> cells = replicate_cells(load_default())
+    >>> list(cells.index.names), bool((cells["count"] >= 2).all())
+    (['domain', 'group', 'step'], True)
+    """
+    groups = replicate_groups(data)
+    index = pd.MultiIndex.from_tuples([], names=["domain", "group", "step"])
+    if not groups:
+        return pd.DataFrame({"var": [], "count": []}, index=index)
+    obs = data.observations
+    label = {run: k for k, group in enumerate(groups) for run in group}
+    rep = obs[obs["run"].isin(label)].assign(
+        group=lambda d: d["run"].map(label), log_loss=lambda d: np.log(d["loss"])
+    )
+    cells = rep.groupby(["domain", "group", "step"])["log_loss"].agg(["var", "count"])
+    return cells[cells["count"] > 1]
 
 
 def seed_spread(data: MixtureData) -> pd.DataFrame:
@@ -49,16 +74,9 @@ def seed_spread(data: MixtureData) -> pd.DataFrame:
     >>> bool((table["snr"] > 1).all())  # the mixtures differ more than seeds in every domain
     True
     """
-    groups = replicate_groups(data)
-    if not groups:
+    cells = replicate_cells(data)
+    if cells.empty:
         return pd.DataFrame(columns=["seed_sd", "groups", "cells"])
-    obs = data.observations
-    label = {run: k for k, group in enumerate(groups) for run in group}
-    rep = obs[obs["run"].isin(label)].assign(
-        group=lambda d: d["run"].map(label), log_loss=lambda d: np.log(d["loss"])
-    )
-    cells = rep.groupby(["domain", "group", "step"])["log_loss"].agg(["var", "count"])
-    cells = cells[cells["count"] > 1]
     pooled = cells.groupby("domain").apply(
         lambda c: pd.Series(
             {
