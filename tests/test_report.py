@@ -461,3 +461,15 @@ def test_what_to_train_next_is_an_opt_in_section(study, html):
     assert "Value of stopping now" in section and "value (nats)" in section
     assert section.count("<tr") >= 3  # a header row and two proposals
     assert 'href="#next"' in with_next
+
+
+def test_the_header_says_how_runs_and_noise_are_modelled(study, html):
+    """A reader of the report learns what the model assumes about the measurements: the
+    likelihood, the noise that falls with the step, how run effects are shared."""
+    from bimix_bayes.bayes.persistence import spec_from_idata
+    from bimix_bayes.bayes.spec import likelihood_words
+
+    idata, fit_data, _ = study
+    words = likelihood_words(spec_from_idata(idata), len(fit_data.domains))
+    assert "noise falling with the step" in words and "run offsets" in words
+    assert f"law bimix, {words}; spec id" in html

@@ -40,12 +40,14 @@ from typing import Any
 
 import yaml
 
+from bimix_bayes.bayes.noise import has_early_noise
 from bimix_bayes.laws.registry import LAWS
 
 __all__ = [
     "DEFAULT_SPEC_NAME",
     "Spec",
     "SpecError",
+    "likelihood_words",
     "load_spec",
     "merge_spec",
     "packaged_specs",
@@ -326,6 +328,35 @@ def load_spec(spec: str | os.PathLike[str] | None = None) -> Spec:
         return merge_spec(update)
     except SpecError as exc:
         raise SpecError(f"{label}: {exc}") from exc
+
+
+def likelihood_words(spec: Mapping[str, Any], n_domains: int) -> str:
+    """How ``spec`` (its ``run_correlation`` decided: a fit's, or :meth:`BiMixModel.spec_for`'s)
+    models the measurements, in a few words: the likelihood, whether the noise falls with the
+    step, and the run effects. What ``bimix fit`` and the HTML report say.
+
+    Examples
+    --------
+    >>> likelihood_words(merge_spec({"likelihood": {"run_correlation": False}}), 7)
+    'normal likelihood on log loss, noise falling with the step, run offsets'
+    >>> likelihood_words(merge_spec({"likelihood": {"run_correlation": True, "run_slope": True,
+    ...                                             "early_noise_scale": 0}}), 5)
+    'normal likelihood on log loss, run offsets and slopes correlated across domains'
+    """
+    lik = spec["likelihood"]
+    words = [f"{lik['family']} likelihood on log loss"]
+    if has_early_noise(spec):
+        words.append("noise falling with the step")
+    if not lik["run_offset"]:
+        words.append("no run effects")
+        return ", ".join(words)
+    effects = "run offsets" + (" and slopes" if lik["run_slope"] else "")
+    if lik["run_correlation"] == "common" and n_domains > 1:
+        effects += " with a part every domain of a run shares"
+    elif lik["run_correlation"] and n_domains > 1:
+        effects += " correlated across domains"
+    words.append(effects)
+    return ", ".join(words)
 
 
 def spec_id(spec: Spec) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from bimix_bayes.bayes.noise import NOISE_EXCESS
-from bimix_bayes.bayes.spec import load_spec, merge_spec
+from bimix_bayes.bayes.spec import likelihood_words, load_spec, merge_spec
 from bimix_bayes.cli import options as opt
 from bimix_bayes.cli.errors import FitFailedError, UsageError
 from bimix_bayes.cli.progress import Progress, sampling_words
@@ -77,9 +77,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     auto = model.spec["likelihood"]["run_correlation"] == "auto" and lik["run_correlation"]
     print(f"data: {data.summary()}")
     print(
-        f"model: hierarchical, law {model.spec['law']['name']}, {lik['family']} likelihood "
-        "on log loss, "
-        f"{_run_effects_words(lik, len(data.domains))}"
+        f"model: hierarchical, law {model.spec['law']['name']}, "
+        f"{likelihood_words(model.spec_for(data), len(data.domains))}"
         + (" (run_correlation auto: evaluation sets that are not training domains)" if auto else "")
         + (
             "; step law through the learning-rate schedule (its area and annealing)"
@@ -117,18 +116,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
             f"the fit failed its diagnostics (--strict); {args.out} was written for inspection"
         )
     return 0
-
-
-def _run_effects_words(lik: dict, n_domains: int) -> str:
-    """How the model treats runs, in a few words."""
-    if not lik["run_offset"]:
-        return "no run effects"
-    parts = ["run offsets" + (" and slopes" if lik["run_slope"] else "")]
-    if lik["run_correlation"] == "common" and n_domains > 1:
-        parts.append("with a part every domain of a run shares")
-    elif lik["run_correlation"] and n_domains > 1:
-        parts.append("correlated across domains")
-    return " ".join(parts)
 
 
 def _common_effect_note(post, prob: float) -> str:

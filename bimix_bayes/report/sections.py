@@ -54,7 +54,7 @@ from bimix_bayes.bayes.forecast import predict
 from bimix_bayes.bayes.law_params import posterior_law
 from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata, spec_from_idata
 from bimix_bayes.bayes.sizes import size_label, size_offset
-from bimix_bayes.bayes.spec import Spec
+from bimix_bayes.bayes.spec import Spec, likelihood_words
 from bimix_bayes.bayes.summary import (
     NOISE_PARAMS,
     comparison_table,
@@ -285,7 +285,7 @@ def section_header(
             "sample": attrs.get("sample_seconds"),
             "created": attrs.get("created", ""),
             "spec_id": attrs.get("spec_id", ""),
-            "likelihood": fit.spec["likelihood"]["family"],
+            "likelihood": likelihood_words(fit.spec, len(data.domains)),
             "law": fit.spec.get("law", {}).get("name", "bimix"),
         },
         "versions": json.loads(attrs.get("package_versions", "{}")),
