@@ -237,10 +237,18 @@ def test_a_fit_learns_the_falling_noise_and_forecasts_with_the_floor(tmp_path):
     assert pd.notna(width["falling"])
 
 
-def test_the_seed_spread_table_compares_like_with_like():
+@pytest.mark.parametrize(
+    ("noise", "slopes", "family"),
+    [(True, False, "normal"), (False, False, "normal"), (True, True, "normal"),
+     (True, False, "student_t")],
+)  # fmt: skip
+def test_the_seed_spread_table_compares_like_with_like(noise, slopes, family):
     """``model_sd`` is the model's between-seed sd at the very cells the measured spread pools
-    (weights replicates - 1): ``tau^2 + sigma^2 v(s)``, larger than ``sqrt(tau^2 + sigma^2)``
-    when the replicates' common steps include the noisy first ones."""
+    (weights replicates - 1): ``tau^2 + sigma^2 v(s)`` (+ ``kappa^2 x^2`` with slopes, times
+    ``nu / (nu - 2)`` under Student-t), larger than ``sqrt(tau^2 + sigma^2)`` when the
+    replicates' common steps include the noisy first ones."""
+    import json
+
     import arviz as az
     import xarray as xr
 
@@ -253,24 +261,33 @@ def test_the_seed_spread_table_compares_like_with_like():
     steps = np.array([100.0, 200.0, 400.0, 800.0])
     data = simulate(params, mixtures, steps, seed=1)
     domains = list(data.domains)
-    sigma, tau, eta, power, x0, s_ref = [0.01, 0.02], [0.03, 0.01], [2.0, 0.5], 1.0, 0.0, 100.0
+    sigma, tau, eta, kappa = [0.01, 0.02], [0.03, 0.01], [2.0, 0.5], [0.004, 0.002]
+    power, x0, s_ref, nu = 1.0, 0.0, 100.0, 5.0
+    values = [("sigma", sigma), ("tau", tau)]
+    values += [(NOISE_EXCESS, eta)] if noise else []
+    values += [("kappa", kappa)] if slopes else []
     post = xr.Dataset(
         {
             name: (("chain", "draw", "domain"), np.broadcast_to(value, (1, 2, 2)).copy())
-            for name, value in [("sigma", sigma), ("tau", tau), (NOISE_EXCESS, eta)]
+            for name, value in values
         },
         coords={"domain": domains},
-        attrs={NOISE_POWER_ATTR: power, NOISE_X0_ATTR: x0},
+        attrs={NOISE_POWER_ATTR: power, NOISE_X0_ATTR: x0} if noise else {},
     )
+    spec = merge_spec({"likelihood": {"family": family, "nu": nu, "run_slope": slopes,
+                                      "early_noise_scale": 3.0 if noise else 0.0}})  # fmt: skip
     idata = az.InferenceData(posterior=post)
-    idata.attrs["s_ref"] = s_ref
+    idata.attrs.update(s_ref=s_ref, spec=json.dumps(spec))
     table = seed_spread_table(idata, data)
     cells = replicate_cells(data).reset_index()
+    scale = nu / (nu - 2) if family == "student_t" else 1.0
     for i, domain in enumerate(domains):
         c = cells[cells["domain"] == domain]
-        g = np.exp(-2 * power * (np.log(c["step"].to_numpy() / s_ref) - x0))
-        var = tau[i] ** 2 + sigma[i] ** 2 * (1 + eta[i] ** 2 * g)
+        x = np.log(c["step"].to_numpy() / s_ref)
+        v = 1 + eta[i] ** 2 * np.exp(-2 * power * (x - x0)) if noise else 1.0
+        var = scale * (tau[i] ** 2 + sigma[i] ** 2 * v + (kappa[i] * x) ** 2 * slopes)
         expected = np.sqrt(np.average(var, weights=c["count"] - 1))
         assert np.isclose(table.loc[domain, "model_sd"], expected, atol=5e-5)
-        assert table.loc[domain, "model_sd"] > np.hypot(tau[i], sigma[i])
+        if noise or slopes or family == "student_t":
+            assert table.loc[domain, "model_sd"] > np.hypot(tau[i], sigma[i])
     assert set(table.columns) >= {"seed_sd", "mixture_sd", "snr", "model_sd", "tau"}

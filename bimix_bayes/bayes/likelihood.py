@@ -57,9 +57,8 @@ from bimix_bayes.bayes.checkpoints import CHECKPOINT_Z, cell_shocks, checkpoint_
 from bimix_bayes.bayes.law_params import gather, posterior_law, posterior_params
 from bimix_bayes.bayes.noise import (
     NOISE_EXCESS,
-    NOISE_POWER_ATTR,
-    NOISE_X0_ATTR,
     early_noise_decay,
+    noise_decay_attrs,
     noise_variance_factor,
     weighted_sums,
 )
@@ -631,7 +630,8 @@ class CurveSums:
     n, sx, sxx, log_v
         With the noise falling with the step (:mod:`~bimix_bayes.bayes.noise`): the weighted
         design sums and ``sum(log v)`` per draw and curve (``s1``, ``s2``, ``sxe`` are then
-        weighted too); None: constant noise, the layout's plain sums.
+        weighted too; ``sx``, ``sxx`` None without run slopes, which alone need them); None:
+        constant noise, the layout's plain sums.
     """
 
     s1: np.ndarray
@@ -646,7 +646,8 @@ class CurveSums:
     log_v: np.ndarray | None = None
 
     def design(self, layout: CurveLayout) -> tuple[Any, Any, Any]:
-        """``(n, sx, sxx)`` of each curve: weighted per draw, or the layout's plain sums."""
+        """``(n, sx, sxx)`` of each curve: weighted per draw (``sx``, ``sxx`` None when the sums
+        were made without run slopes), or the layout's plain sums."""
         if self.n is None:
             return (layout.n, *layout.x_sums())
         return self.n, self.sx, self.sxx
@@ -788,13 +789,4 @@ def early_noise(posterior: xr.Dataset, layout: CurveLayout) -> np.ndarray | None
     (:mod:`~bimix_bayes.bayes.noise`)."""
     if NOISE_EXCESS not in posterior:
         return None
-    lacking = [a for a in (NOISE_POWER_ATTR, NOISE_X0_ATTR) if a not in posterior.attrs]
-    if lacking:
-        raise ValueError(
-            f"these draws have {NOISE_EXCESS!r} but not the attrs {lacking} that say how the "
-            "noise falls with the step; draws made outside a fit need "
-            "`draws.attrs.update(noise_attrs(model.spec, layout.noise_x0))` "
-            "(bimix_bayes.bayes.noise.noise_attrs)"
-        )
-    power = float(posterior.attrs[NOISE_POWER_ATTR])
-    return layout.noise_decay(power, float(posterior.attrs[NOISE_X0_ATTR]))
+    return layout.noise_decay(*noise_decay_attrs(posterior))

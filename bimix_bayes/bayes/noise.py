@@ -59,6 +59,7 @@ __all__ = [
     "fit_noise_variance",
     "has_early_noise",
     "noise_attrs",
+    "noise_decay_attrs",
     "noise_variance_factor",
     "weighted_sums",
 ]
@@ -100,6 +101,26 @@ def noise_variance_factor(decay: Any, eta: Any) -> Any:
     return 1.0 + eta**2 * decay
 
 
+def noise_decay_attrs(posterior: xr.Dataset) -> tuple[float, float]:
+    """``(power, x0)`` of draws that have :data:`NOISE_EXCESS`, from their ``attrs`` (a fit
+    records them); a clear error when draws made outside a fit lack them.
+
+    Examples
+    --------
+    >>> noise_decay_attrs(xr.Dataset(attrs={NOISE_POWER_ATTR: 1.0, NOISE_X0_ATTR: -2.0}))
+    (1.0, -2.0)
+    """
+    lacking = [a for a in (NOISE_POWER_ATTR, NOISE_X0_ATTR) if a not in posterior.attrs]
+    if lacking:
+        raise ValueError(
+            f"these draws have {NOISE_EXCESS!r} but not the attrs {lacking} that say how the "
+            "noise falls with the step; draws made outside a fit need "
+            "`draws.attrs.update(noise_attrs(model.spec, layout.noise_x0))` "
+            "(bimix_bayes.bayes.noise.noise_attrs)"
+        )
+    return float(posterior.attrs[NOISE_POWER_ATTR]), float(posterior.attrs[NOISE_X0_ATTR])
+
+
 def fit_noise_variance(posterior: xr.Dataset, x: np.ndarray) -> xr.DataArray | None:
     """``v`` of a fit at log steps ``x``, over (chain, draw, step, domain); None when the
     fit's noise is constant. The fit's power and first step are in ``posterior.attrs``.
@@ -113,9 +134,8 @@ def fit_noise_variance(posterior: xr.Dataset, x: np.ndarray) -> xr.DataArray | N
     """
     if NOISE_EXCESS not in posterior:
         return None
-    power = float(posterior.attrs[NOISE_POWER_ATTR])
-    decay = early_noise_decay(np.asarray(x, dtype=float), float(posterior.attrs[NOISE_X0_ATTR]),
-                              power=power)  # fmt: skip
+    power, x0 = noise_decay_attrs(posterior)
+    decay = early_noise_decay(np.asarray(x, dtype=float), x0, power=power)
     eta = posterior[NOISE_EXCESS].transpose("chain", "draw", "domain")
     return noise_variance_factor(xr.DataArray(decay, dims="step"), eta).transpose(
         "chain", "draw", "step", "domain"

@@ -342,15 +342,25 @@ def likelihood_words(spec: Mapping[str, Any], n_domains: int) -> str:
     >>> likelihood_words(merge_spec({"likelihood": {"run_correlation": True, "run_slope": True,
     ...                                             "early_noise_scale": 0}}), 5)
     'normal likelihood on log loss, run offsets and slopes correlated across domains'
+    >>> likelihood_words(merge_spec(), 7)  # the default "auto", undecided  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: likelihood.run_correlation is still "auto": ...
     """
     lik = spec["likelihood"]
+    if lik["run_correlation"] == "auto":
+        raise ValueError(
+            'likelihood.run_correlation is still "auto": describe the spec a fit used '
+            "(BiMixModel.spec_for(data), or a saved fit's spec), where it is decided"
+        )
     words = [f"{lik['family']} likelihood on log loss"]
     if has_early_noise(spec):
         words.append("noise falling with the step")
-    if not lik["run_offset"]:
+    kinds = [k for k, on in (("offsets", lik["run_offset"]), ("slopes", lik["run_slope"])) if on]
+    if not kinds:
         words.append("no run effects")
         return ", ".join(words)
-    effects = "run offsets" + (" and slopes" if lik["run_slope"] else "")
+    effects = "run " + " and ".join(kinds)
     if lik["run_correlation"] == "common" and n_domains > 1:
         effects += " with a part every domain of a run shares"
     elif lik["run_correlation"] and n_domains > 1:

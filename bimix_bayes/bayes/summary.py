@@ -16,7 +16,7 @@ import xarray as xr
 
 from bimix_bayes.bayes.law_params import TRAIN_DIM, fit_step_covariates, posterior_law
 from bimix_bayes.bayes.noise import NOISE_EXCESS, fit_noise_variance
-from bimix_bayes.bayes.persistence import data_from_idata
+from bimix_bayes.bayes.persistence import data_from_idata, spec_from_idata
 from bimix_bayes.data.replicates import replicate_cells, seed_spread
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.laws.drift import ALPHA_DRIFT
@@ -197,9 +197,11 @@ def seed_spread_table(idata: az.InferenceData, data: MixtureData) -> pd.DataFram
     Two seeds of one mixture at one step differ, under the model, by their run effects and
     their checkpoint noise: the model's between-seed variance at step ``s`` is ``tau^2 + sigma^2
     v(s)`` (``v`` the early checkpoints' excess, :mod:`~bimix_bayes.bayes.noise`; 1 under a
-    constant noise), plus ``kappa^2 x^2`` with run slopes. ``model_sd`` is the square root of
-    that variance (posterior mean) pooled over the cells the measured spread pools, with the
-    same weights (replicates - 1), so the two compare like for like. Columns ``seed_sd``,
+    constant noise), plus ``kappa^2 x^2`` with run slopes (``x`` the fit's step covariate),
+    times ``nu / (nu - 2)`` under the Student-t likelihood (offsets and noise share its scale).
+    ``model_sd`` is the square root of that variance's posterior mean, pooled over the cells
+    the measured spread pools, with the same weights (replicates - 1), so the two compare like
+    for like. Columns ``seed_sd``,
     ``mixture_sd``, ``snr``, ``groups``, ``cells`` (measured,
     :func:`~bimix_bayes.data.replicates.seed_spread`), ``model_sd`` and ``tau``; empty without
     replicates.
@@ -222,6 +224,9 @@ def seed_spread_table(idata: az.InferenceData, data: MixtureData) -> pd.DataFram
                                               else 1.0)  # fmt: skip
     if "kappa" in post:
         variance = variance + post["kappa"] ** 2 * x_da**2
+    lik = spec_from_idata(idata)["likelihood"]
+    if lik["family"] == "student_t" and lik["nu"] > 2:  # E[W] of the shared scale mixture
+        variance = variance * lik["nu"] / (lik["nu"] - 2)
     variance = variance.mean(("chain", "draw"))
     if "step" not in variance.dims:
         variance = variance.expand_dims(step=steps)

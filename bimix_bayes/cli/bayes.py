@@ -73,12 +73,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
         spec["sampler"]["backend"] = args.sampler
     model = BiMixModel(merge_spec(spec))
     cfg = model.spec["sampler"]
-    lik = model.spec_for(data)["likelihood"]
+    decided = model.spec_for(data)  # run_correlation "auto" decided for these data
+    lik = decided["likelihood"]
     auto = model.spec["likelihood"]["run_correlation"] == "auto" and lik["run_correlation"]
     print(f"data: {data.summary()}")
     print(
         f"model: hierarchical, law {model.spec['law']['name']}, "
-        f"{likelihood_words(model.spec_for(data), len(data.domains))}"
+        f"{likelihood_words(decided, len(data.domains))}"
         + (" (run_correlation auto: evaluation sets that are not training domains)" if auto else "")
         + (
             "; step law through the learning-rate schedule (its area and annealing)"
@@ -163,8 +164,9 @@ def _seed_spread_note(idata) -> str:
         )
     return (
         "\nrun-to-run variation: sd of log loss between seeds of one mixture (measured, at "
-        "their common steps), between mixtures (mixture_sd) and their ratio (snr), beside the "
-        "fitted run-offset sd tau:\n" + table.to_string()
+        "their common steps), between mixtures (mixture_sd) and their ratio (snr), beside what "
+        "the fit implies for two seeds at those steps (model_sd: run effects and checkpoint "
+        "noise) and the fitted run-offset sd tau:\n" + table.to_string()
     )
 
 

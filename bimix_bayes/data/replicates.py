@@ -31,9 +31,10 @@ def replicate_groups(data: MixtureData) -> list[list[str]]:
 
 
 def replicate_cells(data: MixtureData) -> pd.DataFrame:
-    """Every (domain, replicate group, step) that two or more replicates observed: the sample
-    variance of their log losses (``var``) and how many they are (``count``); index
-    ``(domain, group, step)``, empty without replicates. :func:`seed_spread` pools them.
+    """Every (domain, replicate group, step) that two or more replicates observed (and model
+    size, for data with sizes): the sample variance of their log losses (``var``) and how many
+    they are (``count``); index ``(domain, group[, size], step)``, empty without replicates.
+    :func:`seed_spread` pools them.
 
     Examples
     --------
@@ -51,7 +52,8 @@ def replicate_cells(data: MixtureData) -> pd.DataFrame:
     rep = obs[obs["run"].isin(label)].assign(
         group=lambda d: d["run"].map(label), log_loss=lambda d: np.log(d["loss"])
     )
-    cells = rep.groupby(["domain", "group", "step"])["log_loss"].agg(["var", "count"])
+    keys = ["domain", "group", *(["size"] if "size" in rep.columns else []), "step"]
+    cells = rep.groupby(keys)["log_loss"].agg(["var", "count"])  # seeds at one size only
     return cells[cells["count"] > 1]
 
 
