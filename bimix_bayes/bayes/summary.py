@@ -201,8 +201,7 @@ def seed_spread_table(idata: az.InferenceData, data: MixtureData) -> pd.DataFram
     times ``nu / (nu - 2)`` under the Student-t likelihood (offsets and noise share its scale).
     ``model_sd`` is the square root of that variance's posterior mean, pooled over the cells
     the measured spread pools, with the same weights (replicates - 1), so the two compare like
-    for like. Columns ``seed_sd``,
-    ``mixture_sd``, ``snr``, ``groups``, ``cells`` (measured,
+    for like. Columns ``seed_sd``, ``mixture_sd``, ``snr``, ``groups``, ``cells`` (measured,
     :func:`~bimix_bayes.data.replicates.seed_spread`), ``model_sd`` and ``tau``; empty without
     replicates.
 
