@@ -425,12 +425,12 @@ def test_a_failed_fit_is_retried_once_with_safer_settings(monkeypatch):
 
 def test_a_fit_that_mixed_slowly_is_retried_with_twice_the_draws(monkeypatch):
     """A failure of r-hat or ESS (slow mixing) is retried with smaller steps, a longer warm-up
-    and twice the draws (at least 2000); one of divergences only keeps the draws (more draws do
-    not cure divergences and cost time)."""
+    and twice the draws (at least 2000); one of divergences only with at least 2000 draws (the
+    smaller steps make draws more correlated), not twice what it had."""
     from bimix_bayes.bayes.diagnostics import FitDiagnostics
     from bimix_bayes.bayes.model import RetryWarning
 
-    def attempts(first_problems):
+    def attempts(first_problems, draws, retry_draws):
         calls = []
 
         def fake_fit_once(self, data, seed, progress_bar):
@@ -445,18 +445,17 @@ def test_a_fit_that_mixed_slowly_is_retried_with_twice_the_draws(monkeypatch):
             return self.idata_
 
         monkeypatch.setattr(BiMixModel, "_fit_once", fake_fit_once)
-        with pytest.warns(
-            RetryWarning, match="draws 1000 -> 2000" if "ESS" in str(first_problems) else "tune"
-        ):
-            BiMixModel({"sampler": {"draws": 1000}}).fit(_simulated(3), retry=True)
+        with pytest.warns(RetryWarning, match=f"draws {draws} -> {retry_draws}"):
+            BiMixModel({"sampler": {"draws": draws}}).fit(_simulated(3), retry=True)
         return [(c["target_accept"], c["tune"], c["draws"]) for c in calls]
 
     slow = ["tail ESS 144 < 400 for log_alpha[dialogue]: intervals are noisy"]
-    assert attempts(slow) == [(0.9, 500, 1000), (0.99, 1000, 2000)]
-    assert attempts(["2 divergent transitions (allowed 0)"]) == [
-        (0.9, 500, 1000),
-        (0.99, 1000, 1000),
-    ]
+    diverged = ["2 divergent transitions (allowed 0)"]
+    assert attempts(slow, 1000, 2000) == [(0.9, 500, 1000), (0.99, 1000, 2000)]
+    assert attempts(diverged, 1000, 2000) == [(0.9, 500, 1000), (0.99, 1000, 2000)]
+    # from 1500 draws: slow mixing doubles them, divergences only raise them to 2000
+    assert attempts(slow, 1500, 3000) == [(0.9, 500, 1500), (0.99, 1000, 3000)]
+    assert attempts(diverged, 1500, 2000) == [(0.9, 500, 1500), (0.99, 1000, 2000)]
 
 
 def test_advice_for_slow_mixing_names_the_draws_the_retry_uses():
@@ -532,6 +531,39 @@ def test_a_fit_that_failed_on_its_cross_effects_is_retried_in_their_other_coordi
     assert FitDiagnostics.from_json(centred.to_json()).advice() == centred.advice()
     assert "centre_cross" not in " ".join(failed({**base, "centre_cross": 1.0}, elsewhere).advice())
     assert "centre_cross" not in " ".join(failed(base, on_cross).advice())  # recorded before
+
+
+def test_divergences_at_one_end_of_sd_cross_send_the_retry_to_the_other_coordinates():
+    """Divergent draws piled at the small end of sd_cross (the centred cross effects' funnel)
+    are named in the problem, so the retry flips centre_cross; the same number of divergences
+    scattered over sd_cross keeps the coordinates (they are not the cross effects' doing)."""
+    from bimix_bayes.bayes.diagnostics import diagnose
+    from bimix_bayes.bayes.model import safer_sampler
+
+    rng = np.random.default_rng(3)
+    sd = rng.gamma(4.0, 0.02, size=(4, 500))
+    thresholds = {"max_rhat": 1.01, "min_ess_bulk": 400, "min_ess_tail": 400,
+                  "max_divergences": 0, "min_bfmi": 0.3}  # fmt: skip
+    sampler = {"target_accept": 0.9, "tune": 500, "draws": 500, "centre_cross": True}
+
+    def problems(diverging):
+        idata = az.from_dict(
+            posterior={"sd_cross": sd},
+            sample_stats={"diverging": diverging, "energy": rng.normal(size=sd.shape)},
+        )
+        return diagnose(idata, thresholds, sampler).problems
+
+    at_small = np.zeros(sd.shape, bool)
+    at_small.flat[np.argsort(sd, axis=None)[:9]] = True
+    named = problems(at_small)
+    assert named == [
+        "9 divergent transitions (allowed 0), 9 of them at small sd_cross: the sampler missed "
+        "part of the posterior"
+    ]
+    assert safer_sampler(sampler, named)["centre_cross"] is False
+    scattered = np.zeros(sd.shape, bool)
+    scattered.flat[np.argsort(sd, axis=None)[np.linspace(300, 1700, 9).astype(int)]] = True
+    assert "centre_cross" not in safer_sampler(sampler, problems(scattered))
 
 
 def test_a_fit_with_a_missing_curve_saves_and_loads_with_finite_run_offsets(tmp_path):

@@ -126,32 +126,35 @@ def safer_sampler(
 ) -> dict[str, Any] | None:
     """The sampler settings a retry changes, or None when there is nothing safer to try.
 
-    Smaller steps and a longer warm-up (:data:`SAFER_SAMPLER`) whatever failed; twice the draws
-    (at least :data:`~bimix_bayes.bayes.diagnostics.SAFE_DRAWS`) when ``problems`` (the failed
-    fit's) say the chains mixed slowly (r-hat, ESS) rather than only that they diverged; and the
-    other coordinates of the cross effects (``centre_cross`` flipped) when the problems name
-    them or their sd (:func:`~bimix_bayes.bayes.diagnostics.cross_mixing`). The centred form
-    suits cross effects the runs pin down, the non-centred one effects they leave loose; a
-    failure on ``sd_cross`` says the fit is in the wrong one. loglinear, the embedded study's
-    ``holdout-mixtures:10`` split 2 (10 runs): centred, 5 divergences and tail ESS 334 on
-    ``sd_cross``; retried centred, one chain stuck at ``sd_cross = 0`` (2004 divergences, r-hat
-    1.53); retried non-centred, passes; Ye 5Mix 70M (13 runs, seed 2), centred, 20 divergences:
-    retried non-centred, passes. Small
-    studies fail both ways (seeds 0-11, default spec): the embedded study's 4 failures are 1-2
-    divergences, which the smaller steps cure (4 of 4); 7 of Ye et al.'s 5Mix 70M fits (13-run
-    subsets) fail by the slow mixing of one domain's mixture exponent (tail ESS 76-331), which
-    the smaller steps alone cured in 3 of 7 and with twice the draws in 5 of 7 (6 of 7 from new
-    start points; ``benchmarks/retry_cures.py``). Divergences only: more draws cost time and
-    cure nothing, so the draws are kept.
+    Smaller steps and a longer warm-up (:data:`SAFER_SAMPLER`) and at least
+    :data:`~bimix_bayes.bayes.diagnostics.SAFE_DRAWS` draws per chain whatever failed; twice
+    the draws (at least that) when ``problems`` (the failed fit's) say the chains mixed slowly
+    (r-hat, ESS) rather than only that they diverged; and the other coordinates of the cross
+    effects (``centre_cross`` flipped) when the problems name them or their sd, or say the
+    divergences sit at one end of that sd (:func:`~bimix_bayes.bayes.diagnostics.cross_mixing`).
+    The centred form suits cross effects the runs pin down, the non-centred one effects they
+    leave loose; a failure on ``sd_cross`` says the fit is in the wrong one. loglinear, the
+    embedded study's ``holdout-mixtures:10`` split 2 (10 runs): centred, 9 divergences, 6 of
+    them at small ``sd_cross``; retried centred, 36 divergences and tail ESS 179 on
+    ``sd_cross``; retried non-centred, passes; Ye 5Mix 70M (13 runs, seed 2), centred, 20
+    divergences: retried non-centred, passes. Small studies fail both ways (seeds 0-11, default
+    spec): the embedded study's 4 failures are 1-2 divergences, which the smaller steps cure
+    (4 of 4); 7 of Ye et al.'s 5Mix 70M fits (13-run subsets) fail by the slow mixing of one
+    domain's mixture exponent (tail ESS 76-331), which the smaller steps alone cured in 3 of 7
+    and with twice the draws in 5 of 7 (6 of 7 from new start points;
+    ``benchmarks/retry_cures.py``). Divergences only: the smaller steps make the draws more
+    correlated, so the draws are raised to :data:`~bimix_bayes.bayes.diagnostics.SAFE_DRAWS`
+    too (the embedded study's ``holdout-mixtures:10`` split 0 under loglinear: 1 divergence;
+    retried with 1000 draws, tail ESS 252 on a cross effect; with 2000, passes).
 
     Examples
     --------
     >>> default = {"target_accept": 0.9, "tune": 500, "draws": 1000}
     >>> safer_sampler(default, ["2 divergent transitions"])
-    {'target_accept': 0.99, 'tune': 1000}
-    >>> safer_sampler(default, ["tail ESS 144 < 400"])
     {'target_accept': 0.99, 'tune': 1000, 'draws': 2000}
-    >>> safer_sampler({"target_accept": 0.995, "tune": 2000, "draws": 1000}) is None
+    >>> safer_sampler({**default, "draws": 2000}, ["tail ESS 144 < 400"])
+    {'target_accept': 0.99, 'tune': 1000, 'draws': 4000}
+    >>> safer_sampler({"target_accept": 0.995, "tune": 2000, "draws": 2000}) is None
     True
     >>> safer_sampler({**default, "centre_cross": True}, ["5 divergent transitions",
     ...                                                   "tail ESS 334 < 400 for sd_cross"])
@@ -162,8 +165,9 @@ def safer_sampler(
         out["target_accept"] = SAFER_SAMPLER["target_accept"]
     if sampler["tune"] < SAFER_SAMPLER["tune"]:
         out["tune"] = SAFER_SAMPLER["tune"]
-    if slow_mixing(problems):
-        out["draws"] = max(2 * int(sampler["draws"]), SAFE_DRAWS)
+    draws = max(2 * int(sampler["draws"]) if slow_mixing(problems) else 0, SAFE_DRAWS)
+    if draws > int(sampler["draws"]):
+        out["draws"] = draws
     if cross_mixing(problems) and "centre_cross" in sampler:
         out["centre_cross"] = not sampler["centre_cross"]
     return out or None
@@ -330,8 +334,8 @@ class BiMixModel:
             Override the spec's ``sampler.progress_bar`` (by default: only in a terminal).
         retry
             When the fit fails its diagnostics, refit once with safer sampler settings
-            (:func:`safer_sampler`: smaller steps, longer warm-up, and twice the draws when
-            the chains mixed slowly), say so with a
+            (:func:`safer_sampler`: smaller steps, longer warm-up, at least 2000 draws per
+            chain, twice the draws when the chains mixed slowly), say so with a
             :class:`RetryWarning`, and keep the refit (its spec records the settings used).
         """
         self._run_correlation = self._given_run_correlation()
