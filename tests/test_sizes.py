@@ -193,6 +193,36 @@ def test_a_size_fit_recovers_the_slopes_and_forecasts_a_larger_size(size_fit, tm
         predict(loaded, [8e3], runs=["mix000"], size=1e10)
 
 
+def test_the_size_error_has_its_own_correlation_across_domains(size_fit):
+    """At a size not trained, the error all runs share is correlated across domains by
+    ``size_domain_correlation``, not by the step's ``domain_correlation``: uncorrelated, it
+    leaves each domain's spread as it is and narrows the mean over domains'."""
+    import json
+
+    from bimix_bayes.bayes.forecast import forecast_draws
+    from bimix_bayes.data.labels import ALL_DOMAINS
+
+    data, idata = size_fit
+
+    def log_sd(rho_n):
+        spec = json.loads(idata.attrs["spec"])
+        spec["discrepancy"].update(
+            size_sd_per_doubling=0.1, size_domain_correlation=rho_n, domain_correlation=1.0
+        )
+        fit = idata.copy()
+        fit.attrs = {**idata.attrs, "spec": json.dumps(spec)}
+        draws = forecast_draws(fit, [8e3], mixtures=data.mixtures.iloc[:1], size=8e8, seed=0)
+        return np.log(draws).std(("chain", "draw")).squeeze()
+
+    together, apart = log_sd(1.0), log_sd(0.0)
+    domains = [d for d in together["domain"].values if d != ALL_DOMAINS]
+    ratio = apart.sel(domain=domains) / together.sel(domain=domains)
+    assert np.allclose(ratio, 1.0, atol=0.1), ratio.values
+    n = len(domains)  # the shared error (0.1 per doubling) dominates: about 1 / sqrt(n)
+    mean_ratio = float(apart.sel(domain=ALL_DOMAINS) / together.sel(domain=ALL_DOMAINS))
+    assert mean_ratio < 0.5 * (1 + 1 / np.sqrt(n)), mean_ratio
+
+
 def test_a_fit_without_sizes_refuses_a_size():
     import arviz as az
     import xarray as xr

@@ -393,12 +393,13 @@ def _prepare(
     if kind == "predictive" and spec["discrepancy"]["extrapolation"]:
         settings = spec["discrepancy"]
         h = doublings_outside(steps_arr, first=fitted.min(), last=fitted.max())
-        bend = _shared_error(h, settings["sd_per_doubling"], settings, post, len(domains), seed, 4)
+        omega, rho = settings["sd_per_doubling"], settings["domain_correlation"]
+        bend = _shared_error(h, omega, rho, post, len(domains), seed, 4)
         h_size = size_doublings_outside(idata, size)
         if h_size > 0:  # the error every run shares at a size not trained
             h = np.full(len(steps_arr), h_size)
-            omega = settings["size_sd_per_doubling"]
-            bend = bend + _shared_error(h, omega, settings, post, len(domains), seed, 5)
+            omega, rho = settings["size_sd_per_doubling"], settings["size_domain_correlation"]
+            bend = bend + _shared_error(h, omega, rho, post, len(domains), seed, 5)
     if kind == "predictive" and CHECKPOINT_Z in post:  # likelihood.checkpoint_sd_scale > 0
         shocks = forecast_shocks(
             post, np.unique(fitted), steps_arr, np.random.default_rng([seed, 6])
@@ -434,7 +435,7 @@ def _prepare(
 def _shared_error(
     h: np.ndarray,
     omega: float,
-    settings: Mapping[str, Any],
+    rho: float,
     post: xr.Dataset,
     n_domains: int,
     seed: int,
@@ -447,7 +448,7 @@ def _shared_error(
             h,
             n_domains,
             omega=omega,
-            rho=settings["domain_correlation"],
+            rho=rho,
             shape=(post.sizes["chain"], post.sizes["draw"]),
             rng=np.random.default_rng([seed, stream]),
         ),

@@ -163,6 +163,7 @@ SCHEMA: dict[str, Any] = {
         "sd_per_doubling": _number(0, open_lo=False),
         "domain_correlation": _number(0, 1, open_lo=False, open_hi=False),
         "size_sd_per_doubling": _number(0, open_lo=False),
+        "size_domain_correlation": _number(0, 1, open_lo=False, open_hi=False),
     },
     "sampler": {
         "backend": _choice("nutpie", "pymc"),
