@@ -100,6 +100,7 @@ from bimix_bayes.bayes.persistence import (
     save_fit,
     spec_from_idata,
 )
+from bimix_bayes.bayes.residual_correlation import correlation_attr, residual_correlation
 from bimix_bayes.bayes.spec import Spec, SpecError, load_spec, merge_spec, spec_id
 from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.laws.bimix import IdentifiableParams
@@ -529,12 +530,20 @@ class BiMixModel:
             ).to_paper()
             for name in ("A", "B", "C"):
                 post[name] = (post["alpha"].dims, np.asarray(getattr(paper, name)))
-        sums = None  # the residual sums serve both the log likelihood and the run offsets
+        sums = cond = None  # the residual sums serve the log likelihood and the run offsets
+        lik = self.spec["likelihood"]
         if not is_correlated(self.spec, len(layout.domains)):
-            with_slope = bool(self.spec["likelihood"]["run_slope"])
-            sums = curve_residual_sums(post, layout, with_slope=with_slope)
+            sums = curve_residual_sums(post, layout, with_slope=bool(lik["run_slope"]))
+            cond = sums.conditional(layout, family=lik["family"], nu=lik["nu"])
         log_lik = pointwise_log_likelihood(post, layout, self.spec, sums=sums)
-        post["run_offset"] = self._run_offsets(post, layout, seed, sums=sums)
+        post["run_offset"] = self._run_offsets(post, layout, seed, cond=cond)
+        if cond is not None and lik["run_offset"] and lik["new_run_correlation"] == "residual":
+            # how a new run's offsets move together (bimix_bayes.bayes.residual_correlation)
+            means = np.full(
+                (*cond["mean"].shape[:2], len(layout.runs), len(layout.domains)), np.nan
+            )
+            means[:, :, layout.curve_run, layout.curve_domain] = cond["mean"]
+            post.attrs.update(correlation_attr(residual_correlation(means)))
         obs = data.observations
         observed = xr.Dataset(
             {"loss": ("obs", obs["loss"].to_numpy(dtype=float))},
@@ -590,7 +599,12 @@ class BiMixModel:
         return out
 
     def _run_offsets(
-        self, post: xr.Dataset, layout: CurveLayout, seed: int, *, sums: CurveSums | None = None
+        self,
+        post: xr.Dataset,
+        layout: CurveLayout,
+        seed: int,
+        *,
+        cond: dict[str, Any] | None = None,
     ) -> xr.DataArray:
         """One draw of each observed run's offsets from their conditional, per posterior draw.
 
@@ -604,11 +618,11 @@ class BiMixModel:
         if is_correlated(self.spec, len(layout.domains)):
             grid = observed_run_draws(post, layout, self.spec, rng)[0]
         else:
-            if sums is None:
+            if cond is None:
                 sums = curve_residual_sums(post, layout, with_slope=bool(lik["run_slope"]))
-            cond = sums.conditional(layout, family=lik["family"], nu=lik["nu"])
-            u, _ = draw_offsets(cond, rng, sums.s1.shape)
-            chains, draws = sums.s1.shape[:2]
+                cond = sums.conditional(layout, family=lik["family"], nu=lik["nu"])
+            u, _ = draw_offsets(cond, rng, cond["mean"].shape)
+            chains, draws = cond["mean"].shape[:2]
             shape = (chains, draws, len(layout.runs), len(layout.domains))
             tau = np.zeros((chains, draws, shape[-1]))
             if "tau" in post:

@@ -79,7 +79,12 @@ POSTERIOR_HASH_ATTR = "posterior_sha256"
 _MODEL_BEFORE_0_3 = {
     "law": {"name": "bimix"},  # fits made before laws were selectable are BiMix
     # the noise was constant before likelihood.early_noise_scale
-    "likelihood": {"run_correlation": False, "early_noise_scale": 0.0},
+    # and a new run's offsets were independent across domains before new_run_correlation
+    "likelihood": {
+        "run_correlation": False,
+        "early_noise_scale": 0.0,
+        "new_run_correlation": "none",
+    },
     "priors": {name: {"sd_prior": "half_normal", "pooled": True} for name in PRIOR_NAMES},
     # chains started nutpie's way (jitter 1) before sampler.init_jitter; the level was sampled
     # at share 1 before sampler.centre_share; cross effects were non-centred before

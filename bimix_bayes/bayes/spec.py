@@ -146,6 +146,7 @@ SCHEMA: dict[str, Any] = {
         "run_slope": _boolean,
         "slope_scale": _number(0),
         "run_correlation": _run_correlation,
+        "new_run_correlation": _choice("residual", "none"),
         "lkj_eta": _number(0),
         "checkpoint_sd_scale": _number(0, open_lo=False),
         "early_noise_scale": _number(0, open_lo=False),

@@ -39,6 +39,10 @@ from bimix_bayes.bayes.correlated_posterior import (
 )
 from bimix_bayes.bayes.likelihood import CurveLayout, curve_residual_sums, draw_offsets_and_slopes
 from bimix_bayes.bayes.persistence import spec_from_idata
+from bimix_bayes.bayes.residual_correlation import (
+    correlated_fresh_offsets,
+    stored_residual_correlation,
+)
 from bimix_bayes.bayes.spec import Spec
 from bimix_bayes.data.labels import ALL_DOMAINS, NEW, OBSERVED, WEIGHTED_DOMAINS
 from bimix_bayes.data.table import DataError, DataWarning, MixtureData, prediction_shares
@@ -244,8 +248,10 @@ def run_effects(
     table, sources
         The targets, from :func:`forecast_targets`.
     rng
-        Consumed in a fixed order: the fresh effects of every target, then (when there are
-        observed runs) the conditional ones of every observed curve.
+        Consumed in a fixed order: the fresh effects of every target (then their offsets again,
+        correlated across domains, when the fit holds the fitted runs' residual correlation:
+        :mod:`~bimix_bayes.bayes.residual_correlation`), then (when there are observed runs)
+        the conditional ones of every observed curve.
 
     Returns
     -------
@@ -274,6 +280,9 @@ def run_effects(
         slope_var = np.broadcast_to(sd("kappa") ** 2, shape)
         fresh |= {"slope_mean": 0.0, "slope_var": slope_var, "cov": 0.0}
     u, scale, v = draw_offsets_and_slopes(fresh, rng, shape)
+    corr = stored_residual_correlation(post)
+    if corr is not None:  # a new run's offsets move together as the fitted runs' do
+        u = scale * correlated_fresh_offsets(corr, tau[:, :, 0, :], len(table), rng)
     if OBSERVED in sources:
         cond, layout = observed_conditional(idata, data)
         cu, cscale, cv = draw_offsets_and_slopes(cond, rng, cond["mean"].shape)

@@ -140,6 +140,26 @@ def _common_effect_note(post, prob: float) -> str:
     return "\n".join(lines)
 
 
+def _residual_correlation_note(post) -> str:
+    """How a new run's offsets move together across domains (the fitted runs' residual
+    correlation, :mod:`~bimix_bayes.bayes.residual_correlation`), or ''."""
+    import numpy as np
+
+    from bimix_bayes.bayes.residual_correlation import stored_residual_correlation
+
+    corr = stored_residual_correlation(post)
+    if corr is None:
+        return ""
+    off = corr[~np.eye(len(corr), dtype=bool)]
+    domains = [str(d) for d in post["domain"].to_numpy()]
+    table = pd.DataFrame(corr, index=domains, columns=domains).round(2)
+    return (
+        "new runs' offsets are drawn correlated across domains as the fitted runs' are "
+        f"(new_run_correlation; mean correlation {off.mean():.2f}, {off.min():.2f} to "
+        f"{off.max():.2f}), which widens a new mixture's mean over domains:\n" + table.to_string()
+    )
+
+
 def _wide_parameter_table(table: pd.DataFrame) -> str:
     """One row per domain, one 'mean [lower, upper]' cell per parameter."""
     cells = table.apply(lambda r: _fmt(r["mean"], r["lower"], r["upper"]), axis=1)
@@ -267,6 +287,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
         )
     print(_wide_parameter_table(noise).split("\n", 1)[1])
     if note := _common_effect_note(idata.posterior, p):
+        print(note)
+    if note := _residual_correlation_note(idata.posterior):
         print(note)
     print(_seed_spread_note(idata))
     opt.write_table(args.out, table)

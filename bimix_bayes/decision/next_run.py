@@ -17,17 +17,18 @@ today, ``E[O(m0) - min_m O(m)]`` (the expected value of perfect information): no
 worth more than that.
 
 How ``y`` moves the posterior. Under the model a new run of mixture ``c`` at ``s_p`` has per
-domain log loss ``y_i = mu_i(c, s_p; theta) + u_i + e_i``: the law, the run's fresh offsets
-``u ~ N(0, diag(tau) R diag(tau))`` (plus ``x_p^2`` times the slopes' covariance when the fit
-has run slopes) and checkpoint noise ``e_i ~ N(0, sigma_i^2)``. That likelihood is exact and
-needs no refit: the posterior after ``y`` is the posterior draws reweighted by
-``p(y | theta_d)`` (importance weights; their effective sample size is reported). A fantasy
-draws ``theta_f`` from the posterior and ``y`` from its likelihood; the knowledge gradient
-averages over fantasies, with common random numbers across candidates (a fantasy's own draw is
-left out of its reweighted posterior: it made ``y`` and would take most of the weight). A batch
-of ``K`` runs is chosen greedily: the ``k``-th proposal maximises the value of the first ``k``
-runs observed together (joint fantasies, likelihoods multiplied), so a second run near the
-first is worth only what it adds.
+domain log loss ``y_i = mu_i(c, s_p; theta) + u_i + e_i``: the law, the run's fresh offsets ``u
+~ N(0, diag(tau) R diag(tau))`` (``R`` the fitted runs' residual correlation when the run
+effects are independent in the likelihood: :mod:`~bimix_bayes.bayes.residual_correlation`; plus
+``x_p^2`` times the slopes' covariance when the fit has run slopes) and checkpoint noise ``e_i ~
+N(0, sigma_i^2)``. That likelihood is exact and needs no refit: the posterior after ``y`` is the
+posterior draws reweighted by ``p(y | theta_d)`` (importance weights; their effective sample
+size is reported). A fantasy draws ``theta_f`` from the posterior and ``y`` from its likelihood;
+the knowledge gradient averages over fantasies, with common random numbers across candidates (a
+fantasy's own draw is left out of its reweighted posterior: it made ``y`` and would take most of
+the weight). A batch of ``K`` runs is chosen greedily: the ``k``-th proposal maximises the value
+of the first ``k`` runs observed together (joint fantasies, likelihoods multiplied), so a second
+run near the first is worth only what it adds.
 
 ``update="linear"`` replaces the reweighting by a Kalman update: over the draws, the runs' log
 losses and the objectives are taken as jointly Gaussian, ``E[O | y] = E[O] + C S^-1 (y - E[y])``
@@ -58,6 +59,7 @@ from bimix_bayes.bayes.correlated_posterior import effect_factors
 from bimix_bayes.bayes.law_params import fit_step_covariates
 from bimix_bayes.bayes.noise import fit_noise_variance
 from bimix_bayes.bayes.persistence import spec_from_idata
+from bimix_bayes.bayes.residual_correlation import stored_residual_correlation
 from bimix_bayes.bayes.sizes import fitted_sizes, size_label
 from bimix_bayes.data.mixture_input import mixture_frame
 from bimix_bayes.data.table import DataError
@@ -258,10 +260,11 @@ def _run_covariance(posterior, draws: np.ndarray, x_proxy: float) -> np.ndarray:
             l_v = l_v.reshape(-1, n_dom, n_dom)[draws]
             cov = cov + x_proxy**2 * (l_v @ np.swapaxes(l_v, -1, -2))
     else:
-        var = flat("tau") ** 2 if "tau" in posterior else np.zeros_like(sigma)
+        tau = flat("tau") if "tau" in posterior else np.zeros_like(sigma)
+        corr = stored_residual_correlation(posterior)  # the fitted runs' residual correlation
+        cov = tau[:, :, None] * (np.eye(n_dom) if corr is None else corr) * tau[:, None, :]
         if "kappa" in posterior:
-            var = var + x_proxy**2 * flat("kappa") ** 2
-        cov = np.einsum("di,ij->dij", var, np.eye(n_dom))
+            cov = cov + np.einsum("di,ij->dij", x_proxy**2 * flat("kappa") ** 2, np.eye(n_dom))
     noise_var = fit_noise_variance(posterior, np.array([x_proxy]))  # noise falling with step
     if noise_var is not None:
         sigma = sigma * np.sqrt(noise_var.to_numpy()[:, :, 0].reshape(-1, n_dom)[draws])
