@@ -561,6 +561,11 @@ def test_divergences_at_one_end_of_sd_cross_send_the_retry_to_the_other_coordina
         "part of the posterior"
     ]
     assert safer_sampler(sampler, named)["centre_cross"] is False
+    # divergences at small sd_cross are the centred form's funnel, not the non-centred one's
+    non_centred = {**sampler, "centre_cross": False}
+    assert "centre_cross" not in safer_sampler(non_centred, named)
+    at_large = [named[0].replace("small", "large")]
+    assert safer_sampler(non_centred, at_large)["centre_cross"] is True
     scattered = np.zeros(sd.shape, bool)
     scattered.flat[np.argsort(sd, axis=None)[np.linspace(300, 1700, 9).astype(int)]] = True
     assert "centre_cross" not in safer_sampler(sampler, problems(scattered))

@@ -151,3 +151,34 @@ def test_summary_says_how_new_runs_offsets_move_together(shared_luck, tmp_path, 
     assert "new runs' offsets are drawn correlated across domains" in out
     mean = float(re.search(r"mean correlation (-?[\d.]+)", out).group(1))
     assert mean > 0.6  # the simulated runs share most of their luck
+
+
+def test_fresh_offsets_follow_the_stored_correlation_under_either_family(shared_luck):
+    """The offsets drawn for new mixtures correlate across domains as ``C`` says, also under a
+    Student-t likelihood (one scale per run: scales drawn per domain would shrink it), and a
+    fit saved before ``size_domain_correlation`` keeps the step's correlation for its size error."""
+    import json
+
+    from bimix_bayes.bayes.persistence import data_from_idata, spec_from_idata
+    from bimix_bayes.bayes.targets import run_effects
+
+    data, idata = shared_luck
+    corr = stored_residual_correlation(idata.posterior)
+    table = data.mixtures.iloc[:4]
+    for family in ("normal", "student_t"):
+        spec = json.loads(idata.attrs["spec"])
+        spec["likelihood"].update(family=family, nu=4.0)
+        fit = idata.copy()
+        fit.attrs = {**idata.attrs, "spec": json.dumps(spec)}
+        rng = np.random.default_rng(0)
+        u = run_effects(fit, data_from_idata(fit), table, ["new mixture"] * 4, rng)["offset"]
+        tau = idata.posterior["tau"]
+        z = (u / tau).transpose("chain", "draw", "mixture", "domain").to_numpy()
+        drawn = np.corrcoef(z.reshape(-1, z.shape[-1]).T)
+        np.testing.assert_allclose(drawn, corr, atol=0.05, err_msg=family)
+    old = json.loads(idata.attrs["spec"])
+    old["discrepancy"].pop("size_domain_correlation")
+    old["discrepancy"]["domain_correlation"] = 0.5
+    fit = idata.copy()
+    fit.attrs = {**idata.attrs, "spec": json.dumps(old)}
+    assert spec_from_idata(fit)["discrepancy"]["size_domain_correlation"] == 0.5

@@ -30,7 +30,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DERIVED_VARS", "FitDiagnostics", "FitWarning", "diagnose", "divergence_end"]
+__all__ = [
+    "DERIVED_VARS",
+    "FitDiagnostics",
+    "FitWarning",
+    "cross_coordinates_to_flip",
+    "diagnose",
+    "divergence_end",
+]
 
 #: Posterior variables computed from the sampled ones (not diagnosed on their own; the
 #: correlations through their partial correlations ``run_corr_cpc``, ``slope_corr_cpc``). The
@@ -70,23 +77,23 @@ def slow_mixing(problems: Sequence[str]) -> bool:
     return "r-hat" in text or "ESS" in text
 
 
-def cross_mixing(problems: Sequence[str]) -> bool:
-    """Whether the failed checks name the cross effects or their sd (a cross-domain law),
-    or say the divergences sit at one end of that sd (:func:`divergence_end`): their sampling
-    coordinates (``sampler.centre_cross``) are then the first thing to change.
+def cross_coordinates_to_flip(problems: Sequence[str], centred: bool) -> bool:
+    """Whether a retry should sample the cross effects (a cross-domain law) in their other
+    coordinates: the failed checks name them or their sd (their mixing), or say the divergences
+    sit at the end of ``sd_cross`` where the current coordinates have their funnel (small for
+    centred effects, large for non-centred ones: :func:`divergence_end`).
 
     Examples
     --------
-    >>> cross_mixing(["tail ESS 334 < 400 for sd_cross: intervals are noisy"])
+    >>> small = ["9 divergent transitions (allowed 0), 6 of them at small sd_cross"]
+    >>> cross_coordinates_to_flip(small, centred=True), cross_coordinates_to_flip(small, False)
+    (True, False)
+    >>> cross_coordinates_to_flip(["tail ESS 63 < 400 for cross[a, b]"], centred=False)
     True
-    >>> cross_mixing(["tail ESS 63 < 400 for cross[prose, internet]"])
-    True
-    >>> cross_mixing(["9 divergent transitions (allowed 0), 6 of them at small sd_cross"])
-    True
-    >>> cross_mixing(["tail ESS 158 < 400 for log_own[dialogue]"])
-    False
     """
-    return any(re.search(r"(for|at (small|large)) (sd_cross|cross\[)", p) for p in problems)
+    named = any(re.search(r"for (sd_cross|cross\[)", p) for p in problems)
+    funnel = "small" if centred else "large"
+    return named or any(f"at {funnel} sd_cross" in p for p in problems)
 
 
 #: :func:`divergence_end`: the posterior tails (their mass) a divergent draw is counted in,
@@ -232,7 +239,9 @@ class FitDiagnostics:
                 "whose share barely moves its loss); read its intervals as approximate, or "
                 "raise sampler.draws further (ESS grows with the draws)"
             )
-        if cross_mixing(self.problems) and "centre_cross" in used:
+        if "centre_cross" in used and cross_coordinates_to_flip(
+            self.problems, bool(used["centre_cross"])
+        ):
             other = "false" if used["centre_cross"] else "true"
             tips.append(
                 "the cross effects mixed slowly (or the divergences sit at one end of their sd): "

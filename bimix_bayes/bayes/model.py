@@ -69,7 +69,7 @@ from bimix_bayes.bayes.diagnostics import (
     SAFE_TARGET_ACCEPT,
     SAFE_TUNE,
     FitDiagnostics,
-    cross_mixing,
+    cross_coordinates_to_flip,
     diagnose,
     slow_mixing,
 )
@@ -132,7 +132,8 @@ def safer_sampler(
     the draws (at least that) when ``problems`` (the failed fit's) say the chains mixed slowly
     (r-hat, ESS) rather than only that they diverged; and the other coordinates of the cross
     effects (``centre_cross`` flipped) when the problems name them or their sd, or say the
-    divergences sit at one end of that sd (:func:`~bimix_bayes.bayes.diagnostics.cross_mixing`).
+    divergences sit at the end of that sd where the current coordinates have their funnel
+    (:func:`~bimix_bayes.bayes.diagnostics.cross_coordinates_to_flip`).
     The centred form suits cross effects the runs pin down, the non-centred one effects they
     leave loose; a failure on ``sd_cross`` says the fit is in the wrong one. loglinear, the
     embedded study's ``holdout-mixtures:10`` split 2 (10 runs): centred, 9 divergences, 6 of
@@ -169,7 +170,9 @@ def safer_sampler(
     draws = max(2 * int(sampler["draws"]) if slow_mixing(problems) else 0, SAFE_DRAWS)
     if draws > int(sampler["draws"]):
         out["draws"] = draws
-    if cross_mixing(problems) and "centre_cross" in sampler:
+    if "centre_cross" in sampler and cross_coordinates_to_flip(
+        problems, bool(sampler["centre_cross"])
+    ):
         out["centre_cross"] = not sampler["centre_cross"]
     return out or None
 
@@ -610,8 +613,10 @@ class BiMixModel:
 
         Where a run has no curve of a domain (a zero share dropped, a missing evaluation), its
         offset is drawn as a new run's: from ``Normal(0, tau[d])`` without correlated effects
-        (what the conditional is with no data), from the correlation with the run's other
-        domains with them. Saved posteriors hold no NaN (loading refuses them).
+        (what the conditional is with no data; not conditioned on the run's other domains
+        through the residual correlation of :mod:`~bimix_bayes.bayes.residual_correlation`),
+        from the correlation with the run's other domains with them. Saved posteriors hold no
+        NaN (loading refuses them).
         """
         rng = np.random.default_rng([seed, 1])
         lik = self.spec["likelihood"]

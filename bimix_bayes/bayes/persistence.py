@@ -140,6 +140,10 @@ def spec_from_idata(idata: az.InferenceData) -> Spec:
     for section, values in _MODEL_BEFORE_0_3.items():
         for key, value in values.items():
             stored.setdefault(section, {}).setdefault(key, value)
+    # the size error was correlated across domains as the step's before it had its own setting
+    discrepancy = stored.get("discrepancy", {})
+    if "domain_correlation" in discrepancy:
+        discrepancy.setdefault("size_domain_correlation", discrepancy["domain_correlation"])
     return merge_spec(stored)
 
 

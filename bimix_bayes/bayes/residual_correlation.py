@@ -21,10 +21,17 @@ domain table; its covariance across runs, averaged over the draws, normalised to
 and shrunk toward the identity by the Ledoit-Wolf intensity of the runs' posterior-mean offsets
 (scikit-learn: few runs give a noisy matrix, so it is pulled toward independence). The
 conditional means are each domain's offsets shrunk by a factor, which scales their covariance
-but not their correlation. Each domain's own spread stays ``tau[d]`` (forecasts of one domain
-are unchanged); the mean over domains gets the spread of the runs' shared luck. An observed
-run's offsets keep their conditional (the data say where that run sits). The law's fit and its
-log likelihood (LOO) do not change.
+but not their correlation where every run has the same checkpoints; the factor grows with a
+run's checkpoints and shrinks with its noise, so runs of unequal length, and the noise that
+falls with the step, pull ``C`` a little toward 0, as the shrinkage does: ``C`` errs on the side
+of independence, a plug-in without its own uncertainty. Each domain's own spread stays
+``tau[d]`` (forecasts of one domain are unchanged); the mean over domains gets the spread of the
+runs' shared luck. An observed run's offsets keep their conditional (the data say where that run
+sits; a domain such a run lacks is drawn as a new run's, not conditioned on its other domains).
+The law's fit and its log likelihood do not change: PSIS-LOO (``bimix compare``) scores the
+working model, with independent offsets, not ``C``; and the parameters' uncertainty along the
+direction all domains share stays that of the working model, so small studies stay
+under-covered.
 
 Measured (``reports/validation.md``, ``holdout-mixtures``, 4 x 1000 draws, seed 0; 90 %
 coverage of the mean over domains of new mixtures, independent -> residual): SlimPajama 122M
@@ -105,10 +112,18 @@ def stored_residual_correlation(posterior: xr.Dataset) -> np.ndarray | None:
         return None
     corr = np.asarray(json.loads(text), dtype=float)
     n = posterior.sizes["domain"]
-    if corr.shape != (n, n):
+    problem = "" if corr.shape == (n, n) else f"is {corr.shape}, not ({n}, {n})"
+    if not problem:
+        try:
+            np.linalg.cholesky(corr)
+        except np.linalg.LinAlgError:
+            problem = "is not positive definite"
+        if not (np.allclose(corr, corr.T) and np.allclose(np.diag(corr), 1.0)):
+            problem = "is not a correlation matrix (symmetric, unit diagonal)"
+    if problem:
         raise ValueError(
-            f"the fit's {RESIDUAL_CORRELATION_ATTR} is {corr.shape}, not ({n}, {n}): the file "
-            "was changed after the fit; refit, or delete the attribute for independent offsets"
+            f"the fit's {RESIDUAL_CORRELATION_ATTR} {problem}: the file was changed after the "
+            "fit; refit, or delete the attribute for independent offsets"
         )
     return corr
 

@@ -282,6 +282,10 @@ def run_effects(
     u, scale, v = draw_offsets_and_slopes(fresh, rng, shape)
     corr = stored_residual_correlation(post)
     if corr is not None:  # a new run's offsets move together as the fitted runs' do
+        if lik["family"] == "student_t":  # one scale W per run, or the correlation would shrink
+            shared = np.broadcast_to(scale[..., :1], shape)
+            v = v * shared / scale  # a fresh slope's draw is its scale times a Normal
+            scale = shared.copy()
         u = scale * correlated_fresh_offsets(corr, tau[:, :, 0, :], len(table), rng)
     if OBSERVED in sources:
         cond, layout = observed_conditional(idata, data)
