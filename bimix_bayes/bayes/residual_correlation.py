@@ -57,7 +57,6 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from sklearn.covariance import ledoit_wolf_shrinkage
 
 __all__ = [
     "MIN_RUNS",
@@ -99,6 +98,8 @@ def residual_correlation(means: np.ndarray) -> np.ndarray | None:
     spread = runs.std(axis=0, ddof=1)
     if not np.all(spread > 0):
         return None
+    from sklearn.covariance import ledoit_wolf_shrinkage  # here: 0.3 s, only when fitting
+
     shrink = float(ledoit_wolf_shrinkage((runs - runs.mean(axis=0)) / spread))
     out = (1.0 - shrink) * corr + shrink * np.eye(len(sd))
     np.fill_diagonal(out, 1.0)
