@@ -140,6 +140,7 @@ def test_compare_ranks_fits_by_leave_one_run_out(fit_file, tmp_path):
     res = run("compare", str(fit_file), str(fit_file), "--names", "a", "b", "--out", str(out))
     assert res.returncode == 0, res.stderr
     assert "one whole run left out" in res.stdout and "elpd_loo" in res.stdout
+    assert "scored as each fit forecasts a new one" in res.stdout
     table = pd.read_csv(out)
     assert set(table.iloc[:, 0]) == {"a", "b"}
     assert table["elpd_diff"].abs().max() < 1e-6  # the same fit twice: no difference

@@ -16,6 +16,7 @@ from bimix_bayes.bayes.model import BiMixModel
 from bimix_bayes.bayes.residual_correlation import (
     MIN_RUNS,
     RESIDUAL_CORRELATION_ATTR,
+    pairwise_constant_correlation_shrinkage,
     residual_correlation,
     stored_residual_correlation,
 )
@@ -75,8 +76,9 @@ def test_runs_that_share_their_luck_give_new_runs_a_wider_mean_over_domains(shar
 
 
 def test_independent_luck_stays_independent_and_none_stores_nothing():
-    """Offsets drawn independently per domain: the stored correlation stays near 0 (shrunk
-    toward independence); new_run_correlation = "none" stores none (forecasts as before)."""
+    """Offsets drawn independently per domain: the stored correlation stays near 0 (its
+    entries shrunk toward their mean, itself near 0); new_run_correlation = "none" stores none
+    (forecasts as before)."""
     data = _study(shared_sd=0.0, seed=5)
     corr = stored_residual_correlation(_fit(data).posterior)
     assert np.abs(corr[~np.eye(len(corr), dtype=bool)]).mean() < 0.3, corr.round(2)
@@ -111,14 +113,45 @@ def test_the_next_run_design_sees_the_same_covariance(shared_luck):
     np.testing.assert_allclose(cov[:, off], expected[:, off], rtol=1e-9)
 
 
-def test_too_few_runs_or_a_missing_domain_leave_those_runs_out():
+def test_too_few_runs_leave_a_pair_uncorrelated():
     rng = np.random.default_rng(0)
-    means = rng.normal(size=(2, 20, MIN_RUNS + 2, 3))
+    shared = rng.normal(size=(2, 20, MIN_RUNS + 2, 1))
+    means = shared + 0.3 * rng.normal(size=(2, 20, MIN_RUNS + 2, 3))
     assert residual_correlation(means[:, :, : MIN_RUNS - 1]) is None
-    means[:, :, :3, 1] = np.nan  # three runs without domain 1: two complete runs remain
-    assert residual_correlation(means) is None
-    means[:, :, :3, 1] = 0.0
-    assert residual_correlation(means) is not None
+    means[:, :, :3, 1] = np.nan  # three runs without domain 1: its pairs have 3 runs in common
+    corr = residual_correlation(means)
+    assert corr[0, 1] == corr[1, 2] == 0.0 and corr[0, 2] != 0.0
+    means[:, :, :, 2] = np.nan
+    assert residual_correlation(means) is None  # no pair left
+
+
+def test_runs_missing_a_domain_still_count_for_the_domains_they_have():
+    """Zero-share designs (every run lacks some domain) used to fall back to independence:
+    each pair of domains is now estimated over the runs that have both."""
+    rng = np.random.default_rng(2)
+    n_runs, n_domains = 40, 5
+    means = rng.normal(size=(2, 30, n_runs, 1)) + 0.5 * rng.normal(size=(2, 30, n_runs, n_domains))
+    complete = residual_correlation(means)
+    for run in range(n_runs):  # no run is complete
+        means[:, :, run, run % n_domains] = np.nan
+    corr = residual_correlation(means)
+    off = ~np.eye(n_domains, dtype=bool)
+    assert corr[off].mean() > 0.6  # the simulated runs share most of their luck (0.8)
+    np.testing.assert_allclose(corr[off], complete[off], atol=0.1)
+
+
+def test_few_runs_keep_the_average_correlation():
+    """The mean over domains depends on the average correlation; shrinking the entries toward
+    their mean keeps it (toward the identity it would fall with every run left out)."""
+    rng = np.random.default_rng(6)
+    means = rng.normal(size=(2, 40, 8, 1)) + 0.6 * rng.normal(size=(2, 40, 8, 5))
+    corr = residual_correlation(means)
+    centred = means - means.mean(axis=2, keepdims=True)
+    cov = np.einsum("cdri,cdrj->ij", centred, centred)
+    raw = cov / np.sqrt(np.outer(np.diag(cov), np.diag(cov)))
+    off = ~np.eye(5, dtype=bool)
+    assert corr[off].mean() == pytest.approx(raw[off].mean(), abs=1e-9)
+    assert corr[off].std() <= raw[off].std()
 
 
 @settings(max_examples=40, deadline=None)
@@ -126,13 +159,19 @@ def test_too_few_runs_or_a_missing_domain_leave_those_runs_out():
     n_runs=st.integers(MIN_RUNS, 30),
     n_domains=st.integers(2, 8),
     shared=st.floats(0.0, 3.0),
+    missing=st.sampled_from([0.0, 0.2, 0.5]),
     seed=st.integers(0, 2**16),
 )
-def test_the_correlation_is_always_a_valid_one(n_runs, n_domains, shared, seed):
-    """Whatever the runs: symmetric, unit diagonal, positive definite (its Cholesky exists)."""
+def test_the_correlation_is_always_a_valid_one(n_runs, n_domains, shared, missing, seed):
+    """Whatever the runs and whichever domains they lack: symmetric, unit diagonal, positive
+    definite (its Cholesky exists)."""
     rng = np.random.default_rng(seed)
     common = shared * rng.normal(size=(2, 10, n_runs, 1))
-    corr = residual_correlation(common + rng.normal(size=(2, 10, n_runs, n_domains)))
+    means = common + rng.normal(size=(2, 10, n_runs, n_domains))
+    means[:, :, rng.random((n_runs, n_domains)) < missing] = np.nan
+    corr = residual_correlation(means)
+    if corr is None:  # no pair of domains shared by enough runs
+        return
     np.testing.assert_allclose(corr, corr.T, atol=1e-12)
     np.testing.assert_allclose(np.diag(corr), 1.0)
     np.linalg.cholesky(corr)
@@ -182,3 +221,90 @@ def test_fresh_offsets_follow_the_stored_correlation_under_either_family(shared_
     fit = idata.copy()
     fit.attrs = {**idata.attrs, "spec": json.dumps(old)}
     assert spec_from_idata(fit)["discrepancy"]["size_domain_correlation"] == 0.5
+
+
+def _ledoit_wolf_2003(x: np.ndarray) -> float:
+    """Dense reference: Ledoit and Wolf's covCor (constant-correlation target), transcribed from
+    their published code, on complete data."""
+    t, n = x.shape
+    x = x - x.mean(axis=0)
+    sample = x.T @ x / t
+    var = np.diag(sample)
+    sqrtvar = np.sqrt(var)
+    rbar = (np.sum(sample / np.outer(sqrtvar, sqrtvar)) - n) / (n * (n - 1))
+    prior = rbar * np.outer(sqrtvar, sqrtvar)
+    np.fill_diagonal(prior, var)
+    y = x**2
+    phi_mat = y.T @ y / t - 2 * (x.T @ x) * sample / t + sample**2
+    phi = phi_mat.sum()
+    term1 = (x**3).T @ x / t
+    help_ = x.T @ x / t
+    theta = term1 - np.diag(help_)[:, None] * sample - help_ * var[:, None] + var[:, None] * sample
+    np.fill_diagonal(theta, 0.0)
+    rho = np.trace(phi_mat) + rbar * np.sum(np.outer(1 / sqrtvar, sqrtvar) * theta)
+    gamma = np.sum((sample - prior) ** 2)
+    return float(max(0.0, min(1.0, (phi - rho) / gamma / t)))
+
+
+@pytest.mark.parametrize("n_runs", [6, 20, 80])
+def test_the_constant_correlation_intensity_matches_ledoit_wolf_2003(n_runs):
+    rng = np.random.default_rng(n_runs)
+    table = rng.normal(size=(n_runs, 5)) + 0.6 * rng.normal(size=(n_runs, 1))
+    table[:, :2] += 1.5 * rng.normal(size=(n_runs, 1))  # not quite a constant correlation
+    standard = (table - table.mean(axis=0)) / table.std(axis=0)
+    expected = _ledoit_wolf_2003(standard)
+    assert 0.0 < expected < 1.0  # not clipped: the formula itself is compared
+    assert pairwise_constant_correlation_shrinkage(table) == pytest.approx(expected, rel=1e-9)
+
+
+def _with_correlation(idata, corr: np.ndarray | None):
+    """A copy of the fit whose stored C is ``corr`` (None: without C)."""
+    import json
+
+    out = idata.copy()
+    out.posterior.attrs.pop(RESIDUAL_CORRELATION_ATTR, None)
+    if corr is not None:
+        out.posterior.attrs[RESIDUAL_CORRELATION_ATTR] = json.dumps(np.asarray(corr).tolist())
+    return out
+
+
+@pytest.mark.parametrize("slopes", [False, True])
+def test_a_run_scored_with_identity_correlation_is_scored_as_the_likelihood_does(
+    shared_luck, slopes
+):
+    """Dense reference for the new-run density: with C = I the correlated scoring (Woodbury per
+    run) is the likelihood's own per-run log density (each curve's offset integrated out), also
+    with run slopes and the noise that falls with the step."""
+    from bimix_bayes.bayes.compare import new_run_log_likelihood
+
+    data, idata = shared_luck
+    if slopes:
+        idata = _fit(data, {"likelihood": {"run_slope": True}})
+    eye = _with_correlation(idata, np.eye(len(data.domains)))
+    scored = new_run_log_likelihood(eye).transpose("chain", "draw", "run")
+    working = idata.log_likelihood["loss_run"].transpose("chain", "draw", "run")
+    np.testing.assert_allclose(scored.to_numpy(), working.to_numpy(), rtol=0, atol=1e-8)
+    assert new_run_log_likelihood(_with_correlation(idata, None)) is None
+
+
+def test_compare_scores_a_new_run_as_the_fit_forecasts_it(shared_luck):
+    """`bimix compare` scores a left-out run with the offsets correlated as the fit's C: on runs
+    that share their luck that predicts new runs better than independent offsets, and with
+    C = I it is plain PSIS-LOO of the likelihood (ArviZ's)."""
+    import arviz as az
+
+    from bimix_bayes.bayes.compare import LOO_VAR, compare_fits
+
+    _, idata = shared_luck
+    eye = _with_correlation(idata, np.eye(idata.posterior.sizes["domain"]))
+    result = compare_fits({"residual C": idata, "independent": eye})
+    assert result.table.index[0] == "residual C"
+    assert result.table.loc["independent", "elpd_diff"] > 2 * result.table.loc["independent", "dse"]
+    assert set(result.correlated_new_runs) == {"residual C", "independent"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = az.loo(idata, var_name=LOO_VAR)
+    assert result.table.loc["independent", "elpd_loo"] == pytest.approx(plain["elpd_loo"], abs=1e-6)
+    none = compare_fits({"no C": _with_correlation(idata, None)})
+    assert none.correlated_new_runs == ()
+    assert none.table.loc["no C", "elpd_loo"] == pytest.approx(plain["elpd_loo"], abs=1e-6)

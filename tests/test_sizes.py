@@ -400,3 +400,27 @@ def test_checkpoint_shocks_with_model_sizes_are_refused_before_compiling():
     model = BiMixModel(spec={"likelihood": {"checkpoint_sd_scale": 0.01}})
     with pytest.raises(SpecError, match="checkpoint_sd_scale"):
         model.fit(_size_data(), seed=0, progress_bar=False)
+
+
+def test_a_size_fit_scores_a_left_out_run_across_its_sizes(size_fit):
+    """`bimix compare` on a size fit: a run's checkpoints at every size are one unit, scored
+    with its offsets correlated as the fit's C; with C = I, as the likelihood scores it."""
+    import json
+
+    from bimix_bayes.bayes.compare import compare_fits, new_run_log_likelihood
+    from bimix_bayes.bayes.residual_correlation import RESIDUAL_CORRELATION_ATTR
+
+    _, idata = size_fit
+    assert RESIDUAL_CORRELATION_ATTR in idata.posterior.attrs
+    scored = new_run_log_likelihood(idata)
+    assert scored.sizes["run"] == idata.log_likelihood.sizes["run"]
+    assert np.isfinite(scored).all()
+    eye = idata.copy()
+    eye.posterior.attrs[RESIDUAL_CORRELATION_ATTR] = json.dumps(
+        np.eye(idata.posterior.sizes["domain"]).tolist()
+    )
+    working = idata.log_likelihood["loss_run"].transpose("chain", "draw", "run").to_numpy()
+    np.testing.assert_allclose(
+        new_run_log_likelihood(eye).transpose("chain", "draw", "run").to_numpy(), working, atol=1e-8
+    )
+    assert compare_fits({"sizes": idata}).correlated_new_runs == ("sizes",)

@@ -9,6 +9,18 @@ of a left-out run (``elpd_loo``) without refitting. A run whose Pareto ``k`` exc
 dominates its own fit: the estimate is unreliable there (refit without it to be sure), and the
 comparison says which runs.
 
+A fit whose run effects are independent in the likelihood but which forecasts a new run with
+its offsets correlated across domains (``likelihood.new_run_correlation = "residual"``, the
+default: :mod:`~bimix_bayes.bayes.residual_correlation`) is scored as it forecasts: the left-out
+run's density is the one with correlated offsets, ``p_C(y_i | theta)``, and the importance
+weights that remove the run from the posterior are the likelihood's, ``1 / p(y_i | theta)``
+(the posterior was conditioned through it)::
+
+    elpd_i = log sum_s w_is p_C(y_i | theta_s),   w_is = PSIS(1 / p(y_i | theta_s)), sum_s w_is = 1
+
+so the Pareto ``k`` are the working model's. ``C`` itself was estimated with the run in: a
+plug-in, as in the forecasts.
+
 Examples
 --------
 >>> result = compare_fits({"default": idata, "again": idata})
@@ -36,6 +48,7 @@ __all__ = [
     "PARETO_K_LIMIT",
     "ComparisonResult",
     "compare_fits",
+    "new_run_log_likelihood",
     "with_run_log_likelihood",
 ]
 
@@ -62,6 +75,8 @@ class ComparisonResult:
 
     table: pd.DataFrame
     pareto_k: pd.DataFrame
+    #: Models whose new runs were scored with offsets correlated across domains (their C).
+    correlated_new_runs: tuple[str, ...] = ()
 
     def verdict(self) -> str:
         """Which model the data prefer, by how much, and how sure that is (one sentence).
@@ -96,6 +111,29 @@ class ComparisonResult:
             f"{weight:.2f})."
         )
 
+    def scoring(self) -> str:
+        """How a left-out run was scored (one sentence): with its offsets correlated across
+        domains as each fit forecasts a new run, or independent, as the likelihood has them.
+
+        Examples
+        --------
+        >>> t = pd.DataFrame({"elpd_loo": [1.0, 0.0]}, index=["a", "b"])
+        >>> ComparisonResult(t, pd.DataFrame(), correlated_new_runs=("a",)).scoring()[:52]
+        'A left-out run is scored as each fit forecasts a new'
+        """
+        names = list(self.table.index)
+        correlated = [n for n in names if n in self.correlated_new_runs]
+        independent = [n for n in names if n not in self.correlated_new_runs]
+        parts = []
+        if correlated:
+            parts.append(
+                "its offsets correlated across domains as the fitted runs' are "
+                f'(new_run_correlation "residual"): {", ".join(correlated)}'
+            )
+        if independent:
+            parts.append(f"its offsets as the likelihood has them: {', '.join(independent)}")
+        return "A left-out run is scored as each fit forecasts a new one; " + "; ".join(parts) + "."
+
     def warnings(self) -> list[str]:
         """One line per model with unreliable runs (Pareto k > 0.7), naming the runs."""
         lines = []
@@ -127,6 +165,67 @@ def with_run_log_likelihood(idata: az.InferenceData) -> az.InferenceData:
     return out
 
 
+def new_run_log_likelihood(idata: az.InferenceData) -> xr.DataArray | None:
+    """Per run, the log density of its checkpoints with its offsets correlated across domains as
+    the fit's residual correlation ``C`` says (how the fit forecasts a new run), shaped (chain,
+    draw, run); None for a fit without ``C`` (correlated run effects in the likelihood, or
+    ``new_run_correlation = "none"``, or saved before ``C`` existed).
+    """
+    from bimix_bayes.bayes.correlated_posterior import residual_run_log_likelihoods
+    from bimix_bayes.bayes.likelihood import CurveLayout
+    from bimix_bayes.bayes.persistence import data_from_idata, spec_from_idata
+    from bimix_bayes.bayes.residual_correlation import stored_residual_correlation
+
+    post = idata.posterior
+    corr = stored_residual_correlation(post)
+    if corr is None:
+        return None
+    data = data_from_idata(idata)
+    layout = CurveLayout.from_data(data, float(idata.attrs["s_ref"]), idata.attrs.get("size_ref"))
+    values = residual_run_log_likelihoods(post, layout, spec_from_idata(idata), corr)
+    return xr.DataArray(
+        values,
+        dims=("chain", "draw", "run"),
+        coords={"chain": post.chain, "draw": post.draw, "run": list(layout.runs)},
+        name=LOO_VAR,
+    )
+
+
+def _relative_efficiency(idata: az.InferenceData) -> float:
+    """ArviZ's ``reff`` for PSIS: mean ESS of the posterior variables over the draws."""
+    post = idata.posterior
+    if post.sizes["chain"] == 1:
+        return 1.0
+    ess = az.ess(post, method="mean")
+    values = np.hstack([ess[v].to_numpy().ravel() for v in ess.data_vars])
+    return float(values.mean() / (post.sizes["chain"] * post.sizes["draw"]))
+
+
+def _loo(idata: az.InferenceData) -> tuple[az.ELPDData, bool]:
+    """PSIS-LOO over runs; a fit with ``C`` scores the left-out run with correlated offsets
+    (module docstring). Returns the estimate and whether ``C`` was used."""
+    reff = _relative_efficiency(idata)
+    loo = az.loo(idata, var_name=LOO_VAR, pointwise=True, reff=reff)
+    scored = new_run_log_likelihood(idata)
+    if scored is None:
+        return loo, False
+    working = idata.log_likelihood[LOO_VAR].transpose("chain", "draw", "run")
+    if list(working["run"].to_numpy()) != list(scored["run"].to_numpy()):
+        raise DataError("the fit's runs and its stored log likelihood disagree; refit it")
+    samples = ("chain", "draw")
+    log_w, _ = az.psislw(-working.stack(__sample__=samples), reff)
+    ll = scored.stack(__sample__=samples).transpose(*log_w.dims)
+    loo_i = np.logaddexp.reduce(log_w.to_numpy() + ll.to_numpy(), axis=-1)
+    n_samples = ll.sizes["__sample__"]
+    lppd = float(np.sum(np.logaddexp.reduce(ll.to_numpy(), axis=-1) - np.log(n_samples)))
+    out = loo.copy()
+    out["elpd_loo"] = float(loo_i.sum())
+    out["se"] = float(np.sqrt(len(loo_i) * np.var(loo_i)))
+    out["p_loo"] = lppd - float(loo_i.sum())
+    out["loo_i"] = xr.DataArray(loo_i, dims=("run",), coords={"run": ll["run"]}, name="loo_i")
+    return out, True
+
+
 def compare_fits(fits: Mapping[str, az.InferenceData]) -> ComparisonResult:
     """Rank fits of the same data by PSIS-LOO with whole runs left out.
 
@@ -150,17 +249,21 @@ def compare_fits(fits: Mapping[str, az.InferenceData]) -> ComparisonResult:
             + ", ".join(f"{n}: {p}" for n, p in prints.items())
         )
     prepared = {name: with_run_log_likelihood(fit) for name, fit in fits.items()}
-    pareto = {}
+    pareto, estimates, correlated = {}, {}, []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the Pareto k are reported by name below
         for name, fit in prepared.items():
-            loo = az.loo(fit, var_name=LOO_VAR, pointwise=True)
-            k = loo.pareto_k
+            estimates[name], used = _loo(fit)
+            if used:
+                correlated.append(name)
+            k = estimates[name].pareto_k
             runs = k["run"].to_numpy() if isinstance(k, xr.DataArray) and "run" in k.dims else None
             pareto[name] = pd.Series(np.asarray(k), index=runs)
-        table = az.compare(prepared, ic="loo", var_name=LOO_VAR, method="stacking")
+        table = az.compare(estimates, ic="loo", method="stacking")
     bad = {name: int((ks > PARETO_K_LIMIT).sum()) for name, ks in pareto.items()}
     keep = ["rank", "elpd_loo", "se", "elpd_diff", "dse", "p_loo", "weight"]
     out = table[keep].astype({"rank": int})
     out["bad_k"] = [bad[name] for name in out.index]
-    return ComparisonResult(table=out, pareto_k=pd.DataFrame(pareto).T)
+    return ComparisonResult(
+        table=out, pareto_k=pd.DataFrame(pareto).T, correlated_new_runs=tuple(correlated)
+    )

@@ -44,6 +44,7 @@ __all__ = [
     "is_correlated",
     "observed_curve_marginals",
     "observed_run_draws",
+    "residual_run_log_likelihoods",
     "resolve_run_correlation",
     "run_log_likelihoods",
 ]
@@ -151,6 +152,24 @@ def run_log_likelihoods(posterior: xr.Dataset, layout: CurveLayout, spec: Spec) 
     for c, sums, sigma, l_u, l_v in _chains(posterior, layout):
         out[c] = run_log_likelihood(sums, sigma, l_u, l_v, family=lik["family"], nu=lik["nu"])
     return out
+
+
+def residual_run_log_likelihoods(
+    posterior: xr.Dataset, layout: CurveLayout, spec: Spec, corr: np.ndarray
+) -> np.ndarray:
+    """Log likelihood of each run's checkpoints, per draw, with its offsets correlated across
+    domains as ``corr`` says (the fitted runs' residual correlation ``C`` of a fit whose run
+    effects are independent: :mod:`~bimix_bayes.bayes.residual_correlation`): the density of a
+    run as forecasts draw a new one, ``u ~ Normal(0, diag(tau) C diag(tau))``, integrated out
+    per run (Woodbury, as for correlated effects). Slopes, where the fit has them, stay
+    independent across domains and of the offsets, as in the fit. Shaped (chain, draw, run).
+    """
+    dims = ("chain", "draw", "domain", CORRELATION_DIM)
+    shape = (posterior.sizes["chain"], posterior.sizes["draw"], *np.shape(corr))
+    extra = {"run_corr": (dims, np.broadcast_to(corr, shape))}
+    if "kappa" in posterior:
+        extra["slope_corr"] = (dims, np.broadcast_to(np.eye(len(corr)), shape))
+    return run_log_likelihoods(posterior.assign(extra), layout, spec)
 
 
 def _conditionals(

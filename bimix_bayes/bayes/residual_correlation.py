@@ -17,28 +17,38 @@ So a new run's offsets are drawn with the correlation the fitted runs show
 
 ``C`` the residual correlation: per posterior draw, each fitted run's offsets given the data
 (their conditional means ``m[j, d]``, the same that continue an observed run) form a run x
-domain table; its covariance across runs, averaged over the draws, normalised to a correlation
-and shrunk toward the identity by the Ledoit-Wolf intensity of the runs' posterior-mean offsets
-(scikit-learn: few runs give a noisy matrix, so it is pulled toward independence). The
-conditional means are each domain's offsets shrunk by a factor, which scales their covariance
-but not their correlation where every run has the same checkpoints; the factor grows with a
-run's checkpoints and shrinks with its noise, so runs of unequal length, and the noise that
-falls with the step, pull ``C`` a little toward 0, as the shrinkage does: ``C`` errs on the side
-of independence, a plug-in without its own uncertainty. Each domain's own spread stays
-``tau[d]`` (forecasts of one domain are unchanged); the mean over domains gets the spread of the
-runs' shared luck. An observed run's offsets keep their conditional (the data say where that run
-sits; a domain such a run lacks is drawn as a new run's, not conditioned on its other domains).
-The law's fit and its log likelihood do not change: PSIS-LOO (``bimix compare``) scores the
-working model, with independent offsets, not ``C``; and the parameters' uncertainty along the
-direction all domains share stays that of the working model, so small studies stay
-under-covered.
+domain table; its covariance across runs, averaged over the draws, normalised to a correlation.
+A run without some domain (a zero share the law drops, a set it was not scored on) counts for
+every pair of domains it has: each entry is estimated over the runs seen on both
+(pairwise-complete; before, such runs were left out, and designs where few runs cover every
+domain fell back to independence: Ye 5Mix 70M has 8 complete runs of 26). With few runs the
+entries are noisy, so they are shrunk toward their mean (every pair at the average
+correlation) by Ledoit and Wolf's (2003) intensity for that target, computed from the runs'
+posterior-mean offsets, pair by pair. That target keeps what the mean over domains needs, the
+average correlation (an average over all pairs, far steadier than any one entry), where
+shrinking toward the identity pulled it toward independence as well (with 10-13 runs ``C``
+stayed near the identity).
+
+The conditional means are each domain's offsets shrunk by a factor, which scales their
+covariance but not their correlation where every run has the same checkpoints; the factor grows
+with a run's checkpoints and shrinks with its noise, so runs of unequal length, and the noise
+that falls with the step, pull ``C`` a little toward 0: a plug-in without its own uncertainty.
+Each domain's own spread stays ``tau[d]`` (forecasts of one domain are unchanged); the mean
+over domains gets the spread of the runs' shared luck. An observed run's offsets keep their
+conditional (the data say where that run sits; a domain such a run lacks is drawn as a new
+run's, not conditioned on its other domains). The law's fit and its log likelihood do not
+change (PSIS-LOO, ``bimix compare``, scores a left-out run with ``C``, as forecasts draw a new
+one, weighted through the likelihood: :mod:`~bimix_bayes.bayes.compare`); and the parameters'
+uncertainty along the direction all domains share stays that of the working model, so small
+studies stay under-covered.
 
 Measured (``reports/validation.md``, ``holdout-mixtures``, 4 x 1000 draws, seed 0; 90 %
-coverage of the mean over domains of new mixtures, independent -> residual): SlimPajama 122M
-bimix 82.8 -> 87.1 %, bimix_cross 77.4 -> 79.1 %, loglinear 86.2 -> 89.1 %; Ye 5Mix 70M
-(``:13``) 59.0 -> 59.6 %; the embedded study (``:10``) 66.7 -> 67.0 % (with 10-13 runs the
-shrinkage keeps ``C`` near the identity; unshrunk, 65.8 and 70.4 %); coverage of single domains
-and the point forecasts unchanged.
+coverage of the mean over domains of new mixtures): independent offsets -> ``C`` shrunk toward
+the identity over complete runs (fd63f90) -> ``C`` pairwise, shrunk toward the constant
+correlation (now): SlimPajama 122M bimix 82.8 -> 87.1 -> 88.0 % (Brier 0.179 -> 0.177 ->
+0.176), bimix_cross 77.4 -> 79.1 -> 81.6 %, loglinear 86.2 -> 89.1 -> 92.3 %; Ye 5Mix 70M
+(``:13``) 59.0 -> 59.6 -> 69.6 %; the embedded study (``:10``) 66.7 -> 67.0 -> 67.0 %;
+coverage of single domains and the point forecasts unchanged.
 
 Examples
 --------
@@ -70,40 +80,103 @@ __all__ = [
 #: The posterior's attribute holding ``C`` (JSON, rows and columns in the posterior's domain
 #: order); absent in fits made before it existed or with ``new_run_correlation = "none"``.
 RESIDUAL_CORRELATION_ATTR = "new_run_offset_correlation"
-#: Fewest runs observed on every domain for ``C`` to be estimated; fewer: independent offsets.
+#: Fewest runs observed on both domains of a pair for its entry of ``C``; fewer: uncorrelated.
 MIN_RUNS = 4
 
 
 def residual_correlation(means: np.ndarray) -> np.ndarray | None:
     """``C`` from the fitted runs' conditional offset means, shaped (chain, draw, run, domain).
 
-    Runs with a missing domain (NaN) are left out; None when fewer than :data:`MIN_RUNS` runs
-    remain or a domain's offsets do not vary.
+    A run without some domain (NaN there: a zero share the law cannot score, a set it was not
+    evaluated on) still counts for every pair of domains it has: each entry is the correlation
+    over the runs observed on both domains (pairwise-complete), and the shrinkage toward the
+    mean correlation counts each entry's own runs
+    (:func:`pairwise_constant_correlation_shrinkage`). A pair shared by fewer than
+    :data:`MIN_RUNS` runs, or a domain whose offsets do not vary, stays uncorrelated; None when no
+    pair is left. Pairwise entries need not form a positive definite matrix: the nearest one
+    (eigenvalues clipped, diagonal restored to 1) is returned.
     """
     means = np.asarray(means, dtype=float)
-    complete = ~np.isnan(means).any(axis=(0, 1, 3))
-    table = means[:, :, complete, :]
-    n_runs = table.shape[2]
-    if n_runs < MIN_RUNS or table.shape[-1] < 2:
+    if means.ndim != 4:
+        raise ValueError(f"means must be (chain, draw, run, domain), not {means.shape}")
+    n_domains = means.shape[-1]
+    seen = ~np.isnan(means).any(axis=(0, 1))  # (run, domain): a run's domain is seen or not
+    runs = means.mean(axis=(0, 1))  # posterior-mean offsets (NaN: unseen): the shrinkage counts
+    corr = np.eye(n_domains)
+    estimated = np.zeros((n_domains, n_domains), dtype=bool)
+    for i in range(n_domains):
+        for j in range(i + 1, n_domains):
+            both = seen[:, i] & seen[:, j]
+            if both.sum() < MIN_RUNS:
+                continue
+            pair = means[:, :, both][..., [i, j]]
+            centred = pair - pair.mean(axis=2, keepdims=True)
+            cov = np.einsum("cdri,cdrj->ij", centred, centred)  # summed over draws and runs
+            if not (cov[0, 0] > 0 and cov[1, 1] > 0 and np.ptp(runs[both][:, [i, j]], 0).all()):
+                continue
+            corr[i, j] = corr[j, i] = cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])
+            estimated[i, j] = estimated[j, i] = True
+    if not estimated.any():
         return None
-    centred = table - table.mean(axis=2, keepdims=True)
-    cov = np.einsum("cdri,cdrj->ij", centred, centred) / (
-        (n_runs - 1) * table.shape[0] * table.shape[1]
-    )
-    sd = np.sqrt(np.diag(cov))
-    if not np.all(sd > 0):
-        return None
-    corr = cov / np.outer(sd, sd)
-    runs = table.mean(axis=(0, 1))  # posterior-mean offsets: the runs the shrinkage counts
-    spread = runs.std(axis=0, ddof=1)
-    if not np.all(spread > 0):
-        return None
-    from sklearn.covariance import ledoit_wolf_shrinkage  # here: 0.3 s, only when fitting
+    cols = estimated.any(axis=0)  # domains in some estimated pair (their offsets vary)
+    shrink = pairwise_constant_correlation_shrinkage(np.where(seen, runs, np.nan)[:, cols])
+    target = np.where(estimated, corr[estimated].mean(), 0.0)  # every pair at the mean
+    np.fill_diagonal(target, 1.0)
+    out = (1.0 - shrink) * corr + shrink * target
+    return _nearest_correlation(out)
 
-    shrink = float(ledoit_wolf_shrinkage((runs - runs.mean(axis=0)) / spread))
-    out = (1.0 - shrink) * corr + shrink * np.eye(len(sd))
-    np.fill_diagonal(out, 1.0)
-    return out
+
+def pairwise_constant_correlation_shrinkage(table: np.ndarray) -> float:
+    """Ledoit and Wolf's (2003) shrinkage intensity toward the constant correlation (every
+    pair at the mean correlation), with missing entries (NaN) left out pair by pair.
+
+    On the standardised columns ``x``: ``s_ij = mean_k x_ki x_kj`` over the ``n_ij`` runs seen
+    on both, ``rbar`` the mean of the ``s_ij`` off the diagonal; the intensity is
+    ``sum_ij (pi_ij - rbar (t_iij + t_jij) / 2) / n_ij`` over ``sum_ij (s_ij - rbar)^2``, both
+    off the diagonal, clipped to [0, 1], with ``pi_ij = mean_k (x_ki x_kj - s_ij)^2`` and
+    ``t_iij = mean_k (x_ki^2 - mean_k x_ki^2) (x_ki x_kj - s_ij)``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> x = rng.normal(size=(8, 4)) + rng.normal(size=(8, 1))  # few runs, shared luck
+    >>> 0.0 <= pairwise_constant_correlation_shrinkage(x) <= 1.0
+    True
+    """
+    table = np.asarray(table, dtype=float)
+    seen = ~np.isnan(table)
+    centred = table - np.nanmean(table, axis=0)
+    sd = np.sqrt(np.nanmean(centred**2, axis=0))
+    x = np.where(seen, centred / np.where(sd > 0, sd, 1.0), 0.0)
+    mask = seen.astype(float)
+    counts = mask.T @ mask
+    safe = np.maximum(counts, 1.0)
+    s = (x.T @ x) / safe
+    off = ~np.eye(len(s), dtype=bool) & (counts > 1)
+    if not off.any():
+        return 1.0
+    rbar = s[off].mean()
+    pi = ((x**2).T @ (x**2) / safe) - s**2
+    sq = (x**2).T @ mask / safe  # mean of x_i^2 over the runs seen on both i and j
+    # t[i, j] = mean_k (x_ki^2 - sq_ij)(x_ki x_kj - s_ij) = mean_k x_ki^3 x_kj - sq_ij s_ij
+    t = (x**3).T @ x / safe - sq * s
+    numerator = np.sum(((pi - rbar * (t + t.T) / 2) / safe)[off])
+    denominator = np.sum((s[off] - rbar) ** 2)
+    if denominator <= 0:
+        return 1.0
+    return float(np.clip(numerator / denominator, 0.0, 1.0))
+
+
+def _nearest_correlation(corr: np.ndarray, floor: float = 1e-6) -> np.ndarray:
+    """``corr`` made positive definite (eigenvalues at least ``floor``) with a unit diagonal."""
+    corr = (corr + corr.T) / 2
+    values, vectors = np.linalg.eigh(corr)
+    if values.min() < floor:
+        corr = (vectors * np.maximum(values, floor)) @ vectors.T
+        scale = np.sqrt(np.diag(corr))
+        corr = corr / np.outer(scale, scale)
+    np.fill_diagonal(corr, 1.0)
+    return corr
 
 
 def stored_residual_correlation(posterior: xr.Dataset) -> np.ndarray | None:

@@ -383,6 +383,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "weight = stacking weight:"
     )
     print(result.table.to_string(float_format=lambda v: f"{v:.2f}"))
+    print(result.scoring())
     print(result.verdict())
     for line in result.warnings():
         print(f"WARNING: {line}")

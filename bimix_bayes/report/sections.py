@@ -473,6 +473,7 @@ def section_comparison(
         "comparison_models": {
             "table": html_table(table.round(2)),
             "verdict": result.verdict(),
+            "scoring": result.scoring(),
             "warnings": result.warnings(),
             "failed": failed,
         }
