@@ -18,8 +18,13 @@ weights that remove the run from the posterior are the likelihood's, ``1 / p(y_i
 
     elpd_i = log sum_s w_is p_C(y_i | theta_s),   w_is = PSIS(1 / p(y_i | theta_s)), sum_s w_is = 1
 
-so the Pareto ``k`` are the working model's. ``C`` itself was estimated with the run in: a
-plug-in, as in the forecasts.
+so the Pareto ``k`` are the working model's: they say whether leaving the run out is well
+approximated, not how heavy the tail of ``p_C / p`` is. ``C`` itself was estimated with the run
+in (a plug-in, as in the forecasts), which favours such fits a little over fits whose run
+effects are correlated in the likelihood (there the correlation is left out with the run).
+Under the normal likelihood ``C = I`` gives back the likelihood's own per-run density; under
+Student-t a run's domains share one scale when scored with ``C`` (as forecasts draw a new run),
+where the likelihood gives each curve its own, so the two differ even at ``C = I``.
 
 Examples
 --------
@@ -205,13 +210,14 @@ def _loo(idata: az.InferenceData) -> tuple[az.ELPDData, bool]:
     """PSIS-LOO over runs; a fit with ``C`` scores the left-out run with correlated offsets
     (module docstring). Returns the estimate and whether ``C`` was used."""
     reff = _relative_efficiency(idata)
-    loo = az.loo(idata, var_name=LOO_VAR, pointwise=True, reff=reff)
+    loo = az.loo(idata, var_name=LOO_VAR, pointwise=True, reff=reff, scale="log")
     scored = new_run_log_likelihood(idata)
     if scored is None:
         return loo, False
     working = idata.log_likelihood[LOO_VAR].transpose("chain", "draw", "run")
-    if list(working["run"].to_numpy()) != list(scored["run"].to_numpy()):
+    if set(working["run"].to_numpy()) != set(scored["run"].to_numpy()):
         raise DataError("the fit's runs and its stored log likelihood disagree; refit it")
+    scored = scored.sel(run=working["run"])
     samples = ("chain", "draw")
     log_w, _ = az.psislw(-working.stack(__sample__=samples), reff)
     ll = scored.stack(__sample__=samples).transpose(*log_w.dims)
@@ -259,7 +265,7 @@ def compare_fits(fits: Mapping[str, az.InferenceData]) -> ComparisonResult:
             k = estimates[name].pareto_k
             runs = k["run"].to_numpy() if isinstance(k, xr.DataArray) and "run" in k.dims else None
             pareto[name] = pd.Series(np.asarray(k), index=runs)
-        table = az.compare(estimates, ic="loo", method="stacking")
+        table = az.compare(estimates, ic="loo", method="stacking", scale="log")
     bad = {name: int((ks > PARETO_K_LIMIT).sum()) for name, ks in pareto.items()}
     keep = ["rank", "elpd_loo", "se", "elpd_diff", "dse", "p_loo", "weight"]
     out = table[keep].astype({"rank": int})

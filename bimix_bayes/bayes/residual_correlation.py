@@ -23,11 +23,12 @@ every pair of domains it has: each entry is estimated over the runs seen on both
 (pairwise-complete; before, such runs were left out, and designs where few runs cover every
 domain fell back to independence: Ye 5Mix 70M has 8 complete runs of 26). With few runs the
 entries are noisy, so they are shrunk toward their mean (every pair at the average
-correlation) by Ledoit and Wolf's (2003) intensity for that target, computed from the runs'
-posterior-mean offsets, pair by pair. That target keeps what the mean over domains needs, the
-average correlation (an average over all pairs, far steadier than any one entry), where
-shrinking toward the identity pulled it toward independence as well (with 10-13 runs ``C``
-stayed near the identity).
+correlation) by Ledoit and Wolf's intensity for that target, and the mean toward 0 by its own
+estimation noise (:func:`constant_correlation_shrinkage`, from the runs' posterior-mean
+offsets, pair by pair). That target keeps what the mean over domains needs, the average
+correlation (an average over the pairs, steadier than any one entry), where shrinking toward
+the identity pulled it toward independence as well (with 10-13 runs ``C`` stayed near the
+identity).
 
 The conditional means are each domain's offsets shrunk by a factor, which scales their
 covariance but not their correlation where every run has the same checkpoints; the factor grows
@@ -45,9 +46,9 @@ studies stay under-covered.
 Measured (``reports/validation.md``, ``holdout-mixtures``, 4 x 1000 draws, seed 0; 90 %
 coverage of the mean over domains of new mixtures): independent offsets -> ``C`` shrunk toward
 the identity over complete runs (fd63f90) -> ``C`` pairwise, shrunk toward the constant
-correlation (now): SlimPajama 122M bimix 82.8 -> 87.1 -> 88.0 % (Brier 0.179 -> 0.177 ->
-0.176), bimix_cross 77.4 -> 79.1 -> 81.6 %, loglinear 86.2 -> 89.1 -> 92.3 %; Ye 5Mix 70M
-(``:13``) 59.0 -> 59.6 -> 69.6 %; the embedded study (``:10``) 66.7 -> 67.0 -> 67.0 %;
+correlation (now): SlimPajama 122M bimix 82.8 -> 87.1 -> 87.6 % (Brier 0.179 -> 0.177 ->
+0.177), bimix_cross 77.4 -> 79.1 -> 80.6 %, loglinear 86.2 -> 89.1 -> 91.4 %; Ye 5Mix 70M
+(``:13``) 59.0 -> 59.6 -> 68.9 %; the embedded study (``:10``) 66.7 -> 67.0 -> 67.0 %;
 coverage of single domains and the point forecasts unchanged.
 
 Examples
@@ -69,6 +70,7 @@ import numpy as np
 import xarray as xr
 
 __all__ = [
+    "MIN_EIGENVALUE",
     "MIN_RUNS",
     "RESIDUAL_CORRELATION_ATTR",
     "correlated_fresh_offsets",
@@ -82,6 +84,10 @@ __all__ = [
 RESIDUAL_CORRELATION_ATTR = "new_run_offset_correlation"
 #: Fewest runs observed on both domains of a pair for its entry of ``C``; fewer: uncorrelated.
 MIN_RUNS = 4
+#: Smallest eigenvalue of a stored ``C`` (about: restoring the unit diagonal moves it a little):
+#: a pairwise estimate that is not positive definite is moved to the nearest matrix with this
+#: floor, far enough from 0 that the 6 decimals it is stored with keep it positive definite.
+MIN_EIGENVALUE = 1e-3
 
 
 def residual_correlation(means: np.ndarray) -> np.ndarray | None:
@@ -89,12 +95,12 @@ def residual_correlation(means: np.ndarray) -> np.ndarray | None:
 
     A run without some domain (NaN there: a zero share the law cannot score, a set it was not
     evaluated on) still counts for every pair of domains it has: each entry is the correlation
-    over the runs observed on both domains (pairwise-complete), and the shrinkage toward the
-    mean correlation counts each entry's own runs
-    (:func:`pairwise_constant_correlation_shrinkage`). A pair shared by fewer than
-    :data:`MIN_RUNS` runs, or a domain whose offsets do not vary, stays uncorrelated; None when no
-    pair is left. Pairwise entries need not form a positive definite matrix: the nearest one
-    (eigenvalues clipped, diagonal restored to 1) is returned.
+    over the runs observed on both domains (pairwise-complete). The entries are shrunk toward
+    their mean, and the mean toward 0, by :func:`constant_correlation_shrinkage` (each entry
+    counted with its own runs). A pair shared by fewer than :data:`MIN_RUNS` runs, or a domain
+    whose offsets do not vary, is set to 0; None when no pair is left. Pairwise entries need
+    not form a positive definite matrix: the nearest one with eigenvalues of at least
+    :data:`MIN_EIGENVALUE` is returned (which can move the zeros a little).
     """
     means = np.asarray(means, dtype=float)
     if means.ndim != 4:
@@ -118,30 +124,38 @@ def residual_correlation(means: np.ndarray) -> np.ndarray | None:
             estimated[i, j] = estimated[j, i] = True
     if not estimated.any():
         return None
-    cols = estimated.any(axis=0)  # domains in some estimated pair (their offsets vary)
-    shrink = pairwise_constant_correlation_shrinkage(np.where(seen, runs, np.nan)[:, cols])
-    target = np.where(estimated, corr[estimated].mean(), 0.0)  # every pair at the mean
+    entries, mean = constant_correlation_shrinkage(np.where(seen, runs, np.nan), estimated)
+    target = np.where(estimated, (1.0 - mean) * corr[estimated].mean(), 0.0)
     np.fill_diagonal(target, 1.0)
-    out = (1.0 - shrink) * corr + shrink * target
-    return _nearest_correlation(out)
+    return _nearest_correlation((1.0 - entries) * corr + entries * target)
 
 
-def pairwise_constant_correlation_shrinkage(table: np.ndarray) -> float:
-    """Ledoit and Wolf's (2003) shrinkage intensity toward the constant correlation (every
-    pair at the mean correlation), with missing entries (NaN) left out pair by pair.
+def constant_correlation_shrinkage(table: np.ndarray, pairs: np.ndarray) -> tuple[float, float]:
+    """Shrinkage intensities for a correlation matrix estimated pair by pair from ``table``
+    (run x domain, NaN where a run lacks a domain), over the ``pairs`` (D x D, symmetric) that
+    were estimated: ``(entries, mean)``.
 
-    On the standardised columns ``x``: ``s_ij = mean_k x_ki x_kj`` over the ``n_ij`` runs seen
-    on both, ``rbar`` the mean of the ``s_ij`` off the diagonal; the intensity is
-    ``sum_ij (pi_ij - rbar (t_iij + t_jij) / 2) / n_ij`` over ``sum_ij (s_ij - rbar)^2``, both
-    off the diagonal, clipped to [0, 1], with ``pi_ij = mean_k (x_ki x_kj - s_ij)^2`` and
-    ``t_iij = mean_k (x_ki^2 - mean_k x_ki^2) (x_ki x_kj - s_ij)``.
+    ``entries`` pulls each entry toward the mean correlation: Ledoit and Wolf's intensity for
+    the constant-correlation target ("Honey, I shrunk the sample covariance matrix", 2004; their
+    ``covCor``), applied to the standardised columns ``x`` with each entry counted over the
+    ``n_ij`` runs seen on both domains: ``s_ij = mean_k x_ki x_kj``, ``rbar`` the mean of the
+    ``s_ij``; the intensity is ``sum_ij (pi_ij - rbar (t_iij + t_jij) / 2) / n_ij`` over
+    ``sum_ij (s_ij - rbar)^2``, clipped to [0, 1], with ``pi_ij = mean_k (x_ki x_kj - s_ij)^2``
+    and ``t_iij = mean_k (x_ki^2 - mean_k x_ki^2) (x_ki x_kj - s_ij)``.
+
+    ``mean`` pulls the mean correlation itself toward 0 by the same rule for one number: its
+    estimation variance over its square, ``var(rbar) / rbar^2`` clipped to [0, 1], with
+    ``var(rbar) = sum_k d_k^2`` and ``d_k`` run ``k``'s part of ``rbar - E rbar``. With one
+    pair (two domains) the first has nothing to pull toward and the second is all the
+    shrinkage; with many pairs and runs that share their luck it stays near 0.
 
     Examples
     --------
     >>> rng = np.random.default_rng(1)
-    >>> x = rng.normal(size=(8, 4)) + rng.normal(size=(8, 1))  # few runs, shared luck
-    >>> 0.0 <= pairwise_constant_correlation_shrinkage(x) <= 1.0
-    True
+    >>> x = rng.normal(size=(200, 4)) + rng.normal(size=(200, 1))  # many runs, shared luck
+    >>> entries, mean = constant_correlation_shrinkage(x, ~np.eye(4, dtype=bool))
+    >>> bool(mean < 0.05), entries  # a constant correlation: the entries go all the way
+    (True, 1.0)
     """
     table = np.asarray(table, dtype=float)
     seen = ~np.isnan(table)
@@ -152,27 +166,30 @@ def pairwise_constant_correlation_shrinkage(table: np.ndarray) -> float:
     counts = mask.T @ mask
     safe = np.maximum(counts, 1.0)
     s = (x.T @ x) / safe
-    off = ~np.eye(len(s), dtype=bool) & (counts > 1)
+    off = np.asarray(pairs, dtype=bool) & ~np.eye(len(s), dtype=bool) & (counts > 1)
     if not off.any():
-        return 1.0
+        return 1.0, 1.0
     rbar = s[off].mean()
+    weights = np.where(off, 1.0 / (off.sum() * safe), 0.0)  # rbar = sum_ij weights_ij s_ij
+    products = np.einsum("ki,kj->kij", x, x) - s * np.einsum("ki,kj->kij", mask, mask)
+    deviations = np.einsum("kij,ij->k", products, weights)  # run k's part of rbar - E rbar
+    mean = 1.0 if rbar == 0 else float(min(1.0, np.sum(deviations**2) / rbar**2))
     pi = ((x**2).T @ (x**2) / safe) - s**2
     sq = (x**2).T @ mask / safe  # mean of x_i^2 over the runs seen on both i and j
     # t[i, j] = mean_k (x_ki^2 - sq_ij)(x_ki x_kj - s_ij) = mean_k x_ki^3 x_kj - sq_ij s_ij
     t = (x**3).T @ x / safe - sq * s
     numerator = np.sum(((pi - rbar * (t + t.T) / 2) / safe)[off])
     denominator = np.sum((s[off] - rbar) ** 2)
-    if denominator <= 0:
-        return 1.0
-    return float(np.clip(numerator / denominator, 0.0, 1.0))
+    entries = 1.0 if denominator <= 0 else float(np.clip(numerator / denominator, 0.0, 1.0))
+    return entries, mean
 
 
-def _nearest_correlation(corr: np.ndarray, floor: float = 1e-6) -> np.ndarray:
-    """``corr`` made positive definite (eigenvalues at least ``floor``) with a unit diagonal."""
+def _nearest_correlation(corr: np.ndarray) -> np.ndarray:
+    """``corr`` made positive definite (eigenvalues >= :data:`MIN_EIGENVALUE`), unit diagonal."""
     corr = (corr + corr.T) / 2
     values, vectors = np.linalg.eigh(corr)
-    if values.min() < floor:
-        corr = (vectors * np.maximum(values, floor)) @ vectors.T
+    if values.min() < MIN_EIGENVALUE:
+        corr = (vectors * np.maximum(values, MIN_EIGENVALUE)) @ vectors.T
         scale = np.sqrt(np.diag(corr))
         corr = corr / np.outer(scale, scale)
     np.fill_diagonal(corr, 1.0)
