@@ -73,6 +73,7 @@ __all__ = [
     "MIN_EIGENVALUE",
     "MIN_RUNS",
     "RESIDUAL_CORRELATION_ATTR",
+    "constant_correlation_shrinkage",
     "correlated_fresh_offsets",
     "correlation_attr",
     "residual_correlation",
