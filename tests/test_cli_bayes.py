@@ -171,3 +171,20 @@ def test_summary_names_the_run_effect_every_domain_shares():
     slopes = post.assign(kappa_common=post["tau_common"] / 10, kappa_own=post["tau_own"] / 10)
     lines = _common_effect_note(slopes, 0.94).splitlines()
     assert len(lines) == 2 and lines[1].startswith("run slopes: a part every domain")
+
+
+def test_summary_says_how_a_mixtures_offsets_move_between_sizes():
+    """A size fit with run x size offsets gets a line with each domain's sd and the mean
+    correlation; a fit without them gets none."""
+    import numpy as np
+    import xarray as xr
+
+    from bimix_bayes.bayes.run_size_offsets import RunSizeOffsets
+    from bimix_bayes.cli.bayes import _run_size_note
+
+    offsets = RunSizeOffsets(np.array([0.0012, 0.0031]), np.array([[1.0, 0.6], [0.6, 1.0]]))
+    post = xr.Dataset(coords={"domain": ["web", "code"]}, attrs=offsets.to_attr())
+    note = _run_size_note(post)
+    assert "web 0.0012, code 0.0031" in note
+    assert note.endswith("mean correlation across domains 0.60")
+    assert _run_size_note(xr.Dataset(coords={"domain": ["web", "code"]})) == ""

@@ -165,6 +165,25 @@ def test_independent_run_effects_give_a_diagonal_covariance():
     assert np.allclose(cov - np.einsum("di,ij->dij", expected, np.eye(4)), 0.0)
 
 
+def test_a_new_run_of_a_size_fit_carries_its_own_luck_at_its_size():
+    """A proposed run is a new (mixture, size) pair: the stored run x size covariance adds to
+    its covariance, correlations included; a fit without it is unchanged."""
+    import xarray as xr
+
+    from bimix_bayes.bayes.run_size_offsets import RunSizeOffsets
+
+    rng = np.random.default_rng(2)
+    dims = ("chain", "draw", "domain")
+    tau, sigma = (rng.uniform(0.01, 0.05, (2, 3, 2)) for _ in range(2))
+    post = xr.Dataset({"tau": (dims, tau), "sigma": (dims, sigma)}, coords={"domain": ["a", "b"]})
+    before = _run_covariance(post, np.array([0, 5]), x_proxy=0.0)
+    offsets = RunSizeOffsets(np.array([0.003, 0.004]), np.array([[1.0, 0.5], [0.5, 1.0]]))
+    post.attrs.update(offsets.to_attr())
+    after = _run_covariance(post, np.array([0, 5]), x_proxy=0.0)
+    expected = np.array([[0.003**2, 0.5 * 0.003 * 0.004], [0.5 * 0.003 * 0.004, 0.004**2]])
+    np.testing.assert_allclose(after - before, np.broadcast_to(expected, after.shape), atol=1e-15)
+
+
 def test_values_are_in_nats_and_bounded_by_the_value_of_stopping(plan):
     values = plan.proposals["value"].to_numpy()
     se = plan.proposals["value_se"].to_numpy()

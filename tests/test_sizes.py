@@ -223,6 +223,38 @@ def test_the_size_error_has_its_own_correlation_across_domains(size_fit):
     assert mean_ratio < 0.5 * (1 + 1 / np.sqrt(n)), mean_ratio
 
 
+def test_a_mixture_draws_fresh_luck_at_a_size_it_was_not_trained_at(size_fit):
+    """Each (mixture, size) is its own training run: the fit stores how a mixture's offsets
+    move between sizes (here none: the simulation shares them exactly), and a forecast adds a
+    fresh run x size offset wherever the fit has not seen the pair (an observed mixture at a
+    new size, any new mixture), never at a pair it has."""
+    from bimix_bayes.bayes.forecast import forecast_draws
+    from bimix_bayes.bayes.run_size_offsets import (
+        RUN_SIZE_ATTR,
+        RunSizeOffsets,
+        stored_run_size_offsets,
+    )
+
+    data, idata = size_fit
+    fitted = stored_run_size_offsets(idata.posterior)
+    assert fitted is not None and fitted.sd.max() < 0.004, fitted  # noise sd 0.0025 per cell
+    n = idata.posterior.sizes["domain"]
+    wide, shared = idata.copy(), idata.copy()
+    wide.posterior.attrs.update(RunSizeOffsets(np.full(n, 0.05), np.eye(n)).to_attr())
+    del shared.posterior.attrs[RUN_SIZE_ATTR]
+
+    def draws(fit, size, **target):
+        return forecast_draws(fit, [8e3], size=size, seed=0, **target)
+
+    same = draws(wide, 4e8, runs=["mix000"]), draws(shared, 4e8, runs=["mix000"])
+    assert np.array_equal(*same)  # a fitted (mixture, size) pair keeps its offsets
+    for target in ({"runs": ["mix000"]}, {"mixtures": data.mixtures.iloc[:1]}):
+        base = np.log(draws(shared, 8e8, **target)).std(("chain", "draw")).squeeze()[:n]
+        widened = np.log(draws(wide, 8e8, **target)).std(("chain", "draw")).squeeze()[:n]
+        expected = np.sqrt(base**2 + 0.05**2)
+        assert np.allclose(widened, expected, rtol=0.1), (target, widened.values, base.values)
+
+
 def test_a_fit_without_sizes_refuses_a_size():
     import arviz as az
     import xarray as xr

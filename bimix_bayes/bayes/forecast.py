@@ -7,6 +7,10 @@ Two kinds of target (:mod:`~bimix_bayes.bayes.targets`):
 * a **new mixture** (never trained): a fresh run offset is drawn, so the interval carries the
   run-to-run variation the model has seen.
 
+In a fit of several model sizes a target at a size the fit has not seen it at (an observed
+mixture at a new size, any new mixture) also draws the luck of that training run, a fresh run x
+size offset (:mod:`~bimix_bayes.bayes.run_size_offsets`).
+
 ``kind="predictive"`` (default) forecasts a new measurement (run effects, checkpoint noise and,
 beyond the fitted steps, the error all runs share (:mod:`~bimix_bayes.bayes.discrepancy`)
 included); ``kind="law"`` gives the credible band of the law's curve itself (none of those).
@@ -50,6 +54,7 @@ from bimix_bayes.bayes.law_params import fit_step_covariates, posterior_law, pos
 from bimix_bayes.bayes.noise import fit_noise_variance
 from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata, spec_from_idata
 from bimix_bayes.bayes.predictive_density import log_predictive_density
+from bimix_bayes.bayes.run_size_offsets import stored_run_size_offsets
 from bimix_bayes.bayes.sizes import size_doublings_outside, size_offset
 from bimix_bayes.bayes.targets import domain_weights, run_effects, target_shares
 from bimix_bayes.data.labels import NEW, OBSERVED, interval_columns, long_table
@@ -108,7 +113,9 @@ def forecast_draws(
     size
         The model size (parameters, as in the fitted data) to forecast, for a fit of data with
         model sizes (required there, refused otherwise): any size, trained or not. An observed
-        run (a mixture) keeps its run effects at every size.
+        run (a mixture) keeps its run effects at every size; at a size it was not trained at,
+        and for a new mixture, a fresh run x size offset is added (the luck of that training
+        run, :mod:`~bimix_bayes.bayes.run_size_offsets`).
 
     Returns
     -------
@@ -357,6 +364,8 @@ def _prepare(
     w, avg_label = domain_weights(domains, weights)
     rng = np.random.default_rng([seed, 2])
     effects = run_effects(idata, data, table, sources, rng) if kind == "predictive" else None
+    if effects is not None and size is not None:  # a run at a size it was not trained at
+        effects = _with_run_size_offsets(effects, post, data, table, sources, size, seed)
     shares = xr.DataArray(
         targets.own,
         dims=("mixture", "domain"),
@@ -430,6 +439,37 @@ def _prepare(
         u=u,
         noise_var=None if kind == "law" else fit_noise_variance(post, x),
     )
+
+
+def _with_run_size_offsets(
+    effects: xr.Dataset,
+    post: xr.Dataset,
+    data: Any,
+    table: pd.DataFrame,
+    sources: Sequence[str],
+    size: float,
+    seed: int,
+) -> xr.Dataset:
+    """``effects`` with each target's fresh run x size offset ``b`` added where the fit has not
+    seen it at ``size`` (a new mixture, or an observed one at a new size;
+    :mod:`~bimix_bayes.bayes.run_size_offsets`), from random stream ``[seed, 7]``."""
+    offsets = stored_run_size_offsets(post)
+    if offsets is None:
+        return effects
+    obs = data.observations
+    seen = set(obs.loc[np.isclose(obs["size"].to_numpy(dtype=float), size), "run"].astype(str))
+    fresh = np.array(
+        [
+            src != OBSERVED or str(name) not in seen
+            for name, src in zip(table.index, sources, strict=True)
+        ]
+    )
+    if not fresh.any():
+        return effects
+    shape = (post.sizes["chain"], post.sizes["draw"], len(table))
+    b = offsets.draw(shape, np.random.default_rng([seed, 7])) * fresh[:, None]
+    offset = effects["offset"] + effects["scale"] * xr.DataArray(b, dims=effects["offset"].dims)
+    return effects.assign(offset=offset)
 
 
 def _shared_error(

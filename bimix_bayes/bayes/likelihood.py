@@ -644,6 +644,8 @@ class CurveSums:
     sx: np.ndarray | None = None
     sxx: np.ndarray | None = None
     log_v: np.ndarray | None = None
+    mean_residual: np.ndarray | None = None
+    mean_weight: np.ndarray | None = None
 
     def design(self, layout: CurveLayout) -> tuple[Any, Any, Any]:
         """``(n, sx, sxx)`` of each curve: weighted per draw (``sx``, ``sxx`` None when the sums
@@ -714,7 +716,8 @@ def curve_residual_sums(
     Arrays are shaped (chain, draw, curve). Draws are processed in chunks so that memory stays
     bounded however long the loss logs are. With ``with_slope=True`` the sums also hold
     ``Sxe = sum(x e)`` and ``kappa`` of the curve's domain (the random-slope option; zero when
-    the posterior has no ``kappa``).
+    the posterior has no ``kappa``). The residual and noise weight of every cell, averaged over
+    the draws, come along (``mean_residual``, ``mean_weight``).
     """
     d = layout.curve_domain
     shape = (posterior.sizes["chain"], posterior.sizes["draw"], len(d))
@@ -740,6 +743,7 @@ def curve_residual_sums(
         eta = by_curve(NOISE_EXCESS)
         n_w, log_v = np.empty(shape), np.empty(shape)
         sx_w, sxx_w = (np.empty(shape), np.empty(shape)) if with_slope else (None, None)
+    mean_residual, mean_weight = np.zeros(layout.x.shape), np.zeros(layout.x.shape)
     step = max(1, _CHUNK_VALUES // max(1, layout.x.size * max(1, len(layout.training_domains))))
     for c in range(shape[0]):
         for start in range(0, shape[1], step):
@@ -761,7 +765,10 @@ def curve_residual_sums(
             if shocks:  # likelihood.checkpoint_sd_scale > 0
                 mu = mu + cell_shocks(posterior, layout.grid_index, len(layout.step_grid), sl)
             v = None if decay is None else noise_variance_factor(decay, eta[sl][..., None])
-            sums = weighted_sums(layout.y - mu, layout.mask, layout.x, v, with_x=with_slope)
+            residual = layout.y - mu
+            mean_residual += residual.sum(axis=0)
+            mean_weight += len(residual) if v is None else (1.0 / v).sum(axis=0)
+            sums = weighted_sums(residual, layout.mask, layout.x, v, with_x=with_slope)
             s1[sl], s2[sl] = sums.s1, sums.s2
             if with_slope:
                 sxe[sl] = sums.sxe
@@ -769,9 +776,12 @@ def curve_residual_sums(
                 n_w[sl], log_v[sl] = sums.n, sums.log_v
                 if with_slope:
                     sx_w[sl], sxx_w[sl] = sums.sx, sums.sxx
-    weighted = {}
+    extra: dict[str, np.ndarray | None] = {}
     if decay is not None:
-        weighted = {"n": n_w, "sx": sx_w, "sxx": sxx_w, "log_v": log_v}
+        extra = {"n": n_w, "sx": sx_w, "sxx": sxx_w, "log_v": log_v}
+    n_draws = shape[0] * shape[1]
+    extra["mean_residual"] = mean_residual * layout.mask / n_draws
+    extra["mean_weight"] = mean_weight * layout.mask / n_draws
     return CurveSums(
         s1=s1,
         s2=s2,
@@ -779,7 +789,7 @@ def curve_residual_sums(
         tau=by_curve("tau"),
         sxe=sxe,
         kappa=None if sxe is None else by_curve("kappa"),
-        **weighted,
+        **extra,
     )
 
 

@@ -86,6 +86,8 @@ _MODEL_BEFORE_0_3 = {
         "new_run_correlation": "none",
     },
     "priors": {name: {"sd_prior": "half_normal", "pooled": True} for name in PRIOR_NAMES},
+    # a mixture's runs at several sizes shared their offsets exactly before size.run_size_offset
+    "size": {"run_size_offset": "none"},
     # chains started nutpie's way (jitter 1) before sampler.init_jitter; the level was sampled
     # at share 1 before sampler.centre_share; cross effects were non-centred before
     # sampler.centre_cross

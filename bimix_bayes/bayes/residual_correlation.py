@@ -76,6 +76,7 @@ __all__ = [
     "constant_correlation_shrinkage",
     "correlated_fresh_offsets",
     "correlation_attr",
+    "nearest_correlation",
     "residual_correlation",
     "stored_residual_correlation",
 ]
@@ -128,7 +129,7 @@ def residual_correlation(means: np.ndarray) -> np.ndarray | None:
     entries, mean = constant_correlation_shrinkage(np.where(seen, runs, np.nan), estimated)
     target = np.where(estimated, (1.0 - mean) * corr[estimated].mean(), 0.0)
     np.fill_diagonal(target, 1.0)
-    return _nearest_correlation((1.0 - entries) * corr + entries * target)
+    return nearest_correlation((1.0 - entries) * corr + entries * target)
 
 
 def constant_correlation_shrinkage(table: np.ndarray, pairs: np.ndarray) -> tuple[float, float]:
@@ -185,7 +186,7 @@ def constant_correlation_shrinkage(table: np.ndarray, pairs: np.ndarray) -> tupl
     return entries, mean
 
 
-def _nearest_correlation(corr: np.ndarray) -> np.ndarray:
+def nearest_correlation(corr: np.ndarray) -> np.ndarray:
     """``corr`` made positive definite (eigenvalues >= :data:`MIN_EIGENVALUE`), unit diagonal."""
     corr = (corr + corr.T) / 2
     values, vectors = np.linalg.eigh(corr)

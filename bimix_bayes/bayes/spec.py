@@ -157,6 +157,7 @@ SCHEMA: dict[str, Any] = {
         "reducible_sd": _number(0),
         "beta_sd": _number(0),
         "mixture_sd": _number(0),
+        "run_size_offset": _choice("residual", "none"),
     },
     "schedule": {"anneal_scale": _number(0)},
     "discrepancy": {

@@ -160,6 +160,27 @@ def _residual_correlation_note(post) -> str:
     )
 
 
+def _run_size_note(post) -> str:
+    """How a size fit's mixtures' offsets move between sizes (:mod:`~bimix_bayes.bayes.
+    run_size_offsets`), or ''."""
+    import numpy as np
+
+    from bimix_bayes.bayes.run_size_offsets import stored_run_size_offsets
+
+    offsets = stored_run_size_offsets(post)
+    if offsets is None:
+        return ""
+    off = offsets.corr[~np.eye(len(offsets.sd), dtype=bool)]
+    sds = ", ".join(
+        f"{d} {sd:.4f}" for d, sd in zip(post["domain"].to_numpy(), offsets.sd, strict=True)
+    )
+    mean = f"; mean correlation across domains {off.mean():.2f}" if off.size else ""
+    return (
+        "a mixture at a size the fit has not seen draws fresh luck (run_size_offset): sd of "
+        f"the run x size offset (log loss) {sds}{mean}"
+    )
+
+
 def _wide_parameter_table(table: pd.DataFrame) -> str:
     """One row per domain, one 'mean [lower, upper]' cell per parameter."""
     cells = table.apply(lambda r: _fmt(r["mean"], r["lower"], r["upper"]), axis=1)
@@ -289,6 +310,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if note := _common_effect_note(idata.posterior, p):
         print(note)
     if note := _residual_correlation_note(idata.posterior):
+        print(note)
+    if note := _run_size_note(idata.posterior):
         print(note)
     print(_seed_spread_note(idata))
     opt.write_table(args.out, table)

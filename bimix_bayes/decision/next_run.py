@@ -60,6 +60,7 @@ from bimix_bayes.bayes.law_params import fit_step_covariates
 from bimix_bayes.bayes.noise import fit_noise_variance
 from bimix_bayes.bayes.persistence import spec_from_idata
 from bimix_bayes.bayes.residual_correlation import stored_residual_correlation
+from bimix_bayes.bayes.run_size_offsets import stored_run_size_offsets
 from bimix_bayes.bayes.sizes import fitted_sizes, size_label
 from bimix_bayes.data.mixture_input import mixture_frame
 from bimix_bayes.data.table import DataError
@@ -244,7 +245,9 @@ def random_candidates(
 
 def _run_covariance(posterior, draws: np.ndarray, x_proxy: float) -> np.ndarray:
     """Per draw, the covariance over domains of a new run's log loss at the proxy step:
-    run offsets (and slopes, times ``x_p^2``) plus checkpoint noise. ``(draws, D, D)``."""
+    run offsets (and slopes, times ``x_p^2``), in a fit of several sizes the run's own luck at
+    its size (:mod:`~bimix_bayes.bayes.run_size_offsets`), plus checkpoint noise.
+    ``(draws, D, D)``."""
 
     def flat(name: str) -> np.ndarray:
         a = posterior[name].transpose("chain", "draw", "domain").to_numpy()
@@ -265,6 +268,9 @@ def _run_covariance(posterior, draws: np.ndarray, x_proxy: float) -> np.ndarray:
         cov = tau[:, :, None] * (np.eye(n_dom) if corr is None else corr) * tau[:, None, :]
         if "kappa" in posterior:
             cov = cov + np.einsum("di,ij->dij", x_proxy**2 * flat("kappa") ** 2, np.eye(n_dom))
+    by_size = stored_run_size_offsets(posterior)  # a new (mixture, size) pair: its own luck
+    if by_size is not None:
+        cov = cov + by_size.covariance
     noise_var = fit_noise_variance(posterior, np.array([x_proxy]))  # noise falling with step
     if noise_var is not None:
         sigma = sigma * np.sqrt(noise_var.to_numpy()[:, :, 0].reshape(-1, n_dom)[draws])
