@@ -182,9 +182,10 @@ def test_summary_says_how_a_mixtures_offsets_move_between_sizes():
     from bimix_bayes.bayes.run_size_offsets import RunSizeOffsets
     from bimix_bayes.cli.bayes import _run_size_note
 
-    offsets = RunSizeOffsets(np.array([0.0012, 0.0031]), np.array([[1.0, 0.6], [0.6, 1.0]]))
-    post = xr.Dataset(coords={"domain": ["web", "code"]}, attrs=offsets.to_attr())
+    corr = np.array([[1.0, 0.6, 0.0], [0.6, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    offsets = RunSizeOffsets(np.array([0.0012, 0.0031, 0.0]), corr)
+    post = xr.Dataset(coords={"domain": ["web", "code", "math"]}, attrs=offsets.to_attr())
     note = _run_size_note(post)
-    assert "web 0.0012, code 0.0031" in note
-    assert note.endswith("mean correlation across domains 0.60")
-    assert _run_size_note(xr.Dataset(coords={"domain": ["web", "code"]})) == ""
+    assert "web 0.0012, code 0.0031, math 0.0000" in note
+    assert note.endswith("mean correlation across domains 0.60 (sd > 0)")  # not diluted by math
+    assert _run_size_note(xr.Dataset(coords={"domain": ["web", "code", "math"]})) == ""

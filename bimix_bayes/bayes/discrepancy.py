@@ -23,7 +23,7 @@ two mixtures are compared at the same step, as it should, since it moves every r
 A fit of several model sizes (``--size-col``) gets the same kind of term for a forecast at a
 size outside the fitted ones: ``omega_N h_N g_N[d]``, ``h_N`` the doublings of the size beyond
 the fitted sizes, ``omega_N = size_sd_per_doubling`` (0.005) and its own correlation across
-domains ``rho_N = size_domain_correlation`` (0.75), both calibrated on size backtests of
+domains ``rho_N = size_domain_correlation`` (0.5), both calibrated on size backtests of
 SlimPajama and Ye et al.'s 5Mix that leave out the sizes the validation scores
 (``benchmarks/size_prior.py``), drawn independently of the step's.
 

@@ -54,7 +54,7 @@ from bimix_bayes.bayes.law_params import fit_step_covariates, posterior_law, pos
 from bimix_bayes.bayes.noise import fit_noise_variance
 from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata, spec_from_idata
 from bimix_bayes.bayes.predictive_density import log_predictive_density
-from bimix_bayes.bayes.run_size_offsets import stored_run_size_offsets
+from bimix_bayes.bayes.run_size_offsets import fresh_offset_factors, stored_run_size_offsets
 from bimix_bayes.bayes.sizes import size_doublings_outside, size_offset
 from bimix_bayes.bayes.targets import domain_weights, run_effects, target_shares
 from bimix_bayes.data.labels import NEW, OBSERVED, interval_columns, long_table
@@ -450,26 +450,21 @@ def _with_run_size_offsets(
     size: float,
     seed: int,
 ) -> xr.Dataset:
-    """``effects`` with each target's fresh run x size offset ``b`` added where the fit has not
-    seen it at ``size`` (a new mixture, or an observed one at a new size;
-    :mod:`~bimix_bayes.bayes.run_size_offsets`), from random stream ``[seed, 7]``."""
+    """``effects`` with each target's fresh run x size offset added where the fit has not seen
+    it at ``size`` (a new mixture, or an observed one at a new size, its variance scaled by
+    :func:`~bimix_bayes.bayes.run_size_offsets.fresh_offset_factors`), from random stream
+    ``[seed, 7]``; drawn on the Normal scale (not times a Student-t run scale, which would
+    inflate its variance and thin its correlation)."""
     offsets = stored_run_size_offsets(post)
     if offsets is None:
         return effects
-    obs = data.observations
-    seen = set(obs.loc[np.isclose(obs["size"].to_numpy(dtype=float), size), "run"].astype(str))
-    fresh = np.array(
-        [
-            src != OBSERVED or str(name) not in seen
-            for name, src in zip(table.index, sources, strict=True)
-        ]
-    )
-    if not fresh.any():
+    domains = [str(d) for d in post["domain"].to_numpy()]
+    factors = fresh_offset_factors(data, list(table.index), sources, domains, size)
+    if not factors.any():
         return effects
     shape = (post.sizes["chain"], post.sizes["draw"], len(table))
-    b = offsets.draw(shape, np.random.default_rng([seed, 7])) * fresh[:, None]
-    offset = effects["offset"] + effects["scale"] * xr.DataArray(b, dims=effects["offset"].dims)
-    return effects.assign(offset=offset)
+    b = offsets.draw(shape, np.random.default_rng([seed, 7])) * np.sqrt(factors)
+    return effects.assign(offset=effects["offset"] + xr.DataArray(b, dims=effects["offset"].dims))
 
 
 def _shared_error(

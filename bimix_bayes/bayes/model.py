@@ -101,7 +101,7 @@ from bimix_bayes.bayes.persistence import (
     spec_from_idata,
 )
 from bimix_bayes.bayes.residual_correlation import correlation_attr, residual_correlation
-from bimix_bayes.bayes.run_size_offsets import run_size_offsets, size_cells
+from bimix_bayes.bayes.run_size_offsets import noise_correlation, run_size_offsets, size_cells
 from bimix_bayes.bayes.spec import Spec, SpecError, load_spec, merge_spec, spec_id
 from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.laws.bimix import IdentifiableParams
@@ -205,14 +205,20 @@ def _coords(posterior: xr.Dataset, layout: CurveLayout) -> dict[str, list[str]]:
     return out
 
 
-def _run_size_attr(post: xr.Dataset, layout: CurveLayout, sums: CurveSums | None) -> dict[str, str]:
+def _run_size_attr(
+    post: xr.Dataset, layout: CurveLayout, sums: CurveSums | None, family: str, nu: float
+) -> dict[str, str]:
     """The attribute storing how a size fit's mixtures' offsets move between sizes
     (:mod:`~bimix_bayes.bayes.run_size_offsets`); empty when nothing could be estimated."""
     if sums is None:  # correlated run effects: the residuals were not summed per curve
         sums = curve_residual_sums(post, layout)
     sigma2 = (post["sigma"] ** 2).mean(("chain", "draw")).transpose("domain").to_numpy()
-    cells = size_cells(layout, sums.mean_residual, sums.mean_weight, sigma2)
-    offsets = run_size_offsets(cells, len(layout.domains))
+    if family == "student_t" and nu > 2:  # noise variance sigma^2 W, E[W] = nu / (nu - 2)
+        sigma2 = sigma2 * nu / (nu - 2)
+    residual, weight = sums.mean_residual, sums.mean_weight
+    cells = size_cells(layout, residual, weight, sigma2)
+    noise = noise_correlation(layout, residual, weight)
+    offsets = run_size_offsets(cells, len(layout.domains), noise_corr=noise)
     return {} if offsets is None else offsets.to_attr()
 
 
@@ -562,7 +568,7 @@ class BiMixModel:
         by_size = self.spec["size"]["run_size_offset"] != "none"
         if layout.has_sizes and lik["run_offset"] and by_size:
             # how a mixture's offsets move between sizes (bimix_bayes.bayes.run_size_offsets)
-            post.attrs.update(_run_size_attr(post, layout, sums))
+            post.attrs.update(_run_size_attr(post, layout, sums, lik["family"], lik["nu"]))
         obs = data.observations
         observed = xr.Dataset(
             {"loss": ("obs", obs["loss"].to_numpy(dtype=float))},

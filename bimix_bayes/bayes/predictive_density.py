@@ -24,6 +24,7 @@ from bimix_bayes.bayes.discrepancy import bend_sd, doublings_outside
 from bimix_bayes.bayes.law_params import fit_step_covariates, posterior_law, posterior_params
 from bimix_bayes.bayes.noise import fit_noise_variance
 from bimix_bayes.bayes.persistence import data_from_idata, spec_from_idata
+from bimix_bayes.bayes.run_size_offsets import fresh_offset_factors, stored_run_size_offsets
 from bimix_bayes.bayes.sizes import size_doublings_outside, size_offset
 from bimix_bayes.bayes.targets import observed_conditional, target_shares
 from bimix_bayes.data.labels import OBSERVED
@@ -48,7 +49,9 @@ def log_predictive_density(
     tau^2)`` for a new mixture), integrated out exactly, and ``W`` the Student-t variance factor
     (1 under the Normal likelihood; drawn once per draw otherwise) and ``v`` the noise's
     variance factor at the point's step (1 unless the noise falls with the step,
-    :mod:`~bimix_bayes.bayes.noise`). The density of the loss
+    :mod:`~bimix_bayes.bayes.noise`); in a fit of several sizes, a point at a size the fit has
+    not seen its mixture at adds the run x size variance
+    (:mod:`~bimix_bayes.bayes.run_size_offsets`). The density of the loss
     itself (Jacobian ``1 / L`` included) is averaged over draws: ``log mean_draws p(L | draw)``.
 
     Parameters
@@ -197,6 +200,10 @@ def log_predictive_density(
         shocks, fresh_var = checkpoint_terms(post, np.unique(fitted), steps, dom)
         mu = mu + shocks.reshape(n_draws, -1)
         bend_var = bend_var + fresh_var.reshape(n_draws, -1)
+    offsets = stored_run_size_offsets(post) if size is not None else None
+    if offsets is not None:  # a run at a size the fit has not seen it at: its own luck there
+        factors = fresh_offset_factors(data, list(table.index), targets.sources, domains, size)
+        bend_var = bend_var + (factors * offsets.sd**2)[tgt, dom][None, :]
     var = w * (sigma**2 + u_var) + bend_var
     y = np.log(loss)[None, :]
     logp = -0.5 * (np.log(2 * np.pi * var) + (y - mu - u_mean) ** 2 / var) - y

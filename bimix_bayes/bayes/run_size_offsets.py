@@ -15,25 +15,36 @@ So a run at a size has offset ``u[j, d] + b[j, k, d]``::
 
     b[j, k] ~ Normal(0, Omega),    Omega = diag(omega) R diag(omega)    (D x D)
 
-fresh for every (mixture, size) pair the fit has not seen: an observed mixture forecast at a
-new size keeps its conditional ``u`` and draws ``b``; a new mixture draws both. The likelihood
-keeps the shared offset (a working model, as :mod:`~bimix_bayes.bayes.residual_correlation`
-keeps independent domains), and ``Omega`` is estimated from the fit's residuals:
+fresh for every (mixture, size) pair the fit has not seen: a new mixture draws ``u`` and ``b``;
+an observed mixture forecast at a new size keeps its conditional ``u``, which pools its sizes
+and so already holds (about) the average ``sum_k w_k b[j, k]`` of its luck at them (``w_k`` the
+share of its checkpoints at size ``k``), and the luck at the new size differs from that by
+``b_new - sum_k w_k b[j, k]``: variance ``(1 + sum_k w_k^2) Omega``, twice ``Omega`` for a
+mixture seen at one size (:func:`fresh_offset_factors`). The same variance enters the log
+predictive density the backtests score, and a proposed run's covariance in ``bimix next``.
+Forecasts at a (mixture, size) pair the fit has seen keep the pooled ``u`` (the pair's own
+deviation, visible in its residuals, is not added: at most ``omega``, 0.0007-0.0023 on
+SlimPajama). The likelihood keeps the shared offset (a working model, as
+:mod:`~bimix_bayes.bayes.residual_correlation` keeps independent domains), and ``Omega`` is
+estimated from the fit's residuals:
 
 1. each (mixture j, size k, domain d) cell's residual, averaged over the draws, is averaged over
    its checkpoints with the noise weights ``1 / v`` (:mod:`~bimix_bayes.bayes.noise`):
-   ``e[j, k, d]``, with noise variance ``n[j, k, d] = sigma[d]^2 / sum(1 / v)``;
+   ``e[j, k, d]``, with noise variance ``n[j, k, d] = sigma[d]^2 / sum(1 / v)`` (times
+   ``E[W] = nu / (nu - 2)`` under the Student-t likelihood);
 2. per domain, least squares ``e[j, k] = a[j] + c[k] + r[j, k]``: ``a`` the mixture's offset
    (what the likelihood's ``u`` shares), ``c`` what every run of a size shares (the law's misfit
    at that size, the size error's business); ``r`` the run x size part plus noise;
 3. with ``h`` the leverages of that fit, ``E[sum r^2] = sum (1 - h) (omega[d]^2 + n)`` exactly
    (``r = (I - H) e`` with ``H`` the fit's hat matrix, ``I - H`` idempotent), so
    ``omega[d]^2 = (sum r^2 - sum (1 - h) n) / sum (1 - h)`` (0 when negative);
-4. the correlation of two domains is that of their ``r`` over the cells seen on both, noise
-   included: a checkpoint's noise is shared by the domains evaluated on it (the same model
-   state), so removing the noise from the variances alone would overstate the correlation (on
-   SlimPajama it pushed every pair to 1; with the noise in, 0.47-0.92). The correlations are
-   shrunk toward their mean (and the mean toward 0) as the residual correlation's are
+4. the covariance of two domains likewise, ``(sum r_d r_e - rho_n sum (1 - h) sqrt(n_d n_e)) /
+   sum (1 - h)`` over the cells seen on both: a checkpoint's noise is shared by the domains
+   evaluated on it (the same model state), with correlation ``rho_n`` measured from each
+   checkpoint's deviation from its cell's mean (:func:`noise_correlation`; on SlimPajama
+   0.14-0.84). Left in, it would make ``R`` mostly the noise's correlation; taken from the
+   variances alone, it pushed every pair to 1. The correlations (clipped to [-1, 1]) are shrunk
+   toward their mean (and the mean toward 0) as the residual correlation's are
    (:func:`~bimix_bayes.bayes.residual_correlation.constant_correlation_shrinkage`, over the
    ``r`` table) and moved to the nearest positive definite correlation.
 
@@ -61,6 +72,7 @@ Examples
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,12 +84,16 @@ from bimix_bayes.bayes.residual_correlation import (
     constant_correlation_shrinkage,
     nearest_correlation,
 )
+from bimix_bayes.bayes.sizes import same_size
+from bimix_bayes.data.labels import OBSERVED
 
 __all__ = [
     "MIN_DEGREES",
     "RUN_SIZE_ATTR",
     "RunSizeOffsets",
     "SizeCells",
+    "fresh_offset_factors",
+    "noise_correlation",
     "run_size_offsets",
     "size_cells",
     "stored_run_size_offsets",
@@ -202,20 +218,63 @@ def _domain_residuals(cells: SizeCells, d: int) -> tuple[np.ndarray, np.ndarray,
     return rows, values - design @ (pinv @ values), np.clip(1.0 - hat_diag, 0.0, 1.0)
 
 
-def run_size_offsets(cells: SizeCells, n_domains: int) -> RunSizeOffsets | None:
-    """``Omega`` from a size fit's cells (module docstring); None when no domain has
-    :data:`MIN_DEGREES` degrees of freedom (no mixture seen at two sizes, say)."""
+def noise_correlation(
+    layout: Any, mean_residual: np.ndarray, mean_weight: np.ndarray
+) -> np.ndarray:
+    """How the checkpoint noise of two domains moves together (D x D): the correlation of each
+    checkpoint's whitened deviation from its (mixture, size) cell's mean, over the checkpoints
+    seen on both domains (the same run, size and step). A checkpoint's noise is shared by the
+    domains evaluated on it (the same model state); 0 where a pair shares no checkpoints.
+
+    The arguments are those of :func:`size_cells`.
+    """
+    rows, cols = np.nonzero(layout.mask > 0)
+    weight = mean_weight[rows, cols]
+    frame = pd.DataFrame(
+        {
+            "run": layout.curve_run[rows],
+            "domain": layout.curve_domain[rows],
+            "size": np.round(layout.z[rows, cols], 9),
+            "step": np.round(layout.x[rows, cols], 9),
+            "e": mean_residual[rows, cols],
+            "we": weight * mean_residual[rows, cols],
+            "w": weight,
+        }
+    )
+    sums = frame.groupby(["run", "domain", "size"])[["we", "w"]].transform("sum")
+    frame["deviation"] = (frame["e"] - sums["we"] / sums["w"]) * np.sqrt(weight)
+    wide = frame.pivot_table(
+        index=["run", "size", "step"], columns="domain", values="deviation", aggfunc="first"
+    )
+    n_domains = len(layout.domains)
+    corr = wide.corr(min_periods=MIN_DEGREES + 1).reindex(
+        index=range(n_domains), columns=range(n_domains)
+    )
+    out = np.nan_to_num(corr.to_numpy(), nan=0.0)
+    np.fill_diagonal(out, 1.0)
+    return out
+
+
+def run_size_offsets(
+    cells: SizeCells, n_domains: int, noise_corr: np.ndarray | None = None
+) -> RunSizeOffsets | None:
+    """``Omega`` from a size fit's cells (module docstring), the checkpoint noise correlated
+    across domains as ``noise_corr`` (:func:`noise_correlation`; None: independent); None when
+    no domain has :data:`MIN_DEGREES` degrees of freedom (no mixture seen at two sizes, say)."""
+    noise_corr = np.eye(n_domains) if noise_corr is None else np.asarray(noise_corr)
     keys = pd.MultiIndex.from_arrays([cells.run, cells.size])
     cell_index, _ = pd.factorize(keys)
     n_cells = cell_index.max() + 1 if len(cell_index) else 0
     table = np.full((n_cells, n_domains), np.nan)  # r per (run, size) cell and domain
     free = np.zeros((n_cells, n_domains))  # 1 - h
+    noise_sd = np.zeros((n_cells, n_domains))
     sd = np.zeros(n_domains)
     for d in range(n_domains):
         rows, r, left = _domain_residuals(cells, d) if (cells.domain == d).any() else ([],) * 3
         if len(rows) == 0 or left.sum() < MIN_DEGREES:
             continue
-        table[cell_index[rows], d], free[cell_index[rows], d] = r, left
+        at = cell_index[rows]
+        table[at, d], free[at, d], noise_sd[at, d] = r, left, np.sqrt(cells.noise_var[rows])
         excess = np.sum(r**2) - np.sum(left * cells.noise_var[rows])
         sd[d] = np.sqrt(max(excess, 0.0) / left.sum())
     if not (sd > 0).any():
@@ -225,20 +284,53 @@ def run_size_offsets(cells: SizeCells, n_domains: int) -> RunSizeOffsets | None:
     for d in range(n_domains):
         for e in range(d + 1, n_domains):
             both = ~np.isnan(table[:, d]) & ~np.isnan(table[:, e])
-            degrees = np.sqrt(free[both, d] * free[both, e]).sum()
-            if sd[d] == 0 or sd[e] == 0 or degrees < MIN_DEGREES:
+            left = np.sqrt(free[both, d] * free[both, e])
+            if sd[d] == 0 or sd[e] == 0 or left.sum() < MIN_DEGREES:
                 continue
-            pair = table[both][:, [d, e]]
-            corr[d, e] = corr[e, d] = np.sum(pair[:, 0] * pair[:, 1]) / np.sqrt(
-                np.sum(pair[:, 0] ** 2) * np.sum(pair[:, 1] ** 2)
-            )
+            shared_noise = noise_corr[d, e] * np.sum(left * noise_sd[both, d] * noise_sd[both, e])
+            cov = (np.sum(table[both, d] * table[both, e]) - shared_noise) / left.sum()
+            corr[d, e] = corr[e, d] = np.clip(cov / (sd[d] * sd[e]), -1.0, 1.0)
             estimated[d, e] = estimated[e, d] = True
     if estimated.any():
-        entries, mean = constant_correlation_shrinkage(table, estimated)
+        keep = sd > 0  # the shrinkage counts the domains with an omega only
+        pairs = estimated[np.ix_(keep, keep)]
+        entries, mean = constant_correlation_shrinkage(table[:, keep], pairs)
         target = np.where(estimated, (1.0 - mean) * corr[estimated].mean(), 0.0)
         np.fill_diagonal(target, 1.0)
         corr = nearest_correlation((1.0 - entries) * corr + entries * target)
     return RunSizeOffsets(sd, corr)
+
+
+def fresh_offset_factors(
+    data: Any, targets: Sequence[str], sources: Sequence[str], domains: Sequence[str], size: float
+) -> np.ndarray:
+    """``(target, domain)``: the multiple of ``Omega``'s variance a forecast at ``size`` adds.
+
+    * 0 where the fit has seen the mixture at that size on that domain (its offsets there are
+      its own);
+    * ``1 + sum_k w_k^2`` for an observed mixture at a size it was not trained at, ``w_k`` the
+      share of its checkpoints on the domain at each fitted size ``k``: its conditional offset
+      is (about) the ``w``-weighted average of its luck at those sizes, so the luck at the new
+      size differs from it by ``b_new - sum_k w_k b_k`` (2 for a mixture seen at one size);
+    * 1 for a new mixture, and for an observed one on a domain it has no curve on.
+    """
+    out = np.ones((len(targets), len(domains)))
+    observed = [i for i, src in enumerate(sources) if src == OBSERVED]
+    if not observed:
+        return out
+    obs = data.observations
+    at = same_size(obs["size"].to_numpy(dtype=float), size)
+    seen = set(zip(obs.loc[at, "run"].astype(str), obs.loc[at, "domain"].astype(str), strict=True))
+    counts = obs.groupby([obs["run"].astype(str), obs["domain"].astype(str)])["size"]
+    shares = {key: group.value_counts(normalize=True).to_numpy() for key, group in counts}
+    for i in observed:
+        for j, domain in enumerate(domains):
+            key = (str(targets[i]), str(domain))
+            if key in seen:
+                out[i, j] = 0.0
+            elif key in shares:
+                out[i, j] = 1.0 + np.sum(shares[key] ** 2)
+    return out
 
 
 def stored_run_size_offsets(posterior: xr.Dataset) -> RunSizeOffsets | None:
@@ -247,13 +339,25 @@ def stored_run_size_offsets(posterior: xr.Dataset) -> RunSizeOffsets | None:
     text = posterior.attrs.get(RUN_SIZE_ATTR)
     if not text:
         return None
-    offsets = RunSizeOffsets.from_attr(text)
+    try:
+        offsets = RunSizeOffsets.from_attr(text)
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"the fit's {RUN_SIZE_ATTR} cannot be read ({err}): the file was changed after the "
+            "fit; refit, or delete the attribute to share each mixture's offsets across sizes"
+        ) from err
     n = posterior.sizes["domain"]
     problem = ""
     if offsets.sd.shape != (n,) or offsets.corr.shape != (n, n):
-        problem = f"has {offsets.sd.shape[0]} domains, not {n}"
-    elif (offsets.sd < 0).any() or not np.allclose(offsets.corr, offsets.corr.T):
-        problem = "is not a covariance (negative sd or an asymmetric correlation)"
+        problem = f"has {offsets.sd.size} domains, not {n}"
+    elif not (np.isfinite(offsets.sd).all() and np.isfinite(offsets.corr).all()):
+        problem = "has values that are not finite"
+    elif (
+        (offsets.sd < 0).any()
+        or not np.allclose(offsets.corr, offsets.corr.T)
+        or not np.allclose(np.diag(offsets.corr), 1.0)
+    ):
+        problem = "is not a covariance (a negative sd, or not a correlation matrix)"
     else:
         try:
             np.linalg.cholesky(offsets.corr)

@@ -30,6 +30,7 @@ __all__ = [
     "SIZE_EXTRAPOLATION_LIMIT",
     "SizeExtrapolationWarning",
     "fitted_sizes",
+    "same_size",
     "size_doublings_outside",
     "size_offset",
 ]
@@ -48,6 +49,18 @@ def fitted_sizes(idata: az.InferenceData) -> tuple[float, ...]:
     if const is None or "size" not in const:
         return ()
     return tuple(float(v) for v in np.unique(const["size"].to_numpy()))
+
+
+def same_size(values: np.ndarray, size: float) -> np.ndarray:
+    """Which of ``values`` are the model size ``size`` (relative tolerance 1e-3: size labels
+    keep four significant digits, so ``--size 1.235B`` names a fit's 1,234,567,890).
+
+    Examples
+    --------
+    >>> same_size(np.array([1.234567890e9, 2.7e9]), 1.235e9).tolist()
+    [True, False]
+    """
+    return np.isclose(np.asarray(values, dtype=float), float(size), rtol=1e-3, atol=0.0)
 
 
 def size_doublings_outside(idata: az.InferenceData, size: float | None) -> float:

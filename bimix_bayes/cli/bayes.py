@@ -170,11 +170,12 @@ def _run_size_note(post) -> str:
     offsets = stored_run_size_offsets(post)
     if offsets is None:
         return ""
-    off = offsets.corr[~np.eye(len(offsets.sd), dtype=bool)]
+    varies = offsets.sd > 0  # a domain with sd 0 has no correlation to speak of
+    off = offsets.corr[np.ix_(varies, varies)][~np.eye(int(varies.sum()), dtype=bool)]
     sds = ", ".join(
         f"{d} {sd:.4f}" for d, sd in zip(post["domain"].to_numpy(), offsets.sd, strict=True)
     )
-    mean = f"; mean correlation across domains {off.mean():.2f}" if off.size else ""
+    mean = f"; mean correlation across domains {off.mean():.2f} (sd > 0)" if off.size else ""
     return (
         "a mixture at a size the fit has not seen draws fresh luck (run_size_offset): sd of "
         f"the run x size offset (log loss) {sds}{mean}"

@@ -61,7 +61,7 @@ from bimix_bayes.bayes.noise import fit_noise_variance
 from bimix_bayes.bayes.persistence import spec_from_idata
 from bimix_bayes.bayes.residual_correlation import stored_residual_correlation
 from bimix_bayes.bayes.run_size_offsets import stored_run_size_offsets
-from bimix_bayes.bayes.sizes import fitted_sizes, size_label
+from bimix_bayes.bayes.sizes import fitted_sizes, same_size, size_label
 from bimix_bayes.data.mixture_input import mixture_frame
 from bimix_bayes.data.table import DataError
 from bimix_bayes.decision.constraints import Bounds, MixtureConstraints
@@ -433,7 +433,7 @@ def propose_next_runs(
         raise ValueError(
             "--proxy-size needs a fit of data with model sizes (--size-col); this fit has none"
         )
-    elif proxy_size is not None and not np.isclose(sizes, float(proxy_size), rtol=1e-3).any():
+    elif proxy_size is not None and not same_size(np.asarray(sizes), proxy_size).any():
         raise ValueError(
             f"the proxy size {proxy_size:g} is not a fitted size; choose one of "
             + ", ".join(size_label(v) for v in sizes)
