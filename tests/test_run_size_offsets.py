@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bimix_bayes.bayes.run_size_offsets import (
     RUN_SIZE_ATTR,
@@ -16,6 +18,7 @@ from bimix_bayes.bayes.run_size_offsets import (
     run_size_offsets,
     size_cells,
     stored_run_size_offsets,
+    two_way_residuals,
 )
 
 
@@ -197,3 +200,29 @@ def test_stored_offsets_round_trip_and_a_changed_file_is_refused():
     post = xr.Dataset(coords={"domain": ["a", "b"]}, attrs=nan.to_attr())
     with pytest.raises(ValueError, match="not finite"):
         stored_run_size_offsets(post)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_runs=st.integers(2, 30),
+    n_sizes=st.integers(1, 4),
+    keep=st.floats(0.3, 1.0),
+    seed=st.integers(0, 10_000),
+)
+def test_two_way_residuals_match_the_dense_least_squares_fit(n_runs, n_sizes, keep, seed):
+    """The residuals and leverages of the mixture + size fit, computed without its design
+    matrix, equal the dense pseudo-inverse's on unbalanced designs (mixtures seen at some sizes
+    only, some at one), to 1e-9."""
+    rng = np.random.default_rng(seed)
+    pairs = [(j, k) for j in range(n_runs) for k in range(n_sizes) if rng.random() < keep]
+    pairs += [(j, 0) for j in range(n_runs) if all(p[0] != j for p in pairs)]  # every run once
+    runs, sizes = (np.array(a) for a in zip(*pairs, strict=True))
+    sizes = np.unique(sizes, return_inverse=True)[1]
+    values = rng.normal(size=len(runs))
+    design = np.zeros((len(runs), n_runs + sizes.max() + 1))
+    design[np.arange(len(runs)), runs] = 1.0
+    design[np.arange(len(runs)), n_runs + sizes] = 1.0
+    pinv = np.linalg.pinv(design)
+    r, h = two_way_residuals(runs, sizes, values)
+    np.testing.assert_allclose(r, values - design @ (pinv @ values), atol=1e-9)
+    np.testing.assert_allclose(h, np.einsum("ij,ji->i", design, pinv), atol=1e-9)

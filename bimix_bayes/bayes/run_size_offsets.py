@@ -97,6 +97,7 @@ __all__ = [
     "run_size_offsets",
     "size_cells",
     "stored_run_size_offsets",
+    "two_way_residuals",
 ]
 
 #: The posterior's attribute holding ``Omega`` (JSON: ``sd`` per domain and ``correlation``, in
@@ -204,18 +205,48 @@ def size_cells(
     )
 
 
+def two_way_residuals(
+    runs: np.ndarray, sizes: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(r, h)``: residuals and leverages of the least-squares fit ``values = a[run] +
+    c[size] + r`` (integer labels from 0), without forming its n x (J + K) design.
+
+    The fit's projection splits into averaging within each mixture (leverage ``1 / n_j``) and
+    the projection onto the size indicators with their mixture means removed, ``B~`` (n x K):
+    ``r = e~ - B~ (B~^T B~)^+ B~^T e~`` with ``e~`` the values less their mixture means, and
+    ``h = 1 / n_j + b~^T (B~^T B~)^+ b~`` per row. Cost O(n K + K^3) instead of the dense
+    pseudo-inverse's O(n (J + K)^2): a study of thousands of mixtures at a few sizes stays fast.
+
+    Examples
+    --------
+    >>> r, h = two_way_residuals(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1]),
+    ...                          np.array([1.0, 2.0, 3.0, 4.0]))  # additive: nothing left
+    >>> np.allclose(r, 0.0), h.round(2).tolist()
+    (True, [0.75, 0.75, 0.75, 0.75])
+    """
+    counts = np.bincount(runs).astype(float)
+
+    def within(a: np.ndarray) -> np.ndarray:  # each column less its mixture's mean
+        sums = np.zeros((len(counts), *a.shape[1:]))
+        np.add.at(sums, runs, a)
+        return a - (sums / counts.reshape(-1, *([1] * (a.ndim - 1))))[runs]
+
+    indicators = np.zeros((len(runs), sizes.max() + 1))
+    indicators[np.arange(len(runs)), sizes] = 1.0
+    b, e = within(indicators), within(np.asarray(values, dtype=float))
+    gram = np.linalg.pinv(b.T @ b)
+    r = e - b @ (gram @ (b.T @ e))
+    h = 1.0 / counts[runs] + np.einsum("ik,kl,il->i", b, gram, b)
+    return r, h
+
+
 def _domain_residuals(cells: SizeCells, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(rows, r, 1 - h)`` of domain ``d``'s two-way fit ``e = a[run] + c[size] + r``."""
     rows = np.flatnonzero(cells.domain == d)
     runs = pd.factorize(cells.run[rows])[0]
     sizes = pd.factorize(cells.size[rows])[0]
-    design = np.zeros((len(rows), runs.max() + 1 + sizes.max() + 1))
-    design[np.arange(len(rows)), runs] = 1.0
-    design[np.arange(len(rows)), runs.max() + 1 + sizes] = 1.0
-    pinv = np.linalg.pinv(design)
-    hat_diag = np.einsum("ij,ji->i", design, pinv)
-    values = cells.value[rows]
-    return rows, values - design @ (pinv @ values), np.clip(1.0 - hat_diag, 0.0, 1.0)
+    r, h = two_way_residuals(runs, sizes, cells.value[rows])
+    return rows, r, np.clip(1.0 - h, 0.0, 1.0)
 
 
 def noise_correlation(
