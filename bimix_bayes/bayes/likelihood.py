@@ -632,6 +632,11 @@ class CurveSums:
         design sums and ``sum(log v)`` per draw and curve (``s1``, ``s2``, ``sxe`` are then
         weighted too; ``sx``, ``sxx`` None without run slopes, which alone need them); None:
         constant noise, the layout's plain sums.
+    mean_residual, mean_weight
+        With model sizes, per cell of the layout's rectangle (curve x checkpoint): the residual
+        and the noise weight ``1 / v`` averaged over the draws (zero where nothing is observed;
+        the weight is 1 under constant noise), what the run x size offsets are estimated from
+        (:mod:`~bimix_bayes.bayes.run_size_offsets`); None for a layout without sizes.
     """
 
     s1: np.ndarray
@@ -716,8 +721,8 @@ def curve_residual_sums(
     Arrays are shaped (chain, draw, curve). Draws are processed in chunks so that memory stays
     bounded however long the loss logs are. With ``with_slope=True`` the sums also hold
     ``Sxe = sum(x e)`` and ``kappa`` of the curve's domain (the random-slope option; zero when
-    the posterior has no ``kappa``). The residual and noise weight of every cell, averaged over
-    the draws, come along (``mean_residual``, ``mean_weight``).
+    the posterior has no ``kappa``). With model sizes the residual and noise weight of every
+    cell, averaged over the draws, come along (``mean_residual``, ``mean_weight``).
     """
     d = layout.curve_domain
     shape = (posterior.sizes["chain"], posterior.sizes["draw"], len(d))
@@ -743,6 +748,7 @@ def curve_residual_sums(
         eta = by_curve(NOISE_EXCESS)
         n_w, log_v = np.empty(shape), np.empty(shape)
         sx_w, sxx_w = (np.empty(shape), np.empty(shape)) if with_slope else (None, None)
+    cells = layout.has_sizes  # only a size fit reads the per-cell averages
     mean_residual, mean_weight = np.zeros(layout.x.shape), np.zeros(layout.x.shape)
     step = max(1, _CHUNK_VALUES // max(1, layout.x.size * max(1, len(layout.training_domains))))
     for c in range(shape[0]):
@@ -766,8 +772,9 @@ def curve_residual_sums(
                 mu = mu + cell_shocks(posterior, layout.grid_index, len(layout.step_grid), sl)
             v = None if decay is None else noise_variance_factor(decay, eta[sl][..., None])
             residual = layout.y - mu
-            mean_residual += residual.sum(axis=0)
-            mean_weight += len(residual) if v is None else (1.0 / v).sum(axis=0)
+            if cells:
+                mean_residual += residual.sum(axis=0)
+                mean_weight += len(residual) if v is None else (1.0 / v).sum(axis=0)
             sums = weighted_sums(residual, layout.mask, layout.x, v, with_x=with_slope)
             s1[sl], s2[sl] = sums.s1, sums.s2
             if with_slope:
@@ -779,9 +786,10 @@ def curve_residual_sums(
     extra: dict[str, np.ndarray | None] = {}
     if decay is not None:
         extra = {"n": n_w, "sx": sx_w, "sxx": sxx_w, "log_v": log_v}
-    n_draws = shape[0] * shape[1]
-    extra["mean_residual"] = mean_residual * layout.mask / n_draws
-    extra["mean_weight"] = mean_weight * layout.mask / n_draws
+    if cells:
+        n_draws = shape[0] * shape[1]
+        extra["mean_residual"] = mean_residual * layout.mask / n_draws
+        extra["mean_weight"] = mean_weight * layout.mask / n_draws
     return CurveSums(
         s1=s1,
         s2=s2,

@@ -176,6 +176,28 @@ class RunSizeOffsets:
         return cls(np.asarray(stored["sd"], float), np.asarray(stored["correlation"], float))
 
 
+def _checkpoints(layout: Any, mean_residual: np.ndarray, mean_weight: np.ndarray) -> pd.DataFrame:
+    """One row per observed checkpoint of a size fit's layout: its curve, run, domain, size
+    and step (rounded, to group on), residual ``e`` and noise weight ``w``, and its (curve,
+    size) cell's sums ``cell_we = sum(w e)`` and ``cell_w = sum(w)``."""
+    rows, cols = np.nonzero(layout.mask > 0)
+    weight = mean_weight[rows, cols]
+    frame = pd.DataFrame(
+        {
+            "curve": rows,
+            "run": layout.curve_run[rows],
+            "domain": layout.curve_domain[rows],
+            "size": np.round(layout.z[rows, cols], 9),
+            "step": np.round(layout.x[rows, cols], 9),
+            "e": mean_residual[rows, cols],
+            "w": weight,
+            "we": weight * mean_residual[rows, cols],
+        }
+    )
+    sums = frame.groupby(["curve", "size"])[["we", "w"]].transform("sum")
+    return frame.assign(cell_we=sums["we"], cell_w=sums["w"])
+
+
 def size_cells(
     layout: Any, mean_residual: np.ndarray, mean_weight: np.ndarray, sigma2: np.ndarray
 ) -> SizeCells:
@@ -183,24 +205,15 @@ def size_cells(
     from its residuals and noise weights averaged over draws (curve x checkpoint, as
     :func:`~bimix_bayes.bayes.likelihood.curve_residual_sums` gives them) and each domain's
     noise variance ``sigma^2`` (averaged over draws)."""
-    rows, cols = np.nonzero(layout.mask > 0)
-    frame = pd.DataFrame(
-        {
-            "curve": rows,
-            "size": layout.z[rows, cols],
-            "we": (mean_weight * mean_residual)[rows, cols],
-            "w": mean_weight[rows, cols],
-        }
-    )
-    cells = frame.groupby(["curve", "size"], sort=True).sum().reset_index()
-    curve = cells["curve"].to_numpy()
-    domain = layout.curve_domain[curve]
-    weight = cells["w"].to_numpy()
+    frame = _checkpoints(layout, mean_residual, mean_weight)
+    cells = frame.drop_duplicates(["curve", "size"]).sort_values(["curve", "size"])
+    domain = cells["domain"].to_numpy()
+    weight = cells["cell_w"].to_numpy()
     return SizeCells(
-        run=layout.curve_run[curve],
-        size=pd.factorize(cells["size"].round(9), sort=True)[0],
+        run=cells["run"].to_numpy(),
+        size=pd.factorize(cells["size"], sort=True)[0],
         domain=domain,
-        value=cells["we"].to_numpy() / weight,
+        value=cells["cell_we"].to_numpy() / weight,
         noise_var=sigma2[domain] / weight,
     )
 
@@ -259,21 +272,8 @@ def noise_correlation(
 
     The arguments are those of :func:`size_cells`.
     """
-    rows, cols = np.nonzero(layout.mask > 0)
-    weight = mean_weight[rows, cols]
-    frame = pd.DataFrame(
-        {
-            "run": layout.curve_run[rows],
-            "domain": layout.curve_domain[rows],
-            "size": np.round(layout.z[rows, cols], 9),
-            "step": np.round(layout.x[rows, cols], 9),
-            "e": mean_residual[rows, cols],
-            "we": weight * mean_residual[rows, cols],
-            "w": weight,
-        }
-    )
-    sums = frame.groupby(["run", "domain", "size"])[["we", "w"]].transform("sum")
-    frame["deviation"] = (frame["e"] - sums["we"] / sums["w"]) * np.sqrt(weight)
+    frame = _checkpoints(layout, mean_residual, mean_weight)
+    frame["deviation"] = (frame["e"] - frame["cell_we"] / frame["cell_w"]) * np.sqrt(frame["w"])
     wide = frame.pivot_table(
         index=["run", "size", "step"], columns="domain", values="deviation", aggfunc="first"
     )
