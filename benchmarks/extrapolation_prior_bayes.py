@@ -315,16 +315,27 @@ def _grid(name: str, cache: dict[str, np.ndarray], cache_dir: Path) -> pd.DataFr
     return grid
 
 
+def _without_bend(spec_json: str) -> str:
+    """A cached spec (JSON) with its shared bend's values dropped, as :func:`_load_or_fit`
+    compares them (caches written before it stored them)."""
+    spec = json.loads(spec_json)
+    spec["discrepancy"] = {"extrapolation": False}
+    return json.dumps(spec, sort_keys=True)
+
+
 def _load_or_fit(
     name: str, load, cache_dir: Path, spec: Mapping[str, Any] | None = None
 ) -> dict[str, np.ndarray] | None:
     path = cache_dir / (name.replace(" ", "_") + ".npz")
-    # the whole spec, package defaults included: a cache made under other defaults is refused
-    wanted = json.dumps(merge_spec(spec or SPEC), sort_keys=True)
+    # the whole spec, package defaults included: a cache made under other defaults is refused;
+    # but not the shared bend's values, which the fits leave out (the grid adds the bend)
+    merged = merge_spec(spec or SPEC)
+    merged["discrepancy"] = {"extrapolation": False}
+    wanted = json.dumps(merged, sort_keys=True)
     if path.is_file():
         cache = _read_cache(path)
         made_with = str(cache.get("spec", ""))
-        if made_with and made_with != wanted:
+        if made_with and _without_bend(made_with) != wanted:
             raise SystemExit(f"{path} holds draws of another spec ({made_with}); use --cache")
         return cache
     with warnings.catch_warnings():

@@ -68,3 +68,69 @@ def file_at(tmp_path: Path) -> Callable[[str, str | None], Path]:
         return path
 
     return make
+
+
+#: A quick sampler for fits whose forecasts a test compares (2 chains x 300 draws).
+QUICK_SAMPLER = {"sampler": {"chains": 2, "draws": 300, "tune": 300}}
+
+
+@pytest.fixture(scope="session")
+def quick_fit() -> Callable[..., az.InferenceData]:
+    """``fit(data, spec=None)``: ``data`` fitted with :data:`QUICK_SAMPLER` over ``spec``
+    (seed 1), its diagnostics' warnings silenced."""
+
+    def fit(data: MixtureData, spec: dict | None = None) -> az.InferenceData:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a quick fit: its diagnostics may warn
+            return BiMixModel({**QUICK_SAMPLER, **(spec or {})}).fit(data, seed=1)
+
+    return fit
+
+
+@pytest.fixture(scope="session")
+def shared_factor_study() -> Callable[..., MixtureData]:
+    """``study(shared_sd, by, steps, seed, n_runs, noise_sd)``: simulated runs (the default
+    law, run offsets sd 0.004) whose log loss also moves by a ``Normal(0, shared_sd)`` draw per
+    value of the columns ``by``, shared by every domain: ``("run",)`` a run's luck,
+    ``("run", "step")`` a checkpoint's noise."""
+    import numpy as np
+
+    from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
+
+    def study(
+        shared_sd: float,
+        by: tuple[str, ...],
+        steps: Any,
+        seed: int,
+        n_runs: int,
+        noise_sd: float,
+    ) -> MixtureData:
+        truth = default_parameters()
+        mixtures = random_mixtures(n_runs, list(truth.index), seed=seed)
+        data = simulate(truth, mixtures, steps, seed=seed, run_sd=0.004, noise_sd=noise_sd)
+        obs = data.observations.copy()
+        keys = obs[list(by)].drop_duplicates()
+        shared = np.random.default_rng(seed).normal(0.0, shared_sd, len(keys))
+        factor = keys.assign(factor=np.exp(shared))
+        obs["loss"] *= obs.merge(factor, on=list(by), how="left")["factor"].to_numpy()
+        return MixtureData.from_frames(mixtures, obs)
+
+    return study
+
+
+@pytest.fixture(scope="session")
+def forecast_log_sd() -> Callable[..., dict[str, float]]:
+    """``sd(idata, steps, **targets)``: the posterior predictive sd of log loss per domain (and
+    of the mean over domains), averaged over targets and steps (``forecast_draws``, seed 0)."""
+    from bimix_bayes.bayes.forecast import forecast_draws
+
+    def sd(idata: az.InferenceData, steps: Any, **targets: Any) -> dict[str, float]:
+        import numpy as np
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            draws = forecast_draws(idata, steps, seed=0, **targets)
+        out = np.log(draws).std(("chain", "draw")).mean(("mixture", "step"))
+        return {str(d): float(v) for d, v in zip(out["domain"].values, out.values, strict=True)}
+
+    return sd

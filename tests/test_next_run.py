@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import multivariate_normal, norm
 
+from bimix_bayes.bayes.checkpoint_noise import stored_noise_correlation
 from bimix_bayes.bayes.model import BiMixModel
 from bimix_bayes.bayes.noise import fit_noise_variance
 from bimix_bayes.data.table import DataError
@@ -143,9 +144,12 @@ def test_the_run_covariance_has_offsets_correlated_across_domains_plus_noise(fit
     noise_var = fit_noise_variance(post, np.array([0.3])).isel(step=0)
     v = noise_var.stack(s=("chain", "draw")).transpose("s", ...).to_numpy()[[0, 5]]
     assert np.all(v > 1)
-    expected = tau[:, :, None] * corr * tau[:, None, :] + np.einsum(
-        "di,ij->dij", sigma**2 * v, np.eye(sigma.shape[1])
-    )
+    # one checkpoint's noise, correlated across its domains (bimix_bayes.bayes.checkpoint_noise)
+    noise_corr = stored_noise_correlation(post, sigma.shape[1])
+    assert not np.allclose(noise_corr, np.eye(sigma.shape[1]))
+    noise_sd = sigma * np.sqrt(v)
+    expected = tau[:, :, None] * corr * tau[:, None, :]
+    expected = expected + noise_sd[:, :, None] * noise_corr * noise_sd[:, None, :]
     np.testing.assert_allclose(cov, expected, rtol=1e-8)
 
 

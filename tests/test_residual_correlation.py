@@ -11,8 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bimix_bayes.bayes.forecast import forecast_draws
-from bimix_bayes.bayes.model import BiMixModel
 from bimix_bayes.bayes.residual_correlation import (
     MIN_EIGENVALUE,
     MIN_RUNS,
@@ -23,45 +21,19 @@ from bimix_bayes.bayes.residual_correlation import (
     stored_residual_correlation,
 )
 from bimix_bayes.data.labels import ALL_DOMAINS
-from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
-from bimix_bayes.data.table import MixtureData
 
 STEPS = np.geomspace(1_000, 20_000, 6)
-QUICK = {"sampler": {"chains": 2, "draws": 300, "tune": 300}}
-
-
-def _study(shared_sd: float, seed: int = 4, n_runs: int = 16) -> MixtureData:
-    """Simulated runs whose offsets share a part ``shared_sd`` across every domain (log loss)."""
-    truth = default_parameters()
-    mixtures = random_mixtures(n_runs, list(truth.index), seed=seed)
-    data = simulate(truth, mixtures, STEPS, seed=seed, run_sd=0.004, noise_sd=0.004)
-    shared = np.random.default_rng(seed).normal(0.0, shared_sd, n_runs)
-    obs = data.observations.copy()
-    obs["loss"] *= np.exp(obs["run"].map(dict(zip(mixtures.index, shared, strict=True))))
-    return MixtureData.from_frames(mixtures, obs)
-
-
-def _fit(data: MixtureData, spec: dict | None = None):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a quick fit: its diagnostics may warn
-        return BiMixModel({**QUICK, **(spec or {})}).fit(data, seed=1)
 
 
 @pytest.fixture(scope="module")
-def shared_luck():
-    data = _study(shared_sd=0.03)
-    return data, _fit(data)
+def shared_luck(quick_fit, shared_factor_study):
+    data = shared_factor_study(0.03, ("run",), STEPS, seed=4, n_runs=16, noise_sd=0.004)
+    return data, quick_fit(data)
 
 
-def _log_sd(idata, data) -> dict[str, float]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        draws = forecast_draws(idata, [STEPS[-1]], mixtures=data.mixtures.iloc[:3], seed=0)
-    sd = np.log(draws).std(("chain", "draw")).mean(("mixture", "step"))
-    return {str(d): float(v) for d, v in zip(sd["domain"].values, sd.values, strict=True)}
-
-
-def test_runs_that_share_their_luck_give_new_runs_a_wider_mean_over_domains(shared_luck):
+def test_runs_that_share_their_luck_give_new_runs_a_wider_mean_over_domains(
+    shared_luck, forecast_log_sd
+):
     """The fitted runs' offsets share a part across domains: the fit stores a correlation well
     above 0, and a new mixture's mean over domains spreads as a run's shared luck does, while
     each domain's own spread is what it was with independent offsets."""
@@ -71,20 +43,22 @@ def test_runs_that_share_their_luck_give_new_runs_a_wider_mean_over_domains(shar
     assert off_diagonal.mean() > 0.5, corr.round(2)
     independent = idata.copy()
     independent.posterior.attrs.pop(RESIDUAL_CORRELATION_ATTR)
-    with_corr, without = _log_sd(idata, data), _log_sd(independent, data)
+    new = {"mixtures": data.mixtures.iloc[:3]}
+    with_corr = forecast_log_sd(idata, [STEPS[-1]], **new)
+    without = forecast_log_sd(independent, [STEPS[-1]], **new)
     for domain in data.domains:
         assert with_corr[domain] == pytest.approx(without[domain], rel=0.1), domain
     assert with_corr[ALL_DOMAINS] > 1.3 * without[ALL_DOMAINS]
 
 
-def test_independent_luck_stays_independent_and_none_stores_nothing():
+def test_independent_luck_stays_independent_and_none_stores_nothing(quick_fit, shared_factor_study):
     """Offsets drawn independently per domain: the stored correlation stays near 0 (its
     entries shrunk toward their mean, itself near 0); new_run_correlation = "none" stores none
     (forecasts as before)."""
-    data = _study(shared_sd=0.0, seed=5)
-    corr = stored_residual_correlation(_fit(data).posterior)
+    data = shared_factor_study(0.0, ("run",), STEPS, seed=5, n_runs=16, noise_sd=0.004)
+    corr = stored_residual_correlation(quick_fit(data).posterior)
     assert np.abs(corr[~np.eye(len(corr), dtype=bool)]).mean() < 0.3, corr.round(2)
-    plain = _fit(data, {"likelihood": {"new_run_correlation": "none"}})
+    plain = quick_fit(data, {"likelihood": {"new_run_correlation": "none"}})
     assert stored_residual_correlation(plain.posterior) is None
 
 
@@ -101,11 +75,14 @@ def test_a_saved_fit_keeps_its_correlation(shared_luck, tmp_path):
 
 
 def test_the_next_run_design_sees_the_same_covariance(shared_luck):
-    """`bimix next` scores a fantasy run with the covariance forecasts use."""
+    """`bimix next` scores a fantasy run with the covariance forecasts use (the checkpoint
+    noise's correlation, tested in tests/test_next_run.py, set aside)."""
+    from bimix_bayes.bayes.checkpoint_noise import NOISE_CORRELATION_ATTR
     from bimix_bayes.decision.next_run import _run_covariance
 
     _, idata = shared_luck
-    post = idata.posterior
+    post = idata.posterior.copy()
+    post.attrs.pop(NOISE_CORRELATION_ATTR, None)
     cov = _run_covariance(post, np.arange(5), 0.0)
     sd = np.sqrt(np.einsum("dii->di", cov))
     tau = post["tau"].transpose("chain", "draw", "domain").to_numpy().reshape(-1, sd.shape[1])
@@ -333,7 +310,7 @@ def _with_correlation(idata, corr: np.ndarray | None):
 
 @pytest.mark.parametrize("slopes", [False, True])
 def test_a_run_scored_with_identity_correlation_is_scored_as_the_likelihood_does(
-    shared_luck, slopes
+    shared_luck, slopes, quick_fit
 ):
     """Dense reference for the new-run density: with C = I the correlated scoring (Woodbury per
     run) is the likelihood's own per-run log density (each curve's offset integrated out), also
@@ -342,7 +319,7 @@ def test_a_run_scored_with_identity_correlation_is_scored_as_the_likelihood_does
 
     data, idata = shared_luck
     if slopes:
-        idata = _fit(data, {"likelihood": {"run_slope": True}})
+        idata = quick_fit(data, {"likelihood": {"run_slope": True}})
     eye = _with_correlation(idata, np.eye(len(data.domains)))
     scored = new_run_log_likelihood(eye).transpose("chain", "draw", "run")
     working = idata.log_likelihood["loss_run"].transpose("chain", "draw", "run")

@@ -9,12 +9,12 @@ import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bimix_bayes.bayes.checkpoint_noise import noise_correlation
 from bimix_bayes.bayes.run_size_offsets import (
     RUN_SIZE_ATTR,
     RunSizeOffsets,
     SizeCells,
     fresh_offset_factors,
-    noise_correlation,
     run_size_offsets,
     size_cells,
     stored_run_size_offsets,
@@ -112,7 +112,7 @@ def test_noise_correlation_and_cells_from_a_layout():
     weight = np.tile(np.tile([0.25, 1, 1, 1, 1, 1], n_sizes), (2 * n_runs, 1))
     layout = SimpleNamespace(
         mask=np.ones_like(rect), curve_run=curve_run, curve_domain=curve_domain, z=z, x=x,
-        domains=("web", "code"),
+        domains=("web", "code"), has_sizes=True,
     )  # fmt: skip
     corr = noise_correlation(layout, rect, weight)
     assert abs(corr[0, 1] - rho) < 0.08 and corr[0, 0] == 1.0, corr

@@ -11,10 +11,12 @@ In a fit of several model sizes a target at a size the fit has not seen it at (a
 mixture at a new size, any new mixture) also draws the luck of that training run, a fresh run x
 size offset (:mod:`~bimix_bayes.bayes.run_size_offsets`).
 
-``kind="predictive"`` (default) forecasts a new measurement (run effects, checkpoint noise and,
-beyond the fitted steps, the error all runs share (:mod:`~bimix_bayes.bayes.discrepancy`)
-included); ``kind="law"`` gives the credible band of the law's curve itself (none of those).
-Per domain, and as a weighted average over domains (computed per draw, then summarised).
+``kind="predictive"`` (default) forecasts a new measurement (run effects, checkpoint noise,
+correlated across domains as the fit's checkpoints show
+(:mod:`~bimix_bayes.bayes.checkpoint_noise`), and, beyond the fitted steps, the error all runs
+share (:mod:`~bimix_bayes.bayes.discrepancy`) included); ``kind="law"`` gives the credible band
+of the law's curve itself (none of those). Per domain, and as a weighted average over domains
+(computed per draw, then summarised).
 
 :func:`forecast_draws` gives the draws over named dimensions, :func:`summarise_draws` the tidy
 table of them, and :func:`predict` both in one step (chunk by chunk, so memory stays bounded).
@@ -43,6 +45,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bimix_bayes.bayes.checkpoint_noise import correlated_normals, stored_noise_correlation
 from bimix_bayes.bayes.checkpoints import CHECKPOINT_Z, forecast_shocks
 from bimix_bayes.bayes.discrepancy import (
     ExtrapolationWarning,
@@ -286,6 +289,8 @@ class _Forecast:
     u: np.ndarray | None = None  # (step): the annealing covariate of a fit with a schedule
     # (chain, draw, step, domain): the noise variance factor of a noise that falls with the step
     noise_var: xr.DataArray | None = None
+    # (domain, domain): the checkpoint noise's correlation across domains; None: independent
+    noise_corr: np.ndarray | None = None
 
     def chunks(self) -> Iterator[xr.DataArray]:
         """The draws, a few targets at a time (the random stream consumed in target order)."""
@@ -321,7 +326,10 @@ class _Forecast:
         )
         if self.effects is not None:
             run = self.effects.isel(mixture=targets)
-            z = xr.DataArray(self.rng.standard_normal(mu.shape), dims=DRAW_DIMS)
+            # one checkpoint's noise, correlated across its domains (DRAW_DIMS ends in domain)
+            z = xr.DataArray(
+                correlated_normals(self.rng, mu.shape, self.noise_corr), dims=DRAW_DIMS
+            )
             noise = self.sigma if self.noise_var is None else self.sigma * np.sqrt(self.noise_var)
             mu = mu + run["offset"] + z * (run["scale"] * noise)
             mu = mu + run["slope"] * self.x  # zero without the random-slope option
@@ -438,6 +446,7 @@ def _prepare(
         z=z,
         u=u,
         noise_var=None if kind == "law" else fit_noise_variance(post, x),
+        noise_corr=stored_noise_correlation(post, len(domains)),
     )
 
 

@@ -714,15 +714,21 @@ def _mean_on_grid(
 
 
 def curve_residual_sums(
-    posterior: xr.Dataset, layout: CurveLayout, *, with_slope: bool = False
+    posterior: xr.Dataset,
+    layout: CurveLayout,
+    *,
+    with_slope: bool = False,
+    cell_means: bool | None = None,
 ) -> CurveSums:
     """Per draw and curve: ``S1``, ``S2`` of the residuals, and ``sigma``, ``tau`` of its domain.
 
     Arrays are shaped (chain, draw, curve). Draws are processed in chunks so that memory stays
     bounded however long the loss logs are. With ``with_slope=True`` the sums also hold
     ``Sxe = sum(x e)`` and ``kappa`` of the curve's domain (the random-slope option; zero when
-    the posterior has no ``kappa``). With model sizes the residual and noise weight of every
-    cell, averaged over the draws, come along (``mean_residual``, ``mean_weight``).
+    the posterior has no ``kappa``). With ``cell_means`` (default: with model sizes) the
+    residual and noise weight of every cell, averaged over the draws, come along
+    (``mean_residual``, ``mean_weight``: what the checkpoint noise's correlation and a size
+    fit's run x size luck are estimated from).
     """
     d = layout.curve_domain
     shape = (posterior.sizes["chain"], posterior.sizes["draw"], len(d))
@@ -748,7 +754,7 @@ def curve_residual_sums(
         eta = by_curve(NOISE_EXCESS)
         n_w, log_v = np.empty(shape), np.empty(shape)
         sx_w, sxx_w = (np.empty(shape), np.empty(shape)) if with_slope else (None, None)
-    cells = layout.has_sizes  # only a size fit reads the per-cell averages
+    cells = layout.has_sizes if cell_means is None else cell_means
     mean_residual, mean_weight = np.zeros(layout.x.shape), np.zeros(layout.x.shape)
     step = max(1, _CHUNK_VALUES // max(1, layout.x.size * max(1, len(layout.training_domains))))
     for c in range(shape[0]):

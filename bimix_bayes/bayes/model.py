@@ -56,6 +56,7 @@ import pymc as pm
 import xarray as xr
 
 from bimix_bayes._version import __version__
+from bimix_bayes.bayes.checkpoint_noise import noise_correlation, noise_correlation_attr
 from bimix_bayes.bayes.checkpoints import CHECKPOINT_DIM
 from bimix_bayes.bayes.correlated_posterior import (
     CORRELATION_DIM,
@@ -101,7 +102,7 @@ from bimix_bayes.bayes.persistence import (
     spec_from_idata,
 )
 from bimix_bayes.bayes.residual_correlation import correlation_attr, residual_correlation
-from bimix_bayes.bayes.run_size_offsets import noise_correlation, run_size_offsets, size_cells
+from bimix_bayes.bayes.run_size_offsets import run_size_offsets, size_cells
 from bimix_bayes.bayes.spec import Spec, SpecError, load_spec, merge_spec, spec_id
 from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.laws.bimix import IdentifiableParams
@@ -206,18 +207,20 @@ def _coords(posterior: xr.Dataset, layout: CurveLayout) -> dict[str, list[str]]:
 
 
 def _run_size_attr(
-    post: xr.Dataset, layout: CurveLayout, sums: CurveSums | None, family: str, nu: float
+    post: xr.Dataset,
+    layout: CurveLayout,
+    sums: CurveSums,
+    noise: np.ndarray,
+    family: str,
+    nu: float,
 ) -> dict[str, str]:
     """The attribute storing how a size fit's mixtures' offsets move between sizes
-    (:mod:`~bimix_bayes.bayes.run_size_offsets`); empty when nothing could be estimated."""
-    if sums is None:  # correlated run effects: the residuals were not summed per curve
-        sums = curve_residual_sums(post, layout)
+    (:mod:`~bimix_bayes.bayes.run_size_offsets`) from the residual sums with cell means and the
+    checkpoint noise's correlation ``noise``; empty when nothing could be estimated."""
     sigma2 = (post["sigma"] ** 2).mean(("chain", "draw")).transpose("domain").to_numpy()
     if family == "student_t" and nu > 2:  # noise variance sigma^2 W, E[W] = nu / (nu - 2)
         sigma2 = sigma2 * nu / (nu - 2)
-    residual, weight = sums.mean_residual, sums.mean_weight
-    cells = size_cells(layout, residual, weight, sigma2)
-    noise = noise_correlation(layout, residual, weight)
+    cells = size_cells(layout, sums.mean_residual, sums.mean_weight, sigma2)
     offsets = run_size_offsets(cells, len(layout.domains), noise_corr=noise)
     return {} if offsets is None else offsets.to_attr()
 
@@ -553,8 +556,14 @@ class BiMixModel:
                 post[name] = (post["alpha"].dims, np.asarray(getattr(paper, name)))
         sums = cond = None  # the residual sums serve the log likelihood and the run offsets
         lik = self.spec["likelihood"]
+        by_size = self.spec["size"]["run_size_offset"] != "none"
+        by_size = layout.has_sizes and lik["run_offset"] and by_size
+        noise_shared = lik["noise_correlation"] == "residual"
+        cell_means = by_size or noise_shared  # what the residuals' cell means feed
         if not is_correlated(self.spec, len(layout.domains)):
-            sums = curve_residual_sums(post, layout, with_slope=bool(lik["run_slope"]))
+            sums = curve_residual_sums(
+                post, layout, with_slope=bool(lik["run_slope"]), cell_means=cell_means
+            )
             cond = sums.conditional(layout, family=lik["family"], nu=lik["nu"])
         log_lik = pointwise_log_likelihood(post, layout, self.spec, sums=sums)
         post["run_offset"] = self._run_offsets(post, layout, seed, cond=cond)
@@ -565,10 +574,16 @@ class BiMixModel:
             )
             means[:, :, layout.curve_run, layout.curve_domain] = cond["mean"]
             post.attrs.update(correlation_attr(residual_correlation(means)))
-        by_size = self.spec["size"]["run_size_offset"] != "none"
-        if layout.has_sizes and lik["run_offset"] and by_size:
-            # how a mixture's offsets move between sizes (bimix_bayes.bayes.run_size_offsets)
-            post.attrs.update(_run_size_attr(post, layout, sums, lik["family"], lik["nu"]))
+        if cell_means:
+            if sums is None:  # correlated run effects: the residuals were not summed yet
+                sums = curve_residual_sums(post, layout, cell_means=True)
+            # the checkpoint noise two domains share (bimix_bayes.bayes.checkpoint_noise)
+            noise = noise_correlation(layout, sums.mean_residual, sums.mean_weight)
+            if noise_shared:
+                post.attrs.update(noise_correlation_attr(noise))
+            if by_size:  # how a mixture's offsets move between sizes (run_size_offsets)
+                attr = _run_size_attr(post, layout, sums, noise, lik["family"], lik["nu"])
+                post.attrs.update(attr)
         obs = data.observations
         observed = xr.Dataset(
             {"loss": ("obs", obs["loss"].to_numpy(dtype=float))},

@@ -79,11 +79,13 @@ POSTERIOR_HASH_ATTR = "posterior_sha256"
 _MODEL_BEFORE_0_3 = {
     "law": {"name": "bimix"},  # fits made before laws were selectable are BiMix
     # the noise was constant before likelihood.early_noise_scale
-    # and a new run's offsets were independent across domains before new_run_correlation
+    # and a new run's offsets were independent across domains before new_run_correlation,
+    # a forecast's checkpoint noise before noise_correlation
     "likelihood": {
         "run_correlation": False,
         "early_noise_scale": 0.0,
         "new_run_correlation": "none",
+        "noise_correlation": "none",
     },
     "priors": {name: {"sd_prior": "half_normal", "pooled": True} for name in PRIOR_NAMES},
     # a mixture's runs at several sizes shared their offsets exactly before size.run_size_offset

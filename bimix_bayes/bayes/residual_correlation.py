@@ -73,6 +73,7 @@ __all__ = [
     "MIN_EIGENVALUE",
     "MIN_RUNS",
     "RESIDUAL_CORRELATION_ATTR",
+    "checked_correlation",
     "constant_correlation_shrinkage",
     "correlated_fresh_offsets",
     "correlation_attr",
@@ -203,8 +204,24 @@ def stored_residual_correlation(posterior: xr.Dataset) -> np.ndarray | None:
     text = posterior.attrs.get(RESIDUAL_CORRELATION_ATTR)
     if not text:
         return None
-    corr = np.asarray(json.loads(text), dtype=float)
-    n = posterior.sizes["domain"]
+    return checked_correlation(
+        json.loads(text),
+        posterior.sizes["domain"],
+        RESIDUAL_CORRELATION_ATTR,
+        "delete the attribute for independent offsets",
+    )
+
+
+def checked_correlation(values: Any, n: int, name: str, remedy: str) -> np.ndarray:
+    """A stored correlation ``values`` as an ``n x n`` array, refused (ValueError naming the
+    fit's attribute ``name`` and the ``remedy``) unless it is a positive definite correlation.
+
+    Examples
+    --------
+    >>> checked_correlation([[1, 0.2], [0.2, 1]], 2, "corr", "refit").tolist()
+    [[1.0, 0.2], [0.2, 1.0]]
+    """
+    corr = np.asarray(values, dtype=float)
     problem = "" if corr.shape == (n, n) else f"is {corr.shape}, not ({n}, {n})"
     if not problem:
         try:
@@ -215,8 +232,7 @@ def stored_residual_correlation(posterior: xr.Dataset) -> np.ndarray | None:
             problem = "is not a correlation matrix (symmetric, unit diagonal)"
     if problem:
         raise ValueError(
-            f"the fit's {RESIDUAL_CORRELATION_ATTR} {problem}: the file was changed after the "
-            "fit; refit, or delete the attribute for independent offsets"
+            f"the fit's {name} {problem}: the file was changed after the fit; refit, or {remedy}"
         )
     return corr
 

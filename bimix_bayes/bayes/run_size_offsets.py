@@ -41,7 +41,8 @@ estimated from the fit's residuals:
 4. the covariance of two domains likewise, ``(sum r_d r_e - rho_n sum (1 - h) sqrt(n_d n_e)) /
    sum (1 - h)`` over the cells seen on both: a checkpoint's noise is shared by the domains
    evaluated on it (the same model state), with correlation ``rho_n`` measured from each
-   checkpoint's deviation from its cell's mean (:func:`noise_correlation`; on SlimPajama
+   checkpoint's deviation from its cell's mean
+   (:func:`~bimix_bayes.bayes.checkpoint_noise.noise_correlation`; on SlimPajama
    0.14-0.84). Left in, it would make ``R`` mostly the noise's correlation; taken from the
    variances alone, it pushed every pair to 1. The correlations (clipped to [-1, 1]) are shrunk
    toward their mean (and the mean toward 0) as the residual correlation's are
@@ -80,6 +81,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bimix_bayes.bayes.checkpoint_noise import checkpoint_table
 from bimix_bayes.bayes.residual_correlation import (
     constant_correlation_shrinkage,
     nearest_correlation,
@@ -93,7 +95,6 @@ __all__ = [
     "RunSizeOffsets",
     "SizeCells",
     "fresh_offset_factors",
-    "noise_correlation",
     "run_size_offsets",
     "size_cells",
     "stored_run_size_offsets",
@@ -176,28 +177,6 @@ class RunSizeOffsets:
         return cls(np.asarray(stored["sd"], float), np.asarray(stored["correlation"], float))
 
 
-def _checkpoints(layout: Any, mean_residual: np.ndarray, mean_weight: np.ndarray) -> pd.DataFrame:
-    """One row per observed checkpoint of a size fit's layout: its curve, run, domain, size
-    and step (rounded, to group on), residual ``e`` and noise weight ``w``, and its (curve,
-    size) cell's sums ``cell_we = sum(w e)`` and ``cell_w = sum(w)``."""
-    rows, cols = np.nonzero(layout.mask > 0)
-    weight = mean_weight[rows, cols]
-    frame = pd.DataFrame(
-        {
-            "curve": rows,
-            "run": layout.curve_run[rows],
-            "domain": layout.curve_domain[rows],
-            "size": np.round(layout.z[rows, cols], 9),
-            "step": np.round(layout.x[rows, cols], 9),
-            "e": mean_residual[rows, cols],
-            "w": weight,
-            "we": weight * mean_residual[rows, cols],
-        }
-    )
-    sums = frame.groupby(["curve", "size"])[["we", "w"]].transform("sum")
-    return frame.assign(cell_we=sums["we"], cell_w=sums["w"])
-
-
 def size_cells(
     layout: Any, mean_residual: np.ndarray, mean_weight: np.ndarray, sigma2: np.ndarray
 ) -> SizeCells:
@@ -205,7 +184,7 @@ def size_cells(
     from its residuals and noise weights averaged over draws (curve x checkpoint, as
     :func:`~bimix_bayes.bayes.likelihood.curve_residual_sums` gives them) and each domain's
     noise variance ``sigma^2`` (averaged over draws)."""
-    frame = _checkpoints(layout, mean_residual, mean_weight)
+    frame = checkpoint_table(layout, mean_residual, mean_weight)
     cells = frame.drop_duplicates(["curve", "size"]).sort_values(["curve", "size"])
     domain = cells["domain"].to_numpy()
     weight = cells["cell_w"].to_numpy()
@@ -262,35 +241,12 @@ def _domain_residuals(cells: SizeCells, d: int) -> tuple[np.ndarray, np.ndarray,
     return rows, r, np.clip(1.0 - h, 0.0, 1.0)
 
 
-def noise_correlation(
-    layout: Any, mean_residual: np.ndarray, mean_weight: np.ndarray
-) -> np.ndarray:
-    """How the checkpoint noise of two domains moves together (D x D): the correlation of each
-    checkpoint's whitened deviation from its (mixture, size) cell's mean, over the checkpoints
-    seen on both domains (the same run, size and step). A checkpoint's noise is shared by the
-    domains evaluated on it (the same model state); 0 where a pair shares no checkpoints.
-
-    The arguments are those of :func:`size_cells`.
-    """
-    frame = _checkpoints(layout, mean_residual, mean_weight)
-    frame["deviation"] = (frame["e"] - frame["cell_we"] / frame["cell_w"]) * np.sqrt(frame["w"])
-    wide = frame.pivot_table(
-        index=["run", "size", "step"], columns="domain", values="deviation", aggfunc="first"
-    )
-    n_domains = len(layout.domains)
-    corr = wide.corr(min_periods=MIN_DEGREES + 1).reindex(
-        index=range(n_domains), columns=range(n_domains)
-    )
-    out = np.nan_to_num(corr.to_numpy(), nan=0.0)
-    np.fill_diagonal(out, 1.0)
-    return out
-
-
 def run_size_offsets(
     cells: SizeCells, n_domains: int, noise_corr: np.ndarray | None = None
 ) -> RunSizeOffsets | None:
     """``Omega`` from a size fit's cells (module docstring), the checkpoint noise correlated
-    across domains as ``noise_corr`` (:func:`noise_correlation`; None: independent); None when
+    across domains as ``noise_corr``
+    (:func:`~bimix_bayes.bayes.checkpoint_noise.noise_correlation`; None: independent); None when
     no domain has :data:`MIN_DEGREES` degrees of freedom (no mixture seen at two sizes, say)."""
     noise_corr = np.eye(n_domains) if noise_corr is None else np.asarray(noise_corr)
     keys = pd.MultiIndex.from_arrays([cells.run, cells.size])

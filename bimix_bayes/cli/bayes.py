@@ -160,6 +160,24 @@ def _residual_correlation_note(post) -> str:
     )
 
 
+def _noise_correlation_note(post) -> str:
+    """How one checkpoint's noise moves across domains (:mod:`~bimix_bayes.bayes.
+    checkpoint_noise`), or ''."""
+    import numpy as np
+
+    from bimix_bayes.bayes.checkpoint_noise import stored_noise_correlation
+
+    corr = stored_noise_correlation(post, post.sizes["domain"])
+    if corr is None or len(corr) < 2:
+        return ""
+    off = corr[~np.eye(len(corr), dtype=bool)]
+    return (
+        "a checkpoint's noise moves together across its domains (noise_correlation; mean "
+        f"correlation {off.mean():.2f}, {off.min():.2f} to {off.max():.2f}): forecasts of the "
+        "mean over domains carry it"
+    )
+
+
 def _run_size_note(post) -> str:
     """How a size fit's mixtures' offsets move between sizes (:mod:`~bimix_bayes.bayes.
     run_size_offsets`), or ''."""
@@ -311,6 +329,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if note := _common_effect_note(idata.posterior, p):
         print(note)
     if note := _residual_correlation_note(idata.posterior):
+        print(note)
+    if note := _noise_correlation_note(idata.posterior):
         print(note)
     if note := _run_size_note(idata.posterior):
         print(note)

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from bimix_bayes.bayes.checkpoint_noise import stored_noise_correlation
 from bimix_bayes.bayes.correlated_posterior import effect_factors
 from bimix_bayes.bayes.law_params import fit_step_covariates
 from bimix_bayes.bayes.noise import fit_noise_variance
@@ -246,7 +247,8 @@ def random_candidates(
 def _run_covariance(posterior, draws: np.ndarray, x_proxy: float) -> np.ndarray:
     """Per draw, the covariance over domains of a new run's log loss at the proxy step:
     run offsets (and slopes, times ``x_p^2``), in a fit of several sizes the run's own luck at
-    its size (:mod:`~bimix_bayes.bayes.run_size_offsets`), plus checkpoint noise.
+    its size (:mod:`~bimix_bayes.bayes.run_size_offsets`), plus checkpoint noise, correlated
+    across domains as the fit measured it (:mod:`~bimix_bayes.bayes.checkpoint_noise`).
     ``(draws, D, D)``."""
 
     def flat(name: str) -> np.ndarray:
@@ -274,7 +276,9 @@ def _run_covariance(posterior, draws: np.ndarray, x_proxy: float) -> np.ndarray:
     noise_var = fit_noise_variance(posterior, np.array([x_proxy]))  # noise falling with step
     if noise_var is not None:
         sigma = sigma * np.sqrt(noise_var.to_numpy()[:, :, 0].reshape(-1, n_dom)[draws])
-    return cov + np.einsum("di,ij->dij", sigma**2, np.eye(n_dom))
+    noise_corr = stored_noise_correlation(posterior, n_dom)  # one checkpoint, all its domains
+    noise_corr = np.eye(n_dom) if noise_corr is None else noise_corr
+    return cov + sigma[:, :, None] * noise_corr * sigma[:, None, :]
 
 
 @dataclass(frozen=True)

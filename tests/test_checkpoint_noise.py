@@ -1,0 +1,135 @@
+"""A checkpoint's noise is shared by the domains evaluated on it: the fit measures how much, and
+forecasts of the mean over domains carry it (:mod:`bimix_bayes.bayes.checkpoint_noise`)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from bimix_bayes.bayes.checkpoint_noise import (
+    NOISE_CORRELATION_ATTR,
+    correlated_normals,
+    noise_correlation,
+    noise_correlation_attr,
+    stored_noise_correlation,
+)
+from bimix_bayes.data.labels import ALL_DOMAINS
+
+STEPS = np.geomspace(1_000, 20_000, 8)
+
+
+@pytest.fixture(scope="module")
+def shared_noise(quick_fit, shared_factor_study):
+    data = shared_factor_study(0.006, ("run", "step"), STEPS, seed=6, n_runs=14, noise_sd=0.002)
+    return data, quick_fit(data)
+
+
+def _off_diagonal(corr: np.ndarray) -> np.ndarray:
+    return corr[~np.eye(len(corr), dtype=bool)]
+
+
+def test_shared_checkpoint_noise_widens_the_mean_over_domains_only(shared_noise, forecast_log_sd):
+    """Checkpoints that move every domain together: the fit stores a correlation well above 0,
+    and a forecast of an observed run's mean over domains spreads more than with independent
+    noise, while each domain's own spread is unchanged."""
+    data, idata = shared_noise
+    corr = stored_noise_correlation(idata.posterior, len(data.domains))
+    assert _off_diagonal(corr).mean() > 0.5, corr.round(2)
+    independent = idata.copy()
+    independent.posterior.attrs.pop(NOISE_CORRELATION_ATTR)
+    observed = {"runs": list(data.mixtures.index[:3])}
+    with_corr = forecast_log_sd(idata, [STEPS[-1]], **observed)
+    without = forecast_log_sd(independent, [STEPS[-1]], **observed)
+    for domain in data.domains:
+        assert with_corr[domain] == pytest.approx(without[domain], rel=0.1), domain
+    assert with_corr[ALL_DOMAINS] > 1.2 * without[ALL_DOMAINS]
+
+
+def test_independent_noise_reads_near_zero_and_none_stores_nothing(quick_fit, shared_factor_study):
+    data = shared_factor_study(0.0, ("run", "step"), STEPS, seed=6, n_runs=14, noise_sd=0.002)
+    corr = stored_noise_correlation(quick_fit(data).posterior, len(data.domains))
+    assert abs(_off_diagonal(corr).mean()) < 0.15, corr.round(2)
+    off = quick_fit(data, {"likelihood": {"noise_correlation": "none"}})
+    assert NOISE_CORRELATION_ATTR not in off.posterior.attrs
+
+
+def test_a_saved_fit_keeps_its_noise_correlation_and_the_summary_says_it(
+    shared_noise, tmp_path, capsys
+):
+    from bimix_bayes.bayes.persistence import load_fit, save_fit
+    from bimix_bayes.cli.app import main
+
+    data, idata = shared_noise
+    path = save_fit(idata, tmp_path / "fit.nc")
+    stored = stored_noise_correlation(idata.posterior, len(data.domains))
+    loaded = stored_noise_correlation(load_fit(path).posterior, len(data.domains))
+    np.testing.assert_allclose(loaded, stored)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["summary", str(path), "--bootstrap", "0", "-q"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if "checkpoint's noise moves together" in ln)
+    assert f"mean correlation {_off_diagonal(stored).mean():.2f}" in line
+
+
+def _layout(residual: np.ndarray) -> SimpleNamespace:
+    """A layout without sizes over ``residual`` (run, step, domain): one curve per (run, domain)."""
+    n_runs, n_steps, n_domains = residual.shape
+    rect = residual.transpose(0, 2, 1).reshape(n_runs * n_domains, n_steps)
+    return SimpleNamespace(
+        mask=np.ones_like(rect),
+        curve_run=np.repeat(np.arange(n_runs), n_domains),
+        curve_domain=np.tile(np.arange(n_domains), n_runs),
+        x=np.tile(np.log(np.arange(1.0, n_steps + 1)), (len(rect), 1)),
+        z=None,
+        has_sizes=False,
+        domains=tuple(f"d{i}" for i in range(n_domains)),
+    ), rect
+
+
+def test_run_offsets_do_not_pass_for_checkpoint_noise():
+    """Runs whose offsets move together (0.9) and whose checkpoint noise correlates 0.3: the
+    estimate reads the noise's 0.3, each run's mean taken out; the early checkpoints' larger
+    noise, whitened by their weights, does not tilt it."""
+    rng = np.random.default_rng(2)
+    n_runs, n_steps, rho = 60, 8, 0.3
+    offsets = rng.multivariate_normal([0, 0, 0], 0.02**2 * (0.1 * np.eye(3) + 0.9), n_runs)
+    noise_cov = 0.003**2 * ((1 - rho) * np.eye(3) + rho)
+    scale = np.sqrt([4.0, 2.0, 1, 1, 1, 1, 1, 1])[None, :, None]  # early checkpoints noisier
+    noise = rng.multivariate_normal([0, 0, 0], noise_cov, (n_runs, n_steps)) * scale
+    layout, rect = _layout(offsets[:, None, :] + noise)
+    weight = np.tile(1.0 / scale[0, :, 0] ** 2, (len(rect), 1))
+    corr = noise_correlation(layout, rect, weight)
+    assert np.allclose(_off_diagonal(corr), rho, atol=0.1), corr.round(2)
+    assert np.allclose(np.diag(corr), 1.0)
+
+
+def test_pairs_seen_on_too_few_checkpoints_stay_independent_and_the_matrix_valid():
+    rng = np.random.default_rng(3)
+    residual = rng.normal(0, 0.003, (2, 2, 3))  # 4 checkpoints per pair: fewer than needed
+    layout, rect = _layout(residual + rng.normal(0, 0.003, (2, 2, 1)))
+    corr = noise_correlation(layout, rect, np.ones_like(rect))
+    assert np.allclose(corr, np.eye(3))
+    np.linalg.cholesky(corr)
+
+
+def test_a_broken_stored_matrix_is_refused_with_what_to_do():
+    attrs = {NOISE_CORRELATION_ATTR: json.dumps([[1.0, 1.5], [1.5, 1.0]])}
+    with pytest.raises(ValueError, match=rf"{NOISE_CORRELATION_ATTR} is not positive definite.*"):
+        stored_noise_correlation(xr.Dataset(attrs=attrs), 2)
+    with pytest.raises(ValueError, match=r"is \(2, 2\), not \(3, 3\).*refit"):
+        stored_noise_correlation(xr.Dataset(attrs=noise_correlation_attr(np.eye(2))), 3)
+
+
+def test_correlated_normals_keep_unit_variance_and_the_asked_correlation():
+    corr = np.array([[1.0, -0.4, 0.2], [-0.4, 1.0, 0.5], [0.2, 0.5, 1.0]])
+    z = correlated_normals(np.random.default_rng(0), (4, 20_000, 3), corr).reshape(-1, 3)
+    np.testing.assert_allclose(np.corrcoef(z.T), corr, atol=0.02)
+    np.testing.assert_allclose(z.std(axis=0), 1.0, atol=0.02)
+    plain = correlated_normals(np.random.default_rng(0), (5, 3), None)
+    np.testing.assert_array_equal(plain, np.random.default_rng(0).standard_normal((5, 3)))
