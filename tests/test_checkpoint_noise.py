@@ -56,6 +56,9 @@ def test_independent_noise_reads_near_zero_and_none_stores_nothing(quick_fit, sh
     assert abs(_off_diagonal(corr).mean()) < 0.15, corr.round(2)
     off = quick_fit(data, {"likelihood": {"noise_correlation": "none"}})
     assert NOISE_CORRELATION_ATTR not in off.posterior.attrs
+    # without run offsets the run's level is part of the noise sigma measures: nothing stored
+    no_offsets = quick_fit(data, {"likelihood": {"run_offset": False}})
+    assert NOISE_CORRELATION_ATTR not in no_offsets.posterior.attrs
 
 
 def test_a_saved_fit_keeps_its_noise_correlation_and_the_summary_says_it(
@@ -92,36 +95,70 @@ def _layout(residual: np.ndarray) -> SimpleNamespace:
     ), rect
 
 
-def test_run_offsets_do_not_pass_for_checkpoint_noise():
-    """Runs whose offsets move together (0.9) and whose checkpoint noise correlates 0.3: the
-    estimate reads the noise's 0.3, each run's mean taken out; the early checkpoints' larger
-    noise, whitened by their weights, does not tilt it."""
+def _equicorrelated(rng, sd: float, rho: float, shape: tuple[int, ...]) -> np.ndarray:
+    """Normal draws of ``shape + (3,)`` with sd ``sd``, correlated ``rho`` across the last axis."""
+    return rng.multivariate_normal([0, 0, 0], sd**2 * ((1 - rho) * np.eye(3) + rho), shape)
+
+
+RHO = 0.5
+
+
+@pytest.mark.parametrize("case", ["offsets", "slopes", "step shocks", "uneven noise"])
+def test_the_estimate_reads_the_checkpoint_noise_alone(case):
+    """Checkpoint noise correlated 0.5 across three domains, 60 runs x 8 checkpoints, beside
+    what must not pass for it: run offsets correlated 0.9 (each run's mean taken out), run
+    slopes correlated 0.9 (each run's line, in a fit with slopes), a shock per (step, domain)
+    shared by every run and correlated 0.9 (each step's mean over runs), early checkpoints of
+    one domain eight times noisier (whitened by the noise weights). The naive estimate (no
+    line, no weights) is off where the case needs it."""
     rng = np.random.default_rng(2)
-    n_runs, n_steps, rho = 60, 8, 0.3
-    offsets = rng.multivariate_normal([0, 0, 0], 0.02**2 * (0.1 * np.eye(3) + 0.9), n_runs)
-    noise_cov = 0.003**2 * ((1 - rho) * np.eye(3) + rho)
-    scale = np.sqrt([4.0, 2.0, 1, 1, 1, 1, 1, 1])[None, :, None]  # early checkpoints noisier
-    noise = rng.multivariate_normal([0, 0, 0], noise_cov, (n_runs, n_steps)) * scale
-    layout, rect = _layout(offsets[:, None, :] + noise)
-    weight = np.tile(1.0 / scale[0, :, 0] ** 2, (len(rect), 1))
-    corr = noise_correlation(layout, rect, weight)
-    assert np.allclose(_off_diagonal(corr), rho, atol=0.1), corr.round(2)
+    n_runs, n_steps = 60, 8
+    scale = np.ones((1, n_steps, 3))
+    if case == "uneven noise":
+        scale[0, :2, 0] = [8.0, 4.0]
+    residual = _equicorrelated(rng, 0.003, RHO, (n_runs, n_steps)) * scale
+    layout, _ = _layout(residual)
+    x = layout.x[0]
+    if case == "offsets":
+        residual = residual + _equicorrelated(rng, 0.02, 0.9, (n_runs,))[:, None, :]
+    if case == "slopes":
+        slopes = _equicorrelated(rng, 0.005, 0.9, (n_runs,))[:, None, :]
+        residual = residual + slopes * (x - x.mean())[None, :, None]
+    if case == "step shocks":
+        residual = residual + _equicorrelated(rng, 0.003, 0.9, (n_steps,))[None, :, :]
+    layout, rect = _layout(residual)
+    weight = 1.0 / scale[0].T[layout.curve_domain] ** 2  # (curve, checkpoint)
+    corr = noise_correlation(layout, rect, weight, with_slope=case == "slopes")
+    assert np.allclose(_off_diagonal(corr), RHO, atol=0.08), corr.round(2)
     assert np.allclose(np.diag(corr), 1.0)
+    if case == "slopes":
+        naive = noise_correlation(layout, rect, weight)
+        assert _off_diagonal(naive).mean() > RHO + 0.2, naive.round(2)
+    if case == "uneven noise":
+        naive = noise_correlation(layout, rect, np.ones_like(rect))
+        assert _off_diagonal(naive)[:2].mean() < RHO - 0.1, naive.round(2)  # pairs with d0
 
 
-def test_pairs_seen_on_too_few_checkpoints_stay_independent_and_the_matrix_valid():
+def test_pairs_with_too_few_degrees_of_freedom_stay_independent_and_the_matrix_valid():
+    """3 runs x 3 checkpoints: 9 seen on both, less 3 run means and 3 step means, plus 1: 4
+    degrees of freedom, fewer than needed; 4 runs x 3 checkpoints leave 6, enough."""
     rng = np.random.default_rng(3)
-    residual = rng.normal(0, 0.003, (2, 2, 3))  # 4 checkpoints per pair: fewer than needed
-    layout, rect = _layout(residual + rng.normal(0, 0.003, (2, 2, 1)))
+    shared = rng.normal(0, 0.003, (4, 3, 1))  # all three domains alike: correlation near 1
+    layout, rect = _layout(shared[:3] + rng.normal(0, 0.0003, (3, 3, 3)))
     corr = noise_correlation(layout, rect, np.ones_like(rect))
     assert np.allclose(corr, np.eye(3))
     np.linalg.cholesky(corr)
+    layout, rect = _layout(shared + rng.normal(0, 0.0003, (4, 3, 3)))
+    assert _off_diagonal(noise_correlation(layout, rect, np.ones_like(rect))).min() > 0.9
 
 
 def test_a_broken_stored_matrix_is_refused_with_what_to_do():
     attrs = {NOISE_CORRELATION_ATTR: json.dumps([[1.0, 1.5], [1.5, 1.0]])}
     with pytest.raises(ValueError, match=rf"{NOISE_CORRELATION_ATTR} is not positive definite.*"):
         stored_noise_correlation(xr.Dataset(attrs=attrs), 2)
+    for text in ("[[1, 0.2], [0.2]]", "not json"):
+        with pytest.raises(ValueError, match=rf"{NOISE_CORRELATION_ATTR} is not a numeric matrix"):
+            stored_noise_correlation(xr.Dataset(attrs={NOISE_CORRELATION_ATTR: text}), 2)
     with pytest.raises(ValueError, match=r"is \(2, 2\), not \(3, 3\).*refit"):
         stored_noise_correlation(xr.Dataset(attrs=noise_correlation_attr(np.eye(2))), 3)
 

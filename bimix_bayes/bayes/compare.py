@@ -11,7 +11,9 @@ comparison says which runs.
 
 A fit whose run effects are independent in the likelihood but which forecasts a new run with
 its offsets correlated across domains (``likelihood.new_run_correlation = "residual"``, the
-default: :mod:`~bimix_bayes.bayes.residual_correlation`) is scored as it forecasts: the left-out
+default: :mod:`~bimix_bayes.bayes.residual_correlation`) is scored as it forecasts its offsets
+(its checkpoint noise stays independent across domains, as the likelihood has it, though
+forecasts draw it correlated: :mod:`~bimix_bayes.bayes.checkpoint_noise`): the left-out
 run's density is the one with correlated offsets, ``p_C(y_i | theta)``, and the importance
 weights that remove the run from the posterior are the likelihood's, ``1 / p(y_i | theta)``
 (the posterior was conditioned through it)::

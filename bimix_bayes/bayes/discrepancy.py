@@ -11,7 +11,7 @@ is a prior estimated across studies, shipped in the spec's ``[discrepancy]`` sec
     h(s) = log2(s / s_last) beyond the last fitted step, log2(s_first / s) before the first,
            0 inside the fitted range
 
-``omega`` (``sd_per_doubling``, 0.0075) and ``rho`` (``domain_correlation``, 0.75) were calibrated
+``omega`` (``sd_per_doubling``, 0.0075) and ``rho`` (``domain_correlation``, 0.5) were calibrated
 on Bayesian ``horizon:0.5`` backtests of 14 public studies (SlimPajama's six sizes, Ye et al.'s
 seven sets, the embedded study): the values whose 90 % intervals came closest to 90 % across
 them (``benchmarks/extrapolation_prior_bayes.py``, ``reports/extrapolation_prior_bayes.md``),

@@ -446,7 +446,7 @@ def _prepare(
         z=z,
         u=u,
         noise_var=None if kind == "law" else fit_noise_variance(post, x),
-        noise_corr=stored_noise_correlation(post, len(domains)),
+        noise_corr=None if kind == "law" else stored_noise_correlation(post, len(domains)),
     )
 
 

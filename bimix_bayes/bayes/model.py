@@ -558,7 +558,9 @@ class BiMixModel:
         lik = self.spec["likelihood"]
         by_size = self.spec["size"]["run_size_offset"] != "none"
         by_size = layout.has_sizes and lik["run_offset"] and by_size
-        noise_shared = lik["noise_correlation"] == "residual"
+        # a checkpoint's noise shared by its domains (without run offsets the run's level is
+        # part of the noise sigma measures, which the deviations from a run's mean leave out)
+        noise_shared = lik["noise_correlation"] == "residual" and lik["run_offset"]
         cell_means = by_size or noise_shared  # what the residuals' cell means feed
         if not is_correlated(self.spec, len(layout.domains)):
             sums = curve_residual_sums(
@@ -578,7 +580,9 @@ class BiMixModel:
             if sums is None:  # correlated run effects: the residuals were not summed yet
                 sums = curve_residual_sums(post, layout, cell_means=True)
             # the checkpoint noise two domains share (bimix_bayes.bayes.checkpoint_noise)
-            noise = noise_correlation(layout, sums.mean_residual, sums.mean_weight)
+            noise = noise_correlation(
+                layout, sums.mean_residual, sums.mean_weight, with_slope=bool(lik["run_slope"])
+            )
             if noise_shared:
                 post.attrs.update(noise_correlation_attr(noise))
             if by_size:  # how a mixture's offsets move between sizes (run_size_offsets)

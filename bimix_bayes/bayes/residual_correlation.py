@@ -205,24 +205,29 @@ def stored_residual_correlation(posterior: xr.Dataset) -> np.ndarray | None:
     if not text:
         return None
     return checked_correlation(
-        json.loads(text),
+        text,
         posterior.sizes["domain"],
         RESIDUAL_CORRELATION_ATTR,
         "delete the attribute for independent offsets",
     )
 
 
-def checked_correlation(values: Any, n: int, name: str, remedy: str) -> np.ndarray:
-    """A stored correlation ``values`` as an ``n x n`` array, refused (ValueError naming the
-    fit's attribute ``name`` and the ``remedy``) unless it is a positive definite correlation.
+def checked_correlation(text: str, n: int, name: str, remedy: str) -> np.ndarray:
+    """A correlation stored as JSON ``text`` in a fit's attribute ``name``, as an ``n x n``
+    array; refused (ValueError naming the attribute and the ``remedy``) unless it is a positive
+    definite correlation matrix.
 
     Examples
     --------
-    >>> checked_correlation([[1, 0.2], [0.2, 1]], 2, "corr", "refit").tolist()
+    >>> checked_correlation("[[1, 0.2], [0.2, 1]]", 2, "corr", "refit").tolist()
     [[1.0, 0.2], [0.2, 1.0]]
     """
-    corr = np.asarray(values, dtype=float)
-    problem = "" if corr.shape == (n, n) else f"is {corr.shape}, not ({n}, {n})"
+    try:
+        corr = np.asarray(json.loads(text), dtype=float)
+    except (ValueError, TypeError):  # JSON that does not parse, or rows of unequal length
+        corr, problem = None, "is not a numeric matrix"
+    else:
+        problem = "" if corr.shape == (n, n) else f"is {corr.shape}, not ({n}, {n})"
     if not problem:
         try:
             np.linalg.cholesky(corr)

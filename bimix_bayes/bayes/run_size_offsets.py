@@ -41,10 +41,10 @@ estimated from the fit's residuals:
 4. the covariance of two domains likewise, ``(sum r_d r_e - rho_n sum (1 - h) sqrt(n_d n_e)) /
    sum (1 - h)`` over the cells seen on both: a checkpoint's noise is shared by the domains
    evaluated on it (the same model state), with correlation ``rho_n`` measured from each
-   checkpoint's deviation from its cell's mean
-   (:func:`~bimix_bayes.bayes.checkpoint_noise.noise_correlation`; on SlimPajama
-   0.14-0.84). Left in, it would make ``R`` mostly the noise's correlation; taken from the
-   variances alone, it pushed every pair to 1. The correlations (clipped to [-1, 1]) are shrunk
+   checkpoint's deviation from its cell's mean, less what the runs share at that step
+   (:func:`~bimix_bayes.bayes.checkpoint_noise.noise_correlation`). Left in, it would make
+   ``R`` mostly the noise's correlation; taken from the variances alone, it pushed every pair
+   to 1. The correlations (clipped to [-1, 1]) are shrunk
    toward their mean (and the mean toward 0) as the residual correlation's are
    (:func:`~bimix_bayes.bayes.residual_correlation.constant_correlation_shrinkage`, over the
    ``r`` table) and moved to the nearest positive definite correlation.

@@ -16,19 +16,20 @@ to be, thanks to that run. The **value of stopping now** is the expected regret 
 today, ``E[O(m0) - min_m O(m)]`` (the expected value of perfect information): no run can be
 worth more than that.
 
-How ``y`` moves the posterior. Under the model a new run of mixture ``c`` at ``s_p`` has per
-domain log loss ``y_i = mu_i(c, s_p; theta) + u_i + e_i``: the law, the run's fresh offsets ``u
-~ N(0, diag(tau) R diag(tau))`` (``R`` the fitted runs' residual correlation when the run
-effects are independent in the likelihood: :mod:`~bimix_bayes.bayes.residual_correlation`; plus
-``x_p^2`` times the slopes' covariance when the fit has run slopes) and checkpoint noise ``e_i ~
-N(0, sigma_i^2)``. That likelihood is exact and needs no refit: the posterior after ``y`` is the
-posterior draws reweighted by ``p(y | theta_d)`` (importance weights; their effective sample
-size is reported). A fantasy draws ``theta_f`` from the posterior and ``y`` from its likelihood;
-the knowledge gradient averages over fantasies, with common random numbers across candidates (a
-fantasy's own draw is left out of its reweighted posterior: it made ``y`` and would take most of
-the weight). A batch of ``K`` runs is chosen greedily: the ``k``-th proposal maximises the value
-of the first ``k`` runs observed together (joint fantasies, likelihoods multiplied), so a second
-run near the first is worth only what it adds.
+How ``y`` moves the posterior. Under the model a new run of mixture ``c`` at ``s_p`` has per domain
+log loss ``y_i = mu_i(c, s_p; theta) + u_i + e_i``: the law, the run's fresh offsets ``u ~ N(0,
+diag(tau) R diag(tau))`` (``R`` the fitted runs' residual correlation when the run effects are
+independent in the likelihood: :mod:`~bimix_bayes.bayes.residual_correlation`; plus ``x_p^2`` times
+the slopes' covariance when the fit has run slopes) and checkpoint noise ``e ~ N(0, diag(sigma) R_n
+diag(sigma))`` (``R_n`` the noise's correlation across domains the fit measured:
+:mod:`~bimix_bayes.bayes.checkpoint_noise`). That likelihood is exact and needs no refit: the
+posterior after ``y`` is the posterior draws reweighted by ``p(y | theta_d)`` (importance weights;
+their effective sample size is reported). A fantasy draws ``theta_f`` from the posterior and ``y``
+from its likelihood; the knowledge gradient averages over fantasies, with common random numbers
+across candidates (a fantasy's own draw is left out of its reweighted posterior: it made ``y`` and
+would take most of the weight). A batch of ``K`` runs is chosen greedily: the ``k``-th proposal
+maximises the value of the first ``k`` runs observed together (joint fantasies, likelihoods
+multiplied), so a second run near the first is worth only what it adds.
 
 ``update="linear"`` replaces the reweighting by a Kalman update: over the draws, the runs' log
 losses and the objectives are taken as jointly Gaussian, ``E[O | y] = E[O] + C S^-1 (y - E[y])``
