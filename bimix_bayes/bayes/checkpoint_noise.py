@@ -10,19 +10,19 @@ variance is ``1 / D`` of a domain's, with correlation ``rho`` about ``(1 + (D - 
 it, up to four times more with seven domains at 0.5.
 
 Estimate (after sampling, from the posterior mean of every observation's residual): each
-checkpoint's residual minus its cell's noise-weighted mean (the cell: one run, at one model
-size in a size fit; with per-run slopes, ``likelihood.run_slope``, minus its weighted
-least-squares line in the log step instead), whitened by the noise weight ``sqrt(1 / v)``
-(:mod:`~bimix_bayes.bayes.noise`), less the mean of those deviations over the runs evaluated at
-the same (size, step) on that domain; the correlation of two domains' deviations over the
-checkpoints seen on both, where at least :data:`MIN_CHECKPOINTS` degrees of freedom are left
-(fewer: 0), moved to the nearest positive definite correlation. The cell's mean (line) takes
-out the run's offset (slope), which the run effects already carry: a simulation with offsets
-correlated 0.9 and noise 0.3 reads 0.3, with slopes correlated 0.9 too the same (without the
-line, slopes of sd 0.005 read 0.77). The mean over runs at a step takes out what every run
-shares there (the law's misfit at that step, a shock of the data order): shared by all runs,
-it is not diluted by their number (a misfit of sd 0.001 correlated across domains turned a
-noise correlation of 0.3 into 0.44 with 60 runs, 0.46 with 600), and it is no run's noise.
+checkpoint's residual minus its cell's noise-weighted mean (the cell: one run, at one model size in
+a size fit; with per-run slopes, ``likelihood.run_slope``, minus its weighted least-squares line in
+the log step instead), whitened by the noise weight ``sqrt(1 / v)``
+(:mod:`~bimix_bayes.bayes.noise`), less the mean of those deviations over the runs evaluated at the
+same (size, step) on that domain; the correlation of two domains' deviations over the checkpoints
+seen on both, where at least :data:`MIN_CHECKPOINTS` degrees of freedom are left (fewer: 0), moved
+to the nearest positive definite correlation. The cell's mean (line) takes out the run's offset
+(slope), which the run effects already carry: a simulation with offsets correlated 0.9 and noise
+0.5 reads 0.5, with slopes correlated 0.9 too the same (without the line, slopes of sd 0.005 turned
+a noise correlation of 0.3 into 0.77). The mean over runs at a step takes out what every run shares
+there (the law's misfit at that step, a shock of the data order): shared by all runs, it is not
+diluted by their number (a misfit of sd 0.001 correlated across domains turned a noise correlation
+of 0.3 into 0.44 with 60 runs, 0.46 with 600), and it is no run's noise.
 
 Used by forecasts (``[likelihood] noise_correlation = "residual"``, the default): the noise of
 a forecast's domains at one checkpoint of one target is drawn correlated as this matrix, so the
