@@ -481,6 +481,36 @@ def test_advice_for_slow_mixing_names_the_draws_the_retry_uses():
     assert "sampler.draws = 2000" in short and "target_accept = 0.99" not in short
 
 
+def test_advice_for_the_level_funnel_of_few_runs_does_not_promise_more_draws():
+    """A domain's level or run-offset sd mixing slowly after the retry (few runs: the funnel
+    between them) is named, with what did not cure it and what converges, instead of the slow
+    mixing advice to raise the draws (tried on Ye et al.'s 3Mix: it did not help)."""
+    from bimix_bayes.bayes.diagnostics import FitDiagnostics
+
+    def failed(sampler, var):
+        return FitDiagnostics(
+            max_rhat=1.013, min_ess_bulk=441, min_ess_tail=321, worst_rhat_var=f"{var}[Pile-CC]",
+            worst_ess_var=f"{var}[Pile-CC]", divergences=0, draws=8000, min_bfmi=0.64,
+            thresholds={}, sampler=sampler,
+            problems=[f"r-hat 1.013 > 1.01 for {var}[Pile-CC]: chains disagree",
+                      "tail ESS 321 < 400 for tau[Pile-CC]: intervals are noisy"],
+        )  # fmt: skip
+
+    after = " ".join(
+        failed({"target_accept": 0.99, "tune": 1000, "draws": 2000}, "step_level").advice()
+    )
+    assert "run offsets' sd (tau) of Pile-CC trade off" in after
+    assert "raise sampler.draws further" not in after
+    assert "likelihood.run_offset = false" in after
+    # before the safer settings were tried, the advice is still to try them (they cure most)
+    first = " ".join(failed({"target_accept": 0.9, "tune": 500, "draws": 1000}, "tau").advice())
+    assert "--target-accept 0.99 --tune 1000 --draws 2000" in first and "trade off" not in first
+    # a mixture exponent mixing slowly keeps the advice to draw more (it cures those)
+    slow = failed({"target_accept": 0.99, "tune": 1000, "draws": 2000}, "log_alpha")
+    slow.problems = ["r-hat 1.013 > 1.01 for log_alpha[Pile-CC]: chains disagree"]
+    assert "raise sampler.draws further" in " ".join(slow.advice())
+
+
 def test_advice_does_not_repeat_the_settings_a_fit_already_used():
     """After the retry with target_accept 0.99 / tune 1000, the advice must not tell the user to
     set them again (it was tried); it says what was used and what remains."""
