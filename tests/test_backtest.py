@@ -126,6 +126,18 @@ def test_horizon_split(sim_data):
     assert split.held["step"].min() > cut
 
 
+def test_horizon_before_the_first_checkpoint_says_which_fraction_leaves_data_to_fit(sim_data):
+    """A horizon fraction below the first checkpoint leaves nothing to fit: the error says so
+    and names a fraction that works (it used to surface as "s_ref ... got nan")."""
+    steps = np.unique(sim_data.observations["step"])
+    low = 0.5 * steps[0] / steps[-1]
+    with pytest.raises(ProtocolError, match="nothing is left to fit") as info:
+        make_splits(sim_data, f"horizon:{low:.4g}")
+    least = float(str(info.value).rsplit("at least ", 1)[1].split(" ")[0])
+    (split,) = make_splits(sim_data, f"horizon:{least:.4g}")
+    assert split.train.observations["step"].nunique() == 3
+
+
 def test_horizon_run_without_training_points_is_a_new_mixture(sim_data):
     obs = sim_data.observations
     cut = 0.5 * obs["step"].max()

@@ -170,6 +170,37 @@ def test_a_mixture_column_the_fit_does_not_know_is_refused(extra_column_candidat
         candidate_shares(table, domains, np.ones(5), "the candidate mixtures")
 
 
+def test_a_zero_column_the_fit_does_not_know_is_harmless(tmp_path):
+    """A candidate file with a column of zeros for a domain the fit does not know loses
+    nothing when that column is left out: accepted, the fit's shares as given."""
+    from bimix_bayes.data.loaders import read_mixtures
+    from bimix_bayes.decision.problem import candidate_shares
+
+    path = tmp_path / "candidates.csv"
+    path.write_text("mixture,web,code,openhermes\neven,0.5,0.5,0\nweb_heavy,0.8,0.2,0\n")
+    shares = candidate_shares(read_mixtures(path), ["web", "code"], np.ones(2), "them")
+    assert shares.loc["web_heavy"].tolist() == [0.8, 0.2]
+
+
+def test_a_candidate_file_missing_a_domain_is_named_with_the_case_typo(tmp_path):
+    """The message names the file, the missing domain, a column that differs only in case,
+    and the fit's domains."""
+    from bimix_bayes.data.loaders import read_mixtures
+    from bimix_bayes.data.mixture_input import mixtures_words
+    from bimix_bayes.decision.problem import candidate_shares
+
+    path = tmp_path / "cands.csv"
+    path.write_text("mixture,Web,code\neven,0.5,0.5\n")
+    table = read_mixtures(path)
+    what = mixtures_words(table, "the candidate mixtures")
+    message = (
+        r"cands\.csv\) lack\(s\) the training domain\(s\) \['web'\] "
+        r"\(differ\(s\) only in case: 'Web' for 'web'"
+    )
+    with pytest.raises(DataError, match=message):
+        candidate_shares(table, ["web", "code"], np.ones(2), what)
+
+
 def test_training_domains_without_losses_are_known_columns():
     """A training domain that is not an evaluation domain (RegMix's) is a legitimate column."""
     from bimix_bayes.data.table import prediction_shares

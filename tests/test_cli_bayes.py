@@ -145,6 +145,10 @@ def test_compare_ranks_fits_by_leave_one_run_out(fit_file, tmp_path):
     assert set(table.iloc[:, 0]) == {"a", "b"}
     assert table["elpd_diff"].abs().max() < 1e-6  # the same fit twice: no difference
     assert run("compare", str(fit_file), "--names", "a", "b").returncode == 2
+    # the same file twice without names: said so, not blamed on --names
+    res = run("compare", str(fit_file), str(fit_file))
+    assert res.returncode == 2 and "given more than once" in res.stderr
+    assert "--names" not in res.stderr
 
 
 def test_summary_names_the_run_effect_every_domain_shares():

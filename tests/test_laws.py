@@ -398,6 +398,22 @@ def test_identical_fits_are_not_distinguished():
     assert "do not distinguish" in ComparisonResult(table, pd.DataFrame()).verdict()
 
 
+def test_a_verdict_says_when_unreliable_runs_make_it_approximate():
+    """ "Clearly prefer" is qualified when some left-out runs have Pareto k > 0.7 (their
+    PSIS scores are unreliable), and not when none has."""
+    from bimix_bayes.bayes.compare import ComparisonResult
+
+    table = pd.DataFrame(
+        {"elpd_loo": [10.0, 4.0], "elpd_diff": [0.0, 6.0], "dse": [0.0, 2.0], "weight": [0.9, 0.1]},
+        index=["a", "b"],
+    )
+    k = pd.DataFrame([[0.8, 0.2, 0.9], [0.1, 0.75, 0.3]], index=["a", "b"], columns=list("xyz"))
+    verdict = ComparisonResult(table, k).verdict()
+    assert verdict.startswith("The data clearly prefer a")
+    assert "but 2 and 1 of their 3 runs have Pareto k > 0.7" in verdict
+    assert "approximate" not in ComparisonResult(table, k.clip(upper=0.5)).verdict()
+
+
 def _evaluation_only_data(seed: int = 3) -> MixtureData:
     """Three training domains; the third is evaluated on another set (``held_out``), which is
     therefore an evaluation-only target."""

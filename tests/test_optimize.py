@@ -281,6 +281,12 @@ def test_constraints_file_toml_and_yaml(tmp_path):
         load_constraints(bad)
     with pytest.raises(ConstraintError, match="unknown domain"):
         load_constraints(toml).bounds(["a", "b"])
+    # a typo is named with its file, its key and the fit's domain it is closest to
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[domains.pyton]\nmax = 0.1\n")
+    message = r"typo\.toml: \[domains\.pyton\] \(max\): unknown .* did you mean 'python'"
+    with pytest.raises(ConstraintError, match=message):
+        load_constraints(typo).bounds(["python", "web"])
 
 
 def test_fixed_counted_domains_count_in_risk_objectives():

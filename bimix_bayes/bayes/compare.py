@@ -112,10 +112,22 @@ class ComparisonResult:
                 "of log predictive density of a new run (PSIS-LOO), within one standard error."
             )
         weight = float(self.table.loc[best, "weight"])
+        high = (
+            (self.pareto_k.loc[[best, second]] > PARETO_K_LIMIT).sum(axis=1)
+            if len(self.pareto_k)
+            else pd.Series(dtype=int)
+        )
+        caveat = (
+            f"; but {' and '.join(f'{int(n)}' for n in high)} of their "
+            f"{self.pareto_k.shape[1]} runs have Pareto k > {PARETO_K_LIMIT} (their scores, and "
+            "so this verdict, are approximate)"
+            if high.sum() > 0
+            else ""
+        )
         return (
             f"The data {how} prefer {best}: a new run is predicted {diff:.1f} +- {dse:.1f} nats "
             f"better (log predictive density, PSIS-LOO) than by {second} (stacking weight "
-            f"{weight:.2f})."
+            f"{weight:.2f}){caveat}."
         )
 
     def scoring(self) -> str:

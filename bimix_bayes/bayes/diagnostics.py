@@ -22,6 +22,7 @@ True
 from __future__ import annotations
 
 import json
+import logging
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -415,8 +416,17 @@ def diagnose(
     import arviz as az  # here, so that importing this module (for FitWarning) stays light
 
     names = [v for v in idata.posterior.data_vars if v not in DERIVED_VARS]
-    with np.errstate(invalid="ignore", divide="ignore"):  # constant entries: NaN, skipped
-        rhat, rhat_var = _worst(az.rhat(idata, var_names=names), "max")
+    # arviz 0.23 logs through its own Logger instance (not logging.getLogger("arviz"))
+    arviz_log = getattr(az, "_log", None) or logging.getLogger("arviz")
+    level = arviz_log.level
+    if idata.posterior.sizes["chain"] < 2:  # said in the problems; not arviz's raw log line
+        arviz_log.setLevel(logging.ERROR)
+    try:
+        with np.errstate(invalid="ignore", divide="ignore"):  # constant entries: NaN, skipped
+            rhat, rhat_var = _worst(az.rhat(idata, var_names=names), "max")
+    finally:
+        arviz_log.setLevel(level)
+    with np.errstate(invalid="ignore", divide="ignore"):
         ess_bulk, ess_var = _worst(az.ess(idata, var_names=names, method="bulk"), "min")
         ess_tail, tail_var = _worst(az.ess(idata, var_names=names, method="tail"), "min")
     stats = idata.sample_stats
@@ -428,7 +438,10 @@ def diagnose(
     if idata.posterior.sizes["chain"] < 2 or not np.isfinite(rhat):
         problems.append(f"{_ONE_CHAIN}: convergence cannot be checked")
     if not rhat <= t["max_rhat"]:
-        problems.append(f"r-hat {rhat:.3f} > {t['max_rhat']} for {rhat_var}: chains disagree")
+        digits = 3 if round(rhat, 3) > t["max_rhat"] else 4  # not "1.010 > 1.01"
+        problems.append(
+            f"r-hat {rhat:.{digits}f} > {t['max_rhat']} for {rhat_var}: chains disagree"
+        )
     if not ess_bulk >= t["min_ess_bulk"]:
         problems.append(f"bulk ESS {ess_bulk:.0f} < {t['min_ess_bulk']:.0f} for {ess_var}")
     if not ess_tail >= t["min_ess_tail"]:

@@ -378,9 +378,12 @@ class BiMixModel:
                 RetryWarning,
                 stacklevel=2,
             )
+            first_seconds = idata.attrs.get("wall_seconds")
             self.spec = merge_spec({**self.spec, "sampler": {**self.spec["sampler"], **safer}})
             idata = self._fit_once(data, seed, progress_bar)
             idata.attrs["first_attempt"] = first.to_json()
+            if first_seconds is not None:
+                idata.attrs["first_attempt_seconds"] = round(float(first_seconds), 3)
         self.diagnostics_.warn_if_failed()
         return idata
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -100,9 +102,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
     model.save(args.out)
     attrs = idata.attrs
     sampler_note = "" if attrs["sampler"] == cfg["backend"] else " (fallback)"
+    if retried := _retry_note(attrs, cfg, model.spec["sampler"]):
+        print(retried)
     print(
         f"sampled with {attrs['sampler']}{sampler_note} in {attrs['wall_seconds']:.1f} s "
         f"(compile {attrs['compile_seconds']:.1f} s, sampling {attrs['sample_seconds']:.1f} s)"
+        + (
+            f"; {attrs['wall_seconds'] + attrs['first_attempt_seconds']:.1f} s with the "
+            "failed first attempt"
+            if "first_attempt_seconds" in attrs
+            else ""
+        )
     )
     print(model.diagnostics_.report())
     table = posterior_table(idata, prob=0.94)
@@ -117,6 +127,30 @@ def cmd_fit(args: argparse.Namespace) -> int:
             f"the fit failed its diagnostics (--strict); {args.out} was written for inspection"
         )
     return 0
+
+
+def _retry_note(attrs: Mapping[str, Any], asked: Mapping[str, Any], used: Mapping[str, Any]) -> str:
+    """What the one retry changed, on stdout beside the figures it explains (the saved fit holds
+    the retry's draws, not those asked for), or '' when the first attempt was kept.
+
+    Examples
+    --------
+    >>> first = '{"problems": ["tail ESS 144 < 400 for x"]}'
+    >>> print(_retry_note({"first_attempt": first}, {"draws": 300, "tune": 300},
+    ...                   {"draws": 2000, "tune": 1000}))  # doctest: +NORMALIZE_WHITESPACE
+    retried: the first attempt failed its diagnostics (tail ESS 144 < 400 for x); refitted once
+    with safer sampler settings (draws 300 -> 2000, tune 300 -> 1000): the saved fit holds
+    these draws (--no-retry keeps a first attempt, e.g. for a quick look)
+    """
+    if "first_attempt" not in attrs:
+        return ""
+    problems = json.loads(attrs["first_attempt"]).get("problems", [])
+    changed = ", ".join(f"{k} {asked.get(k)} -> {v}" for k, v in used.items() if asked.get(k) != v)
+    return (
+        f"retried: the first attempt failed its diagnostics ({'; '.join(problems)}); refitted "
+        f"once with safer sampler settings ({changed}): the saved fit holds these draws "
+        "(--no-retry keeps a first attempt, e.g. for a quick look)"
+    )
 
 
 def _common_effect_note(post, prob: float) -> str:
@@ -408,6 +442,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from bimix_bayes.bayes.compare import compare_fits
     from bimix_bayes.bayes.persistence import diagnostics_from_idata, load_fit
 
+    if not args.names:
+        resolved = [Path(path).resolve() for path in args.fits]
+        twice = sorted({str(p) for p in args.fits if resolved.count(Path(p).resolve()) > 1})
+        if twice:
+            raise UsageError(
+                f"the same fit file is given more than once ({', '.join(twice)}): compare "
+                "fits of different models of the same data (a fit compared with itself has "
+                "nothing to choose)"
+            )
     names = args.names or [str(path) for path in args.fits]
     if len(names) != len(args.fits) or len(set(names)) != len(names):
         raise UsageError(

@@ -152,4 +152,5 @@ def read_mixtures(path: str | os.PathLike[str], *, sum_tol: float = 1e-3) -> pd.
     if names.duplicated().any():
         raise DataError(f"{source}: mixture names repeat: {sorted(set(names[names.duplicated()]))}")
     props.index = pd.Index(names.to_numpy(), name="mixture")
+    props.attrs["source"] = str(source)  # messages about these mixtures name the file
     return props

@@ -56,6 +56,21 @@ def _as_numbers(column: pd.Series, what: str) -> pd.Series:
     return parsed.astype(float)
 
 
+def mixtures_words(mixtures: pd.DataFrame | pd.Series, what: str) -> str:
+    """``what``, with the file the mixtures were read from when known (``attrs["source"]``,
+    set by :func:`~bimix_bayes.data.mixture_files.read_mixtures`).
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"web": [1.0]})
+    >>> frame.attrs["source"] = "cands.csv"
+    >>> mixtures_words(frame, "the candidate mixtures")
+    'the candidate mixtures (cands.csv)'
+    """
+    source = getattr(mixtures, "attrs", {}).get("source")
+    return f"{what} ({source})" if source else what
+
+
 def mixture_frame(mixtures: pd.DataFrame | pd.Series, what: str = "the mixtures") -> pd.DataFrame:
     """Mixtures as one row per mixture, named by the index, and numeric share columns.
 

@@ -89,6 +89,7 @@ def seed_spread(data: MixtureData) -> pd.DataFrame:
         ),
         include_groups=False,
     )
+    pooled = pooled.astype({"groups": int, "cells": int})  # counts (a row Series made floats)
     pooled.insert(1, "mixture_sd", _mixture_sd(data).reindex(pooled.index))
     pooled.insert(2, "snr", pooled["mixture_sd"] / pooled["seed_sd"])
     return pooled.reindex([d for d in data.domains if d in pooled.index])

@@ -207,7 +207,8 @@ def check_known_columns(
     """Refuse a numeric column of ``mixtures`` that is not one of the fit's ``known`` domains.
 
     Such a column passes a mixture file's sum-to-1 check and would then be dropped, leaving
-    shares that sum to less than 1. ``what`` names the mixtures in the message.
+    shares that sum to less than 1. A column of zeros is accepted (it gives no share to the
+    domain, and the fit's shares still sum to 1). ``what`` names the mixtures in the message.
 
     Raises
     ------
@@ -216,7 +217,8 @@ def check_known_columns(
     """
     known_set = set(known)
     numeric = mixtures.select_dtypes("number")
-    unknown = [c for c in numeric.columns if c not in known_set]
+    # a column of zeros gives no share to a domain the fit does not know: nothing is lost
+    unknown = [c for c in numeric.columns if c not in known_set and (numeric[c] != 0).any()]
     if not unknown:
         return
     kept = numeric.drop(columns=unknown).sum(axis=1)

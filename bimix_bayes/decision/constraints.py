@@ -37,6 +37,7 @@ bimix_bayes.decision.constraints.ConstraintError: the lower bounds sum to 1.1 > 
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -111,13 +112,16 @@ class MixtureConstraints:
     total_tokens
         Tokens of the planned run. Needed with ``available_tokens``;
         :func:`~bimix_bayes.decision.recommend.optimize` fills it with the target when the fit
-    counts tokens. max_epochs
+        counts tokens.
+    max_epochs
         Passes allowed over a domain's data (default 1); ``epochs`` overrides it per domain.
     epochs
         Per-domain override of ``max_epochs``.
     design_lower, design_upper
         The lowest and highest share of each domain among the fitted runs
         (:meth:`within_design`): a law fitted there is extrapolated outside.
+    source
+        Where the constraints were read from (a file), named in messages; "" when built in code.
 
     Examples
     --------
@@ -136,6 +140,7 @@ class MixtureConstraints:
     epochs: Mapping[str, float] = field(default_factory=dict)
     design_lower: Mapping[str, float] = field(default_factory=dict)
     design_upper: Mapping[str, float] = field(default_factory=dict)
+    source: str = ""
 
     @property
     def is_empty(self) -> bool:
@@ -173,17 +178,27 @@ class MixtureConstraints:
 
     def _check_names(self, domains: Sequence[str]) -> None:
         known = set(domains)
-        for what, table in (
-            ("lower", self.lower),
-            ("upper", self.upper),
-            ("fixed", self.fixed),
-            ("available_tokens", self.available_tokens),
-            ("max_epochs", self.epochs),
+        for what, key, table in (
+            ("lower", "min", self.lower),
+            ("upper", "max", self.upper),
+            ("fixed", "fixed", self.fixed),
+            ("available_tokens", "available_tokens", self.available_tokens),
+            ("max_epochs", "max_epochs", self.epochs),
         ):
             unknown = sorted(set(table) - known)
             if unknown:
+                near = {
+                    u: m for u in unknown if (m := difflib.get_close_matches(u, list(domains), 1))
+                }
+                hint = "".join(f"; did you mean {m[0]!r} for {u!r}?" for u, m in near.items())
+                where = (
+                    f"{self.source}: [domains.{', '.join(unknown)}] ({key}):"
+                    if self.source
+                    else f"{what}:"
+                )
                 raise ConstraintError(
-                    f"{what}: unknown domain(s) {unknown}; the fit's domains are {list(domains)}"
+                    f"{where} unknown domain(s) {unknown}; the fit's domains are "
+                    f"{list(domains)}{hint}"
                 )
             for name, value in table.items():
                 v = float(value)
@@ -320,6 +335,7 @@ class MixtureConstraints:
             total_tokens=top.get("total_tokens"),
             max_epochs=top.get("max_epochs", 1.0),
             epochs=tables["max_epochs"],
+            source=source,
         )
 
 

@@ -64,7 +64,7 @@ from bimix_bayes.bayes.persistence import spec_from_idata
 from bimix_bayes.bayes.residual_correlation import stored_residual_correlation
 from bimix_bayes.bayes.run_size_offsets import stored_run_size_offsets
 from bimix_bayes.bayes.sizes import fitted_sizes, same_size, size_label
-from bimix_bayes.data.mixture_input import mixture_frame
+from bimix_bayes.data.mixture_input import mixture_frame, mixtures_words
 from bimix_bayes.data.table import DataError
 from bimix_bayes.decision.constraints import Bounds, MixtureConstraints
 from bimix_bayes.decision.problem import candidate_shares, prepare
@@ -134,7 +134,9 @@ class NextRuns:
     def method(self) -> str:
         """How a fantasy run updated the posterior, in words."""
         how = {"linear": "a linear (Gaussian) update", "reweight": "importance reweighting"}
-        return f"{how[self.settings['update']]} of {self.settings['draws']} posterior draws"
+        used, total = self.settings["draws"], self.settings.get("posterior_draws")
+        thinned = f", thinned evenly from {total} (max_draws)" if total and total > used else ""
+        return f"{how[self.settings['update']]} of {used} posterior draws{thinned}"
 
     def display_table(self) -> pd.DataFrame:
         """The proposals for people: shares and the chance of a changed choice in %, values in
@@ -459,7 +461,7 @@ def propose_next_runs(
         pool = random_candidates(train, bounds, n_candidates, rng, min_share)
         names = [f"candidate {i + 1}" for i in range(len(pool))]
     else:  # every evaluation domain's loss must be finite: its share too, under a power law
-        what = "the candidate mixtures"
+        what = mixtures_words(candidates, "the candidate mixtures")
         every_row = np.ones(len(surface.domains))
         frame = candidate_shares(
             mixture_frame(candidates, what),
@@ -528,6 +530,7 @@ def propose_next_runs(
         unit=data.volume,
         settings={
             "draws": len(draws),
+            "posterior_draws": int(n_all),
             "candidates": len(pool),
             "fantasies": fantasies,
             "update": update,

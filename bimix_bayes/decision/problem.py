@@ -171,8 +171,13 @@ def candidate_shares(
     frame = mixtures.to_frame().T if isinstance(mixtures, pd.Series) else mixtures
     missing = [d for d in train if d not in frame.columns]
     if missing:
+        by_case = {str(c).lower(): c for c in frame.columns if c not in train}
+        near = [f"{by_case[d.lower()]!r} for {d!r}" for d in missing if d.lower() in by_case]
+        hint = f" (differ(s) only in case: {', '.join(near)}; rename)" if near else ""
         raise DataError(
-            f"{what} lack(s) the training domain(s) {missing}; columns: {list(frame.columns)}"
+            f"{what} lack(s) the training domain(s) {missing}{hint}; columns: "
+            f"{list(frame.columns)}; give one share column per training domain of the fit "
+            f"({list(train)})"
         )
     counted = [d for d, c in zip(train, counted, strict=True) if c]
     check_known_columns(frame, train, what)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from bimix_bayes.data.mixture_input import mixture_frame
+from bimix_bayes.data.mixture_input import mixture_frame, mixtures_words
 from bimix_bayes.data.table import DataError
 from bimix_bayes.decision.objectives import Objective
 from bimix_bayes.decision.problem import candidate_shares, prepare
@@ -64,7 +64,7 @@ def rank(
     if not 0 < prob < 1:
         raise ValueError(f"prob must lie in (0, 1), got {prob!r}")
     diag, surface, _, w = prepare(idata, step, weights, domains, size)
-    what = "the candidate mixtures"
+    what = mixtures_words(candidates, "the candidate mixtures")
     shares = candidate_shares(
         mixture_frame(candidates, what),
         surface.columns,

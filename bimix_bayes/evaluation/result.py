@@ -189,7 +189,7 @@ class BacktestResult:
         first = pts[pts["method"] == pts["method"].iloc[0]]
         n_split = first["split"].nunique()
         by_target = first.groupby("target").size()
-        parts = [f"{n} {t}" for t, n in by_target.items()]
+        parts = [f"{n} of {t}s" for t, n in by_target.items()]  # "of observed runs"
         return f"{len(first)} per method ({', '.join(parts)}) over {n_split} split(s)"
 
     def _legend(self) -> list[str]:

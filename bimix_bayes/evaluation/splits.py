@@ -158,6 +158,17 @@ def make_splits(
         return [_split("0", data, step < last, protocol)]
     if protocol.kind == "horizon":
         cutoff = float(protocol.value) * float(step.max())
+        if not (step <= cutoff).any():
+            distinct = np.unique(step)
+            least = distinct[min(2, len(distinct) - 1)] / distinct[-1]  # three steps to fit
+            unit = 10.0 ** (np.floor(np.log10(least)) - 2)
+            least = np.ceil(least / unit) * unit  # 3 significant digits, rounded up
+            raise ProtocolError(
+                f"protocol {protocol}: it fits the steps up to {protocol.value} x the last "
+                f"({cutoff:.4g}), but the first checkpoint of {data.source} is at "
+                f"{distinct[0]:.4g}: nothing is left to fit; use horizon:F with F of at least "
+                f"{least:.3g} (three distinct steps to fit)"
+            )
         return [_split("0", data, step <= cutoff, protocol)]
     if protocol.kind == "holdout-runs":
         return [_named_split(data, protocol)]
