@@ -268,6 +268,17 @@ def test_proportion_out_of_range(mixtures, observations, value, message):
         build(mix, observations)
 
 
+def test_shares_in_percent_are_refused_with_the_fix(mixtures, observations):
+    """Every run's shares summing to 100 reads as percent: the message says so and how to fix
+    it; a single share above 1 does not get that hint."""
+    with pytest.raises(DataError, match="they look like percent; divide them by 100"):
+        build(mixtures * 100, observations)
+    mix = mixtures.copy()
+    mix.loc["b", "web"] = 1.2
+    with pytest.raises(DataError, match=r"must lie in \[0, 1\]$"):
+        build(mix, observations)
+
+
 @pytest.mark.parametrize("total", [1.01, 0.98])
 def test_mixture_not_summing_to_one(mixtures, observations, total):
     """A mixture off by more than ``sum_tol`` is refused with its sum and the tolerance."""

@@ -200,9 +200,15 @@ class Validator:
                         f"{mixtures.columns[j]!r} = {values[i, j]:g}"
                     ),
                 )
+                hint = ""
+                if what == "are greater than 1" and np.allclose(values.sum(axis=1), 100, rtol=1e-3):
+                    hint = (
+                        ": every run's shares sum to 100, so they look like percent; divide "
+                        "them by 100"
+                    )
                 raise self.fail(
                     f"{len(ex)} proportion(s) {what} ({describe_locations(ex)}); "
-                    "proportions must lie in [0, 1]"
+                    f"proportions must lie in [0, 1]{hint}"
                 )
         sums = values.sum(axis=1)
         off = np.abs(sums - 1.0)
