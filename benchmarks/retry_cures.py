@@ -1,8 +1,11 @@
 """Do small studies converge? Per study and seed: the default fit's first attempt and the one
 retry `bimix fit` makes, under several samplings: the loss level at each domain's typical share
-(``sampler.centre_share = true``, the default) or at share 1, and the mixture exponents pooled
-across domains with a fixed population sd (``priors.log_alpha.sd_prior = "fixed"``, the
-default), with a sampled one (Gamma(2)), or each on its own (``pooled = false``).
+(``sampler.centre_share = true``, the default) or at share 1, drawn given everything else
+(``sampler.level = "conditional"``, the default) or as a flat variable (``"free"``), the
+exponents drawn around their Laplace approximation given the rest (``sampler.exponent =
+"laplace"``, the default) or as they are, and the mixture exponents pooled across domains
+with a fixed population sd (``priors.log_alpha.sd_prior = "fixed"``, the default), with a
+sampled one (Gamma(2)), or each on its own (``pooled = false``).
 
 With ``--law`` a cross-domain law (bimix_cross, loglinear, effective), the samplings compared
 are those of its cross effects instead: centred in the basis of the directions the likelihood
@@ -23,7 +26,9 @@ datasets are found (``../shared/datasets`` or ``$BIMIX_SHARED_DATASETS``), Ye et
 on 13-run subsets drawn by the seed (5 domains) and their 3Mix 70M (3 runs, 3 domains).
 
     python benchmarks/retry_cures.py                 # seeds 0-11, about 2 h on 2 cores
-    python benchmarks/retry_cures.py --seeds 8 --variants "fixed sd, typical share (default)"
+    python benchmarks/retry_cures.py --seeds 6 --variants "fixed sd, typical share, free level" \
+        "fixed sd, typical share, conditional level" \
+        "fixed sd, typical share, conditional level, Laplace exponent (default)"
     python benchmarks/retry_cures.py --seeds 4 --studies embedded
     python benchmarks/retry_cures.py --law loglinear --seeds 3
 """
@@ -51,31 +56,39 @@ from bimix_bayes.laws.registry import LAWS, get_law
 #: The samplings compared, named "exponents, level at" (spec overrides; ``--variants`` picks
 #: some by name), each explicit about both settings so that it means the same whatever the
 #: default spec says.
-_SAMPLINGS = {  # name: (sampler.centre_share, priors.log_alpha.pooled, its sd_prior)
-    "pooled, share 1 (the old default)": (False, True, "gamma"),
-    "pooled, typical share": (True, True, "gamma"),
-    "own, share 1": (False, False, "gamma"),
-    "own, typical share": (True, False, "gamma"),
-    "fixed sd, typical share (default)": (True, True, "fixed"),
-}
+_SAMPLINGS = {  # name: (centre_share, log_alpha pooled, its sd_prior, sampler.level, .exponent)
+    "pooled, share 1 (the old default)": (False, True, "gamma", "free", "free"),
+    "pooled, typical share": (True, True, "gamma", "free", "free"),
+    "own, share 1": (False, False, "gamma", "free", "free"),
+    "own, typical share": (True, False, "gamma", "free", "free"),
+    "fixed sd, typical share, free level": (True, True, "fixed", "free", "free"),
+    "fixed sd, typical share, conditional level": (True, True, "fixed", "conditional", "free"),
+    "fixed sd, typical share, conditional level, Laplace exponent (default)": (
+        True, True, "fixed", "conditional", "laplace",
+    ),
+}  # fmt: skip
 VARIANTS: dict[str, dict] = {
     name: {
-        "sampler": {"centre_share": centre},
+        "sampler": {"centre_share": centre, "level": level, "exponent": exponent},
         "priors": {"log_alpha": {"pooled": pooled, "sd_prior": sd_prior}},
     }
-    for name, (centre, pooled, sd_prior) in _SAMPLINGS.items()
+    for name, (centre, pooled, sd_prior, level, exponent) in _SAMPLINGS.items()
 }
 #: The samplings of a cross-domain law's effects: (sampler.centre_cross, priors.log_own.sd_prior;
 #: the latter acts under loglinear only).
-_CROSS_SAMPLINGS = {
-    "centred cross, fixed own sd (default)": (True, "fixed"),
-    "centred cross, sampled own sd": (True, "gamma"),
-    "non-centred cross, fixed own sd": (False, "fixed"),
-    "non-centred cross, sampled own sd (the old default)": (False, "gamma"),
+_CROSS_SAMPLINGS = {  # name: (centre_cross, log_own's sd_prior, sampler.exponent)
+    "centred cross, fixed own sd, Laplace exponent (default)": (True, "fixed", "laplace"),
+    "centred cross, fixed own sd, free exponent": (True, "fixed", "free"),
+    "centred cross, sampled own sd": (True, "gamma", "free"),
+    "non-centred cross, fixed own sd": (False, "fixed", "free"),
+    "non-centred cross, sampled own sd (the old default)": (False, "gamma", "free"),
 }
 CROSS_VARIANTS: dict[str, dict] = {
-    name: {"sampler": {"centre_cross": centre}, "priors": {"log_own": {"sd_prior": sd_prior}}}
-    for name, (centre, sd_prior) in _CROSS_SAMPLINGS.items()
+    name: {
+        "sampler": {"centre_cross": centre, "exponent": exponent},
+        "priors": {"log_own": {"sd_prior": sd_prior}},
+    }
+    for name, (centre, sd_prior, exponent) in _CROSS_SAMPLINGS.items()
 }
 
 

@@ -134,3 +134,24 @@ def forecast_log_sd() -> Callable[..., dict[str, float]]:
         return {str(d): float(v) for d, v in zip(out["domain"].values, out.values, strict=True)}
 
     return sd
+
+
+@pytest.fixture(scope="session")
+def model_values() -> Callable[..., dict[str, Any]]:
+    """``values(model, names, point)``: the model's variables ``names`` at a point of its value
+    variables (compiled in PyTensor's C mode, without the slogdet rewrite that fails outside
+    numba)."""
+    import numpy as np
+    from pytensor.compile.mode import get_mode
+
+    mode = get_mode("FAST_RUN").excluding("slogdet_specialization")
+
+    def values(model: Any, names: list[str], point: dict[str, Any]) -> dict[str, Any]:
+        outs = model.replace_rvs_by_values([model[n] for n in names])
+        fn = model.compile_fn(
+            outs, inputs=model.value_vars, point_fn=False, on_unused_input="ignore", mode=mode
+        )
+        got = fn(*[point[v.name] for v in model.value_vars])
+        return {n: np.asarray(v) for n, v in zip(names, got, strict=True)}
+
+    return values

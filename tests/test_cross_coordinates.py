@@ -52,7 +52,9 @@ def test_the_basis_spans_exactly_the_identified_cross_effects(own, n_train, cent
 def _prior_cross(centre: bool, law: str) -> tuple[np.ndarray, np.ndarray]:
     layout = CurveLayout.placeholder(3, 4)  # domain 2 trains; t3 is not evaluated
     layout = layout.__class__(**{**layout.__dict__, "own_index": np.array([0, -1, 2])})
-    spec = merge_spec({"law": {"name": law}, "sampler": {"centre_cross": centre}})
+    # the effects sampled as they are (not drawn given the rest, which has no prior to draw from)
+    sampler = {"centre_cross": centre, "cross": "free"}
+    spec = merge_spec({"law": {"name": law}, "sampler": sampler})
     with build_pymc_model(layout, spec) as model:
         names = {v.name for v in model.free_RVs}
         assert ("cross_v" in names) is centre and ("cross_z" in names) is not centre

@@ -143,13 +143,13 @@ def test_chains_start_near_the_prior_centre_within_the_jitter():
 def test_a_file_without_newer_spec_keys_keeps_the_settings_it_was_fitted_with(fitted):
     """A fit saved before a spec key existed reads it as the behaviour of its time, not as
     today's default: here the old step coordinates, nutpie's start jitter of 1 and the level
-    sampled at share 1."""
+    sampled at share 1 as a flat variable."""
     from bimix_bayes.bayes.persistence import spec_from_idata
 
     model, _ = fitted
     idata = model.idata_.copy()
     stored = json.loads(idata.attrs["spec"])
-    for key in ("init_jitter", "step_coordinates", "centre_share", "centre_cross"):
+    for key in ("init_jitter", "step_coordinates", "centre_share", "centre_cross", "level"):
         del stored["sampler"][key]
     idata.attrs["spec"] = json.dumps(stored)
     spec = spec_from_idata(idata)
@@ -157,7 +157,9 @@ def test_a_file_without_newer_spec_keys_keeps_the_settings_it_was_fitted_with(fi
     assert spec["sampler"]["step_coordinates"] == "floor_reducible"
     assert spec["sampler"]["centre_share"] is False
     assert spec["sampler"]["centre_cross"] is False
+    assert spec["sampler"]["level"] == "free"
     assert spec_from_idata(model.idata_)["sampler"]["init_jitter"] == 0.1
+    assert spec_from_idata(model.idata_)["sampler"]["level"] == "conditional"
 
 
 def test_failed_fit_warns_loudly_and_is_marked():
@@ -502,6 +504,7 @@ def test_advice_for_the_level_funnel_of_few_runs_does_not_promise_more_draws():
     assert "run offsets' sd (tau) of Pile-CC trade off" in after
     assert "raise sampler.draws further" not in after
     assert "likelihood.run_offset = false" in after
+    assert 'sampler.level = "conditional"' in after  # what cured it there, for free specs
     # before the safer settings were tried, the advice is still to try them (they cure most)
     first = " ".join(failed({"target_accept": 0.9, "tune": 500, "draws": 1000}, "tau").advice())
     assert "--target-accept 0.99 --tune 1000 --draws 2000" in first and "trade off" not in first

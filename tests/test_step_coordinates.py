@@ -31,17 +31,10 @@ def _layout() -> CurveLayout:
 
 def _spec(coords: str, pooled: bool, centre: bool = False) -> dict:
     priors = {name: {"pooled": pooled} for name in STEP}
-    sampler = {"step_coordinates": coords, "centre_share": centre}
+    # the level a flat variable, as these tests compare coordinates at a given level
+    # (sampler.level = "conditional": tests/test_level_conditional.py)
+    sampler = {"step_coordinates": coords, "centre_share": centre, "level": "free"}
     return merge_spec({"priors": priors, "sampler": sampler})
-
-
-def _values(model, names, point) -> dict[str, np.ndarray]:
-    outs = model.replace_rvs_by_values([model[n] for n in names])
-    fn = model.compile_fn(
-        outs, inputs=model.value_vars, point_fn=False, on_unused_input="ignore", mode=MODE
-    )
-    got = fn(*[point[v.name] for v in model.value_vars])
-    return {n: np.asarray(v) for n, v in zip(names, got, strict=True)}
 
 
 def _logp(model, point) -> float:
@@ -49,7 +42,7 @@ def _logp(model, point) -> float:
 
 
 @pytest.mark.parametrize("pooled", [False, True])
-def test_level_slope_coordinates_give_the_same_log_density(pooled):
+def test_level_slope_coordinates_give_the_same_log_density(pooled, model_values):
     """At corresponding points both models have the same log density (Jacobian 1), so they
     sample one posterior: the new coordinates change the geometry, not the model."""
     layout = _layout()
@@ -58,18 +51,18 @@ def test_level_slope_coordinates_give_the_same_log_density(pooled):
     rng = np.random.default_rng(0)
     for _ in range(3):
         point = {k: v + rng.normal(0, 0.4, np.shape(v)) for k, v in new.initial_point().items()}
-        step = _values(new, STEP, point)
+        step = model_values(new, STEP, point)
         at_old = {v.name: step[v.name] if v.name in STEP else point[v.name] for v in old.value_vars}
         assert set(at_old) - set(STEP) <= set(point)
         assert np.isclose(_logp(new, point), _logp(old, at_old), rtol=1e-10, atol=1e-8)
 
 
-def test_level_slope_coordinates_are_the_value_slope_and_share_at_s_ref():
+def test_level_slope_coordinates_are_the_value_slope_and_share_at_s_ref(model_values):
     layout = _layout()
     model = build_pymc_model(layout, _spec("level_slope", False))
     rng = np.random.default_rng(1)
     point = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in model.initial_point().items()}
-    v = _values(model, [*STEP, "step_level", "step_log_slope", "step_logit_share"], point)
+    v = model_values(model, [*STEP, "step_level", "step_log_slope", "step_logit_share"], point)
     beta = np.exp(v["log_beta"])
 
     def factor(x):
@@ -83,9 +76,9 @@ def test_level_slope_coordinates_are_the_value_slope_and_share_at_s_ref():
     np.testing.assert_allclose(np.log(share / (1 - share)), v["step_logit_share"], rtol=1e-9)
 
 
-def test_level_slope_coordinates_start_at_the_priors_locations():
+def test_level_slope_coordinates_start_at_the_priors_locations(model_values):
     model = build_pymc_model(_layout(), _spec("level_slope", False))
-    start = _values(model, STEP, model.initial_point())
+    start = model_values(model, STEP, model.initial_point())
     spec = merge_spec()
     for name in STEP:
         np.testing.assert_allclose(start[name], spec["priors"][name]["loc"], atol=1e-12)
@@ -115,7 +108,9 @@ def test_centring_the_share_gives_the_same_log_density(law):
     layout = _layout()
     spec = {**_spec("level_slope", False, centre=True), "law": {**merge_spec()["law"], "name": law}}
     centred = build_pymc_model(layout, merge_spec(spec))
-    at_one = build_pymc_model(layout, merge_spec({**spec, "sampler": {"centre_share": False}}))
+    at_one = build_pymc_model(
+        layout, merge_spec({**spec, "sampler": {"centre_share": False, "level": "free"}})
+    )
     assert "log_share_centre" in centred.named_vars
     assert "log_share_centre" not in at_one.named_vars
     rng = np.random.default_rng(3)
@@ -126,7 +121,7 @@ def test_centring_the_share_gives_the_same_log_density(law):
         assert np.isclose(_logp(centred, point), _logp(at_one, shifted), rtol=1e-10, atol=1e-8)
 
 
-def test_centred_level_is_the_log_loss_at_the_typical_share():
+def test_centred_level_is_the_log_loss_at_the_typical_share(model_values):
     """step_level is the law's log loss at s_ref and at the domain's typical share r_c (the
     geometric mean of its shares over the runs) plus the constant alpha_0 log r_c (alpha_0 at
     the prior's location, so that chains start where they did); log_share_centre is log r_c."""
@@ -134,7 +129,7 @@ def test_centred_level_is_the_log_loss_at_the_typical_share():
     model = build_pymc_model(layout, _spec("level_slope", False, centre=True))
     rng = np.random.default_rng(4)
     point = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in model.initial_point().items()}
-    v = _values(model, [*STEP, "step_level", "log_alpha"], point)
+    v = model_values(model, [*STEP, "step_level", "log_alpha"], point)
     log_r = np.log(layout.curve_own_share)
     centre = np.array([log_r[layout.curve_domain == d].mean() for d in range(len(layout.domains))])
     np.testing.assert_allclose(layout.log_share_centre, centre, rtol=1e-12)
@@ -144,7 +139,7 @@ def test_centred_level_is_the_log_loss_at_the_typical_share():
     np.testing.assert_allclose(at_share + alpha_0 * centre, v["step_level"], rtol=1e-12)
 
 
-def test_centring_keeps_the_start_point():
+def test_centring_keeps_the_start_point(model_values):
     """At the start (every coordinate at its initial value) the law's parameters are those of
     the model with the level at share 1: the chains start where they did."""
     layout = _layout()
@@ -152,8 +147,8 @@ def test_centring_keeps_the_start_point():
     at_one = build_pymc_model(layout, _spec("level_slope", False))
     for name in STEP:
         np.testing.assert_allclose(
-            _values(centred, [name], centred.initial_point())[name],
-            _values(at_one, [name], at_one.initial_point())[name],
+            model_values(centred, [name], centred.initial_point())[name],
+            model_values(at_one, [name], at_one.initial_point())[name],
             rtol=1e-12,
         )
 

@@ -261,17 +261,23 @@ class FitDiagnostics:
             # Ye et al.'s 3Mix 70M (3 runs), default spec at the retry's settings (2026-12-04):
             # seeds 0, 2, 3, 4 pass, 1 and 5 fail on Pile-CC's level and tau (r-hat 1.010-1.013,
             # ESS 287-343); seed 1 with 4000 draws r-hat 1.013, with 8 chains 1.018;
-            # likelihood.run_offset = false passes (r-hat 1.003; loglinear too, 1.003)
+            # likelihood.run_offset = false passes (r-hat 1.003; loglinear too, 1.003); with
+            # sampler.level = "conditional" and exponent = "laplace" (2026-12-05) seeds 0-5 pass
+            # (benchmarks/retry_cures.py)
             names = ", ".join(funnel)
             tips.append(
                 f"the level and the run offsets' sd (tau) of {names} trade off: with few runs "
                 "the data cannot tell a small run effect from none, and that end of tau is a "
                 "funnel; more draws or chains do not cure it (Ye et al.'s 3Mix, 3 runs: 4000 "
                 "draws or 8 chains left r-hat at 1.013-1.018, while 4 of 6 seeds passed at "
-                "these settings). Read the level's and tau's intervals as approximate, refit "
-                "with another --seed to check the forecasts you use do not move, or add runs; "
-                "likelihood.run_offset = false converges (the run effects then fold into the "
-                "noise: forecasts of new mixtures lose their run-to-run spread)"
+                "these settings, with the level sampled freely). Drawing the level and the "
+                'exponent given the rest cured it there (sampler.level = "conditional", '
+                'sampler.exponent = "laplace", the defaults since 2026-12-05: 6 of 6 seeds '
+                'passed): if your spec sets either to "free", drop that. Otherwise read the '
+                "level's and tau's intervals as approximate, refit with another --seed to check "
+                "the forecasts you use do not move, or add runs; likelihood.run_offset = false "
+                "converges (the run effects then fold into the noise: forecasts of new mixtures "
+                "lose their run-to-run spread)"
             )
         elif slow_mixing(self.problems) and already_safe and not more_draws and used:
             tips.append(

@@ -3,7 +3,11 @@
 :func:`build_pymc_model` writes the model of a curve layout under a spec: a prior per law
 parameter (pooled across domains, or per domain), per-domain noise, run effects (per curve, or
 correlated across domains per run, :mod:`~bimix_bayes.bayes.correlated`) integrated out in the
-likelihood. The data live in
+likelihood. Each domain's level is drawn given everything else (:class:`StepLevel`), the
+own-share exponent around its Laplace approximation given the rest (:class:`LaplaceExponent`)
+and the cross effects around their Gaussian conditionals (:class:`ConditionalCross`): changes
+of variables that leave the posterior as it is and take away the funnels few runs make between
+those and the sds of the run effects and of the cross effects. The data live in
 ``pm.Data`` containers (:func:`data_names`), so :func:`compiled_nutpie` compiles once per (spec,
 number of domains) and every later fit swaps its data in.
 
@@ -12,9 +16,9 @@ Examples
 >>> from bimix_bayes.bayes.spec import merge_spec
 >>> model = build_pymc_model(CurveLayout.placeholder(3), merge_spec({"law": {"name": "bimix"}}))
 >>> sorted(v.name for v in model.free_RVs if v.name.startswith(("step_", "log_")))
-['log_alpha', 'step_level', 'step_log_slope', 'step_logit_share']
->>> sorted(v.name for v in model.deterministics if v.name.startswith("log_"))
-['log_beta', 'log_floor', 'log_reducible']
+['log_alpha_z', 'step_level_z', 'step_log_slope', 'step_logit_share']
+>>> sorted(v.name for v in model.deterministics if v.name.startswith(("log_", "step_")))
+['log_alpha', 'log_beta', 'log_floor', 'log_reducible', 'step_level']
 >>> data_names(merge_spec(), 3, evaluation_only=False)[-3:]  # per curve; the noise's fall
 ('n', 'noise_decay', 'log_share_centre')
 >>> data_names(merge_spec({"likelihood": {"run_correlation": True}}), 3)[-3:]  # per run
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -51,7 +56,7 @@ from bimix_bayes.bayes.correlated_posterior import (
     resolve_run_correlation,
 )
 from bimix_bayes.bayes.law_params import TRAIN_DIM, spec_law
-from bimix_bayes.bayes.likelihood import CurveLayout, curve_log_likelihood
+from bimix_bayes.bayes.likelihood import CurveLayout, curve_log_likelihood, level_information
 from bimix_bayes.bayes.noise import (
     NOISE_EXCESS,
     has_early_noise,
@@ -86,7 +91,19 @@ __all__ = [
 SIZE_PRIOR_KEYS = ("floor_sd", "reducible_sd", "beta_sd", "mixture_sd")
 
 #: The sampler settings that change the graph (its coordinates), not only how it is sampled.
-GRAPH_SAMPLER_KEYS = ("step_coordinates", "centre_share", "centre_cross")
+GRAPH_SAMPLER_KEYS = (
+    "step_coordinates", "centre_share", "centre_cross", "level", "exponent", "cross",
+)  # fmt: skip
+
+#: The standardised level the sampler draws under ``sampler.level = "conditional"``
+#: (:meth:`StepLevel.finish`).
+LEVEL_Z = "step_level_z"
+#: The standardised cross effects the sampler draws under ``sampler.cross = "conditional"``
+#: (:class:`ConditionalCross`).
+CROSS_Z = "cross_v_z"
+#: The standardised exponent the sampler draws under ``sampler.exponent = "laplace"``
+#: (:class:`LaplaceExponent`; ``log_own_z`` under loglinear).
+EXPONENT_Z = "log_alpha_z"
 
 _DATA_VARS = ("step_grid", "grid_index", "y", "mask", "curve_log_r", "curve_domain", "n")
 
@@ -125,38 +142,334 @@ def centres_share(spec: Spec) -> bool:
     )
 
 
+@dataclass
+class StepLevel:
+    """The part of the step law the sampler's ``level_slope`` coordinates add to every log loss
+    of a domain: its level ``F(0)``, made by :meth:`finish` once the residuals without it are
+    known (:func:`_step_level_slope`).
+
+    ``relative`` holds ``log_floor``, ``log_reducible`` and ``log_beta`` at level 0 (what the
+    mean is built from); ``shift`` the ``centre_share`` shift; ``prior`` each of ``log_floor``
+    and ``log_reducible``'s prior ``(loc, scale)``, which are Normal in the level given the
+    shape (``log_floor = F(0) - softplus(logit w)``, ``log_reducible = F(0) + log w``).
+    """
+
+    relative: dict[str, pt.TensorVariable]
+    shift: pt.TensorVariable | None
+    prior: dict[str, tuple[Any, Any]]
+    mode: str
+    start: float
+    exponent: LaplaceExponent | None = None
+    cross: ConditionalCross | None = None
+
+    def prior_precision_mean(self) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+        """The level's conditional prior given the shape: ``(precision, precision * mean)``."""
+        precision, weighted = 0.0, 0.0
+        for name in ("log_floor", "log_reducible"):
+            loc, scale = self.prior[name]
+            inv_var = 1.0 / scale**2
+            precision = precision + inv_var
+            weighted = weighted + inv_var * (loc - self.relative[name])
+        return precision, weighted
+
+    def finish(
+        self, information: tuple[pt.TensorVariable, pt.TensorVariable] | None, d: pt.TensorVariable
+    ) -> tuple[pt.TensorVariable, dict[str, pt.TensorVariable]]:
+        """The level ``F(0)`` per domain and the step law's parameters with it (deterministics,
+        their priors as potentials).
+
+        ``mode = "free"``: ``step_level`` is a flat variable, ``F(0) = step_level + shift``.
+        ``mode = "conditional"``: given everything else, the level is Normal (it adds to every
+        residual of its domain; ``information``, per curve, ``a = 1' Sigma^-1 e`` and ``b = 1'
+        Sigma^-1 1`` of its residuals without the level, :func:`~bimix_bayes.bayes.likelihood.
+        level_information`), with precision ``P = P0 + sum b`` and mean ``(P0 m0 + sum a) /
+        P`` under its prior ``Normal(m0, 1 / P0)`` (sums over the domain's curves ``d``). The
+        sampler draws ``step_level_z`` and ``F(0) = mean + step_level_z / sqrt(P)``: a change
+        of variables with Jacobian ``1 / sqrt(P)`` per domain (a potential), so the posterior
+        is unchanged, and ``step_level_z`` is a standard Normal independent of the rest
+        whenever the run effects are independent across domains and the noise is Normal (the
+        default; otherwise nearly so). Why: with few runs the level's conditional sd follows
+        the run-offset sd ``tau`` (Ye et al.'s 3Mix 70M: 0.0002 to 0.017 as ``log tau`` goes
+        from -8 to -4), a funnel that no number of draws crossed; here the level's scale moves
+        with ``tau`` by construction.
+        """
+        n = len(pm.modelcontext(None).coords["domain"])
+        if self.mode == "free":
+            step_level = pm.Flat("step_level", dims="domain", initval=np.full(n, self.start))
+            level = step_level if self.shift is None else step_level + self.shift
+            return level, self._step_params(level)
+        a, b = information
+        precision_0, weighted_0 = self.prior_precision_mean()
+        precision = precision_0 + by_domain(b, d, n)
+        mean = (weighted_0 + by_domain(a, d, n)) / precision
+        z = pm.Flat(LEVEL_Z, dims="domain", initval=np.zeros(n))
+        level = mean + z / pt.sqrt(precision)
+        pm.Potential("level_jacobian", -0.5 * pt.log(precision).sum())
+        shifted = level if self.shift is None else level - self.shift
+        pm.Deterministic("step_level", shifted, dims="domain")
+        return level, self._step_params(level)
+
+    def draw(
+        self,
+        information: tuple[pt.TensorVariable, pt.TensorVariable] | None,
+        d: pt.TensorVariable,
+        regressor: pt.TensorVariable | None = None,
+    ) -> tuple[pt.TensorVariable, dict[str, pt.TensorVariable]]:
+        """What the level, and the own-share exponent and the cross effects when they are drawn
+        with it (:class:`LaplaceExponent`, ``regressor`` the exponent's term per unit per curve;
+        :class:`ConditionalCross`), add to each curve's log loss, and the parameters made
+        (:meth:`finish`). In that order: the exponent given the rest (the level integrated
+        out), the cross effects given it, the level given both."""
+        theta: dict[str, pt.TensorVariable] = {}
+        own_term = 0.0
+        if self.exponent is not None:
+            log_value = self.exponent.draw(information, regressor, d, self.prior_precision_mean())
+            value = pt.exp(log_value)
+            theta[self.exponent.name] = log_value
+            if self.exponent.centre is not None:  # centre_share: step_level at r_c
+                self.shift = (value - self.exponent.start) * self.exponent.centre
+            own_term = value[d] * regressor
+            a, b = information
+            information = (a - own_term * b, b)
+        if self.cross is not None:  # then the cross effects given it
+            cross_term, information = self.cross.draw(information, d, self.prior_precision_mean())
+            own_term = own_term + cross_term
+        level, step_params = self.finish(information, d)
+        return level[d] + own_term, theta | step_params
+
+    def _step_params(self, level: pt.TensorVariable) -> dict[str, pt.TensorVariable]:
+        theta = {}
+        for name in ("log_floor", "log_reducible", "log_beta"):
+            value = self.relative[name] + (level if name != "log_beta" else 0.0)
+            theta[name] = pm.Deterministic(name, value, dims="domain")
+            loc, scale = self.prior[name]
+            pm.Potential(f"prior_{name}", pm.logp(pm.Normal.dist(loc, scale), theta[name]).sum())
+        return theta
+
+
+def own_parameter(law: Law) -> str | None:
+    """The population parameter of ``law``'s own-share term (``log_alpha`` of ``-alpha log r``
+    and its kin, ``log_own`` of loglinear's ``-own r``), or None."""
+    return next((k for k in ("log_alpha", "log_own") if k in law.population), None)
+
+
+def laplace_exponent(law: Law, spec: Spec, layout: CurveLayout) -> bool:
+    """Whether the model draws the own-share term's parameter with the level
+    (:class:`LaplaceExponent`): ``sampler.exponent = "laplace"`` with ``sampler.level =
+    "conditional"`` (``level_slope`` coordinates), a law with such a term, no model sizes
+    (which scale it within a curve)."""
+    sampler = spec["sampler"]
+    return (
+        sampler["exponent"] == "laplace"
+        and sampler["level"] == "conditional"
+        and sampler["step_coordinates"] == "level_slope"
+        and own_parameter(law) is not None
+        and not layout.has_sizes
+    )
+
+
+@dataclass
+class LaplaceExponent:
+    """The own-share term's parameter of each domain (BiMix's exponent ``alpha``, loglinear's
+    ``own``), drawn around a Laplace approximation of its conditional given everything but the
+    level, which is integrated out analytically for it (``sampler.exponent = "laplace"``).
+
+    The own-share term ``alpha g`` (``g = -log r`` under BiMix, ``-r`` under loglinear: its
+    ``regressor``, constant along a curve) is linear in ``alpha``. Given the rest, the level
+    ``l`` and ``alpha`` have a Gaussian likelihood: with per-curve ``a = 1' Sigma^-1 e`` and
+    ``b = 1' Sigma^-1 1`` (:func:`~bimix_bayes.bayes.likelihood.level_information`) and the
+    level's prior (precision ``P0``, mean ``m0``), the quadratic form in ``(l, alpha)`` has
+    ``B = P0 + sum b``, ``G = sum g b``, ``H = sum g^2 b``; ``A = P0 m0 + sum a``, ``Ag = sum g
+    a``. Integrating ``l`` out leaves ``alpha``'s likelihood ``exp(h alpha - i alpha^2 / 2)``
+    with ``i = H - G^2 / B``, ``h = Ag - G A / B``. With the prior ``log alpha ~ Normal(mu,
+    sd)``, the mode ``m`` of ``log alpha`` is approached from the precision-weighted mean of
+    ``mu`` and ``log(h / i)`` (the data's estimate, kept positive smoothly) by ``steps`` damped
+    Gauss-Newton steps, with the curvature ``c = 1 / sd^2 + i exp(2 m)`` there (one step: as
+    good as three or eight on Ye et al.'s 3Mix 70M and SlimPajama 122M, and each step adds
+    about 2 s of compilation); the sampler draws ``log_alpha_z`` (or
+    ``log_own_z``) and ``log alpha = m + z / sqrt(c)`` (Jacobian ``1 / sqrt(c)``, the prior a
+    potential). Any smooth ``m`` and ``c`` leave the posterior as it was; these make ``z`` close
+    to a standard Normal whatever the run-offset sd ``tau`` is. Why: with few runs ``log
+    alpha``'s conditional sd follows ``tau`` (Ye et al.'s 3Mix 70M, Pile-CC: 0.03 to 0.77 across
+    the quartiles of ``log tau``), the funnel left once the level was drawn given the rest.
+    ``centre`` (``sampler.centre_share``): the level is reported at the typical share,
+    ``step_level = F(0) - (alpha - start) log r_c``.
+    """
+
+    name: str
+    prior: tuple[Any, Any]
+    centre: pt.TensorVariable | None = None
+    start: float = 0.0
+    steps: int = 1
+
+    def draw(
+        self,
+        information: tuple[pt.TensorVariable, pt.TensorVariable],
+        regressor: pt.TensorVariable,
+        d: pt.TensorVariable,
+        level_prior: tuple[pt.TensorVariable, pt.TensorVariable],
+    ) -> pt.TensorVariable:
+        """The parameter (``log_alpha`` or ``log_own``, a deterministic) per domain, from the
+        per-curve ``(a, b)`` of the residuals without the level or the own-share term, each
+        curve's ``regressor`` and the level's prior ``(precision, precision * mean)``."""
+        n = len(pm.modelcontext(None).coords["domain"])
+        a, b = information
+        precision_0, weighted_0 = level_prior
+        big_b = precision_0 + by_domain(b, d, n)
+        big_g = by_domain(regressor * b, d, n)
+        info = by_domain(regressor**2 * b, d, n) - big_g**2 / big_b
+        linear = by_domain(regressor * a, d, n) - big_g * (weighted_0 + by_domain(a, d, n)) / big_b
+        mu, sd = self.prior
+        inv_var = 1.0 / sd**2
+        # start between the prior's centre and the data's estimate h / i (smoothly kept
+        # positive), weighted by their precisions in log alpha
+        data = pt.softplus(_SOFT * linear / (info + 1e-8)) / _SOFT + 1e-12
+        weight = info * data**2
+        mode = (inv_var * mu + weight * pt.log(data)) / (inv_var + weight)
+        for _ in range(self.steps):  # damped Gauss-Newton on -log p(log alpha | rest)
+            c = pt.exp(mode)
+            grad = (mode - mu) * inv_var + info * c**2 - linear * c
+            step = -grad / (inv_var + info * c**2)
+            mode = mode + 2.0 * pt.tanh(step / 2.0)
+        scale = 1.0 / pt.sqrt(inv_var + info * pt.exp(2.0 * mode))
+        z = pm.Flat(f"{self.name}_z", dims="domain", initval=np.zeros(n))
+        value = pm.Deterministic(self.name, mode + scale * z, dims="domain")
+        pm.Potential(f"{self.name}_jacobian", pt.log(scale).sum())
+        pm.Potential(f"prior_{self.name}", pm.logp(pm.Normal.dist(mu, sd), value).sum())
+        if self.name == "log_own":  # loglinear's posterior reports own itself
+            pm.Deterministic("own", pt.exp(value), dims="domain")
+        return value
+
+
+@dataclass
+class ConditionalCross:
+    """A cross-domain law's effects in their identified coordinates (``cross[i] = B[i] v[i]``,
+    ``sampler.centre_cross``), each drawn around its Gaussian conditional given everything but
+    the level (integrated out for it) and the other directions (at 0): ``sampler.cross =
+    "conditional"``.
+
+    Every cross law is linear in them (``m(r) = own term + sum_j cross_j g(r_j)``), so a curve
+    of domain ``i`` gains ``sum_k v[i, k] R_k`` with ``R = B[i]' g(r)`` (``regressors``, curve x
+    direction, constant along a curve). With the level integrated out, direction ``k`` alone has
+    the likelihood ``exp(h_k v - i_k v^2 / 2)`` (as for :class:`LaplaceExponent`: ``i_k = H -
+    G^2 / B``, ``h_k = Ag - G A / B`` with ``R_k`` for ``g``) and the prior ``Normal(0,
+    sd_cross^2)`` (1 for the padding), so ``v[i, k] = h_k / p_k + cross_v_z[i, k] / sqrt(p_k)``
+    with ``p_k = i_k + 1 / sd^2``. Centres and scales depend on the other parameters only, so
+    the Jacobian is ``prod 1 / sqrt(p_k)`` (the prior a potential) and the posterior is as it
+    was; exact given the rest with one direction per domain (three training domains), and the
+    scales follow ``sd_cross`` with more. All directions at once: drawing them one after the
+    other given the earlier ones made SlimPajama 122M's compilation (5 directions) 73 s. Why:
+    with few runs the effects' conditional sd follows ``sd_cross``, a funnel the centred and the
+    non-centred forms each leave at one end (Ye et al.'s 3Mix 70M: 23-253 divergences).
+    """
+
+    regressors: pt.TensorVariable
+    basis: pt.TensorVariable
+    used: pt.TensorVariable
+    sd: pt.TensorVariable
+
+    def draw(
+        self,
+        information: tuple[pt.TensorVariable, pt.TensorVariable],
+        d: pt.TensorVariable,
+        level_prior: tuple[pt.TensorVariable, pt.TensorVariable],
+    ) -> tuple[pt.TensorVariable, tuple[pt.TensorVariable, pt.TensorVariable]]:
+        """The cross term per curve, and ``information`` with it taken out."""
+        n = len(pm.modelcontext(None).coords["domain"])
+        a, b = information
+        precision_0, weighted_0 = level_prior
+        big_b = precision_0 + by_domain(b, d, n)
+        big_a = weighted_0 + by_domain(a, d, n)
+        r = self.regressors
+        big_g = by_domain(r * b[:, None], d, n)
+        info = by_domain(r**2 * b[:, None], d, n) - big_g**2 / big_b[:, None]
+        linear = by_domain(r * a[:, None], d, n) - big_g * (big_a / big_b)[:, None]
+        prior_sd = pt.switch(self.used, self.sd, 1.0)
+        precision = info + 1.0 / prior_sd**2
+        z = pm.Flat(CROSS_Z, shape=self.used.shape)  # starts at 0
+        v = pm.Deterministic("cross_v", linear / precision + z / pt.sqrt(precision))
+        pm.Potential("cross_jacobian", -0.5 * pt.log(precision).sum())
+        pm.Potential("prior_cross_v", pm.logp(pm.Normal.dist(0.0, prior_sd), v).sum())
+        pm.Deterministic(
+            "cross", (self.basis * v[:, None, :]).sum(axis=-1), dims=("domain", TRAIN_DIM)
+        )
+        term = (v[d] * r).sum(axis=1)
+        return term, (a - term * b, b)
+
+
+#: The smoothing of the data's estimate of the exponent kept positive (softplus(k a) / k: a for
+#: a above a few thousandths; the exponents of public data are 0.02-0.15).
+_SOFT = 1000.0
+
+
+def by_domain(values: pt.TensorVariable, d: pt.TensorVariable, n: int) -> pt.TensorVariable:
+    """Per-curve ``values`` (curve, or curve x anything) summed over each domain's curves
+    (``d``: the curves' domains)."""
+    shape = (n,) if values.ndim == 1 else (n, values.shape[1])
+    return pt.inc_subtensor(pt.zeros(shape)[d], values)
+
+
 def _populations(
-    law: Law, spec: Spec, log_share_centre: pt.TensorVariable | None = None
-) -> dict[str, pt.TensorVariable]:
+    law: Law,
+    spec: Spec,
+    log_share_centre: pt.TensorVariable | None = None,
+    laplace: bool = False,
+) -> tuple[dict[str, pt.TensorVariable], StepLevel | None]:
     """Every population parameter of ``law``; the step law's three in the sampler's coordinates.
 
     ``sampler.step_coordinates = "level_slope"`` samples ``log_floor``, ``log_reducible`` and
     ``log_beta`` through :func:`_step_level_slope` (same posterior, better geometry), with the
-    level taken at the share ``exp(log_share_centre)`` when given (:func:`centres_share`);
-    ``"floor_reducible"`` samples them directly.
+    level taken at the share ``exp(log_share_centre)`` when given (:func:`centres_share`): the
+    returned parameters then hold the step law at level 0, and the :class:`StepLevel` adds the
+    level once the residuals are known. ``"floor_reducible"`` samples them directly (no
+    :class:`StepLevel`). ``laplace`` (:func:`laplace_exponent`): the own-share parameter is left
+    out too, for the level's :class:`LaplaceExponent` to draw.
     """
     priors = spec["priors"]
     theta = {}
+    level = None
+    own = own_parameter(law) if laplace else None
     if spec["sampler"]["step_coordinates"] == "level_slope":
         shift = None
-        if log_share_centre is not None:
-            theta["log_alpha"] = _population("log_alpha", priors["log_alpha"])
+        exponent = None
+        start = float(np.exp(priors["log_alpha"]["loc"]))
+        if own is not None:
+            exponent = LaplaceExponent(
+                name=own, prior=_prior_loc_scale(own, priors[own]), centre=log_share_centre,
+                start=start,
+            )  # fmt: skip
+        elif log_share_centre is not None:
             # zero at the start (log_alpha at its prior's location): chains start where they
             # did with the level at share 1
-            alpha_start = float(np.exp(priors["log_alpha"]["loc"]))
-            shift = (pt.exp(theta["log_alpha"]) - alpha_start) * log_share_centre
-        theta.update(_step_level_slope(priors, shift))
+            theta["log_alpha"] = _population("log_alpha", priors["log_alpha"])
+            shift = (pt.exp(theta["log_alpha"]) - start) * log_share_centre
+        level = _step_level_slope(priors, shift, spec["sampler"]["level"])
+        level.exponent = exponent
+        theta.update(level.relative)
     for name in law.population:
-        if name not in theta:
+        if name not in theta and name != own:
             theta[name] = _population(name, priors[name])
-    return theta
+    return theta, level
+
+
+def _own_regressor(law: Law, model: pm.Model, log_r: pt.TensorVariable) -> pt.TensorVariable:
+    """Per curve, the own-share term per unit of its parameter (``-log r`` under BiMix; the law's
+    mixture term at parameter 1 less at 0, the cross effects at 0, for the others)."""
+    if not law.cross_domain:
+        return log_mixture_factor(log_r, 1.0)
+    shares, own_share = model["curve_shares"], model["curve_own_share"]
+    key = own_parameter(law).removeprefix("log_")
+    zero = {"cross": pt.zeros_like(shares), key: 0.0}
+    at = [law.mixture_term(shares, own_share, {**zero, key: v}, math=pt) for v in (1.0, 0.0)]
+    return at[0] - at[1]
 
 
 def _step_level_slope(
-    priors: Mapping[str, Any], shift: pt.TensorVariable | None = None
-) -> dict[str, pt.TensorVariable]:
+    priors: Mapping[str, Any], shift: pt.TensorVariable | None = None, mode: str = "conditional"
+) -> StepLevel:
     """The step law's parameters sampled as the curve's level, slope and reducible share at
-    ``s_ref``.
+    ``s_ref``; the level itself is added by :meth:`StepLevel.finish` (``mode``:
+    ``sampler.level``).
 
     With ``x = log(s / s_ref)`` the step factor is ``F(x) = logaddexp(log_floor, log_reducible -
     beta x)``. At ``x = 0`` the data pin down its value and slope well and its curvature poorly:
@@ -201,33 +514,28 @@ def _step_level_slope(
     level0 = float(np.logaddexp(floor["loc"], reducible["loc"]))
     log_w0 = reducible["loc"] - level0
     start = {
-        "step_level": level0,
         "step_log_slope": beta["loc"] + log_w0,
         "step_logit_share": log_w0 - float(np.log1p(-np.exp(log_w0))),
     }
     n = len(pm.modelcontext(None).coords["domain"])
     free = {k: pm.Flat(k, dims="domain", initval=np.full(n, v)) for k, v in start.items()}
     log_w = -pt.softplus(-free["step_logit_share"])
-    level = free["step_level"] if shift is None else free["step_level"] + shift
-    values = {
-        "log_floor": level - pt.softplus(free["step_logit_share"]),
-        "log_reducible": level + log_w,
+    relative = {
+        "log_floor": -pt.softplus(free["step_logit_share"]),
+        "log_reducible": log_w,
         "log_beta": free["step_log_slope"] - log_w,
     }
-    theta = {}
-    for name, value in values.items():
-        theta[name] = pm.Deterministic(name, value, dims="domain")
-        pm.Potential(f"prior_{name}", pm.logp(_prior_dist(name, priors[name]), theta[name]).sum())
-    return theta
+    prior = {name: _prior_loc_scale(name, priors[name]) for name in relative}
+    return StepLevel(relative=relative, shift=shift, prior=prior, mode=mode, start=level0)
 
 
-def _prior_dist(name: str, prior: Mapping[str, Any]) -> pt.TensorVariable:
-    """The prior of ``name``'s per-domain values as a distribution (for a potential): the
-    population ``Normal(mu, sd)`` when pooled, else ``Normal(loc, loc_scale)``."""
+def _prior_loc_scale(name: str, prior: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The prior ``(loc, scale)`` of ``name``'s per-domain values (Normal, for a potential):
+    the population mean and sd when pooled (sampled), else ``loc`` and ``loc_scale``."""
     if not prior["pooled"]:
-        return pm.Normal.dist(prior["loc"], prior["loc_scale"])
+        return prior["loc"], prior["loc_scale"]
     mu = pm.Normal(f"mu_{name}", prior["loc"], prior["loc_scale"])
-    return pm.Normal.dist(mu, _population_sd(name, prior))
+    return mu, _population_sd(name, prior)
 
 
 def _population_sd(name: str, prior: Mapping[str, Any]) -> pt.TensorVariable:
@@ -316,7 +624,8 @@ def build_pymc_model(layout: CurveLayout, spec: Spec, *, grouped: bool | None = 
         centre = None
         if centres_share(spec):  # the level is sampled at each domain's typical share
             centre = pm.Data("log_share_centre", layout.log_share_centre, dims="domain")
-        theta = _populations(law, spec, centre)
+        laplace = laplace_exponent(law, spec, layout)
+        theta, step_level = _populations(law, spec, centre, laplace)
         size_scale = None
         if layout.has_sizes:  # the size slopes (bimix_bayes.laws.size), Normal(0, sd) each
             prior = spec["size"]
@@ -341,7 +650,19 @@ def build_pymc_model(layout: CurveLayout, spec: Spec, *, grouped: bool | None = 
         drifts = spec["law"]["alpha_drift"]
         x = pm.Data("x", layout.x) if lik["run_slope"] or drifts else None
         if law.cross_domain:
-            mu = _cross_mean(law, theta, layout, spec, d, step_grid, grid_index, size_scale)
+            conditional = (
+                step_level is not None
+                and step_level.mode == "conditional"
+                and spec["sampler"]["cross"] == "conditional"
+                and spec["sampler"]["centre_cross"]
+                and not layout.has_sizes
+            )
+            mu, cross = _cross_mean(
+                law, theta, layout, spec, d, step_grid, grid_index, size_scale,
+                conditional=conditional,
+            )  # fmt: skip
+            if cross is not None:
+                step_level.cross = cross
         else:
             mu = _bimix_mean(theta, log_r, d, step_grid, grid_index, size_scale)
         if drifts:  # the own-share exponent moves with the log step (laws.drift)
@@ -350,7 +671,7 @@ def build_pymc_model(layout: CurveLayout, spec: Spec, *, grouped: bool | None = 
             mu = mu + drift_term(log_own[:, None], x, drift[d][:, None])
         if has_checkpoint_shocks(spec):
             mu = mu + _checkpoint_shocks(lik["checkpoint_sd_scale"], layout)
-        e = (y - mu) * mask
+        e = (y - mu) * mask  # without the step level under level_slope (added below)
         v = None
         log_v_cell = None
         if has_early_noise(spec):  # the noise falls with the step (bimix_bayes.bayes.noise)
@@ -363,39 +684,75 @@ def build_pymc_model(layout: CurveLayout, spec: Spec, *, grouped: bool | None = 
             table = noise_variance_factor(decay[None, :], eta[:, None])
             v = table.ravel()[grid_index]
             log_v_cell = pt.log(table).ravel()[grid_index]
+        regressor = None  # the own-share term's per unit of its parameter (LaplaceExponent)
+        if step_level is not None and step_level.exponent is not None:
+            regressor = _own_regressor(law, model, log_r)
+        kappa = None
+        if lik["run_slope"] and not correlated:
+            kappa = pm.HalfNormal("kappa", lik["slope_scale"], dims="domain")
         if correlated:
+            if step_level is not None:
+                information = None
+                if step_level.mode == "conditional":
+                    information = _correlated_level_information(e, mask, v, sigma, tau, d)
+                shift, step_params = step_level.draw(information, d, regressor)
+                theta.update(step_params)
+                e = e - shift[:, None] * mask
             loglik = _correlated_loglik(
                 e, mask, sigma, chol_u, layout, spec, d, x, grouped, (v, log_v_cell)
             )
             pm.Potential("loglik", loglik.sum())
             return model
-        count, log_v = n, 0.0
-        if v is None:
-            s1, s2 = e.sum(axis=1), (e**2).sum(axis=1)
-            if lik["run_slope"]:
-                sxe, sx, sxx = (e * x).sum(axis=1), (x * mask).sum(axis=1), (x**2 * mask).sum(1)
-        else:  # weighted sums (whitened residuals)
-            sums = weighted_sums(e, mask, 0.0 if x is None else x, v, log_v=log_v_cell, math=pt)
-            s1, s2, n, log_v = sums.s1, sums.s2, sums.n, sums.log_v
-            sxe, sx, sxx = sums.sxe, sums.sx, sums.sxx
+        # per-curve sums (weighted, whitened residuals, when the noise falls with the step)
+        sums = weighted_sums(
+            e, mask, 0.0 if x is None else x, v, log_v=log_v_cell, math=pt,
+            with_x=lik["run_slope"],
+        )  # fmt: skip
         if lik["run_slope"]:
-            kappa = pm.HalfNormal("kappa", lik["slope_scale"], dims="domain")
-            slope = (sxe, sx, sxx, kappa[d])
+            slope = (sums.sxe, sums.sx, sums.sxx, kappa[d])
+        if step_level is not None:  # the level shifts every residual of its domain's curves
+            information = None
+            if step_level.mode == "conditional":
+                information = level_information(
+                    sums.s1, sums.n, sigma[d], tau[d], slope=slope, math=pt
+                )
+            shift, step_params = step_level.draw(information, d, regressor)
+            theta.update(step_params)
+            sums = sums.shifted(shift)
+            if lik["run_slope"]:
+                slope = (sums.sxe, sums.sx, sums.sxx, kappa[d])
         loglik = curve_log_likelihood(
-            s1,
-            s2,
-            n,
+            sums.s1,
+            sums.s2,
+            sums.n,
             sigma[d],
             tau[d],
             family=lik["family"],
             nu=lik["nu"],
             math=pt,
             slope=slope,
-            count=count,
-            log_v=log_v,
+            count=n,
+            log_v=sums.log_v,
         )
         pm.Potential("loglik", loglik.sum())
     return model
+
+
+def _correlated_level_information(
+    e: pt.TensorVariable,
+    mask: pt.TensorVariable,
+    v: pt.TensorVariable | None,
+    sigma: pt.TensorVariable,
+    tau: pt.TensorVariable,
+    d: pt.TensorVariable,
+) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    """Per curve, what its residuals ``e`` (without the level) say about a shift of them all
+    when the run effects are correlated across domains: each curve taken alone with its
+    domain's offset sd (and no slope; :func:`~bimix_bayes.bayes.likelihood.level_information`).
+    Not the exact conditional (that couples the domains of a run), so :meth:`StepLevel.finish`'s
+    change of variables standardises the level only nearly; the posterior is the same."""
+    sums = weighted_sums(e, mask, 0.0, v, math=pt, with_x=False)
+    return level_information(sums.s1, sums.n, sigma[d], tau[d], math=pt)
 
 
 def has_checkpoint_shocks(spec: Spec) -> bool:
@@ -432,6 +789,8 @@ def _bimix_mean(
     With model sizes the mixture factor of each cell is scaled by ``size_scale = exp(
     size_mixture z)``: the law's mixture term is linear in its parameters, so this equals
     :func:`~bimix_bayes.laws.size.at_size`'s scaling of ``alpha``."""
+    if "log_alpha" not in theta:  # drawn with the level (LaplaceExponent): added later
+        return _step_factor(theta, step_grid, grid_index)
     mixture_factor = log_mixture_factor(log_r, pt.exp(theta["log_alpha"])[d])[:, None]
     if size_scale is not None:
         mixture_factor = mixture_factor * size_scale
@@ -476,7 +835,9 @@ def _cross_mean(
     step_grid: pt.TensorVariable,
     grid_index: pt.TensorVariable,
     size_scale: pt.TensorVariable | None = None,
-) -> pt.TensorVariable:
+    *,
+    conditional: bool = False,
+) -> tuple[pt.TensorVariable, ConditionalCross | None]:
     """A cross-domain law's log loss per curve and checkpoint (:mod:`bimix_bayes.laws.cross`,
     :mod:`bimix_bayes.laws.effective`).
 
@@ -487,14 +848,22 @@ def _cross_mean(
     HalfNormal(law.cross_sd_scale)``. The directions ``P`` removes per row do not enter the
     likelihood and keep their standard-Normal prior. The step factor is evaluated once per
     (domain, distinct step). With model sizes the mixture term is scaled as in
-    :func:`_bimix_mean`.
+    :func:`_bimix_mean`. ``conditional`` (centred coordinates): the log loss without the cross
+    effects, and the :class:`ConditionalCross` that draws them with the level.
     """
     shares = pm.Data("curve_shares", layout.curve_shares)
     own_share = pm.Data("curve_own_share", layout.curve_own_share)
     sd_cross = pm.HalfNormal("sd_cross", spec["law"]["cross_sd_scale"])
+    drawn = None
     if spec["sampler"]["centre_cross"]:  # cross = B v, v ~ Normal(0, sd_cross^2) (cross_basis)
         basis = pm.Data("cross_basis", layout_cross_basis(layout, law))
         used = pt.gt((basis**2).sum(axis=1), 0.5)  # (domain, direction); padding: Normal(0, 1)
+    if conditional:
+        features = law.cross_features(shares, math=pt)  # (curve, training domain)
+        regressors = (basis[d] * features[:, :, None]).sum(axis=1)  # (curve, direction)
+        drawn = ConditionalCross(regressors=regressors, basis=basis, used=used, sd=sd_cross)
+        cross = pt.zeros_like(basis[:, :, 0])  # (domain, training domain): added later
+    elif spec["sampler"]["centre_cross"]:
         v = pm.Normal("cross_v", 0.0, pt.switch(used, sd_cross, 1.0), shape=used.shape)
         cross = pm.Deterministic(
             "cross", (basis * v[:, None, :]).sum(axis=-1), dims=("domain", TRAIN_DIM)
@@ -506,6 +875,8 @@ def _cross_mean(
             z = z - (z * mask).sum(axis=-1, keepdims=True) / mask.sum(axis=-1, keepdims=True)
         cross = pm.Deterministic("cross", sd_cross * z * mask, dims=("domain", TRAIN_DIM))
     params = {"cross": cross[d]}
+    # the own-share parameter is 0 here when the level's LaplaceExponent adds its term
+    params["own"] = params["alpha"] = 0.0
     if "log_own" in theta:
         params["own"] = pm.Deterministic("own", pt.exp(theta["log_own"]), dims="domain")[d]
     if "log_alpha" in theta:
@@ -513,7 +884,7 @@ def _cross_mean(
     mixture_term = law.mixture_term(shares, own_share, params, math=pt)[:, None]
     if size_scale is not None:
         mixture_term = mixture_term * size_scale
-    return mixture_term + _step_factor(theta, step_grid, grid_index)
+    return mixture_term + _step_factor(theta, step_grid, grid_index), drawn
 
 
 def _correlated_effects(

@@ -80,6 +80,7 @@ __all__ = [
     "draw_offsets_and_slopes",
     "early_noise",
     "gaussian_log_density",
+    "level_information",
     "offset_conditional",
 ]
 
@@ -154,6 +155,48 @@ def curve_slope_quadratic(
     q = (s2 - quad) / s2_sigma
     parts = {"h11": h11, "h12": h12, "h21": h21, "h22": h22, "b1": s1, "b2": sxe}
     return logdet, q, parts
+
+
+def level_information(
+    s1: Any,
+    n: Any,
+    sigma: Any,
+    tau: Any,
+    *,
+    slope: tuple[Any, Any, Any, Any] | None = None,
+    math: ModuleType = np,
+) -> tuple[Any, Any]:
+    """``(1' Sigma^-1 e, 1' Sigma^-1 1)`` of each curve: what its residuals say about a shift
+    ``l`` added to all of them.
+
+    The residuals ``e - l 1`` have log density ``const + l a - l^2 b / 2`` with ``a = 1'
+    Sigma^-1 e`` and ``b = 1' Sigma^-1 1``, so a Gaussian prior on ``l`` and these sums over
+    the curves give its Gaussian conditional (what ``sampler.level = "conditional"`` samples
+    around, :mod:`~bimix_bayes.bayes.graph`). With ``Sigma = sigma^2 V + tau^2 J`` (weighted
+    sums, ``n = sum(1 / v)``): ``a = s1 / (sigma^2 + n tau^2)``, ``b = n / (sigma^2 + n
+    tau^2)``. With the random slope (``slope = (sxe, sx, sxx, kappa)``, ``U = [1, x]``) by
+    Woodbury, ``H = G^-1 D`` of :func:`curve_slope_quadratic`::
+
+        a = (s1 - (n, sx) H (s1, sxe)') / sigma^2,   b = (n - (n, sx) H (n, sx)') / sigma^2
+
+    Examples
+    --------
+    >>> e = np.array([0.01, -0.02, 0.015]); x = np.array([-1.0, 0.0, 1.0])
+    >>> cov = 0.02**2 * np.eye(3) + 0.01**2 * np.ones((3, 3)) + 0.03**2 * np.outer(x, x)
+    >>> a, b = level_information(e.sum(), 3, 0.02, 0.01, slope=((x * e).sum(), 0.0, 2.0, 0.03))
+    >>> dense = np.linalg.solve(cov, np.stack([e, np.ones(3)], axis=1)).sum(axis=0)
+    >>> bool(np.allclose([a, b], dense))
+    True
+    """
+    if slope is None:
+        total = sigma**2 + n * tau**2
+        return s1 / total, n / total
+    sxe, sx, _, _ = slope
+    _, _, h = curve_slope_quadratic(s1, s1, n, sigma, tau, slope, math=math)
+    s2_sigma = sigma**2
+    a = s1 - n * (h["h11"] * s1 + h["h12"] * sxe) - sx * (h["h21"] * s1 + h["h22"] * sxe)
+    b = n - n * (h["h11"] * n + h["h12"] * sx) - sx * (h["h21"] * n + h["h22"] * sx)
+    return a / s2_sigma, b / s2_sigma
 
 
 def curve_log_likelihood(

@@ -43,7 +43,7 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
@@ -159,6 +159,26 @@ class WeightedSums:
     sxx: Any
     sxe: Any
     log_v: Any
+
+    def shifted(self, shift: Any) -> WeightedSums:
+        """The sums of ``e - shift`` (one shift per curve) from those of ``e``: ``s1 - shift
+        n``, ``s2 - 2 shift s1 + shift^2 n``, ``sxe - shift sx``; the design's are unchanged.
+
+        Examples
+        --------
+        >>> e = np.array([[0.02, 0.01, 0.0]]); x = np.array([[0.0, 1.0, 2.0]])
+        >>> v = np.array([[2.0, 1.0, 1.0]]); m = np.ones_like(e)
+        >>> a = weighted_sums(e, m, x, v).shifted(np.array([0.5]))
+        >>> b = weighted_sums(e - 0.5, m, x, v)
+        >>> all(np.allclose(getattr(a, k), getattr(b, k)) for k in ("s1", "s2", "sxe"))
+        True
+        """
+        return replace(
+            self,
+            s1=self.s1 - shift * self.n,
+            s2=self.s2 - 2 * shift * self.s1 + shift**2 * self.n,
+            sxe=None if self.sxe is None else self.sxe - shift * self.sx,
+        )
 
 
 def weighted_sums(

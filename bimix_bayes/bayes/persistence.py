@@ -92,11 +92,15 @@ _MODEL_BEFORE_0_3 = {
     "size": {"run_size_offset": "none"},
     # chains started nutpie's way (jitter 1) before sampler.init_jitter; the level was sampled
     # at share 1 before sampler.centre_share; cross effects were non-centred before
-    # sampler.centre_cross
+    # sampler.centre_cross; the level and the exponents were free variables before
+    # sampler.level, sampler.exponent and sampler.cross
     "sampler": {
         "step_coordinates": "floor_reducible",
         "init_jitter": 1.0,
         "centre_share": False,
+        "level": "free",
+        "exponent": "free",
+        "cross": "free",
         "centre_cross": False,
     },
 }
