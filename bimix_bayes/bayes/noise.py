@@ -4,7 +4,7 @@ On by default (``likelihood.early_noise_scale = 3``; 0 turns it off). The measur
 a cell (one checkpoint of one run on one domain) at log step ``x`` has variance
 ``sigma[d]^2 v`` with::
 
-    v = 1 + eta[d]^2 g,    g = exp(-2 k (x - x0)),    eta[d] ~ HalfNormal(early_noise_scale)
+    v = 1 + eta[d]^2 g,    g = exp(-2 k (x - x0)),    eta[d] ~ Gamma(2) (early_noise_prior)
 
 ``x0`` the first fitted step (``g = 1`` there: the noise variance at the first checkpoint is
 ``1 + eta^2`` times the floor), ``k`` = ``likelihood.early_noise_power`` (1: the excess sd falls

@@ -84,6 +84,7 @@ _MODEL_BEFORE_0_3 = {
     "likelihood": {
         "run_correlation": False,
         "early_noise_scale": 0.0,
+        "early_noise_prior": "half_normal",
         "new_run_correlation": "none",
         "noise_correlation": "none",
     },

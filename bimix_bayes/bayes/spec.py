@@ -151,6 +151,7 @@ SCHEMA: dict[str, Any] = {
         "checkpoint_sd_scale": _number(0, open_lo=False),
         "early_noise_scale": _number(0, open_lo=False),
         "early_noise_power": _number(0),
+        "early_noise_prior": _choice("gamma", "half_normal"),
         "noise_correlation": _choice("residual", "none"),
     },
     "size": {
