@@ -45,10 +45,13 @@ __all__ = [
 #: correlations through their partial correlations ``run_corr_cpc``, ``slope_corr_cpc``). The
 #: cross effects ``cross`` are diagnosed rather than the raw ``cross_z``, two directions of
 #: which per row do not enter the likelihood, or their coordinates ``cross_v`` (whose padding
-#: does not either); their structural zeros (own columns) are skipped.
+#: does not either); their structural zeros (own columns) are skipped. The standardised
+#: coordinates the sampler draws the level, the exponent and the cross effects in
+#: (``*_z``, bimix_bayes/bayes/graph.py) are diagnosed through what they make (``step_level``,
+#: ``log_alpha``, ``cross``), the names a user knows and the advice reads.
 DERIVED_VARS = frozenset(
     {"alpha", "beta", "own", "A", "B", "C", "run_offset", "run_corr", "slope_corr"}
-    | {"cross_z", "cross_v"}
+    | {"cross_z", "cross_v", "cross_v_z", "step_level_z", "log_alpha_z", "log_own_z"}
 )
 
 
