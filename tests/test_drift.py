@@ -150,7 +150,9 @@ def test_a_drifted_exponent_below_zero_is_said_and_the_optimum_stays_a_mixture()
 
     data, _ = _drift_data()
     layout = CurveLayout.from_data(data, 3e3)
-    model = build_pymc_model(layout, merge_spec({"law": {"alpha_drift": True}}))
+    # log_alpha a variable of its own (not drawn given the rest), so that the point sets it
+    spec = merge_spec({"law": {"alpha_drift": True}, "sampler": {"exponent": "free"}})
+    model = build_pymc_model(layout, spec)
     point = dict(model.initial_point())
     point["log_alpha"] = np.log(np.array([0.05, 0.05, 0.05]))
     point[ALPHA_DRIFT] = np.array([0.0, -0.05, 0.0])  # exponent 0.05 - 0.05 x: < 0 past e s_ref

@@ -252,7 +252,9 @@ def test_a_fixed_population_sd_is_a_constant_not_a_parameter(centre):
     from bimix_bayes.bayes.likelihood import CurveLayout
 
     prior = {"pooled": True, "sd_prior": "fixed", "sd_scale": 0.5}
-    spec = merge_spec({"priors": {"log_alpha": prior}, "sampler": {"centre_share": centre}})
+    spec = merge_spec(
+        {"priors": {"log_alpha": prior}, "sampler": {"centre_share": centre, "exponent": "free"}}
+    )
     model = build_pymc_model(CurveLayout.placeholder(3), spec)
     names = {v.name for v in model.free_RVs}
     assert "mu_log_alpha" in names and "sd_log_alpha" not in names
