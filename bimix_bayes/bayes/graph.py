@@ -101,9 +101,6 @@ LEVEL_Z = "step_level_z"
 #: The standardised cross effects the sampler draws under ``sampler.cross = "conditional"``
 #: (:class:`ConditionalCross`).
 CROSS_Z = "cross_v_z"
-#: The standardised exponent the sampler draws under ``sampler.exponent = "laplace"``
-#: (:class:`LaplaceExponent`; ``log_own_z`` under loglinear).
-EXPONENT_Z = "log_alpha_z"
 
 _DATA_VARS = ("step_grid", "grid_index", "y", "mask", "curve_log_r", "curve_domain", "n")
 
