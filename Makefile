@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,proxy]'
+	$(BIN)/python -m pip install --quiet --quiet -e '.[dev,proxy]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -97,7 +97,10 @@ def test_strict_exits_1_on_a_failed_fit(tmp_path):
         "--no-retry",
     )  # fmt: skip
     assert res.returncode == 1
-    assert "FAILED" in res.stderr and "--strict" in res.stderr
+    assert "--strict" in res.stderr
+    # the diagnostics' report is printed once (stdout, with a banner), not repeated on stderr
+    assert (res.stdout + res.stderr).count("diagnostics FAILED") == 1
+    assert "this fit FAILED its convergence diagnostics" in res.stdout
     assert out.exists()
     summary = run("summary", str(out), "--bootstrap", "0")
     assert "this fit FAILED its convergence diagnostics" in summary.stdout

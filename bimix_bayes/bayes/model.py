@@ -346,6 +346,7 @@ class BiMixModel:
         seed: int = 0,
         progress_bar: bool | None = None,
         retry: bool = False,
+        warn: bool = True,
     ) -> az.InferenceData:
         """Sample the posterior of ``data``; check it; return the ``InferenceData``.
 
@@ -362,6 +363,11 @@ class BiMixModel:
             (:func:`safer_sampler`: smaller steps, longer warm-up, at least 2000 draws per
             chain, twice the draws when the chains mixed slowly), say so with a
             :class:`RetryWarning`, and keep the refit (its spec records the settings used).
+        warn
+            Emit a :class:`~bimix_bayes.bayes.diagnostics.FitWarning` with the diagnostics'
+            report when the (kept) fit failed them. Callers that print
+            ``diagnostics_.report()`` themselves pass False, so that the report is not shown
+            twice (the commands ``bimix fit`` and ``bimix demo``).
         """
         self._run_correlation = self._given_run_correlation()
         self.spec = self.spec_for(data)
@@ -384,7 +390,8 @@ class BiMixModel:
             idata.attrs["first_attempt"] = first.to_json()
             if first_seconds is not None:
                 idata.attrs["first_attempt_seconds"] = round(float(first_seconds), 3)
-        self.diagnostics_.warn_if_failed()
+        if warn:
+            self.diagnostics_.warn_if_failed()
         return idata
 
     def _warn_if_runs_cannot_measure_luck(self, data: MixtureData) -> None:

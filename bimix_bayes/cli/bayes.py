@@ -98,7 +98,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     progress = Progress.of(args, "fit")
     with progress.timed(sampling_words(cfg), done="sampled"):
         bar = False if progress.quiet else None  # None: nutpie's bar in a terminal
-        idata = model.fit(data, seed=args.seed, retry=args.retry, progress_bar=bar)
+        # the report below says it (and a banner): no FitWarning repeating it on stderr
+        idata = model.fit(data, seed=args.seed, retry=args.retry, progress_bar=bar, warn=False)
     model.save(args.out)
     attrs = idata.attrs
     sampler_note = "" if attrs["sampler"] == cfg["backend"] else " (fallback)"

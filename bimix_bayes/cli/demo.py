@@ -86,7 +86,11 @@ def bayes_fit(
         f"Bayesian fit: {sampling_words(cfg, progress.model_compiled)}", done="Bayesian fit done"
     ):
         idata = model.fit(
-            data, seed=seed, progress_bar=False if progress.quiet else None, retry=True
+            data,
+            seed=seed,
+            progress_bar=False if progress.quiet else None,
+            retry=True,
+            warn=False,  # the report is printed below
         )
     progress.model_compiled = True
     attrs, post = idata.attrs, idata.posterior
