@@ -33,9 +33,11 @@ observed run then continues its own trend: the same calibration and leave-one-ou
 that model, and the forecasts' accuracy beside it (reports/extrapolation_prior_bayes_slope.md)
 to choose between the two. ``--checkpoint-shocks S`` does the same for a shock per (domain,
 fitted step) shared by every run (``likelihood.checkpoint_sd_scale = S``;
-reports/extrapolation_prior_bayes_shocks.md). ``--alpha-drift`` does the same for the
-mixture exponent's drift with the log step (``law.alpha_drift``;
-reports/extrapolation_prior_bayes_drift.md), ``--student-t NU`` for the Student-t likelihood
+reports/extrapolation_prior_bayes_shocks.md). ``--no-alpha-drift`` does the same for BiMix's
+separable law, without the mixture exponent's drift with the log step (``law.alpha_drift =
+false``; the drift is the default since 2026-12-05; ``--alpha-drift --alpha-drift-sd S`` fits it
+with another prior sd; reports/extrapolation_prior_bayes_drift.md compared it, then opt-in,
+against the default of that day), ``--student-t NU`` for the Student-t likelihood
 (``likelihood.family = "student_t"``, ``nu = NU``), ``--early-noise S`` for a noise that falls
 with the step (``likelihood.early_noise_scale = S``, :mod:`bimix_bayes.bayes.noise`;
 reports/extrapolation_prior_bayes_early.md). Variants combine (their caches and labels name
@@ -378,6 +380,17 @@ def main(argv: list[str] | None = None) -> int:
         help="fit with the mixture exponent drifting with the log step (law.alpha_drift)",
     )
     parser.add_argument(
+        "--no-alpha-drift",
+        action="store_true",
+        help="fit BiMix's separable law, without the exponent's drift (law.alpha_drift = false)",
+    )
+    parser.add_argument(
+        "--alpha-drift-sd",
+        type=float,
+        help="with --alpha-drift: the sd of its Normal prior (law.alpha_drift_sd; default: the "
+        "spec's)",
+    )
+    parser.add_argument(
         "--student-t",
         type=float,
         metavar="NU",
@@ -400,12 +413,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--checkpoint-shocks needs a scale > 0, e.g. 0.003")
     if args.student_t is not None and args.student_t <= 0:
         parser.error("--student-t needs degrees of freedom > 0, e.g. 5")
+    if args.alpha_drift and args.no_alpha_drift:
+        parser.error("--alpha-drift and --no-alpha-drift exclude each other")
+    if args.alpha_drift_sd is not None and (not args.alpha_drift or args.alpha_drift_sd <= 0):
+        parser.error("--alpha-drift-sd needs --alpha-drift and an sd > 0, e.g. 0.02")
     if args.early_noise is not None and args.early_noise <= 0:
         parser.error("--early-noise needs a scale > 0, e.g. 3")
     parts = [
         (args.run_slope, "slopes", "_slope"),
         (args.checkpoint_shocks is not None, "shocks", "_shocks"),
         (args.alpha_drift, "drift", "_drift"),
+        (args.no_alpha_drift, "separable", "_separable"),
         (args.student_t is not None, "Student-t", "_student"),
         (args.early_noise is not None, "early noise", "_early"),
     ]
@@ -414,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline_cache is not None and not variant:
         parser.error(
             "--baseline-cache only serves the variants (--run-slope, --checkpoint-shocks, "
-            "--alpha-drift, --student-t, --early-noise)"
+            "--alpha-drift, --no-alpha-drift, --student-t, --early-noise)"
         )
     if args.baseline_cache is None:
         args.baseline_cache = Path("out/extrapolation_prior_bayes")
@@ -432,7 +450,13 @@ def main(argv: list[str] | None = None) -> int:
         spec["likelihood"] = likelihood
     if args.alpha_drift:
         spec["law"] = {"alpha_drift": True}
-    if len(chosen) == 1:
+        if args.alpha_drift_sd is not None:
+            spec["law"]["alpha_drift_sd"] = args.alpha_drift_sd
+    if args.no_alpha_drift:
+        spec["law"] = {"alpha_drift": False}
+    if [name for name, _ in chosen] == ["separable"]:  # the default drifts: say so
+        labels = ("drift (default)", "separable")
+    elif len(chosen) == 1:
         labels = (f"no {chosen[0][0]}", chosen[0][0])
     else:
         labels = ("default", " + ".join(name for name, _ in chosen) or "default")

@@ -16,7 +16,7 @@ from bimix_bayes.bayes.graph import build_pymc_model
 from bimix_bayes.bayes.likelihood import CurveLayout
 from bimix_bayes.bayes.model import pointwise_log_likelihood
 from bimix_bayes.bayes.noise import noise_attrs
-from bimix_bayes.bayes.spec import SpecError, merge_spec
+from bimix_bayes.bayes.spec import SpecError, load_spec, merge_spec, resolve_alpha_drift
 from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
 from bimix_bayes.decision.surface import LossSurface
 from bimix_bayes.laws.drift import ALPHA_DRIFT, alpha_at
@@ -60,8 +60,19 @@ def test_the_cross_law_drifts_its_own_share_exponent():
 
 
 def test_the_spec_refuses_a_drift_where_the_law_has_no_own_share_exponent():
-    assert merge_spec()["law"]["alpha_drift"] is False  # opt-in
-    assert merge_spec({"law": {"name": "bimix_cross", "alpha_drift": True}})["law"]["alpha_drift"]
+    # the default since 2026-12-05: decided per dataset, on for one model size
+    for law in ("bimix", "bimix_cross"):
+        spec = merge_spec({"law": {"name": law}})
+        assert spec["law"]["alpha_drift"] == "auto"
+        assert resolve_alpha_drift(spec, has_sizes=False)["law"]["alpha_drift"] is True
+        assert resolve_alpha_drift(spec, has_sizes=True)["law"]["alpha_drift"] is False
+    off = merge_spec({"law": {"name": "bimix", "alpha_drift": False}})
+    assert resolve_alpha_drift(off, has_sizes=False)["law"]["alpha_drift"] is False
+    on = merge_spec({"law": {"name": "bimix", "alpha_drift": True}})
+    assert resolve_alpha_drift(on, has_sizes=True)["law"]["alpha_drift"] is True  # as asked
+    for law in ("loglinear", "effective"):  # the default drift does not apply to them
+        spec = load_spec(law)
+        assert resolve_alpha_drift(spec, has_sizes=False)["law"]["alpha_drift"] is False
     for law in ("loglinear", "effective"):
         with pytest.raises(SpecError, match=r"law.alpha_drift: the law .* 'bimix_cross'"):
             merge_spec({"law": {"name": law, "alpha_drift": True}})
@@ -180,3 +191,19 @@ def test_simulated_drift_is_the_law_term_at_the_fits_step_covariate():
     drift = a["domain"].map(dict(zip(params.index, params[ALPHA_DRIFT], strict=True)))
     expected = np.log(a["loss"].to_numpy()) - drift.to_numpy() * x * np.log(share)
     assert np.log(b["loss"].to_numpy()) == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_fit_saved_before_the_drift_was_the_default_keeps_its_exponent_fixed():
+    """A file whose spec has no alpha_drift was fitted without it: it loads so (forecasts do
+    not ask for an alpha_drift it never had), while new fits drift."""
+    import json
+
+    from bimix_bayes.bayes.persistence import spec_from_idata
+
+    old = load_spec()
+    for key in ("alpha_drift", "alpha_drift_sd"):
+        del old["law"][key]
+    idata = az.InferenceData()
+    idata.attrs["spec"] = json.dumps(old)
+    assert spec_from_idata(idata)["law"]["alpha_drift"] is False
+    assert load_spec()["law"]["alpha_drift"] == "auto"  # new fits decide it for their data

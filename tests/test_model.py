@@ -280,7 +280,8 @@ def _ask_for_drift(idata) -> None:
     from bimix_bayes.bayes.spec import spec_id
 
     spec = json.loads(idata.attrs["spec"])
-    spec["law"]["alpha_drift"] = True
+    assert spec["law"]["alpha_drift"] is True  # the default fit drifts: drop its draws
+    idata.posterior = idata.posterior.drop_vars("alpha_drift")
     idata.attrs.update(spec=json.dumps(spec), spec_id=spec_id(spec))
 
 
@@ -342,10 +343,14 @@ def test_summary_tables_beside_least_squares(fitted):
     """The comparison table has posterior intervals, diagnostics and least-squares estimates."""
     model, data = fitted
     table = comparison_table(model.idata_, prob=0.94, n_bootstrap=20)
-    assert set(table.index.get_level_values("parameter")) == {"A", "alpha", "B", "beta"}
+    names = {"A", "alpha", "B", "beta", "alpha_drift"}  # the drift: the default since 2026-12-05
+    assert set(table.index.get_level_values("parameter")) == names
     assert {"mean", "lower", "upper", "r_hat", "ess_bulk", "ls_estimate", "ls_lower"} <= set(table)
     alpha = table.xs("alpha", level="parameter")
     assert np.allclose(alpha["mean"], alpha["ls_estimate"], atol=0.01)
+    # the paper's law has no drift: no least-squares value beside it, the others keep theirs
+    assert table.xs("alpha_drift", level="parameter")["ls_estimate"].isna().all()
+    assert table.drop("alpha_drift", level="parameter")["ls_estimate"].notna().all()
     noise = posterior_table(model.idata_, var_names=("sigma",))
     assert len(noise) == len(data.domains)
 

@@ -19,10 +19,12 @@ Examples
 ['log_alpha_z', 'step_level_z', 'step_log_slope', 'step_logit_share']
 >>> sorted(v.name for v in model.deterministics if v.name.startswith(("log_", "step_")))
 ['log_alpha', 'log_beta', 'log_floor', 'log_reducible', 'step_level']
->>> data_names(merge_spec(), 3, evaluation_only=False)[-3:]  # per curve; the noise's fall
-('n', 'noise_decay', 'log_share_centre')
->>> data_names(merge_spec({"likelihood": {"run_correlation": True}}), 3)[-3:]  # per run
-('curve_run', 'noise_decay', 'log_share_centre')
+>>> data_names(merge_spec(), 3, evaluation_only=False)[-4:]  # per curve; the noise's fall
+('n', 'noise_decay', 'x', 'log_share_centre')
+>>> data_names(merge_spec({"likelihood": {"run_correlation": True}}), 3)[-4:]  # per run
+('curve_run', 'noise_decay', 'x', 'log_share_centre')
+>>> "x" in data_names(merge_spec(), 3, sizes=True, evaluation_only=False)  # no drift by size
+False
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ from bimix_bayes.bayes.noise import (
     noise_variance_factor,
     weighted_sums,
 )
-from bimix_bayes.bayes.spec import Spec
+from bimix_bayes.bayes.spec import Spec, resolve_alpha_drift
 from bimix_bayes.laws.bimix import log_mixture_factor
 from bimix_bayes.laws.cross import cross_basis
 from bimix_bayes.laws.drift import ALPHA_DRIFT, drift_term
@@ -595,9 +597,12 @@ def grouping(layout: CurveLayout, spec: Spec) -> bool:
 def build_pymc_model(layout: CurveLayout, spec: Spec, *, grouped: bool | None = None) -> pm.Model:
     """The PyMC model of ``layout`` under ``spec`` (data in ``pm.Data`` containers); with
     correlated run effects, ``grouped`` factorises their capacitance once per run design
-    (default: :func:`grouping`). ``likelihood.run_correlation = "auto"`` is decided for the
-    layout (:func:`~bimix_bayes.bayes.correlated_posterior.resolve_run_correlation`)."""
+    (default: :func:`grouping`). ``likelihood.run_correlation = "auto"`` and ``law.alpha_drift =
+    "auto"`` are decided for the layout
+    (:func:`~bimix_bayes.bayes.correlated_posterior.resolve_run_correlation`,
+    :func:`~bimix_bayes.bayes.spec.resolve_alpha_drift`)."""
     spec = resolve_run_correlation(spec, evaluation_only=layout.has_evaluation_only)
+    spec = resolve_alpha_drift(spec, has_sizes=layout.has_sizes)
     grouped = grouping(layout, spec) if grouped is None else grouped
     lik = spec["likelihood"]
     domains = list(layout.domains)
@@ -1037,6 +1042,7 @@ def data_names(
     training domain (decides ``likelihood.run_correlation = "auto"``; required then)."""
     if evaluation_only is not None:
         spec = resolve_run_correlation(spec, evaluation_only=evaluation_only)
+    spec = resolve_alpha_drift(spec, has_sizes=sizes)
     names = list(_DATA_VARS)
     if sizes:
         names += ["grid_z", "cell_z"]

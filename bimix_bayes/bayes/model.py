@@ -103,7 +103,14 @@ from bimix_bayes.bayes.persistence import (
 )
 from bimix_bayes.bayes.residual_correlation import correlation_attr, residual_correlation
 from bimix_bayes.bayes.run_size_offsets import run_size_offsets, size_cells
-from bimix_bayes.bayes.spec import Spec, SpecError, load_spec, merge_spec, spec_id
+from bimix_bayes.bayes.spec import (
+    Spec,
+    SpecError,
+    load_spec,
+    merge_spec,
+    resolve_alpha_drift,
+    spec_id,
+)
 from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.laws.bimix import IdentifiableParams
 from bimix_bayes.laws.registry import Law
@@ -253,6 +260,10 @@ def resolve_s_ref(spec: Spec, data: MixtureData) -> float:
     return float(value)
 
 
+#: The spec settings each fit decides for its data when they are "auto" (section, key).
+_PER_DATASET = (("likelihood", "run_correlation"), ("law", "alpha_drift"))
+
+
 class BiMixModel:
     """Hierarchical Bayesian BiMix, configured by a spec (see ``models/bimix.toml``).
 
@@ -287,16 +298,19 @@ class BiMixModel:
             self.spec = merge_spec(spec)
         else:
             self.spec = load_spec(spec)
-        # as given ("auto" included): each fit decides it for its data (spec_for); what the
-        # last fit decided, to tell it from an edit of self.spec made after that fit
-        self._run_correlation = self.spec["likelihood"]["run_correlation"]
-        self._decided: Any = None
+        # the per-dataset settings as given ("auto" included): each fit decides them for its
+        # data (spec_for); what the last fit decided, to tell it from an edit of self.spec
+        # made after that fit
+        self._given = {key: self.spec[section][key] for section, key in _PER_DATASET}
+        self._decided: dict[str, Any] = {}
 
     def spec_for(self, data: MixtureData) -> Spec:
         """The spec a fit of ``data`` uses: ``likelihood.run_correlation = "auto"`` decided for
         it (correlated run effects when some evaluation domain is not a training domain:
-        :func:`~bimix_bayes.bayes.correlated_posterior.resolve_run_correlation`). A fit saves
-        this spec, so a saved fit never holds "auto".
+        :func:`~bimix_bayes.bayes.correlated_posterior.resolve_run_correlation`), and ``law.
+        alpha_drift = "auto"`` (the exponent drifts unless the law has none or the data have
+        model sizes: :func:`~bimix_bayes.bayes.spec.resolve_alpha_drift`). A fit saves this
+        spec, so a saved fit never holds "auto".
 
         Examples
         --------
@@ -304,16 +318,22 @@ class BiMixModel:
         >>> BiMixModel().spec_for(simulate_default(seed=0))["likelihood"]["run_correlation"]
         False
         """
-        lik = {**self.spec["likelihood"], "run_correlation": self._given_run_correlation()}
-        return resolve_run_correlation(
-            {**self.spec, "likelihood": lik}, evaluation_only=bool(data.evaluation_only)
-        )
+        given = self._given_settings()
+        spec = {**self.spec}
+        for section, key in _PER_DATASET:
+            spec[section] = {**spec[section], key: given[key]}
+        spec = resolve_run_correlation(spec, evaluation_only=bool(data.evaluation_only))
+        return resolve_alpha_drift(spec, has_sizes=data.has_sizes)
 
-    def _given_run_correlation(self) -> Any:
-        """``likelihood.run_correlation`` as given: the spec's value, unless it is what the last
+    def _given_settings(self) -> dict[str, Any]:
+        """The per-dataset settings as given: the spec's values, unless one is what the last
         fit decided from the value given then ("auto")."""
-        current = self.spec["likelihood"]["run_correlation"]
-        return self._run_correlation if current == self._decided else current
+        out = {}
+        for section, key in _PER_DATASET:
+            current = self.spec[section][key]
+            decided = key in self._decided and current == self._decided[key]
+            out[key] = self._given[key] if decided else current
+        return out
 
     @property
     def model_config(self) -> dict[str, Any]:
@@ -369,9 +389,9 @@ class BiMixModel:
             ``diagnostics_.report()`` themselves pass False, so that the report is not shown
             twice (the commands ``bimix fit`` and ``bimix demo``).
         """
-        self._run_correlation = self._given_run_correlation()
+        self._given = self._given_settings()
         self.spec = self.spec_for(data)
-        self._decided = self.spec["likelihood"]["run_correlation"]
+        self._decided = {key: self.spec[section][key] for section, key in _PER_DATASET}
         self._warn_if_runs_cannot_measure_luck(data)
         idata = self._fit_once(data, seed, progress_bar)
         safer = safer_sampler(self.spec["sampler"], self.diagnostics_.problems) if retry else None
@@ -459,6 +479,7 @@ class BiMixModel:
         Only installing and compiling fall back to PyMC's NUTS; errors while sampling surface.
         """
         spec = resolve_run_correlation(self.spec, evaluation_only=layout.has_evaluation_only)
+        spec = resolve_alpha_drift(spec, has_sizes=layout.has_sizes)
         graph_part = {k: spec[k] for k in ("law", "priors", "likelihood", "size", "schedule")}
         graph_part["sampler"] = {k: spec["sampler"][k] for k in GRAPH_SAMPLER_KEYS}
         # grouping only changes the graph with correlated effects (and keys the compile cache)

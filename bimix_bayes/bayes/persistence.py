@@ -77,7 +77,9 @@ POSTERIOR_HASH_ATTR = "posterior_sha256"
 
 #: Spec keys that change the model, added since 0.2, and the value that means the older model.
 _MODEL_BEFORE_0_3 = {
-    "law": {"name": "bimix"},  # fits made before laws were selectable are BiMix
+    # fits made before laws were selectable are BiMix; the exponent did not drift before
+    # law.alpha_drift (off by default until 2026-12-05; later fits store the key)
+    "law": {"name": "bimix", "alpha_drift": False},
     # the noise was constant before likelihood.early_noise_scale
     # and a new run's offsets were independent across domains before new_run_correlation,
     # a forecast's checkpoint noise before noise_correlation
@@ -166,7 +168,7 @@ def _check_posterior(idata: az.InferenceData, spec: Spec, path: Path) -> None:
     needed = [*spec_law(spec).params, "sigma"]
     if spec["likelihood"]["run_offset"]:
         needed.append("tau")
-    if spec["law"]["alpha_drift"]:  # forecasts would silently drop the drift (laws.drift)
+    if spec["law"]["alpha_drift"] is True:  # forecasts would drop the drift (laws.drift)
         needed.append(ALPHA_DRIFT)
     if has_early_noise(spec):  # forecasts would carry the early checkpoints' noise wrongly
         needed.append(NOISE_EXCESS)

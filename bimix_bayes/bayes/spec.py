@@ -51,6 +51,7 @@ __all__ = [
     "load_spec",
     "merge_spec",
     "packaged_specs",
+    "resolve_alpha_drift",
     "spec_id",
 ]
 
@@ -106,6 +107,12 @@ def _boolean(v: Any) -> str | None:
     return None if isinstance(v, bool) else f"expected true or false, got {v!r}"
 
 
+def _alpha_drift(v: Any) -> str | None:
+    if isinstance(v, bool) or v == "auto":
+        return None
+    return f'expected true, false or "auto", got {v!r}'
+
+
 def _run_correlation(v: Any) -> str | None:
     if isinstance(v, bool) or v in ("auto", "common"):
         return None
@@ -133,7 +140,7 @@ SCHEMA: dict[str, Any] = {
     "law": {
         "name": _choice(*LAWS),
         "cross_sd_scale": _number(0),
-        "alpha_drift": _boolean,
+        "alpha_drift": _alpha_drift,
         "alpha_drift_sd": _number(0),
     },
     "priors": {name: dict(_PRIOR) for name in PRIOR_NAMES},
@@ -233,18 +240,53 @@ def _default() -> Spec:
 
 
 def merge_spec(update: Mapping[str, Any] | None = None) -> Spec:
-    """The default spec with ``update`` merged over it, validated."""
+    """The default spec with ``update`` merged over it, validated.
+
+    ``law.alpha_drift = true`` under a law without an own-share exponent (``loglinear``,
+    ``effective``) is a :class:`SpecError`; the default, ``"auto"``, is decided per dataset
+    (:func:`resolve_alpha_drift`).
+    """
     update = {} if update is None else update
     _validate(update, SCHEMA, "")
     spec = _merge(_default(), update)
     _validate(spec, SCHEMA, "")
     law = spec["law"]
-    if law["alpha_drift"] and not LAWS[law["name"]].can_drift:
+    if law["alpha_drift"] is True and not LAWS[law["name"]].can_drift:
         raise SpecError(
             f"law.alpha_drift: the law {law['name']!r} has no own-share exponent to drift (its "
             "own share may be zero); use law 'bimix' or 'bimix_cross', or set alpha_drift = false"
         )
     return spec
+
+
+def resolve_alpha_drift(spec: Spec, *, has_sizes: bool) -> Spec:
+    """``spec`` with ``law.alpha_drift = "auto"`` decided for the data: the mixture exponent
+    drifts with the log step (:mod:`bimix_bayes.laws.drift`) under a law with an own-share
+    exponent (``bimix``, ``bimix_cross``) fitted to one model size; not under ``loglinear`` or
+    ``effective`` (no exponent to drift), nor with model sizes as a dimension (``has_sizes``).
+    ``true`` and ``false`` are returned as they are.
+
+    Why not with sizes: the size-aware fit of all six SlimPajama sizes, 4 x 1000 draws, did not
+    converge with the drift (r-hat 1.53 on ``log_floor[c4]``, bulk ESS 7) and does without it
+    (r-hat 1.006); Ye et al.'s 5Mix sizes fit failed too (tail ESS 272 on
+    ``size_mixture[prose]``) where it passes without (reports/validation.md of 2026-12-05).
+
+    Examples
+    --------
+    >>> spec = merge_spec()
+    >>> spec["law"]["alpha_drift"]
+    'auto'
+    >>> [resolve_alpha_drift(spec, has_sizes=s)["law"]["alpha_drift"] for s in (False, True)]
+    [True, False]
+    >>> loglinear = merge_spec({"law": {"name": "loglinear"}})
+    >>> resolve_alpha_drift(loglinear, has_sizes=False)["law"]["alpha_drift"]
+    False
+    """
+    law = spec["law"]
+    if law["alpha_drift"] != "auto":
+        return spec
+    drifts = LAWS[law["name"]].can_drift and not has_sizes
+    return {**spec, "law": {**law, "alpha_drift": drifts}}
 
 
 def _packaged_files() -> dict[str, Traversable]:

@@ -162,11 +162,15 @@ def comparison_table(
     an already fitted ``least_squares`` is given (its bootstrap intervals are then taken at
     ``prob``). The least squares are BiMix's (the paper's method): under the log-linear law,
     whose parameters differ, and for a fit of several model sizes or with a learning-rate
-    schedule (the paper's fit has neither), the least-squares columns are NaN.
+    schedule (the paper's fit has neither), the least-squares columns are NaN; so are they on the
+    rows of the exponent's drift (``alpha_drift``), which the paper's law does not have.
     """
     table = posterior_table(idata, prob, law_params(idata) + SIZE_PARAMS + (ANNEAL, ALPHA_DRIFT))
     sizes = "size" in getattr(idata, "constant_data", {})
-    if sizes or not set(table.index.get_level_values("parameter")) <= set(PAPER_PARAMS):
+    names = table.index.get_level_values("parameter")
+    # the drift's row has no least-squares counterpart; the paper's parameters beside it do
+    # (alpha is then the exponent at s_ref, least squares' the exponent of every step)
+    if sizes or not set(names[names != ALPHA_DRIFT]) <= set(PAPER_PARAMS):
         for key in ("ls_estimate", "ls_lower", "ls_upper"):  # least squares is BiMix's law
             table[key] = np.nan
         return table
@@ -179,6 +183,10 @@ def comparison_table(
     iv = ls.intervals(prob) if has_bootstrap else None
     ls_cols = {"ls_estimate": [], "ls_lower": [], "ls_upper": []}
     for domain, name in table.index:
+        if name == ALPHA_DRIFT:
+            for values in ls_cols.values():
+                values.append(float("nan"))
+            continue
         ls_cols["ls_estimate"].append(float(ls.params_.loc[domain, name]))
         ls_cols["ls_lower"].append(
             float(iv.loc[domain, f"{name}_lower"]) if iv is not None else float("nan")

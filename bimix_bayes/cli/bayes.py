@@ -324,7 +324,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
             "ESS tail": table["ess_tail"].map("{:.0f}".format),
             f"least squares [{100 * p:g}% bootstrap]": table.apply(
                 lambda r: (
-                    _fmt(r["ls_estimate"], r["ls_lower"], r["ls_upper"])
+                    "-"  # a parameter the paper's law does not have (alpha_drift)
+                    if pd.isna(r["ls_estimate"])
+                    else _fmt(r["ls_estimate"], r["ls_lower"], r["ls_upper"])
                     if args.bootstrap
                     else f"{r['ls_estimate']:.4g}"
                 ),

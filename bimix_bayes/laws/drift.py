@@ -1,4 +1,5 @@
-"""The mixture exponent's drift with training steps, written once (opt-in: ``[law] alpha_drift``).
+"""The mixture exponent's drift with training steps, written once (``[law] alpha_drift``, on by
+default for ``bimix`` and ``bimix_cross``).
 
 BiMix is separable: ``log L = -alpha log r + f(s)``, so a domain's share scales the whole
 loss curve by the same factor at every step, and two mixtures' curves stay parallel in log
