@@ -469,3 +469,17 @@ def test_a_size_fit_scores_a_left_out_run_across_its_sizes(size_fit):
         new_run_log_likelihood(eye).transpose("chain", "draw", "run").to_numpy(), working, atol=1e-8
     )
     assert compare_fits({"sizes": idata}).correlated_new_runs == ("sizes",)
+
+
+def test_a_size_fit_leaves_the_exponents_drift_out_unless_asked():
+    """The default drift ("auto") is decided per dataset: off with model sizes as a dimension
+    (the size-aware fits did not converge with it), on for one size; asked for, it stays."""
+    from bimix_bayes.bayes.model import BiMixModel
+    from bimix_bayes.data.simulate import simulate_default
+
+    sized, single = _size_data(), simulate_default(seed=0)
+    model = BiMixModel()
+    assert model.spec_for(sized)["law"]["alpha_drift"] is False
+    assert model.spec_for(single)["law"]["alpha_drift"] is True
+    asked = BiMixModel({"law": {"alpha_drift": True}})
+    assert asked.spec_for(sized)["law"]["alpha_drift"] is True
