@@ -268,8 +268,7 @@ def resolve_alpha_drift(spec: Spec, *, has_sizes: bool) -> Spec:
 
     Why not with sizes: the size-aware fit of all six SlimPajama sizes, 4 x 1000 draws, did not
     converge with the drift (r-hat 1.53 on ``log_floor[c4]``, bulk ESS 7) and does without it
-    (r-hat 1.006); Ye et al.'s 5Mix sizes fit failed too (tail ESS 272 on
-    ``size_mixture[prose]``) where it passes without (reports/validation.md of 2026-12-05).
+    (r-hat 1.005; reports/validation.md of 2026-12-05).
 
     Examples
     --------
