@@ -430,10 +430,11 @@ def test_a_failed_fit_is_retried_once_with_safer_settings(monkeypatch):
     assert len(calls) == 4  # one more attempt, no retry
 
 
-def test_a_fit_that_mixed_slowly_is_retried_with_twice_the_draws(monkeypatch):
+def test_a_fit_that_mixed_slowly_is_retried_with_more_draws(monkeypatch):
     """A failure of r-hat or ESS (slow mixing) is retried with smaller steps, a longer warm-up
-    and twice the draws (at least 2000); one of divergences only with at least 2000 draws (the
-    smaller steps make draws more correlated), not twice what it had."""
+    and twice the draws (at least 2000), or what a low ESS asks for (up to four times); one of
+    divergences only with at least 2000 draws (the smaller steps make draws more correlated),
+    not twice what it had."""
     from bimix_bayes.bayes.diagnostics import FitDiagnostics
     from bimix_bayes.bayes.model import RetryWarning
 
@@ -456,19 +457,24 @@ def test_a_fit_that_mixed_slowly_is_retried_with_twice_the_draws(monkeypatch):
             BiMixModel({"sampler": {"draws": draws}}).fit(_simulated(3), retry=True)
         return [(c["target_accept"], c["tune"], c["draws"]) for c in calls]
 
-    slow = ["tail ESS 144 < 400 for log_alpha[dialogue]: intervals are noisy"]
+    slow = ["tail ESS 320 < 400 for log_alpha[dialogue]: intervals are noisy"]
+    slower = ["bulk ESS 330 < 400 for log_alpha[dialogue]", "tail ESS 157 < 400 for x"]
     diverged = ["2 divergent transitions (allowed 0)"]
     assert attempts(slow, 1000, 2000) == [(0.9, 500, 1000), (0.99, 1000, 2000)]
     assert attempts(diverged, 1000, 2000) == [(0.9, 500, 1000), (0.99, 1000, 2000)]
+    # an ESS far below its threshold asks for more: 1.5 x 400 / 157 = 3.8 times the draws
+    assert attempts(slower, 1000, 4000) == [(0.9, 500, 1000), (0.99, 1000, 4000)]
     # from 1500 draws: slow mixing doubles them, divergences only raise them to 2000
     assert attempts(slow, 1500, 3000) == [(0.9, 500, 1500), (0.99, 1000, 3000)]
     assert attempts(diverged, 1500, 2000) == [(0.9, 500, 1500), (0.99, 1000, 2000)]
 
 
 def test_advice_for_slow_mixing_names_the_draws_the_retry_uses():
-    """Slow mixing (ESS, r-hat): the advice names what the retry uses (twice the draws, 2000);
-    after a fit that used them it says so instead of repeating them."""
+    """Slow mixing (ESS, r-hat): the advice names what the retry uses (here tail ESS 150 of 400
+    at 1000 draws: 4000, as many as the ESS asks for); after a fit that used them it says so
+    instead of repeating them."""
     from bimix_bayes.bayes.diagnostics import FitDiagnostics
+    from bimix_bayes.bayes.model import safer_sampler
 
     def failed(sampler):
         return FitDiagnostics(
@@ -478,14 +484,16 @@ def test_advice_for_slow_mixing_names_the_draws_the_retry_uses():
             problems=["r-hat 1.020 > 1.01 for log_alpha[d]", "tail ESS 150 < 400 for log_alpha[d]"],
         )  # fmt: skip
 
-    first = " ".join(failed({"target_accept": 0.9, "tune": 500, "draws": 1000}).advice())
-    assert "--target-accept 0.99 --tune 1000 --draws 2000" in first
-    after = failed({"target_accept": 0.99, "tune": 1000, "draws": 2000})
+    default = {"target_accept": 0.9, "tune": 500, "draws": 1000}
+    first = " ".join(failed(default).advice())
+    assert "--target-accept 0.99 --tune 1000 --draws 4000" in first
+    assert safer_sampler(default, failed(default).problems)["draws"] == 4000
+    after = failed({"target_accept": 0.99, "tune": 1000, "draws": 4000})
     text = " ".join(after.advice())
-    assert "--draws 2000" not in text and "already used 2000 draws per chain" in text
+    assert "--draws 4000" not in text and "already used 4000 draws per chain" in text
     # a fit at safe steps but the default draws is told only to draw more
     short = " ".join(failed({"target_accept": 0.99, "tune": 1000, "draws": 1000}).advice())
-    assert "sampler.draws = 2000" in short and "target_accept = 0.99" not in short
+    assert "sampler.draws = 4000" in short and "target_accept = 0.99" not in short
 
 
 def test_advice_for_the_level_funnel_of_few_runs_does_not_promise_more_draws():

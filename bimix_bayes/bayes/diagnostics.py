@@ -39,6 +39,7 @@ __all__ = [
     "diagnose",
     "divergence_end",
     "level_funnel_domains",
+    "retry_draws",
 ]
 
 #: Posterior variables computed from the sampled ones (not diagnosed on their own; the
@@ -65,6 +66,47 @@ SAFE_TUNE = 1000
 #: fits where smaller steps alone did not (slow mixing), and the embedded study's fit that
 #: diverged once and, at the smaller steps with 1000 draws, mixed too slowly.
 SAFE_DRAWS = 2000
+#: A retry after slow mixing draws at least twice and at most this many times the draws of the
+#: failed fit (what a retry may cost).
+MAX_DRAWS_FACTOR = 4
+#: The margin on the draws a failed ESS implies (ESS grows about in proportion to the draws; its
+#: estimate, the tail ESS especially, is noisy, and the retry's smaller steps change it).
+ESS_MARGIN = 1.5
+_ESS_PROBLEM = re.compile(r"(?:bulk|tail) ESS (\d+(?:\.\d+)?) < (\d+(?:\.\d+)?)")
+
+
+def retry_draws(draws: int, problems: Sequence[str]) -> int:
+    """The draws per chain the one retry of a failed fit uses (and the advice names).
+
+    At least :data:`SAFE_DRAWS`. When the chains mixed slowly (:func:`slow_mixing`), at least
+    twice ``draws``, and as many as the lowest ESS asks for: ``ESS_MARGIN x threshold / ESS``
+    times ``draws``, rounded up to a thousand, at most :data:`MAX_DRAWS_FACTOR` times
+    ``draws``. Why not always twice: Ye et al.'s 5Mix sizes below 800M (the ``holdout-size:
+    800M`` backtest's fit, seed 0) failed with tail ESS 157 at 1000 draws; the retry at 2000
+    (``target_accept`` 0.99) failed again, tail ESS 183 (size_mixture[dialogue]), and passed at
+    4000 (bulk 1107, tail 531), which 1.5 x 400 / 157 asks for.
+
+    Examples
+    --------
+    >>> retry_draws(1000, ["2 divergent transitions (allowed 0)"])
+    2000
+    >>> retry_draws(1000, ["bulk ESS 330 < 400 for log_alpha[prose]"])  # 1.8x: twice
+    2000
+    >>> retry_draws(1000, ["tail ESS 157 < 400 for size_mixture[dialogue]: intervals are noisy"])
+    4000
+    >>> retry_draws(1000, ["tail ESS 76 < 400 for log_alpha[prose]"])  # capped at 4x
+    4000
+    >>> retry_draws(1500, ["r-hat 1.02 > 1.01 for sigma[web]: chains disagree"])
+    3000
+    """
+    if not slow_mixing(problems):
+        return max(int(draws), SAFE_DRAWS)
+    factor = 2.0
+    for ess, threshold in _ESS_PROBLEM.findall(" ".join(problems)):
+        if float(ess) > 0:
+            factor = max(factor, ESS_MARGIN * float(threshold) / float(ess))
+    wanted = int(np.ceil(draws * factor / 1000.0)) * 1000 if factor > 2.0 else 2 * int(draws)
+    return max(SAFE_DRAWS, min(wanted, MAX_DRAWS_FACTOR * int(draws)))
 
 
 def slow_mixing(problems: Sequence[str]) -> bool:
@@ -234,10 +276,12 @@ class FitDiagnostics:
         if ("divergen" in text or "r-hat" in text or "ESS" in text) and not already_safe:
             # What cured the failed fits of the public backtests (reports/validation.md) and of
             # the small studies (benchmarks/retry_cures.py): smaller steps, a longer warm-up and
-            # twice the draws (the smaller steps make the draws more correlated). `bimix fit`
-            # and backtests retry once with it (model.safer_sampler).
-            draws = f" and sampler.draws = {SAFE_DRAWS}" if more_draws else ""
-            flags = f" --draws {SAFE_DRAWS}" if more_draws else ""
+            # more draws (the smaller steps make the draws more correlated; as many as the ESS
+            # asks for). `bimix fit` and backtests retry once with it (model.safer_sampler).
+            n = retry_draws(int(used.get("draws", 0)), self.problems)
+            raise_draws = n > used.get("draws", 0)
+            draws = f" and sampler.draws = {n}" if raise_draws else ""
+            flags = f" --draws {n}" if raise_draws else ""
             tips.append(
                 "smaller steps and a longer warm-up: sampler.target_accept = 0.99 and "
                 f"sampler.tune = 1000{draws} in the spec (or --target-accept 0.99 --tune 1000"
@@ -256,9 +300,8 @@ class FitDiagnostics:
                 "of SlimPajama 122M that diverged with it converged without it)"
             )
         elif more_draws and slow_mixing(self.problems):
-            tips.append(
-                f"more draws: sampler.draws = {SAFE_DRAWS} in the spec (or --draws {SAFE_DRAWS})"
-            )
+            n = retry_draws(int(used.get("draws", 0)), self.problems)
+            tips.append(f"more draws: sampler.draws = {n} in the spec (or --draws {n})")
         funnel = level_funnel_domains(self.problems)
         if funnel and already_safe and used:
             # Ye et al.'s 3Mix 70M (3 runs), default spec at the retry's settings (2026-12-04):

@@ -66,13 +66,12 @@ from bimix_bayes.bayes.correlated_posterior import (
     run_log_likelihoods,
 )
 from bimix_bayes.bayes.diagnostics import (
-    SAFE_DRAWS,
     SAFE_TARGET_ACCEPT,
     SAFE_TUNE,
     FitDiagnostics,
     cross_coordinates_to_flip,
     diagnose,
-    slow_mixing,
+    retry_draws,
 )
 from bimix_bayes.bayes.graph import (
     GRAPH_SAMPLER_KEYS,
@@ -138,11 +137,12 @@ def safer_sampler(
 
     Smaller steps and a longer warm-up (:data:`SAFER_SAMPLER`) and at least
     :data:`~bimix_bayes.bayes.diagnostics.SAFE_DRAWS` draws per chain whatever failed; twice
-    the draws (at least that) when ``problems`` (the failed fit's) say the chains mixed slowly
-    (r-hat, ESS) rather than only that they diverged; and the other coordinates of the cross
-    effects (``centre_cross`` flipped) when the problems name them or their sd, or say the
-    divergences sit at the end of that sd where the current coordinates have their funnel
-    (:func:`~bimix_bayes.bayes.diagnostics.cross_coordinates_to_flip`).
+    the draws (at least that), or as many as the failed ESS asks for (up to four times,
+    :func:`~bimix_bayes.bayes.diagnostics.retry_draws`) when ``problems`` (the failed fit's)
+    say the chains mixed slowly (r-hat, ESS) rather than only that they diverged; and the other
+    coordinates of the cross effects (``centre_cross`` flipped) when the problems name them or
+    their sd, or say the divergences sit at the end of that sd where the current coordinates
+    have their funnel (:func:`~bimix_bayes.bayes.diagnostics.cross_coordinates_to_flip`).
     The centred form suits cross effects the runs pin down, the non-centred one effects they
     leave loose; a failure on ``sd_cross`` says the fit is in the wrong one. loglinear, the
     embedded study's ``holdout-mixtures:10`` split 2 (10 runs): centred, 9 divergences, 6 of
@@ -163,7 +163,11 @@ def safer_sampler(
     >>> default = {"target_accept": 0.9, "tune": 500, "draws": 1000}
     >>> safer_sampler(default, ["2 divergent transitions"])
     {'target_accept': 0.99, 'tune': 1000, 'draws': 2000}
-    >>> safer_sampler({**default, "draws": 2000}, ["tail ESS 144 < 400"])
+    >>> safer_sampler(default, ["r-hat 1.02 > 1.01 for sigma[web]"])
+    {'target_accept': 0.99, 'tune': 1000, 'draws': 2000}
+    >>> safer_sampler({**default, "draws": 2000}, ["tail ESS 300 < 400"])
+    {'target_accept': 0.99, 'tune': 1000, 'draws': 4000}
+    >>> safer_sampler(default, ["tail ESS 157 < 400"])  # 1.5 x 400 / 157 = 3.8 times
     {'target_accept': 0.99, 'tune': 1000, 'draws': 4000}
     >>> safer_sampler({"target_accept": 0.995, "tune": 2000, "draws": 2000}) is None
     True
@@ -176,7 +180,7 @@ def safer_sampler(
         out["target_accept"] = SAFER_SAMPLER["target_accept"]
     if sampler["tune"] < SAFER_SAMPLER["tune"]:
         out["tune"] = SAFER_SAMPLER["tune"]
-    draws = max(2 * int(sampler["draws"]) if slow_mixing(problems) else 0, SAFE_DRAWS)
+    draws = retry_draws(int(sampler["draws"]), problems)
     if draws > int(sampler["draws"]):
         out["draws"] = draws
     if "centre_cross" in sampler and cross_coordinates_to_flip(
@@ -381,7 +385,8 @@ class BiMixModel:
         retry
             When the fit fails its diagnostics, refit once with safer sampler settings
             (:func:`safer_sampler`: smaller steps, longer warm-up, at least 2000 draws per
-            chain, twice the draws when the chains mixed slowly), say so with a
+            chain, two to four times the draws when the chains mixed slowly, as the failed
+            ESS asks), say so with a
             :class:`RetryWarning`, and keep the refit (its spec records the settings used).
         warn
             Emit a :class:`~bimix_bayes.bayes.diagnostics.FitWarning` with the diagnostics'
