@@ -71,35 +71,76 @@ def datasets(root: Path | None) -> dict[str, Callable[[], MixtureData]]:
 
 def common_mode_errors(data: MixtureData, fraction: float) -> pd.DataFrame:
     """Per (domain, step) beyond the fitted range: the mean log error over runs, and ``h``."""
+    common = common_mode_residuals(data, fraction)
+    return common[common["h"] > 0].reset_index(drop=True)
+
+
+def common_mode_residuals(data: MixtureData, fraction: float) -> pd.DataFrame:
+    """Per (domain, step), inside the fitted range (``h <= 0``) and beyond it (``h > 0``): the
+    mean over runs of the log error of the least squares fitted on the steps up to
+    ``fraction`` of the last, with ``h = log2(step / last fitted step)``; steps seen on fewer
+    than 2 runs are left out."""
+    empty = pd.DataFrame(columns=["domain", "step", "error", "runs", "h"])
     try:
         (split,) = make_splits(data, f"horizon:{fraction}")
     except ProtocolError:  # too few checkpoints before the cut to fit the law
-        return pd.DataFrame(columns=["domain", "step", "error", "runs", "h"])
+        return empty
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             fit = BiMixLeastSquares(n_bootstrap=0).fit(split.train)
         except ValueError as exc:  # a group the law cannot be fitted to
             print(f"  horizon:{fraction}: no fit ({exc})", file=sys.stderr)
-            return pd.DataFrame(columns=["domain", "step", "error", "runs", "h"])
+            return empty
     last = float(split.train.observations["step"].max())
-    held = split.held[split.held["step"] > last]
+    obs = pd.concat([split.train.observations, split.held[split.held["step"] > last]])
     shares = data.mixtures[list(fit.domains_)]
     positive = shares.index[(shares > 0).all(axis=1)]  # BiMix is undefined at a zero share
-    held = held[held["run"].isin(positive)]
+    obs = obs[obs["run"].isin(positive)]
     pred = fit.predict(
-        data.mixtures.loc[sorted(held["run"].unique())],
-        sorted(held["step"].unique()),
+        data.mixtures.loc[sorted(obs["run"].unique())],
+        sorted(obs["step"].unique()),
         average=False,
     )
     pred = pred.rename(columns={"mixture": "run", "loss": "forecast"})
-    merged = held.merge(pred, on=["run", "step", "domain"])
+    merged = obs[["run", "step", "domain", "loss"]].merge(pred, on=["run", "step", "domain"])
     merged["error"] = np.log(merged["loss"] / merged["forecast"])
     common = merged.groupby(["domain", "step"], as_index=False).agg(
         error=("error", "mean"), runs=("run", "nunique")
     )
     common["h"] = np.log2(common["step"] / last)
-    return common[common["runs"] >= 2]
+    return common[common["runs"] >= 2].reset_index(drop=True)
+
+
+def scaled_width_check(table: pd.DataFrame, commons: dict) -> pd.DataFrame:
+    """Leave one dataset out, a width scaled by the held-out set's own fitted range: omega =
+    (median over the others of omega / misfit) x its misfit, beside the coverage of the fixed
+    width (the others' median omega); rho as the main check."""
+    ratio = table["omega"] / table["in-range misfit"]
+    rows = []
+    for name, (common, n_dom) in commons.items():
+        others = table.drop(index=name)
+        omega_fixed, rho_o = pooled(others)
+        omega_scaled = float(ratio.drop(index=name).median() * table.loc[name, "in-range misfit"])
+        fixed = coverage(common, n_dom, omega_fixed, rho_o)
+        scaled = coverage(common, n_dom, omega_scaled, rho_o)
+        rows.append(
+            {
+                "held-out dataset": name,
+                "omega fixed": omega_fixed,
+                "omega scaled": omega_scaled,
+                "cover per domain, fixed": fixed[0],
+                "cover per domain, scaled": scaled[0],
+                "cover mean, fixed": fixed[1],
+                "cover mean, scaled": scaled[1],
+            }
+        )
+    return pd.DataFrame(rows).set_index("held-out dataset")
+
+
+def _distance(values: pd.Series) -> float:
+    """Mean absolute distance of coverages from 0.9 (NaN left out)."""
+    return float((values.dropna() - 0.9).abs().mean())
 
 
 def estimate(common: pd.DataFrame, n_domains: int) -> tuple[float, float, float]:
@@ -164,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the loaders' notes on dropped checkpoints
             data = load()
-        common = pd.concat([common_mode_errors(data, f) for f in FRACTIONS], ignore_index=True)
+        both = [common_mode_residuals(data, f) for f in FRACTIONS]
+        common = pd.concat([c[c["h"] > 0] for c in both], ignore_index=True)
+        inside = pd.concat([c[c["h"] <= 0] for c in both], ignore_index=True)["error"]
         commons[name] = (common, len(data.domains))
         omega, omega_mean, rho = estimate(common, len(data.domains))
         rows.append(
@@ -176,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                 "omega": omega,
                 "omega of mean": omega_mean,
                 "rho": rho,
+                "in-range misfit": float(np.sqrt(np.mean(inside.to_numpy(dtype=float) ** 2))),
             }
         )
     table = pd.DataFrame(rows).set_index("dataset")
@@ -206,6 +250,21 @@ def main(argv: list[str] | None = None) -> int:
     print(lodo_table.to_string(float_format=lambda v: f"{v:.3f}"))
     medians = lodo_table[["cover 90 % per domain", "cover 90 % mean of domains"]].median()
     print(f"\nmedian leave-one-out coverage: {medians.round(3).to_dict()}")
+    scaled = scaled_width_check(table, commons)
+    r = float(np.corrcoef(np.log(table["omega"]), np.log(table["in-range misfit"]))[0, 1])
+    ratio_sd = float(np.log(table["omega"] / table["in-range misfit"]).std())
+    misfit_text = (
+        f"Across the {len(table)} datasets, log omega against log in-range misfit: correlation "
+        f"{r:.2f}; the sd of log omega is {float(np.log(table['omega']).std()):.2f}, of log "
+        f"(omega / misfit) {ratio_sd:.2f}. Mean distance of the leave-one-out coverages from "
+        f"90 %: fixed width {_distance(scaled['cover per domain, fixed']):.3f} per domain, "
+        f"{_distance(scaled['cover mean, fixed']):.3f} mean of domains; scaled width "
+        f"{_distance(scaled['cover per domain, scaled']):.3f}, "
+        f"{_distance(scaled['cover mean, scaled']):.3f}."
+    )
+    print("\nleave one dataset out, the width scaled by the held-out set's in-range misfit:")
+    print(scaled.to_string(float_format=lambda v: f"{v:.3f}"))
+    print(misfit_text)
     if args.out:
         text = "\n\n".join(
             [
@@ -219,6 +278,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"doubling of the step, **rho = {rho_all:.2f}**.",
                 "Leave one dataset out (omega and rho from the other datasets):",
                 _markdown(lodo_table, 3),
+                "## Does the fitted range foretell the width?",
+                "The in-range misfit is the root mean square of the same common-mode errors "
+                "inside the fitted range (the mean over runs of the least squares' log error at "
+                "each fitted step and domain). If the error beyond the range grew in proportion "
+                "to it, a width scaled by each dataset's own misfit would calibrate better than "
+                "one width for all. Leave one dataset out: omega fixed = the others' median "
+                "omega (as above); omega scaled = the others' median of omega / misfit, times "
+                "the held-out set's misfit.",
+                _markdown(scaled, 3),
+                misfit_text,
             ]
         )
         atomic_write_text(args.out, text + "\n")
