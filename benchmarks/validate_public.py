@@ -7,8 +7,9 @@ zero shares kept where the data have them), the paper's least squares (LS) and R
 regressor. The datasets are found by :func:`bimix_bayes.data.public.find_datasets`
 (``../shared/datasets`` or ``$BIMIX_SHARED_DATASETS``; skipped with a message when absent):
 
-* SlimPajama 122M: ``holdout-mixtures:20`` (3 splits, reduced draws) and ``horizon:0.5``;
-  680M: ``horizon:0.5``;
+* SlimPajama 122M: ``holdout-mixtures:20`` (3 splits) and ``horizon:0.5``; 310M and 680M:
+  ``holdout-mixtures:20`` (default law and LS) and ``horizon:0.5``; 1.235B: ``horizon:0.5``;
+  every size: ``holdout-size:937M``;
 * Ye et al.'s 5Mix 70M (``holdout-mixtures:13``, ``horizon:0.5``), 3Mix 70M (``horizon:0.5``)
   and RedPajama 70M (evaluation-only Pile groups, loglinear only; the Pile's full loss scored as
   the weighted mean of the groups);
@@ -184,6 +185,20 @@ def jobs(full: bool) -> list[Job]:
         # The other sizes issue 13's coverage targets name: the default law and LS only.
         Job("SlimPajama 310M", "horizon:0.5", _slimpajama("310M"), laws=("bimix",)),
         Job("SlimPajama 1.235B", "horizon:0.5", _slimpajama("1.235B"), laws=("bimix",)),
+        # Issue 13's holdout-mixtures:20 targets name every group with >= 40 runs: 310M (60)
+        # and 680M (40) beside 122M (the default law and LS only).
+        *(
+            Job(
+                f"SlimPajama {size}",
+                "holdout-mixtures:20",
+                _slimpajama(size),
+                laws=("bimix",),
+                baselines=("ls",),
+                sampler=HOLDOUT_SAMPLER,
+                splits=3,
+            )
+            for size in ("310M", "680M")
+        ),
         Job("Ye 5Mix 70M", "holdout-mixtures:13", five, sampler=HOLDOUT_SAMPLER, splits=3),
         Job("Ye 5Mix 70M", "horizon:0.5", five),
         Job("Ye 3Mix 70M", "horizon:0.5", three),
@@ -281,6 +296,8 @@ RUN_ORDER = (
     "SlimPajama 122M horizon:0.5",
     "SlimPajama 310M horizon:0.5",
     "SlimPajama 1.235B horizon:0.5",
+    "SlimPajama 310M holdout-mixtures:20",
+    "SlimPajama 680M holdout-mixtures:20",
     "Ye RedPajama 70M horizon:0.5",
     "Ye 5Mix 70M horizon:0.5",
     "embedded study horizon:0.5",
@@ -920,6 +937,8 @@ HONESTY_COVERAGE = (
     ("SlimPajama 680M horizon:0.5", "SlimPajama 680M"),
     ("SlimPajama 1.235B horizon:0.5", "SlimPajama 1.235B"),
     ("SlimPajama 122M holdout-mixtures:20", "SlimPajama 122M"),
+    ("SlimPajama 310M holdout-mixtures:20", "SlimPajama 310M"),
+    ("SlimPajama 680M holdout-mixtures:20", "SlimPajama 680M"),
 )
 
 
