@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bimix_bayes.bayes.checkpoint_noise import noise_correlation
@@ -209,6 +209,9 @@ def test_stored_offsets_round_trip_and_a_changed_file_is_refused():
     keep=st.floats(0.3, 1.0),
     seed=st.integers(0, 10_000),
 )
+# every cell seen: the size indicators' Gram matrix is singular, and its pseudo-inverse kept the
+# null direction here (residuals off by 0.009 before the SVD of the centred indicators)
+@example(n_runs=22, n_sizes=3, keep=1.0, seed=0)
 def test_two_way_residuals_match_the_dense_least_squares_fit(n_runs, n_sizes, keep, seed):
     """The residuals and leverages of the mixture + size fit, computed without its design
     matrix, equal the dense pseudo-inverse's on unbalanced designs (mixtures seen at some sizes

@@ -205,9 +205,14 @@ def two_way_residuals(
 
     The fit's projection splits into averaging within each mixture (leverage ``1 / n_j``) and
     the projection onto the size indicators with their mixture means removed, ``B~`` (n x K):
-    ``r = e~ - B~ (B~^T B~)^+ B~^T e~`` with ``e~`` the values less their mixture means, and
-    ``h = 1 / n_j + b~^T (B~^T B~)^+ b~`` per row. Cost O(n K + K^3) instead of the dense
-    pseudo-inverse's O(n (J + K)^2): a study of thousands of mixtures at a few sizes stays fast.
+    ``r = e~ - U U^T e~`` with ``e~`` the values less their mixture means and ``U`` the left
+    singular vectors of ``B~`` with nonzero singular values (numpy's rank tolerance), and
+    ``h = 1 / n_j + |u_i|^2`` per row. Cost O(n K^2) instead of the dense pseudo-inverse's
+    O(n (J + K)^2): a study of thousands of mixtures at a few sizes stays fast. Why the SVD of
+    ``B~`` and not the pseudo-inverse of ``B~^T B~``: the columns of ``B~`` always sum to zero
+    (each row's indicators sum to 1), so that Gram matrix is singular, and its pseudo-inverse
+    kept the null direction in some roundings (22 mixtures at 3 sizes, every cell seen: an
+    eigenvalue of -2e-14 against 22, residuals off by up to 0.009).
 
     Examples
     --------
@@ -226,9 +231,10 @@ def two_way_residuals(
     indicators = np.zeros((len(runs), sizes.max() + 1))
     indicators[np.arange(len(runs)), sizes] = 1.0
     b, e = within(indicators), within(np.asarray(values, dtype=float))
-    gram = np.linalg.pinv(b.T @ b)
-    r = e - b @ (gram @ (b.T @ e))
-    h = 1.0 / counts[runs] + np.einsum("ik,kl,il->i", b, gram, b)
+    u, singular, _ = np.linalg.svd(b, full_matrices=False)
+    u = u[:, singular > singular.max() * max(b.shape) * np.finfo(float).eps]
+    r = e - u @ (u.T @ e)
+    h = 1.0 / counts[runs] + np.sum(u**2, axis=1)
     return r, h
 
 
