@@ -19,7 +19,11 @@ of the step, log loss) and ``rho`` (the cross-domain correlation) from public ba
    ``rho_g``; the shipped values are the medians over datasets (robust to a set the law
    fits badly, such as Ye et al.'s 3Mix with 3-6 runs);
 4. leave one dataset out: with ``omega`` and ``rho`` from the others, the share of its
-   common-mode errors inside ``+-1.645 omega h`` (90 %), per domain and for the mean of domains.
+   common-mode errors inside ``+-1.645 omega h`` (90 %), per domain and for the mean of domains;
+5. whether the fitted range foretells the width: each dataset's in-range misfit (the root mean
+   square of ``c`` at the fitted steps), its correlation with ``omega`` across datasets, and
+   the leave-one-out check of a width scaled by it (the others' median ``omega / misfit``
+   times the held-out set's misfit) beside the fixed width.
 
 The least-squares errors also hold the fitted law's own error, so ``omega`` errs on the wide
 side. Run from the repository root (datasets in ``../shared/datasets`` or
