@@ -13,7 +13,7 @@ Every fenced block of README.md is one test, in the README's order:
 * a ``bash`` block's lines are commands, as in a console block.
 
 Both kinds see the public datasets as ``../shared/datasets`` (a link to them) and skip when they
-are absent. Bayesian fits run with 2 chains x 1000 draws (``--chains 2 --draws 1000 --tune 300
+are absent. Bayesian fits run with 2 chains x 1000 draws (``--chains 2 --draws 1000 --tune 500
 --no-retry`` added to ``bimix fit``), and the blocks that fit or read a fit are marked slow.
 ``bimix demo``, ``corpora``, ``study``, ``train`` and ``verify`` are left to their own tests
 (torch, package registries, minutes). Any other command in a block is an error, unless the
@@ -68,8 +68,9 @@ BAYESIAN = {
 #: What ``bimix fit`` gets beside the README's options: a quick fit. 1000 draws per chain: with
 #: 2 x 300 the CVaR example's solver ends at a kink of the 60-draw tail (KKT residual 1.9e-3 >
 #: its 1e-3 tolerance, reported as NOT converged); with 2 x 1000 it converges as with 4 x 1000.
-#: The default warm-up (500): with 300 the fit of every SlimPajama size under the falling noise
-#: ends at r-hat 1.011 (size_beta[c4]); with 500 it passes (1.007).
+#: A warm-up of 500 (the default is 300): with 2 chains and 300 the fit of every SlimPajama size
+#: under the falling noise ends at r-hat 1.011 (size_beta[c4]); with 500 it passes (1.007). The
+#: default 4 chains pass at 300 (reports/validation.md, the size fit: r-hat 1.005).
 QUICK_FIT = ["--chains", "2", "--draws", "1000", "--tune", "500", "--no-retry"]
 
 # Numbers (1.9998e+10, 90%, versions 5.28.5) and hashes (8de9525c46e2, spec ids) are masked.

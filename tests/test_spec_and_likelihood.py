@@ -202,15 +202,36 @@ def test_curve_residual_sums_have_one_return_type():
     assert np.all(no_tau.tau == 0)
 
 
+def test_curve_residual_sums_do_not_depend_on_threads(monkeypatch):
+    """The sums are computed in chunks of draws spread over threads: four threads give exactly
+    what one gives (cell means included: added in chunk order), and one draw per chunk what
+    one chunk per chain gives, to rounding."""
+    import bimix_bayes.bayes.likelihood as likelihood
+
+    data = simulate_default(seed=2)
+    layout = CurveLayout.from_data(data, s_ref=5000.0)
+    post = _posterior(list(data.domains), np.random.default_rng(3), tau=0.02)
+    whole = curve_residual_sums(post, layout, cell_means=True)  # one chunk per chain
+    monkeypatch.setattr(likelihood, "_CHUNK_VALUES", 1)  # one draw per chunk: 6 chunks
+    by_threads = {}
+    for threads in (1, 4):
+        monkeypatch.setattr(likelihood.os, "cpu_count", lambda n=threads: n)
+        by_threads[threads] = curve_residual_sums(post, layout, cell_means=True)
+    for name in ("s1", "s2", "mean_residual", "mean_weight"):
+        np.testing.assert_array_equal(getattr(by_threads[4], name), getattr(by_threads[1], name))
+        np.testing.assert_allclose(getattr(by_threads[4], name), getattr(whole, name), rtol=1e-12)
+
+
 @pytest.mark.parametrize(
-    ("law", "schedule"),
-    [("bimix", "cosine:total=20000,warmup=200,final=0.1"), ("bimix_cross", None),
-     ("loglinear", None), ("effective", None)],
+    ("law", "schedule", "drift"),
+    [("bimix", "cosine:total=20000,warmup=200,final=0.1", False), ("bimix_cross", None, False),
+     ("loglinear", None, False), ("effective", None, False), ("bimix", None, True),
+     ("bimix_cross", "cosine:total=20000,warmup=200,final=0.1", True)],
 )  # fmt: skip
-def test_curve_residual_sums_match_the_law_cell_by_cell(law, schedule):
+def test_curve_residual_sums_match_the_law_cell_by_cell(law, schedule, drift):
     """The sums evaluate the mixture term per curve and the step factor per (domain, grid
-    step); they equal the law evaluated at every cell (``Law.log_loss``), for every law and
-    with a learning-rate schedule (its annealing term)."""
+    step); they equal the law evaluated at every cell (``Law.log_loss``), for every law, with
+    a learning-rate schedule (its annealing term) and with the exponent's drift."""
     from bimix_bayes.bayes.law_params import TRAIN_DIM, gather, posterior_params
     from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
     from bimix_bayes.laws.registry import get_law
@@ -228,6 +249,8 @@ def test_curve_residual_sums_match_the_law_cell_by_cell(law, schedule):
     post.attrs["law"] = law
     if schedule is None:
         post = post.drop_vars("anneal")
+    if drift:
+        post["alpha_drift"] = post["alpha"] * 0 + rng.normal(0, 0.01, post["alpha"].shape)
     sums = curve_residual_sums(post, layout)
     by_cell = gather(posterior_params(post, get_law(law)), layout.curve_domain)
     mu = get_law(law).log_loss(

@@ -43,7 +43,9 @@ True
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -64,7 +66,7 @@ from bimix_bayes.bayes.noise import (
 )
 from bimix_bayes.data.table import MixtureData
 from bimix_bayes.laws.cross import cross_mask
-from bimix_bayes.laws.drift import ALPHA_DRIFT
+from bimix_bayes.laws.drift import ALPHA_DRIFT, drift_term
 from bimix_bayes.laws.registry import Law
 from bimix_bayes.laws.schedule import ANNEAL, step_covariates, step_term
 from bimix_bayes.laws.size import size_reference
@@ -743,7 +745,8 @@ def _mean_on_grid(
     sl: tuple[int, slice],
 ) -> np.ndarray:
     """``law.log_loss`` of every cell for the draws ``sl``, ``(draws, curve, checkpoint)``:
-    the mixture term per curve plus the step factor per (domain, grid step), gathered."""
+    the mixture term per curve plus the step factor per (domain, grid step), gathered, plus
+    the exponent's drift (the curve's log share times ``x``) where the posterior has one."""
     mixture = law.mixture_term(
         layout.curve_shares,
         layout.curve_own_share,
@@ -753,7 +756,11 @@ def _mean_on_grid(
     u = layout.grid_u[None, None, :] if layout.has_schedule else None
     factor = step_term(layout.step_grid[None, None, :], grid, u)
     flat = factor.reshape(factor.shape[0], -1)
-    return mixture[..., None] + flat[:, layout.grid_index]
+    out = mixture[..., None] + flat[:, layout.grid_index]
+    if ALPHA_DRIFT in by_curve:
+        log_own = np.log(layout.curve_own_share)[:, None]
+        out += drift_term(log_own, layout.x, by_curve[ALPHA_DRIFT][sl][..., None])
+    return out
 
 
 def curve_residual_sums(
@@ -766,7 +773,8 @@ def curve_residual_sums(
     """Per draw and curve: ``S1``, ``S2`` of the residuals, and ``sigma``, ``tau`` of its domain.
 
     Arrays are shaped (chain, draw, curve). Draws are processed in chunks so that memory stays
-    bounded however long the loss logs are. With ``with_slope=True`` the sums also hold
+    bounded however long the loss logs are, one thread per core (the results do not depend on
+    the number of threads). With ``with_slope=True`` the sums also hold
     ``Sxe = sum(x e)`` and ``kappa`` of the curve's domain (the random-slope option; zero when
     the posterior has no ``kappa``). With ``cell_means`` (default: with model sizes) the
     residual and noise weight of every cell, averaged over the draws, come along
@@ -783,12 +791,13 @@ def curve_residual_sums(
 
     law = posterior_law(posterior)
     by_domain = posterior_params(posterior, law)
-    params = gather(by_domain, d)
     # The law's two factors evaluated apart, as the model graph does: the mixture term once per
-    # curve, the step factor once per (domain, distinct step), gathered to the cells. Model
-    # sizes (which move both) and the exponent's drift (the mixture term times x) take the
-    # whole law per cell instead.
-    on_grid = not layout.has_sizes and ALPHA_DRIFT not in params
+    # curve, the step factor once per (domain, distinct step), gathered to the cells (the
+    # exponent's drift, the log share times x, added per cell). Model sizes (which move both)
+    # take the whole law per cell instead.
+    on_grid = not layout.has_sizes
+    per_curve = {k: v for k, v in by_domain.items() if not (on_grid and k in STEP_PARAMS)}
+    params = gather(per_curve, d)
     shocks = CHECKPOINT_Z in posterior  # each checkpoint's shock, shared by every run
     s1, s2 = np.empty(shape), np.empty(shape)
     sxe = np.empty(shape) if with_slope else None
@@ -800,38 +809,45 @@ def curve_residual_sums(
     cells = layout.has_sizes if cell_means is None else cell_means
     mean_residual, mean_weight = np.zeros(layout.x.shape), np.zeros(layout.x.shape)
     step = max(1, _CHUNK_VALUES // max(1, layout.x.size * max(1, len(layout.training_domains))))
-    for c in range(shape[0]):
-        for start in range(0, shape[1], step):
-            sl = (c, slice(start, start + step))
-            if on_grid:
-                mu = _mean_on_grid(law, layout, by_domain, params, sl)
-            else:
-                mu = law.log_loss(
-                    layout.curve_shares[:, None, :],
-                    layout.curve_own_share[:, None],
-                    layout.x,
-                    {
-                        k: v[sl][..., None, :] if k == "cross" else v[sl][..., None]
-                        for k, v in params.items()
-                    },
-                    z=layout.z if layout.has_sizes else None,
-                    u=layout.u if layout.has_schedule else None,
-                )
-            if shocks:  # likelihood.checkpoint_sd_scale > 0
-                mu = mu + cell_shocks(posterior, layout.grid_index, len(layout.step_grid), sl)
-            v = None if decay is None else noise_variance_factor(decay, eta[sl][..., None])
-            residual = layout.y - mu
-            if cells:
-                mean_residual += residual.sum(axis=0)
-                mean_weight += len(residual) if v is None else (1.0 / v).sum(axis=0)
-            sums = weighted_sums(residual, layout.mask, layout.x, v, with_x=with_slope)
-            s1[sl], s2[sl] = sums.s1, sums.s2
+
+    def one_chunk(sl: tuple[int, slice]) -> tuple[Any, Any]:
+        """Fill the sums of the draws ``sl``; return their cells' residual and weight totals."""
+        if on_grid:
+            mu = _mean_on_grid(law, layout, by_domain, params, sl)
+        else:
+            mu = law.log_loss(
+                layout.curve_shares[:, None, :],
+                layout.curve_own_share[:, None],
+                layout.x,
+                {k: v[sl][..., None, :] if k == "cross" else v[sl][..., None]
+                 for k, v in params.items()},
+                z=layout.z if layout.has_sizes else None,
+                u=layout.u if layout.has_schedule else None,
+            )  # fmt: skip
+        if shocks:  # likelihood.checkpoint_sd_scale > 0
+            mu = mu + cell_shocks(posterior, layout.grid_index, len(layout.step_grid), sl)
+        v = None if decay is None else noise_variance_factor(decay, eta[sl][..., None])
+        residual = layout.y - mu
+        totals = (0.0, 0.0)
+        if cells:
+            totals = (residual.sum(axis=0), len(residual) if v is None else (1.0 / v).sum(axis=0))
+        sums = weighted_sums(residual, layout.mask, layout.x, v, with_x=with_slope)
+        s1[sl], s2[sl] = sums.s1, sums.s2
+        if with_slope:
+            sxe[sl] = sums.sxe
+        if decay is not None:
+            n_w[sl], log_v[sl] = sums.n, sums.log_v
             if with_slope:
-                sxe[sl] = sums.sxe
-            if decay is not None:
-                n_w[sl], log_v[sl] = sums.n, sums.log_v
-                if with_slope:
-                    sx_w[sl], sxx_w[sl] = sums.sx, sums.sxx
+                sx_w[sl], sxx_w[sl] = sums.sx, sums.sxx
+        return totals
+
+    # chunks write disjoint slices; numpy releases the GIL in their array arithmetic, so a
+    # thread per core shares the work; the cell totals are added in chunk order (reproducible)
+    chunks = [(c, slice(a, a + step)) for c in range(shape[0]) for a in range(0, shape[1], step)]
+    with ThreadPoolExecutor(max_workers=min(len(chunks), os.cpu_count() or 1)) as pool:
+        for res, weight in pool.map(one_chunk, chunks):
+            mean_residual += res
+            mean_weight += weight
     extra: dict[str, np.ndarray | None] = {}
     if decay is not None:
         extra = {"n": n_w, "sx": sx_w, "sxx": sxx_w, "log_v": log_v}
