@@ -431,10 +431,11 @@ def test_a_failed_fit_is_retried_once_with_safer_settings(monkeypatch):
 
 
 def test_a_fit_that_mixed_slowly_is_retried_with_more_draws(monkeypatch):
-    """A failure of r-hat or ESS (slow mixing) is retried with smaller steps, a longer warm-up
-    and twice the draws (at least 2000), or what a low ESS asks for (up to four times); one of
-    divergences only with at least 2000 draws (the smaller steps make draws more correlated),
-    not twice what it had."""
+    """A failure of r-hat or ESS (slow mixing) is retried with a longer warm-up and twice the
+    draws (at least 2000), or what a low ESS asks for (up to four times), at the same step size
+    (smaller steps lower the ESS per draw); one of divergences only with smaller steps and at
+    least 2000 draws, not twice what it had; both: smaller steps and the draws the ESS asks for
+    at them."""
     from bimix_bayes.bayes.diagnostics import FitDiagnostics
     from bimix_bayes.bayes.model import RetryWarning
 
@@ -460,13 +461,16 @@ def test_a_fit_that_mixed_slowly_is_retried_with_more_draws(monkeypatch):
     slow = ["tail ESS 320 < 400 for log_alpha[dialogue]: intervals are noisy"]
     slower = ["bulk ESS 330 < 400 for log_alpha[dialogue]", "tail ESS 157 < 400 for x"]
     diverged = ["2 divergent transitions (allowed 0)"]
-    assert attempts(slow, 1000, 2000) == [(0.9, 500, 1000), (0.99, 1000, 2000)]
-    assert attempts(diverged, 1000, 2000) == [(0.9, 500, 1000), (0.99, 1000, 2000)]
+    both = ["tail ESS 372 < 400 for size_mixture[prose]", "3 divergent transitions (allowed 0)"]
+    assert attempts(slow, 1000, 2000) == [(0.9, 300, 1000), (0.9, 1000, 2000)]
+    assert attempts(diverged, 1000, 2000) == [(0.9, 300, 1000), (0.99, 1000, 2000)]
     # an ESS far below its threshold asks for more: 1.5 x 400 / 157 = 3.8 times the draws
-    assert attempts(slower, 1000, 4000) == [(0.9, 500, 1000), (0.99, 1000, 4000)]
+    assert attempts(slower, 1000, 4000) == [(0.9, 300, 1000), (0.9, 1000, 4000)]
     # from 1500 draws: slow mixing doubles them, divergences only raise them to 2000
-    assert attempts(slow, 1500, 3000) == [(0.9, 500, 1500), (0.99, 1000, 3000)]
-    assert attempts(diverged, 1500, 2000) == [(0.9, 500, 1500), (0.99, 1000, 2000)]
+    assert attempts(slow, 1500, 3000) == [(0.9, 300, 1500), (0.9, 1000, 3000)]
+    assert attempts(diverged, 1500, 2000) == [(0.9, 300, 1500), (0.99, 1000, 2000)]
+    # divergences and slow mixing: 1.5 x 400 / 372 = 1.6, twice that at the smaller steps
+    assert attempts(both, 1000, 4000) == [(0.9, 300, 1000), (0.99, 1000, 4000)]
 
 
 def test_advice_for_slow_mixing_names_the_draws_the_retry_uses():
@@ -484,13 +488,14 @@ def test_advice_for_slow_mixing_names_the_draws_the_retry_uses():
             problems=["r-hat 1.020 > 1.01 for log_alpha[d]", "tail ESS 150 < 400 for log_alpha[d]"],
         )  # fmt: skip
 
-    default = {"target_accept": 0.9, "tune": 500, "draws": 1000}
+    default = {"target_accept": 0.9, "tune": 300, "draws": 1000}
     first = " ".join(failed(default).advice())
-    assert "--target-accept 0.99 --tune 1000 --draws 4000" in first
-    assert safer_sampler(default, failed(default).problems)["draws"] == 4000
-    after = failed({"target_accept": 0.99, "tune": 1000, "draws": 4000})
-    text = " ".join(after.advice())
-    assert "--draws 4000" not in text and "already used 4000 draws per chain" in text
+    assert "(or --tune 1000 --draws 4000)" in first and "target_accept" not in first
+    assert safer_sampler(default, failed(default).problems) == {"tune": 1000, "draws": 4000}
+    for steps in (0.9, 0.99):  # after the retry, or one of the user's at smaller steps
+        after = failed({"target_accept": steps, "tune": 1000, "draws": 4000})
+        text = " ".join(after.advice())
+        assert "--draws 4000" not in text and "already used 4000 draws per chain" in text
     # a fit at safe steps but the default draws is told only to draw more
     short = " ".join(failed({"target_accept": 0.99, "tune": 1000, "draws": 1000}).advice())
     assert "sampler.draws = 4000" in short and "target_accept = 0.99" not in short
@@ -519,8 +524,8 @@ def test_advice_for_the_level_funnel_of_few_runs_does_not_promise_more_draws():
     assert "likelihood.run_offset = false" in after
     assert 'sampler.level = "conditional"' in after  # what cured it there, for free specs
     # before the safer settings were tried, the advice is still to try them (they cure most)
-    first = " ".join(failed({"target_accept": 0.9, "tune": 500, "draws": 1000}, "tau").advice())
-    assert "--target-accept 0.99 --tune 1000 --draws 2000" in first and "trade off" not in first
+    first = " ".join(failed({"target_accept": 0.9, "tune": 300, "draws": 1000}, "tau").advice())
+    assert "(or --tune 1000 --draws 2000)" in first and "trade off" not in first
     # a mixture exponent mixing slowly keeps the advice to draw more (it cures those)
     slow = failed({"target_accept": 0.99, "tune": 1000, "draws": 2000}, "log_alpha")
     slow.problems = ["r-hat 1.013 > 1.01 for log_alpha[Pile-CC]: chains disagree"]

@@ -40,6 +40,7 @@ __all__ = [
     "divergence_end",
     "level_funnel_domains",
     "retry_draws",
+    "retry_settings",
 ]
 
 #: Posterior variables computed from the sampled ones (not diagnosed on their own; the
@@ -70,17 +71,25 @@ SAFE_DRAWS = 2000
 #: failed fit (what a retry may cost).
 MAX_DRAWS_FACTOR = 4
 #: The margin on the draws a failed ESS implies (ESS grows about in proportion to the draws; its
-#: estimate, the tail ESS especially, is noisy, and the retry's smaller steps change it).
+#: estimate, the tail ESS especially, is noisy).
 ESS_MARGIN = 1.5
+#: What smaller steps (``target_accept`` 0.9 -> 0.99) cost in ESS per draw where the chains mix
+#: slowly: the draws a retry that takes them asks for are multiplied by this. Measured at the
+#: same seed, tune 1000 and 2000 draws per chain, target_accept 0.9 against 0.99: bimix_cross
+#: on Ye et al.'s 5Mix 70M (13 runs, seed 0) tail ESS 998 against 390 on tau[dialogue]; their
+#: 5Mix sizes below 800M (seed 0) 504 against 183; loglinear on their RedPajama 70M (seed 5)
+#: 673 at 0.9 against 387 at 0.99 (tail ESS of noise_excess[internet]).
+SMALLER_STEPS_ESS_COST = 2.0
 _ESS_PROBLEM = re.compile(r"(?:bulk|tail) ESS (\d+(?:\.\d+)?) < (\d+(?:\.\d+)?)")
 
 
-def retry_draws(draws: int, problems: Sequence[str]) -> int:
+def retry_draws(draws: int, problems: Sequence[str], *, smaller_steps: bool = False) -> int:
     """The draws per chain the one retry of a failed fit uses (and the advice names).
 
     At least :data:`SAFE_DRAWS`. When the chains mixed slowly (:func:`slow_mixing`), at least
     twice ``draws``, and as many as the lowest ESS asks for: ``ESS_MARGIN x threshold / ESS``
-    times ``draws``, rounded up to a thousand, at most :data:`MAX_DRAWS_FACTOR` times
+    times ``draws`` (times :data:`SMALLER_STEPS_ESS_COST` when the retry also takes smaller
+    steps, ``smaller_steps``), rounded up to a thousand, at most :data:`MAX_DRAWS_FACTOR` times
     ``draws``. Why not always twice: Ye et al.'s 5Mix sizes below 800M (the ``holdout-size:
     800M`` backtest's fit, seed 0) failed with tail ESS 157 at 1000 draws; the retry at 2000
     (``target_accept`` 0.99) failed again, tail ESS 183 (size_mixture[dialogue]), and passed at
@@ -98,6 +107,8 @@ def retry_draws(draws: int, problems: Sequence[str]) -> int:
     4000
     >>> retry_draws(1500, ["r-hat 1.02 > 1.01 for sigma[web]: chains disagree"])
     3000
+    >>> retry_draws(1000, ["tail ESS 372 < 400", "3 divergent transitions"], smaller_steps=True)
+    4000
     """
     if not slow_mixing(problems):
         return max(int(draws), SAFE_DRAWS)
@@ -105,8 +116,78 @@ def retry_draws(draws: int, problems: Sequence[str]) -> int:
     for ess, threshold in _ESS_PROBLEM.findall(" ".join(problems)):
         if float(ess) > 0:
             factor = max(factor, ESS_MARGIN * float(threshold) / float(ess))
+    if smaller_steps:
+        factor *= SMALLER_STEPS_ESS_COST
     wanted = int(np.ceil(draws * factor / 1000.0)) * 1000 if factor > 2.0 else 2 * int(draws)
     return max(SAFE_DRAWS, min(wanted, MAX_DRAWS_FACTOR * int(draws)))
+
+
+def retry_settings(sampler: Mapping[str, Any], problems: Sequence[str]) -> dict[str, Any]:
+    """The ``target_accept``, ``tune`` and ``draws`` the one retry of a failed fit changes
+    (empty when it would change none): what ``bimix fit`` retries with
+    (:func:`bimix_bayes.bayes.model.safer_sampler`) and what the advice names.
+
+    Always a longer warm-up (:data:`SAFE_TUNE`) and at least :data:`SAFE_DRAWS` draws. Smaller
+    steps (:data:`SAFE_TARGET_ACCEPT`) only when the chains diverged (or nothing else is
+    recognised): they cure divergences, but where the chains only mixed slowly they lower the
+    ESS per draw 2-3x (:data:`SMALLER_STEPS_ESS_COST`) and a retry with them failed again where
+    one without them passed -- bimix_cross on Ye et al.'s 5Mix 70M (13 runs, seed 0: tail ESS
+    378 at 1000 draws; at 0.99 and 2000 draws 390, at 0.9 and 2000 998) and loglinear on their
+    RedPajama 70M (seed 5: 388; 387 against 673). Then the draws follow the lowest ESS
+    (:func:`retry_draws`); when the chains both diverged and mixed slowly, scaled for the
+    smaller steps (Ye et al.'s 5Mix sizes below 800M, seed 0, tail ESS 372 and 3 divergences:
+    at 0.99 2000 draws gave 183, 3000 gave 343, 4000 passed).
+
+    Examples
+    --------
+    >>> first = {"target_accept": 0.9, "tune": 300, "draws": 1000}
+    >>> retry_settings(first, ["2 divergent transitions (allowed 0)"])
+    {'target_accept': 0.99, 'tune': 1000, 'draws': 2000}
+    >>> retry_settings(first, ["tail ESS 378 < 400 for tau[dialogue]: intervals are noisy"])
+    {'tune': 1000, 'draws': 2000}
+    >>> retry_settings({"target_accept": 0.99, "tune": 1000, "draws": 2000}, ["1 divergent"])
+    {}
+    """
+    out: dict[str, Any] = {}
+    text = " ".join(p for p in problems if _ONE_CHAIN not in p)
+    smaller_steps = "divergen" in text or not slow_mixing(problems)
+    smaller_steps = smaller_steps and sampler.get("target_accept", 0.0) < SAFE_TARGET_ACCEPT
+    if smaller_steps:
+        out["target_accept"] = SAFE_TARGET_ACCEPT
+    if sampler.get("tune", 0) < SAFE_TUNE:
+        out["tune"] = SAFE_TUNE
+    draws = int(sampler.get("draws", 0))
+    if retry_draws(draws, problems, smaller_steps=smaller_steps) > draws:
+        out["draws"] = retry_draws(draws, problems, smaller_steps=smaller_steps)
+    return out
+
+
+def _retry_tip(retry: Mapping[str, Any], *, slow_only: bool = True) -> str:
+    """The advice that names the settings of :func:`retry_settings`, spec keys and flags
+    (``slow_only``: the chains mixed slowly and did not diverge, which the advice says).
+
+    Examples
+    --------
+    >>> _retry_tip({"target_accept": 0.99, "tune": 1000, "draws": 2000})[:55]
+    'smaller steps, a longer warm-up and more draws: sampler'
+    >>> _retry_tip({"draws": 4000}).split(": ")[1]
+    'sampler.draws = 4000 in the spec (or --draws 4000)'
+    """
+    changes = [w for k, w in (("tune", "a longer warm-up"), ("draws", "more draws")) if k in retry]
+    if "target_accept" in retry:
+        words = " and ".join([", ".join(["smaller steps", *changes[:-1]]), *changes[-1:]])
+    else:
+        words = " and ".join(changes)
+        if slow_only:
+            words += (
+                " (the chains mixed slowly without diverging; smaller steps would lower the "
+                "ESS per draw)"
+            )
+    flags = {"target_accept": "--target-accept", "tune": "--tune", "draws": "--draws"}
+    keys = [k for k in flags if k in retry]
+    spec = ", ".join(f"sampler.{k} = {retry[k]:g}" for k in keys)
+    cli = " ".join(f"{flags[k]} {retry[k]:g}" for k in keys)
+    return f"{words}: {spec} in the spec (or {cli})"
 
 
 def slow_mixing(problems: Sequence[str]) -> bool:
@@ -270,23 +351,16 @@ class FitDiagnostics:
             )
         text = " ".join(p for p in self.problems if _ONE_CHAIN not in p)
         used = self.sampler or {}
-        already_safe = used.get("target_accept", 0.0) >= SAFE_TARGET_ACCEPT
-        already_safe = already_safe and used.get("tune", 0) >= SAFE_TUNE
-        more_draws = used.get("draws", 0) < SAFE_DRAWS
-        if ("divergen" in text or "r-hat" in text or "ESS" in text) and not already_safe:
+        # the retry's warm-up and draws were used (its steps only when the fit diverged; the
+        # draws were not recorded before 2026-12-04)
+        retried = used.get("tune", 0) >= SAFE_TUNE and used.get("draws", SAFE_DRAWS) >= SAFE_DRAWS
+        retry = retry_settings(used, self.problems)
+        failed_sampling = "divergen" in text or slow_mixing(self.problems)
+        if failed_sampling and retry and ("target_accept" in retry or not retried):
             # What cured the failed fits of the public backtests (reports/validation.md) and of
-            # the small studies (benchmarks/retry_cures.py): smaller steps, a longer warm-up and
-            # more draws (the smaller steps make the draws more correlated; as many as the ESS
-            # asks for). `bimix fit` and backtests retry once with it (model.safer_sampler).
-            n = retry_draws(int(used.get("draws", 0)), self.problems)
-            raise_draws = n > used.get("draws", 0)
-            draws = f" and sampler.draws = {n}" if raise_draws else ""
-            flags = f" --draws {n}" if raise_draws else ""
-            tips.append(
-                "smaller steps and a longer warm-up: sampler.target_accept = 0.99 and "
-                f"sampler.tune = 1000{draws} in the spec (or --target-accept 0.99 --tune 1000"
-                f"{flags})"
-            )
+            # the small studies (benchmarks/retry_cures.py); `bimix fit` and backtests retry once
+            # with it (model.safer_sampler)
+            tips.append(_retry_tip(retry, slow_only="divergen" not in text))
         elif "divergen" in text:
             tips.append(
                 f"this fit already used target_accept {used['target_accept']:g} and tune "
@@ -299,11 +373,8 @@ class FitDiagnostics:
                 "cross-domain law's fit "
                 "of SlimPajama 122M that diverged with it converged without it)"
             )
-        elif more_draws and slow_mixing(self.problems):
-            n = retry_draws(int(used.get("draws", 0)), self.problems)
-            tips.append(f"more draws: sampler.draws = {n} in the spec (or --draws {n})")
         funnel = level_funnel_domains(self.problems)
-        if funnel and already_safe and used:
+        if funnel and retried and used:
             # Ye et al.'s 3Mix 70M (3 runs), default spec at the retry's settings (2026-12-04):
             # seeds 0, 2, 3, 4 pass, 1 and 5 fail on Pile-CC's level and tau (r-hat 1.010-1.013,
             # ESS 287-343); seed 1 with 4000 draws r-hat 1.013, with 8 chains 1.018;
@@ -325,7 +396,7 @@ class FitDiagnostics:
                 "converges (the run effects then fold into the noise: forecasts of new mixtures "
                 "lose their run-to-run spread)"
             )
-        elif slow_mixing(self.problems) and already_safe and not more_draws and used:
+        elif slow_mixing(self.problems) and retried and used:
             tips.append(
                 f"this fit already used {used.get('draws', 0):g} draws per chain: the parameter "
                 "named above mixes slowly (on public data, the mixture exponent of a domain "

@@ -71,7 +71,7 @@ from bimix_bayes.bayes.diagnostics import (
     FitDiagnostics,
     cross_coordinates_to_flip,
     diagnose,
-    retry_draws,
+    retry_settings,
 )
 from bimix_bayes.bayes.graph import (
     GRAPH_SAMPLER_KEYS,
@@ -125,8 +125,8 @@ class RetryWarning(UserWarning):
     """A fit failed its diagnostics and is being refitted once with safer sampler settings."""
 
 
-#: What a retry changes: the smaller steps and longer warm-up that cured the failed fits of the
-#: public backtests (reports/validation.md) when more draws alone did not.
+#: The smaller steps and longer warm-up a retry takes at most (the smaller steps only after
+#: divergences: :func:`~bimix_bayes.bayes.diagnostics.retry_settings`).
 SAFER_SAMPLER = {"target_accept": SAFE_TARGET_ACCEPT, "tune": SAFE_TUNE}
 
 
@@ -135,54 +135,44 @@ def safer_sampler(
 ) -> dict[str, Any] | None:
     """The sampler settings a retry changes, or None when there is nothing safer to try.
 
-    Smaller steps and a longer warm-up (:data:`SAFER_SAMPLER`) and at least
-    :data:`~bimix_bayes.bayes.diagnostics.SAFE_DRAWS` draws per chain whatever failed; twice
-    the draws (at least that), or as many as the failed ESS asks for (up to four times,
-    :func:`~bimix_bayes.bayes.diagnostics.retry_draws`) when ``problems`` (the failed fit's)
-    say the chains mixed slowly (r-hat, ESS) rather than only that they diverged; and the other
-    coordinates of the cross effects (``centre_cross`` flipped) when the problems name them or
-    their sd, or say the divergences sit at the end of that sd where the current coordinates
-    have their funnel (:func:`~bimix_bayes.bayes.diagnostics.cross_coordinates_to_flip`).
-    The centred form suits cross effects the runs pin down, the non-centred one effects they
-    leave loose; a failure on ``sd_cross`` says the fit is in the wrong one. loglinear, the
-    embedded study's ``holdout-mixtures:10`` split 2 (10 runs): centred, 9 divergences, 6 of
-    them at small ``sd_cross``; retried centred, 36 divergences and tail ESS 179 on
-    ``sd_cross``; retried non-centred, passes; Ye 5Mix 70M (13 runs, seed 2), centred, 20
-    divergences: retried non-centred, passes. Small studies fail both ways (seeds 0-11, default
-    spec): the embedded study's 4 failures are 1-2 divergences, which the smaller steps cure
-    (4 of 4); 7 of Ye et al.'s 5Mix 70M fits (13-run subsets) fail by the slow mixing of one
-    domain's mixture exponent (tail ESS 76-331), which the smaller steps alone cured in 3 of 7
-    and with twice the draws in 5 of 7 (6 of 7 from new start points;
-    ``benchmarks/retry_cures.py``). Divergences only: the smaller steps make the draws more
-    correlated, so the draws are raised to :data:`~bimix_bayes.bayes.diagnostics.SAFE_DRAWS`
-    too (the embedded study's ``holdout-mixtures:10`` split 0 under loglinear: 1 divergence;
-    retried with 1000 draws, tail ESS 252 on a cross effect; with 2000, passes).
+    A longer warm-up and at least :data:`~bimix_bayes.bayes.diagnostics.SAFE_DRAWS` draws per
+    chain whatever failed; smaller steps (``target_accept`` 0.99) when the chains diverged;
+    when ``problems`` (the failed fit's) say the chains mixed slowly (r-hat, ESS), twice the
+    draws or as many as the failed ESS asks for, up to four times
+    (:func:`~bimix_bayes.bayes.diagnostics.retry_settings`, which has the evidence: where the
+    chains only mixed slowly, smaller steps lowered the ESS per draw 2-3x and the retry failed
+    again); and the other coordinates of the cross effects (``centre_cross`` flipped) when the
+    problems name them or their sd, or say the divergences sit at the end of that sd where the
+    current coordinates have their funnel
+    (:func:`~bimix_bayes.bayes.diagnostics.cross_coordinates_to_flip`). The centred form suits
+    cross effects the runs pin down, the non-centred one effects they leave loose; a failure on
+    ``sd_cross`` says the fit is in the wrong one. loglinear, the embedded study's
+    ``holdout-mixtures:10`` split 2 (10 runs): centred, 9 divergences, 6 of them at small
+    ``sd_cross``; retried centred, 36 divergences and tail ESS 179 on ``sd_cross``; retried
+    non-centred, passes; Ye 5Mix 70M (13 runs, seed 2), centred, 20 divergences: retried
+    non-centred, passes. Divergences only: the smaller steps make the draws more correlated,
+    so the draws are raised to :data:`~bimix_bayes.bayes.diagnostics.SAFE_DRAWS` too (the
+    embedded study's ``holdout-mixtures:10`` split 0 under loglinear: 1 divergence; retried
+    with 1000 draws, tail ESS 252 on a cross effect; with 2000, passes).
 
     Examples
     --------
-    >>> default = {"target_accept": 0.9, "tune": 500, "draws": 1000}
+    >>> default = {"target_accept": 0.9, "tune": 300, "draws": 1000}
     >>> safer_sampler(default, ["2 divergent transitions"])
     {'target_accept': 0.99, 'tune': 1000, 'draws': 2000}
     >>> safer_sampler(default, ["r-hat 1.02 > 1.01 for sigma[web]"])
-    {'target_accept': 0.99, 'tune': 1000, 'draws': 2000}
-    >>> safer_sampler({**default, "draws": 2000}, ["tail ESS 300 < 400"])
-    {'target_accept': 0.99, 'tune': 1000, 'draws': 4000}
+    {'tune': 1000, 'draws': 2000}
     >>> safer_sampler(default, ["tail ESS 157 < 400"])  # 1.5 x 400 / 157 = 3.8 times
+    {'tune': 1000, 'draws': 4000}
+    >>> safer_sampler(default, ["tail ESS 372 < 400", "3 divergent transitions"])
     {'target_accept': 0.99, 'tune': 1000, 'draws': 4000}
     >>> safer_sampler({"target_accept": 0.995, "tune": 2000, "draws": 2000}) is None
     True
     >>> safer_sampler({**default, "centre_cross": True}, ["5 divergent transitions",
     ...                                                   "tail ESS 334 < 400 for sd_cross"])
-    {'target_accept': 0.99, 'tune': 1000, 'draws': 2000, 'centre_cross': False}
+    {'target_accept': 0.99, 'tune': 1000, 'draws': 4000, 'centre_cross': False}
     """
-    out = {}
-    if sampler["target_accept"] < SAFER_SAMPLER["target_accept"]:
-        out["target_accept"] = SAFER_SAMPLER["target_accept"]
-    if sampler["tune"] < SAFER_SAMPLER["tune"]:
-        out["tune"] = SAFER_SAMPLER["tune"]
-    draws = retry_draws(int(sampler["draws"]), problems)
-    if draws > int(sampler["draws"]):
-        out["draws"] = draws
+    out = retry_settings(sampler, problems)
     if "centre_cross" in sampler and cross_coordinates_to_flip(
         problems, bool(sampler["centre_cross"])
     ):
