@@ -72,11 +72,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "reports" / "validation.md"
 SCRATCH = ROOT / "out"
 LAWS = ("bimix", "bimix_cross", "loglinear")
-#: Sampler settings of the holdout-mixtures fits: each spec's default (4 chains x 1000 draws,
-#: 1000 tuning). The reduced 2 x 500 (+500) used before made every split of SlimPajama 122M fail
-#: its diagnostics on ESS < 400 or r-hat 1.012-1.017 out of too few draws (the same splits at
-#: 4 x 1000 passed, 28-33 s each once compiled): those failures said nothing about the model.
-HOLDOUT_SAMPLER = {"chains": 4, "draws": 1000, "tune": 1000}
+#: Sampler settings of the holdout-mixtures fits: 4 chains x 1000 draws after the spec's warm-up
+#: (its default: what `bimix fit` does; 1000 warm-up steps until 2026-12-05). The reduced
+#: 2 x 500 (+500) used before made every split of SlimPajama 122M fail its diagnostics on ESS
+#: < 400 or r-hat 1.012-1.017 out of too few draws (the same splits at 4 x 1000 passed, 28-33 s
+#: each once compiled): those failures said nothing about the model.
+HOLDOUT_SAMPLER = {"chains": 4, "draws": 1000}
+#: The default spec's warm-up steps per chain (what the report says the fits used).
+DEFAULT_TUNE = load_spec()["sampler"]["tune"]
 SMOKE_SAMPLER = {"chains": 2, "draws": 100, "tune": 100}
 PILE_CC = "pile_cc"
 #: Ye et al.'s 1B models hold 805.7M non-embedding parameters: fit the smaller sizes, predict 1B.
@@ -1284,7 +1287,8 @@ def loo_section(results: Sequence[JobResult], loo: Sequence[LooResult]) -> list[
         "## Which law the data prefer",
         "",
         "Each law fitted on all the data with its packaged spec's default sampler (4 chains x "
-        "1000 draws, 1000 tuning unless the spec says otherwise; run effects independent across "
+        f"1000 draws after {DEFAULT_TUNE} warm-up steps unless the spec says otherwise; run "
+        "effects independent across "
         "domains, the default for these training-domain data) and "
         "compared by PSIS-LOO with whole runs left out (`bimix_bayes/bayes/compare.py`, `bimix "
         "compare`): elpd = expected log predictive density of a new run (nats, higher is "
@@ -1345,9 +1349,10 @@ Methods, each its own row:
 - **Bayes LAW**: the hierarchical model under that law, with the packaged spec of the same name
   (`bimix_bayes/bayes/specs/LAW.toml`; run effects independent across domains, correlated
   where the evaluation domains are not training domains: the default `run_correlation =
-  "auto"`): 4 chains x 1000 draws (+1000 tuning) in every fit, as `bimix fit` does by
-  default. Point forecast = predictive median. `bimix` is the paper's law, `bimix_cross` BiMix
-  with cross-domain effects, `loglinear` Ye et al.'s log-linear law with a step law (finite at
+  "auto"`): 4 chains x 1000 draws after the spec's {tune} warm-up steps in every fit, as
+  `bimix fit` does by default. Point forecast = predictive median. `bimix` is the paper's
+  law, `bimix_cross` BiMix with cross-domain effects, `loglinear` Ye et al.'s log-linear law
+  with a step law (finite at
   zero shares: **zero shares kept** on data that have them, so it also forecasts points the
   BiMix laws drop).
 - **LS**: the paper's per-domain least squares (BiMix); intervals = run bootstrap (200 resamples)
@@ -1398,7 +1403,7 @@ def write_report(
         "written atomically. The datasets are read from `../shared/datasets` (see its README "
         "for provenance and licences) and are not part of the project.",
         "",
-        HOW_TO_READ,
+        HOW_TO_READ.replace("{tune}", str(DEFAULT_TUNE)),
     ]
     parts += honesty_targets_section(results, loo, [speed, timing, size_timing])
     parts += targets_section(results, timing, loo)
@@ -1418,7 +1423,7 @@ def write_report(
         first = res.rows[0].result
         extra = [f"{first.settings.get('splits', 1)} split(s)"]
         if job.sampler is not None and not first.settings.get("fixed_budget"):
-            s = job.sampler
+            s = {"tune": DEFAULT_TUNE, **job.sampler}
             extra.append(f"Bayes sampler {s['chains']} chains x {s['draws']} draws (+{s['tune']})")
         extra.append(f"{res.seconds:.0f} s in all")
         parts += [f"{title} ({'; '.join(extra)}). Held-out: {first._held_counts()}.", ""]
