@@ -16,10 +16,10 @@ domains add Ye et al.'s RedPajama 70M (7 training domains, 5 Pile groups), the f
 its steps (as the ``horizon:0.5`` backtest fits).
 
 A fit that fails its diagnostics is refitted once, as ``BiMixModel.fit(retry=True)`` does (same
-seed): smaller steps and a longer warm-up (``target_accept`` 0.99, ``tune`` 1000), plus twice
-the draws when the chains mixed slowly (r-hat, ESS) rather than only diverged
-(:func:`bimix_bayes.bayes.model.safer_sampler`). Each line says what failed and what the retry
-changed; the table counts the seeds that pass.
+seed): a longer warm-up (``tune`` 1000), smaller steps (``target_accept`` 0.99) when the chains
+diverged, and more draws (2-4x, as the failed ESS asks) when they mixed slowly
+(:func:`bimix_bayes.bayes.diagnostics.retry_settings`). Each line says what failed and what the
+retry changed; the table counts the seeds that pass.
 
 Studies: the embedded study (20 runs, 5 domains; every seed fits all runs), and, when the public
 datasets are found (``../shared/datasets`` or ``$BIMIX_SHARED_DATASETS``), Ye et al.'s 5Mix 70M
@@ -129,6 +129,7 @@ def fit_with_retry(
         sampler["tune"] = tune
     model = BiMixModel({**variant, "sampler": sampler, "law": {"name": law}})
     first_draws = model.spec["sampler"]["draws"]
+    first_accept = model.spec["sampler"]["target_accept"]
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
@@ -140,6 +141,7 @@ def fit_with_retry(
         "after retry": model.diagnostics_.passed,
         "retried": retried,
         "more draws": retried and model.spec["sampler"]["draws"] > first_draws,
+        "smaller steps": retried and model.spec["sampler"]["target_accept"] > first_accept,
         "seconds": time.perf_counter() - t0,
         "first problems": _problems(first) if retried else [],
         "problems": model.diagnostics_.problems,
@@ -197,7 +199,10 @@ def main() -> None:
                 if row["first"]:
                     text = "pass"
                 else:
-                    kind = "steps and draws" if row["more draws"] else "steps"
+                    kind = (
+                        ", ".join(k for k in ("smaller steps", "more draws") if row[k])
+                        or "longer warm-up"
+                    )
                     outcome = "pass" if row["after retry"] else f"FAIL ({_short(row['problems'])})"
                     text = f"FAIL ({_short(row['first problems'])}); retry ({kind}): {outcome}"
                 print(f"{name}, {label}, seed {seed}: {text} [{row['seconds']:.0f} s]", flush=True)
