@@ -387,9 +387,10 @@ class FitDiagnostics:
                 "the data cannot tell a small run effect from none, and that end of tau is a "
                 "funnel; more draws or chains do not cure it (Ye et al.'s 3Mix, 3 runs: 4000 "
                 "draws or 8 chains left r-hat at 1.013-1.018, while 4 of 6 seeds passed at "
-                "these settings, with the level sampled freely). Drawing the level and the "
-                'exponent given the rest cured it there (sampler.level = "conditional", '
-                'sampler.exponent = "laplace", the defaults since 2026-12-05: 6 of 6 seeds '
+                "target_accept 0.99 and tune 1000, with the level sampled freely). Drawing the "
+                "level and the exponent given the rest cured it there "
+                '(sampler.level = "conditional", sampler.exponent = "laplace", the defaults '
+                "since 2026-12-05: 6 of 6 seeds "
                 'passed): if your spec sets either to "free", drop that. Otherwise read the '
                 "level's and tau's intervals as approximate, refit with another --seed to check "
                 "the forecasts you use do not move, or add runs; likelihood.run_offset = false "
