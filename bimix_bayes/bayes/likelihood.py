@@ -88,6 +88,7 @@ __all__ = [
 
 
 _CHUNK_VALUES = 4_000_000  # array elements handled at once when looping over posterior draws
+_MAX_THREADS = 4  # chunks in flight at once (memory: a few arrays of _CHUNK_VALUES each)
 
 
 def _gammaln(math: ModuleType) -> Any:
@@ -773,8 +774,8 @@ def curve_residual_sums(
     """Per draw and curve: ``S1``, ``S2`` of the residuals, and ``sigma``, ``tau`` of its domain.
 
     Arrays are shaped (chain, draw, curve). Draws are processed in chunks so that memory stays
-    bounded however long the loss logs are, one thread per core (the results do not depend on
-    the number of threads). With ``with_slope=True`` the sums also hold
+    bounded however long the loss logs are, one thread per core up to four (the results do not
+    depend on the number of threads). With ``with_slope=True`` the sums also hold
     ``Sxe = sum(x e)`` and ``kappa`` of the curve's domain (the random-slope option; zero when
     the posterior has no ``kappa``). With ``cell_means`` (default: with model sizes) the
     residual and noise weight of every cell, averaged over the draws, come along
@@ -842,9 +843,11 @@ def curve_residual_sums(
         return totals
 
     # chunks write disjoint slices; numpy releases the GIL in their array arithmetic, so a
-    # thread per core shares the work; the cell totals are added in chunk order (reproducible)
+    # thread per core shares the work (at most _MAX_THREADS: each holds a chunk's temporaries);
+    # the cell totals are added in chunk order (reproducible)
     chunks = [(c, slice(a, a + step)) for c in range(shape[0]) for a in range(0, shape[1], step)]
-    with ThreadPoolExecutor(max_workers=min(len(chunks), os.cpu_count() or 1)) as pool:
+    threads = min(len(chunks), os.cpu_count() or 1, _MAX_THREADS)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
         for res, weight in pool.map(one_chunk, chunks):
             mean_residual += res
             mean_weight += weight
