@@ -1108,9 +1108,38 @@ def honesty_targets_section(
     return [*lines, ""]
 
 
+#: Fresh processes the ``speed`` stage times (its figures are their medians: single runs of the
+#: same code on an idle machine varied 18.8-20.5 s cold, 4.8-5.1 s warm, 2026-12-05).
+SPEED_RUNS = range(3)
+
+
+def median_speed(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The ``speed`` stage's record from several :func:`fit_time` runs (``mode="default"``):
+    the run with the median cold time, its cold and warm times replaced by the medians of all
+    runs (``runs``: each run's cold and warm seconds); the first failure when a run failed.
+
+    Examples
+    --------
+    >>> runs = [{"fit_s": f, "warm_s": w} for f, w in [(20.5, 5.1), (18.8, 4.8), (19.3, 4.9)]]
+    >>> out = median_speed(runs)
+    >>> out["fit_s"], out["warm_s"], out["runs"]
+    (19.3, 4.9, [(20.5, 5.1), (18.8, 4.8), (19.3, 4.9)])
+    """
+    failed = [r for r in runs if "error" in r or "warm_s" not in r]
+    if failed:
+        return failed[0]
+    ordered = sorted(runs, key=lambda r: r["fit_s"])
+    out = dict(ordered[len(ordered) // 2])
+    out["fit_s"] = float(np.median([r["fit_s"] for r in runs]))
+    out["warm_s"] = float(np.median([r["warm_s"] for r in runs]))
+    out["runs"] = [(r["fit_s"], r["warm_s"]) for r in runs]
+    return out
+
+
 def _speed_row(speed: dict[str, Any] | None) -> str:
-    """Issue 13's speed target from the ``speed`` stage (:func:`fit_time`, ``mode="default"``):
-    the default spec's fit of SlimPajama 122M in a fresh process, then again in it."""
+    """Issue 13's speed target from the ``speed`` stage (:func:`fit_time`, ``mode="default"``,
+    :func:`median_speed` of :data:`SPEED_RUNS`): the default spec's fit of SlimPajama 122M in a
+    fresh process, then again in it."""
     target = (
         "speed: converged SlimPajama 122M fit (default spec, 4 chains x 1000) <= 20 s cold, "
         "<= 5 s warm"
@@ -1122,8 +1151,11 @@ def _speed_row(speed: dict[str, Any] | None) -> str:
     if "warm_s" not in speed:
         return _not_run(target + ": no second fit recorded")
     ok = speed["fit_s"] <= 20 and speed["warm_s"] <= 5 and speed["passed"] and speed["warm_passed"]
+    runs = speed.get("runs", [])
+    each = ", ".join(f"{c:.1f} / {w:.1f} s" for c, w in runs)
+    medians = f"medians of {len(runs)} fresh processes ({each}): " if len(runs) > 1 else ""
     return (
-        f"| {target} | cold {speed['fit_s']:.1f} s (compile {speed['compile_s']:.1f} s, "
+        f"| {target} | {medians}cold {speed['fit_s']:.1f} s (compile {speed['compile_s']:.1f} s, "
         f"sampling {speed['sample_s']:.1f} s; plus {speed['import_s']:.1f} s of imports in the "
         f"fresh process), warm {speed['warm_s']:.1f} s (sampling {speed['warm_sample_s']:.1f} "
         f"s); r-hat {speed['max_rhat']:.3f}, min ESS bulk {speed['min_ess_bulk']:.0f} / tail "
@@ -1542,7 +1574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for i, name in enumerate(plan, 1):
         log(f"stage {i}/{len(plan)}: {name}")
         if name == "speed":
-            speed = fit_time(args.seed, log, mode="default")
+            speed = median_speed([fit_time(args.seed, log, mode="default") for _ in SPEED_RUNS])
         elif name == "fit-time":
             timing = fit_time(args.seed, log)
         elif name == "size-fit-time":
