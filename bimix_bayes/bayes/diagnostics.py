@@ -60,7 +60,7 @@ DERIVED_VARS = frozenset(
 #: The problem of a fit with one chain (r-hat compares chains).
 _ONE_CHAIN = "r-hat needs at least 2 chains"
 #: The sampler settings that cured the failed fits of the public backtests (smaller steps, a
-#: longer warm-up); :data:`bimix_bayes.bayes.model.SAFER_SAMPLER` retries with them.
+#: longer warm-up); a retry takes them as :func:`retry_settings` says.
 SAFE_TARGET_ACCEPT = 0.99
 SAFE_TUNE = 1000
 #: The draws per chain a retry uses at least: twice the default, what cured Ye et al.'s 5Mix
@@ -157,8 +157,9 @@ def retry_settings(sampler: Mapping[str, Any], problems: Sequence[str]) -> dict[
     if sampler.get("tune", 0) < SAFE_TUNE:
         out["tune"] = SAFE_TUNE
     draws = int(sampler.get("draws", 0))
-    if retry_draws(draws, problems, smaller_steps=smaller_steps) > draws:
-        out["draws"] = retry_draws(draws, problems, smaller_steps=smaller_steps)
+    wanted = retry_draws(draws, problems, smaller_steps=smaller_steps)
+    if wanted > draws:
+        out["draws"] = wanted
     return out
 
 

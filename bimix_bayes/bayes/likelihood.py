@@ -751,7 +751,7 @@ def _mean_on_grid(
     mixture = law.mixture_term(
         layout.curve_shares,
         layout.curve_own_share,
-        {k: v[sl] for k, v in by_curve.items() if k not in STEP_PARAMS},
+        {k: v[sl] for k, v in by_curve.items()},  # the mixture's (and drift's) parameters
     )
     grid = {k: by_domain[k][sl][..., None] for k in STEP_PARAMS if k in by_domain}
     u = layout.grid_u[None, None, :] if layout.has_schedule else None

@@ -66,8 +66,6 @@ from bimix_bayes.bayes.correlated_posterior import (
     run_log_likelihoods,
 )
 from bimix_bayes.bayes.diagnostics import (
-    SAFE_TARGET_ACCEPT,
-    SAFE_TUNE,
     FitDiagnostics,
     cross_coordinates_to_flip,
     diagnose,
@@ -114,7 +112,7 @@ from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.laws.bimix import IdentifiableParams
 from bimix_bayes.laws.registry import Law
 
-__all__ = ["SAFER_SAMPLER", "BiMixModel", "RetryWarning", "SamplerFallbackWarning", "safer_sampler"]
+__all__ = ["BiMixModel", "RetryWarning", "SamplerFallbackWarning", "safer_sampler"]
 
 
 class SamplerFallbackWarning(UserWarning):
@@ -123,11 +121,6 @@ class SamplerFallbackWarning(UserWarning):
 
 class RetryWarning(UserWarning):
     """A fit failed its diagnostics and is being refitted once with safer sampler settings."""
-
-
-#: The smaller steps and longer warm-up a retry takes at most (the smaller steps only after
-#: divergences: :func:`~bimix_bayes.bayes.diagnostics.retry_settings`).
-SAFER_SAMPLER = {"target_accept": SAFE_TARGET_ACCEPT, "tune": SAFE_TUNE}
 
 
 def safer_sampler(
