@@ -54,7 +54,7 @@ def test_help_documents_the_exit_codes():
     """`bimix --help` ends with the exit-code table, the internal-error code included."""
     res = run("--help")
     text = " ".join(res.stdout.split())
-    for code in ("0 success", "1 bad input", "2 bad usage", "3 internal error"):
+    for code in ("0 success", "1 bad input", "2 bad usage", "3 internal error", "130 interrupted"):
         assert code in text, code
 
 

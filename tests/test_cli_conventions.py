@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from bimix_bayes.cli import app, data_tools, proxy
-from bimix_bayes.cli.errors import EXIT_BUG, EXIT_ERROR, EXIT_USAGE, UsageError
+from bimix_bayes.cli.errors import (
+    EXIT_BUG,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    UsageError,
+)
 from bimix_bayes.cli.options import DataOptions
 from bimix_bayes.data.loaders import load_data
 from bimix_bayes.data.table import MixtureData
@@ -70,6 +76,19 @@ def test_internal_error_exits_3_with_a_bug_hint(monkeypatch, capsys, tmp_path):
     assert "Traceback" not in err
     assert app.main(["--debug", "simulate", "--out", str(tmp_path / "s.csv")]) == EXIT_BUG
     assert "Traceback" in capsys.readouterr().err
+
+
+def _interrupted(args: argparse.Namespace) -> int:
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys, tmp_path):
+    """Ctrl-C: exit 130 (128 + SIGINT, what shells report), one line, no traceback."""
+    monkeypatch.setattr(data_tools, "cmd_simulate", _interrupted)
+    assert app.main(["simulate", "--out", str(tmp_path / "s.csv")]) == EXIT_INTERRUPTED == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "bimix: interrupted; no output file is left half-written"
+    assert not (tmp_path / "s.csv").exists()
 
 
 @pytest.mark.parametrize(

@@ -397,6 +397,31 @@ def test_pymc_fallback_backend_is_available():
     assert BiMixModel({"sampler": {"backend": "pymc"}}).spec["sampler"]["backend"] == "pymc"
 
 
+def test_ctrl_c_while_sampling_stops_the_fit_instead_of_keeping_the_draws_so_far(monkeypatch):
+    """nutpie's blocking call turns Ctrl-C into a NaN-padded trace that would be checked,
+    retried and saved as a fit; the model cancels the sampler and lets the interrupt through."""
+    import nutpie
+
+    events = []
+
+    class Sampler:
+        def wait(self):
+            events.append("wait")
+            raise KeyboardInterrupt
+
+        def cancel(self):
+            events.append("cancel")
+
+    def sample(compiled, **kwargs):
+        assert kwargs["blocking"] is False
+        return Sampler()
+
+    monkeypatch.setattr(nutpie, "sample", sample)
+    with pytest.raises(KeyboardInterrupt):
+        BiMixModel()._sample_nutpie(object(), seed=0, progress_bar=False)
+    assert events == ["wait", "cancel"]
+
+
 def test_a_failed_fit_is_retried_once_with_safer_settings(monkeypatch):
     """retry=True refits a failed fit once with target_accept 0.99 and tune 1000, says so and
     keeps the first attempt's diagnostics; a fit that passes is not refitted."""

@@ -523,14 +523,22 @@ class BiMixModel:
     def _sample_nutpie(self, compiled: Any, seed: int, progress_bar: bool) -> az.InferenceData:
         import nutpie
 
-        return nutpie.sample(
+        sampler = nutpie.sample(
             compiled,
             **self._sampler_settings(),
             seed=seed,
             progress_bar=progress_bar,
             low_rank_modified_mass_matrix=self.spec["sampler"]["low_rank_mass_matrix"],
             save_warmup=False,
+            blocking=False,
         )
+        try:
+            return sampler.wait()
+        except KeyboardInterrupt:
+            # nutpie's blocking call would return the draws made so far (NaN-padded) as if the
+            # run had finished, and the fit would be checked, retried and saved; stop instead
+            sampler.cancel()
+            raise
 
     def _sample_pymc(self, layout: CurveLayout, seed: int, progress_bar: bool) -> az.InferenceData:
         with build_pymc_model(layout, self.spec):

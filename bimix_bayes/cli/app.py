@@ -36,6 +36,7 @@ from bimix_bayes.cli import (
 from bimix_bayes.cli.errors import (
     EXIT_BUG,
     EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
     EXIT_USAGE,
     PROG,
     USER_ERRORS,
@@ -175,6 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(args))
         except BrokenPipeError:
             return _reader_went_away()
+        except KeyboardInterrupt:
+            if args.debug:
+                traceback.print_exc()
+            print(f"\n{PROG}: interrupted; no output file is left half-written", file=sys.stderr)
+            return EXIT_INTERRUPTED
         except UsageError as exc:
             if args.debug:
                 traceback.print_exc()

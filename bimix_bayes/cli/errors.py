@@ -9,6 +9,7 @@ code   meaning
 2      bad usage, found from the command line alone: argparse errors and contradictory
        options (nothing was read or written)
 3      an internal error: a bug in bimix (the message asks for a report with ``--debug``)
+130    interrupted (Ctrl-C): the work stopped; no output file is left half-written
 =====  =====================================================================================
 
 Commands either return the code or raise one of :data:`USER_ERRORS` (exit code 1) or
@@ -35,6 +36,7 @@ __all__ = [
     "EXIT_BUG",
     "EXIT_CODES_HELP",
     "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
     "PROG",
@@ -50,12 +52,14 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_BUG = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 
 #: The table of exit codes, as ``bimix --help`` shows it.
 EXIT_CODES_HELP = (
     "exit codes: 0 success; 1 bad input data or files, or the work failed (e.g. a failed fit "
     "with --strict); 2 bad usage (wrong or contradictory options); 3 internal error (a bug: "
-    "please report it with the command and its --debug output)"
+    "please report it with the command and its --debug output); 130 interrupted (Ctrl-C; no "
+    "output file is left half-written)"
 )
 
 
