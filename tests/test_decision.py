@@ -157,6 +157,22 @@ def test_rank_orders_candidates_with_probabilities(idata, truth):
         rank(idata, candidates.drop(columns="math"), TARGET)
 
 
+def test_seeds_of_one_mixture_are_ranked_as_one_candidate(idata, truth):
+    """Replicates (same shares, other names) are one row: apart they tied, with P(beats the
+    next) 0 between equals and P(best) all on the first name."""
+    names = list(truth.index)
+    candidates = pd.DataFrame(
+        [np.full(5, 0.2), [0.6, 0.1, 0.1, 0.1, 0.1], np.full(5, 0.2), np.full(5, 0.2)],
+        index=["uniform", "web-heavy", "uniform_s1", "uniform_s2"],
+        columns=names,
+    )
+    table = rank(idata, candidates, TARGET)
+    assert sorted(table["mixture"]) == ["uniform (= uniform_s1, uniform_s2)", "web-heavy"]
+    assert table["p_best"].sum() == pytest.approx(1.0)
+    assert table["p_beats_next"].iloc[:-1].between(0, 1).all()
+    assert np.isnan(table["p_beats_next"].iloc[-1])
+
+
 def test_optimize_and_rank_commands(fit_file, tmp_path):
     """`bimix optimize` prints a readable table and writes JSON/CSV; `bimix rank` ranks a file;
     infeasible constraints exit 1 naming them; a bad objective exits 2."""

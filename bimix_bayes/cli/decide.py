@@ -125,7 +125,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         f"{args.step:.6g} {idata.attrs.get('data_volume', 'steps')}; p_best: posterior "
         "probability of being the best candidate; p_beats_next: of beating the next one down"
     )
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.5f}"))
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.5f}", na_rep="-"))
     opt.write_table(args.out, table, index=False)
     return 0
 

@@ -182,7 +182,7 @@ def run_demo(
         candidates = pd.concat([data.mixtures, rec.mixture.to_frame().T])
         ranking = rank(idata, candidates, target)
         print("   every design mixture and the recommendation, ranked at the target:")
-        print(ranking.round(4).to_string(index=False) + "\n")
+        print(ranking.round(4).to_string(index=False, na_rep="-") + "\n")
 
         # 6. files and the report
         report = write_report(

@@ -54,7 +54,10 @@ def rank(
     pandas.DataFrame
         Sorted best first: ``rank, mixture, objective, mean, median, lower_XX, upper_XX,
         p_best`` (the posterior probability that the candidate has the lowest weighted loss of
-        all candidates) and ``p_beats_next`` (that it beats the next one down).
+        all candidates) and ``p_beats_next`` (that it beats the next one down; empty for the
+        last). Candidates with the same shares (seeds of one mixture) are one row, named
+        ``"first (= second, third)"``: the law forecasts them alike, and apart they would tie
+        (``p_beats_next`` 0 between equals, ``p_best`` all on the first).
 
     Examples
     --------
@@ -78,6 +81,7 @@ def rank(
         raise DataError(
             f"candidate names repeat: {sorted(set(shares.index[shares.index.duplicated()]))}"
         )
+    shares = _merge_identical(shares)
     values = weighted_loss(surface, w, shares.to_numpy())  # (draws, candidates)
     best = np.argmin(values, axis=1)
     lo_name, hi_name = f"lower_{100 * prob:g}", f"upper_{100 * prob:g}"
@@ -106,3 +110,27 @@ def rank(
         fit_passed=diag.passed,
     )
     return table
+
+
+def _merge_identical(shares: pd.DataFrame) -> pd.DataFrame:
+    """One row per distinct mixture (shares equal to 12 decimals), in order of first
+    appearance, named ``"first (= others)"``.
+
+    Examples
+    --------
+    >>> shares = pd.DataFrame({"a": [0.5, 0.2, 0.5], "b": [0.5, 0.8, 0.5]})
+    >>> shares.index = ["u", "v", "u_s1"]
+    >>> _merge_identical(shares).index.tolist()
+    ['u (= u_s1)', 'v']
+    """
+    key = pd.Series([tuple(row) for row in shares.to_numpy().round(12)], index=shares.index)
+    if not key.duplicated().any():
+        return shares
+    first = ~key.duplicated()
+    names = {k: [str(n) for n in group.index] for k, group in key.groupby(key, sort=False)}
+    out = shares[first.to_numpy()].copy()
+    out.index = [
+        names[k][0] + (f" (= {', '.join(names[k][1:])})" if len(names[k]) > 1 else "")
+        for k in key[first]
+    ]
+    return out
