@@ -362,6 +362,35 @@ def test_one_chain_diagnostics_say_rhat_is_not_computable():
     assert "run at least 2 chains" in report
 
 
+def test_diagnostics_skip_entries_fixed_by_the_parametrisation():
+    """A cross effect's own-domain zero is constant over the draws: arviz gives it the number
+    of draws as ESS, which named it the worst-mixing parameter; the real worst is named."""
+    import arviz as az
+
+    from bimix_bayes.bayes.diagnostics import diagnose
+
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(4, 500, 2, 2))
+    cross = noise.copy()  # antithetic chains (AR(1), phi -0.5): ESS above the draws' count
+    for t in range(1, 500):
+        cross[:, t] = -0.5 * cross[:, t - 1] + noise[:, t]
+    cross[..., 0, 0] = cross[..., 1, 1] = 0.0  # the diagonal, zero by construction
+    slow = np.cumsum(rng.normal(size=(4, 500)), axis=1)  # a random walk: low ESS
+    idata = az.from_dict(
+        posterior={"cross": cross, "slow": slow},
+        sample_stats={"diverging": np.zeros((4, 500), bool)},
+    )
+    thresholds = {"max_rhat": 1.01, "min_ess_bulk": 100, "min_ess_tail": 100,
+                  "max_divergences": 0, "min_bfmi": 0.3}  # fmt: skip
+    diag = diagnose(idata, thresholds)
+    assert diag.worst_ess_var == "slow" and diag.min_ess_bulk < 100
+    stats = {"diverging": np.zeros((4, 500), bool)}
+    only_cross = diagnose(az.from_dict(posterior={"cross": cross}, sample_stats=stats), thresholds)
+    assert only_cross.worst_ess_var.startswith("cross[")
+    assert only_cross.worst_ess_var not in ("cross[0, 0]", "cross[1, 1]")
+    assert only_cross.min_ess_bulk > 2000  # a varying entry's ESS, not the draws' count
+
+
 # ------------------------------------------------------------------------------ other files
 def test_a_binary_spec_file_is_named(tmp_path):
     from bimix_bayes.bayes.spec import SpecError, load_spec

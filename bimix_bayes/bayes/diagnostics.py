@@ -511,11 +511,14 @@ class FitDiagnostics:
         return cls(**json.loads(text))
 
 
-def _worst(ds: Any, pick: str) -> tuple[float, str]:
-    """Worst value over all variables and their elements, with a readable location."""
+def _worst(ds: Any, pick: str, varies: Mapping[str, np.ndarray]) -> tuple[float, str]:
+    """Worst value over all variables and their elements, with a readable location; elements
+    that do not vary over the draws (``varies`` False: an entry fixed by the parametrisation,
+    such as a cross effect's own-domain zero) are not diagnosed (arviz gives them the number of
+    draws as ESS, which then named a constant as the worst-mixing parameter)."""
     best_val, best_name = (np.inf if pick == "min" else -np.inf), ""
     for name, da in ds.data_vars.items():
-        values = np.asarray(da)
+        values = np.where(varies[name], np.asarray(da, dtype=float), np.nan)
         if values.size == 0 or np.all(np.isnan(values)):
             continue
         idx = np.nanargmin(values) if pick == "min" else np.nanargmax(values)
@@ -541,6 +544,7 @@ def diagnose(
     import arviz as az  # here, so that importing this module (for FitWarning) stays light
 
     names = [v for v in idata.posterior.data_vars if v not in DERIVED_VARS]
+    varies = {v: np.asarray(idata.posterior[v].std(("chain", "draw")) > 0) for v in names}
     # arviz 0.23 logs through its own Logger instance (not logging.getLogger("arviz"))
     arviz_log = getattr(az, "_log", None) or logging.getLogger("arviz")
     level = arviz_log.level
@@ -548,12 +552,12 @@ def diagnose(
         arviz_log.setLevel(logging.ERROR)
     try:
         with np.errstate(invalid="ignore", divide="ignore"):  # constant entries: NaN, skipped
-            rhat, rhat_var = _worst(az.rhat(idata, var_names=names), "max")
+            rhat, rhat_var = _worst(az.rhat(idata, var_names=names), "max", varies)
     finally:
         arviz_log.setLevel(level)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ess_bulk, ess_var = _worst(az.ess(idata, var_names=names, method="bulk"), "min")
-        ess_tail, tail_var = _worst(az.ess(idata, var_names=names, method="tail"), "min")
+        ess_bulk, ess_var = _worst(az.ess(idata, var_names=names, method="bulk"), "min", varies)
+        ess_tail, tail_var = _worst(az.ess(idata, var_names=names, method="tail"), "min", varies)
     stats = idata.sample_stats
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     draws = int(idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"])
