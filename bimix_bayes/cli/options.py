@@ -479,7 +479,8 @@ class DataOptions:
             g,
             ("--zero-policy", ["refuse", "drop", "epsilon", "keep"], "refuse", "observations of "
              "a domain with a zero share: refuse (default), drop them, set zero shares to "
-             "--epsilon and renormalise, or keep them (for --law loglinear)"),
+             "--epsilon and renormalise, or keep them (for the laws finite at zero, e.g. bimix fit "
+             "--law loglinear)"),
             ("--epsilon", float, 1e-4, "share used by --zero-policy epsilon (default 1e-4)"),
             ("--sum-tol", float, 1e-3, "accepted |sum of proportions - 1| (default 1e-3)"),
             ("--missing", ["refuse", "drop"], "refuse", "observations with a missing loss: refuse "

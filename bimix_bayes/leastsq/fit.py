@@ -108,7 +108,8 @@ def check_least_squares_data(data: MixtureData) -> None:
         raise DataError(
             f"evaluation domain(s) {list(data.evaluation_only)} are not training domains; "
             "BiMix's least squares needs each evaluation domain's own share. Use the "
-            "Bayesian log-linear law alone (--law loglinear, --method bayes), or leave them "
+            "Bayesian log-linear law instead (bimix fit ... --law loglinear; in bimix backtest, "
+            "--law loglinear --method bayes), or leave them "
             "out (--exclude-domain)"
         )
     zero = data.shares() <= 0
@@ -116,7 +117,8 @@ def check_least_squares_data(data: MixtureData) -> None:
         raise DataError(
             f"{int(zero.sum())} observation(s) have a zero share of their own domain (kept "
             "with --zero-policy keep); BiMix's least squares is infinite there. Use the "
-            "Bayesian log-linear law alone (--law loglinear, --method bayes), or load the "
+            "Bayesian log-linear law instead (bimix fit ... --law loglinear; in bimix backtest, "
+            "--law loglinear --method bayes), or load the "
             "data with --zero-policy drop for least squares"
         )
 
