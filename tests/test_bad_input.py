@@ -170,6 +170,22 @@ def test_a_mixture_column_the_fit_does_not_know_is_refused(extra_column_candidat
         candidate_shares(table, domains, np.ones(5), "the candidate mixtures")
 
 
+def test_a_mixture_file_without_a_training_domain_names_it_not_the_sum(tmp_path):
+    """Given the fit's training domains, a row that sums to 0.7 because github has no column
+    is refused for the column (it said only "do not sum to 1")."""
+    from bimix_bayes.data.loaders import read_mixtures
+
+    path = tmp_path / "cands.csv"
+    path.write_text("mixture,web,code\nx,0.4,0.3\n")
+    message = r"cands\.csv: no column for the training domain\(s\) \['github'\].* sums to 0\.7"
+    with pytest.raises(DataError, match=message):
+        read_mixtures(path, domains=["web", "code", "github"])
+    with pytest.raises(DataError, match="do not sum to 1"):  # without them: the sum
+        read_mixtures(path)
+    path.write_text("mixture,web,code\nx,0.6,0.4\n")  # sums to 1: the fit's checks decide
+    assert read_mixtures(path, domains=["web", "code", "github"]).shape == (1, 2)
+
+
 def test_a_zero_column_the_fit_does_not_know_is_harmless(tmp_path):
     """A candidate file with a column of zeros for a domain the fit does not know loses
     nothing when that column is left out: accepted, the fit's shares as given."""

@@ -82,11 +82,13 @@ _MODEL_BEFORE_0_3 = {
     "law": {"name": "bimix", "alpha_drift": False},
     # the noise was constant before likelihood.early_noise_scale
     # and a new run's offsets were independent across domains before new_run_correlation,
-    # a forecast's checkpoint noise before noise_correlation
+    # a forecast's checkpoint noise before noise_correlation; eta and tau had HalfNormal priors
+    # before likelihood.early_noise_prior and likelihood.tau_prior
     "likelihood": {
         "run_correlation": False,
         "early_noise_scale": 0.0,
         "early_noise_prior": "half_normal",
+        "tau_prior": "half_normal",
         "new_run_correlation": "none",
         "noise_correlation": "none",
     },
@@ -111,6 +113,11 @@ _MODEL_BEFORE_0_3 = {
 
 class FitFileError(DataError):
     """A saved fit that cannot be used by this version of the package."""
+
+
+def training_domains_of(idata: az.InferenceData) -> list[str]:
+    """The training domains (mixture columns) of the data a fit was made from."""
+    return [str(d) for d in idata.constant_data["training_domain"].to_numpy()]
 
 
 def data_from_idata(idata: az.InferenceData) -> MixtureData:

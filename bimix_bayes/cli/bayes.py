@@ -390,12 +390,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         0, after printing the forecast (written with ``--out``).
     """
     from bimix_bayes.bayes.forecast import interval_columns, predict
-    from bimix_bayes.bayes.persistence import diagnostics_from_idata, load_fit
+    from bimix_bayes.bayes.persistence import diagnostics_from_idata, load_fit, training_domains_of
     from bimix_bayes.bayes.sizes import size_label
     from bimix_bayes.data.loaders import read_mixtures
 
     idata = load_fit(args.fit)
-    mixtures = read_mixtures(args.mixture) if args.mixture is not None else None
+    mixtures = (
+        read_mixtures(args.mixture, domains=training_domains_of(idata))
+        if args.mixture is not None
+        else None
+    )
     df = predict(
         idata,
         steps=args.steps,

@@ -103,14 +103,14 @@ def cmd_rank(args: argparse.Namespace) -> int:
     int
         0, after printing the ranking (written with ``--out``).
     """
-    from bimix_bayes.bayes.persistence import diagnostics_from_idata, load_fit
+    from bimix_bayes.bayes.persistence import diagnostics_from_idata, load_fit, training_domains_of
     from bimix_bayes.data.loaders import read_mixtures
     from bimix_bayes.decision.recommend import rank
 
     idata = load_fit(args.fit)
     table = rank(
         idata,
-        read_mixtures(args.candidates),
+        read_mixtures(args.candidates, domains=training_domains_of(idata)),
         args.step,
         objective=args.objective,
         weights=args.weights,

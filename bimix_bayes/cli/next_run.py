@@ -36,7 +36,7 @@ def cmd_next(args: argparse.Namespace) -> int:
     int
         0, after printing the proposals (written with ``--out``: .json all, .csv the table).
     """
-    from bimix_bayes.bayes.persistence import load_fit
+    from bimix_bayes.bayes.persistence import load_fit, training_domains_of
     from bimix_bayes.data.loaders import read_mixtures
     from bimix_bayes.decision.constraints import load_constraints
     from bimix_bayes.decision.next_run import propose_next_runs
@@ -49,7 +49,11 @@ def cmd_next(args: argparse.Namespace) -> int:
         args.step,
         batch=args.batch,
         proxy_step=args.proxy_step,
-        candidates=read_mixtures(args.candidates) if args.candidates else None,
+        candidates=(
+            read_mixtures(args.candidates, domains=training_domains_of(idata))
+            if args.candidates
+            else None
+        ),
         constraints=load_constraints(args.constraints) if args.constraints else None,
         weights=args.weights,
         domains=args.domains,

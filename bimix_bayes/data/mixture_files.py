@@ -16,6 +16,7 @@ Examples
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -93,13 +94,19 @@ def mixtures_from_rows(
     return mixtures, {runs[i]: str(locations[i]) for i in keep}
 
 
-def read_mixtures(path: str | os.PathLike[str], *, sum_tol: float = 1e-3) -> pd.DataFrame:
+def read_mixtures(
+    path: str | os.PathLike[str],
+    *,
+    sum_tol: float = 1e-3,
+    domains: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """Read candidate mixtures: one row per mixture, one proportion column per domain.
 
     The name column is ``mixture``/``name``/``run``/``id`` (or the first column if it is not
     numeric; otherwise rows are named ``mix1, mix2, ...``). Proportion columns are the domain
     names, optionally with a proportion prefix (``p_web`` or ``weight_web``). Each row must hold
-    numbers in [0, 1] summing to 1 within ``sum_tol``.
+    numbers in [0, 1] summing to 1 within ``sum_tol``. ``domains`` (a fit's training domains):
+    a row that does not sum to 1 because one of them has no column is refused for that column.
 
     Raises
     ------
@@ -145,6 +152,13 @@ def read_mixtures(path: str | os.PathLike[str], *, sum_tol: float = 1e-3) -> pd.
     off = np.flatnonzero(np.abs(sums - 1) > sum_tol)
     if off.size:
         ex = [f"{locations[i]} ({names.iloc[i]}) sums to {sums[i]:.6g}" for i in off]
+        missing = [d for d in domains or () if d not in props.columns]
+        if missing:
+            raise DataError(
+                f"{source}: no column for the training domain(s) {missing} (columns: "
+                f"{list(props.columns)}), so {off.size} mixture(s) do not sum to 1 "
+                f"({describe_locations(ex)}); add a column per training domain (0 where unused)"
+            )
         raise DataError(
             f"{source}: {off.size} mixture(s) do not sum to 1 within {sum_tol:g} "
             f"({describe_locations(ex)}); list every training domain's share"
