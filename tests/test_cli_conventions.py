@@ -78,6 +78,18 @@ def test_internal_error_exits_3_with_a_bug_hint(monkeypatch, capsys, tmp_path):
     assert "Traceback" in capsys.readouterr().err
 
 
+def test_an_unwritable_out_file_is_refused_before_the_command_runs(monkeypatch, capsys, tmp_path):
+    """Every --out file is checked first (predict printed its whole table, then failed)."""
+    ran = []
+    monkeypatch.setattr(data_tools, "cmd_simulate", lambda args: ran.append(args) or 0)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert app.main(["simulate", "--out", str(blocker / "s.csv")]) == EXIT_ERROR
+    assert not ran
+    assert "checked before any work was done" in capsys.readouterr().err
+    assert app.main(["simulate", "--out", str(tmp_path / "s.csv")]) == 0 and ran
+
+
 def _interrupted(args: argparse.Namespace) -> int:
     raise KeyboardInterrupt
 

@@ -45,6 +45,7 @@ from bimix_bayes.cli.errors import (
 )
 from bimix_bayes.cli.options import DataOptions
 from bimix_bayes.cli.progress import add_quiet
+from bimix_bayes.data.files import check_writable
 from bimix_bayes.data.table import DataWarning
 
 __all__ = ["build_parser", "fast_compile_settings", "main", "quiet_library_warnings"]
@@ -173,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = _show_warning
         warnings.simplefilter("default", DataWarning)
         try:
+            if getattr(args, "out_is_file", False) and args.out is not None:
+                check_writable(args.out)  # not after the work, as a table is printed
             return int(args.func(args))
         except BrokenPipeError:
             return _reader_went_away()

@@ -582,6 +582,8 @@ def add_out(parser: Parser, *suffixes: str, help: str, required: bool = False) -
     """
     kind = suffix(*suffixes) if suffixes else Path
     parser.add_argument("--out", type=kind, required=required, help=help)
+    if suffixes:  # a file: main checks it can be written before the work starts
+        parser.set_defaults(out_is_file=True)
 
 
 def add_size(parser: Parser) -> None:
