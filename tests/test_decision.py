@@ -253,6 +253,16 @@ def test_verdict_says_when_the_gain_is_within_run_noise(idata):
     assert "baseline is expected to do better" in worse.verdict
 
 
+def test_a_risk_objective_s_gain_is_named_apart_from_the_loss_improvement(idata):
+    """Under cvar:0.9 the verdict's gain is the objective's, not the mean loss improvement
+    printed above it (a user read two different 'improvements')."""
+    rec = optimize(idata, TARGET, objective="cvar:0.9", forecast=False)
+    text = rec.format()
+    assert "loss improvement " in text
+    assert "in the cvar:0.9 objective" in rec.verdict
+    assert "objective" not in optimize(idata, TARGET, forecast=False).verdict
+
+
 def test_a_baseline_equal_to_the_recommendation_is_a_tie(idata):
     """Comparing a mixture with itself gives P(beats) = 0.5 and says so, not 'baseline better'."""
     rec = optimize(idata, TARGET, forecast=False)

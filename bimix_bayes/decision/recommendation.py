@@ -123,17 +123,21 @@ class Recommendation:
             return "the recommendation is the baseline mixture"
         obj = self.objective_table()["objective"]
         gain = float(obj["baseline"] - obj["recommended"])  # in the objective's own terms
+        if self.objective.kind != "mean":  # the improvement line above is the expected loss's
+            gain_text = f"{gain:.4g} in the {self.objective.name} objective"
+        else:
+            gain_text = f"{gain:.4g}"
         if self.p_beats_baseline < 0.5:
             return "the baseline is expected to do better than the recommendation (constraints?)"
         if self.p_run_beats_baseline is not None and self.p_run_beats_baseline < 0.6:
             return (
-                f"the expected gain ({gain:.4g}) is within run-to-run variation: one run at each "
+                f"the expected gain ({gain_text}) is within run-to-run variation: one run at each "
                 f"mixture would show it only {100 * self.p_run_beats_baseline:.0f}% of the time; "
                 "the two mixtures are practically equivalent"
             )
         if self.p_beats_baseline < 0.9:
-            return f"the recommendation is probably better (gain {gain:.4g}), but not surely"
-        return f"the recommendation is expected to be better by {gain:.4g}"
+            return f"the recommendation is probably better (gain {gain_text}), but not surely"
+        return f"the recommendation is expected to be better by {gain_text}"
 
     @property
     def improvement(self) -> np.ndarray:
@@ -327,7 +331,7 @@ def _format_recommendation(rec: Recommendation) -> str:
     lines.append("")
     lines.append(
         f"P(recommended beats baseline) = {rec.p_beats_baseline:.3f} (expected loss); "
-        f"improvement {imp.mean():.5f} [90%: {np.quantile(imp, 0.05):.5f}, "
+        f"loss improvement {imp.mean():.5f} [90%: {np.quantile(imp, 0.05):.5f}, "
         f"{np.quantile(imp, 0.95):.5f}]"
     )
     if rec.p_run_beats_baseline is not None:
