@@ -21,7 +21,8 @@ diverged, and more draws (2-4x, as the failed ESS asks) when they mixed slowly
 (:func:`bimix_bayes.bayes.diagnostics.retry_settings`). Each line says what failed and what the
 retry changed; the table counts the seeds that pass.
 
-Studies: the embedded study (20 runs, 5 domains; every seed fits all runs), and, when the public
+Studies: the embedded study (20 runs, 5 domains; every seed fits all runs) and its 10 runs left
+by the validation's ``holdout-mixtures:10`` split 0, and, when the public
 datasets are found (``../shared/datasets`` or ``$BIMIX_SHARED_DATASETS``), Ye et al.'s 5Mix 70M
 on 13-run subsets drawn by the seed (5 domains) and their 3Mix 70M (3 runs, 3 domains).
 
@@ -34,7 +35,13 @@ on 13-run subsets drawn by the seed (5 domains) and their 3Mix 70M (3 runs, 3 do
     python benchmarks/retry_cures.py --seeds 8 --tune 300 --variants \
         "fixed sd, typical share, conditional level, Laplace exponent (default)"
 
-``--tune N`` sets the first attempt's warm-up (the retry keeps its own longer one).
+``--tune N`` sets the first attempt's warm-up (the retry keeps its own longer one);
+``--tau-prior gamma half_normal`` compares the run offsets' sd priors (``likelihood.tau_prior``)::
+
+    python benchmarks/retry_cures.py --seeds 8 --studies "Ye 3Mix" --tau-prior half_normal gamma \
+        --variants "fixed sd, typical share, conditional level, Laplace exponent (default)"
+    python benchmarks/retry_cures.py --law loglinear --seeds 3 --studies "embedded less" "Ye Red" \
+        --tau-prior half_normal gamma
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
+from itertools import product
 
 os.environ.setdefault("NUMBA_OPT", "1")  # as the `bimix` command does (cli.fast_compile_settings)
 
@@ -55,6 +63,7 @@ from bimix_bayes.data.embedded import load_default
 from bimix_bayes.data.public import find_datasets
 from bimix_bayes.data.public_loaders import load_mixinglaws
 from bimix_bayes.data.table import MixtureData
+from bimix_bayes.evaluation.splits import make_splits
 from bimix_bayes.laws.registry import LAWS, get_law
 
 #: The samplings compared, named "exponents, level at" (spec overrides; ``--variants`` picks
@@ -98,7 +107,13 @@ CROSS_VARIANTS: dict[str, dict] = {
 
 def studies(root: str | None, law: str = "bimix") -> dict[str, Callable[[int], MixtureData]]:
     """Each study as a function of the seed (the data a seed fits) that ``law`` can fit."""
-    out: dict[str, Callable[[int], MixtureData]] = {"embedded": lambda seed: load_default()}
+    embedded = load_default()
+    held_out = make_splits(embedded, "holdout-mixtures:10", seed=0, n_splits=3)[0].train
+    out: dict[str, Callable[[int], MixtureData]] = {
+        "embedded": lambda seed: embedded,
+        # the validation's fits of holdout-mixtures:10, split 0: 10 runs
+        "embedded less 10 runs (holdout-mixtures:10 split 0)": lambda seed: held_out,
+    }
     if root is None:
         return out
     zero = "keep" if get_law(law).finite_at_zero else "drop"
@@ -119,15 +134,23 @@ def studies(root: str | None, law: str = "bimix") -> dict[str, Callable[[int], M
 
 
 def fit_with_retry(
-    data: MixtureData, variant: dict, seed: int, law: str = "bimix", tune: int | None = None
+    data: MixtureData,
+    variant: dict,
+    seed: int,
+    law: str = "bimix",
+    tune: int | None = None,
+    tau_prior: str | None = None,
 ) -> dict:
     """The first attempt and the retry of one fit of ``law`` under the spec overrides
-    ``variant`` (and ``tune`` warm-up steps at the first attempt when given): what passed, what
-    failed, what the retry changed, seconds."""
+    ``variant`` (``tune`` warm-up steps at the first attempt and ``likelihood.tau_prior`` when
+    given): what passed, what failed, what the retry changed, seconds."""
     sampler = {**variant.get("sampler", {}), "progress_bar": "never"}
     if tune is not None:
         sampler["tune"] = tune
-    model = BiMixModel({**variant, "sampler": sampler, "law": {"name": law}})
+    spec = {**variant, "sampler": sampler, "law": {"name": law}}
+    if tau_prior is not None:
+        spec["likelihood"] = {**variant.get("likelihood", {}), "tau_prior": tau_prior}
+    model = BiMixModel(spec)
     first_draws = model.spec["sampler"]["draws"]
     first_accept = model.spec["sampler"]["target_accept"]
     t0 = time.perf_counter()
@@ -177,6 +200,12 @@ def main() -> None:
         help="warm-up steps per chain at the first attempt (default: the spec's; the retry "
         "takes safer_sampler's)",
     )
+    parser.add_argument(
+        "--tau-prior",
+        nargs="*",
+        choices=["gamma", "half_normal"],
+        help="the run offsets' sd prior(s) to compare (likelihood.tau_prior; default: the spec's)",
+    )
     args = parser.parse_args()
     samplings = CROSS_VARIANTS if get_law(args.law).cross_domain else VARIANTS
     variants = {k: v for k, v in samplings.items() if not args.variants or k in args.variants}
@@ -192,9 +221,11 @@ def main() -> None:
             continue
         for seed in range(args.seeds):
             data = load(seed)
-            for label, variant in variants.items():
+            for (label, variant), prior in product(variants.items(), args.tau_prior or [None]):
+                if prior is not None:
+                    label = f"{label}, tau {prior}"
                 row = {"study": name, "sampling": label, "seed": seed}
-                row.update(fit_with_retry(data, variant, seed, args.law, args.tune))
+                row.update(fit_with_retry(data, variant, seed, args.law, args.tune, prior))
                 rows.append(row)
                 if row["first"]:
                     text = "pass"

@@ -643,7 +643,7 @@ def build_pymc_model(layout: CurveLayout, spec: Spec, *, grouped: bool | None = 
             theta["grid_u"] = pm.Data("grid_u", layout.grid_u)
         sigma = pm.HalfNormal("sigma", lik["sigma_scale"], dims="domain")
         tau = (
-            pm.HalfNormal("tau", lik["tau_scale"], dims="domain")
+            _run_offset_sd(lik)
             if lik["run_offset"] and not is_correlated(spec, len(layout.domains))
             else pt.zeros(len(layout.domains))
         )
@@ -757,6 +757,16 @@ def _correlated_level_information(
     change of variables standardises the level only nearly; the posterior is the same."""
     sums = weighted_sums(e, mask, 0.0, v, math=pt, with_x=False)
     return level_information(sums.s1, sums.n, sigma[d], tau[d], math=pt)
+
+
+def _run_offset_sd(lik: Mapping[str, Any], name: str = "tau") -> pt.TensorVariable:
+    """The run offsets' sd ``tau[d]`` under ``likelihood.tau_prior``: ``"half_normal"``,
+    ``HalfNormal(tau_scale)``; ``"gamma"``, ``Gamma(2)`` with the same mean, zero density at 0."""
+    scale = lik["tau_scale"]
+    if lik["tau_prior"] == "half_normal":
+        return pm.HalfNormal(name, scale, dims="domain")
+    mean = scale * float(np.sqrt(2.0 / np.pi))
+    return pm.Gamma(name, alpha=2.0, beta=2.0 / mean, dims="domain")
 
 
 def _noise_excess(lik: Mapping[str, Any]) -> pt.TensorVariable:
@@ -924,7 +934,11 @@ def _correlated_effects(
     n = len(layout.domains)
     if lik["run_correlation"] == "common":
         return _common_effects(sd_name, corr_name, scale)
-    sd = pm.HalfNormal(sd_name, scale, dims="domain")
+    sd = (
+        _run_offset_sd(lik, sd_name)
+        if sd_name == "tau"
+        else pm.HalfNormal(sd_name, scale, dims="domain")
+    )
     shapes = lkj_cpc_shapes(n, lik["lkj_eta"])
     cpc = pm.Beta(f"{corr_name}_cpc", alpha=shapes, beta=shapes, dims="domain_pair")
     corr_chol = corr_cholesky(2.0 * cpc - 1.0, n, math=pt)

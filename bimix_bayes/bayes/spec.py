@@ -150,6 +150,7 @@ SCHEMA: dict[str, Any] = {
         "sigma_scale": _number(0),
         "run_offset": _boolean,
         "tau_scale": _number(0),
+        "tau_prior": _choice("gamma", "half_normal"),
         "run_slope": _boolean,
         "slope_scale": _number(0),
         "run_correlation": _run_correlation,
