@@ -23,6 +23,7 @@ bimix_bayes.data.table.DataError: demo: 1 proportion(s) are negative (run 'r1' (
 
 from __future__ import annotations
 
+import difflib
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -355,11 +356,18 @@ class Validator:
                 f"the same name, though a column differs only in case or punctuation ({pairs}). "
                 "Rename the columns so they match exactly"
             )
+        evaluated = set(map(str, pd.unique(obs["domain"])))
+        silent = [str(c) for c in mixtures.columns if str(c) not in evaluated]
+        near = {d: m[0] for d in no_prop if (m := difflib.get_close_matches(d, silent, 1, 0.75))}
+        typo = "".join(
+            f" Did you mean {m!r} for {d!r}? (a training domain with no losses of its own)"
+            for d, m in near.items()
+        )
         self.note(
             f"evaluation domain(s) {no_prop} are not training domains (no proportion column): "
             "kept as evaluation-only targets, whose loss every training share may move. Only a "
             "law with cross-domain terms fits them (--law loglinear); BiMix refuses them. Leave "
-            "them out with exclude_domains / --exclude-domain"
+            f"them out with exclude_domains / --exclude-domain.{typo}"
         )
 
     def check_sizes(self, obs: pd.DataFrame) -> None:
