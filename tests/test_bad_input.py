@@ -186,6 +186,20 @@ def test_a_mixture_file_without_a_training_domain_names_it_not_the_sum(tmp_path)
     assert read_mixtures(path, domains=["web", "code", "github"]).shape == (1, 2)
 
 
+def test_a_mixture_file_in_percent_says_so(tmp_path):
+    """Shares given in percent: the refusal says to divide by 100 (the data file's did)."""
+    from bimix_bayes.data.loaders import read_mixtures
+
+    path = tmp_path / "pct.csv"
+    path.write_text("mixture,web,code\nx,60,40\ny,25,75\n")
+    with pytest.raises(DataError, match=r"pct\.csv: proportions .* look like percent: divide"):
+        read_mixtures(path)
+    path.write_text("mixture,web,code\nx,1.5,-0.5\n")  # out of range, not percent: no hint
+    with pytest.raises(DataError) as err:
+        read_mixtures(path)
+    assert "look like percent" not in str(err.value)
+
+
 def test_a_zero_column_the_fit_does_not_know_is_harmless(tmp_path):
     """A candidate file with a column of zeros for a domain the fit does not know loses
     nothing when that column is left out: accepted, the fit's shares as given."""

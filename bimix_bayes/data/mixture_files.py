@@ -147,7 +147,12 @@ def read_mixtures(
         ex = cell_examples(
             bad, lambda i, j: f"{locations[i]}, {props.columns[j]!r} = {values[i, j]:g}"
         )
-        raise DataError(f"{source}: proportions must lie in [0, 1] ({describe_locations(ex)})")
+        hint = ""
+        if np.allclose(values.sum(axis=1), 100, rtol=1e-3):
+            hint = "; every row sums to 100, so they look like percent: divide them by 100"
+        raise DataError(
+            f"{source}: proportions must lie in [0, 1] ({describe_locations(ex)}){hint}"
+        )
     sums = values.sum(axis=1)
     off = np.flatnonzero(np.abs(sums - 1) > sum_tol)
     if off.size:
