@@ -514,6 +514,10 @@ def test_exclude_unknown_domain(long_csv):
     """Excluding a domain that is not in the file is refused (likely a typo)."""
     with pytest.raises(DataError, match=r"excluded domain\(s\) \['wbe'\] do not occur"):
         load(long_csv, exclude_domains=["wbe"])
+    with pytest.raises(
+        DataError, match=r"its domains: \[.*'code'.*\]; did you mean 'code' for 'cdoe'\?"
+    ):
+        load(long_csv, exclude_domains=["cdoe"])
 
 
 def test_wide_domain_without_proportion(tmp_path):

@@ -218,6 +218,8 @@ def test_domain_weights_validate_names():
     """Weights for a domain the fit does not have are an error naming it."""
     with pytest.raises(ValueError, match="unknown domain"):
         objective_weights(["a", "b"], weights={"c": 1.0})
+    with pytest.raises(ValueError, match="did you mean 'github' for 'githb'"):
+        objective_weights(["github", "arxiv"], weights={"githb": 2.0})
     with pytest.raises(ValueError, match="positive weight"):
         objective_weights(["a", "b"], weights={"a": 0.0, "b": 0.0})
 

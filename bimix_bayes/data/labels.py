@@ -20,7 +20,8 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ __all__ = [
     "WEIGHTED_DOMAINS",
     "interval_columns",
     "long_table",
+    "near_names",
 ]
 
 #: Row label of the plain mean over evaluation domains.
@@ -82,3 +84,21 @@ def long_table(dims: Mapping[str, Sequence[Any] | np.ndarray], **columns: Any) -
     for name, values in columns.items():
         out[name] = np.broadcast_to(np.asarray(values), shape).ravel()
     return out
+
+
+def near_names(unknown: Iterable[str], known: Iterable[str]) -> str:
+    """``"; did you mean 'github' for 'githb'?"`` for each unknown name close to a known one
+    (difflib's ratio at least 0.75), or ``""``: what a message about a misspelt domain adds.
+
+    Examples
+    --------
+    >>> near_names(["githb", "klingon"], ["github", "arxiv"])
+    "; did you mean 'github' for 'githb'?"
+    >>> near_names(["klingon"], ["github"])
+    ''
+    """
+    known = [str(k) for k in known]
+    pairs = {
+        u: m[0] for u in map(str, unknown) if (m := difflib.get_close_matches(u, known, 1, 0.75))
+    }
+    return "".join(f"; did you mean {m!r} for {u!r}?" for u, m in pairs.items())

@@ -67,6 +67,7 @@ from bimix_bayes.data.columns import (
     read_rows,
     read_table,
 )
+from bimix_bayes.data.labels import near_names
 from bimix_bayes.data.mixture_files import (
     MIXTURE_NAME_COLUMNS,
     mixtures_from_rows,
@@ -254,6 +255,7 @@ def load_data(
     )
     excluded = set(exclude_domains)
     unknown_excl = excluded - set(prop_cols)
+    present = set(prop_cols)  # the domain names the file holds, for the message below
 
     if layout == "long":
         run_col = pick_column(columns, run_col, RUN_COLUMNS, "run id", source, "--run-col")
@@ -262,7 +264,8 @@ def load_data(
         )
         loss_col = pick_column(columns, loss_col, LOSS_COLUMNS, "loss", source, "--loss-col")
         keep = ~table[domain_col].astype(str).isin(excluded).to_numpy()
-        unknown_excl -= set(table[domain_col].astype(str))
+        present |= set(table[domain_col].astype(str))
+        unknown_excl -= present
         if not keep.all():
             notes.append(
                 f"left out {int((~keep).sum())} row(s) of excluded domain(s) {sorted(excluded)}"
@@ -292,7 +295,8 @@ def load_data(
                 f"{list(DOMAIN_COLUMNS)}), so the file was read in the wide layout; if it is "
                 "long (one row per run, step and domain), name that column with --domain-col"
             ) from exc
-        unknown_excl -= set(loss_cols)
+        present |= set(loss_cols)
+        unknown_excl -= present
         loss_cols = {d: c for d, c in loss_cols.items() if d not in excluded}
         if run_col is None and any(c.lower() in RUN_COLUMNS for c in columns):
             run_col = pick_column(columns, None, RUN_COLUMNS, "run id", source, "--run-col")
@@ -318,7 +322,8 @@ def load_data(
     mixtures, run_locations = mixtures_from_rows(props, run_ids, prop_cols, locations, source)
     if unknown_excl:
         raise DataError(
-            f"{source}: excluded domain(s) {sorted(unknown_excl)} do not occur in the file"
+            f"{source}: excluded domain(s) {sorted(unknown_excl)} do not occur in the file; "
+            f"its domains: {sorted(present)}{near_names(sorted(unknown_excl), present)}"
         )
     if excluded:
         notes.append(f"excluded evaluation domain(s) by request: {sorted(excluded)}")

@@ -37,7 +37,6 @@ bimix_bayes.decision.constraints.ConstraintError: the lower bounds sum to 1.1 > 
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -49,6 +48,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from bimix_bayes.data.labels import near_names
 from bimix_bayes.data.table import DataError
 
 __all__ = ["Bounds", "ConstraintError", "MixtureConstraints", "load_constraints"]
@@ -187,10 +187,7 @@ class MixtureConstraints:
         ):
             unknown = sorted(set(table) - known)
             if unknown:
-                near = {
-                    u: m for u in unknown if (m := difflib.get_close_matches(u, list(domains), 1))
-                }
-                hint = "".join(f"; did you mean {m[0]!r} for {u!r}?" for u, m in near.items())
+                hint = near_names(unknown, domains)
                 where = (
                     f"{self.source}: [domains.{', '.join(unknown)}] ({key}):"
                     if self.source

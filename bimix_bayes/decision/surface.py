@@ -36,6 +36,7 @@ from bimix_bayes.bayes.law_params import (
     posterior_params,
 )
 from bimix_bayes.bayes.sizes import size_offset
+from bimix_bayes.data.labels import near_names
 from bimix_bayes.data.table import DataError
 from bimix_bayes.laws.drift import ALPHA_DRIFT, alpha_at
 from bimix_bayes.laws.effective import effective_share, effective_share_derivatives
@@ -326,7 +327,10 @@ def objective_weights(
     for what, names in (("weights", weights or {}), ("domains", counted or [])):
         unknown = sorted(set(names) - set(domains))
         if unknown:
-            raise DataError(f"{what}: unknown domain(s) {unknown}; the fit has {domains}")
+            raise DataError(
+                f"{what}: unknown domain(s) {unknown}; the fit has {domains}"
+                f"{near_names(unknown, domains)}"
+            )
     if weights:
         w = np.array([float(weights.get(d, 1.0)) for d in domains])
     else:
