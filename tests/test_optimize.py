@@ -330,3 +330,20 @@ def test_unnamed_domains_keep_weight_one():
     np.testing.assert_allclose(
         objective_weights(["a", "b", "c"], weights={"a": 2}), [0.5, 0.25, 0.25]
     )
+
+
+def test_bound_status_names_a_share_left_out():
+    """A share of 0 that no bound imposes (a law finite at zero chose it) reads 'left out',
+    not 'free' (a new user's trial); bounds keep their own words."""
+    from bimix_bayes.decision.constraints import Bounds
+
+    bounds = Bounds(
+        ("a", "b", "c", "d"),
+        np.array([0.0, 0.1, 0.0, 0.2]),
+        np.array([1.0, 1.0, 0.5, 0.2]),
+        ("", "min", "", "fixed"),
+        ("", "", "max", "fixed"),
+    )
+    shares = np.array([0.0, 0.1, 0.5, 0.2])
+    assert bounds.status(shares) == ["left out", "at lower bound", "at upper bound", "fixed"]
+    assert bounds.status(np.array([0.3, 0.2, 0.3, 0.2]))[:3] == ["free", "free", "free"]

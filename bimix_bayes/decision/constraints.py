@@ -82,7 +82,8 @@ class Bounds:
         return bool(np.any(self.lower > 0) or np.any(self.upper < 1))
 
     def status(self, shares: np.ndarray, tol: float = 1e-7) -> list[str]:
-        """Per domain: ``fixed``, ``at lower bound``, ``at upper bound`` or ``free``."""
+        """Per domain: ``fixed``, ``at lower bound``, ``at upper bound``, ``left out`` (a
+        share of 0 that no bound imposes: a law finite at zero chose it) or ``free``."""
         out = []
         for lo, hi, r in zip(self.lower, self.upper, shares, strict=True):
             if hi - lo <= tol:
@@ -91,6 +92,8 @@ class Bounds:
                 out.append("at lower bound")
             elif r >= hi - tol and hi < 1:
                 out.append("at upper bound")
+            elif r <= tol:
+                out.append("left out")
             else:
                 out.append("free")
         return out
