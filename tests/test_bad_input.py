@@ -442,3 +442,23 @@ def test_entropy_refuses_a_domain_too_small_for_vne(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "domain 'a' has 22 tokens, 1 chunk of 1024" in err
     assert "needs at least 2 (more than 1024 tokens)" in err and not out.exists()
+
+
+def test_comparing_fits_of_different_data_names_their_sources():
+    """Fits of different data cannot be compared: the refusal says where each one's data came
+    from (source, group, observations), not only their fingerprints."""
+    import arviz as az
+
+    from bimix_bayes.bayes.compare import compare_fits
+
+    def fit(source: str, group: str, n: int, fingerprint: str) -> az.InferenceData:
+        idata = az.from_dict(posterior={"x": np.zeros((2, 5))}, observed_data={"loss": np.ones(n)})
+        idata.attrs.update(data_source=source, data_group=group, data_fingerprint=fingerprint)
+        return idata
+
+    with pytest.raises(DataError) as err:
+        compare_fits({"a.nc": fit("sp.csv", "122M", 4158, "8de9525c46e2" + "0" * 52),
+                      "b.nc": fit("ye.csv", "", 700, "1c134b12aaaa" + "0" * 52)})  # fmt: skip
+    text = str(err.value)
+    assert "a.nc: sp.csv, group 122M, 4158 observations (data 8de9525c46e2)" in text
+    assert "b.nc: ye.csv, 700 observations" in text and "same file and options" in text

@@ -266,7 +266,9 @@ def compare_fits(fits: Mapping[str, az.InferenceData]) -> ComparisonResult:
     if len(set(prints.values())) > 1:
         raise DataError(
             "the fits were made from different data, so their LOO scores cannot be compared: "
-            + ", ".join(f"{n}: {p}" for n, p in prints.items())
+            + "; ".join(f"{n}: {_data_words(fit)}" for n, fit in fits.items())
+            + ". Fit every model to the same file and options (group, excluded domains, "
+            "dropped rows)"
         )
     prepared = {name: with_run_log_likelihood(fit) for name, fit in fits.items()}
     pareto, estimates, correlated = {}, {}, []
@@ -286,4 +288,15 @@ def compare_fits(fits: Mapping[str, az.InferenceData]) -> ComparisonResult:
     out["bad_k"] = [bad[name] for name in out.index]
     return ComparisonResult(
         table=out, pareto_k=pd.DataFrame(pareto).T, correlated_new_runs=tuple(correlated)
+    )
+
+
+def _data_words(fit: az.InferenceData) -> str:
+    """Where a fit's data came from, in words: source, group, observations, fingerprint."""
+    attrs = fit.attrs
+    group = f", group {attrs['data_group']}" if attrs.get("data_group") else ""
+    n = fit.observed_data["loss"].size if "observed_data" in fit.groups() else "?"
+    print_ = str(attrs.get("data_fingerprint", "?"))[:12]
+    return (
+        f"{attrs.get('data_source', '<unknown source>')}{group}, {n} observations (data {print_})"
     )
