@@ -13,6 +13,7 @@ import xarray as xr
 
 from bimix_bayes.bayes.checkpoint_noise import (
     NOISE_CORRELATION_ATTR,
+    NOISE_PAIRS_ATTR,
     correlated_normals,
     noise_correlation,
     noise_correlation_attr,
@@ -170,3 +171,25 @@ def test_correlated_normals_keep_unit_variance_and_the_asked_correlation():
     np.testing.assert_allclose(z.std(axis=0), 1.0, atol=0.02)
     plain = correlated_normals(np.random.default_rng(0), (5, 3), None)
     np.testing.assert_array_equal(plain, np.random.default_rng(0).standard_normal((5, 3)))
+
+
+def test_pairs_without_shared_checkpoints_are_marked_and_left_out_of_the_summary_mean():
+    """A domain evaluated on one run only cannot be paired (too few checkpoints once each run's
+    and each step's mean are out): the pair is stored as not estimated, and the summary's mean
+    correlation is over the estimated pairs (it averaged in their zeros)."""
+    from bimix_bayes.cli.bayes import _noise_correlation_note
+
+    rng = np.random.default_rng(3)
+    residual = _equicorrelated(rng, 0.003, 0.8, (40, 8))
+    layout, rect = _layout(residual)
+    rare = (layout.curve_domain == 2) & (layout.curve_run >= 1)
+    layout.mask[rare] = 0.0
+    corr, estimated = noise_correlation(layout, rect, np.ones_like(rect), with_pairs=True)
+    assert estimated.tolist() == [[True, True, False], [True, True, False], [False, False, True]]
+    assert corr[0, 1] > 0.6 and abs(corr[0, 2]) < 0.05
+    post = xr.Dataset(coords={"domain": list(layout.domains)})
+    post.attrs.update(noise_correlation_attr(corr, estimated))
+    note = _noise_correlation_note(post)
+    assert f"mean correlation {corr[0, 1]:.2f}" in note and "2 of 3 pairs" in note
+    post.attrs.pop(NOISE_PAIRS_ATTR)  # a fit saved before the pairs were stored: all pairs
+    assert f"mean correlation {_off_diagonal(corr).mean():.2f}" in _noise_correlation_note(post)

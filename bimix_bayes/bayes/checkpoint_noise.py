@@ -60,16 +60,20 @@ from bimix_bayes.bayes.residual_correlation import checked_correlation, nearest_
 __all__ = [
     "MIN_CHECKPOINTS",
     "NOISE_CORRELATION_ATTR",
+    "NOISE_PAIRS_ATTR",
     "checkpoint_table",
     "correlated_normals",
     "noise_correlation",
     "noise_correlation_attr",
     "stored_noise_correlation",
+    "stored_noise_pairs",
 ]
 
 #: The posterior's attribute holding the correlation (JSON, D x D in the posterior's domain
 #: order); absent in fits made before it or with ``likelihood.noise_correlation = "none"``.
 NOISE_CORRELATION_ATTR = "checkpoint_noise_correlation"
+#: Posterior attribute: which pairs of it had checkpoints enough to be estimated (JSON 0/1).
+NOISE_PAIRS_ATTR = "checkpoint_noise_pairs"
 #: Fewest degrees of freedom a pair's correlation is estimated from: the checkpoints seen on
 #: both domains less one per run (its mean) and one per step (what the runs share there).
 MIN_CHECKPOINTS = 5
@@ -110,14 +114,16 @@ def noise_correlation(
     mean_weight: np.ndarray,
     *,
     with_slope: bool = False,
-) -> np.ndarray:
+    with_pairs: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """How the checkpoint noise of two domains moves together (D x D, positive definite): the
     correlation of each checkpoint's whitened deviation from its cell's mean (its weighted
     least-squares line in the log step ``with_slope``, a fit with per-run slopes), less what
     every run shares at that step, over the checkpoints seen on both domains (module
     docstring); 0 where a pair has fewer than :data:`MIN_CHECKPOINTS` degrees of freedom left.
 
-    The arguments are those of :func:`checkpoint_table`.
+    The arguments are those of :func:`checkpoint_table`. ``with_pairs``: also return which
+    pairs were estimated (D x D, True on the diagonal), the others being 0 by default.
     """
     frame = checkpoint_table(layout, mean_residual, mean_weight)
     centre = frame["cell_we"] / frame["cell_w"]
@@ -142,6 +148,7 @@ def noise_correlation(
     )
     n_domains = len(layout.domains)
     out = np.eye(n_domains)
+    estimated = np.eye(n_domains, dtype=bool)
     keys = wide.index.to_frame(index=False)
     for d, e in combinations([c for c in wide.columns if 0 <= c < n_domains], 2):
         both = (wide[d].notna() & wide[e].notna()).to_numpy()
@@ -153,12 +160,28 @@ def noise_correlation(
         denom = np.sqrt(np.sum(a**2) * np.sum(b**2))
         if denom > 0:
             out[d, e] = out[e, d] = np.clip(np.sum(a * b) / denom, -1.0, 1.0)
-    return nearest_correlation(out)
+            estimated[d, e] = estimated[e, d] = True
+    corr = nearest_correlation(out)
+    return (corr, estimated) if with_pairs else corr
 
 
-def noise_correlation_attr(corr: np.ndarray) -> dict[str, str]:
-    """The posterior attribute that stores ``corr`` (6 decimals, as the fit file keeps it)."""
-    return {NOISE_CORRELATION_ATTR: json.dumps(np.round(corr, 6).tolist())}
+def noise_correlation_attr(corr: np.ndarray, estimated: np.ndarray | None = None) -> dict[str, str]:
+    """The posterior attributes that store ``corr`` (6 decimals, as the fit file keeps it) and,
+    when given, which pairs were estimated (the others are 0 for want of checkpoints)."""
+    out = {NOISE_CORRELATION_ATTR: json.dumps(np.round(corr, 6).tolist())}
+    if estimated is not None:
+        out[NOISE_PAIRS_ATTR] = json.dumps(np.asarray(estimated, dtype=int).tolist())
+    return out
+
+
+def stored_noise_pairs(posterior: xr.Dataset, n_domains: int) -> np.ndarray | None:
+    """Which pairs of the stored noise correlation were estimated (D x D booleans), or None
+    (fits made before it was stored, or a file whose attribute does not fit)."""
+    text = posterior.attrs.get(NOISE_PAIRS_ATTR)
+    if not text:
+        return None
+    pairs = np.asarray(json.loads(text), dtype=bool)
+    return pairs if pairs.shape == (n_domains, n_domains) else None
 
 
 def stored_noise_correlation(posterior: xr.Dataset, n_domains: int) -> np.ndarray | None:

@@ -607,11 +607,15 @@ class BiMixModel:
             if sums is None:  # correlated run effects: the residuals were not summed yet
                 sums = curve_residual_sums(post, layout, cell_means=True)
             # the checkpoint noise two domains share (bimix_bayes.bayes.checkpoint_noise)
-            noise = noise_correlation(
-                layout, sums.mean_residual, sums.mean_weight, with_slope=bool(lik["run_slope"])
+            noise, estimated = noise_correlation(
+                layout,
+                sums.mean_residual,
+                sums.mean_weight,
+                with_slope=bool(lik["run_slope"]),
+                with_pairs=True,
             )
             if noise_shared:
-                post.attrs.update(noise_correlation_attr(noise))
+                post.attrs.update(noise_correlation_attr(noise, estimated))
             if by_size:  # how a mixture's offsets move between sizes (run_size_offsets)
                 attr = _run_size_attr(post, layout, sums, noise, lik["family"], lik["nu"])
                 post.attrs.update(attr)

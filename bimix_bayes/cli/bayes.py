@@ -200,16 +200,31 @@ def _noise_correlation_note(post) -> str:
     checkpoint_noise`), or ''."""
     import numpy as np
 
-    from bimix_bayes.bayes.checkpoint_noise import stored_noise_correlation
+    from bimix_bayes.bayes.checkpoint_noise import stored_noise_correlation, stored_noise_pairs
 
     corr = stored_noise_correlation(post, post.sizes["domain"])
     if corr is None or len(corr) < 2:
         return ""
-    off = corr[~np.eye(len(corr), dtype=bool)]
+    off_diagonal = ~np.eye(len(corr), dtype=bool)
+    pairs = stored_noise_pairs(post, len(corr))
+    seen = off_diagonal if pairs is None else off_diagonal & pairs
+    if not seen.any():
+        return (
+            "a checkpoint's noise across domains: no pair of domains shares checkpoints enough "
+            "to estimate it (noise_correlation; forecasts draw it independent)"
+        )
+    off = corr[seen]
+    unseen = int((off_diagonal & ~seen).sum()) // 2
+    gap = (
+        f"; {unseen} of {int(off_diagonal.sum()) // 2} pairs had too few shared checkpoints "
+        "and are taken as uncorrelated"
+        if unseen
+        else ""
+    )
     return (
         "a checkpoint's noise moves together across its domains (noise_correlation; mean "
-        f"correlation {off.mean():.2f}, {off.min():.2f} to {off.max():.2f}): forecasts of the "
-        "mean over domains carry it"
+        f"correlation {off.mean():.2f}, {off.min():.2f} to {off.max():.2f}{gap}): forecasts of "
+        "the mean over domains carry it"
     )
 
 
