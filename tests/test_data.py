@@ -377,12 +377,14 @@ def test_a_one_letter_typo_of_an_unevaluated_training_domain_is_suggested(mixtur
     """'cdoe' has losses but no column, 'code' a column but no losses: the note asks whether
     one is the other (a legitimate evaluation-only target far from every name gets no hint)."""
     obs = observations.assign(domain=observations["domain"].replace({"code": "cdoe"}))
-    with pytest.warns(DataWarning, match=r"Did you mean 'code' for 'cdoe'\?"):
+    with pytest.warns(
+        DataWarning, match=r"did you mean 'code' for 'cdoe'\? \(a training domain with no losses"
+    ):
         MixtureData.from_frames(mixtures, obs)
     extra = observations[observations["domain"] == "web"].assign(domain="pile_cc")
     with pytest.warns(DataWarning) as seen:
         MixtureData.from_frames(mixtures, pd.concat([observations, extra], ignore_index=True))
-    assert not any("Did you mean" in str(w.message) for w in seen)
+    assert not any("did you mean" in str(w.message) for w in seen)
 
 
 def test_training_domain_without_losses(observations):

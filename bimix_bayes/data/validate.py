@@ -23,7 +23,6 @@ bimix_bayes.data.table.DataError: demo: 1 proportion(s) are negative (run 'r1' (
 
 from __future__ import annotations
 
-import difflib
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -32,6 +31,7 @@ from typing import TypedDict
 import numpy as np
 import pandas as pd
 
+from bimix_bayes.data.labels import near_names
 from bimix_bayes.data.table import (
     OBS_COLUMNS,
     SIZE_COLUMN,
@@ -358,16 +358,14 @@ class Validator:
             )
         evaluated = set(map(str, pd.unique(obs["domain"])))
         silent = [str(c) for c in mixtures.columns if str(c) not in evaluated]
-        near = {d: m[0] for d in no_prop if (m := difflib.get_close_matches(d, silent, 1, 0.75))}
-        typo = "".join(
-            f" Did you mean {m!r} for {d!r}? (a training domain with no losses of its own)"
-            for d, m in near.items()
-        )
+        typo = near_names(no_prop, silent)
+        if typo:  # a training domain with no losses beside a loss domain with no share
+            typo += " (a training domain with no losses of its own)"
         self.note(
             f"evaluation domain(s) {no_prop} are not training domains (no proportion column): "
             "kept as evaluation-only targets, whose loss every training share may move. Only a "
             "law with cross-domain terms fits them (--law loglinear); BiMix refuses them. Leave "
-            f"them out with exclude_domains / --exclude-domain.{typo}"
+            f"them out with exclude_domains / --exclude-domain{typo}"
         )
 
     def check_sizes(self, obs: pd.DataFrame) -> None:
