@@ -209,3 +209,25 @@ def test_report_reads_holdout_with_the_data_options(tmp_path):
     args = app.build_parser().parse_args(argv)
     assert args.holdout == Path("h.csv") and not hasattr(args, "data")
     assert DataOptions.from_args(args).exclude_domains == ("web",)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "fit.nc", "--steps", "STEP"],
+        ["rank", "fit.nc", "--step", "STEP", "--candidates", "c.csv"],
+        ["optimize", "fit.nc", "--step", "STEP"],
+        ["next", "fit.nc", "--step", "STEP"],
+        ["report", "fit.nc", "--out", "r.html", "--step", "STEP"],
+    ],
+)
+def test_steps_and_tokens_take_the_suffixes_model_sizes_take(argv, capsys):
+    """`--step 40B` is 4e10 tokens, as `--size 7B` is 7e9 parameters (it was refused)."""
+    parser = app.build_parser()
+    for text, value in (("40B", 4e10), ("4e10", 4e10), ("20k", 2e4)):
+        args = parser.parse_args([text if a == "STEP" else a for a in argv])
+        got = args.steps[0] if argv[0] == "predict" else args.step
+        assert got == value
+    with pytest.raises(SystemExit):
+        parser.parse_args(["40X" if a == "STEP" else a for a in argv])
+    assert "such as 4e10 or 40B" in capsys.readouterr().err

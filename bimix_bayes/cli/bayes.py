@@ -557,7 +557,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     opt.add_fit_argument(p)
     p.add_argument(
         "--steps",
-        type=opt.positive_float,
+        type=opt.step_amount,
         nargs="+",
         required=True,
         help="steps (or tokens, as in the data) to forecast at",

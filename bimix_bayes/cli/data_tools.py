@@ -81,8 +81,8 @@ def add_simulate(sub: argparse._SubParsersAction) -> None:
          "5 built-in domains)"),
         ("--runs", opt.count(2), 12, "number of mixtures (default 12)"),
         ("--min-share", opt.nonnegative_float, 0.02, "smallest share of any domain (default 0.02)"),
-        ("--first-step", opt.positive_float, 500.0, "first checkpoint (default 500)"),
-        ("--last-step", opt.positive_float, 20_000.0, "last checkpoint (default 20000)"),
+        ("--first-step", opt.step_amount, 500.0, "first checkpoint (default 500)"),
+        ("--last-step", opt.step_amount, 20_000.0, "last checkpoint (default 20000)"),
         ("--checkpoints", opt.count(3), 10, "log-spaced checkpoints per run (default 10)"),
         ("--noise-sd", opt.nonnegative_float, 0.01, "sd of the per-checkpoint noise on log loss "
          "(default 0.01)"),

@@ -134,7 +134,7 @@ def _add_objective_options(p: argparse.ArgumentParser) -> None:
     opt.add_fit_argument(p)
     p.add_argument(
         "--step",
-        type=opt.positive_float,
+        type=opt.step_amount,
         required=True,
         help="target step (or tokens, as in the fitted data)",
     )

@@ -83,14 +83,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     opt.add_fit_argument(p)
     p.add_argument(
         "--step",
-        type=opt.positive_float,
+        type=opt.step_amount,
         required=True,
         help="target step of the decision (or tokens, as in the fitted data)",
     )
     opt.add_options(
         p,
         ("--batch", opt.count(1), 1, "how many runs to propose (default 1)"),
-        ("--proxy-step", opt.positive_float, None, "how long the proposed runs would train "
+        ("--proxy-step", opt.step_amount, None, "how long the proposed runs would train "
          "(default: the longest fitted run's last step)"),
         ("--candidates", Path, None, "CSV/Parquet of the mixtures you could train (a name "
          "column and one column per domain); default: random mixtures"),

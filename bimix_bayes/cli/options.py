@@ -60,6 +60,7 @@ __all__ = [
     "probability",
     "regex",
     "sampler_overrides",
+    "step_amount",
     "suffix",
     "write_table",
 ]
@@ -109,6 +110,29 @@ def _number(*, positive: bool) -> Callable[[str], float]:
 
 #: An argument type: a finite number > 0 (``positive_float("4e10") == 4e10``).
 positive_float = _number(positive=True)
+
+
+def step_amount(text: str) -> float:
+    """A number of steps or tokens > 0, with an optional suffix as model sizes take:
+    ``4e10``, ``40B``, ``20K``.
+
+    Examples
+    --------
+    >>> step_amount("40B"), step_amount("4e10"), step_amount("20k")
+    (40000000000.0, 40000000000.0, 20000.0)
+    """
+    from bimix_bayes.data.loaders import parse_size
+
+    value = parse_size(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of steps or tokens such as 4e10 or 40B, got {text!r}"
+        )
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 #: An argument type: a finite number >= 0.
 nonnegative_float = _number(positive=False)
 

@@ -416,7 +416,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _add_corpora(p)
     opt.add_out(p, help="output folder", required=True)
     opt.add_options(
-        p, ("--target", opt.positive_float, None, "target step (default: 2 x longest run)")
+        p, ("--target", opt.step_amount, None, "target step (default: 2 x longest run)")
     )
     opt.add_objective(p)
     opt.add_options(

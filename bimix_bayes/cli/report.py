@@ -119,7 +119,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     opt.add_out(p, ".html", help="the report (.html)", required=True)
     opt.add_options(
         p,
-        ("--step", opt.positive_float, None, "target of the extrapolation and the decision "
+        ("--step", opt.step_amount, None, "target of the extrapolation and the decision "
          "(default: twice the last checkpoint)"),
         ("--holdout", Path, None, "held-out loss log (CSV/Parquet) to mark and score (a fit of "
          "several sizes: each at its size, read with --size-col)"),
