@@ -72,9 +72,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     methods = method_list(args.method)
     if "lightgbm" in methods:
         import_lightgbm()  # a missing extra fails before the data are read
-    for target, option in ((args.out, "--out"), (args.points, "--points")):
-        if target is not None:
-            check_writable(target, option=option)
+    if args.points is not None:  # --out was checked by main
+        check_writable(args.points, option="--points")
     data = _load(args)
     spec = opt.model_spec(args)
 

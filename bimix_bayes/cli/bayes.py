@@ -24,7 +24,6 @@ from bimix_bayes.bayes.spec import likelihood_words, load_spec, merge_spec
 from bimix_bayes.cli import options as opt
 from bimix_bayes.cli.errors import FitFailedError, UsageError
 from bimix_bayes.cli.progress import Progress, sampling_words
-from bimix_bayes.data.files import check_writable
 
 # The heavy modules (PyMC, ArviZ) are imported inside the commands, so that `bimix --help` and
 # the least-squares commands start fast.
@@ -68,8 +67,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from bimix_bayes.bayes.model import BiMixModel
     from bimix_bayes.bayes.summary import posterior_table
 
-    check_writable(args.out)
-    data = opt.DataOptions.from_args(args).load(args.data)
+    data = opt.DataOptions.from_args(args).load(args.data)  # --out was checked by main
     spec = opt.model_spec(args) or load_spec()
     if args.sampler is not None:
         spec["sampler"]["backend"] = args.sampler

@@ -20,7 +20,6 @@ from bimix_bayes.cli import options as opt
 from bimix_bayes.cli.backtest import protocol_argument
 from bimix_bayes.cli.decide import add_decision_inputs, baseline_argument
 from bimix_bayes.cli.progress import Progress, backtest_progress, duration
-from bimix_bayes.data.files import check_writable
 
 __all__ = ["add_commands", "cmd_report"]
 
@@ -50,8 +49,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     # Every input is read and checked before the slow work (backtests refit the model).
     if args.backtest and "lightgbm" in method_list(args.backtest_method):
         import_lightgbm()  # a missing extra fails before anything is fitted
-    check_writable(args.out)
-    idata = load_fit(args.fit)
+    idata = load_fit(args.fit)  # --out was checked by main
     size_offset(idata, None, args.size)  # a size fit needs --size, others refuse it: say now
     constraints = load_constraints(args.constraints) if args.constraints else None
     if args.within_design:  # the fitted runs' range of shares, as `optimize --within-design`
