@@ -231,3 +231,21 @@ def test_steps_and_tokens_take_the_suffixes_model_sizes_take(argv, capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["40X" if a == "STEP" else a for a in argv])
     assert "such as 4e10 or 40B" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["fit", "data.csv", "--out", "f.nc", "--min-step", "STEP"],
+        ["verify", "--study", "s", "--corpora", "c", "--out", "o", "--min-step", "STEP"],
+    ],
+)
+def test_min_step_takes_step_suffixes_and_zero(argv, capsys):
+    """`--min-step 2k` leaves out checkpoints before step 2000 (it took plain numbers only)."""
+    parser = app.build_parser()
+    for text, value in (("2k", 2e3), ("500", 500.0), ("0", 0.0)):
+        args = parser.parse_args([text if a == "STEP" else a for a in argv])
+        assert args.min_step == value
+    with pytest.raises(SystemExit):
+        parser.parse_args(["-5" if a == "STEP" else a for a in argv])
+    assert "non-negative" in capsys.readouterr().err

@@ -61,6 +61,7 @@ __all__ = [
     "regex",
     "sampler_overrides",
     "step_amount",
+    "step_threshold",
     "suffix",
     "write_table",
 ]
@@ -121,6 +122,22 @@ def step_amount(text: str) -> float:
     >>> step_amount("40B"), step_amount("4e10"), step_amount("20k")
     (40000000000.0, 40000000000.0, 20000.0)
     """
+    return _step_amount(text, allow_zero=False)
+
+
+def step_threshold(text: str) -> float:
+    """A number of steps or tokens >= 0 (a cut-off such as ``--min-step``), with the suffixes
+    :func:`step_amount` takes.
+
+    Examples
+    --------
+    >>> step_threshold("2k"), step_threshold("0")
+    (2000.0, 0.0)
+    """
+    return _step_amount(text, allow_zero=True)
+
+
+def _step_amount(text: str, *, allow_zero: bool) -> float:
     from bimix_bayes.data.loaders import parse_size
 
     value = parse_size(text)
@@ -128,8 +145,10 @@ def step_amount(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"expected a number of steps or tokens such as 4e10 or 40B, got {text!r}"
         )
-    if not np.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise argparse.ArgumentTypeError(
+            f"must be a {'non-negative' if allow_zero else 'positive'} number, got {text}"
+        )
     return value
 
 
@@ -518,7 +537,7 @@ class DataOptions:
         )
         add_options(
             g,
-            ("--min-step", nonnegative_float, None, "leave out checkpoints before this step (or "
+            ("--min-step", step_threshold, None, "leave out checkpoints before this step (or "
              "token count): the start of training, before the loss follows the law"),
         )  # fmt: skip
 

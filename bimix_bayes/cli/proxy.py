@@ -431,7 +431,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         ),
         (
             "--min-step",
-            opt.nonnegative_float,
+            opt.step_threshold,
             None,
             "leave the study's checkpoints before this "
             "step out of the fit (the embedded study: 500)",
