@@ -170,9 +170,35 @@ def test_failed_fit_warns_loudly_and_is_marked():
         idata = model.fit(data, seed=1)
     assert not model.diagnostics_.passed
     assert "try:" in model.diagnostics_.report()
-    with pytest.warns(FitWarning, match="cannot be trusted"):
+    with pytest.warns(FitWarning, match="cannot be trusted") as later:
         table = predict(idata, steps=[3e4])
     assert table.attrs["fit_passed"] is False
+    # the fit's warning carries the report; later ones one line with the figures and where to
+    # read the rest (a script using a failed fit five times printed its report five times)
+    (message,) = [str(w.message) for w in later if issubclass(w.category, FitWarning)]
+    assert "\n" not in message and "  try: " not in message, message
+    assert "min ESS bulk" in message and "bimix summary" in message
+
+
+def test_advice_to_check_the_shares_only_when_a_mixture_parameter_failed():
+    """'A domain whose share barely varies...' was printed under every failed fit, also when
+    only the step law's level mixed slowly (the embedded study's quick fit)."""
+    from bimix_bayes.bayes.diagnostics import FitDiagnostics
+
+    def advice(var):
+        return " ".join(
+            FitDiagnostics(
+                max_rhat=1.03, min_ess_bulk=500, min_ess_tail=500, worst_rhat_var=var,
+                worst_ess_var=var, divergences=0, draws=600, min_bfmi=1.0, thresholds={},
+                problems=[f"r-hat 1.030 > 1.01 for {var}: chains disagree"],
+            ).advice()
+        )  # fmt: skip
+
+    for var in ("log_alpha[web]", "log_alpha_z[web]", "mu_log_alpha", "cross[web, code]",
+                "log_own[web]", "alpha_drift[web]"):  # fmt: skip
+        assert "share barely varies" in advice(var), var
+    for var in ("log_reducible[licenses]", "step_logit_share[python]", "tau[web]", "sigma[web]"):
+        assert "share barely varies" not in advice(var), var
 
 
 def test_forecast_observed_runs_and_new_mixtures(fitted):

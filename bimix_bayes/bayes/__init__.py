@@ -9,3 +9,11 @@
 * :mod:`~bimix_bayes.bayes.checks`: prior and posterior predictive checks;
 * :mod:`~bimix_bayes.bayes.summary`: parameter tables beside least squares.
 """
+
+import warnings as _warnings
+
+# PyTensor's note that it found no BLAS, printed when PyMC is first imported (six lines on every
+# Python API session; `bimix` hides it too, cli.app.quiet_library_warnings): the sampler's code
+# is compiled by numba (nutpie), and the few small matrix products left to PyTensor's C backend
+# do not need BLAS. Only this one message is filtered.
+_warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")

@@ -298,6 +298,11 @@ class FitWarning(UserWarning):
     """The sampler did not converge: intervals from this fit cannot be trusted."""
 
 
+#: Parameters of the mixture term (the own-share exponent, its drift, the cross effects):
+#: when one of these mixes slowly, the runs' shares may not identify it.
+_MIXTURE_PARAMETER = re.compile(r"for (?:mu_|sd_)?(?:log_)?(?:alpha|own|cross)\w*\b")
+
+
 @dataclass
 class FitDiagnostics:
     """Summary of the convergence checks of one fit.
@@ -423,7 +428,11 @@ class FitDiagnostics:
                 "low BFMI: the population sd priors may be too wide; tighten "
                 "priors.<name>.sd_scale (pooled priors: log_own by default)"
             )
-        tips.append("check the data: a domain whose share barely varies cannot identify alpha")
+        if _MIXTURE_PARAMETER.search(text):
+            tips.append(
+                "check the data: a domain whose share barely varies across the runs cannot "
+                "identify its mixture exponent"
+            )
         return tips
 
     def rhat_text(self) -> str:
@@ -461,10 +470,14 @@ class FitDiagnostics:
         return "\n".join(lines)
 
     def warn_if_failed(self, doing: str | None = None, stacklevel: int = 3) -> bool:
-        """Emit the one :class:`FitWarning` of a failed fit (with its report); True if emitted.
+        """Emit the :class:`FitWarning` of a failed fit; True if emitted.
 
         Every part of the package that reads a posterior (fit, forecast, decision, report)
-        warns through this method, so a failed fit reads the same everywhere.
+        warns through this method, so a failed fit reads the same everywhere. The fit's own
+        warning (``doing`` None) carries the whole :meth:`report`, what failed and what to try;
+        the later ones (``doing="forecasting"``) one line with the figures and where to read the
+        rest, so that a script using a failed fit five times does not print its report five
+        times.
 
         Parameters
         ----------
@@ -472,16 +485,38 @@ class FitDiagnostics:
             What is being done with the fit (``"forecasting"``), named in the message.
         stacklevel
             Passed to :func:`warnings.warn`.
+
+        Examples
+        --------
+        >>> import warnings
+        >>> diag = FitDiagnostics(1.2, 50, 20, "alpha[web]", "beta[web]", 3, 4000, 0.5, {},
+        ...                       ["r-hat 1.2 > 1.01"])
+        >>> with warnings.catch_warnings(record=True) as seen:
+        ...     warnings.simplefilter("always")
+        ...     diag.warn_if_failed("forecasting")
+        True
+        >>> print(seen[0].message)  # doctest: +NORMALIZE_WHITESPACE
+        forecasting from a fit that FAILED its convergence diagnostics (max r-hat 1.200
+        (alpha[web]), min ESS bulk 50 / tail 20, divergences 3); its intervals cannot be
+        trusted. What failed and what to try: `bimix summary FIT`, or in Python
+        diagnostics_from_idata(idata).report() (bimix_bayes.bayes.persistence)
         """
         if self.passed:
             return False
-        what = f"{doing} from a fit that" if doing else "the fit"
-        warnings.warn(
-            f"{what} FAILED its convergence diagnostics; its intervals cannot be trusted.\n"
-            + self.report(),
-            FitWarning,
-            stacklevel=stacklevel,
-        )
+        if doing is None:
+            message = (
+                "the fit FAILED its convergence diagnostics; its intervals cannot be trusted.\n"
+                + self.report()
+            )
+        else:
+            message = (
+                f"{doing} from a fit that FAILED its convergence diagnostics ("
+                f"{self.rhat_text()}, min ESS bulk {self.min_ess_bulk:.0f} / tail "
+                f"{self.min_ess_tail:.0f}, divergences {self.divergences}); its intervals "
+                "cannot be trusted. What failed and what to try: `bimix summary FIT`, or in "
+                "Python diagnostics_from_idata(idata).report() (bimix_bayes.bayes.persistence)"
+            )
+        warnings.warn(message, FitWarning, stacklevel=stacklevel)
         return True
 
     def banner(self, consequence: str = "do not trust the figures below") -> str:
