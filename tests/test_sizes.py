@@ -193,6 +193,20 @@ def test_a_size_fit_recovers_the_slopes_and_forecasts_a_larger_size(size_fit, tm
         predict(loaded, [8e3], runs=["mix000"], size=1e10)
 
 
+def test_a_forecast_where_a_larger_model_loses_more_says_so(size_fit):
+    """The simulated reducible loss grows with size (size_reducible 0.1 against a floor's
+    -0.08): far enough out the law forecasts a larger model worse, which is the fitted slopes
+    carried too far, not a forecast (a new user read `--size 7e12` as one)."""
+    from bimix_bayes import predict
+
+    _, idata = size_fit
+    with pytest.warns(SizeExtrapolationWarning, match="higher loss than at the largest fitted"):
+        predict(idata, [8e3], runs=["mix000"], size=1e15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SizeExtrapolationWarning)
+        predict(idata, [8e3], runs=["mix000"], size=3e8)  # inside the fitted sizes: no check
+
+
 def test_the_size_error_has_its_own_correlation_across_domains(size_fit):
     """At a size not trained, the error all runs share is correlated across domains by
     ``size_domain_correlation``, not by the step's ``domain_correlation``: uncorrelated, it

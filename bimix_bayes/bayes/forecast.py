@@ -35,6 +35,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,7 +59,13 @@ from bimix_bayes.bayes.noise import fit_noise_variance
 from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata, spec_from_idata
 from bimix_bayes.bayes.predictive_density import log_predictive_density
 from bimix_bayes.bayes.run_size_offsets import fresh_offset_factors, stored_run_size_offsets
-from bimix_bayes.bayes.sizes import size_doublings_outside, size_offset
+from bimix_bayes.bayes.sizes import (
+    SizeExtrapolationWarning,
+    fitted_sizes,
+    size_doublings_outside,
+    size_label,
+    size_offset,
+)
 from bimix_bayes.bayes.targets import domain_weights, run_effects, target_shares
 from bimix_bayes.data.labels import NEW, OBSERVED, interval_columns, long_table
 from bimix_bayes.data.mixture_input import mixture_frame
@@ -422,7 +429,7 @@ def _prepare(
             post, np.unique(fitted), steps_arr, np.random.default_rng([seed, 6])
         )
         bend = shocks if bend is None else bend + shocks
-    return _Forecast(
+    forecast = _Forecast(
         law=law,
         params=posterior_params(post, law),
         sigma=post["sigma"],
@@ -447,6 +454,46 @@ def _prepare(
         u=u,
         noise_var=None if kind == "law" else fit_noise_variance(post, x),
         noise_corr=None if kind == "law" else stored_noise_correlation(post, len(domains)),
+    )
+    if size is not None:
+        _warn_if_loss_rises_with_size(forecast, idata, float(size))
+    return forecast
+
+
+def _warn_if_loss_rises_with_size(
+    forecast: _Forecast, idata: az.InferenceData, size: float
+) -> None:
+    """Warn when, beyond the largest fitted size, the law's mean loss at ``size`` is above its
+    mean loss at that largest size for some domain (a larger model losing more: the fitted size
+    slopes carried past where they hold; a new user read ``--size 7e12`` as a forecast).
+
+    The law alone (no run effects, no shared error) at the same targets and steps, both sizes.
+    """
+    sizes = fitted_sizes(idata)
+    if not sizes or size <= sizes[-1] * (1 + 1e-3):
+        return
+    law = dataclasses.replace(forecast, effects=None, bend=None, noise_var=None, noise_corr=None)
+    largest = dataclasses.replace(law, z=float(np.log(sizes[-1] / float(idata.attrs["size_ref"]))))
+
+    def mean_loss(f: _Forecast) -> xr.DataArray:
+        return xr.concat([d.mean(("chain", "draw")) for d in f.chunks()], "mixture")
+
+    rise = (mean_loss(law) / mean_loss(largest) - 1.0).isel(domain=slice(0, -1))  # no average
+    worst = rise.max(("mixture", "step"), skipna=True)
+    up = worst.where(worst > 1e-3, drop=True)
+    if up.size == 0:
+        return
+    order = np.argsort(-up.to_numpy())
+    listed = ", ".join(
+        f"{up['domain'].to_numpy()[k]} (+{100 * float(up.to_numpy()[k]):.1f} %)" for k in order
+    )
+    warnings.warn(
+        f"at size {size_label(size)} the law forecasts a higher loss than at the largest fitted "
+        f"size {size_label(sizes[-1])} for {listed}: a larger model losing more is the fitted "
+        "size slopes carried past where the data hold them, not a forecast; forecast sizes "
+        "nearer the fitted ones, or fit larger proxies",
+        SizeExtrapolationWarning,
+        stacklevel=4,
     )
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "fitted_sizes",
     "same_size",
     "size_doublings_outside",
+    "size_label",
     "size_offset",
 ]
 
