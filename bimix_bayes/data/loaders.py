@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from typing import Literal, Unpack
 
@@ -74,7 +75,14 @@ from bimix_bayes.data.mixture_files import (
     read_mixtures,
     runs_from_mixture,
 )
-from bimix_bayes.data.table import DataError, MixtureData, Volume, describe_locations, to_numeric
+from bimix_bayes.data.table import (
+    DataError,
+    DataWarning,
+    MixtureData,
+    Volume,
+    describe_locations,
+    to_numeric,
+)
 from bimix_bayes.data.validate import ValidationOptions
 
 __all__ = [
@@ -250,6 +258,7 @@ def load_data(
     )
     if volume is None:
         volume = "tokens" if "token" in step_col.lower() else "steps"
+    table, locations = _drop_step_zero(table, step_col, locations, source, notes)
     _, prop_cols = detect_pattern(
         columns, prop_pattern, PROP_PATTERNS, "proportion", source, "--prop-pattern"
     )
@@ -339,6 +348,55 @@ def load_data(
         size_kind=size_kind,
         **options,
     )
+
+
+def _note(notes: list[str], source: str, message: str) -> None:
+    """Record a change the loader made unasked in ``notes`` and say it (a DataWarning at the
+    caller of :func:`load_data`), as the validation does."""
+    notes.append(message)
+    warnings.warn(f"{source}: {message}", DataWarning, stacklevel=4)
+
+
+def _drop_step_zero(
+    table: pd.DataFrame, step_col: str, locations: np.ndarray, source: str, notes: list[str]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """``table`` with its step column read and without its rows at step 0, each with a note.
+
+    Steps written with the suffixes model sizes take (``10k``, ``1.5B``) are read as numbers,
+    as ``--step 40B`` is. Rows at step 0 (the evaluation before training, which most training
+    loops log; the law needs s > 0) are left out, as the TensorBoard and MLflow readers do.
+    Other steps that are not positive are refused later (``parse_steps``).
+    """
+    what = f"column {step_col!r}"
+    cells = table[step_col]
+    suffixed = None
+    if not pd.api.types.is_numeric_dtype(cells):
+        text = cells.astype(str).str.strip()
+        plain = pd.to_numeric(text, errors="coerce")
+        sized = text.map(parse_size)
+        suffixed = plain.isna() & sized.notna()
+    if suffixed is not None and suffixed.any():
+        cells = pd.Series(np.where(suffixed, sized, text), index=cells.index, dtype=object)
+        table = table.assign(**{step_col: to_numeric(cells, what, locations, source)})
+        mask = suffixed.to_numpy()
+        examples = [f"{loc}: {c!r}" for loc, c in zip(locations[mask], text[mask], strict=True)]
+        _note(
+            notes,
+            source,
+            f"read {int(mask.sum())} {what} value(s) written with a suffix "
+            f"({describe_locations(examples)}; k = 1e3, M = 1e6, B = 1e9)",
+        )
+    steps = to_numeric(table[step_col], what, locations, source)
+    zero = (steps == 0).to_numpy()
+    if not zero.any():
+        return table, locations
+    _note(
+        notes,
+        source,
+        f"left out {int(zero.sum())} row(s) at step 0 ({describe_locations(list(locations[zero]))}"
+        "): the evaluation before training; the law needs s > 0",
+    )
+    return table[~zero].reset_index(drop=True), locations[~zero]
 
 
 def read_sizes(
