@@ -541,6 +541,30 @@ def test_exclude_unknown_domain(long_csv):
         load(long_csv, exclude_domains=["cdoe"])
 
 
+def test_losses_named_after_the_training_domains_through_other_text(tmp_path):
+    """W&B-style names (`eval/web_loss`): a wide file's loss columns are read through the
+    pattern that names every one after a training domain (with a note); a long file's domain
+    values are evaluation-only targets, and the note and BiMix's refusals say how to name them
+    (they advised the log-linear law, whose recommendations then meant nothing)."""
+    from bimix_bayes.leastsq.fit import check_least_squares_data
+
+    wide = wide_frame().rename(columns={"web_loss": "eval/web_loss", "code_loss": "eval/code_loss"})
+    with pytest.warns(DataWarning, match=r"'eval/\{domain\}_loss' names each one"):
+        data = load_data(write(tmp_path, wide))
+    assert data.domains == DOMAINS and not data.evaluation_only
+    pd.testing.assert_frame_equal(
+        data.observations, load(write(tmp_path, wide_frame())).observations
+    )
+
+    long = long_frame().assign(domain=lambda f: "eval/" + f["domain"] + "_loss")
+    with pytest.warns(DataWarning, match=r"look like the training domains' names"):
+        data = load_data(write(tmp_path, long, "long.csv"))
+    with pytest.raises(
+        DataError, match=r"not training domains; they look like .*'eval/web_loss' ~ 'web'"
+    ):
+        check_least_squares_data(data)
+
+
 def test_wide_domain_without_proportion(tmp_path):
     """A wide loss column with no proportion column is an evaluation-only target, or excluded
     on request; one that differs from a proportion column only in case is refused."""

@@ -108,6 +108,7 @@ from bimix_bayes.bayes.spec import (
     resolve_alpha_drift,
     spec_id,
 )
+from bimix_bayes.data.labels import evaluation_only_hint
 from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.laws.bimix import IdentifiableParams
 from bimix_bayes.laws.registry import Law
@@ -224,10 +225,12 @@ def _check_law_fits_data(law: Law, layout: CurveLayout) -> None:
     not a training domain, under a law infinite at zero shares (BiMix)."""
     untrained = [d for d, i in zip(layout.domains, layout.own_index, strict=True) if i < 0]
     if untrained and not law.fits_evaluation_only:
+        silent = [t for t in layout.training_domains if t not in layout.domains]
         raise DataError(
-            f"evaluation domain(s) {untrained} are not training domains; the {law.name} law "
-            "needs each evaluation domain's own share. Fit them with --law loglinear, whose "
-            "loss depends on every training share"
+            f"evaluation domain(s) {untrained} are not training domains"
+            f"{evaluation_only_hint(untrained, silent)}. The {law.name} law needs each "
+            "evaluation domain's own share. Fit them with --law loglinear, whose loss depends "
+            "on every training share"
         )
     zero = (layout.curve_own_share <= 0) & (layout.own_index[layout.curve_domain] >= 0)
     if zero.any() and not law.finite_at_zero:

@@ -33,6 +33,7 @@ __all__ = [
     "NEW",
     "OBSERVED",
     "WEIGHTED_DOMAINS",
+    "evaluation_only_hint",
     "interval_columns",
     "long_table",
     "near_names",
@@ -102,3 +103,41 @@ def near_names(unknown: Iterable[str], known: Iterable[str]) -> str:
         u: m[0] for u in map(str, unknown) if (m := difflib.get_close_matches(u, known, 1, 0.75))
     }
     return "".join(f"; did you mean {m!r} for {u!r}?" for u, m in pairs.items())
+
+
+def evaluation_only_hint(evaluation_only: Iterable[str], training: Iterable[str]) -> str:
+    """What a message about evaluation domains without a share adds when they look like the
+    training domains under other names: ``"; did you mean ..."`` for a misspelt one
+    (:func:`near_names`), or, when no training domain has losses and each of them contains a
+    different training domain's name (``eval/web_loss`` and ``web``), how to name them; else
+    ``""``.
+
+    Examples
+    --------
+    >>> evaluation_only_hint(["eval/web_loss", "eval/code_loss"], ["web", "code"])[:62]
+    "; they look like the training domains' names inside other text"
+    >>> evaluation_only_hint(["Pile-CC", "ArXiv"], ["web", "code"])
+    ''
+    """
+    names, training = [str(n) for n in evaluation_only], [str(t) for t in training]
+    if not set(names).isdisjoint(training):
+        return ""
+    near = near_names(names, training)
+    inside = {
+        n: found[0]
+        for n in names
+        if len(found := [t for t in training if t and t.lower() in n.lower()]) == 1
+    }
+    if near or len(inside) < len(names) or len(set(inside.values())) < len(inside):
+        return near
+    first, domain = next(iter(inside.items()))
+    start = first.lower().index(domain.lower())
+    pattern = first[:start] + "{domain}" + first[start + len(domain) :]
+    shown = ", ".join(f"{n!r} ~ {t!r}" for n, t in list(inside.items())[:3])
+    return (
+        f"; they look like the training domains' names inside other text ({shown}): if they "
+        "are those domains' losses, give them exactly the training domains' names (in a long "
+        "file, the domain column's values; in a wide file, name the loss columns with "
+        f"--loss-pattern, e.g. --loss-pattern '{pattern}' if the columns are named like "
+        f"{first!r})"
+    )

@@ -64,6 +64,7 @@ from bimix_bayes.data.columns import (
     detect_pattern,
     parse_proportions,
     parse_steps,
+    pattern_columns,
     pick_column,
     read_rows,
     read_table,
@@ -304,6 +305,8 @@ def load_data(
                 f"{list(DOMAIN_COLUMNS)}), so the file was read in the wide layout; if it is "
                 "long (one row per run, step and domain), name that column with --domain-col"
             ) from exc
+        if loss_pattern is None:
+            loss_cols = _training_loss_columns(loss_cols, prop_cols, columns, source, notes)
         present |= set(loss_cols)
         unknown_excl -= present
         loss_cols = {d: c for d, c in loss_cols.items() if d not in excluded}
@@ -348,6 +351,49 @@ def load_data(
         size_kind=size_kind,
         **options,
     )
+
+
+def _training_loss_columns(
+    loss_cols: dict[str, str],
+    prop_cols: dict[str, str],
+    columns: Sequence[str],
+    source: str,
+    notes: list[str],
+) -> dict[str, str]:
+    """The wide layout's loss columns, named through the training domains when the detected
+    pattern found none of them but one pattern with the training domains' names matches every
+    loss column (``eval/web_loss`` for domain ``web``: ``eval/{domain}_loss``, what W&B and
+    most trainers write), with a note; otherwise ``loss_cols`` as detected.
+
+    Examples
+    --------
+    >>> cols = ["weight_web", "weight_code", "step", "eval/web_loss", "eval/code_loss"]
+    >>> _training_loss_columns({"eval/web": "eval/web_loss", "eval/code": "eval/code_loss"},
+    ...                        {"web": "weight_web", "code": "weight_code"}, cols, "f.csv", [])
+    {'web': 'eval/web_loss', 'code': 'eval/code_loss'}
+    """
+    if not set(loss_cols).isdisjoint(prop_cols):
+        return loss_cols
+    patterns = {
+        c.replace(domain, "{domain}", 1)
+        for c in loss_cols.values()
+        for domain in prop_cols
+        if domain in c
+    }
+    for pattern in sorted(patterns):
+        found = pattern_columns(columns, pattern)
+        named = {d: c for d, c in found.items() if d in prop_cols}
+        if len(named) == len(loss_cols) and set(named.values()) == set(loss_cols.values()):
+            _note(
+                notes,
+                source,
+                f"no loss column is named after a training domain by the usual patterns, but "
+                f"{pattern!r} names each one ({describe_locations(list(named.values()))}): "
+                f"read as the losses of {sorted(named)} (give --loss-pattern to read them "
+                "otherwise)",
+            )
+            return named
+    return loss_cols
 
 
 def _note(notes: list[str], source: str, message: str) -> None:

@@ -31,7 +31,7 @@ from typing import TypedDict
 import numpy as np
 import pandas as pd
 
-from bimix_bayes.data.labels import near_names
+from bimix_bayes.data.labels import evaluation_only_hint
 from bimix_bayes.data.table import (
     OBS_COLUMNS,
     SIZE_COLUMN,
@@ -358,8 +358,8 @@ class Validator:
             )
         evaluated = set(map(str, pd.unique(obs["domain"])))
         silent = [str(c) for c in mixtures.columns if str(c) not in evaluated]
-        typo = near_names(no_prop, silent)
-        if typo:  # a training domain with no losses beside a loss domain with no share
+        typo = evaluation_only_hint(no_prop, silent)
+        if typo.startswith("; did you mean"):  # beside a training domain with no losses
             typo += " (a training domain with no losses of its own)"
         self.note(
             f"evaluation domain(s) {no_prop} are not training domains (no proportion column): "

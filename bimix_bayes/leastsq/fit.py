@@ -36,7 +36,7 @@ from scipy.optimize import nnls
 
 from bimix_bayes._version import __version__
 from bimix_bayes.data.files import atomic_write_text
-from bimix_bayes.data.labels import ALL_DOMAINS, long_table
+from bimix_bayes.data.labels import ALL_DOMAINS, evaluation_only_hint, long_table
 from bimix_bayes.data.table import DataError, MixtureData, prediction_shares
 from bimix_bayes.laws.bimix import (
     IDENTIFIABLE_NAMES,
@@ -105,12 +105,13 @@ def check_least_squares_data(data: MixtureData) -> None:
     """
     data.check_design()
     if data.evaluation_only:
+        silent = [t for t in data.training_domains if t not in data.domains]
         raise DataError(
-            f"evaluation domain(s) {list(data.evaluation_only)} are not training domains; "
-            "BiMix's least squares needs each evaluation domain's own share. Use the "
-            "Bayesian log-linear law instead (bimix fit ... --law loglinear; in bimix backtest, "
-            "--law loglinear --method bayes), or leave them "
-            "out (--exclude-domain)"
+            f"evaluation domain(s) {list(data.evaluation_only)} are not training domains"
+            f"{evaluation_only_hint(data.evaluation_only, silent)}. BiMix's least squares "
+            "needs each evaluation domain's own share. Use the Bayesian log-linear law instead "
+            "(bimix fit ... --law loglinear; in bimix backtest, --law loglinear --method bayes), "
+            "or leave them out (--exclude-domain)"
         )
     zero = data.shares() <= 0
     if zero.any():
