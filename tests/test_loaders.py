@@ -565,6 +565,41 @@ def test_losses_named_after_the_training_domains_through_other_text(tmp_path):
         check_least_squares_data(data)
 
 
+def test_a_long_file_with_other_column_names_is_not_read_as_wide(tmp_path):
+    """Columns `experiment, iteration, eval_set, val_loss`: read as wide (no column named like
+    a domain column) it made up a domain 'val' and runs; it is refused naming the columns to
+    give, and reads with them."""
+    frame = long_frame().rename(
+        columns={"run": "experiment", "step": "iteration", "domain": "eval_set", "loss": "val_loss"}
+    )
+    path = write(tmp_path, frame)
+    with pytest.raises(
+        DataError,
+        match=r"column 'eval_set' holds training domains' names.*--layout long --domain-col "
+        r"eval_set --run-col experiment --loss-col val_loss",
+    ):
+        load(path)
+    data = load(path, layout="long", domain_col="eval_set", run_col="experiment",
+                loss_col="val_loss")  # fmt: skip
+    assert data.fingerprint() == reference().fingerprint()
+
+
+@pytest.mark.parametrize("layout", ["long", "wide"])
+def test_share_columns_named_after_the_domains_are_read(tmp_path, layout):
+    """Bare share columns (`web, code`) were refused in loss logs (mixture files take them),
+    and `--prop-pattern '{domain}'` then matched the run column too."""
+    frame = long_frame() if layout == "long" else wide_frame()
+    prefix = "p_" if layout == "long" else "weight_"
+    bare = frame.rename(columns={f"{prefix}{d}": d for d in DOMAINS})
+    path = write(tmp_path, bare)
+    with pytest.warns(
+        DataWarning, match=r"columns named after the domains were read as the shares"
+    ):
+        data = load_data(path)
+    assert data.fingerprint() == load(write(tmp_path, frame, "plain.csv")).fingerprint()
+    assert load(path, prop_pattern="{domain}").fingerprint() == data.fingerprint()
+
+
 def test_wide_domain_without_proportion(tmp_path):
     """A wide loss column with no proportion column is an evaluation-only target, or excluded
     on request; one that differs from a proportion column only in case is refused."""

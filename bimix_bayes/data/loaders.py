@@ -260,8 +260,8 @@ def load_data(
     if volume is None:
         volume = "tokens" if "token" in step_col.lower() else "steps"
     table, locations = _drop_step_zero(table, step_col, locations, source, notes)
-    _, prop_cols = detect_pattern(
-        columns, prop_pattern, PROP_PATTERNS, "proportion", source, "--prop-pattern"
+    prop_cols = _share_columns(
+        table, columns, prop_pattern, layout, domain_col, loss_pattern, source, notes
     )
     excluded = set(exclude_domains)
     unknown_excl = excluded - set(prop_cols)
@@ -293,6 +293,8 @@ def load_data(
         )
         obs_locations = list(locations)
     else:
+        if guessed_wide:
+            _refuse_long_read_as_wide(table, columns, step_col, prop_cols, source)
         try:
             _, loss_cols = detect_pattern(
                 columns, loss_pattern, LOSS_PATTERNS, "loss", source, "--loss-pattern"
@@ -351,6 +353,100 @@ def load_data(
         size_kind=size_kind,
         **options,
     )
+
+
+def _share_columns(
+    table: pd.DataFrame,
+    columns: Sequence[str],
+    prop_pattern: str | None,
+    layout: str,
+    domain_col: str | None,
+    loss_pattern: str | None,
+    source: str,
+    notes: list[str],
+) -> dict[str, str]:
+    """The share columns (domain -> column): by their pattern, or else, when no pattern
+    matches (or the pattern is the bare ``{domain}``, which matched the run column too), the
+    columns named after the domains themselves (``web,code`` beside a domain column with
+    ``web`` and ``code``, or beside loss columns ``web_loss, code_loss``), with a note."""
+    bare = prop_pattern is not None and prop_pattern.strip() == "{domain}"
+    if not bare:
+        try:
+            return detect_pattern(
+                columns, prop_pattern, PROP_PATTERNS, "proportion", source, "--prop-pattern"
+            )[1]
+        except DataError as exc:
+            if prop_pattern is not None:
+                raise
+            failure = exc
+    names: set[str] = set()
+    if layout == "long" or domain_col is not None:
+        col = domain_col or next((c for c in columns if c.lower() in DOMAIN_COLUMNS), None)
+        if col is not None and col in table.columns:
+            names = set(table[col].astype(str).str.strip())
+    else:
+        try:
+            loss_cols = detect_pattern(
+                columns, loss_pattern, LOSS_PATTERNS, "loss", source, "--loss-pattern"
+            )[1]
+            names = set(loss_cols)
+        except DataError:
+            names = set()
+    found = {c: c for c in columns if c in names}
+    if not found:
+        if bare:
+            raise DataError(
+                f"{source}: --prop-pattern '{{domain}}' reads the columns named after the "
+                "domains, but no column is named after a domain of the file; columns: "
+                f"{list(columns)}"
+            )
+        raise failure
+    if not bare:
+        _note(
+            notes,
+            source,
+            f"no share column matched the usual patterns ({list(PROP_PATTERNS)}); the columns "
+            f"named after the domains were read as the shares: {sorted(found)} (give "
+            "--prop-pattern to read others)",
+        )
+    return found
+
+
+def _refuse_long_read_as_wide(
+    table: pd.DataFrame,
+    columns: Sequence[str],
+    step_col: str,
+    prop_cols: dict[str, str],
+    source: str,
+) -> None:
+    """Refuse a file guessed wide (no column named like a domain column) that has a column of
+    training-domain names: it is long, its columns named otherwise (``eval_set``), and read as
+    wide it made up a domain and runs (a new user's ``experiment,iteration,eval_set,val_loss``).
+    Names the columns to give, guessed where the names say so."""
+    domains = set(prop_cols)
+    used = {step_col, *prop_cols.values()}
+    rest = [c for c in columns if c not in used]
+    # CSV cells are read as text: a column is numeric when its cells all read as numbers
+    numeric = [c for c in rest if pd.to_numeric(table[c], errors="coerce").notna().all()]
+    text = [c for c in rest if c not in numeric]
+    for col in text:
+        values = set(table[col].astype(str).str.strip())
+        named = values & domains
+        if len(named) < min(2, len(domains)) or len(values) > 4 * len(domains):
+            continue
+        others = [c for c in text if c != col]
+        run = next((c for c in others if table[c].nunique() > 1), "COLUMN")
+        loss = next(
+            (c for c in numeric if "loss" in c.lower()), numeric[0] if numeric else "COLUMN"
+        )
+        raise DataError(
+            f"{source}: no column is named like an evaluation-domain column (looked for "
+            f"{list(DOMAIN_COLUMNS)}), so the file was read in the wide layout, but column "
+            f"{col!r} holds training domains' names ({sorted(named)}): the file looks long (one "
+            f"row per run, step and domain). Read it with --layout long --domain-col {col} "
+            f"--run-col {run} --loss-col {loss} (in Python: layout='long', domain_col=..., "
+            "run_col=..., loss_col=...)"
+        )
 
 
 def _training_loss_columns(
