@@ -141,3 +141,29 @@ def test_a_text_column_that_is_not_a_name_is_refused_by_rank(fitted):
     table = pd.read_csv(io.StringIO(CANDIDATES)).rename(columns={"name": "label"})
     with pytest.raises(DataError, match=r"candidate mixtures: column 'label' is not a share"):
         rank(fitted["idata"], table, 4e4)
+
+
+def test_mixtures_as_dicts_and_steps_as_text(fitted):
+    """`mixtures={"web": 0.4, ...}` and `steps="40k"` raised AttributeError / ValueError (a
+    new user's first tries); they mean what a one-row table and `--steps 40k` mean."""
+    from bimix_bayes.bayes.forecast import predict
+    from bimix_bayes.decision.recommend import optimize, rank
+
+    table = pd.read_csv(io.StringIO(CANDIDATES)).set_index("name")
+    booky = table.loc["booky"].to_dict()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        by_table = predict(fitted["idata"], steps=[4e4], mixtures=table.loc[["booky"]])
+        by_dict = predict(fitted["idata"], steps="40k", mixtures=booky)
+        by_names = predict(fitted["idata"], steps=["40k"], mixtures={"booky": booky})
+        ranked = rank(fitted["idata"], table.to_dict(orient="index"), "40k")
+        rec = optimize(fitted["idata"], "40k", baseline=booky, forecast=False)
+    assert by_dict["mixture"].unique().tolist() == ["mixture"]
+    columns = ["step", "domain", "median", "lower_90"]
+    pd.testing.assert_frame_equal(by_dict[columns], by_table[columns])
+    pd.testing.assert_frame_equal(by_names[columns], by_table[columns])
+    assert sorted(ranked["mixture"]) == ["booky", "uniform"] and rec.step == 4e4
+    with pytest.raises(TypeError, match=r"expected a table .* got int"):
+        predict(fitted["idata"], steps=[4e4], mixtures=3)
+    with pytest.raises(ValueError, match=r"steps must be numbers .* got 'lots'"):
+        predict(fitted["idata"], steps=["lots"], mixtures=booky)

@@ -1103,3 +1103,12 @@ def test_mixinglaws_every_size_refuses_a_size_without_a_parameter_count(tmp_path
     root = _ye_table(tmp_path, {"70M": 0.25, "2.8B": 0.25})
     with pytest.raises(DataError, match=r"'2.8B'.*no known non-embedding"):
         load_mixinglaws(root, "2Mix", None)
+
+
+def test_a_table_in_memory_loads_as_its_file_would(tmp_path):
+    """`load_data(frame)` raised a TypeError (a new user's first try); it reads the table as
+    the same file, its rows named in messages."""
+    frame = long_frame()
+    assert load_data(frame).fingerprint() == load(write(tmp_path, frame)).fingerprint()
+    with pytest.raises(DataError, match=r"row 4 \(-1\)"):
+        load_data(frame.assign(loss=lambda f: f["loss"].where(f.index != 3, -1.0)))

@@ -68,6 +68,7 @@ from bimix_bayes.bayes.sizes import (
 )
 from bimix_bayes.bayes.targets import domain_weights, run_effects, target_shares
 from bimix_bayes.data.labels import NEW, OBSERVED, interval_columns, long_table
+from bimix_bayes.data.loaders import step_counts
 from bimix_bayes.data.mixture_input import mixture_frame
 from bimix_bayes.laws.registry import Law
 
@@ -91,7 +92,7 @@ Kind = Literal["predictive", "law"]
 
 def forecast_draws(
     idata: az.InferenceData,
-    steps: Sequence[float] | np.ndarray,
+    steps: Sequence[float | str] | np.ndarray | float | str,
     *,
     mixtures: pd.DataFrame | pd.Series | None = None,
     runs: Sequence[str] | None = None,
@@ -107,11 +108,13 @@ def forecast_draws(
     idata
         A fit from :meth:`bimix_bayes.bayes.model.BiMixModel.fit` or :func:`~bimix_bayes.load_fit`.
     steps
-        Steps (or tokens, as in the fitted data), e.g. beyond the last observed checkpoint.
+        Steps (or tokens, as in the fitted data), e.g. beyond the last observed checkpoint:
+        numbers, or text with a suffix (``"32k"``, ``"40B"``).
     mixtures
         New mixtures: one row per mixture, a column per domain, named by the index or by a
         ``name``/``mixture``/``run`` column (a table from ``pd.read_csv``; see
-        :func:`~bimix_bayes.data.mixture_input.mixture_frame`).
+        :func:`~bimix_bayes.data.mixture_input.mixture_frame`), or a dict: ``{domain: share}``
+        for one mixture, ``{name: {domain: share}}`` for several.
     runs
         Observed runs to continue. With neither ``mixtures`` nor ``runs``: every observed run.
     weights
@@ -193,7 +196,7 @@ def summarise_draws(draws: xr.DataArray, prob: Sequence[float] = (0.5, 0.9)) -> 
 
 def predict(
     idata: az.InferenceData,
-    steps: Sequence[float] | np.ndarray,
+    steps: Sequence[float | str] | np.ndarray | float | str,
     *,
     mixtures: pd.DataFrame | pd.Series | None = None,
     runs: Sequence[str] | None = None,
@@ -362,7 +365,7 @@ def _prepare(
     """Check the request, warn about a failed fit and zero shares, and draw the run effects."""
     if kind not in ("predictive", "law"):
         raise ValueError(f"kind must be 'predictive' or 'law', got {kind!r}")
-    steps_arr = np.asarray(steps, dtype=float).ravel()
+    steps_arr = step_counts(steps)
     if steps_arr.size == 0 or not np.all(np.isfinite(steps_arr) & (steps_arr > 0)):
         raise ValueError(f"steps must be positive finite numbers, got {list(steps_arr)}")
     diag = diagnostics_from_idata(idata)

@@ -100,6 +100,7 @@ __all__ = [
     "parse_size",
     "read_mixtures",
     "read_table",
+    "step_counts",
 ]
 
 Layout = Literal["auto", "long", "wide"]
@@ -121,6 +122,28 @@ def parse_size(text: str) -> float | None:
     return float(m.group(1)) * _SIZE_SUFFIX.get(m.group(2).lower(), 1.0)
 
 
+def step_counts(values: object, what: str = "steps") -> np.ndarray:
+    """Steps (or token counts) given to the API as floats: numbers, or text with the suffixes
+    model sizes take (``"32k"``, ``"40B"``), as the command line takes them.
+
+    Examples
+    --------
+    >>> step_counts(["32k", 4e4]).tolist(), step_counts("40B").tolist()
+    ([32000.0, 40000.0], [40000000000.0])
+    """
+    items = [values] if isinstance(values, (str, bytes)) else np.ravel(np.asarray(values, object))
+    out = []
+    for item in items:
+        value = parse_size(str(item)) if isinstance(item, str) else item
+        try:
+            out.append(float(value))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{what} must be numbers (or text such as '32k' or '40B'), got {item!r}"
+            ) from None
+    return np.asarray(out, dtype=float)
+
+
 def format_group(value: object) -> str:
     """Readable label of a group value: ``122000000.0`` -> ``"122M"``; text stays as is.
 
@@ -139,7 +162,7 @@ def format_group(value: object) -> str:
 
 
 def load_data(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | pd.DataFrame,
     *,
     layout: Layout = "auto",
     run_col: str | None = None,
@@ -165,7 +188,8 @@ def load_data(
         A ``.csv`` (``.csv.gz``, ``.tsv``) or ``.parquet`` file; or a folder of TensorBoard
         runs, an MLflow ``mlruns`` folder or ``mlflow.db``, read by
         :func:`~bimix_bayes.data.log_sources.load_logs` (where the patterns name tags and
-        parameters, see there).
+        parameters, see there); or a pandas DataFrame holding such a table (messages then
+        name its rows, ``row 1`` the first).
     layout
         ``"long"``, ``"wide"`` or ``"auto"`` (long if a domain column is found, else wide).
     run_col, step_col, domain_col, loss_col
@@ -208,12 +232,12 @@ def load_data(
     """
     from bimix_bayes.data.log_sources import is_log_path, load_logs  # they import this module
 
-    if is_log_path(path) and size_col is not None:
+    if not isinstance(path, pd.DataFrame) and is_log_path(path) and size_col is not None:
         raise DataError(
             f"{path}: --size-col reads CSV or Parquet tables; export the logs to a long CSV "
             "with a size column (MixtureData.to_long) to fit several model sizes together"
         )
-    if is_log_path(path):
+    if not isinstance(path, pd.DataFrame) and is_log_path(path):
         return load_logs(
             path,
             layout=layout,
@@ -232,7 +256,14 @@ def load_data(
         )
     if run_name_pattern is not None:
         raise DataError(f"{path}: run_name_pattern applies to TensorBoard and MLflow runs only")
-    table, locations, source = read_rows(path)
+    if isinstance(path, pd.DataFrame):  # a table in memory, read as a Parquet file is
+        if path.empty:
+            raise DataError("the table given to load_data has no rows")
+        table = path.reset_index(drop=True).rename(columns=lambda c: str(c).strip())
+        source = "the table given to load_data"
+        locations = np.asarray([f"row {i + 1}" for i in range(len(table))], dtype=object)
+    else:
+        table, locations, source = read_rows(path)
     columns = list(table.columns)
 
     notes: list[str] = []

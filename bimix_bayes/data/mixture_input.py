@@ -18,9 +18,13 @@ Examples
 (['uniform', 'code-heavy'], 0.8)
 >>> mixture_frame(table.iloc[1]).index.tolist()  # one row of it: a Series
 ['code-heavy']
+>>> mixture_frame({"web": 0.3, "code": 0.7}).loc["mixture", "code"]  # a dict: one mixture
+np.float64(0.7)
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -71,7 +75,29 @@ def mixtures_words(mixtures: pd.DataFrame | pd.Series, what: str) -> str:
     return f"{what} ({source})" if source else what
 
 
-def mixture_frame(mixtures: pd.DataFrame | pd.Series, what: str = "the mixtures") -> pd.DataFrame:
+def _as_frame(mixtures: object, what: str) -> pd.DataFrame:
+    """A table of the mixtures given as a table, a Series, a dict or a list of dicts."""
+    if isinstance(mixtures, pd.Series):
+        return mixtures.to_frame().T
+    if isinstance(mixtures, pd.DataFrame):
+        return mixtures
+    if isinstance(mixtures, Mapping) and mixtures:
+        if all(isinstance(v, Mapping) for v in mixtures.values()):  # {name: {domain: share}}
+            return pd.DataFrame.from_dict(dict(mixtures), orient="index")
+        if not any(isinstance(v, Mapping) for v in mixtures.values()):  # {domain: share}
+            return pd.DataFrame([dict(mixtures)], index=pd.Index(["mixture"], name="mixture"))
+    if isinstance(mixtures, list) and mixtures and all(isinstance(m, Mapping) for m in mixtures):
+        return pd.DataFrame(mixtures)  # rows, named by a name key or numbered
+    raise TypeError(
+        f"{what}: expected a table (pandas DataFrame, one row per mixture and one share column "
+        "per domain), a Series or {domain: share} dict for one mixture, or a {name: {domain: "
+        f"share}} dict; got {type(mixtures).__name__}"
+    )
+
+
+def mixture_frame(
+    mixtures: pd.DataFrame | pd.Series | Mapping | list, what: str = "the mixtures"
+) -> pd.DataFrame:
     """Mixtures as one row per mixture, named by the index, and numeric share columns.
 
     Parameters
@@ -80,7 +106,8 @@ def mixture_frame(mixtures: pd.DataFrame | pd.Series, what: str = "the mixtures"
         A table, one row per mixture and one share column per domain, named by its index or by
         a name column (``mixture``, ``name``, ``run``, ``run_id`` or ``id``, any case: it
         becomes the index, its values stripped text). A Series is one mixture (its name, or its
-        entry under a name key, names it).
+        entry under a name key, names it); so is a ``{domain: share}`` dict (named
+        ``mixture``); ``{name: {domain: share}}`` and a list of such dicts are several.
     what
         Names the mixtures in messages (``"the candidate mixtures"``).
 
@@ -103,7 +130,7 @@ def mixture_frame(mixtures: pd.DataFrame | pd.Series, what: str = "the mixtures"
     ...
     bimix_bayes.data.table.DataError: the mixtures: column 'note' is not a share column ...
     """
-    frame = mixtures.to_frame().T if isinstance(mixtures, pd.Series) else mixtures
+    frame = _as_frame(mixtures, what)
     name_col = _name_column(frame.columns)
     if name_col is not None:
         names = frame[name_col]

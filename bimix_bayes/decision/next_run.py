@@ -64,6 +64,7 @@ from bimix_bayes.bayes.persistence import spec_from_idata
 from bimix_bayes.bayes.residual_correlation import stored_residual_correlation
 from bimix_bayes.bayes.run_size_offsets import stored_run_size_offsets
 from bimix_bayes.bayes.sizes import fitted_sizes, same_size, size_label
+from bimix_bayes.data.loaders import step_counts
 from bimix_bayes.data.mixture_input import mixture_frame, mixtures_words
 from bimix_bayes.data.table import DataError
 from bimix_bayes.decision.constraints import Bounds, MixtureConstraints
@@ -362,7 +363,7 @@ def _knowledge_gradient(weights: np.ndarray, relative: np.ndarray) -> np.ndarray
 
 def propose_next_runs(
     idata: az.InferenceData,
-    step: float,
+    step: float | str,
     *,
     batch: int = 1,
     proxy_step: float | None = None,
@@ -448,6 +449,7 @@ def propose_next_runs(
         )
     if proxy_size is not None:  # the fitted size meant (labels keep 4 significant digits)
         proxy_size = min(sizes, key=lambda v: abs(np.log(v / float(proxy_size))))
+    step = float(step_counts(step, "step")[0])
     diag, surface, data, w = prepare(idata, step, weights, domains, size)
     train = list(surface.columns)
     constraints = constraints or MixtureConstraints()

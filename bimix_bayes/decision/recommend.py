@@ -29,6 +29,7 @@ import pandas as pd
 from bimix_bayes.bayes.diagnostics import FitWarning
 from bimix_bayes.bayes.discrepancy import ExtrapolationWarning, extrapolation_note
 from bimix_bayes.bayes.sizes import fitted_sizes, size_label
+from bimix_bayes.data.loaders import step_counts
 from bimix_bayes.data.mixture_input import mixture_frame
 from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.decision.constraints import Bounds, MixtureConstraints
@@ -106,7 +107,7 @@ def _baseline(
 
 def optimize(
     idata: az.InferenceData,
-    step: float,
+    step: float | str,
     *,
     objective: Objective | str = "mean",
     weights: Mapping[str, float] | None = None,
@@ -162,6 +163,7 @@ def optimize(
     >>> rec = optimize(idata, 4e10, objective="cvar:0.9")  # doctest: +SKIP
     >>> print(rec.format())  # doctest: +SKIP
     """
+    step = float(step_counts(step, "step")[0])
     objective = Objective.parse(objective) if isinstance(objective, str) else objective
     diag, surface, data, w = prepare(idata, step, weights, domains, size)
     train = list(surface.columns)
