@@ -1112,3 +1112,15 @@ def test_a_table_in_memory_loads_as_its_file_would(tmp_path):
     assert load_data(frame).fingerprint() == load(write(tmp_path, frame)).fingerprint()
     with pytest.raises(DataError, match=r"row 4 \(-1\)"):
         load_data(frame.assign(loss=lambda f: f["loss"].where(f.index != 3, -1.0)))
+
+
+def test_a_domain_misspelt_in_one_run_is_said(tmp_path):
+    """`code` written `cod` in one run's rows: the run missing `code` is noted, and the
+    refusal of `cod` (one run) names the close domain, not only 'add runs'."""
+    frame = long_frame()
+    one_run = (frame["run"] == frame["run"].iloc[0]) & (frame["domain"] == "code")
+    typo = frame.assign(domain=frame["domain"].where(~one_run, "cod"))
+    noted = pytest.warns(DataWarning, match=r"1 run\(s\) have no losses of 'code', which 2 of 3")
+    refused = pytest.raises(DataError, match=r"or fix a misspelt name; did you mean 'code'")
+    with noted, refused:
+        load_data(write(tmp_path, typo))

@@ -50,6 +50,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from bimix_bayes.data.labels import near_names
 from bimix_bayes.laws.schedule import DEFAULT_DECAY, LRSchedule, schedule_of
 
 __all__ = [
@@ -348,6 +349,7 @@ class MixtureData:
         observations = v.check_observations(observations, missing_policy)
         v.check_sizes(observations)
         observations = v.check_duplicates(observations)
+        v.check_domain_coverage(observations)
         mixtures, observations = v.apply_zero_policy(mixtures, observations, zero_policy, epsilon)
         observations = v.check_repeated_checkpoints(observations, drop_repeated_checkpoints)
         if min_step is not None:
@@ -561,10 +563,12 @@ class MixtureData:
             else:
                 n_r = obs["r"].nunique()
             if n_r < min_mixtures:
+                others = [d for d in self.domains if d != domain]
+                typo = near_names([domain], others)  # a domain misspelt in a few rows
                 problems.append(
                     f"domain {domain!r}: its {obs['run'].nunique()} run(s) give it "
                     f"{n_r} distinct share(s) (need {min_mixtures}); add runs with another share "
-                    f"of {domain!r}"
+                    f"of {domain!r}" + (f", or fix a misspelt name{typo}" if typo else "")
                 )
             if n_s < min_steps:
                 problems.append(

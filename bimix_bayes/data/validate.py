@@ -31,7 +31,7 @@ from typing import TypedDict
 import numpy as np
 import pandas as pd
 
-from bimix_bayes.data.labels import evaluation_only_hint
+from bimix_bayes.data.labels import evaluation_only_hint, near_names
 from bimix_bayes.data.table import (
     OBS_COLUMNS,
     SIZE_COLUMN,
@@ -379,6 +379,36 @@ class Validator:
             raise self.fail(
                 f"{int(bad.sum())} model size(s) are missing, not finite or not > 0 "
                 f"({describe_locations(ex)}); give every row its model's parameter count"
+            )
+
+    def check_domain_coverage(self, obs: pd.DataFrame) -> None:
+        """Note the runs without losses of a domain most runs have (a domain misspelt in one
+        run's rows, or its losses not logged): nothing is dropped, but a run missing a domain
+        informs the others less, and the user should know.
+
+        Examples
+        --------
+        >>> import warnings
+        >>> obs = pd.DataFrame({"run": ["a", "a", "b", "b", "c"], "step": 1.0,
+        ...                     "domain": ["web", "code", "web", "code", "web"], "loss": 2.0})
+        >>> v = Validator("f.csv", [], {})
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     v.check_domain_coverage(obs)
+        >>> v.notes
+        ["1 run(s) have no losses of 'code', which 2 of 3 runs have: run 'c'"]
+        """
+        runs_of = obs.groupby("domain", sort=False)["run"].unique()
+        n_runs = obs["run"].nunique()
+        for domain, runs in runs_of.items():
+            missing = sorted(set(obs["run"]) - set(runs))
+            if not missing or len(runs) < n_runs / 2:
+                continue
+            typo = near_names([str(d) for d in runs_of.index if d != domain], [str(domain)])
+            self.note(
+                f"{len(missing)} run(s) have no losses of {domain!r}, which {len(runs)} of "
+                f"{n_runs} runs have: {describe_locations([self.run_label(r) for r in missing])}"
+                + (f" (a misspelt domain in their rows{typo})" if typo else "")
             )
 
     def check_duplicates(self, obs: pd.DataFrame) -> pd.DataFrame:
