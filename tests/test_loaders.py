@@ -1124,3 +1124,15 @@ def test_a_domain_misspelt_in_one_run_is_said(tmp_path):
     refused = pytest.raises(DataError, match=r"or fix a misspelt name; did you mean 'code'")
     with noted, refused:
         load_data(write(tmp_path, typo))
+
+
+def test_a_loss_spike_is_noted_and_kept(tmp_path):
+    """A loss 10x its neighbouring checkpoints (a logging glitch) was accepted without a word;
+    it is kept (a real spike is data) and noted with its line and neighbours."""
+    frame = long_frame()
+    row = int(np.flatnonzero((frame["step"] == STEPS[1]).to_numpy())[0])
+    spiked = frame.assign(loss=frame["loss"].where(frame.index != row, frame["loss"] * 10))
+    with pytest.warns(DataWarning, match=rf"1 loss value\(s\) lie more .* line {row + 2} \("):
+        data = load_data(write(tmp_path, spiked))
+    assert len(data.observations) == len(frame)
+    load(write(tmp_path, frame, "clean.csv"))  # no note without a spike

@@ -350,6 +350,7 @@ class MixtureData:
         v.check_sizes(observations)
         observations = v.check_duplicates(observations)
         v.check_domain_coverage(observations)
+        v.check_spikes(observations)
         mixtures, observations = v.apply_zero_policy(mixtures, observations, zero_policy, epsilon)
         observations = v.check_repeated_checkpoints(observations, drop_repeated_checkpoints)
         if min_step is not None:
