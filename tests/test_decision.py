@@ -251,6 +251,11 @@ def test_verdict_says_when_the_gain_is_within_run_noise(idata):
     assert "VERDICT: " + coin_flip.verdict in coin_flip.format()
     worse = replace(rec, p_beats_baseline=0.2)
     assert "baseline is expected to do better" in worse.verdict
+    # a solve that did not converge keeps its comparison but says the mixture may not be best
+    # (a new user's flat objective printed 'probably better' under 'NOT converged')
+    assert rec.solve.converged and "did not converge" not in rec.verdict
+    stuck = replace(rec, solve=replace(rec.solve, kkt_residual=1.0))
+    assert stuck.verdict.startswith(rec.verdict) and "a better mixture may exist" in stuck.verdict
 
 
 def test_a_risk_objective_s_gain_is_named_apart_from_the_loss_improvement(idata):

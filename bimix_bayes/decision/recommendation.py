@@ -118,6 +118,15 @@ class Recommendation:
         variation: a single confirmation run will not tell the two mixtures apart (the closed
         loop in ``reports/closed_loop.md`` is such a case).
         """
+        text = self._verdict()
+        if not self.solve.converged:  # the comparison holds for the mixture shown
+            text += (
+                " (the optimiser did not converge: a better mixture may exist; the comparison "
+                "holds for the mixture shown)"
+            )
+        return text
+
+    def _verdict(self) -> str:
         imp = self.improvement
         if np.all(imp == 0):
             return "the recommendation is the baseline mixture"

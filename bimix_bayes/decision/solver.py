@@ -495,9 +495,10 @@ def _warn_unconverged(result: SolveResult) -> None:
         )
     elif not result.converged:
         warnings.warn(
-            "the optimiser did not meet the KKT conditions (residual "
-            f"{kkt:.2g} > {result.tolerance:g}): "
-            f"{message}."
+            "the optimiser's answer does not meet the KKT conditions (scale-free residual "
+            f"{kkt:.2g} > {result.tolerance:g}; the solvers' own reports: {message}): it may "
+            "not be the optimum, e.g. where the objective barely moves with the shares (then "
+            "the per-draw optima spread widely and the choice matters little)."
             + (
                 " Quantile and CVaR objectives are not smooth where posterior draws tie; with "
                 "few draws the answer may be slightly off the optimum (more draws help)."
