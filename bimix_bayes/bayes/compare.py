@@ -72,7 +72,7 @@ class ComparisonResult:
     Attributes
     ----------
     table
-        One row per model, best first: ``rank``, ``elpd_loo`` (nats, higher is better),
+        One row per model, best first: ``rank`` (1 the best), ``elpd_loo`` (nats, higher is better),
         ``se``, ``elpd_diff`` and ``dse`` (difference to the best and its standard error),
         ``p_loo`` (effective number of parameters), ``weight`` (stacking), ``bad_k`` (runs
         with Pareto k > 0.7).
@@ -285,6 +285,7 @@ def compare_fits(fits: Mapping[str, az.InferenceData]) -> ComparisonResult:
     bad = {name: int((ks > PARETO_K_LIMIT).sum()) for name, ks in pareto.items()}
     keep = ["rank", "elpd_loo", "se", "elpd_diff", "dse", "p_loo", "weight"]
     out = table[keep].astype({"rank": int})
+    out["rank"] += 1  # best = 1, as `bimix rank` counts (ArviZ counts from 0)
     out["bad_k"] = [bad[name] for name in out.index]
     return ComparisonResult(
         table=out, pareto_k=pd.DataFrame(pareto).T, correlated_new_runs=tuple(correlated)

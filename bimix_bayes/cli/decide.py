@@ -142,8 +142,9 @@ def _add_objective_options(p: argparse.ArgumentParser) -> None:
     opt.add_objective(p, help=OBJECTIVE_HELP)
     opt.add_options(
         p,
-        ("--weights", opt.domain_weights, None, "domain weights of the loss, e.g. code=2 doubles "
-         "code's weight (unnamed domains keep 1, 0 leaves one out; default: plain mean)"),
+        ("--weights", opt.domain_weights, None, "domain weights of the loss, comma-separated, "
+         "e.g. code=2,books=0.5 (code counts twice; unnamed domains keep 1, 0 leaves one out; "
+         "default: plain mean)"),
     )  # fmt: skip
     p.add_argument("--domains", nargs="+", metavar="DOMAIN", help="count only these domains")
 
@@ -155,7 +156,8 @@ def add_decision_inputs(parser: argparse.ArgumentParser, as_in_optimize: bool = 
     opt.add_options(
         parser,
         ("--constraints", Path, None, same or "TOML/YAML file of bounds, fixed shares and "
-         "available tokens per domain"),
+         "available tokens per domain: [domains.NAME] with min, max, fixed, available_tokens, "
+         "max_epochs; top-level total_tokens, max_epochs (README, `bimix optimize`)"),
     )  # fmt: skip
     parser.add_argument(
         "--baseline",

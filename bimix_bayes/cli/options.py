@@ -609,7 +609,17 @@ def add_fit_argument(parser: Parser) -> None:
 def add_seed(
     parser: Parser, help: str = "random seed (default 0)", default: int | None = 0
 ) -> None:
-    """``--seed`` (an integer; ``default`` 0)."""
+    """``--seed`` (an integer; ``default`` 0, which the help states when it does not).
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> add_seed(p, help="seed of the forecasts")
+    >>> p._actions[-1].help
+    'seed of the forecasts (default 0)'
+    """
+    if default is not None and "default" not in help and f"({default})" not in help:
+        help = f"{help} (default {default})"
     parser.add_argument("--seed", type=int, default=default, help=help)
 
 
@@ -677,14 +687,22 @@ def add_sampler_overrides(parser: Parser) -> None:
         choices=sorted(LAWS),
         help="the mixing law (overrides the spec's [law] name; `bimix laws` lists them)",
     )
-    parser.add_argument("--draws", type=count(1), help="draws per chain (overrides the spec)")
-    parser.add_argument("--tune", type=count(1), help="tuning steps per chain (overrides the spec)")
-    parser.add_argument("--chains", type=count(1), help="chains (overrides the spec)")
+    default = load_spec()["sampler"]  # what the help states as the default
+
+    def given(what: str, key: str, extra: str = "") -> str:
+        return f"{what} (overrides the spec; the default spec: {default[key]:g}{extra})"
+
+    parser.add_argument("--draws", type=count(1), help=given("draws per chain", "draws"))
+    parser.add_argument("--tune", type=count(1), help=given("tuning steps per chain", "tune"))
+    parser.add_argument("--chains", type=count(1), help=given("chains", "chains"))
     parser.add_argument(
         "--target-accept",
         type=probability,
-        help="NUTS target acceptance rate, 0-1 (overrides the spec; 0.99: smaller steps, "
-        "fewer divergences)",
+        help=given(
+            "NUTS target acceptance rate, 0-1",
+            "target_accept",
+            "; 0.99: smaller steps, fewer divergences",
+        ),
     )
     parser.add_argument(
         "--no-retry",
