@@ -296,3 +296,19 @@ def test_works_under_a_cross_domain_law_and_says_when_the_likelihood_is_approxim
     values, se = plan.proposals["value"], plan.proposals["value_se"]
     assert (values >= 0).all() and (values <= plan.value_of_stopping + 4 * se).all()
     assert any("Student-t" in n for n in plan.notes)
+
+
+def test_repeated_and_out_of_design_proposals_are_noted():
+    """A batch proposing one mixture twice read as a bug, and a proposal far outside the fitted
+    shares carried no word that its value is an extrapolation (new user's trial)."""
+    from bimix_bayes.decision.next_run import _proposal_notes
+
+    design = pd.DataFrame({"web": [0.4, 0.6], "code": [0.6, 0.4]})
+    proposals = pd.DataFrame(
+        {"web": [0.05, 0.05, 0.5], "code": [0.95, 0.95, 0.5]},
+        index=pd.Index(["c110", "c110", "c7"], name="mixture"),
+    )
+    notes = _proposal_notes(proposals, design)
+    assert notes[0].startswith("'c110' is proposed 2 times: another run of that mixture")
+    assert "'c110' lies outside the fitted runs' shares (web 5.0%, fitted 40.0-60.0%" in notes[1]
+    assert len(notes) == 2  # c7 is inside and proposed once

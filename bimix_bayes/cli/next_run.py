@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from bimix_bayes.cli import options as opt
+from bimix_bayes.cli.progress import Progress
 
 #: ``propose_next_runs``'s updates (``decision.next_run.UPDATES``; spelt out here so that the
 #: parser does not import the decision layer: tests/test_next_run.py checks they agree).
@@ -44,28 +45,34 @@ def cmd_next(args: argparse.Namespace) -> int:
     idata = load_fit(args.fit)
     if banner := _banner(idata):
         print(banner)
-    plan = propose_next_runs(
-        idata,
-        args.step,
-        batch=args.batch,
-        proxy_step=args.proxy_step,
-        candidates=(
-            read_mixtures(args.candidates, domains=training_domains_of(idata))
-            if args.candidates
-            else None
-        ),
-        constraints=load_constraints(args.constraints) if args.constraints else None,
-        weights=args.weights,
-        domains=args.domains,
-        within_design=args.within_design,
-        n_candidates=args.n_candidates,
-        min_share=args.min_share,
-        n_fantasies=args.fantasies,
-        update=args.update,
-        size=args.size,
-        proxy_size=args.proxy_size,
-        seed=args.seed,
+    progress = Progress.of(args, "next")
+    doing = (
+        f"scoring {args.n_candidates if not args.candidates else 'the given'} candidate runs "
+        f"(a batch of {args.batch}, greedily)"
     )
+    with progress.timed(doing, done="proposals made"):
+        plan = propose_next_runs(
+            idata,
+            args.step,
+            batch=args.batch,
+            proxy_step=args.proxy_step,
+            candidates=(
+                read_mixtures(args.candidates, domains=training_domains_of(idata))
+                if args.candidates
+                else None
+            ),
+            constraints=load_constraints(args.constraints) if args.constraints else None,
+            weights=args.weights,
+            domains=args.domains,
+            within_design=args.within_design,
+            n_candidates=args.n_candidates,
+            min_share=args.min_share,
+            n_fantasies=args.fantasies,
+            update=args.update,
+            size=args.size,
+            proxy_size=args.proxy_size,
+            seed=args.seed,
+        )
     print(plan.format())
     opt.write_result(args.out, plan.to_dict(), plan.proposals)
     return 0

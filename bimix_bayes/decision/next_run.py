@@ -68,7 +68,7 @@ from bimix_bayes.data.loaders import step_counts
 from bimix_bayes.data.mixture_input import mixture_frame, mixtures_words
 from bimix_bayes.data.table import DataError
 from bimix_bayes.decision.constraints import Bounds, MixtureConstraints
-from bimix_bayes.decision.problem import candidate_shares, prepare
+from bimix_bayes.decision.problem import candidate_shares, outside_design, prepare
 from bimix_bayes.decision.solver import per_draw_optima, solve
 from bimix_bayes.decision.surface import LossSurface, weighted_loss
 
@@ -512,6 +512,7 @@ def propose_next_runs(
         )
     if not diag.passed:
         notes.append("the fit FAILED its convergence diagnostics: these values are rough")
+    notes += _proposal_notes(proposals, data.mixtures.loc[list(data.runs), train].astype(float))
     if update == "reweight" and proposals["ess"].min() < 50:
         notes.append(
             "after some fantasy updates fewer than 50 effective draws remain: the values are "
@@ -543,6 +544,28 @@ def propose_next_runs(
         proxy_size=None if proxy_size is None else float(proxy_size),
         size_kind=str(idata.attrs.get("size_kind", "")) if sizes else "",
     )
+
+
+def _proposal_notes(proposals: pd.DataFrame, design: pd.DataFrame) -> list[str]:
+    """What a reader of the proposals should know: a mixture proposed more than once (one more
+    run of it, another seed, is worth more than any other candidate), and one outside the
+    fitted runs' shares (its fantasy result is the law extrapolated there)."""
+    notes = []
+    counts = proposals.index.value_counts(sort=False)
+    for name, n in counts[counts > 1].items():
+        notes.append(
+            f"{name!r} is proposed {n} times: another run of that mixture (a second seed) is "
+            "worth more than any other candidate once the first is known"
+        )
+    for name in counts.index:
+        outside = outside_design(proposals.loc[[name], list(design.columns)].iloc[0], design)
+        if outside:
+            notes.append(
+                f"{name!r} lies outside the fitted runs' shares ({'; '.join(outside)}): its "
+                "fantasy result is the law extrapolated there (and its value with it); "
+                "--within-design keeps the candidates inside"
+            )
+    return notes
 
 
 def _greedy_reweighted(

@@ -34,7 +34,13 @@ from bimix_bayes.decision.surface import LossSurface, objective_weights
 if TYPE_CHECKING:
     import arviz as az
 
-__all__ = ["candidate_shares", "extend_surface", "prepare", "training_domains"]
+__all__ = [
+    "candidate_shares",
+    "extend_surface",
+    "outside_design",
+    "prepare",
+    "training_domains",
+]
 
 
 def training_domains(
@@ -186,3 +192,20 @@ def candidate_shares(
     if (shares < 0).to_numpy().any():
         raise DataError(f"{what}: shares must be non-negative")
     return shares
+
+
+def outside_design(mixture: pd.Series, fitted: pd.DataFrame, tol: float = 1e-3) -> list[str]:
+    """Each share of ``mixture`` outside the range of the fitted runs' shares, in words.
+
+    Examples
+    --------
+    >>> fitted = pd.DataFrame({"web": [0.4, 0.6], "code": [0.6, 0.4]})
+    >>> outside_design(pd.Series({"web": 0.9, "code": 0.1}), fitted)
+    ['web 90.0%, fitted 40.0-60.0%', 'code 10.0%, fitted 40.0-60.0%']
+    """
+    lo, hi = fitted.min(), fitted.max()
+    out = []
+    for d, r in mixture.items():
+        if r < lo[d] - tol or r > hi[d] + tol:
+            out.append(f"{d} {100 * r:.1f}%, fitted {100 * lo[d]:.1f}-{100 * hi[d]:.1f}%")
+    return out

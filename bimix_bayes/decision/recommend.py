@@ -34,7 +34,12 @@ from bimix_bayes.data.mixture_input import mixture_frame
 from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.decision.constraints import Bounds, MixtureConstraints
 from bimix_bayes.decision.objectives import Objective
-from bimix_bayes.decision.problem import candidate_shares, extend_surface, prepare
+from bimix_bayes.decision.problem import (
+    candidate_shares,
+    extend_surface,
+    outside_design,
+    prepare,
+)
 from bimix_bayes.decision.rank import rank
 from bimix_bayes.decision.recommendation import Recommendation
 from bimix_bayes.decision.solver import per_draw_optima, solve
@@ -221,7 +226,7 @@ def optimize(
     broken = _violations(base, bounds)
     if broken:
         notes.append("the baseline breaks the constraints: " + "; ".join(broken))
-    outside = _outside_design(mixture, design)
+    outside = outside_design(mixture, design)
     if outside:
         notes.append(
             "the recommended mixture lies outside the fitted runs' shares ("
@@ -309,16 +314,6 @@ def _violations(shares: pd.Series, bounds: Bounds) -> list[str]:
             out.append(f"{d} {100 * r:.3g}% < {100 * lo:.3g}% ({lo_why})")
         elif r > hi + 1e-9:
             out.append(f"{d} {100 * r:.3g}% > {100 * hi:.3g}% ({hi_why})")
-    return out
-
-
-def _outside_design(mixture: pd.Series, fitted: pd.DataFrame, tol: float = 1e-3) -> list[str]:
-    """Each share of ``mixture`` outside the range of the fitted runs' shares, in words."""
-    lo, hi = fitted.min(), fitted.max()
-    out = []
-    for d, r in mixture.items():
-        if r < lo[d] - tol or r > hi[d] + tol:
-            out.append(f"{d} {100 * r:.1f}%, fitted {100 * lo[d]:.1f}-{100 * hi[d]:.1f}%")
     return out
 
 
