@@ -25,6 +25,7 @@ from bimix_bayes.bayes.diagnostics import FitWarning
 from bimix_bayes.cli import (
     backtest,
     bayes,
+    check,
     data_tools,
     decide,
     demo,
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_quiet(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in (
+        check.add_commands,  # check
         leastsq.add_commands,  # fit-ls
         data_tools.add_simulate,
         demo.add_commands,

@@ -1,0 +1,116 @@
+"""``bimix check DATA``: read a loss log as ``bimix fit`` would and say whether it can be fitted.
+
+Nothing is fitted (a second or two): the data line, a note for every change made while reading
+(above the table), one row per evaluation domain (runs, the range of its own share, checkpoints)
+and the verdict: which laws can fit the data, or what is missing. Exit 0 when a fit can start,
+1 when the data are refused (the message says what, where and how to fix it).
+
+Examples
+--------
+>>> import argparse
+>>> sub = argparse.ArgumentParser(prog="bimix").add_subparsers(dest="command")
+>>> add_commands(sub)
+>>> sub.choices["check"].parse_args(["runs.csv", "--min-step", "2k"]).min_step
+2000.0
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from bimix_bayes.cli import options as opt
+from bimix_bayes.data.labels import evaluation_only_hint
+from bimix_bayes.data.table import DataError, MixtureData
+
+__all__ = ["add_commands", "cmd_check", "domain_table"]
+
+
+def domain_table(data: MixtureData) -> pd.DataFrame:
+    """Per evaluation domain: runs, its own share's range (evaluation-only: none), checkpoints.
+
+    Examples
+    --------
+    >>> from bimix_bayes.data.simulate import simulate_default
+    >>> table = domain_table(simulate_default(seed=0))
+    >>> table.columns.tolist()
+    ['runs', 'own share', 'distinct shares', 'checkpoints', 'first', 'last', 'observations']
+    """
+    obs = data.observations.assign(share=data.shares())
+    rows = {}
+    for domain in data.domains:
+        part = obs[obs["domain"] == domain]
+        own = domain not in data.evaluation_only
+        share = part["share"]
+        rows[domain] = {
+            "runs": part["run"].nunique(),
+            "own share": f"{100 * share.min():.1f}-{100 * share.max():.1f} %"
+            if own
+            else "none (evaluation only)",
+            "distinct shares": share.nunique() if own else "-",
+            "checkpoints": part["step"].nunique(),
+            "first": f"{part['step'].min():.4g}",
+            "last": f"{part['step'].max():.4g}",
+            "observations": len(part),
+        }
+    return pd.DataFrame(rows).T.rename_axis("domain")
+
+
+def _verdict(data: MixtureData) -> tuple[bool, str]:
+    """Whether a fit can start, and which laws can fit the data (or what is missing)."""
+    try:
+        data.check_design()
+    except DataError as exc:
+        return False, f"not ready to fit: {str(exc).split(': ', 1)[-1]}"
+    zero = bool((data.shares() <= 0).any())
+    if data.evaluation_only or zero:
+        why = (
+            f"evaluation-only domain(s) {list(data.evaluation_only)}"
+            if data.evaluation_only
+            else "zero shares of their own domain (kept)"
+        )
+        silent = [t for t in data.training_domains if t not in data.domains]
+        hint = evaluation_only_hint(data.evaluation_only, silent) if data.evaluation_only else ""
+        return True, (
+            f"ready to fit with a law finite there: {why}; `bimix fit DATA --law loglinear` "
+            "(BiMix, its least squares and bimix_cross refuse them)"
+            + (f"; but first check their names{hint}" if hint else "")
+        )
+    return True, (
+        "ready to fit: every domain has at least 2 distinct shares of its own and 3 "
+        "checkpoints; `bimix fit DATA --out fit.nc` (every law), `bimix fit-ls DATA` (the "
+        "paper's least squares)"
+    )
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Read a loss log as `bimix fit` would and say whether it can be fitted (no fitting).
+
+    Prints what was read (with a note for every change made while reading), one row per
+    evaluation domain (runs, the range of its own share, checkpoints) and which laws can fit
+    the data, or what is missing. Takes the data options `bimix fit` takes.
+
+    Returns
+    -------
+    int
+        0 when a fit can start; 1 when the data cannot be fitted as they are.
+    """
+    options = opt.DataOptions.from_args(args)
+    kwargs = {**options.to_kwargs(), "min_mixtures": 1, "min_steps": 1}
+    from bimix_bayes.data.loaders import load_data
+
+    data = options.with_schedule(load_data(args.data, **kwargs))
+    print(f"data: {data.summary()}")
+    if data.notes:
+        print(f"{len(data.notes)} note(s) on reading it: above")
+    print(domain_table(data).to_string())
+    ready, verdict = _verdict(data)
+    print(verdict)
+    return 0 if ready else 1
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``check`` on the ``bimix`` sub-parsers."""
+    p = opt.add_command(sub, "check", cmd_check)
+    opt.DataOptions.add_arguments(p)

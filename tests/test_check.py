@@ -1,0 +1,63 @@
+"""`bimix check DATA`: a loss log read as `bimix fit` reads it, and a verdict, without fitting
+(a new user's trial used `fit-ls --bootstrap 0` as a validator for want of one)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import pytest
+
+from bimix_bayes.cli.app import main
+from bimix_bayes.data.simulate import simulate_default
+
+
+def _check(path, *options) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["check", str(path), *options])
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def long_csv(tmp_path):
+    path = tmp_path / "runs.csv"
+    simulate_default(seed=0).to_long().to_csv(path, index=False)
+    return path
+
+
+def test_a_fittable_file_gets_its_table_and_ready(long_csv):
+    rc, out, _ = _check(long_csv)
+    assert rc == 0
+    assert out.startswith("data: ") and "ready to fit: every domain has" in out
+    for domain in simulate_default(seed=0).domains:
+        assert f"\n{domain} " in out
+    assert "own share" in out and "checkpoints" in out
+
+
+def test_what_cannot_be_fitted_is_said_with_exit_1(long_csv, tmp_path):
+    import pandas as pd
+
+    frame = pd.read_csv(long_csv)
+    one_run = frame["run"] == frame["run"].iloc[0]
+    typo = frame.assign(
+        domain=frame["domain"].where(~(one_run & (frame["domain"] == "web")), "webb")
+    )
+    path = tmp_path / "typo.csv"
+    typo.to_csv(path, index=False)
+    rc, out, err = _check(path)
+    assert rc == 1
+    assert "not ready to fit" in out and "did you mean 'web' for 'webb'" in out
+    assert "have no losses of 'web'" in err  # the note, said as bimix fit says it
+
+
+def test_evaluation_only_domains_point_to_the_laws_that_fit_them(long_csv, tmp_path):
+    import pandas as pd
+
+    frame = pd.read_csv(long_csv)
+    extra = frame[frame["domain"] == "web"].assign(domain="heldout", loss=lambda f: f["loss"] + 1)
+    path = tmp_path / "extra.csv"
+    pd.concat([frame, extra]).to_csv(path, index=False)
+    rc, out, _ = _check(path)
+    assert rc == 0
+    assert "none (evaluation only)" in out and "--law loglinear" in out
