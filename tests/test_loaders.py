@@ -829,7 +829,7 @@ def test_folder_instead_of_file(tmp_path):
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
-        pytest.param("empty.csv", "", r"empty\.csv: could not be read as a table", id="empty"),
+        pytest.param("empty.csv", "", r"empty\.csv: the file is empty", id="empty"),
         pytest.param("header.csv", "run,step,domain,loss,p_web,p_code\n",
                      r"header\.csv: the file has no data rows", id="header-only"),
         pytest.param("runs.parquet", "run,step\n1,2\n",
@@ -1136,3 +1136,31 @@ def test_a_loss_spike_is_noted_and_kept(tmp_path):
         data = load_data(write(tmp_path, spiked))
     assert len(data.observations) == len(frame)
     load(write(tmp_path, frame, "clean.csv"))  # no note without a spike
+
+
+def test_a_misspelt_mixture_column_names_the_file_and_the_domain():
+    """`book` for `books` in a candidates file: the file and the close name are given."""
+    from bimix_bayes.data.table import prediction_shares
+
+    mixtures = pd.DataFrame({"web": [0.5], "book": [0.5]}, index=["even"])
+    mixtures.attrs["source"] = "cands.csv"
+    message = r"cands\.csv: the mixtures lack .*\['books'\].*did you mean 'books' for 'book'"
+    with pytest.raises(DataError, match=message):
+        prediction_shares(mixtures, ["web", "books"])
+
+
+def test_negative_losses_say_what_to_fix(tmp_path):
+    """One negative loss: a logging error; all of them: a log-likelihood, to negate."""
+    frame = long_frame()
+    with pytest.raises(DataError, match=r"a logging error\? fix or remove those rows"):
+        load(write(tmp_path, with_cell(frame, 3, "loss", "-2.5")))
+    with pytest.raises(DataError, match=r"every loss is negative: a log-likelihood\?"):
+        load(write(tmp_path, frame.assign(loss=-frame["loss"]), "loglik.csv"))
+
+
+def test_find_datasets_takes_a_folder(tmp_path):
+    from bimix_bayes.data.public_loaders import find_datasets
+
+    assert find_datasets(tmp_path) == tmp_path
+    with pytest.raises(FileNotFoundError, match="no datasets folder"):
+        find_datasets(tmp_path / "nope")

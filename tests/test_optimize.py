@@ -289,6 +289,12 @@ def test_constraints_file_toml_and_yaml(tmp_path):
     message = r"typo\.toml: \[domains\.pyton\] \(max\): unknown .* did you mean 'python'"
     with pytest.raises(ConstraintError, match=message):
         load_constraints(typo).bounds(["python", "web"])
+    # a bound in percent is named by its file and key, with the share it likely means
+    percent = tmp_path / "percent.toml"
+    percent.write_text("[domains.web]\nmax = 25\n")
+    message = r"percent\.toml: \[domains\.web\] max must be a share .* \(percent\? write 0\.25"
+    with pytest.raises(ConstraintError, match=message):
+        load_constraints(percent).bounds(["python", "web"])
 
 
 def test_fixed_counted_domains_count_in_risk_objectives():

@@ -135,7 +135,9 @@ def forecast_draws(
     xarray.DataArray
         ``loss`` over ``DRAW_DIMS`` (chain, draw, mixture, step, domain); coordinate ``source``
         on ``mixture`` (``OBSERVED`` or ``NEW``, observed runs first); the last ``domain`` is the
-        average (``ALL_DOMAINS`` or, with ``weights``, ``WEIGHTED_DOMAINS``). Domains an observed
+        average (``ALL_DOMAINS`` or, with ``weights``, ``WEIGHTED_DOMAINS``): take it with
+        ``draws.isel(domain=-1)`` and the domains with ``draws.isel(domain=slice(0, -1))``
+        (``draws.mean("domain")`` would average the average in). Domains an observed
         run gave no share (and an average that needs them) are NaN. ``attrs``: ``kind``,
         ``seed``, ``family`` (of the likelihood) and ``fit_passed`` (False, with a
         :class:`~bimix_bayes.bayes.diagnostics.FitWarning`, when the fit failed its diagnostics).

@@ -100,6 +100,8 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
             "copy or download it again"
         ) from exc
     except (OSError, ValueError, ImportError) as exc:
+        if isinstance(exc, pd.errors.EmptyDataError):
+            raise DataError(f"{path}: the file is empty (no header, no rows)") from exc
         raise DataError(f"{path}: could not be read as a table ({exc})") from exc
     raise DataError(f"{path}: unknown file type; use .csv (.csv.gz, .tsv) or .parquet")
 

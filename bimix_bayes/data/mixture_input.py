@@ -143,4 +143,6 @@ def mixture_frame(
             )
         frame = frame.drop(columns=[name_col])
         frame.index = pd.Index(names.to_numpy(), name="mixture")
-    return pd.DataFrame({c: _as_numbers(frame[c], what) for c in frame.columns}, index=frame.index)
+    out = pd.DataFrame({c: _as_numbers(frame[c], what) for c in frame.columns}, index=frame.index)
+    out.attrs = dict(getattr(mixtures, "attrs", {}))  # the file they came from, for messages
+    return out

@@ -100,9 +100,20 @@ FIVE_MIX_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def find_datasets() -> Path | None:
-    """The public datasets folder: ``$BIMIX_SHARED_DATASETS``, else ``../shared/datasets``
-    beside the source checkout or the working directory; None when absent."""
+def find_datasets(root: str | os.PathLike[str] | None = None) -> Path | None:
+    """The public datasets folder: ``root`` when given (it must exist), else
+    ``$BIMIX_SHARED_DATASETS``, else ``../shared/datasets`` beside the source checkout or the
+    working directory; None when none of these exists.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``root`` is given and is not a folder.
+    """
+    if root is not None:
+        if not Path(root).is_dir():
+            raise FileNotFoundError(f"no datasets folder at {root}")
+        return Path(root)
     env = os.environ.get("BIMIX_SHARED_DATASETS")
     candidates = [Path(env)] if env else []
     candidates += [

@@ -78,7 +78,10 @@ def random_mixtures(
     if n < 1 or k < 1:
         raise ValueError("need at least one mixture and one domain")
     if not 0 <= min_share * k < 1:
-        raise ValueError(f"min_share {min_share} is too large for {k} domains")
+        raise ValueError(
+            f"min_share {min_share} is too large for {k} domains (it must be below 1/{k} = "
+            f"{1 / k:.4g}: the shares sum to 1)"
+        )
     rng = np.random.default_rng(seed)
     draws = rng.dirichlet(np.full(k, concentration), size=n)
     if include_uniform:

@@ -175,8 +175,12 @@ def prediction_shares(
         mixtures = mixtures.to_frame().T
     missing = [d for d in domains if d not in mixtures.columns]
     if missing:
+        source = mixtures.attrs.get("source")
+        where = f"{source}: the mixtures" if source else "the mixtures"
+        extra = [str(c) for c in mixtures.columns if c not in domains]
         raise DataError(
-            f"mixtures lack the fitted domain(s) {missing}; columns: {list(mixtures.columns)}"
+            f"{where} lack the fitted domain(s) {missing}; columns: {list(mixtures.columns)}"
+            f"{near_names(extra, missing)}"
         )
     if training_domains is not None:
         check_known_columns(mixtures, [*domains, *training_domains])

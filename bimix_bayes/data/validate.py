@@ -257,17 +257,28 @@ class Validator:
                     f"({describe_locations(where)}); fill them, remove those rows, or pass "
                     "missing_policy='drop' (--missing drop) to drop them with a count"
                 )
+        negative = bool((loss < 0).all())  # a whole column below 0: a log-likelihood
         checks = (
-            (np.isinf(loss), "loss value(s) are infinite"),
-            (loss <= 0, "loss value(s) are <= 0 (a cross-entropy loss is positive)"),
-            (~np.isfinite(step), "step value(s) are missing or not finite"),
-            (step <= 0, "step value(s) are <= 0 (the law needs s > 0; drop initial checkpoints)"),
+            (np.isinf(loss), "loss value(s) are infinite", "fix or remove those rows"),
+            (
+                loss <= 0,
+                "loss value(s) are <= 0 (a cross-entropy loss is positive)",
+                "every loss is negative: a log-likelihood? give its negative"
+                if negative
+                else "a logging error? fix or remove those rows",
+            ),
+            (~np.isfinite(step), "step value(s) are missing or not finite", "fix those rows"),
+            (
+                step <= 0,
+                "step value(s) are <= 0 (the law needs s > 0; drop initial checkpoints)",
+                "remove those rows",
+            ),
         )
-        for test, what in checks:
+        for test, what, fix in checks:
             if test.any():
                 values = obs["loss"] if "loss" in what else obs["step"]
                 ex = [f"{w} ({v:g})" for w, v in zip(obs["where"][test], values[test], strict=True)]
-                raise self.fail(f"{int(test.sum())} {what}: {describe_locations(ex)}")
+                raise self.fail(f"{int(test.sum())} {what}: {describe_locations(ex)}; {fix}")
         self.check_magnitudes(obs)
         return obs
 
@@ -480,7 +491,9 @@ class Validator:
                 f"{int(conflicting.sum())} (run, step, domain) key(s) have different losses "
                 f"({describe_locations(ex)}). If the file holds several model sizes or seeds, "
                 "select one with a group column (group_col / --group-col) or make the size a "
-                "dimension (size_col / --size-col); otherwise remove the wrong rows"
+                "dimension (size_col / --size-col); seeds of one mixture are best given each "
+                "its own run id (e.g. mix3_s1, mix3_s2): they are then replicates, which measure "
+                "the seed noise; otherwise remove the wrong rows"
             )
         n_extra = int(dup.sum() - groups.ngroups)
         self.note(

@@ -208,8 +208,19 @@ class MixtureConstraints:
                     else v > 0 or (what == "available_tokens" and v >= 0)
                 )
                 if not np.isfinite(v) or not ok:
-                    want = "in [0, 1]" if what in ("lower", "upper", "fixed") else "positive"
-                    raise ConstraintError(f"{what} of {name!r} must be {want}, got {value!r}")
+                    share = what in ("lower", "upper", "fixed")
+                    want = "a share in [0, 1]" if share else "positive"
+                    where = (
+                        f"{self.source}: [domains.{name}] {key}"
+                        if self.source
+                        else (f"{what} of {name!r}")
+                    )
+                    hint = (
+                        f" (percent? write {v / 100:g} for {value!r})"
+                        if share and 1 < v <= 100
+                        else ""
+                    )
+                    raise ConstraintError(f"{where} must be {want}, got {value!r}{hint}")
         if self.available_tokens and self.total_tokens is None:
             raise ConstraintError(
                 "available_tokens needs total_tokens (the tokens of the planned run): set "
