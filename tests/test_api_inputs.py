@@ -163,6 +163,8 @@ def test_mixtures_as_dicts_and_steps_as_text(fitted):
     pd.testing.assert_frame_equal(by_dict[columns], by_table[columns])
     pd.testing.assert_frame_equal(by_names[columns], by_table[columns])
     assert sorted(ranked["mixture"]) == ["booky", "uniform"] and rec.step == 4e4
+    assert rec.baseline_source == "given"  # a dict baseline was ignored for the best run
+    assert rec.baseline.to_dict() == pytest.approx(booky)
     with pytest.raises(TypeError, match=r"expected a table .* got int"):
         predict(fitted["idata"], steps=[4e4], mixtures=3)
     with pytest.raises(ValueError, match=r"steps must be numbers .* got 'lots'"):

@@ -549,7 +549,7 @@ def test_losses_named_after_the_training_domains_through_other_text(tmp_path):
     from bimix_bayes.leastsq.fit import check_least_squares_data
 
     wide = wide_frame().rename(columns={"web_loss": "eval/web_loss", "code_loss": "eval/code_loss"})
-    with pytest.warns(DataWarning, match=r"'eval/\{domain\}_loss' names each one"):
+    with pytest.warns(DataWarning, match=r"'eval/\{domain\}_loss' names 2 "):
         data = load_data(write(tmp_path, wide))
     assert data.domains == DOMAINS and not data.evaluation_only
     pd.testing.assert_frame_equal(
@@ -1164,3 +1164,26 @@ def test_find_datasets_takes_a_folder(tmp_path):
     assert find_datasets(tmp_path) == tmp_path
     with pytest.raises(FileNotFoundError, match="no datasets folder"):
         find_datasets(tmp_path / "nope")
+
+
+def test_a_wide_file_whose_runs_are_named_after_domains_is_read(tmp_path):
+    """Single-domain baselines named `web`, `code` in the run column: a wide file, not a long
+    one (the long-layout check read the run column as domains; review of the change)."""
+    frame = wide_frame(run_col=True)
+    frame["run"] = frame["run"].map({"a": "web", "b": "code", "c": "mixC"})
+    assert sorted(load(write(tmp_path, frame)).runs) == ["code", "mixC", "web"]
+
+
+def test_a_table_keeps_the_columns_in_its_named_index():
+    frame = long_frame()
+    assert load_data(frame.set_index("run")).fingerprint() == load_data(frame).fingerprint()
+
+
+def test_wandb_names_with_a_held_out_set_read_the_training_ones(tmp_path):
+    """`eval/web_loss, eval/code_loss` and a held-out `eval/ood_loss`: the two are read as
+    web and code, the third stays an evaluation-only target."""
+    wide = wide_frame().rename(columns={"web_loss": "eval/web_loss", "code_loss": "eval/code_loss"})
+    wide["eval/ood_loss"] = wide["eval/web_loss"] + 1
+    with pytest.warns(DataWarning, match=r"\['eval/ood_loss'\] stay evaluation-only"):
+        data = load_data(write(tmp_path, wide))
+    assert set(data.domains) == {*DOMAINS, "eval/ood"}

@@ -195,7 +195,7 @@ def test_advice_to_check_the_shares_only_when_a_mixture_parameter_failed():
         )  # fmt: skip
 
     for var in ("log_alpha[web]", "log_alpha_z[web]", "mu_log_alpha", "cross[web, code]",
-                "log_own[web]", "alpha_drift[web]"):  # fmt: skip
+                "log_own[web]", "alpha_drift[web]", "size_mixture[prose]"):  # fmt: skip
         assert "share barely varies" in advice(var), var
     for var in ("log_reducible[licenses]", "step_logit_share[python]", "tau[web]", "sigma[web]"):
         assert "share barely varies" not in advice(var), var

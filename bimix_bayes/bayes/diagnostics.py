@@ -300,7 +300,9 @@ class FitWarning(UserWarning):
 
 #: Parameters of the mixture term (the own-share exponent, its drift, the cross effects):
 #: when one of these mixes slowly, the runs' shares may not identify it.
-_MIXTURE_PARAMETER = re.compile(r"for (?:mu_|sd_)?(?:log_)?(?:alpha|own|cross)\w*\b")
+_MIXTURE_PARAMETER = re.compile(
+    r"for (?:(?:mu_|sd_)?(?:log_)?(?:alpha|own|cross)\w*|size_mixture)\b"
+)
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """``bimix check DATA``: read a loss log as ``bimix fit`` would and say whether it can be fitted.
 
 Nothing is fitted (a second or two): the data line, a note for every change made while reading
-(above the table), one row per evaluation domain (runs, the range of its own share, checkpoints)
-and the verdict: which laws can fit the data, or what is missing. Exit 0 when a fit can start,
-1 when the data are refused (the message says what, where and how to fix it).
+(also those `bimix fit` only records), one row per evaluation domain (runs, the range of its
+own share, checkpoints) and the verdict: which laws can fit the data, or what is missing. Exit
+0 when a fit can start, 1 when the data are refused (the message says what, where and how to
+fix it).
 
 Examples
 --------
@@ -17,12 +18,13 @@ Examples
 from __future__ import annotations
 
 import argparse
+import warnings
 
 import pandas as pd
 
 from bimix_bayes.cli import options as opt
 from bimix_bayes.data.labels import evaluation_only_hint
-from bimix_bayes.data.table import DataError, MixtureData
+from bimix_bayes.data.table import DataError, DataWarning, MixtureData
 
 __all__ = ["add_commands", "cmd_check", "domain_table"]
 
@@ -100,10 +102,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     kwargs = {**options.to_kwargs(), "min_mixtures": 1, "min_steps": 1}
     from bimix_bayes.data.loaders import load_data
 
-    data = options.with_schedule(load_data(args.data, **kwargs))
+    with warnings.catch_warnings():  # every note is printed below, once (some are not warned)
+        warnings.simplefilter("ignore", DataWarning)
+        data = options.with_schedule(load_data(args.data, **kwargs))
     print(f"data: {data.summary()}")
-    if data.notes:
-        print(f"{len(data.notes)} note(s) on reading it: above")
+    for note in data.notes:
+        print(f"note: {note}")
     print(domain_table(data).to_string())
     ready, verdict = _verdict(data)
     print(verdict)

@@ -130,14 +130,11 @@ def evaluation_only_hint(evaluation_only: Iterable[str], training: Iterable[str]
     }
     if near or len(inside) < len(names) or len(set(inside.values())) < len(inside):
         return near
-    first, domain = next(iter(inside.items()))
-    start = first.lower().index(domain.lower())
-    pattern = first[:start] + "{domain}" + first[start + len(domain) :]
     shown = ", ".join(f"{n!r} ~ {t!r}" for n, t in list(inside.items())[:3])
     return (
         f"; they look like the training domains' names inside other text ({shown}): if they "
         "are those domains' losses, give them exactly the training domains' names (in a long "
-        "file, the domain column's values; in a wide file, name the loss columns with "
-        f"--loss-pattern, e.g. --loss-pattern '{pattern}' if the columns are named like "
-        f"{first!r})"
+        "file, the domain column's values; in a wide file, a --loss-pattern whose {domain} "
+        "stands for the training domain's name, e.g. --loss-pattern 'eval/{domain}_loss' for "
+        "columns named like 'eval/web_loss')"
     )

@@ -144,6 +144,20 @@ def step_counts(values: object, what: str = "steps") -> np.ndarray:
     return np.asarray(out, dtype=float)
 
 
+def step_count(value: object, what: str = "step") -> float:
+    """One step (or token count) given to the API: a number or text such as ``"40B"``.
+
+    Examples
+    --------
+    >>> step_count("40k"), step_count(4e4)
+    (40000.0, 40000.0)
+    """
+    values = step_counts(value, what)
+    if values.size != 1:
+        raise ValueError(f"{what} must be one number, got {len(values)}: {value!r}")
+    return float(values[0])
+
+
 def format_group(value: object) -> str:
     """Readable label of a group value: ``122000000.0`` -> ``"122M"``; text stays as is.
 
@@ -255,11 +269,15 @@ def load_data(
             **options,
         )
     if run_name_pattern is not None:
-        raise DataError(f"{path}: run_name_pattern applies to TensorBoard and MLflow runs only")
+        where = "the table" if isinstance(path, pd.DataFrame) else str(path)
+        raise DataError(f"{where}: run_name_pattern applies to TensorBoard and MLflow runs only")
     if isinstance(path, pd.DataFrame):  # a table in memory, read as a Parquet file is
         if path.empty:
             raise DataError("the table given to load_data has no rows")
-        table = path.reset_index(drop=True).rename(columns=lambda c: str(c).strip())
+        named = [n for n in path.index.names if n is not None and n not in path.columns]
+        # a named index (set_index("run"), a groupby) holds columns; an unnamed one is positions
+        table = path.reset_index(level=named) if named else path
+        table = table.reset_index(drop=True).rename(columns=lambda c: str(c).strip())
         source = "the table given to load_data"
         locations = np.asarray([f"row {i + 1}" for i in range(len(table))], dtype=object)
     else:
@@ -324,8 +342,9 @@ def load_data(
         )
         obs_locations = list(locations)
     else:
-        if guessed_wide:
-            _refuse_long_read_as_wide(table, columns, step_col, prop_cols, source)
+        # columns that cannot hold the domains of a long file read as wide by mistake
+        not_domains = {step_col, run_col, group_col, size_col, *prop_cols.values()}
+        not_domains |= {c for c in columns if c.lower() in RUN_COLUMNS}
         try:
             _, loss_cols = detect_pattern(
                 columns, loss_pattern, LOSS_PATTERNS, "loss", source, "--loss-pattern"
@@ -333,6 +352,7 @@ def load_data(
         except DataError as exc:
             if not guessed_wide:
                 raise
+            _refuse_long_read_as_wide(table, columns, not_domains, prop_cols, source)
             raise DataError(
                 f"{exc}. No evaluation-domain column was found (looked for "
                 f"{list(DOMAIN_COLUMNS)}), so the file was read in the wide layout; if it is "
@@ -340,6 +360,8 @@ def load_data(
             ) from exc
         if loss_pattern is None:
             loss_cols = _training_loss_columns(loss_cols, prop_cols, columns, source, notes)
+        if guessed_wide and set(loss_cols).isdisjoint(prop_cols):
+            _refuse_long_read_as_wide(table, columns, not_domains, prop_cols, source)
         present |= set(loss_cols)
         unknown_excl -= present
         loss_cols = {d: c for d, c in loss_cols.items() if d not in excluded}
@@ -446,17 +468,18 @@ def _share_columns(
 def _refuse_long_read_as_wide(
     table: pd.DataFrame,
     columns: Sequence[str],
-    step_col: str,
+    not_domains: set[str | None],
     prop_cols: dict[str, str],
     source: str,
 ) -> None:
-    """Refuse a file guessed wide (no column named like a domain column) that has a column of
-    training-domain names: it is long, its columns named otherwise (``eval_set``), and read as
-    wide it made up a domain and runs (a new user's ``experiment,iteration,eval_set,val_loss``).
-    Names the columns to give, guessed where the names say so."""
+    """Refuse a file guessed wide (no column named like a domain column) whose loss columns
+    name no training domain and that has a column of training-domain names (not the run,
+    step, share, group or size column): it is long, its columns named otherwise
+    (``eval_set``), and read as wide it made up a domain and runs (a new user's
+    ``experiment,iteration,eval_set,val_loss``). Names the columns to give, guessed where the
+    names say so."""
     domains = set(prop_cols)
-    used = {step_col, *prop_cols.values()}
-    rest = [c for c in columns if c not in used]
+    rest = [c for c in columns if c not in not_domains]
     # CSV cells are read as text: a column is numeric when its cells all read as numbers
     numeric = [c for c in rest if pd.to_numeric(table[c], errors="coerce").notna().all()]
     text = [c for c in rest if c not in numeric]
@@ -476,7 +499,7 @@ def _refuse_long_read_as_wide(
             f"{col!r} holds training domains' names ({sorted(named)}): the file looks long (one "
             f"row per run, step and domain). Read it with --layout long --domain-col {col} "
             f"--run-col {run} --loss-col {loss} (in Python: layout='long', domain_col=..., "
-            "run_col=..., loss_col=...)"
+            "run_col=..., loss_col=...); if it is wide, say so with --layout wide"
         )
 
 
@@ -488,16 +511,22 @@ def _training_loss_columns(
     notes: list[str],
 ) -> dict[str, str]:
     """The wide layout's loss columns, named through the training domains when the detected
-    pattern found none of them but one pattern with the training domains' names matches every
-    loss column (``eval/web_loss`` for domain ``web``: ``eval/{domain}_loss``, what W&B and
-    most trainers write), with a note; otherwise ``loss_cols`` as detected.
+    pattern named none of them but another pattern names some (``eval/web_loss`` for domain
+    ``web``: ``eval/{domain}_loss``, what W&B and most trainers write), with a note; the loss
+    columns it does not name keep their detected names (evaluation-only targets, such as a
+    held-out ``eval/wiki_loss``). Otherwise ``loss_cols`` as detected.
 
     Examples
     --------
-    >>> cols = ["weight_web", "weight_code", "step", "eval/web_loss", "eval/code_loss"]
-    >>> _training_loss_columns({"eval/web": "eval/web_loss", "eval/code": "eval/code_loss"},
-    ...                        {"web": "weight_web", "code": "weight_code"}, cols, "f.csv", [])
-    {'web': 'eval/web_loss', 'code': 'eval/code_loss'}
+    >>> import warnings
+    >>> cols = ["weight_web", "weight_code", "eval/web_loss", "eval/code_loss", "eval/wiki_loss"]
+    >>> found = {"eval/web": "eval/web_loss", "eval/code": "eval/code_loss",
+    ...          "eval/wiki": "eval/wiki_loss"}
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     _training_loss_columns(found, {"web": "weight_web", "code": "weight_code"}, cols,
+    ...                            "f.csv", [])
+    {'web': 'eval/web_loss', 'code': 'eval/code_loss', 'eval/wiki': 'eval/wiki_loss'}
     """
     if not set(loss_cols).isdisjoint(prop_cols):
         return loss_cols
@@ -507,20 +536,28 @@ def _training_loss_columns(
         for domain in prop_cols
         if domain in c
     }
+    best: dict[str, str] = {}
     for pattern in sorted(patterns):
-        found = pattern_columns(columns, pattern)
-        named = {d: c for d, c in found.items() if d in prop_cols}
-        if len(named) == len(loss_cols) and set(named.values()) == set(loss_cols.values()):
-            _note(
-                notes,
-                source,
-                f"no loss column is named after a training domain by the usual patterns, but "
-                f"{pattern!r} names each one ({describe_locations(list(named.values()))}): "
-                f"read as the losses of {sorted(named)} (give --loss-pattern to read them "
-                "otherwise)",
-            )
-            return named
-    return loss_cols
+        named = {
+            d: c
+            for d, c in pattern_columns(columns, pattern).items()
+            if d in prop_cols and c in loss_cols.values()
+        }
+        if len(named) > len(best):
+            best, chosen = named, pattern
+    if len(best) < min(2, len(prop_cols)):
+        return loss_cols
+    rest = {d: c for d, c in loss_cols.items() if c not in best.values()}
+    _note(
+        notes,
+        source,
+        f"no loss column is named after a training domain by the usual patterns, but "
+        f"{chosen!r} names {len(best)} ({describe_locations(list(best.values()))}): read as "
+        f"the losses of {sorted(best)}"
+        + (f"; {sorted(rest.values())} stay evaluation-only targets" if rest else "")
+        + " (give --loss-pattern to read them otherwise)",
+    )
+    return {**best, **rest}
 
 
 def _note(notes: list[str], source: str, message: str) -> None:

@@ -353,12 +353,12 @@ class MixtureData:
         observations = v.check_observations(observations, missing_policy)
         v.check_sizes(observations)
         observations = v.check_duplicates(observations)
-        v.check_domain_coverage(observations)
-        v.check_spikes(observations)
+        v.check_domain_coverage(observations)  # before zero shares are dropped (noted apart)
         mixtures, observations = v.apply_zero_policy(mixtures, observations, zero_policy, epsilon)
         observations = v.check_repeated_checkpoints(observations, drop_repeated_checkpoints)
         if min_step is not None:
             observations = v.drop_early_checkpoints(observations, float(min_step))
+        v.check_spikes(observations)  # after --min-step: the early checkpoints it leaves out
         has_size = SIZE_COLUMN in observations.columns
         order = ["domain", "run", *([SIZE_COLUMN] if has_size else []), "step"]
         observations = observations.sort_values(order, kind="stable").reset_index(drop=True)

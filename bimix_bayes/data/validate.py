@@ -463,7 +463,9 @@ class Validator:
             missing = sorted(set(obs["run"]) - set(runs))
             if not missing or len(runs) < n_runs / 2:
                 continue
-            typo = near_names([str(d) for d in runs_of.index if d != domain], [str(domain)])
+            # a misspelling is a domain few runs have (the incomplete runs' odd name)
+            rare = [str(d) for d, r in runs_of.items() if d != domain and len(r) < n_runs / 2]
+            typo = near_names(rare, [str(domain)])
             self.note(
                 f"{len(missing)} run(s) have no losses of {domain!r}, which {len(runs)} of "
                 f"{n_runs} runs have: {describe_locations([self.run_label(r) for r in missing])}"

@@ -64,7 +64,7 @@ from bimix_bayes.bayes.persistence import spec_from_idata
 from bimix_bayes.bayes.residual_correlation import stored_residual_correlation
 from bimix_bayes.bayes.run_size_offsets import stored_run_size_offsets
 from bimix_bayes.bayes.sizes import fitted_sizes, same_size, size_label
-from bimix_bayes.data.loaders import step_counts
+from bimix_bayes.data.loaders import step_count
 from bimix_bayes.data.mixture_input import mixture_frame, mixtures_words
 from bimix_bayes.data.table import DataError
 from bimix_bayes.decision.constraints import Bounds, MixtureConstraints
@@ -366,7 +366,7 @@ def propose_next_runs(
     step: float | str,
     *,
     batch: int = 1,
-    proxy_step: float | None = None,
+    proxy_step: float | str | None = None,
     candidates: pd.DataFrame | None = None,
     constraints: MixtureConstraints | None = None,
     weights: Mapping[str, float] | None = None,
@@ -449,7 +449,7 @@ def propose_next_runs(
         )
     if proxy_size is not None:  # the fitted size meant (labels keep 4 significant digits)
         proxy_size = min(sizes, key=lambda v: abs(np.log(v / float(proxy_size))))
-    step = float(step_counts(step, "step")[0])
+    step = step_count(step)
     diag, surface, data, w = prepare(idata, step, weights, domains, size)
     train = list(surface.columns)
     constraints = constraints or MixtureConstraints()
@@ -491,7 +491,7 @@ def propose_next_runs(
     # relative to today's choice, in the fast layout for weights @ it
     relative = np.asfortranarray(objective[:, contenders] - objective[:, [m0]], np.float32)
     longest = _longest_last_step(data, proxy_size)
-    proxy = float(proxy_step) if proxy_step is not None else longest
+    proxy = step_count(proxy_step, "proxy_step") if proxy_step is not None else longest
     obs = _observation(idata, proxy, train, pool, draws, proxy_size)
     if update == "reweight":
         fantasies = 64 if n_fantasies is None else int(n_fantasies)

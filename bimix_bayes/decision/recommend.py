@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import arviz as az
 import numpy as np
@@ -29,7 +30,7 @@ import pandas as pd
 from bimix_bayes.bayes.diagnostics import FitWarning
 from bimix_bayes.bayes.discrepancy import ExtrapolationWarning, extrapolation_note
 from bimix_bayes.bayes.sizes import fitted_sizes, size_label
-from bimix_bayes.data.loaders import step_counts
+from bimix_bayes.data.loaders import step_count
 from bimix_bayes.data.mixture_input import mixture_frame
 from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.decision.constraints import Bounds, MixtureConstraints
@@ -49,7 +50,7 @@ __all__ = ["Recommendation", "optimize", "rank"]
 
 
 def _baseline(
-    baseline: pd.Series | pd.DataFrame | str | None,
+    baseline: pd.Series | pd.DataFrame | Mapping[str, Any] | str | None,
     data: MixtureData,
     surface: LossSurface,
     w: np.ndarray,
@@ -59,7 +60,7 @@ def _baseline(
 ) -> tuple[pd.Series, str]:
     """The baseline mixture and where it came from. By default the observed run with the lowest
     objective among those that satisfy the constraints (among all runs when none does)."""
-    if isinstance(baseline, pd.Series | pd.DataFrame):
+    if baseline is not None and not isinstance(baseline, str):  # a table, Series or dict
         what = "the baseline mixture"
         frame = mixture_frame(baseline, what)
         if len(frame) != 1:
@@ -118,7 +119,7 @@ def optimize(
     weights: Mapping[str, float] | None = None,
     domains: Sequence[str] | None = None,
     constraints: MixtureConstraints | None = None,
-    baseline: pd.Series | pd.DataFrame | str | None = None,
+    baseline: pd.Series | pd.DataFrame | Mapping[str, Any] | str | None = None,
     forecast: bool = True,
     seed: int = 0,
     within_design: bool = False,
@@ -168,7 +169,7 @@ def optimize(
     >>> rec = optimize(idata, 4e10, objective="cvar:0.9")  # doctest: +SKIP
     >>> print(rec.format())  # doctest: +SKIP
     """
-    step = float(step_counts(step, "step")[0])
+    step = step_count(step)
     objective = Objective.parse(objective) if isinstance(objective, str) else objective
     diag, surface, data, w = prepare(idata, step, weights, domains, size)
     train = list(surface.columns)
