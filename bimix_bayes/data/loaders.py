@@ -308,6 +308,7 @@ def load_data(
     )
     if volume is None:
         volume = "tokens" if "token" in step_col.lower() else "steps"
+    table = _read_suffixed_steps(table, step_col, locations, source, notes)
     table, locations = _drop_step_zero(table, step_col, locations, source, notes)
     prop_cols = _share_columns(
         table, columns, prop_pattern, layout, domain_col, loss_pattern, source, notes
@@ -567,36 +568,36 @@ def _note(notes: list[str], source: str, message: str) -> None:
     warnings.warn(f"{source}: {message}", DataWarning, stacklevel=4)
 
 
+def _read_suffixed_steps(
+    table: pd.DataFrame, step_col: str, locations: np.ndarray, source: str, notes: list[str]
+) -> pd.DataFrame:
+    """``table`` with the step cells written with the suffixes model sizes take (``10k``,
+    ``1.5B``) read as numbers, as ``--step 40B`` is, with a note; unchanged without any."""
+    cells = table[step_col]
+    if pd.api.types.is_numeric_dtype(cells):
+        return table
+    text = cells.astype(str).str.strip()
+    sized = text.map(parse_size)
+    suffixed = (pd.to_numeric(text, errors="coerce").isna() & sized.notna()).to_numpy()
+    if not suffixed.any():
+        return table
+    examples = [f"{loc}: {c!r}" for loc, c in zip(locations[suffixed], text[suffixed], strict=True)]
+    _note(
+        notes,
+        source,
+        f"read {int(suffixed.sum())} column {step_col!r} value(s) written with a suffix "
+        f"({describe_locations(examples)}; k = 1e3, M = 1e6, B = 1e9)",
+    )
+    return table.assign(**{step_col: np.where(suffixed, sized, text)})
+
+
 def _drop_step_zero(
     table: pd.DataFrame, step_col: str, locations: np.ndarray, source: str, notes: list[str]
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """``table`` with its step column read and without its rows at step 0, each with a note.
-
-    Steps written with the suffixes model sizes take (``10k``, ``1.5B``) are read as numbers,
-    as ``--step 40B`` is. Rows at step 0 (the evaluation before training, which most training
-    loops log; the law needs s > 0) are left out, as the TensorBoard and MLflow readers do.
-    Other steps that are not positive are refused later (``parse_steps``).
-    """
-    what = f"column {step_col!r}"
-    cells = table[step_col]
-    suffixed = None
-    if not pd.api.types.is_numeric_dtype(cells):
-        text = cells.astype(str).str.strip()
-        plain = pd.to_numeric(text, errors="coerce")
-        sized = text.map(parse_size)
-        suffixed = plain.isna() & sized.notna()
-    if suffixed is not None and suffixed.any():
-        cells = pd.Series(np.where(suffixed, sized, text), index=cells.index, dtype=object)
-        table = table.assign(**{step_col: to_numeric(cells, what, locations, source)})
-        mask = suffixed.to_numpy()
-        examples = [f"{loc}: {c!r}" for loc, c in zip(locations[mask], text[mask], strict=True)]
-        _note(
-            notes,
-            source,
-            f"read {int(mask.sum())} {what} value(s) written with a suffix "
-            f"({describe_locations(examples)}; k = 1e3, M = 1e6, B = 1e9)",
-        )
-    steps = to_numeric(table[step_col], what, locations, source)
+    """``table`` without its rows at step 0 (the evaluation before training, which most
+    training loops log; the law needs s > 0), with a note, as the TensorBoard and MLflow
+    readers do. Other steps that are not positive are refused later (``parse_steps``)."""
+    steps = to_numeric(table[step_col], f"column {step_col!r}", locations, source)
     zero = (steps == 0).to_numpy()
     if not zero.any():
         return table, locations
