@@ -112,6 +112,25 @@ def test_same_seed_same_draws(fit):
     assert not np.array_equal(a, forecast_draws(idata, STEPS, mixtures=new, seed=4))
 
 
+def test_a_targets_draws_do_not_depend_on_the_other_targets(fit):
+    """A mixture (or run) forecast alone, beside others, or at fewer steps gets the same draws:
+    predict of one candidate and of a file of candidates agree; two targets differ."""
+    idata, data, new = fit
+    run = data.runs[2]
+    both = forecast_draws(idata, STEPS, mixtures=new, runs=[run], seed=5)
+    alone = forecast_draws(idata, STEPS[1:], mixtures=new.loc[["tilted"]], seed=5)
+    same = {"rtol": 1e-12, "atol": 0}  # the same draws, up to the order of the arithmetic
+    tilted = both.sel(mixture="tilted", step=STEPS[1])
+    assert np.allclose(tilted, alone.sel(mixture="tilted", step=STEPS[1]), **same)
+    observed = forecast_draws(idata, STEPS, runs=[run], seed=5)
+    assert np.allclose(both.sel(mixture=run), observed.sel(mixture=run), **same)
+    even, tilted = (both.sel(mixture=m, domain=data.domains[0]) for m in ("even", "tilted"))
+    assert not np.allclose(even / even.mean(), tilted / tilted.mean())  # their own luck
+    copy = forecast_draws(idata, STEPS, mixtures=new.rename({"tilted": "copy"}).loc[["copy"]])
+    again = forecast_draws(idata, STEPS, mixtures=new.loc[["tilted"]])
+    assert not np.allclose(copy, again)  # a second run of the same shares: its own luck
+
+
 def test_attaching_the_draws_is_opt_in(fit):
     """A default predict leaves the InferenceData alone; attach=True stores the draws."""
     idata, data, new = fit

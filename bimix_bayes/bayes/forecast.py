@@ -66,6 +66,7 @@ from bimix_bayes.bayes.sizes import (
     size_label,
     size_offset,
 )
+from bimix_bayes.bayes.streams import KeyedStreams, step_key, target_key
 from bimix_bayes.bayes.targets import domain_weights, run_effects, target_shares
 from bimix_bayes.data.labels import NEW, OBSERVED, interval_columns, long_table
 from bimix_bayes.data.loaders import step_counts
@@ -295,7 +296,10 @@ class _Forecast:
     # errors every run shares over (chain, draw, step, domain): beyond the fitted steps
     # (discrepancy) and each checkpoint's shock (checkpoints)
     bend: xr.DataArray | None
-    rng: np.random.Generator
+    # (mixture, step): the key of each checkpoint's noise (streams.step_key), drawn from
+    # random stream [seed, 3] keyed by it, so a target's draws do not depend on the others
+    noise_keys: np.ndarray
+    seed: int
     attrs: dict[str, Any]
     z: float | None = None  # log(N / N_ref) of a fit with model sizes
     u: np.ndarray | None = None  # (step): the annealing covariate of a fit with a schedule
@@ -305,7 +309,7 @@ class _Forecast:
     noise_corr: np.ndarray | None = None
 
     def chunks(self) -> Iterator[xr.DataArray]:
-        """The draws, a few targets at a time (the random stream consumed in target order)."""
+        """The draws, a few targets at a time (each target's noise from its own stream)."""
         sizes = self.sigma.sizes
         n_values = sizes["chain"] * sizes["draw"] * self.x.size * sizes["domain"]
         n_values *= max(1, self.train_shares.shape[1]) if self.law.cross_domain else 1
@@ -340,7 +344,10 @@ class _Forecast:
             run = self.effects.isel(mixture=targets)
             # one checkpoint's noise, correlated across its domains (DRAW_DIMS ends in domain)
             z = xr.DataArray(
-                correlated_normals(self.rng, mu.shape, self.noise_corr), dims=DRAW_DIMS
+                correlated_normals(
+                    KeyedStreams(self.seed, 3, self.noise_keys[targets]), mu.shape, self.noise_corr
+                ),
+                dims=DRAW_DIMS,
             )
             noise = self.sigma if self.noise_var is None else self.sigma * np.sqrt(self.noise_var)
             mu = mu + run["offset"] + z * (run["scale"] * noise)
@@ -382,10 +389,19 @@ def _prepare(
     targets = target_shares(data, domains, mixtures, runs, law)
     table, sources = targets.table, targets.sources
     w, avg_label = domain_weights(domains, weights)
-    rng = np.random.default_rng([seed, 2])
-    effects = run_effects(idata, data, table, sources, rng) if kind == "predictive" else None
+    # Each target's draws come from streams keyed by it (bimix_bayes/bayes/streams.py): a
+    # mixture's forecast does not depend on what else is asked; the observed curves' effects
+    # from one stream over all of the fit's curves.
+    keys = [
+        target_key(src, str(name), row)
+        for name, src, row in zip(table.index, sources, table.to_numpy(float), strict=True)
+    ]
+    effects = None
+    if kind == "predictive":
+        fresh, observed = KeyedStreams(seed, 2, keys), np.random.default_rng([seed, 8])
+        effects = run_effects(idata, data, table, sources, fresh, observed)
     if effects is not None and size is not None:  # a run at a size it was not trained at
-        effects = _with_run_size_offsets(effects, post, data, table, sources, size, seed)
+        effects = _with_run_size_offsets(effects, post, data, table, sources, size, seed, keys)
     shares = xr.DataArray(
         targets.own,
         dims=("mixture", "domain"),
@@ -446,7 +462,8 @@ def _prepare(
         labels=[*domains, avg_label],
         effects=effects,
         bend=bend,
-        rng=rng,
+        noise_keys=np.array([[step_key(k, s) for s in steps_arr] for k in keys], dtype=object),
+        seed=seed,
         attrs={
             "kind": kind,
             "seed": seed,
@@ -510,12 +527,13 @@ def _with_run_size_offsets(
     sources: Sequence[str],
     size: float,
     seed: int,
+    keys: Sequence[bytes],
 ) -> xr.Dataset:
     """``effects`` with each target's fresh run x size offset added where the fit has not seen
     it at ``size`` (a new mixture, or an observed one at a new size, its variance scaled by
     :func:`~bimix_bayes.bayes.run_size_offsets.fresh_offset_factors`), from random stream
-    ``[seed, 7]``; drawn on the Normal scale (not times a Student-t run scale, which would
-    inflate its variance and thin its correlation)."""
+    ``[seed, 7]`` keyed by each target's ``keys``; drawn on the Normal scale (not times a
+    Student-t run scale, which would inflate its variance and thin its correlation)."""
     offsets = stored_run_size_offsets(post)
     if offsets is None:
         return effects
@@ -524,7 +542,7 @@ def _with_run_size_offsets(
     if not factors.any():
         return effects
     shape = (post.sizes["chain"], post.sizes["draw"], len(table))
-    b = offsets.draw(shape, np.random.default_rng([seed, 7])) * np.sqrt(factors)
+    b = offsets.draw(shape, KeyedStreams(seed, 7, keys)) * np.sqrt(factors)
     return effects.assign(offset=effects["offset"] + xr.DataArray(b, dims=effects["offset"].dims))
 
 

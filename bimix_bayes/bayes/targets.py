@@ -44,6 +44,7 @@ from bimix_bayes.bayes.residual_correlation import (
     stored_residual_correlation,
 )
 from bimix_bayes.bayes.spec import Spec
+from bimix_bayes.bayes.streams import KeyedStreams
 from bimix_bayes.data.labels import ALL_DOMAINS, NEW, OBSERVED, WEIGHTED_DOMAINS
 from bimix_bayes.data.table import DataError, DataWarning, MixtureData, prediction_shares
 from bimix_bayes.laws.registry import Law
@@ -237,7 +238,8 @@ def run_effects(
     data: MixtureData,
     table: pd.DataFrame,
     sources: Sequence[str],
-    rng: np.random.Generator,
+    rng: np.random.Generator | KeyedStreams,
+    observed_rng: np.random.Generator | None = None,
 ) -> xr.Dataset:
     """Draw each target's run effects: ``offset`` u, ``scale`` sqrt(W) and ``slope`` v.
 
@@ -250,8 +252,12 @@ def run_effects(
     rng
         Consumed in a fixed order: the fresh effects of every target (then their offsets again,
         correlated across domains, when the fit holds the fitted runs' residual correlation:
-        :mod:`~bimix_bayes.bayes.residual_correlation`), then (when there are observed runs)
-        the conditional ones of every observed curve.
+        :mod:`~bimix_bayes.bayes.residual_correlation`), then (when there are observed runs
+        and no ``observed_rng``) the conditional ones of every observed curve. Forecasts pass
+        :class:`~bimix_bayes.bayes.streams.KeyedStreams` over the targets (axis 2).
+    observed_rng
+        Draws the observed curves' conditional effects (all of the fit's curves, in its
+        order); None: ``rng`` does.
 
     Returns
     -------
@@ -263,8 +269,10 @@ def run_effects(
     lik = spec["likelihood"]
     post = idata.posterior
     observed = np.asarray(sources) == OBSERVED
+    observed_rng = rng if observed_rng is None else observed_rng
     if is_correlated(spec, post.sizes["domain"]):
-        return _effects_dataset(*_joint_draws(idata, spec, data, table.index, observed, rng), table)
+        draws = _joint_draws(idata, spec, data, table.index, observed, rng, observed_rng)
+        return _effects_dataset(*draws, table)
 
     def sd(name: str) -> np.ndarray:  # (chain, draw, 1, domain); zero when not in the model
         if name not in post:
@@ -289,7 +297,7 @@ def run_effects(
         u = scale * correlated_fresh_offsets(corr, tau[:, :, 0, :], len(table), rng)
     if OBSERVED in sources:
         cond, layout = observed_conditional(idata, data)
-        cu, cscale, cv = draw_offsets_and_slopes(cond, rng, cond["mean"].shape)
+        cu, cscale, cv = draw_offsets_and_slopes(cond, observed_rng, cond["mean"].shape)
         target = table.index.get_indexer([layout.runs[r] for r in layout.curve_run])
         keep = (target >= 0) & observed[target]
         at = (..., target[keep], layout.curve_domain[keep])
@@ -313,7 +321,8 @@ def _joint_draws(
     data: MixtureData,
     targets: pd.Index,
     observed: np.ndarray,
-    rng: np.random.Generator,
+    rng: np.random.Generator | KeyedStreams,
+    observed_rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run effects correlated across domains: one joint draw per target (fresh or observed)."""
     post = idata.posterior
@@ -322,7 +331,7 @@ def _joint_draws(
         layout = CurveLayout.from_data(
             data, float(idata.attrs["s_ref"]), idata.attrs.get("size_ref")
         )
-        cu, cscale, cv = observed_run_draws(post, layout, spec, rng)
+        cu, cscale, cv = observed_run_draws(post, layout, spec, observed_rng)
         target = targets.get_indexer(list(layout.runs))
         keep = (target >= 0) & observed[np.maximum(target, 0)]
         u[:, :, target[keep]] = cu[:, :, keep]
