@@ -113,8 +113,9 @@ def test_same_seed_same_draws(fit):
 
 
 def test_a_targets_draws_do_not_depend_on_the_other_targets(fit):
-    """A mixture (or run) forecast alone, beside others, or at fewer steps gets the same draws:
-    predict of one candidate and of a file of candidates agree; two targets differ."""
+    """A mixture (or run) forecast alone, beside others, under another name or at fewer steps
+    gets the same draws: predict of one candidate and of a file of candidates agree; two
+    targets, or the same shares twice in one request, differ."""
     idata, data, new = fit
     run = data.runs[2]
     both = forecast_draws(idata, STEPS, mixtures=new, runs=[run], seed=5)
@@ -126,9 +127,12 @@ def test_a_targets_draws_do_not_depend_on_the_other_targets(fit):
     assert np.allclose(both.sel(mixture=run), observed.sel(mixture=run), **same)
     even, tilted = (both.sel(mixture=m, domain=data.domains[0]) for m in ("even", "tilted"))
     assert not np.allclose(even / even.mean(), tilted / tilted.mean())  # their own luck
-    copy = forecast_draws(idata, STEPS, mixtures=new.rename({"tilted": "copy"}).loc[["copy"]])
-    again = forecast_draws(idata, STEPS, mixtures=new.loc[["tilted"]])
-    assert not np.allclose(copy, again)  # a second run of the same shares: its own luck
+    renamed = forecast_draws(idata, STEPS, mixtures=new.rename({"tilted": "t2"}).loc[["t2"]])
+    alone = forecast_draws(idata, STEPS, mixtures=new.loc[["tilted"]])
+    assert np.allclose(renamed, alone, **same)  # the shares, not the name, key a new mixture
+    twice = pd.concat([new.loc[["tilted"]], new.loc[["tilted"]].rename({"tilted": "t2"})])
+    pair = forecast_draws(idata, STEPS, mixtures=twice).isel(domain=0)
+    assert not np.allclose(pair.sel(mixture="tilted"), pair.sel(mixture="t2"))  # two runs
 
 
 def test_attaching_the_draws_is_opt_in(fit):

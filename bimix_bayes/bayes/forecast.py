@@ -66,10 +66,10 @@ from bimix_bayes.bayes.sizes import (
     size_label,
     size_offset,
 )
-from bimix_bayes.bayes.streams import KeyedStreams, step_key, target_key
+from bimix_bayes.bayes.streams import KeyedStreams, step_key, target_keys
 from bimix_bayes.bayes.targets import domain_weights, run_effects, target_shares
 from bimix_bayes.data.labels import NEW, OBSERVED, interval_columns, long_table
-from bimix_bayes.data.loaders import step_counts
+from bimix_bayes.data.loaders import size_count, step_counts
 from bimix_bayes.data.mixture_input import mixture_frame
 from bimix_bayes.laws.registry import Law
 
@@ -375,6 +375,7 @@ def _prepare(
     if kind not in ("predictive", "law"):
         raise ValueError(f"kind must be 'predictive' or 'law', got {kind!r}")
     steps_arr = step_counts(steps)
+    size = size_count(size)
     if steps_arr.size == 0 or not np.all(np.isfinite(steps_arr) & (steps_arr > 0)):
         raise ValueError(f"steps must be positive finite numbers, got {list(steps_arr)}")
     diag = diagnostics_from_idata(idata)
@@ -392,10 +393,7 @@ def _prepare(
     # Each target's draws come from streams keyed by it (bimix_bayes/bayes/streams.py): a
     # mixture's forecast does not depend on what else is asked; the observed curves' effects
     # from one stream over all of the fit's curves.
-    keys = [
-        target_key(src, str(name), row)
-        for name, src, row in zip(table.index, sources, table.to_numpy(float), strict=True)
-    ]
+    keys = target_keys(sources, [str(n) for n in table.index], table.to_numpy(float))
     effects = None
     if kind == "predictive":
         fresh, observed = KeyedStreams(seed, 2, keys), np.random.default_rng([seed, 8])

@@ -10,7 +10,7 @@ independent ones.
 
 Examples
 --------
->>> keys = [target_key("new mixture", "a", [0.5, 0.5]), target_key("new mixture", "b", [1, 0])]
+>>> keys = target_keys(["new mixture"] * 2, ["a", "b"], [[0.5, 0.5], [1, 0]])
 >>> both = KeyedStreams(0, 2, keys).standard_normal((2, 3, 2, 4))
 >>> alone = KeyedStreams(0, 2, keys[1:]).standard_normal((2, 3, 1, 4))
 >>> bool(np.array_equal(both[:, :, 1:], alone))
@@ -24,22 +24,35 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["KeyedStreams", "step_key", "target_key"]
+from bimix_bayes.data.labels import OBSERVED
+
+__all__ = ["KeyedStreams", "step_key", "target_keys"]
 
 
-def target_key(source: str, name: str, shares: Sequence[float] | np.ndarray) -> bytes:
-    """The key of a forecast target: where it comes from, its name and its shares.
+def target_keys(
+    sources: Sequence[str], names: Sequence[str], shares: Sequence[Sequence[float]] | np.ndarray
+) -> list[bytes]:
+    """The key of each forecast target.
 
-    The name is part of it so that two targets with the same shares in one request (a
-    recommended mixture that equals the baseline) are two independent runs.
+    A new mixture is keyed by its shares (whatever its name: a mixture predicted from a file
+    and the same one given as a dict agree) and by how many targets of the request had the
+    same shares before it, so that two in one request (a recommended mixture equal to the
+    baseline) are two runs with their own luck. An observed run is keyed by its id.
 
     Examples
     --------
-    >>> target_key("new mixture", "a", [0.5, 0.5]) == target_key("new mixture", "a", [.5, .5])
-    True
+    >>> a, b, c = target_keys(["new mixture"] * 3, ["x", "y", "z"], [[.5, .5], [.5, .5], [1, 0]])
+    >>> a == target_keys(["new mixture"], ["other name"], [[0.5, 0.5]])[0], a == b
+    (True, False)
     """
-    shares = np.round(np.asarray(shares, dtype=float), 12)
-    return b"\x00".join([source.encode(), name.encode(), shares.tobytes()])
+    seen: dict[bytes, int] = {}
+    keys = []
+    for source, name, row in zip(sources, names, np.asarray(shares, dtype=float), strict=True):
+        what = name.encode() if source == OBSERVED else np.round(row, 12).tobytes()
+        base = b"\x00".join([source.encode(), what])
+        seen[base] = seen.get(base, -1) + 1
+        keys.append(base + b"\x00" + str(seen[base]).encode())
+    return keys
 
 
 def step_key(target: bytes, step: float) -> bytes:
@@ -68,7 +81,7 @@ class KeyedStreams:
         The forecast's seed and the number of the random stream (each kind of draw its own).
     keys
         One key per index of the keyed axes: a sequence (one axis) or a nested sequence /
-        object array (several axes), of bytes (:func:`target_key`, :func:`step_key`).
+        object array (several axes), of bytes (:func:`target_keys`, :func:`step_key`).
     axis
         Position of the first keyed axis in the shapes asked for (2: after chain and draw).
 
