@@ -24,6 +24,7 @@ from bimix_bayes.bayes.diagnostics import FitWarning
 from bimix_bayes.bayes.model import BiMixModel
 from bimix_bayes.bayes.persistence import diagnostics_from_idata, save_fit
 from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
+from bimix_bayes.data.table import DataError
 from bimix_bayes.decision.constraints import MixtureConstraints
 from bimix_bayes.evaluation.backtest import backtest
 from bimix_bayes.report.figures import predictive_check_figure, to_data_uri
@@ -152,6 +153,20 @@ def test_held_out_points_are_scored(study, html):
     assert "all domains" in section
 
 
+def test_a_held_out_run_id_naming_another_mixture_is_refused(study):
+    """A held-out run is continued with the fitted run of the same id: if that id names other
+    shares in the held-out data, the report refuses before any work (scored with the wrong
+    run's effects, every held-out figure would be wrong)."""
+    idata, _, holdout = study
+    a, b = holdout.mixtures.index[:2]
+    swapped = {a: b, b: a}
+    mixtures = holdout.mixtures.rename(index=swapped)
+    obs = holdout.observations.assign(run=holdout.observations["run"].replace(swapped))
+    wrong = type(holdout).from_frames(mixtures, obs, source="swapped.csv")
+    with pytest.raises(DataError, match=r"swapped.csv: held-out run 'run<[01]>' has the mixture"):
+        build_report(idata, holdout=wrong, n_bootstrap=0)
+
+
 def test_write_report_is_atomic_and_reproducible_command(study, tmp_path):
     """write_report writes the file (nothing left beside it) and names the command."""
     idata, _, _ = study
@@ -173,6 +188,12 @@ def test_report_command(study, tmp_path):
     assert res.returncode == 0, res.stderr
     text = out.read_text()
     assert "Held-out points" in text and f"--holdout {late}" in text
+    one = holdout.to_long()  # one run at one checkpoint is enough to score (not to fit)
+    one = one[(one["run"] == one["run"].iloc[0]) & (one["step"] == one["step"].max())]
+    one.to_csv(late, index=False)
+    res = run("report", str(fit), "--out", str(out), "--holdout", str(late), "--bootstrap", "0")
+    assert res.returncode == 0, res.stderr
+    assert f"held-out points ({len(one)})" in out.read_text()
     res = run("report", str(fit), "--out", str(tmp_path / "report.pdf"))
     assert res.returncode == 2 and ".html" in res.stderr
     res = run("report", str(fit), "--out", str(out), "--backtest", "halfway")

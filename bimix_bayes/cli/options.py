@@ -572,8 +572,11 @@ class DataOptions:
         del kwargs["lr_schedule"]  # applied to the loaded data (MixtureData.with_schedule)
         return kwargs
 
-    def load(self, path: str | Path) -> MixtureData:
+    def load(self, path: str | Path, *, to_fit: bool = True) -> MixtureData:
         """Read ``path`` with these options (:func:`~bimix_bayes.data.loaders.load_data`).
+
+        ``to_fit=False`` reads points to score rather than to fit (``report --holdout``): one
+        run or one checkpoint is enough, the design check a fit needs is skipped.
 
         Examples
         --------
@@ -586,7 +589,8 @@ class DataOptions:
         """
         from bimix_bayes.data.loaders import load_data
 
-        return self.with_schedule(load_data(path, **self.to_kwargs()))
+        design = {} if to_fit else {"min_mixtures": 1, "min_steps": 1}
+        return self.with_schedule(load_data(path, **self.to_kwargs(), **design))
 
     def with_schedule(self, data: MixtureData) -> MixtureData:
         """``data`` with ``--lr-schedule`` (:meth:`MixtureData.with_schedule`); unchanged

@@ -64,7 +64,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     others = {name: load_fit(path) for name, path in zip(names, args.compare, strict=True)}
     holdout = None
     if args.holdout is not None:
-        holdout = opt.DataOptions.from_args(args).load(args.holdout)
+        holdout = opt.DataOptions.from_args(args).load(args.holdout, to_fit=False)
         check_holdout_sizes(idata, holdout)  # a size fit needs them with sizes: say now
     progress = Progress.of(args, "report")
     backtests = []

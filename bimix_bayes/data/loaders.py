@@ -100,11 +100,16 @@ __all__ = [
     "parse_size",
     "read_mixtures",
     "read_table",
+    "size_count",
+    "step_count",
     "step_counts",
 ]
 
 Layout = Literal["auto", "long", "wide"]
 
+#: Columns that may name the runs without being one of RUN_COLUMNS (W&B's ``Name``, a
+#: ``mixture`` id): named in the note, never picked on their own.
+_RUN_ID_HINTS = ("name", "mixture", "mixture_id", "id", "experiment", "run.name", "display_name")
 _SIZE_SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 
 
@@ -131,6 +136,7 @@ def step_counts(values: object, what: str = "steps") -> np.ndarray:
     >>> step_counts(["32k", 4e4]).tolist(), step_counts("40B").tolist()
     ([32000.0, 40000.0], [40000000000.0])
     """
+    examples, default = {"size": "'7B' or '122M'", "proxy_size": "'122M'"}, "'32k' or '40B'"
     items = [values] if isinstance(values, (str, bytes)) else np.ravel(np.asarray(values, object))
     out = []
     for item in items:
@@ -139,7 +145,8 @@ def step_counts(values: object, what: str = "steps") -> np.ndarray:
             out.append(float(value))
         except (TypeError, ValueError):
             raise ValueError(
-                f"{what} must be numbers (or text such as '32k' or '40B'), got {item!r}"
+                f"{what} must be numbers (or text such as "
+                f"{examples.get(what, default)}), got {item!r}"
             ) from None
     return np.asarray(out, dtype=float)
 
@@ -156,6 +163,23 @@ def step_count(value: object, what: str = "step") -> float:
     if values.size != 1:
         raise ValueError(f"{what} must be one number, got {len(values)}: {value!r}")
     return float(values[0])
+
+
+def size_count(value: object, what: str = "size") -> float | None:
+    """A model size given to the API: a number or text such as ``"7B"`` (as ``--size`` takes
+    it); None stays None.
+
+    Examples
+    --------
+    >>> size_count("7B"), size_count(1.22e8), size_count(None) is None
+    (7000000000.0, 122000000.0, True)
+    """
+    if value is None:
+        return None
+    count = step_count(value, what)
+    if not (np.isfinite(count) and count > 0):
+        raise ValueError(f"{what} must be a positive parameter count such as 7e9 or '7B'")
+    return count
 
 
 def format_group(value: object) -> str:
@@ -374,6 +398,7 @@ def load_data(
             run_ids = table[run_col].astype(str).str.strip()
         else:
             run_ids = runs_from_mixture(props)
+            notes.append(_runs_named_by_mixture_note(columns, run_ids))
         steps = parse_steps(table, step_col, locations, source)
         parts = []
         obs_locations = []
@@ -395,7 +420,7 @@ def load_data(
         )
     if excluded:
         notes.append(f"excluded evaluation domain(s) by request: {sorted(excluded)}")
-    return MixtureData.from_frames(
+    data = MixtureData.from_frames(
         mixtures,
         observations,
         volume=volume,
@@ -406,6 +431,18 @@ def load_data(
         notes=notes,
         size_kind=size_kind,
         **options,
+    )
+    return data.with_runs_named_by_mixture(layout == "wide" and run_col is None)
+
+
+def _runs_named_by_mixture_note(columns: Sequence[str], run_ids: pd.Series) -> str:
+    """The note for a wide file without a run column, naming the columns that might be one."""
+    maybe = [c for c in columns if c.lower() in _RUN_ID_HINTS]
+    hint = f" (is it {' or '.join(repr(c) for c in maybe)}?)" if maybe else ""
+    return (
+        f"no run-id column (looked for {list(RUN_COLUMNS)}): each of the "
+        f"{run_ids.nunique()} mixtures is one run, named m000, m001... in order of first "
+        f"appearance; name the run column with --run-col{hint}"
     )
 
 

@@ -264,6 +264,10 @@ class MixtureData:
         (:class:`~bimix_bayes.laws.schedule.LRSchedule`; ``bimix fit --lr-schedule``): the
         laws then read the step through its areas (a schedule-aware step term). None: the
         step itself.
+    runs_named_by_mixture
+        True when the file had no run column and the loader named each run by its mixture in
+        order of first appearance (``m000``...): the names then mean nothing outside this
+        file (:func:`~bimix_bayes.data.holdout_runs.align_holdout_runs`).
     """
 
     mixtures: pd.DataFrame
@@ -274,6 +278,7 @@ class MixtureData:
     notes: tuple[str, ...] = field(default=())
     size_kind: str | None = None
     schedule: LRSchedule | None = None
+    runs_named_by_mixture: bool = False
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -359,6 +364,7 @@ class MixtureData:
         if min_step is not None:
             observations = v.drop_early_checkpoints(observations, float(min_step))
         v.check_spikes(observations)  # after --min-step: the early checkpoints it leaves out
+        v.check_runs_across_sizes(mixtures, observations)
         has_size = SIZE_COLUMN in observations.columns
         order = ["domain", "run", *([SIZE_COLUMN] if has_size else []), "step"]
         observations = observations.sort_values(order, kind="stable").reset_index(drop=True)
@@ -471,6 +477,11 @@ class MixtureData:
             obs = obs[obs[SIZE_COLUMN] >= min_size]
         mixtures = self.mixtures.loc[[r for r in self.mixtures.index if r in set(obs["run"])]]
         return replace(self, mixtures=mixtures, observations=obs.reset_index(drop=True))
+
+    def with_runs_named_by_mixture(self, named: bool = True) -> MixtureData:
+        """The same data, saying whether the run ids were made from the mixtures
+        (:attr:`runs_named_by_mixture`)."""
+        return replace(self, runs_named_by_mixture=named)
 
     def with_schedule(self, schedule: LRSchedule | str | None) -> MixtureData:
         """The same data with the learning-rate schedule every run was trained with (a

@@ -50,10 +50,12 @@ import pandas as pd
 
 from bimix_bayes.bayes.diagnostics import FitWarning
 from bimix_bayes.bayes.forecast import predict
-from bimix_bayes.bayes.persistence import diagnostics_from_idata
+from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata
 from bimix_bayes.bayes.sizes import fitted_sizes, size_label
 from bimix_bayes.data.files import atomic_write_text
+from bimix_bayes.data.holdout_runs import align_holdout_runs
 from bimix_bayes.data.labels import ALL_DOMAINS, interval_columns
+from bimix_bayes.data.loaders import size_count
 from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.decision.constraints import MixtureConstraints
 from bimix_bayes.evaluation.backtest import BacktestResult
@@ -283,8 +285,10 @@ def build_report(
     DataError
         ``holdout`` without model sizes for a fit of several sizes.
     """
+    size = size_count(size)
     if holdout is not None:
         check_holdout_sizes(idata, holdout)  # before any slow step
+        holdout = align_holdout_runs(data_from_idata(idata), holdout)
     diag = diagnostics_from_idata(idata)
     diag.warn_if_failed("reporting")
     say = progress or (lambda line: None)
