@@ -813,3 +813,25 @@ def test_property_sum_outside_tolerance_names_the_run(frames, excess, draw):
     mix.loc[run] = mix.loc[run] * (1 - excess)
     with pytest.raises(DataError, match=rf"1 mixture\(s\) do not sum to 1.*run '{run}' sums to"):
         lenient(mix, observations)
+
+
+def test_a_mixture_logged_under_one_run_id_per_size_is_noted():
+    """W&B names one run per (mixture, size): in a size fit those ids make each size's run a
+    separate mixture, which a note says (with one id per mixture, no note)."""
+    steps = [100.0, 200.0, 300.0]
+    shares = {"x": (0.3, 0.7), "y": (0.6, 0.4)}
+    rows, mix = [], {}
+    for name, (a, b) in shares.items():
+        for size in (1e8, 3e8):
+            run = f"{name}-{size:.0e}"
+            mix[run] = {"a": a, "b": b}
+            rows += [(run, s, d, 3.0 - s / 1e3, size) for s in steps for d in "ab"]
+    obs = pd.DataFrame(rows, columns=["run", "step", "domain", "loss", "size"])
+    mixtures = pd.DataFrame(mix).T
+    with pytest.warns(DataWarning, match=r"2 mixture\(s\) are logged under a run id per model"):
+        MixtureData.from_frames(mixtures, obs)
+    one_id = obs.assign(run=obs["run"].str[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        data = MixtureData.from_frames(mixtures.groupby(mixtures.index.str[0]).first(), one_id)
+    assert data.runs == ("x", "y")
