@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bimix_bayes.bayes.forecast import predict
 from bimix_bayes.bayes.graph import SIZE_PRIOR_KEYS, build_pymc_model
 from bimix_bayes.bayes.likelihood import CurveLayout
 from bimix_bayes.bayes.model import BiMixModel, pointwise_log_likelihood
@@ -306,6 +307,22 @@ def test_optimize_at_a_size_shows_how_the_optimum_moves(size_fit):
     text = rec.format()
     assert "at model size 800M (total parameters)" in text
     assert "how the optimum moves with model size" in text
+
+
+def test_the_api_takes_sizes_as_the_command_line_does(size_fit):
+    """``size="800M"`` (or ``"8e8"``) is 8e8, in predict, optimize and rank, as ``--size``."""
+    from bimix_bayes.decision.rank import rank
+    from bimix_bayes.decision.recommend import optimize
+
+    data, idata = size_fit
+    run = data.runs[0]
+    by_text = predict(idata, ["8k"], runs=[run], size="800M")
+    pd.testing.assert_frame_equal(by_text, predict(idata, [8e3], runs=[run], size=8e8))
+    rec = optimize(idata, 8e3, size="8e8", forecast=False)
+    assert rec.format().count("at model size 800M") == 1
+    assert len(rank(idata, data.mixtures.iloc[:2], step=8e3, size="800M")) == 2
+    with pytest.raises(ValueError, match=r"size must be numbers \(or text such as '7B'"):
+        predict(idata, [8e3], runs=[run], size="big")
 
 
 def test_holdout_size_fits_the_small_sizes_and_predicts_the_large():

@@ -64,7 +64,7 @@ from bimix_bayes.bayes.persistence import spec_from_idata
 from bimix_bayes.bayes.residual_correlation import stored_residual_correlation
 from bimix_bayes.bayes.run_size_offsets import stored_run_size_offsets
 from bimix_bayes.bayes.sizes import fitted_sizes, same_size, size_label
-from bimix_bayes.data.loaders import step_count
+from bimix_bayes.data.loaders import size_count, step_count
 from bimix_bayes.data.mixture_input import mixture_frame, mixtures_words
 from bimix_bayes.data.table import DataError
 from bimix_bayes.decision.constraints import Bounds, MixtureConstraints
@@ -434,6 +434,7 @@ def propose_next_runs(
         raise ValueError(f"batch must be at least 1, got {batch}")
     if update not in UPDATES:
         raise ValueError(f"update must be one of {', '.join(UPDATES)}, got {update!r}")
+    size, proxy_size = size_count(size), size_count(proxy_size, "proxy_size")
     sizes = fitted_sizes(idata)
     if sizes and proxy_size is None:
         proxy_size = sizes[0]  # the cheapest proxy

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from bimix_bayes.data.loaders import step_count
+from bimix_bayes.data.loaders import size_count, step_count
 from bimix_bayes.data.mixture_input import mixture_frame, mixtures_words
 from bimix_bayes.data.table import DataError
 from bimix_bayes.decision.objectives import Objective
@@ -64,7 +64,7 @@ def rank(
     --------
     >>> rank(idata, read_mixtures("candidates.csv"), step=4e10)  # doctest: +SKIP
     """
-    step = step_count(step)
+    step, size = step_count(step), size_count(size)
     objective = Objective.parse(objective) if isinstance(objective, str) else objective
     if not 0 < prob < 1:
         raise ValueError(f"prob must lie in (0, 1), got {prob!r}")

@@ -30,7 +30,7 @@ import pandas as pd
 from bimix_bayes.bayes.diagnostics import FitWarning
 from bimix_bayes.bayes.discrepancy import ExtrapolationWarning, extrapolation_note
 from bimix_bayes.bayes.sizes import fitted_sizes, size_label
-from bimix_bayes.data.loaders import step_count
+from bimix_bayes.data.loaders import size_count, step_count
 from bimix_bayes.data.mixture_input import mixture_frame
 from bimix_bayes.data.table import DataError, MixtureData
 from bimix_bayes.decision.constraints import Bounds, MixtureConstraints
@@ -169,7 +169,7 @@ def optimize(
     >>> rec = optimize(idata, 4e10, objective="cvar:0.9")  # doctest: +SKIP
     >>> print(rec.format())  # doctest: +SKIP
     """
-    step = step_count(step)
+    step, size = step_count(step), size_count(size)
     objective = Objective.parse(objective) if isinstance(objective, str) else objective
     diag, surface, data, w = prepare(idata, step, weights, domains, size)
     train = list(surface.columns)
