@@ -407,11 +407,31 @@ def test_a_verdict_says_when_unreliable_runs_make_it_approximate():
         {"elpd_loo": [10.0, 4.0], "elpd_diff": [0.0, 6.0], "dse": [0.0, 2.0], "weight": [0.9, 0.1]},
         index=["a", "b"],
     )
-    k = pd.DataFrame([[0.8, 0.2, 0.9], [0.1, 0.75, 0.3]], index=["a", "b"], columns=list("xyz"))
+    k = pd.DataFrame(
+        [[0.8, 0.2, 0.9, 0.1], [0.1, 0.75, 0.3, 0.2]], index=["a", "b"], columns=list("wxyz")
+    )
     verdict = ComparisonResult(table, k).verdict()
     assert verdict.startswith("The data clearly prefer a")
-    assert "but 2 and 1 of their 3 runs have Pareto k > 0.7" in verdict
+    assert "but 2 and 1 of their 4 runs have Pareto k > 0.7" in verdict
     assert "approximate" not in ComparisonResult(table, k.clip(upper=0.5)).verdict()
+
+
+def test_no_verdict_when_most_runs_are_unreliable_or_a_fit_failed():
+    """With most left-out runs unreliable (Pareto k > 0.7), or a fit that failed its
+    diagnostics, the comparison gives the difference as a hint and says what can decide."""
+    from bimix_bayes.bayes.compare import ComparisonResult
+
+    table = pd.DataFrame(
+        {"elpd_loo": [10.0, 4.0], "elpd_diff": [0.0, 6.0], "dse": [0.0, 2.0], "weight": [0.5, 0.5]},
+        index=["a", "b"],
+    )
+    k = pd.DataFrame([[0.8, 0.2, 0.9], [0.1, 0.75, 0.3]], index=["a", "b"], columns=list("xyz"))
+    verdict = ComparisonResult(table, k).verdict()
+    assert verdict.startswith("PSIS-LOO cannot rank a and b: 2 and 1 of their 3 runs")
+    assert "a scores 6.0 +- 2.0 nats higher" in verdict and "bimix backtest" in verdict
+    failed = ComparisonResult(table, k.clip(upper=0.5), failed=("b",)).verdict()
+    assert failed.startswith("No verdict: b failed its convergence diagnostics")
+    assert "prefer" not in verdict + failed
 
 
 def _evaluation_only_data(seed: int = 3) -> MixtureData:

@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bimix_bayes.bayes.persistence import diagnostics_from_idata
 from bimix_bayes.data.table import DataError
 
 __all__ = [
@@ -84,12 +85,18 @@ class ComparisonResult:
     pareto_k: pd.DataFrame
     #: Models whose new runs were scored with offsets correlated across domains (their C).
     correlated_new_runs: tuple[str, ...] = ()
+    #: Models whose fit failed its convergence diagnostics.
+    failed: tuple[str, ...] = ()
 
     def verdict(self) -> str:
         """Which model the data prefer, by how much, and how sure that is (one sentence).
 
         "Clearly" when the best model is ahead of the runner-up by more than 2 standard errors
         of the difference (``dse``), "probably" within 1 to 2, "not distinguishable" below 1.
+        No verdict when either of the two failed its convergence diagnostics, or when more
+        than half of either's runs have Pareto k above :data:`PARETO_K_LIMIT` (PSIS-LOO then
+        cannot score a left-out run: the difference is given as a hint, with the backtest
+        that can decide).
 
         Examples
         --------
@@ -117,6 +124,27 @@ class ComparisonResult:
             if len(self.pareto_k)
             else pd.Series(dtype=int)
         )
+        hint = (
+            f"{best} scores {diff:.1f} +- {dse:.1f} nats higher (log predictive density of a "
+            "new run), a hint only"
+        )
+        failed = [n for n in (best, second) if n in self.failed]
+        if failed:
+            return (
+                f"No verdict: {' and '.join(failed)} failed "
+                f"{'its' if len(failed) == 1 else 'their'} convergence diagnostics, so the LOO "
+                "scores are not trustworthy; refit "
+                f"(`bimix fit` retries with safer settings) before comparing. {hint}."
+            )
+        n_runs = self.pareto_k.shape[1]
+        if len(high) and (high > n_runs / 2).any():
+            return (
+                f"PSIS-LOO cannot rank {best} and {second}: "
+                f"{' and '.join(str(int(n)) for n in high)} of their {n_runs} runs have Pareto "
+                f"k > {PARETO_K_LIMIT}, so a left-out run's score is unreliable for most runs; "
+                f"{hint}. Compare them on held-out runs instead (`bimix backtest DATA --protocol "
+                "holdout-mixtures:K --law LAW`, or holdout-size:N for a size fit)."
+            )
         caveat = (
             f"; but {' and '.join(f'{int(n)}' for n in high)} of their "
             f"{self.pareto_k.shape[1]} runs have Pareto k > {PARETO_K_LIMIT} (their scores, and "
@@ -283,12 +311,16 @@ def compare_fits(fits: Mapping[str, az.InferenceData]) -> ComparisonResult:
             pareto[name] = pd.Series(np.asarray(k), index=runs)
         table = az.compare(estimates, ic="loo", method="stacking", scale="log")
     bad = {name: int((ks > PARETO_K_LIMIT).sum()) for name, ks in pareto.items()}
+    failed = tuple(name for name, fit in fits.items() if not diagnostics_from_idata(fit).passed)
     keep = ["rank", "elpd_loo", "se", "elpd_diff", "dse", "p_loo", "weight"]
     out = table[keep].astype({"rank": int})
     out["rank"] += 1  # best = 1, as `bimix rank` counts (ArviZ counts from 0)
     out["bad_k"] = [bad[name] for name in out.index]
     return ComparisonResult(
-        table=out, pareto_k=pd.DataFrame(pareto).T, correlated_new_runs=tuple(correlated)
+        table=out,
+        pareto_k=pd.DataFrame(pareto).T,
+        correlated_new_runs=tuple(correlated),
+        failed=failed,
     )
 
 
