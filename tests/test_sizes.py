@@ -452,6 +452,22 @@ def test_the_report_of_a_size_fit_forecasts_and_decides_at_the_target_size(size_
     assert "all domains at 800M" in page and "least squares MRE" not in page
 
 
+def test_the_report_says_how_far_outside_the_fitted_sizes_its_target_lies(size_fit):
+    """A target far beyond the fitted sizes: the summary carries the warning, which the report
+    emits once (every section forecasts the same target)."""
+    from bimix_bayes.report.html import build_report
+
+    _, idata = size_fit
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        page = build_report(idata, size=1e10, n_bootstrap=0, seed=0)
+    far = [w for w in caught if issubclass(w.category, SizeExtrapolationWarning)]
+    messages = [str(w.message) for w in far]
+    assert len(messages) == len(set(messages)) and any("25x outside" in m for m in messages)
+    summary = page.split('<section id="summary">')[1].split("</section>")[0]
+    assert "is 25x outside the fitted sizes" in summary and "treat it as a guess" in summary
+
+
 def test_cli_report_checks_the_size_before_any_backtest(size_fit, tmp_path):
     """`bimix report` on a size fit without --size fails at once, naming the fitted sizes,
     instead of after the backtests' refits."""
@@ -467,6 +483,9 @@ def test_cli_report_checks_the_size_before_any_backtest(size_fit, tmp_path):
     assert result.returncode != 0
     assert "say which size" in result.stderr and "backtest" not in result.stdout
     assert not (tmp_path / "r.html").exists()
+    result = run("optimize", str(path), "--size", "10B", "--step", "8k")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("outside the fitted sizes") == 1  # said once, not per forecast
 
 
 def test_checkpoint_shocks_with_model_sizes_are_refused_before_compiling():

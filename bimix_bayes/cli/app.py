@@ -99,7 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The warnings printed so far in this command: one said from several places (each forecast
+#: of a report, optimize's target and baseline) is printed once.
+_SAID: set[tuple[type[Warning], str]] = set()
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if (category, str(message)) in _SAID:
+        return
+    _SAID.add((category, str(message)))
     if issubclass(category, DataWarning):
         kind = "note"
     elif issubclass(category, FitWarning):
@@ -172,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             DataOptions.from_args(args)  # contradictory data options: usage, before any work
         except UsageError as exc:
             parser.error(str(exc))
+    _SAID.clear()
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         warnings.simplefilter("default", DataWarning)

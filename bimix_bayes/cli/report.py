@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import time
+import warnings
 from pathlib import Path
 
 from bimix_bayes.cli import options as opt
@@ -38,7 +39,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         0, once the report is written (with ``--holdout`` and ``--backtest`` when given).
     """
     from bimix_bayes.bayes.persistence import data_from_idata, load_fit, spec_from_idata
-    from bimix_bayes.bayes.sizes import size_offset
+    from bimix_bayes.bayes.sizes import SizeExtrapolationWarning, size_offset
     from bimix_bayes.decision.constraints import MixtureConstraints, load_constraints
     from bimix_bayes.evaluation.backtest import backtest
     from bimix_bayes.evaluation.lightgbm_method import import_lightgbm
@@ -50,7 +51,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.backtest and "lightgbm" in method_list(args.backtest_method):
         import_lightgbm()  # a missing extra fails before anything is fitted
     idata = load_fit(args.fit)  # --out was checked by main
-    size_offset(idata, None, args.size)  # a size fit needs --size, others refuse it: say now
+    with warnings.catch_warnings():  # how far the size lies: the report says it, once
+        warnings.simplefilter("ignore", SizeExtrapolationWarning)
+        size_offset(idata, None, args.size)  # a size fit needs --size, others refuse it: say now
     constraints = load_constraints(args.constraints) if args.constraints else None
     if args.within_design:  # the fitted runs' range of shares, as `optimize --within-design`
         data = data_from_idata(idata)

@@ -49,9 +49,10 @@ import numpy as np
 import pandas as pd
 
 from bimix_bayes.bayes.diagnostics import FitWarning
+from bimix_bayes.bayes.discrepancy import ExtrapolationWarning
 from bimix_bayes.bayes.forecast import predict
 from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata
-from bimix_bayes.bayes.sizes import fitted_sizes, size_label
+from bimix_bayes.bayes.sizes import SizeExtrapolationWarning, fitted_sizes, size_label
 from bimix_bayes.data.files import atomic_write_text
 from bimix_bayes.data.holdout_runs import align_holdout_runs
 from bimix_bayes.data.labels import ALL_DOMAINS, interval_columns
@@ -292,7 +293,9 @@ def build_report(
     diag = diagnostics_from_idata(idata)
     diag.warn_if_failed("reporting")
     say = progress or (lambda line: None)
-    with warnings.catch_warnings():
+    # Warnings of the forecasts and decisions below are said once each (many sections forecast
+    # the same target) and the ones about how far the target lies go into the summary.
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("ignore", FitWarning)  # said once above
         if least_squares is None and not fitted_sizes(idata):  # no size dimension in LS
             resamples = f" ({n_bootstrap} bootstrap resamples)" if n_bootstrap else ""
@@ -339,7 +342,30 @@ def build_report(
             ),
             "sections": SECTIONS,
         }
-        return _environment().get_template("report.html.j2").render(**context)
+    said = _say_once(caught)
+    summary = context["summary"]
+    summary["cautions"] = [
+        message
+        for category, message in said
+        if issubclass(category, CAUTIONS) and message != summary["far"]
+    ]
+    return _environment().get_template("report.html.j2").render(**context)
+
+
+#: Warnings the report's summary repeats: how far outside the fitted steps and sizes the
+#: target lies, and a larger model forecast to lose more.
+CAUTIONS = (ExtrapolationWarning, SizeExtrapolationWarning)
+
+
+def _say_once(caught: Sequence[warnings.WarningMessage]) -> list[tuple[type[Warning], str]]:
+    """Emit each distinct warning of ``caught`` once (at the caller of :func:`build_report`)
+    and return them as (category, message)."""
+    said: dict[tuple[type[Warning], str], None] = {}
+    for w in caught:
+        said.setdefault((w.category, str(w.message)), None)
+    for category, message in said:
+        warnings.warn(message, category, stacklevel=3)
+    return list(said)
 
 
 def _fit_name(fit_path: str | os.PathLike[str] | None) -> str:
