@@ -335,6 +335,8 @@ def test_holdout_size_fits_the_small_sizes_and_predicts_the_large():
 
     with pytest.raises(ProtocolError, match="leave some sizes"):
         make_splits(data, "holdout-size:1M")
+    with pytest.raises(ProtocolError, match="at least two sizes to fit: the size slopes"):
+        make_splits(data, "holdout-size:200M")  # one fitted size: its slopes are the prior's
 
 
 def test_backtest_by_size_refuses_lightgbm_which_has_no_size_dimension():
@@ -374,7 +376,7 @@ def test_size_least_squares_forecasts_a_larger_size_from_the_smaller_ones():
         SizeLeastSquares().fit(data.subset(max_size=1e8))
     from bimix_bayes.evaluation.runner import backtest
 
-    with pytest.raises(ValueError, match="at least two fitted model sizes"):
+    with pytest.raises(ValueError, match="at least two sizes to fit"):
         backtest(data, "holdout-size:200M", method="both")
 
 

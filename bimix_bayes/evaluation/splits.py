@@ -106,10 +106,18 @@ def _size_split(data: MixtureData, protocol: Protocol) -> Split:
             "--size-col naming the size column"
         )
     below = [s for s in data.sizes if s < float(protocol.value)]
+    listed = ", ".join(f"{s:.4g}" for s in data.sizes)
     if not below or len(below) == len(data.sizes):
         raise ProtocolError(
-            f"protocol {protocol}: the data's sizes are {', '.join(f'{s:.4g}' for s in data.sizes)}"
-            "; N must leave some sizes to fit and some to predict"
+            f"protocol {protocol}: the data's sizes are {listed}; N must leave some sizes to "
+            "fit and some to predict"
+        )
+    if len(below) < 2:
+        raise ProtocolError(
+            f"protocol {protocol}: the data's sizes are {listed}; N must leave at least two "
+            "sizes to fit: the size slopes are learnt from the fitted sizes, and from one they "
+            "are the prior's (fitting one size of 2 and forecasting the other gave intervals "
+            "94 % wide); choose a larger N, or backtest another way (horizon:0.5)"
         )
     return _split("0", data, data.observations["size"].to_numpy() < float(protocol.value), protocol)
 

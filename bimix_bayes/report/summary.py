@@ -133,7 +133,8 @@ def section_summary(
     command
         The command that reproduces the report; with no backtest nor held-out points, the
         summary suggests it with ``--backtest horizon:0.5`` (a fit of several sizes:
-        ``--backtest holdout-size:LARGEST``: Bayes beside the size-aware least squares).
+        ``--backtest holdout-size:LARGEST`` when at least two sizes remain to fit: Bayes beside
+        the size-aware least squares).
 
     Returns
     -------
@@ -146,7 +147,7 @@ def section_summary(
     """
     trust = trust_lines(backtests, scores)
     suggested = f"--backtest {SUGGESTED_BACKTEST}"
-    if fit.size is not None:  # a fit of several sizes: forecast its largest size from the rest
+    if fit.size is not None and len(fit.data.sizes) >= 3:  # the largest from the others
         largest = size_label(max(fit.data.sizes))
         suggested = f"--backtest holdout-size:{largest}"  # Bayes beside size-aware least squares
     return {
