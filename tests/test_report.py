@@ -198,6 +198,8 @@ def test_report_command(study, tmp_path):
     assert res.returncode == 2 and ".html" in res.stderr
     res = run("report", str(fit), "--out", str(out), "--backtest", "halfway")
     assert res.returncode == 2 and "--backtest" in res.stderr
+    res = run("report", str(fit), "--out", str(out), "--lr-schedule", "cosine:total=9e4")
+    assert res.returncode == 2 and "the learning-rate schedule saved with the fit" in res.stderr
 
 
 def test_report_backtests_with_the_methods_asked_for(study, tmp_path):

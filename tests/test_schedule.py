@@ -12,13 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bimix_bayes.bayes.discrepancy import ExtrapolationWarning
 from bimix_bayes.bayes.graph import build_pymc_model
 from bimix_bayes.bayes.likelihood import CurveLayout
 from bimix_bayes.bayes.model import pointwise_log_likelihood
 from bimix_bayes.bayes.noise import noise_attrs
 from bimix_bayes.bayes.spec import merge_spec
 from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
-from bimix_bayes.data.table import DataError
+from bimix_bayes.data.table import DataError, DataWarning
 from bimix_bayes.laws.registry import BIMIX
 from bimix_bayes.laws.schedule import LRSchedule, step_covariates
 
@@ -122,8 +123,16 @@ def test_schedules_read_from_text_a_file_and_json(tmp_path):
         with pytest.raises(ValueError, match=match):
             LRSchedule.parse(bad)
     (tmp_path / "bad.csv").write_text("step,rate\n0,1\n")
-    with pytest.raises(ValueError, match="needs columns step and lr"):
+    with pytest.raises(ValueError, match=r"needs a step column .* found \['step', 'rate'\]"):
         LRSchedule.parse(str(tmp_path / "bad.csv"))
+    wandb = tmp_path / "wandb.csv"  # W&B's export of the rate, with a decay for a token log
+    wandb.write_text("_step,lr-AdamW\n0,0\n100,3e-3\n1000,3e-4\n")
+    read = LRSchedule.parse(f"{wandb}:decay=0.9999")
+    assert read.steps == table.steps and read.rates == table.rates and read.decay == 0.9999
+    with pytest.raises(ValueError, match="a schedule file takes only decay="):
+        LRSchedule.parse(f"{wandb}:total=10")
+    by_count = LRSchedule.parse("cosine:total=20B,warmup=500M")  # counts as the CLI takes them
+    assert (by_count.total, by_count.warmup) == (2e10, 5e8)
 
 
 def test_data_refuse_a_schedule_that_gives_an_observation_no_area():
@@ -131,8 +140,19 @@ def test_data_refuse_a_schedule_that_gives_an_observation_no_area():
     with pytest.raises(DataError, match=r"warm-up is longer|rate before it"):
         data.with_schedule(LRSchedule(kind="table", steps=(0.0, 400.0, 800.0),
                                       rates=(0.0, 0.0, 1.0)))  # fmt: skip
-    noted = data.with_schedule("cosine:total=100")
+    with pytest.warns(DataWarning, match="6 of 18 observations lie after"):
+        noted = data.with_schedule("cosine:total=100")  # said, as `bimix fit` prints it
     assert "after the learning-rate schedule's end" in noted.notes[-1]
+
+
+def test_a_schedule_in_another_unit_than_the_log_is_caught():
+    """A schedule in optimizer steps against a log in tokens ends before every observation:
+    refused; one in tokens against a log in steps ends far beyond the last: said."""
+    data = simulate(default_parameters().iloc[:2], _mixtures(3, 2), [5e3, 1e4, 2e4])
+    with pytest.raises(DataError, match=r"ends at step 4000, before the first observation"):
+        data.with_schedule("cosine:total=4000")
+    with pytest.warns(DataWarning, match=r"1e\+07x beyond the last observation"):
+        data.with_schedule("cosine:total=200B,warmup=0")
 
 
 def _mixtures(n: int, n_domains: int) -> pd.DataFrame:
@@ -211,6 +231,8 @@ def test_a_schedule_fit_forecasts_the_end_of_a_cosine_schedule(tmp_path):
                 assert ((low <= truth) & (truth <= high)).all(), (low, high, truth)
                 mean = anneal.mean(("chain", "draw")).to_numpy()
                 assert abs(mean.mean() - truth.mean()) < 0.015, (mean, truth)
+                with pytest.warns(ExtrapolationWarning, match="after the end of the fit's lea"):
+                    predict(idata, [30_000], runs=[data.runs[0]])  # the schedule ends at 20,000
             table = predict(idata, late, runs=list(data.runs), prob=(0.9,))
         table = table[table["domain"].isin(data.domains)]
         truth = obs.reindex(pd.MultiIndex.from_frame(table[["mixture", "step", "domain"]]))

@@ -54,7 +54,12 @@ from bimix_bayes.bayes.discrepancy import (
     extrapolation_note,
     shared_bend,
 )
-from bimix_bayes.bayes.law_params import fit_step_covariates, posterior_law, posterior_params
+from bimix_bayes.bayes.law_params import (
+    fit_schedule,
+    fit_step_covariates,
+    posterior_law,
+    posterior_params,
+)
 from bimix_bayes.bayes.noise import fit_noise_variance
 from bimix_bayes.bayes.persistence import data_from_idata, diagnostics_from_idata, spec_from_idata
 from bimix_bayes.bayes.predictive_density import log_predictive_density
@@ -432,6 +437,7 @@ def _prepare(
     if note:
         warnings.warn(note, ExtrapolationWarning, stacklevel=3)
     x, u = fit_step_covariates(idata.attrs, steps_arr)
+    _warn_if_past_the_schedule(idata, steps_arr)
     bend = None
     if kind == "predictive" and spec["discrepancy"]["extrapolation"]:
         settings = spec["discrepancy"]
@@ -478,6 +484,23 @@ def _prepare(
     if size is not None:
         _warn_if_loss_rises_with_size(forecast, idata, float(size))
     return forecast
+
+
+def _warn_if_past_the_schedule(idata: az.InferenceData, steps: np.ndarray) -> None:
+    """Warn when a forecast step lies after the end of the fit's learning-rate schedule: the
+    law reads the proxies' schedule held at its final rate there, not the schedule a longer
+    run would be trained with."""
+    schedule = fit_schedule(idata.attrs)
+    if schedule is None or not (steps > schedule.end).any():
+        return
+    warnings.warn(
+        f"step {steps.max():g} lies after the end of the fit's learning-rate schedule "
+        f"({schedule.end:g}): the forecast reads it held at its final rate there, not the "
+        "schedule a longer run would have (its own warm-up and decay); the annealing gain of "
+        "a run decayed to that step is not in it",
+        ExtrapolationWarning,
+        stacklevel=4,
+    )
 
 
 def _warn_if_loss_rises_with_size(

@@ -500,9 +500,10 @@ class DataOptions:
              "or non-embedding parameters (printed with every size-aware output)"),
             ("--lr-schedule", None, None, "the learning-rate schedule every run was trained "
              "with, in the step column's unit: KIND:total=N,warmup=N,final=F (KIND constant, "
-             "cosine, linear or wsd; e.g. cosine:total=4000,warmup=100,final=0.1) or a CSV "
-             "file with columns step and lr. The law then reads the step through the rate's "
-             "area and its annealing (Tissue et al. 2024)"),
+             "cosine, linear or wsd; e.g. cosine:total=4000,warmup=100,final=0.1 or total=20B) "
+             "or a CSV file with a step and a rate column (step/_step, lr/lr-AdamW; FILE:decay=D "
+             "for a log in tokens). The law then reads the step through the rate's area and "
+             "its annealing (Tissue et al. 2024)"),
         )  # fmt: skip
         g.add_argument(
             "--exclude-domain",

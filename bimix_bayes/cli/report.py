@@ -20,6 +20,7 @@ from pathlib import Path
 from bimix_bayes.cli import options as opt
 from bimix_bayes.cli.backtest import protocol_argument
 from bimix_bayes.cli.decide import add_decision_inputs, baseline_argument
+from bimix_bayes.cli.errors import UsageError
 from bimix_bayes.cli.progress import Progress, backtest_progress, duration
 
 __all__ = ["add_commands", "cmd_report"]
@@ -47,6 +48,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bimix_bayes.report.html import check_holdout_sizes, write_report
 
     t0 = time.perf_counter()
+    if getattr(args, "lr_schedule", None):
+        raise UsageError(
+            "report reads the learning-rate schedule saved with the fit; --lr-schedule is not "
+            "used here (refit with it: `bimix fit DATA --lr-schedule ...`)"
+        )
     # Every input is read and checked before the slow work (backtests refit the model).
     if args.backtest and "lightgbm" in method_list(args.backtest_method):
         import_lightgbm()  # a missing extra fails before anything is fitted

@@ -45,7 +45,6 @@ Examples
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Sequence
 from typing import Literal, Unpack
@@ -85,6 +84,7 @@ from bimix_bayes.data.table import (
     to_numeric,
 )
 from bimix_bayes.data.validate import ValidationOptions
+from bimix_bayes.laws.schedule import count_value
 
 __all__ = [
     "DOMAIN_COLUMNS",
@@ -110,7 +110,6 @@ Layout = Literal["auto", "long", "wide"]
 #: Columns that may name the runs without being one of RUN_COLUMNS (W&B's ``Name``, a
 #: ``mixture`` id): named in the note, never picked on their own.
 _RUN_ID_HINTS = ("name", "mixture", "mixture_id", "id", "experiment", "run.name", "display_name")
-_SIZE_SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 
 
 def parse_size(text: str) -> float | None:
@@ -121,10 +120,7 @@ def parse_size(text: str) -> float | None:
     >>> parse_size("1.235B"), parse_size("410m"), parse_size("abc")
     (1235000000.0, 410000000.0, None)
     """
-    m = re.fullmatch(r"\s*([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*([kKmMbBgGtT]?)\s*", str(text))
-    if not m:
-        return None
-    return float(m.group(1)) * _SIZE_SUFFIX.get(m.group(2).lower(), 1.0)
+    return count_value(text)
 
 
 def step_counts(values: object, what: str = "steps") -> np.ndarray:

@@ -489,7 +489,10 @@ class MixtureData:
         ``"cosine:total=4000,warmup=100,final=0.1"``); None removes it.
 
         The schedule must give every observed step some area (a step inside a warm-up from 0
-        is refused); observations after its end read its final rate, and a note says how many.
+        is refused) and must not end before every observation (a schedule in optimizer steps
+        against a log in tokens); observations after its end read its final rate, and a note
+        (a :class:`DataWarning`) says how many; a schedule ending 100 times beyond the last
+        observation is noted too (a schedule in tokens against a log in steps).
 
         Examples
         --------
@@ -506,20 +509,36 @@ class MixtureData:
             sched.covariates(steps, s_ref=float(np.exp(np.log(steps).mean())))
         except ValueError as err:
             raise DataError(f"{self.source}: {err}") from None
-        notes = list(self.notes)
+        unit = "token" if self.volume == "tokens" else "step"
+        if steps.min() > sched.end:
+            raise DataError(
+                f"{self.source}: the learning-rate schedule ends at {unit} {sched.end:g}, before "
+                f"the first observation ({unit} {steps.min():g}): a schedule in optimizer steps "
+                "against a log in tokens? Give the schedule in the log's unit, or read the log's "
+                "step column with --step-col"
+            )
+        said = []
         if self.volume == "tokens" and sched.decay == DEFAULT_DECAY:
-            notes.append(
+            said.append(
                 "the step column counts tokens and the schedule's annealing decay is the "
                 f"default {DEFAULT_DECAY:g} per token: give decay=0.999^(1/tokens per step) "
-                "for Tissue et al.'s 0.999 per step"
+                "for Tissue et al.'s 0.999 per step (a schedule file takes it as FILE:decay=...)"
             )
         after = int((steps > sched.end).sum())
         if after:
-            notes.append(
+            said.append(
                 f"{after} of {len(steps)} observations lie after the learning-rate schedule's "
-                f"end (step {sched.end:g}): the rate is held at its final value there"
+                f"end ({unit} {sched.end:g}): the rate is held at its final value there"
             )
-        return replace(self, schedule=sched, notes=tuple(notes))
+        if sched.end > 100 * steps.max():
+            said.append(
+                f"the learning-rate schedule ends at {unit} {sched.end:g}, "
+                f"{sched.end / steps.max():.3g}x beyond the last observation ({steps.max():g}): "
+                "a schedule in tokens against a log in steps? Give the schedule in the log's unit"
+            )
+        for note in said:
+            warnings.warn(f"{self.source}: {note}", DataWarning, stacklevel=2)
+        return replace(self, schedule=sched, notes=(*self.notes, *said))
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical tables: equal data give equal hashes."""

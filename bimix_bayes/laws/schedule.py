@@ -73,6 +73,7 @@ __all__ = [
     "DEFAULT_DECAY",
     "KINDS",
     "LRSchedule",
+    "count_value",
     "schedule_of",
     "step_covariates",
     "step_term",
@@ -86,6 +87,53 @@ DEFAULT_DECAY = 0.999
 KINDS = ("constant", "cosine", "linear", "wsd")
 #: The most grid points the areas are integrated on (finer for shorter schedules: one per step).
 _MAX_GRID = 200_001
+_COUNT_SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+#: Column names of a schedule file's step and rate (W&B exports ``_step`` and ``lr-AdamW``).
+_STEP_NAMES = ("step", "_step", "global_step", "trainer/global_step", "iteration", "tokens")
+_RATE_NAMES = ("lr", "learning_rate", "learning-rate")
+
+
+def count_value(text: str) -> float | None:
+    """A count with an optional suffix (steps, tokens, parameters): ``"20B"`` -> 2e10, ``"500"``
+    -> 500.0; None if it is not one.
+
+    Examples
+    --------
+    >>> count_value("1.235B"), count_value("410m"), count_value("abc")
+    (1235000000.0, 410000000.0, None)
+    """
+    import re
+
+    m = re.fullmatch(r"\s*([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*([kKmMbBgGtT]?)\s*", str(text))
+    if not m:
+        return None
+    return float(m.group(1)) * _COUNT_SUFFIX.get(m.group(2).lower(), 1.0)
+
+
+def _is_file_with_options(text: str) -> bool:
+    """``path.csv:decay=...``: an existing file before the last colon."""
+    head, sep, _ = text.rpartition(":")
+    return bool(sep) and os.path.exists(head.strip())
+
+
+def _schedule_columns(columns: list[str], path: str) -> tuple[str, str]:
+    """The step and rate columns of a schedule file (``step``/``_step``..., ``lr``/``lr-AdamW``
+    ...), or a ValueError naming what was found."""
+    lower = {c.lower(): c for c in columns}
+    step = next((lower[n] for n in _STEP_NAMES if n in lower), None)
+    rates = [
+        c
+        for c in columns
+        if c.lower() in _RATE_NAMES or c.lower().startswith("lr-") or c.lower().endswith("/lr")
+    ]
+    if step is None or len(rates) != 1:
+        what = "no rate column" if not rates else f"several rate columns {rates}"
+        raise ValueError(
+            f"{path}: a learning-rate schedule file needs a step column ({', '.join(_STEP_NAMES)})"
+            f" and one rate column (lr, learning_rate, lr-...); found {columns}"
+            + ("" if step is None else f" ({what})")
+        )
+    return step, rates[0]
 
 
 @dataclass(frozen=True)
@@ -171,7 +219,7 @@ class LRSchedule:
         text = str(text).strip()
         if os.path.exists(text):
             return cls.from_csv(text)
-        kind, _, rest = text.partition(":")
+        kind, _, rest = text.rpartition(":") if _is_file_with_options(text) else text.partition(":")
         options: dict[str, float] = {}
         for item in filter(None, (p.strip() for p in rest.split(","))):
             key, eq, value = item.partition("=")
@@ -181,12 +229,21 @@ class LRSchedule:
                     "total=, warmup=, final=, cooldown=, decay= (e.g. 'cosine:total=4000,"
                     "warmup=100,final=0.1'), or give the path of a CSV file with step and lr"
                 )
+            number = count_value(value) if key.strip() in ("total", "warmup") else None
             try:
-                options[key.strip()] = float(value)
+                options[key.strip()] = float(value) if number is None else number
             except ValueError:
                 raise ValueError(
                     f"learning-rate schedule {text!r}: {key.strip()}={value!r} is not a number"
                 ) from None
+        if os.path.exists(kind.strip()):  # a file with options: only the decay applies
+            unknown = sorted(set(options) - {"decay"})
+            if unknown:
+                raise ValueError(
+                    f"learning-rate schedule {text!r}: a schedule file takes only decay= "
+                    f"(its steps and rates are the file's), not {', '.join(unknown)}"
+                )
+            return cls.from_csv(kind.strip(), **options)
         return cls(kind=kind.strip(), **options)
 
     @classmethod
@@ -195,17 +252,12 @@ class LRSchedule:
         import pandas as pd
 
         frame = pd.read_csv(path)
-        missing = {"step", "lr"} - set(frame.columns)
-        if missing:
-            raise ValueError(
-                f"{path}: a learning-rate schedule file needs columns step and lr; missing "
-                f"{sorted(missing)} (found {list(frame.columns)})"
-            )
-        frame = frame.sort_values("step")
+        step, rate = _schedule_columns([str(c) for c in frame.columns], str(path))
+        frame = frame.sort_values(step)
         return cls(
             kind="table",
-            steps=tuple(frame["step"].astype(float)),
-            rates=tuple(frame["lr"].astype(float) / frame["lr"].max()),
+            steps=tuple(frame[step].astype(float)),
+            rates=tuple(frame[rate].astype(float) / frame[rate].max()),
             decay=decay,
         )
 
