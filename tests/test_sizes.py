@@ -445,6 +445,8 @@ def test_the_report_of_a_size_fit_forecasts_and_decides_at_the_target_size(size_
     assert "How the optimum moves with model size" in page and "800M *" in page
     assert "at model size 100M" in page  # the proxy runs' size
     assert "least squares is not drawn for a fit of several sizes" in page
+    assert "No least-squares column: the paper" in page and "has no model-size dimension" in page
+    assert "least squares [94% bootstrap]" not in page  # no empty column
     assert "--backtest holdout-size:400M" in page
     with pytest.raises(ValueError, match="say which size"):
         build_report(idata, n_bootstrap=0)
@@ -488,6 +490,10 @@ def test_cli_report_checks_the_size_before_any_backtest(size_fit, tmp_path):
     result = run("optimize", str(path), "--size", "10B", "--step", "8k")
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("outside the fitted sizes") == 1  # said once, not per forecast
+    result = run("summary", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "least squares left out: the paper's least squares has no model-size" in result.stdout
+    assert "least squares" not in result.stderr  # no 'least squares beside...' stage line
 
 
 def test_checkpoint_shocks_with_model_sizes_are_refused_before_compiling():

@@ -32,6 +32,7 @@ __all__ = [
     "cross_effects_meaning",
     "cross_table",
     "law_params",
+    "least_squares_left_out",
     "posterior_table",
     "seed_spread_table",
 ]
@@ -148,6 +149,31 @@ def posterior_table(
     return pd.DataFrame(rows).set_index(["domain", "parameter"])
 
 
+def least_squares_left_out(idata: az.InferenceData) -> str | None:
+    """Why the paper's least squares cannot stand beside this fit's parameters (None: it can).
+
+    Least squares is BiMix's per-domain law, fitted at one model size with the plain step
+    term: a fit of several sizes, with a learning-rate schedule, or under another law has
+    parameters it does not estimate (the exponent's drift, ``alpha_drift``, is only left blank).
+
+    Examples
+    --------
+    >>> least_squares_left_out(idata) is None  # the default bimix fit
+    True
+    """
+    if "size" in getattr(idata, "constant_data", {}):
+        return (
+            "the paper's least squares has no model-size dimension (`bimix backtest DATA "
+            "--protocol holdout-size:N --method ls` runs its size-aware form)"
+        )
+    if idata.attrs.get("lr_schedule"):
+        return "the paper's least squares has no learning-rate schedule term"
+    law = posterior_law(idata.posterior)
+    if not set(law_params(idata)) <= set(PAPER_PARAMS):
+        return f"the {law.name} law's parameters are not BiMix's, which least squares estimates"
+    return None
+
+
 def comparison_table(
     idata: az.InferenceData,
     prob: float = 0.94,
@@ -166,11 +192,7 @@ def comparison_table(
     rows of the exponent's drift (``alpha_drift``), which the paper's law does not have.
     """
     table = posterior_table(idata, prob, law_params(idata) + SIZE_PARAMS + (ANNEAL, ALPHA_DRIFT))
-    sizes = "size" in getattr(idata, "constant_data", {})
-    names = table.index.get_level_values("parameter")
-    # the drift's row has no least-squares counterpart; the paper's parameters beside it do
-    # (alpha is then the exponent at s_ref, least squares' the exponent of every step)
-    if sizes or not set(names[names != ALPHA_DRIFT]) <= set(PAPER_PARAMS):
+    if least_squares_left_out(idata):
         for key in ("ls_estimate", "ls_lower", "ls_upper"):  # least squares is BiMix's law
             table[key] = np.nan
         return table

@@ -297,6 +297,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         comparison_table,
         cross_effects_meaning,
         cross_table,
+        least_squares_left_out,
         posterior_table,
     )
 
@@ -323,10 +324,14 @@ def cmd_summary(args: argparse.Namespace) -> int:
         print(banner)
     p = args.prob
     resamples = f" ({args.bootstrap} bootstrap resamples)" if args.bootstrap else ""
-    with Progress.of(args, "summary").timed(
-        f"least squares beside the posterior{resamples}", done="least squares done"
-    ):
-        table = comparison_table(idata, prob=p, n_bootstrap=args.bootstrap, seed=args.seed)
+    if why := least_squares_left_out(idata):
+        print(f"least squares left out: {why}")
+        table = comparison_table(idata, prob=p)
+    else:
+        with Progress.of(args, "summary").timed(
+            f"least squares beside the posterior{resamples}", done="least squares done"
+        ):
+            table = comparison_table(idata, prob=p, n_bootstrap=args.bootstrap, seed=args.seed)
     rows = pd.DataFrame(
         {
             f"posterior mean [{100 * p:g}% HDI]": table.apply(

@@ -60,6 +60,7 @@ from bimix_bayes.bayes.summary import (
     comparison_table,
     cross_table,
     law_params,
+    least_squares_left_out,
     posterior_table,
 )
 from bimix_bayes.data.table import DataError, DataWarning, MixtureData
@@ -427,6 +428,7 @@ def section_parameters(fit: ReportInputs) -> dict[str, Any]:
         "law": posterior_law(fit.idata.posterior).name,
         "forest_figure": to_data_uri(forest_figure(table, law_params(fit.idata))),
         "comparison": html_table(comparison_cells(pd.concat([table, noise]))),
+        "least_squares_left_out": least_squares_left_out(fit.idata),
         "cross": None if cross.empty else html_table(cross),
     }
 

@@ -111,7 +111,7 @@ def comparison_cells(table: pd.DataFrame) -> pd.DataFrame:
     of :func:`~bimix_bayes.bayes.summary.posterior_table` (no least-squares columns: blank).
     """
     table = table.reindex(columns=list(dict.fromkeys([*table.columns, *LS_COLUMNS])))
-    return pd.DataFrame(
+    cells = pd.DataFrame(
         {
             "posterior mean [94% HDI]": estimate_cells(
                 table["mean"], table["lower"], table["upper"]
@@ -124,6 +124,9 @@ def comparison_cells(table: pd.DataFrame) -> pd.DataFrame:
         },
         index=table.index,
     )
+    if table["ls_estimate"].isna().all():  # no least squares beside this fit: no empty column
+        cells = cells.drop(columns="least squares [94% bootstrap]")
+    return cells
 
 
 def _percent(values: pd.Series) -> pd.Series:
