@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 
+import pandas as pd
 import pytest
 
 from bimix_bayes.cli.app import main
@@ -62,3 +63,25 @@ def test_evaluation_only_domains_point_to_the_laws_that_fit_them(long_csv, tmp_p
     rc, out, _ = _check(path)
     assert rc == 0
     assert "none (evaluation only)" in out and "--law loglinear" in out
+
+
+def test_sizes_get_their_own_rows_and_a_size_written_two_ways_is_noted(tmp_path):
+    """With --size-col: one row per size (runs, checkpoints, the mixtures it lacks), and two
+    sizes within 5 % (680M in some rows, 0.7B in others) are noted."""
+    frame = simulate_default(seed=0).to_long()
+    runs = sorted(frame["run"].unique())
+    sized = []
+    for size in ("122M", "310M", "680M"):
+        part = frame.assign(size=size)
+        if size == "680M":  # half the runs logged their size rounded
+            part.loc[part["run"].isin(runs[: len(runs) // 2]), "size"] = "0.7B"
+        sized.append(part)
+    path = tmp_path / "sizes.csv"
+    pd.concat(sized).to_csv(path, index=False)
+    rc, out, _ = _check(path, "--size-col", "size")
+    assert rc == 0
+    assert "note: model sizes 6.8e+08 and 7e+08 differ by less than 5 %" in out
+    table = out.split("mixtures not at this size")[1]
+    rows = {line.split()[0]: line for line in table.splitlines() if line[:1].isdigit()}
+    assert list(rows) == ["122M", "310M", "680M", "700M"]
+    assert rows["122M"].rstrip().endswith("-") and "(and" in rows["680M"]

@@ -2,9 +2,9 @@
 
 Nothing is fitted (a second or two): the data line, a note for every change made while reading
 (also those `bimix fit` only records), one row per evaluation domain (runs, the range of its
-own share, checkpoints) and the verdict: which laws can fit the data, or what is missing. Exit
-0 when a fit can start, 1 when the data are refused (the message says what, where and how to
-fix it).
+own share, checkpoints), one per model size when the data have sizes, and the verdict: which
+laws can fit the data, or what is missing. Exit 0 when a fit can start, 1 when the data are
+refused (the message says what, where and how to fix it).
 
 Examples
 --------
@@ -26,7 +26,41 @@ from bimix_bayes.cli import options as opt
 from bimix_bayes.data.labels import evaluation_only_hint
 from bimix_bayes.data.table import DataError, DataWarning, MixtureData
 
-__all__ = ["add_commands", "cmd_check", "domain_table"]
+__all__ = ["add_commands", "cmd_check", "domain_table", "size_table"]
+
+
+def size_table(data: MixtureData) -> pd.DataFrame:
+    """Per model size (data with a size dimension): runs, checkpoints, first and last step,
+    and the mixtures the other sizes have but this one lacks.
+
+    Examples
+    --------
+    >>> obs = pd.DataFrame({"run": ["a", "a", "b"], "step": [1.0, 2.0, 1.0], "domain": "web",
+    ...                     "loss": [3.0, 2.9, 3.1], "size": [1e8, 1e8, 4e8]})
+    >>> mix = pd.DataFrame({"web": [1.0, 1.0]}, index=["a", "b"])
+    >>> data = MixtureData.from_frames(mix, obs, min_mixtures=1, min_steps=1)
+    >>> size_table(data)["runs"].tolist()
+    [1, 1]
+    """
+    from bimix_bayes.bayes.sizes import size_label
+
+    obs = data.observations
+    every = set(obs["run"])
+    rows = {}
+    for size, part in obs.groupby("size", sort=True):
+        missing = sorted(every - set(part["run"]))
+        rows[size_label(float(size))] = {
+            "runs": part["run"].nunique(),
+            "checkpoints": part["step"].nunique(),
+            "first": f"{part['step'].min():.4g}",
+            "last": f"{part['step'].max():.4g}",
+            "observations": len(part),
+            "mixtures not at this size": ", ".join(missing[:4])
+            + (f" (and {len(missing) - 4} more)" if len(missing) > 4 else "")
+            if missing
+            else "-",
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("size")
 
 
 def domain_table(data: MixtureData) -> pd.DataFrame:
@@ -109,6 +143,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     for note in data.notes:
         print(f"note: {note}")
     print(domain_table(data).to_string())
+    if data.has_sizes:
+        print(size_table(data).to_string())
     ready, verdict = _verdict(data)
     print(verdict)
     return 0 if ready else 1

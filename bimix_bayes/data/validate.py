@@ -23,6 +23,7 @@ bimix_bayes.data.table.DataError: demo: 1 proportion(s) are negative (run 'r1' (
 
 from __future__ import annotations
 
+import itertools
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -395,6 +396,14 @@ class Validator:
             raise self.fail(
                 f"{int(bad.sum())} model size(s) are missing, not finite or not > 0 "
                 f"({describe_locations(ex)}); give every row its model's parameter count"
+            )
+        distinct = np.unique(size)
+        close = [(a, b) for a, b in itertools.pairwise(distinct) if b < 1.05 * a]
+        if close:
+            pairs = ", ".join(f"{a:.4g} and {b:.4g}" for a, b in close)
+            self.note(
+                f"model sizes {pairs} differ by less than 5 %: one size written two ways (680M "
+                "and 0.7B)? Each is fitted as its own size; write every run's size one way"
             )
 
     def check_runs_across_sizes(self, mixtures: pd.DataFrame, obs: pd.DataFrame) -> None:
