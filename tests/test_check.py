@@ -54,8 +54,7 @@ def test_what_cannot_be_fitted_is_said_with_exit_1(long_csv, tmp_path):
 
 
 def test_evaluation_only_domains_point_to_the_laws_that_fit_them(long_csv, tmp_path):
-    import pandas as pd
-
+    """... and to leaving them out, which BiMix then fits."""
     frame = pd.read_csv(long_csv)
     extra = frame[frame["domain"] == "web"].assign(domain="heldout", loss=lambda f: f["loss"] + 1)
     path = tmp_path / "extra.csv"
@@ -63,6 +62,9 @@ def test_evaluation_only_domains_point_to_the_laws_that_fit_them(long_csv, tmp_p
     rc, out, _ = _check(path)
     assert rc == 0
     assert "none (evaluation only)" in out and "--law loglinear" in out
+    assert "or leave them out for BiMix: --exclude-domain heldout" in out
+    rc, out, _ = _check(path, "--exclude-domain", "heldout")
+    assert rc == 0 and "ready to fit: every domain has" in out
 
 
 def test_sizes_get_their_own_rows_and_a_size_written_two_ways_is_noted(tmp_path):

@@ -230,7 +230,8 @@ def _check_law_fits_data(law: Law, layout: CurveLayout) -> None:
             f"evaluation domain(s) {untrained} are not training domains"
             f"{evaluation_only_hint(untrained, silent)}. The {law.name} law needs each "
             "evaluation domain's own share. Fit them with --law loglinear, whose loss depends "
-            "on every training share"
+            "on every training share, or leave them out of this fit with "
+            + " ".join(f"--exclude-domain {d}" for d in untrained[:3])
         )
     zero = (layout.curve_own_share <= 0) & (layout.own_index[layout.curve_domain] >= 0)
     if zero.any() and not law.finite_at_zero:

@@ -50,8 +50,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     (fit steps <= F x the last step, predict the later ones), holdout-mixtures:K (fit K random
     runs, predict the others; --splits random splits), holdout-runs:PATTERN (fit the runs whose
     names match the shell pattern, predict the others: the data's own split, e.g. train-* for
-    RegMix). Methods: bayes, ls, lightgbm (RegMix's
-    regressor, an optional extra), both (bayes and ls) or all (the three).
+    RegMix), holdout-size:N (data with --size-col: fit the sizes below N, at least two, and
+    predict the others at their sizes). Methods: bayes, ls, lightgbm (RegMix's regressor, an
+    optional extra; no size dimension), both (bayes and ls) or all (the three).
 
     Returns
     -------

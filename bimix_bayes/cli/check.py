@@ -108,9 +108,11 @@ def _verdict(data: MixtureData) -> tuple[bool, str]:
         )
         silent = [t for t in data.training_domains if t not in data.domains]
         hint = evaluation_only_hint(data.evaluation_only, silent) if data.evaluation_only else ""
+        leave_out = " ".join(f"--exclude-domain {d}" for d in data.evaluation_only[:3])
         return True, (
-            f"ready to fit with a law finite there: {why}; `bimix fit DATA --law loglinear` "
-            "(BiMix, its least squares and bimix_cross refuse them)"
+            f"ready to fit with a law whose loss is finite there: {why}; `bimix fit DATA --law "
+            "loglinear` (BiMix, its least squares and bimix_cross refuse them)"
+            + (f", or leave them out for BiMix: {leave_out}" if leave_out else "")
             + (f"; but first check their names{hint}" if hint else "")
         )
     return True, (

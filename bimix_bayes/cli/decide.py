@@ -104,6 +104,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         0, after printing the ranking (written with ``--out``).
     """
     from bimix_bayes.bayes.persistence import diagnostics_from_idata, load_fit, training_domains_of
+    from bimix_bayes.bayes.sizes import size_label
     from bimix_bayes.data.loaders import read_mixtures
     from bimix_bayes.decision.recommend import rank
 
@@ -122,7 +123,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
         print(banner)
     print(
         f"candidates ranked by {table.attrs['objective_label']} of the weighted loss at "
-        f"{args.step:.6g} {idata.attrs.get('data_volume', 'steps')}; p_best: posterior "
+        f"{args.step:.6g} {idata.attrs.get('data_volume', 'steps')}"
+        + ("" if args.size is None else f" at model size {size_label(args.size)}")
+        + "; p_best: posterior "
         "probability of being the best candidate; p_beats_next: of beating the next one down"
     )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.5f}", na_rep="-"))
