@@ -199,6 +199,17 @@ def test_values_are_in_nats_and_bounded_by_the_value_of_stopping(plan):
     assert np.isclose(plan.proposals["gain"].sum(), values[-1])
 
 
+def test_the_value_of_stopping_comes_with_one_runs_luck_for_scale(fit, plan, sim_data):
+    """The yardstick is the sd of one proxy run's objective around its law (run offsets and
+    checkpoint noise): about the fitted run effects' scale, printed beside the regret."""
+    luck = plan.run_luck_sd
+    tau = float(fit.posterior["tau"].mean())  # sd of a run's log-loss offset, per domain
+    mean_loss = float(sim_data.observations["loss"].mean())
+    assert 0 < luck < 3 * tau * mean_loss  # the mean over domains averages the domains' luck
+    assert f"sd {luck:.2e} nats" in plan.format()
+    assert plan.to_dict()["run_luck_sd"] == luck
+
+
 def test_todays_choice_is_the_recommended_mixture(fit, plan):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -482,6 +482,7 @@ def test_what_to_train_next_is_an_opt_in_section(study, html):
     with_next = build_report(idata, step=50_000, n_bootstrap=0, next_runs=2)
     section = with_next.split('<section id="next">')[1].split("</section>")[0]
     assert "Value of stopping now" in section and "value (nats)" in section
+    assert "For scale: one proxy run" in section and "own luck" in section
     assert section.count("<tr") >= 3  # a header row and two proposals
     assert 'href="#next"' in with_next
 

@@ -49,6 +49,7 @@ True
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -111,6 +112,11 @@ class NextRuns:
         For a fit of several model sizes: the target model's size, the size the proposed runs
         would be trained at, and what the sizes count (the fit's words, e.g. ``"total
         parameters"``); None, None and ``""`` otherwise.
+    run_luck_sd
+        The yardstick: the sd (nats) of one proxy run's objective around its law, at today's
+        choice, the proxy size and the proxy step (no later than the last fitted one): its run
+        offsets and checkpoint noise, which no choice of mixture removes. None when not
+        measured.
     """
 
     proposals: pd.DataFrame
@@ -124,6 +130,7 @@ class NextRuns:
     size: float | None = None
     proxy_size: float | None = None
     size_kind: str = ""
+    run_luck_sd: float | None = None
 
     @property
     def recovered(self) -> float:
@@ -185,6 +192,19 @@ class NextRuns:
             f"the {len(self.proposals)} proposed run(s) are expected to recover "
             f"{100 * self.recovered:.0f} % of that regret"
         )
+        if self.run_luck_sd:
+            ratio = self.value_of_stopping / self.run_luck_sd
+            lines.append(
+                f"for scale: one proxy run's own luck (its run offsets and checkpoint noise) "
+                f"moves its objective by sd {self.run_luck_sd:.2e} nats; the regret of deciding "
+                f"today is {ratio:.2g} of that"
+                + (
+                    ": below a tenth of one run's luck, more proxy runs will barely change what "
+                    "the chosen mixture achieves"
+                    if ratio < 0.1
+                    else ""
+                )
+            )
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -198,6 +218,7 @@ class NextRuns:
             "proxy_size": self.proxy_size,
             "size_kind": self.size_kind or None,
             "value_of_stopping": self.value_of_stopping,
+            "run_luck_sd": self.run_luck_sd,
             "decision": self.decision.to_dict(),
             "proposals": json.loads(self.proposals.to_json(orient="records")),
             "settings": self.settings,
@@ -525,9 +546,11 @@ def propose_next_runs(
             f"the proxy step {proxy:g} is beyond every fitted run: a fantasy run's loss there "
             "is itself an extrapolation"
         )
+    luck = _run_luck_sd(idata, today, train, min(proxy, longest), surface.domains, w, proxy_size)
     return NextRuns(
         proposals=proposals,
         value_of_stopping=regret,
+        run_luck_sd=luck,
         decision=pd.Series(today, index=train, name="decision"),
         step=float(step),
         proxy_step=proxy,
@@ -695,6 +718,35 @@ def _contenders(objective: np.ndarray, m0: int, k: int = 64) -> np.ndarray:
     by_wins = np.argsort(-wins)[:k]
     by_wins = by_wins[wins[by_wins] > 0]
     return np.unique(np.concatenate([by_mean, by_wins, [m0]]))
+
+
+def _run_luck_sd(
+    idata: az.InferenceData,
+    shares: np.ndarray,
+    train: Sequence[str],
+    step: float,
+    domains: Sequence[str],
+    w: np.ndarray,
+    size: float | None,
+) -> float | None:
+    """The sd of one run's objective around its law at ``shares`` (a fresh run's offsets and
+    its checkpoint noise; at a fitted step and size, so no error shared by every run enters)."""
+    from bimix_bayes.bayes.forecast import forecast_draws
+
+    mixture = pd.DataFrame([shares], columns=list(train), index=["today"])
+    weights = {d: float(x) for d, x in zip(domains, w, strict=True) if x > 0}
+    with warnings.catch_warnings():  # a forecast of the choice: the decision said its warnings
+        warnings.simplefilter("ignore")
+        try:
+            run, law = (
+                forecast_draws(idata, [step], mixtures=mixture, weights=weights, size=size, kind=k)
+                for k in ("predictive", "law")
+            )
+        except (ValueError, DataError):  # a target the forecasts cannot draw: no yardstick
+            return None
+    luck = (run - law).isel(domain=-1).to_numpy().ravel()  # the weighted mean's last label
+    luck = luck[np.isfinite(luck)]
+    return float(luck.std()) if luck.size > 1 else None
 
 
 def _longest_last_step(data, size: float | None = None) -> float:

@@ -181,6 +181,10 @@ def section_next_runs(
             "table": html_table(table),
             "stopping": f"{plan.value_of_stopping:.2e}",
             "recovered": f"{100 * plan.recovered:.0f}",
+            "luck": None if plan.run_luck_sd is None else f"{plan.run_luck_sd:.2e}",
+            "regret_to_luck": None
+            if not plan.run_luck_sd
+            else f"{plan.value_of_stopping / plan.run_luck_sd:.2g}",
             "proxy_step": plan.proxy_step,
             "proxy_size": None if plan.proxy_size is None else size_label(plan.proxy_size),
             "settings": plan.settings,
