@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from bimix_bayes.data.simulate import (
+    DEFAULT_SIZE_SLOPES,
     default_parameters,
     random_mixtures,
     simulate,
@@ -59,3 +60,51 @@ def test_mixtures_are_valid():
 def test_simulated_source_says_so():
     """Simulated data are labelled as such wherever the source is shown."""
     assert "simulated" in simulate_default(seed=0).summary()
+
+
+def test_sizes_move_the_law_as_the_size_aware_law_does():
+    """With sizes and no noise, the curve at the middle (reference) size is BiMix at the given
+    coefficients, and another size is that law moved by the size slopes (at_size); a larger
+    model has a lower mean loss at every step; the same seed gives the same data."""
+    from bimix_bayes.laws.registry import BIMIX
+
+    truth = default_parameters()
+    domains = list(truth.index)
+    mixtures = random_mixtures(4, domains, seed=0)
+    steps, sizes = [100.0, 1000.0, 10000.0], [1e8, 4e8, 1.6e9]  # N_ref = 4e8
+    data = simulate(truth, mixtures, steps, noise_sd=0, run_sd=0, sizes=sizes)
+    assert data.sizes == tuple(sizes) and data.size_kind == "total parameters"
+    obs = data.observations.assign(r=data.shares())
+    middle = obs[obs["size"] == 4e8]
+    p = truth.loc[middle["domain"]]
+    law = PaperParams(*(p[c].to_numpy() for c in ("A", "alpha", "B", "beta", "C")))
+    assert np.allclose(middle["loss"], law.loss(middle["r"].to_numpy(), middle["step"].to_numpy()))
+    by_size = obs.pivot_table(index=["run", "step"], columns="size", values="loss")  # mean
+    assert (by_size[1e8] > by_size[4e8]).all() and (by_size[4e8] > by_size[1.6e9]).all()
+    slopes = {k: np.full(len(domains), v) for k, v in DEFAULT_SIZE_SLOPES.items()}
+    s_ref = float(np.exp(np.log(steps).mean()))
+    identifiable = {
+        "log_floor": np.log(truth["A"] * truth["C"]).to_numpy(),
+        "log_reducible": np.log(truth["A"] * truth["B"]).to_numpy()
+        - truth["beta"].to_numpy() * np.log(s_ref),
+        "alpha": truth["alpha"].to_numpy(),
+        "beta": truth["beta"].to_numpy(),
+    }
+    run = mixtures.index[1]
+    big = obs[(obs["size"] == 1.6e9) & (obs["run"] == run) & (obs["step"] == 1000.0)]
+    expected = BIMIX.log_loss(
+        None,
+        mixtures.loc[run, domains].to_numpy(float),
+        np.log(1000.0 / s_ref),
+        {**identifiable, **slopes},
+        z=np.log(4.0),
+    )
+    assert np.allclose(np.log(big.set_index("domain")["loss"].loc[domains]), expected)
+    again = simulate(truth, mixtures, steps, sizes=sizes, seed=3)
+    pd.testing.assert_frame_equal(
+        again.observations, simulate(truth, mixtures, steps, sizes=sizes, seed=3).observations
+    )
+    with pytest.raises(ValueError, match="without a schedule"):
+        simulate(truth, mixtures, steps, sizes=sizes, schedule="cosine:total=1e4")
+    with pytest.raises(ValueError, match="unknown size slope"):
+        simulate(truth, mixtures, steps, sizes=sizes, size_slopes={"size_alpha": 1.0})

@@ -22,10 +22,17 @@ import numpy as np
 import pandas as pd
 
 from bimix_bayes.cli import options as opt
+from bimix_bayes.cli.errors import UsageError
 from bimix_bayes.cli.progress import Progress
 from bimix_bayes.data.files import atomic_write_with
-from bimix_bayes.data.simulate import default_parameters, random_mixtures, simulate
+from bimix_bayes.data.simulate import (
+    DEFAULT_SIZE_SLOPES,
+    default_parameters,
+    random_mixtures,
+    simulate,
+)
 from bimix_bayes.data.table import DataError
+from bimix_bayes.laws.schedule import LRSchedule
 
 __all__ = ["add_entropy", "add_simulate", "cmd_entropy", "cmd_simulate"]
 
@@ -47,13 +54,30 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         args.runs, list(params.index), seed=args.seed, min_share=args.min_share
     )
     steps = np.unique(np.round(np.geomspace(args.first_step, args.last_step, args.checkpoints)))
+    if args.sizes and args.lr_schedule:
+        raise UsageError("--sizes and --lr-schedule cannot be simulated together (yet)")
+    try:
+        schedule = None if args.lr_schedule is None else LRSchedule.parse(args.lr_schedule)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"--lr-schedule: {exc}") from None
     data = simulate(
-        params, mixtures, steps, noise_sd=args.noise_sd, run_sd=args.run_sd, seed=args.seed
+        params,
+        mixtures,
+        steps,
+        noise_sd=args.noise_sd,
+        run_sd=args.run_sd,
+        seed=args.seed,
+        schedule=schedule,
+        sizes=args.sizes,
     )
     atomic_write_with(args.out, lambda p: data.to_long().to_csv(p, index=False))
     print(f"wrote {args.out}: {data.summary().replace('source: ', 'synthetic, ')}")
-    print("true parameters (convention C = 1):")
+    at = "" if not args.sizes else " at the geometric mean of the sizes"
+    print(f"true parameters (convention C = 1){at}:")
     print(params.to_string())
+    if args.sizes:
+        slopes = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_SIZE_SLOPES.items())
+        print(f"size slopes (per unit of log model size, every domain): {slopes}")
     return 0
 
 
@@ -88,8 +112,18 @@ def add_simulate(sub: argparse._SubParsersAction) -> None:
          "(default 0.01)"),
         ("--run-sd", opt.nonnegative_float, 0.005, "sd of the per-(run, domain) offset on log loss "
          "(default 0.005)"),
+        ("--sizes", _model_sizes, None, "model sizes, comma-separated (e.g. 122M,310M,680M): "
+         "every mixture at each, in a size column (read it with --size-col size)"),
+        ("--lr-schedule", str, None, "a learning-rate schedule every run was trained with, as "
+         "bimix fit takes it (e.g. cosine:total=20000,warmup=200,final=0.1): the curves bend "
+         "with it (fit them with the same option); not with --sizes"),
     )  # fmt: skip
     opt.add_seed(p)
+
+
+def _model_sizes(text: str) -> list[float]:
+    """``122M,310M,680M`` -> sizes (each as ``--size`` reads it)."""
+    return [opt.model_size(part) for part in text.split(",") if part.strip()]
 
 
 # ------------------------------------------------------------------------------ entropy

@@ -29,7 +29,26 @@ from bimix_bayes.laws.bimix import PARAM_NAMES, PaperParams
 from bimix_bayes.laws.drift import ALPHA_DRIFT, drift_term
 from bimix_bayes.laws.schedule import LRSchedule, schedule_of, step_covariates
 
-__all__ = ["default_parameters", "random_mixtures", "simulate", "simulate_default"]
+__all__ = [
+    "DEFAULT_SIZE_SLOPES",
+    "default_parameters",
+    "random_mixtures",
+    "simulate",
+    "simulate_default",
+]
+
+#: Size slopes of simulated data with model sizes (per unit of log N, every domain alike),
+#: chosen so that a larger model reaches a lower mean loss at every step, as real ones do: the
+#: floor falls with the size (Chinchilla's model-size term), the reducible part a little, and
+#: the mixture effect grows a little (a domain with a tiny share can then lose a little more
+#: early in training). (Least squares on SlimPajama's sizes finds a steeper floor
+#: and a reducible part that grows with a flatter step exponent, ``[size]`` in the default spec.)
+DEFAULT_SIZE_SLOPES = {
+    "size_floor": -0.07,
+    "size_reducible": -0.02,
+    "size_beta": 0.0,
+    "size_mixture": 0.1,
+}
 
 
 def default_parameters() -> pd.DataFrame:
@@ -101,6 +120,8 @@ def simulate(
     seed: int | None = 0,
     volume: str = "steps",
     schedule: LRSchedule | str | None = None,
+    sizes: Sequence[float] | None = None,
+    size_slopes: dict[str, float] | None = None,
 ) -> MixtureData:
     """Simulate loss curves of the given mixtures from the BiMix law.
 
@@ -129,6 +150,15 @@ def simulate(
         step, ``alpha + alpha_drift * x`` (:mod:`bimix_bayes.laws.drift`), ``x = log(s /
         s_geo)`` with ``s_geo`` the geometric mean of ``steps`` (``log(S1(s) / S1(s_geo))``
         with a schedule), as a fit with the default ``s_ref`` reads it.
+    sizes
+        Model sizes (parameter counts): every mixture is trained at each, its parameters moved
+        to the size as the size-aware law moves them (:func:`~bimix_bayes.laws.size.at_size`,
+        ``size_slopes`` per unit of ``log(N / N_ref)``, ``N_ref`` the geometric mean of the
+        sizes, ``params`` the law at ``N_ref``); a mixture keeps its run offsets at every size
+        (a run id names a mixture) plus its own luck at each size (sd ``run_sd / 2``). Not
+        with a schedule or a drift.
+    size_slopes
+        The slopes of :data:`DEFAULT_SIZE_SLOPES` to change.
 
     Returns
     -------
@@ -146,6 +176,12 @@ def simulate(
         raise ValueError("noise_sd and run_sd must be >= 0")
     rng = np.random.default_rng(seed)
     steps_arr = np.asarray(steps, dtype=float)
+    if sizes is not None:
+        if schedule is not None or ALPHA_DRIFT in params:
+            raise ValueError("sizes are simulated without a schedule or a drift")
+        return _simulate_sizes(
+            params, mixtures, steps_arr, sizes, size_slopes, noise_sd, run_sd, rng, seed, volume
+        )
     law = PaperParams(**{c: params[c].to_numpy(dtype=float) for c in PARAM_NAMES})
     shares = mixtures[domains].to_numpy(dtype=float)  # run x domain
     sched = schedule_of(schedule)
@@ -175,6 +211,59 @@ def simulate(
         source=f"simulated (BiMix law, seed {seed})",
     )
     return data if sched is None else data.with_schedule(sched)
+
+
+def _simulate_sizes(
+    params: pd.DataFrame,
+    mixtures: pd.DataFrame,
+    steps: np.ndarray,
+    sizes: Sequence[float],
+    size_slopes: dict[str, float] | None,
+    noise_sd: float,
+    run_sd: float,
+    rng: np.random.Generator,
+    seed: int | None,
+    volume: str,
+) -> MixtureData:
+    """:func:`simulate` at several model sizes (the law's identifiable form, moved by size)."""
+    from bimix_bayes.laws.registry import BIMIX
+    from bimix_bayes.laws.size import size_reference
+
+    sizes_arr = np.unique(np.asarray(sizes, dtype=float))
+    if not (sizes_arr.size >= 1 and np.all(np.isfinite(sizes_arr) & (sizes_arr > 0))):
+        raise ValueError(f"sizes must be positive parameter counts, got {list(sizes)}")
+    unknown = sorted(set(size_slopes or {}) - set(DEFAULT_SIZE_SLOPES))
+    if unknown:
+        raise ValueError(f"unknown size slope(s) {unknown}; known: {list(DEFAULT_SIZE_SLOPES)}")
+    domains = list(params.index)
+    p = params[list(PARAM_NAMES)].astype(float)
+    s_ref = float(np.exp(np.log(steps).mean()))
+    n = len(domains)
+    law = {
+        "log_floor": np.log(p["A"] * p["C"]).to_numpy(),
+        "log_reducible": np.log(p["A"] * p["B"]).to_numpy() - p["beta"].to_numpy() * np.log(s_ref),
+        "alpha": p["alpha"].to_numpy(),
+        "beta": p["beta"].to_numpy(),
+        **{k: np.full(n, v) for k, v in {**DEFAULT_SIZE_SLOPES, **(size_slopes or {})}.items()},
+    }
+    shares = mixtures[domains].to_numpy(dtype=float)[:, None, :]  # run x 1 x domain
+    x = np.log(steps / s_ref)[None, :, None]
+    offset = rng.normal(0.0, run_sd, size=(len(mixtures), 1, n))  # the mixture's, every size
+    n_ref = size_reference(sizes_arr)
+    parts = []
+    for size in sizes_arr:
+        mu = BIMIX.log_loss(None, shares, x, law, z=float(np.log(size / n_ref)))
+        luck = rng.normal(0.0, run_sd / 2, size=(len(mixtures), 1, n))
+        loss = np.exp(mu + offset + luck + rng.normal(0.0, noise_sd, size=mu.shape))
+        dims = {"run": mixtures.index.astype(str), "step": steps, "domain": domains}
+        parts.append(long_table(dims, loss=loss).assign(size=size))
+    return MixtureData.from_frames(
+        mixtures,
+        pd.concat(parts, ignore_index=True),
+        volume=volume,  # type: ignore[arg-type]
+        source=f"simulated (BiMix law at {len(sizes_arr)} model sizes, seed {seed})",
+        size_kind="total parameters",
+    )
 
 
 def simulate_default(seed: int | None = 0, n_runs: int = 12) -> MixtureData:
