@@ -108,3 +108,24 @@ def test_sizes_move_the_law_as_the_size_aware_law_does():
         simulate(truth, mixtures, steps, sizes=sizes, schedule="cosine:total=1e4")
     with pytest.raises(ValueError, match="unknown size slope"):
         simulate(truth, mixtures, steps, sizes=sizes, size_slopes={"size_alpha": 1.0})
+
+
+def test_the_simulate_command_writes_sizes_and_a_schedule(tmp_path, capsys):
+    """`bimix simulate --sizes` writes a size column the loader reads with --size-col;
+    `--lr-schedule` curves bend with the schedule; both together are refused."""
+    from bimix_bayes.cli.app import main
+    from bimix_bayes.data.loaders import load_data
+
+    out = tmp_path / "sized.csv"
+    assert main(["simulate", "--out", str(out), "--runs", "4", "--sizes", "100M,1B"]) == 0
+    assert "size slopes (per unit of log model size" in capsys.readouterr().out
+    assert load_data(out, size_col="size").sizes == (1e8, 1e9)
+    cosine = "cosine:total=20000,warmup=200,final=0.1"
+    sched = tmp_path / "cosine.csv"
+    assert main(["simulate", "--out", str(sched), "--runs", "4", "--lr-schedule", cosine]) == 0
+    plain = tmp_path / "plain.csv"
+    assert main(["simulate", "--out", str(plain), "--runs", "4"]) == 0
+    bent, flat = (pd.read_csv(p).groupby("step")["loss"].mean() for p in (sched, plain))
+    assert not np.allclose(bent, flat)  # the schedule's area and annealing move the curves
+    both = ["simulate", "--out", str(out), "--sizes", "1B,2B", "--lr-schedule", cosine]
+    assert main(both) == 2 and "cannot be simulated together" in capsys.readouterr().err
