@@ -497,3 +497,14 @@ def test_the_header_says_how_runs_and_noise_are_modelled(study, html):
     words = likelihood_words(spec_from_idata(idata), len(fit_data.domains))
     assert "noise falling with the step" in words and "run offsets" in words
     assert f"law bimix, {words}; spec id" in html
+
+
+def test_the_wall_time_counts_a_failed_first_attempt(study):
+    """A fit retried with safer settings: the header gives both times, not the retry's alone."""
+    idata, _, _ = study
+    retried = idata.copy()
+    retried.attrs = {**idata.attrs, "first_attempt_seconds": 12.5}
+    page = build_report(retried, n_bootstrap=0)
+    header = page.split("<dt>wall time</dt>")[1].split("</dd>")[0]
+    assert "after a first attempt that failed its diagnostics (12.5 s;" in header
+    assert "first attempt" not in build_report(idata, n_bootstrap=0).split("<dt>wall time")[1][:300]

@@ -282,6 +282,7 @@ def section_header(
             "draws": post.sizes["draw"],
             "tune": fit.spec["sampler"].get("tune", "?"),
             "wall": attrs.get("wall_seconds"),
+            "first_attempt": attrs.get("first_attempt_seconds"),
             "compile": attrs.get("compile_seconds"),
             "sample": attrs.get("sample_seconds"),
             "created": attrs.get("created", ""),
