@@ -508,3 +508,26 @@ def test_the_wall_time_counts_a_failed_first_attempt(study):
     header = page.split("<dt>wall time</dt>")[1].split("</dd>")[0]
     assert "after a first attempt that failed its diagnostics (12.5 s;" in header
     assert "first attempt" not in build_report(idata, n_bootstrap=0).split("<dt>wall time")[1][:300]
+
+
+def test_holdout_is_read_with_the_fits_options_when_given_none(study, tmp_path):
+    """`bimix fit` records how it read its data; `report --holdout` with no data option reads
+    the held-out file (an export like the fit's) the same way, and says so."""
+    from bimix_bayes.cli.options import DATA_OPTIONS_ATTR, DataOptions
+
+    idata, _, holdout = study
+    recorded = idata.copy()
+    recorded.attrs = {
+        **idata.attrs,
+        DATA_OPTIONS_ATTR: DataOptions(prop_pattern="mix/{domain}").reading_json(),
+    }
+    fit = save_fit(recorded, tmp_path / "fit.nc")
+    late = holdout.to_long()
+    late.columns = [c.replace("p_", "mix/", 1) if c.startswith("p_") else c for c in late.columns]
+    path = tmp_path / "late.csv"
+    late.to_csv(path, index=False)
+    out = tmp_path / "report.html"
+    res = run("report", str(fit), "--out", str(out), "--holdout", str(path), "--bootstrap", "0")
+    assert res.returncode == 0, res.stderr
+    assert f"reading {path} with the options the fit's data were read with" in res.stderr
+    assert f"held-out points ({len(late)})" in out.read_text()

@@ -67,7 +67,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from bimix_bayes.bayes.model import BiMixModel
     from bimix_bayes.bayes.summary import posterior_table
 
-    data = opt.DataOptions.from_args(args).load(args.data)  # --out was checked by main
+    options = opt.DataOptions.from_args(args)
+    data = options.load(args.data)  # --out was checked by main
     spec = opt.model_spec(args) or load_spec()
     if args.sampler is not None:
         spec["sampler"]["backend"] = args.sampler
@@ -98,6 +99,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         bar = False if progress.quiet else None  # None: nutpie's bar in a terminal
         # the report below says it (and a banner): no FitWarning repeating it on stderr
         idata = model.fit(data, seed=args.seed, retry=args.retry, progress_bar=bar, warn=False)
+    idata.attrs[opt.DATA_OPTIONS_ATTR] = options.reading_json()  # report --holdout reads with them
     model.save(args.out)
     attrs = idata.attrs
     sampler_note = "" if attrs["sampler"] == cfg["backend"] else " (fallback)"

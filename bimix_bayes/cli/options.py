@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from bimix_bayes.data.table import MixtureData
 
 __all__ = [
+    "DATA_OPTIONS_ATTR",
     "DataOptions",
     "add_bootstrap",
     "add_command",
@@ -407,6 +409,11 @@ def write_result(path: Path | None, everything: dict[str, Any], table: pd.DataFr
 
 
 # ------------------------------------------------------------------------------ data options
+#: The fit attribute that records how ``bimix fit`` read its data (:meth:`DataOptions.
+#: reading_json`): ``bimix report --holdout`` reads a file with it when given no data option.
+DATA_OPTIONS_ATTR = "data_reading_options"
+
+
 @dataclass(frozen=True)
 class DataOptions:
     """How to read a loss log: the options every data-reading command shares.
@@ -456,6 +463,38 @@ class DataOptions:
         "exclude_domains": "exclude_domain",
         "missing_policy": "missing",
     }
+
+    #: The fields that say how a file is read (not which rows are kept, nor the schedule):
+    #: what a fit records and ``report --holdout`` reuses for a file of the same export.
+    READING: ClassVar[tuple[str, ...]] = (
+        "layout", "run_col", "step_col", "domain_col", "loss_col", "prop_pattern",
+        "loss_pattern", "volume", "exclude_domains", "zero_policy", "epsilon", "sum_tol",
+        "missing_policy", "drop_repeated_checkpoints", "size_col", "size_kind",
+    )  # fmt: skip
+
+    def reading_json(self) -> str:
+        """The reading options (:data:`READING`) as JSON, as a fit records them.
+
+        Examples
+        --------
+        >>> opts = DataOptions(size_col="size", exclude_domains=("ood",))
+        >>> DataOptions.from_reading_json(opts.reading_json()) == opts
+        True
+        """
+        values = {name: getattr(self, name) for name in self.READING}
+        values["exclude_domains"] = list(values["exclude_domains"])
+        return json.dumps(values)
+
+    @classmethod
+    def from_reading_json(cls, text: str) -> DataOptions:
+        """The options recorded by :meth:`reading_json` (the others at their defaults)."""
+        values = {k: v for k, v in json.loads(text).items() if k in cls.READING}
+        values["exclude_domains"] = tuple(values.get("exclude_domains") or ())
+        return cls(**values)
+
+    def is_default(self) -> bool:
+        """No data option was given."""
+        return self == type(self)()
 
     def __post_init__(self) -> None:
         if self.group is not None and self.group_col is None:

@@ -71,11 +71,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     if len(set(names) | {args.fit.name}) < len(names) + 1:  # same file names: full paths
         names = [str(p) for p in args.compare]
     others = {name: load_fit(path) for name, path in zip(names, args.compare, strict=True)}
+    progress = Progress.of(args, "report")
     holdout = None
     if args.holdout is not None:
-        holdout = opt.DataOptions.from_args(args).load(args.holdout, to_fit=False)
+        options = opt.DataOptions.from_args(args)
+        recorded = idata.attrs.get(opt.DATA_OPTIONS_ATTR)
+        if options.is_default() and recorded:  # an export like the fit's: read it likewise
+            options = opt.DataOptions.from_reading_json(recorded)
+            progress(f"reading {args.holdout} with the options the fit's data were read with")
+        holdout = options.load(args.holdout, to_fit=False)
         check_holdout_sizes(idata, holdout)  # a size fit needs them with sizes: say now
-    progress = Progress.of(args, "report")
     backtests = []
     for i, protocol in enumerate(args.backtest, start=1):
         t1 = time.perf_counter()
