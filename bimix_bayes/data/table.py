@@ -339,8 +339,8 @@ class MixtureData:
             the proportion effect can be separated from the step effect (BiMix needs 2 and 3).
         size_kind
             What the ``size`` column counts, in words (``"total parameters"``,
-            ``"non-embedding parameters"``); with sizes and no kind: ``"parameters (total or
-            non-embedding: not given)"``.
+            ``"non-embedding parameters"``); with sizes and no kind: ``"parameters, total or
+            non-embedding unstated"`` (outputs write it in brackets after a size).
 
         Raises
         ------
@@ -370,7 +370,7 @@ class MixtureData:
         observations = observations.sort_values(order, kind="stable").reset_index(drop=True)
         observations = observations[[*OBS_COLUMNS, *([SIZE_COLUMN] if has_size else [])]]
         if has_size and size_kind is None:
-            size_kind = "parameters (total or non-embedding: not given)"
+            size_kind = "parameters, total or non-embedding unstated"
         used_runs = pd.unique(observations["run"])
         unused = [r for r in mixtures.index if r not in set(used_runs)]
         if unused:
