@@ -458,18 +458,23 @@ def test_the_report_of_a_size_fit_forecasts_and_decides_at_the_target_size(size_
 
 def test_the_report_says_how_far_outside_the_fitted_sizes_its_target_lies(size_fit):
     """A target far beyond the fitted sizes: the summary carries the warning, which the report
-    emits once (every section forecasts the same target)."""
+    emits once (every section forecasts the same target), and says that a size backtest that
+    reached much less far says little about it."""
+    from bimix_bayes.evaluation.runner import backtest
     from bimix_bayes.report.html import build_report
 
-    _, idata = size_fit
+    data, idata = size_fit
+    trust = backtest(data, "holdout-size:800M", method="ls", n_bootstrap=10)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        page = build_report(idata, size=1e10, n_bootstrap=0, seed=0)
+        page = build_report(idata, size=1e10, n_bootstrap=0, seed=0, backtests=[trust])
     far = [w for w in caught if issubclass(w.category, SizeExtrapolationWarning)]
     messages = [str(w.message) for w in far]
     assert len(messages) == len(set(messages)) and any("25x outside" in m for m in messages)
     summary = page.split('<section id="summary">')[1].split("</section>")[0]
     assert "is 25x outside the fitted sizes" in summary and "treat it as a guess" in summary
+    # the backtest forecast 800M from 400M (2x); the target is 25x the fit's largest size
+    assert "forecast a size 2x its largest fitted one; the target size is 25x" in summary
 
 
 def test_cli_report_checks_the_size_before_any_backtest(size_fit, tmp_path):

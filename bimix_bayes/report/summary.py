@@ -113,6 +113,38 @@ def trust_lines(
     return lines
 
 
+def reach_caveats(fit: ReportInputs, backtests: Sequence[BacktestResult] = ()) -> list[str]:
+    """A line per backtest that forecast much nearer its fitted range than the report's target
+    lies from the fit's: its scores say little about a forecast that far.
+
+    ``horizon:F`` forecast up to ``1/F`` times its last fitted step; ``holdout-size:N`` up to
+    ``N`` over its largest fitted size. The target lies ``target / last fitted step`` (and,
+    for a fit of several sizes, ``size / largest fitted size``) beyond; a caveat when that is
+    more than 1.5 times the backtest's reach.
+    """
+    lines = []
+    step_reach = fit.target / fit.max_step
+    sizes = sorted(float(s) for s in fit.data.sizes) if fit.size is not None else []
+    size_reach = fit.size / sizes[-1] if sizes else 1.0
+    for result in backtests:
+        p = result.protocol
+        if p.kind == "horizon" and step_reach > 1.5 / float(p.value):
+            lines.append(
+                f"backtest {p} forecast up to {1 / float(p.value):.2g}x its last fitted step; "
+                f"the target is {step_reach:.2g}x the fit's: its scores say little that far out"
+            )
+        if p.kind == "holdout-size" and sizes:
+            below = [s for s in sizes if s < float(p.value)]
+            reach = float(p.value) / below[-1] if below else 1.0
+            if size_reach > 1.5 * reach:
+                lines.append(
+                    f"backtest {p} forecast a size {reach:.2g}x its largest fitted one; the "
+                    f"target size is {size_reach:.2g}x the fit's largest: its scores say little "
+                    "that far out"
+                )
+    return lines
+
+
 def section_summary(
     fit: ReportInputs,
     decision: dict[str, Any],
@@ -162,6 +194,7 @@ def section_summary(
             unit=fit.data.volume,
         ),
         "trust": trust,
+        "reach": reach_caveats(fit, backtests),
         "trust_command": "" if trust else f"{command} {suggested}",
         "size": fit.size_text,
         "fit": fit_status(fit.diag),
