@@ -131,6 +131,12 @@ def test_schedules_read_from_text_a_file_and_json(tmp_path):
     assert read.steps == table.steps and read.rates == table.rates and read.decay == 0.9999
     with pytest.raises(ValueError, match="a schedule file takes only decay="):
         LRSchedule.parse(f"{wandb}:total=10")
+    with pytest.raises(ValueError, match=r"schedule file '.*missing.csv' not found"):
+        LRSchedule.parse(f"{tmp_path / 'missing.csv'}:decay=0.9999")
+    sparse = tmp_path / "sparse.csv"  # W&B: _step counts rows, the rate is on some rows only
+    sparse.write_text("_step,trainer/global_step,lr-AdamW\n0,0,0\n1,50,\n2,100,3e-3\n3,1000,3e-4\n")
+    read = LRSchedule.parse(str(sparse))
+    assert read.steps == (0.0, 100.0, 1000.0) and read.rates == table.rates
     by_count = LRSchedule.parse("cosine:total=20B,warmup=500M")  # counts as the CLI takes them
     assert (by_count.total, by_count.warmup) == (2e10, 5e8)
 
@@ -153,6 +159,10 @@ def test_a_schedule_in_another_unit_than_the_log_is_caught():
         data.with_schedule("cosine:total=4000")
     with pytest.warns(DataWarning, match=r"1e\+07x beyond the last observation"):
         data.with_schedule("cosine:total=200B,warmup=0")
+    with warnings.catch_warnings():  # a constant rate has no end: neither refused nor noted
+        warnings.simplefilter("error", DataWarning)
+        for text in ("constant", "constant:warmup=100"):
+            assert data.with_schedule(text).schedule.kind == "constant"
 
 
 def _mixtures(n: int, n_domains: int) -> pd.DataFrame:

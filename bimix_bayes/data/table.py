@@ -510,7 +510,7 @@ class MixtureData:
         except ValueError as err:
             raise DataError(f"{self.source}: {err}") from None
         unit = "token" if self.volume == "tokens" else "step"
-        if steps.min() > sched.end:
+        if sched.decays and steps.min() > sched.end:
             raise DataError(
                 f"{self.source}: the learning-rate schedule ends at {unit} {sched.end:g}, before "
                 f"the first observation ({unit} {steps.min():g}): a schedule in optimizer steps "
@@ -524,13 +524,13 @@ class MixtureData:
                 f"default {DEFAULT_DECAY:g} per token: give decay=0.999^(1/tokens per step) "
                 "for Tissue et al.'s 0.999 per step (a schedule file takes it as FILE:decay=...)"
             )
-        after = int((steps > sched.end).sum())
+        after = int((steps > sched.end).sum()) if sched.decays else 0
         if after:
             said.append(
                 f"{after} of {len(steps)} observations lie after the learning-rate schedule's "
                 f"end ({unit} {sched.end:g}): the rate is held at its final value there"
             )
-        if sched.end > 100 * steps.max():
+        if sched.decays and sched.end > 100 * steps.max():
             said.append(
                 f"the learning-rate schedule ends at {unit} {sched.end:g}, "
                 f"{sched.end / steps.max():.3g}x beyond the last observation ({steps.max():g}): "

@@ -89,7 +89,9 @@ KINDS = ("constant", "cosine", "linear", "wsd")
 _MAX_GRID = 200_001
 _COUNT_SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 #: Column names of a schedule file's step and rate (W&B exports ``_step`` and ``lr-AdamW``).
-_STEP_NAMES = ("step", "_step", "global_step", "trainer/global_step", "iteration", "tokens")
+#: In order of preference: W&B's ``_step`` counts logged rows, not optimizer steps, so a
+#: ``trainer/global_step`` beside it wins.
+_STEP_NAMES = ("step", "global_step", "trainer/global_step", "iteration", "_step", "tokens")
 _RATE_NAMES = ("lr", "learning_rate", "learning-rate")
 
 
@@ -175,8 +177,8 @@ class LRSchedule:
         if self.kind not in (*KINDS, "table"):
             raise ValueError(
                 f"unknown learning-rate schedule {self.kind!r}: use one of {', '.join(KINDS)} "
-                "(as 'cosine:total=4000,warmup=100,final=0.1') or a CSV file with columns "
-                "step and lr"
+                "(as 'cosine:total=4000,warmup=100,final=0.1') or a CSV file with a step and a "
+                "rate column"
             )
         if self.kind in ("cosine", "linear", "wsd") and not (self.total and self.total > 0):
             raise ValueError(
@@ -208,8 +210,9 @@ class LRSchedule:
     # ------------------------------------------------------------------ construction
     @classmethod
     def parse(cls, text: str) -> LRSchedule:
-        """A schedule from ``KIND:key=value,...`` or the path of a CSV file (columns ``step``
-        and ``lr``; any scale: the rates are divided by their peak).
+        """A schedule from ``KIND:key=value,...`` or the path of a CSV file (a step and a rate
+        column, :meth:`from_csv`; any scale: the rates are divided by their peak), optionally
+        ``PATH:decay=D``.
 
         Examples
         --------
@@ -219,6 +222,9 @@ class LRSchedule:
         text = str(text).strip()
         if os.path.exists(text):
             return cls.from_csv(text)
+        path = text.rpartition(":")[0] if ":" in text else text
+        if path.lower().endswith((".csv", ".tsv", ".txt")) and not os.path.exists(path):
+            raise ValueError(f"learning-rate schedule file {path!r} not found")
         kind, _, rest = text.rpartition(":") if _is_file_with_options(text) else text.partition(":")
         options: dict[str, float] = {}
         for item in filter(None, (p.strip() for p in rest.split(","))):
@@ -227,7 +233,8 @@ class LRSchedule:
                 raise ValueError(
                     f"learning-rate schedule {text!r}: cannot read {item!r}; options are "
                     "total=, warmup=, final=, cooldown=, decay= (e.g. 'cosine:total=4000,"
-                    "warmup=100,final=0.1'), or give the path of a CSV file with step and lr"
+                    "warmup=100,final=0.1'), or give the path of a CSV file with a step and a "
+                    "rate column"
                 )
             number = count_value(value) if key.strip() in ("total", "warmup") else None
             try:
@@ -248,11 +255,22 @@ class LRSchedule:
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike[str], *, decay: float = DEFAULT_DECAY) -> LRSchedule:
-        """A tabulated schedule from a CSV file with columns ``step`` and ``lr``."""
+        """A tabulated schedule from a CSV file: a step column (``step``, ``global_step``,
+        ``trainer/global_step``, ``iteration``, W&B's ``_step``, ``tokens``: the first found)
+        and one rate column (``lr``, ``learning_rate``, ``lr-...`` as W&B names it, ``.../lr``).
+        Rows missing either (W&B logs the rate on some rows only) hold no point and are
+        skipped."""
         import pandas as pd
 
         frame = pd.read_csv(path)
         step, rate = _schedule_columns([str(c) for c in frame.columns], str(path))
+        # W&B exports log the rate on some rows only: a row without a step or a rate holds no
+        # point of the schedule
+        frame = frame.dropna(subset=[step, rate])
+        if len(frame) < 2:
+            raise ValueError(
+                f"{path}: fewer than 2 rows hold both a step ({step!r}) and a rate ({rate!r})"
+            )
         frame = frame.sort_values(step)
         return cls(
             kind="table",
@@ -274,8 +292,15 @@ class LRSchedule:
 
     # ------------------------------------------------------------------ evaluation
     @property
+    def decays(self) -> bool:
+        """Whether the rate falls to an end (every kind but ``constant``, which holds its peak
+        after the warm-up for ever)."""
+        return self.kind != "constant"
+
+    @property
     def end(self) -> float:
-        """The step after which the rate stays at its final value."""
+        """The step after which the rate stays at its final value (the warm-up's end for
+        ``constant``, which never decays: :attr:`decays`)."""
         if self.kind == "table":
             return float(self.steps[-1])
         return float(self.total or self.warmup)
