@@ -432,6 +432,10 @@ def test_no_verdict_when_most_runs_are_unreliable_or_a_fit_failed():
     failed = ComparisonResult(table, k.clip(upper=0.5), failed=("b",)).verdict()
     assert failed.startswith("No verdict: b failed its convergence diagnostics")
     assert "prefer" not in verdict + failed
+    close = table.assign(dse=[0.0, 10.0])  # within one standard error: still no verdict
+    assert ComparisonResult(close, k).verdict().startswith("PSIS-LOO cannot rank a and b")
+    failed = ComparisonResult(close, k.clip(upper=0.5), failed=("a",)).verdict()
+    assert failed.startswith("No verdict: a failed")
 
 
 def _evaluation_only_data(seed: int = 3) -> MixtureData:

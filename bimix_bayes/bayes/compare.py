@@ -113,11 +113,6 @@ class ComparisonResult:
         diff, dse = float(self.table.loc[second, "elpd_diff"]), float(self.table.loc[second, "dse"])
         z = diff / dse if dse > 0 else (np.inf if diff > 0 else 0.0)
         how = "clearly" if z > 2 else "probably" if z > 1 else None
-        if how is None:
-            return (
-                f"The data do not distinguish {best} from {second}: {diff:.1f} +- {dse:.1f} nats "
-                "of log predictive density of a new run (PSIS-LOO), within one standard error."
-            )
         weight = float(self.table.loc[best, "weight"])
         high = (
             (self.pareto_k.loc[[best, second]] > PARETO_K_LIMIT).sum(axis=1)
@@ -144,6 +139,11 @@ class ComparisonResult:
                 f"k > {PARETO_K_LIMIT}, so a left-out run's score is unreliable for most runs; "
                 f"{hint}. Compare them on held-out runs instead (`bimix backtest DATA --protocol "
                 "holdout-mixtures:K --law LAW`, or holdout-size:N for a size fit)."
+            )
+        if how is None:
+            return (
+                f"The data do not distinguish {best} from {second}: {diff:.1f} +- {dse:.1f} nats "
+                "of log predictive density of a new run (PSIS-LOO), within one standard error."
             )
         caveat = (
             f"; but {' and '.join(f'{int(n)}' for n in high)} of their "
