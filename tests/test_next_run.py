@@ -208,6 +208,11 @@ def test_the_value_of_stopping_comes_with_one_runs_luck_for_scale(fit, plan, sim
     assert 0 < luck < 3 * tau * mean_loss  # the mean over domains averages the domains' luck
     assert f"sd {luck:.2e} nats" in plan.format()
     assert plan.to_dict()["run_luck_sd"] == luck
+    one = list(sim_data.domains)[:1]  # an objective of one domain: zero shares elsewhere
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        narrow = propose_next_runs(fit, STEP, domains=one, n_candidates=100, n_fantasies=16)
+    assert (narrow.decision == 0).any() and narrow.run_luck_sd > 0  # at the design's centre
 
 
 def test_todays_choice_is_the_recommended_mixture(fit, plan):

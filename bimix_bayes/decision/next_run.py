@@ -199,8 +199,8 @@ class NextRuns:
                 f"moves its objective by sd {self.run_luck_sd:.2e} nats; the regret of deciding "
                 f"today is {ratio:.2g} of that"
                 + (
-                    ": below a tenth of one run's luck, more proxy runs will barely change what "
-                    "the chosen mixture achieves"
+                    ": a better-informed choice would gain less than a tenth of what luck moves "
+                    "one run"
                     if ratio < 0.1
                     else ""
                 )
@@ -546,7 +546,13 @@ def propose_next_runs(
             f"the proxy step {proxy:g} is beyond every fitted run: a fantasy run's loss there "
             "is itself an extrapolation"
         )
-    luck = _run_luck_sd(idata, today, train, min(proxy, longest), surface.domains, w, proxy_size)
+    at = min(proxy, longest)
+    luck = _run_luck_sd(idata, today, train, at, surface.domains, w, proxy_size)
+    if luck is None:  # a zero share the law cannot forecast: a run's luck at the design's centre
+        centre = data.mixtures.loc[list(data.runs), train].astype(float).mean().to_numpy()
+        luck = _run_luck_sd(idata, centre, train, at, surface.domains, w, proxy_size)
+    if luck is None:
+        notes.append("no yardstick: one run's luck could not be forecast at today's choice")
     return NextRuns(
         proposals=proposals,
         value_of_stopping=regret,
@@ -730,7 +736,8 @@ def _run_luck_sd(
     size: float | None,
 ) -> float | None:
     """The sd of one run's objective around its law at ``shares`` (a fresh run's offsets and
-    its checkpoint noise; at a fitted step and size, so no error shared by every run enters)."""
+    its checkpoint noise; at a fitted step and size, so no error shared by every run enters);
+    None when the forecast cannot be drawn there (a zero share under BiMix)."""
     from bimix_bayes.bayes.forecast import forecast_draws
 
     mixture = pd.DataFrame([shares], columns=list(train), index=["today"])
