@@ -153,3 +153,8 @@ def test_a_fit_with_shocks_saves_loads_and_forecasts(tmp_path):
     numeric = before.select_dtypes("number").columns
     np.testing.assert_allclose(before[numeric].to_numpy(), after[numeric].to_numpy())
     assert np.isfinite(before[numeric].to_numpy()).all()
+    # a step's fresh shock comes from its own stream: the same alone or after another new step
+    both = predict(idata, steps=[last * 1.01, last * 1.02], runs=runs)
+    alone = predict(idata, steps=[last * 1.02], runs=runs)
+    later = both[both["step"] == last * 1.02].reset_index(drop=True)
+    np.testing.assert_allclose(alone[numeric].to_numpy(), later[numeric].to_numpy())

@@ -31,6 +31,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -85,14 +86,17 @@ def forecast_shocks(
     posterior: xr.Dataset,
     fitted_steps: Sequence[float] | np.ndarray,
     steps: Sequence[float] | np.ndarray,
-    rng: np.random.Generator,
+    rng: Any,
 ) -> xr.DataArray:
     """The checkpoint shocks of a forecast over (chain, draw, step, domain).
 
     ``fitted_steps``: the distinct steps of the fit, in the order of its slots (ascending); a
     requested step equal to one of them (relative tolerance 1e-9) takes that slot's posterior
     shock, any other step a fresh ``Normal(0, sd_checkpoint[d]^2)`` per draw and domain, the same
-    for every mixture (they are shocks every run shares).
+    for every mixture (they are shocks every run shares). ``rng`` draws them over (chain, draw,
+    step, domain): a :class:`numpy.random.Generator`, or forecasts'
+    :class:`~bimix_bayes.bayes.streams.KeyedStreams` keyed by step (a step's shock then does
+    not depend on the other steps asked).
 
     Examples
     --------
@@ -110,11 +114,12 @@ def forecast_shocks(
     sd = posterior[CHECKPOINT_SD].transpose("chain", "draw", "domain").to_numpy()
     slots = _slot_of(np.asarray(fitted_steps, dtype=float), np.asarray(steps, dtype=float))
     out = np.empty((*sd.shape[:2], len(slots), sd.shape[2]))
+    fresh = rng.standard_normal(out.shape)
     for i, slot in enumerate(slots):
         if slot >= 0:
             out[:, :, i, :] = shocks[..., slot]
         else:  # a step the fit never saw: a fresh shock every run shares
-            out[:, :, i, :] = sd * rng.standard_normal(sd.shape)
+            out[:, :, i, :] = sd * fresh[:, :, i, :]
     return xr.DataArray(out, dims=("chain", "draw", "step", "domain"))
 
 

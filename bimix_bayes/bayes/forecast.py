@@ -450,9 +450,8 @@ def _prepare(
             omega, rho = settings["size_sd_per_doubling"], settings["size_domain_correlation"]
             bend = bend + _shared_error(h, omega, rho, post, len(domains), seed, 5)
     if kind == "predictive" and CHECKPOINT_Z in post:  # likelihood.checkpoint_sd_scale > 0
-        shocks = forecast_shocks(
-            post, np.unique(fitted), steps_arr, np.random.default_rng([seed, 6])
-        )
+        by_step = KeyedStreams(seed, 6, [step_key(b"shock", s) for s in steps_arr])
+        shocks = forecast_shocks(post, np.unique(fitted), steps_arr, by_step)
         bend = shocks if bend is None else bend + shocks
     forecast = _Forecast(
         law=law,
@@ -491,7 +490,7 @@ def _warn_if_past_the_schedule(idata: az.InferenceData, steps: np.ndarray) -> No
     law reads the proxies' schedule held at its final rate there, not the schedule a longer
     run would be trained with."""
     schedule = fit_schedule(idata.attrs)
-    if schedule is None or not (steps > schedule.end).any():
+    if schedule is None or not schedule.decays or not (steps > schedule.end).any():
         return
     warnings.warn(
         f"step {steps.max():g} lies after the end of the fit's learning-rate schedule "
