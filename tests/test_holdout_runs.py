@@ -79,3 +79,14 @@ def test_a_file_without_run_column_says_how_its_runs_are_named(tmp_path):
     said = [n for n in data.notes if n.startswith("no run-id column")]
     assert len(said) == 1 and said[0].endswith("name the run column with --run-col (is it 'Name'?)")
     assert not load_data(tmp_path / "w.csv", run_col="Name").runs_named_by_mixture
+
+
+def test_a_fit_whose_runs_were_named_by_mixture_matches_held_out_ids_by_shares(tmp_path):
+    """The fit's file had no run column (m000...), the held-out file has one: its runs are
+    matched to the fitted ones by their shares too, not all taken as new mixtures."""
+    fitted = _wide(tmp_path / "fit.csv", [0, 1], [100, 200, 300])
+    held = _wide(tmp_path / "late.csv", [1, 2], [400, 500, 600], run_col="run")
+    assert fitted.runs_named_by_mixture and not held.runs_named_by_mixture
+    with pytest.warns(DataWarning, match="the fitted runs were named by their mixture"):
+        aligned = align_holdout_runs(fitted, held)
+    assert list(aligned.mixtures.index) == ["m001", "new000"]  # run1 is the fit's m001

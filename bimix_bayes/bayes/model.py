@@ -665,6 +665,7 @@ class BiMixModel:
                 "data_volume": data.volume,
                 "data_group": "" if data.group is None else str(data.group),
                 "data_notes": json.dumps(list(data.notes)),
+                "data_runs_named_by_mixture": int(data.runs_named_by_mixture),
                 "s_ref": layout.s_ref,
                 **(
                     {"size_ref": layout.size_ref, "size_kind": str(data.size_kind)}

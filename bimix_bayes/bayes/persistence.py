@@ -148,6 +148,7 @@ def data_from_idata(idata: az.InferenceData) -> MixtureData:
         notes=tuple(json.loads(attrs.get("data_notes", "[]"))),
         size_kind=attrs.get("size_kind") if "size" in const else None,
         schedule=fit_schedule(attrs),
+        runs_named_by_mixture=bool(int(attrs.get("data_runs_named_by_mixture", 0))),
     )
 
 

@@ -65,10 +65,11 @@ def align_holdout_runs(fitted: MixtureData, holdout: MixtureData) -> MixtureData
     Returns
     -------
     MixtureData
-        ``holdout`` itself when its run ids were given and agree with the fit's; when its runs
-        were named by their mixture (no run column), each renamed to the fitted run with the
-        same shares (one fitted run only: replicates of one mixture cannot be told apart) or,
-        failing that, ``new000``, ``new001``... (a new mixture), with a note.
+        ``holdout`` itself when the run ids of both were given and agree; when the runs of
+        either were named by their mixture (a file without a run column), each held-out run
+        renamed to the fitted run with the same shares (one fitted run only: replicates of one
+        mixture cannot be told apart) or, failing that, ``new000``, ``new001``... (a new
+        mixture), with a note.
 
     Raises
     ------
@@ -79,7 +80,7 @@ def align_holdout_runs(fitted: MixtureData, holdout: MixtureData) -> MixtureData
     domains = list(dict.fromkeys([*fitted.mixtures.columns, *holdout.mixtures.columns]))
     fit_shares = _shares(fitted.mixtures, domains)
     held_shares = _shares(holdout.mixtures, domains)
-    if not holdout.runs_named_by_mixture:
+    if not (holdout.runs_named_by_mixture or fitted.runs_named_by_mixture):
         fit_index = {r: i for i, r in enumerate(fitted.mixtures.index)}
         for j, run in enumerate(holdout.mixtures.index):
             i = fit_index.get(run)
@@ -108,8 +109,9 @@ def align_holdout_runs(fitted: MixtureData, holdout: MixtureData) -> MixtureData
     observations = observations.sort_values(order, kind="stable").reset_index(drop=True)
     new = len(rename) - continued
     shown = ", ".join(f"{a} -> {b}" for a, b in list(rename.items())[:4])
+    whose = "held-out" if holdout.runs_named_by_mixture else "fitted"
     note = (
-        f"the held-out runs were named by their mixture (no run column): matched to the fit's "
+        f"the {whose} runs were named by their mixture (no run column): matched to the fit's "
         f"runs by their shares, {continued} of {len(rename)} continuing a fitted run"
         f"{f', {new} new mixture(s)' if new else ''} ({shown}{', ...' if len(rename) > 4 else ''})"
     )
