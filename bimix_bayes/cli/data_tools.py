@@ -122,8 +122,12 @@ def add_simulate(sub: argparse._SubParsersAction) -> None:
 
 
 def _model_sizes(text: str) -> list[float]:
-    """``122M,310M,680M`` -> sizes (each as ``--size`` reads it)."""
-    return [opt.model_size(part) for part in text.split(",") if part.strip()]
+    """``122M,310M,680M`` -> sizes (each as ``--size`` reads it); a size given twice is an
+    error."""
+    sizes = [opt.model_size(part) for part in text.split(",") if part.strip()]
+    if len(set(sizes)) < len(sizes):
+        raise argparse.ArgumentTypeError(f"a size is given twice in {text!r}")
+    return sizes
 
 
 # ------------------------------------------------------------------------------ entropy

@@ -424,8 +424,8 @@ class Validator:
         >>> with warnings.catch_warnings():
         ...     warnings.simplefilter("ignore")
         ...     v.check_runs_across_sizes(mix, obs)
-        >>> v.notes[0][:62]
-        "1 mixture(s) are logged under a run id per model size ('x-122M"
+        >>> v.notes[0][:63]
+        "1 mixture(s) are logged under a run id per model size (e.g. 'x-"
         """
         if SIZE_COLUMN not in obs.columns:
             return
@@ -442,9 +442,9 @@ class Validator:
         ]
         if not split:
             return
-        example = ", ".join(repr(r) for r in split[0][:3])
+        example = ", ".join(repr(r) for r in split[0][:3]) + (", ..." if len(split[0]) > 3 else "")
         self.note(
-            f"{len(split)} mixture(s) are logged under a run id per model size ({example}...): "
+            f"{len(split)} mixture(s) are logged under a run id per model size (e.g. {example}): "
             "each is fitted as a separate mixture, so its runs do not share their run effects "
             "across sizes (most of what a size fit learns); give each mixture one id at every "
             "size (e.g. --run-col with a mixture column)"

@@ -295,54 +295,57 @@ def build_report(
     say = progress or (lambda line: None)
     # Warnings of the forecasts and decisions below are said once each (many sections forecast
     # the same target) and the ones about how far the target lies go into the summary.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("ignore", FitWarning)  # said once above
-        if least_squares is None and not fitted_sizes(idata):  # no size dimension in LS
-            resamples = f" ({n_bootstrap} bootstrap resamples)" if n_bootstrap else ""
-            say(f"least squares beside the fit{resamples}...")
-        fit = ReportInputs.prepare(
-            idata,
-            step=step,
-            n_bootstrap=n_bootstrap,
-            seed=seed,
-            diag=diag,
-            least_squares=least_squares,
-            size=size,
-        )
-        scores = None
-        if holdout is not None:
-            say(f"scoring the {len(holdout.observations)} held-out observations...")
-            scores = _score_holdout(idata, fit.data, holdout, fit.ls, seed)
-        say("figures: observed vs fitted, extrapolation, parameters...")
-        figures = {
-            **section_header(fit, fit_path),
-            **section_diagnostics(fit),
-            **section_fit(fit),
-            **section_extrapolation(fit, holdout, scores),
-            **section_parameters(fit),
-        }
-        say(f"the decision: optimising the mixture ({objective})...")
-        decided = section_decision(fit, objective, constraints, baseline)
-        if next_runs:
-            say(f"what to train next: the value of {next_runs} proxy run(s)...")
-        to_train = section_next_runs(fit, next_runs, constraints)
-        appendix = section_appendix(
-            fit, command=command, fit_path=fit_path, holdout=holdout, objective=objective
-        )
-        context = {
-            **figures,
-            **decided,
-            **to_train,
-            **section_backtests(backtests),
-            **section_comparison(fit, compare or {}, name=_fit_name(fit_path)),
-            **section_runs(fit.data),
-            **appendix,
-            "summary": section_summary(
-                fit, decided["decision"], backtests, scores, command=appendix["command"]
-            ),
-            "sections": SECTIONS,
-        }
-    said = _say_once(caught)
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("ignore", FitWarning)  # said once above
+            if least_squares is None and not fitted_sizes(idata):  # no size dimension in LS
+                resamples = f" ({n_bootstrap} bootstrap resamples)" if n_bootstrap else ""
+                say(f"least squares beside the fit{resamples}...")
+            fit = ReportInputs.prepare(
+                idata,
+                step=step,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+                diag=diag,
+                least_squares=least_squares,
+                size=size,
+            )
+            scores = None
+            if holdout is not None:
+                say(f"scoring the {len(holdout.observations)} held-out observations...")
+                scores = _score_holdout(idata, fit.data, holdout, fit.ls, seed)
+            say("figures: observed vs fitted, extrapolation, parameters...")
+            figures = {
+                **section_header(fit, fit_path),
+                **section_diagnostics(fit),
+                **section_fit(fit),
+                **section_extrapolation(fit, holdout, scores),
+                **section_parameters(fit),
+            }
+            say(f"the decision: optimising the mixture ({objective})...")
+            decided = section_decision(fit, objective, constraints, baseline)
+            if next_runs:
+                say(f"what to train next: the value of {next_runs} proxy run(s)...")
+            to_train = section_next_runs(fit, next_runs, constraints)
+            appendix = section_appendix(
+                fit, command=command, fit_path=fit_path, holdout=holdout, objective=objective
+            )
+            context = {
+                **figures,
+                **decided,
+                **to_train,
+                **section_backtests(backtests),
+                **section_comparison(fit, compare or {}, name=_fit_name(fit_path)),
+                **section_runs(fit.data),
+                **appendix,
+                "summary": section_summary(
+                    fit, decided["decision"], backtests, scores, command=appendix["command"]
+                ),
+                "sections": SECTIONS,
+            }
+    finally:  # said even when a section fails
+        said = _say_once(caught)
     summary = context["summary"]
     summary["cautions"] = [
         message
