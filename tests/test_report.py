@@ -536,3 +536,11 @@ def test_holdout_is_read_with_the_fits_options_when_given_none(study, tmp_path):
     assert res.returncode == 0, res.stderr
     assert f"reading {path} with the options the fit's data were read with" in res.stderr
     assert f"held-out points ({len(late)})" in out.read_text()
+    recorded.attrs[DATA_OPTIONS_ATTR] = DataOptions(
+        prop_pattern="mix/{domain}", exclude_domains=("nowhere",)
+    ).reading_json()
+    fit = save_fit(recorded, tmp_path / "fit2.nc")
+    res = run("report", str(fit), "--out", str(out), "--holdout", str(path), "--bootstrap", "0")
+    assert res.returncode != 0
+    assert "excluded domain(s) ['nowhere'] do not occur" in res.stderr
+    assert "--prop-pattern mix/{domain} --exclude-domain nowhere; give the data opt" in res.stderr

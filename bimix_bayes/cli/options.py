@@ -492,6 +492,29 @@ class DataOptions:
         values["exclude_domains"] = tuple(values.get("exclude_domains") or ())
         return cls(**values)
 
+    def reading_words(self) -> str:
+        """The reading options that differ from the defaults, as command-line flags.
+
+        Examples
+        --------
+        >>> DataOptions(size_col="size", exclude_domains=("ood",)).reading_words()
+        '--exclude-domain ood --size-col size'
+        """
+        default = type(self)()
+        flags = []
+        for name in self.READING:
+            value = getattr(self, name)
+            if value == getattr(default, name):
+                continue
+            flag = "--" + self._DEST.get(name, name).replace("_", "-")
+            if isinstance(value, bool):
+                flags.append(flag)
+            elif isinstance(value, tuple):
+                flags += [f"{flag} {v}" for v in value]
+            else:
+                flags.append(f"{flag} {value}")
+        return " ".join(flags) or "the defaults"
+
     def is_default(self) -> bool:
         """No data option was given."""
         return self == type(self)()

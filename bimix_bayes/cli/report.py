@@ -41,6 +41,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """
     from bimix_bayes.bayes.persistence import data_from_idata, load_fit, spec_from_idata
     from bimix_bayes.bayes.sizes import SizeExtrapolationWarning, size_offset
+    from bimix_bayes.data.table import DataError
     from bimix_bayes.decision.constraints import MixtureConstraints, load_constraints
     from bimix_bayes.evaluation.backtest import backtest
     from bimix_bayes.evaluation.lightgbm_method import import_lightgbm
@@ -76,10 +77,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.holdout is not None:
         options = opt.DataOptions.from_args(args)
         recorded = idata.attrs.get(opt.DATA_OPTIONS_ATTR)
-        if options.is_default() and recorded:  # an export like the fit's: read it likewise
+        reused = options.is_default() and bool(recorded)
+        if reused:  # an export like the fit's: read it likewise
             options = opt.DataOptions.from_reading_json(recorded)
             progress(f"reading {args.holdout} with the options the fit's data were read with")
-        holdout = options.load(args.holdout, to_fit=False)
+        try:
+            holdout = options.load(args.holdout, to_fit=False)
+        except DataError as exc:
+            if not reused:
+                raise
+            raise DataError(
+                f"{exc} (read with the options the fit's data were read with: "
+                f"{options.reading_words()}; give the data options for this file to read it "
+                "otherwise)"
+            ) from exc
         check_holdout_sizes(idata, holdout)  # a size fit needs them with sizes: say now
     backtests = []
     for i, protocol in enumerate(args.backtest, start=1):
