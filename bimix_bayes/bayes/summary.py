@@ -167,7 +167,11 @@ def least_squares_left_out(idata: az.InferenceData) -> str | None:
             "--protocol holdout-size:N --method ls` runs its size-aware form)"
         )
     if idata.attrs.get("lr_schedule"):
-        return "the paper's least squares has no learning-rate schedule term"
+        return (
+            "the paper's least squares has no learning-rate schedule term, so its parameters "
+            "mean other things (its forecasts are still scored beside the fit's on held-out "
+            "points)"
+        )
     law = posterior_law(idata.posterior)
     if not set(law_params(idata)) <= set(PAPER_PARAMS):
         return f"the {law.name} law's parameters are not BiMix's, which least squares estimates"
