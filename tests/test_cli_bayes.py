@@ -196,3 +196,19 @@ def test_summary_says_how_a_mixtures_offsets_move_between_sizes():
     assert "web 0.0012, code 0.0031, math 0.0000" in note
     assert note.endswith("mean correlation across domains 0.60 (sd > 0)")  # not diluted by math
     assert _run_size_note(xr.Dataset(coords={"domain": ["web", "code", "math"]})) == ""
+
+
+def test_data_the_law_cannot_fit_are_refused_before_compiling(tmp_path):
+    """An evaluation set that is not a training domain under BiMix: refused at once, naming
+    --exclude-domain and --law loglinear, before any 'compiling the model' stage."""
+    from bimix_bayes.data.simulate import simulate_default
+
+    frame = simulate_default(seed=0).to_long()
+    extra = frame[frame["domain"] == "web"].assign(domain="heldout", loss=lambda f: f["loss"] + 1)
+    path = tmp_path / "extra.csv"
+    pd.concat([frame, extra]).to_csv(path, index=False)
+    res = run("fit", str(path), "--out", str(tmp_path / "fit.nc"))
+    assert res.returncode == 1
+    assert "--exclude-domain heldout" in res.stderr and "--law loglinear" in res.stderr
+    assert "compiling" not in res.stderr and "sampling" not in res.stderr
+    assert not (tmp_path / "fit.nc").exists()

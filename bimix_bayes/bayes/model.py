@@ -316,6 +316,20 @@ class BiMixModel:
         spec = resolve_run_correlation(spec, evaluation_only=bool(data.evaluation_only))
         return resolve_alpha_drift(spec, has_sizes=data.has_sizes)
 
+    def check_data(self, data: MixtureData) -> None:
+        """Refuse, before anything is compiled, data this model cannot fit: a design that
+        cannot separate share from step effects, or domains the law cannot express (an
+        evaluation set that is not a training domain, a zero own share, under BiMix).
+
+        Examples
+        --------
+        >>> from bimix_bayes.data.simulate import simulate_default
+        >>> BiMixModel().check_data(simulate_default(seed=0))  # fits: nothing happens
+        """
+        data.check_design()
+        layout = CurveLayout.from_data(data, resolve_s_ref(self.spec, data))
+        _check_law_fits_data(spec_law(self.spec), layout)
+
     def _given_settings(self) -> dict[str, Any]:
         """The per-dataset settings as given: the spec's values, unless one is what the last
         fit decided from the value given then ("auto")."""

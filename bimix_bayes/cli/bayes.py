@@ -73,6 +73,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.sampler is not None:
         spec["sampler"]["backend"] = args.sampler
     model = BiMixModel(merge_spec(spec))
+    model.check_data(data)  # refused now, not after "compiling the model"
     cfg = model.spec["sampler"]
     decided = model.spec_for(data)  # run_correlation "auto" decided for these data
     lik = decided["likelihood"]
