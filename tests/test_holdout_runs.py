@@ -90,3 +90,20 @@ def test_a_fit_whose_runs_were_named_by_mixture_matches_held_out_ids_by_shares(t
     with pytest.warns(DataWarning, match="the fitted runs were named by their mixture"):
         aligned = align_holdout_runs(fitted, held)
     assert list(aligned.mixtures.index) == ["m001", "new000"]  # run1 is the fit's m001
+
+
+def test_two_held_out_replicates_of_a_fitted_mixture_do_not_merge(tmp_path):
+    """Held-out seeds of one mixture (their own ids) against a fit named by mixture: the first
+    continues the fitted run, the second is a run of its own (not merged into one id)."""
+    fitted = _wide(tmp_path / "fit.csv", [0, 1], [100, 200, 300])
+    _wide(tmp_path / "late.csv", [1, 2], [400, 500, 600], run_col="run")
+    late = pd.read_csv(tmp_path / "late.csv").query("run == 'run1'")
+    pd.concat([late.assign(run=f"seed{k}") for k in (1, 2)]).to_csv(
+        tmp_path / "seeds.csv", index=False
+    )
+    held = load_data(tmp_path / "seeds.csv", min_mixtures=1)  # scored, not fitted
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        aligned = align_holdout_runs(fitted, held)
+    assert sorted(aligned.mixtures.index) == ["m001", "new000"]
+    assert len(aligned.observations) == len(held.observations)

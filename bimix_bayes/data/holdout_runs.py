@@ -98,8 +98,9 @@ def align_holdout_runs(fitted: MixtureData, holdout: MixtureData) -> MixtureData
     fresh = (f"new{k:03d}" for k in range(10**6))
     for j, run in enumerate(holdout.mixtures.index):
         same = np.flatnonzero(np.abs(fit_shares - held_shares[j]).max(axis=1) <= SHARE_TOLERANCE)
-        if len(same) == 1:
-            rename[run] = str(fitted.mixtures.index[same[0]])
+        match = str(fitted.mixtures.index[same[0]]) if len(same) == 1 else None
+        if match is not None and match not in rename.values():  # a replicate: a new run
+            rename[run] = match
             continued += 1
         else:
             rename[run] = next(name for name in fresh if name not in taken)
