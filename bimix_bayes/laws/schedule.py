@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from types import ModuleType
@@ -104,8 +105,6 @@ def count_value(text: str) -> float | None:
     >>> count_value("1.235B"), count_value("410m"), count_value("abc")
     (1235000000.0, 410000000.0, None)
     """
-    import re
-
     m = re.fullmatch(r"\s*([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*([kKmMbBgGtT]?)\s*", str(text))
     if not m:
         return None
